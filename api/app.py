@@ -1,0 +1,71 @@
+"""The Starlette app: one router per API family, auth, the documented error bodies."""
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.routing import Route
+
+from api import compliance_routes, config_routes
+from api.errors import ApiError, handle_api_error, handle_http_exception
+from api.openapi import openapi_document
+from api.responses import json_response
+from services import config_store, kafka
+from services.blobstore import BlobStore
+from services.db import connect
+from services.settings import Settings
+
+HEALTH_TTL_S = 1.0
+
+
+def _health(settings: Settings) -> dict:
+    broker = kafka.broker_answers(settings)
+    return {
+        "broker": broker,
+        "worker": broker and kafka.group_has_members(settings, settings.streams_group),
+        "projector": broker and kafka.group_has_members(settings, settings.projector_group),
+    }
+
+
+async def healthz(request: Request):
+    state = request.app.state
+    cached = getattr(state, "health", None)
+    if cached is None or time.monotonic() - cached[0] > HEALTH_TTL_S:
+        cached = (time.monotonic(), await asyncio.to_thread(_health, state.settings))
+        state.health = cached
+    parts = cached[1]
+    ok = all(parts.values())
+    return json_response({"status": "ok" if ok else "unavailable", **parts}, 200 if ok else 503)
+
+
+async def openapi(request: Request):
+    return json_response(openapi_document(request.app.routes))
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):
+        db = connect(settings.db_url)
+        config_store.init(db)
+        if settings.admin_token:
+            config_store.bootstrap_admin(db, settings.admin_token)
+        app.state.settings = settings
+        app.state.db = db
+        app.state.blobs = BlobStore(settings.blob_dir)
+        app.state.publisher = kafka.Publisher(settings)
+        try:
+            yield
+        finally:
+            app.state.publisher.flush(10)
+            db.close()
+
+    routes = [Route("/healthz", healthz), Route("/openapi.json", openapi),
+              *config_routes.routes, *compliance_routes.routes]
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={
+        ApiError: handle_api_error, HTTPException: handle_http_exception})

@@ -1,0 +1,195 @@
+"""Compliance scans (seeds 001 and 002) and their violations."""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from starlette.requests import Request
+from starlette.routing import Route
+
+from api import compliance_views, queries
+from api.auth import Principal, authenticate
+from api.errors import ApiError, not_found
+from api.openapi import request_body
+from api.requests import idempotent, json_body, parse
+from api.responses import json_response
+from services import config_store
+from services import contracts as c
+from services.config_store import new_id
+from services.envelope import deterministic_id, make_event, utcnow
+from services.policy import missing_columns
+from services.rules import parse_rule
+
+SOURCE = "scanledger/api"
+COMPLIANCE_FIELDS = {"policy_id", "upload_id", "mapping_id"}
+POLL_S = 0.02
+
+
+@request_body("POST", "/api/scan/run")
+class ScanRunBody(BaseModel):
+    policy_id: str = Field(min_length=1)
+    upload_id: str = Field(min_length=1)
+    mapping_id: str = Field(min_length=1)
+    audit_id: str | None = None
+    audit_name: str | None = None
+
+
+def is_compliance_request(body: dict) -> bool:
+    return bool(COMPLIANCE_FIELDS & body.keys())
+
+
+def build_request(db, principal: Principal, body: ScanRunBody) -> dict:
+    """Resolve everything the scan will use into the snapshot it carries (404s as seed 002)."""
+    ws = principal.workspace_id
+    mapping = config_store.get_mapping(db, ws, body.mapping_id)
+    if mapping is None:
+        raise not_found("Mapping not found. Confirm mapping first.")
+    upload = config_store.get_upload(db, ws, body.upload_id)
+    if upload is None:
+        raise not_found("Upload not found. Upload data first.")
+    policy = config_store.get_policy(db, ws, body.policy_id)
+    rules = [r for r in (policy or {}).get("rules", []) if r.get("active", True)]
+    if not rules:
+        raise not_found("No rules found for this policy.")
+    if mapping["upload_id"] != upload["id"]:
+        raise ApiError(400, "Invalid request body",
+                       [{"path": ["mapping_id"], "message": "Mapping was confirmed for another upload"}])
+    details = [{"path": ["policy_id"], "message": f"Rule '{r['id']}' uses field '{f}', which the upload lacks"}
+               for r in rules for f in missing_columns(parse_rule(r), mapping["mapping"], upload["columns"])]
+    if details:
+        raise ApiError(400, "Invalid request body", details)
+    return {
+        "scan_id": new_id(),
+        "kind": "compliance",
+        "workspace_id": ws,
+        "requested_by": principal.user,
+        "requested_at": utcnow(),
+        "policy": {"id": policy["id"], "name": policy["name"], "rules": rules},
+        "upload": {"id": upload["id"], "filename": upload["filename"], "blob": upload["blob"],
+                   "record_count": upload["record_count"], "columns": upload["columns"],
+                   "pii_findings": upload["pii_findings"]},
+        "mapping": {"id": mapping["id"], "mapping": mapping["mapping"], "temporal_scale": mapping["temporal_scale"]},
+        "audit_id": body.audit_id,
+        "audit_name": body.audit_name,
+        "rerun_of": None,
+    }
+
+
+async def send_command(request: Request, type_: str, scan_id: str, workspace_id: str, data: dict) -> None:
+    """Produce a command with acks=all before the API answers."""
+    state = request.app.state
+    command = make_event(type_, scan_id, data, id=deterministic_id(type_, scan_id, new_id()), source=SOURCE,
+                         workspace_id=workspace_id)
+    state.publisher.publish(state.settings.topics.commands, command)
+    await state.publisher.flush_async()
+
+
+async def wait_until(check, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not check():
+        await asyncio.sleep(POLL_S)
+
+
+async def run_compliance_scan(request: Request, principal: Principal, body: dict):
+    if not principal.can("scan:trigger"):
+        raise ApiError(403, f"The {principal.role} role does not have the scan:trigger permission")
+    db = request.app.state.db
+    scan_request = build_request(db, principal, parse(ScanRunBody, body))
+    scan_id = scan_request["scan_id"]
+    config_store.add_scan_request(db, principal.workspace_id, scan_id, "compliance", scan_request)
+    await send_command(request, c.RUN_SCAN, scan_id, principal.workspace_id, scan_request)
+    # Seed 002 scans "run synchronously": answer once the results are final, or after the wait.
+    await wait_until(lambda: queries.is_settled(queries.scan(db, principal.workspace_id, scan_id)),
+                     request.app.state.settings.scan_sync_wait_s)
+    return json_response({"scan_id": scan_id, "status": "running"})
+
+
+async def run_scan(request: Request):
+    """Trigger a scan: a compliance scan (seed 002) or, with an empty body, a monitor scan (seed 000)."""
+    principal = authenticate(request)
+
+    async def handler():
+        body = await json_body(request, allow_empty=True)
+        if not is_compliance_request(body):
+            monitor_scan = getattr(request.app.state, "monitor_scan", None)
+            if monitor_scan is not None:
+                return await monitor_scan(request, principal, body)
+        return await run_compliance_scan(request, principal, body)
+
+    return await idempotent(request, principal, handler)
+
+
+async def get_scan(request: Request):
+    """Status, results, score history and delta of a compliance scan (seed 001)."""
+    principal = authenticate(request, "assets:read")
+    db = request.app.state.db
+    scan_id = request.path_params["id"]
+    row = queries.scan(db, principal.workspace_id, scan_id)
+    if row is not None:
+        return json_response(compliance_views.scan_view(db, row))
+    pending = config_store.get_scan_request(db, principal.workspace_id, scan_id)
+    if pending is None:
+        raise not_found("Scan not found")
+    return json_response(compliance_views.pending_view(pending))
+
+
+class ViolationQuery(BaseModel):
+    page: int = Field(1, ge=1)
+    size: int = Field(50, ge=1, le=1000)
+    rule_id: str | None = None
+    status: Literal["open", "resolved", "dismissed"] | None = None
+    severity: Literal["low", "medium", "high", "critical"] | None = None
+
+
+async def list_violations(request: Request):
+    """The violations of a scan, paginated, filtered by rule, status and severity."""
+    principal = authenticate(request, "assets:read")
+    db = request.app.state.db
+    scan_id = request.path_params["id"]
+    if queries.scan(db, principal.workspace_id, scan_id) is None:
+        if config_store.get_scan_request(db, principal.workspace_id, scan_id) is None:
+            raise not_found("Scan not found")
+    query = parse(ViolationQuery, dict(request.query_params))
+    return json_response(queries.violations_page(db, scan_id, query.page, query.size, query.rule_id, query.status,
+                                                 query.severity))
+
+
+@request_body("PATCH", "/api/violations/{id}")
+class ViolationPatch(BaseModel):
+    status: Literal["open", "resolved", "dismissed"]
+
+
+def violation_view(row) -> dict:
+    return {k: row[k] for k in ("id", "scan_id", "rule_id", "rule_name", "rule_type", "severity", "account",
+                                "record_index", "record_key", "value", "window", "signature", "status",
+                                "detected_at")}
+
+
+async def patch_violation(request: Request):
+    """Resolve, dismiss or reopen a violation; the score follows."""
+    principal = authenticate(request, "config:write")
+    db = request.app.state.db
+    vid = request.path_params["id"]
+    patch = parse(ViolationPatch, await json_body(request))
+    row = queries.violation(db, principal.workspace_id, vid)
+    if row is None:
+        raise not_found("Violation not found")
+    if not (row["finalized"] and row["scan_status"] in queries.TERMINAL):
+        raise ApiError(409, "The scan has not finished yet")
+    if row["status"] != patch.status:
+        await send_command(request, c.CHANGE_VIOLATION_STATUS, row["scan_id"], principal.workspace_id, {
+            "scan_id": row["scan_id"], "violation_id": vid, "severity": row["severity"],
+            "status": patch.status, "changed_by": principal.user})
+        await wait_until(lambda: queries.violation(db, principal.workspace_id, vid)["status"] == patch.status,
+                         request.app.state.settings.scan_sync_wait_s)
+    return json_response({**violation_view(row), "status": patch.status})
+
+
+routes = [
+    Route("/api/scan/run", run_scan, methods=["POST"]),
+    Route("/api/scan/{id}", get_scan, methods=["GET"]),
+    Route("/api/scan/{id}/violations", list_violations, methods=["GET"]),
+    Route("/api/violations/{id}", patch_violation, methods=["PATCH"]),
+]

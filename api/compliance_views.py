@@ -1,0 +1,62 @@
+"""The JSON shapes of seed 001 (GET /api/scan/{id}) from the read model."""
+from __future__ import annotations
+
+from api import queries
+
+# Ledger states as seed 001 names them.
+STATUS = {"queued": "pending", "running": "running", "completed": "completed", "partial_failure": "failed",
+          "failed": "failed", "aborted": "aborted"}
+
+
+def scan_status(row) -> str:
+    if row["status"] in queries.TERMINAL and not row["finalized"]:
+        return "running"  # finished on the ledger, violations still arriving
+    return STATUS[row["status"]]
+
+
+def rules_processed(row) -> int:
+    if row["rules_processed"] is not None and row["finalized"]:
+        return row["rules_processed"]
+    if not row["rule_evals_total"]:
+        return 0
+    return row["rules_total"] * row["rule_evals_done"] // row["rule_evals_total"]
+
+
+def scan_view(db, row) -> dict:
+    settled = queries.is_settled(row)
+    return {
+        "id": row["scan_id"],
+        "status": scan_status(row),
+        "violation_count": row["violation_count"] if settled else 0,
+        "compliance_score": row["compliance_score"] if settled else 0,
+        "rules_processed": rules_processed(row),
+        "rules_total": row["rules_total"],
+        "created_at": row["created_at"],
+        "completed_at": row["finished_at"] if settled else None,
+        "audit_name": row["audit_name"],
+        "record_count": row["record_count"],
+        "policy_id": row["policy_id"],
+        "upload_id": row["upload_id"],
+        "mapping_id": row["mapping_id"],
+        "audit_id": row["audit_id"],
+        "mapping_config": queries.loads(row["mapping_config"]) or {},
+        "temporal_scale": row["temporal_scale"],
+        "score_history": queries.score_history(db, row["scan_id"]) if settled else [],
+        "delta": queries.loads(row["delta"]) if settled else None,
+        "error": row["error"] if settled else None,
+        "pii_findings": queries.loads(row["pii_findings"]) or [],
+    }
+
+
+def pending_view(request_row) -> dict:
+    """A scan the API accepted that the ledger has not shown the projector yet."""
+    r = request_row["request"]
+    return {
+        "id": r["scan_id"], "status": "pending", "violation_count": 0, "compliance_score": 0,
+        "rules_processed": 0, "rules_total": len(r["policy"]["rules"]), "created_at": r["requested_at"],
+        "completed_at": None, "audit_name": r.get("audit_name"), "record_count": 0,
+        "policy_id": r["policy"]["id"], "upload_id": r["upload"]["id"], "mapping_id": r["mapping"]["id"],
+        "audit_id": r.get("audit_id"), "mapping_config": r["mapping"]["mapping"],
+        "temporal_scale": r["mapping"].get("temporal_scale"), "score_history": [], "delta": None, "error": None,
+        "pii_findings": r["upload"].get("pii_findings", []),
+    }

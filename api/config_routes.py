@@ -1,0 +1,183 @@
+"""Configuration API: uploads, column mappings and policies (ours to define; seeds 001/002 use them)."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from api.auth import authenticate
+from api.errors import ApiError, not_found, validation_error
+from api.openapi import request_body
+from api.requests import idempotent, json_body, parse
+from api.responses import json_response
+from services import config_store
+from services.config_store import new_id
+from services.pii import scan_pii
+from services.readers import InputError, detect_format, read_table, to_ipc
+from services.rules import parse_rule
+
+UPLOAD_NOT_FOUND = "Upload not found. Upload data first."
+
+
+def upload_view(u: dict) -> dict:
+    return {"upload_id": u["id"], "filename": u["filename"], "record_count": u["record_count"],
+            "columns": u["columns"], "pii_findings": u["pii_findings"], "created_at": u["created_at"]}
+
+
+def _ingest(data: bytes, filename: str | None, content_type: str | None, max_records: int, blobs):
+    table = read_table(data, detect_format(filename, content_type), max_records)
+    findings = scan_pii(table)
+    return blobs.put(data), blobs.put(to_ipc(table)), table.num_rows, table.column_names, findings
+
+
+async def create_upload(request: Request):
+    """Upload a CSV, JSON/JSONL or Parquet file of records (multipart field `file`)."""
+    principal = authenticate(request, "config:write")
+
+    async def handler():
+        try:
+            form = await request.form(max_files=1)
+        except Exception as exc:
+            raise ApiError(400, "Invalid request body", [{"path": ["file"], "message": str(exc)}]) from None
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise ApiError(400, "Invalid request body", [{"path": ["file"], "message": "Required"}])
+        data = await upload.read()
+        state = request.app.state
+        try:
+            raw_blob, blob, count, columns, findings = await run_in_threadpool(
+                _ingest, data, upload.filename, upload.content_type, state.settings.max_upload_records, state.blobs)
+        except InputError as exc:
+            raise ApiError(exc.status, exc.message) from None
+        row = config_store.add_upload(state.db, principal.workspace_id, upload.filename, raw_blob, blob, count,
+                                      columns, findings)
+        return json_response(upload_view(row), 201)
+
+    return await idempotent(request, principal, handler)
+
+
+@request_body("POST", "/api/mapping/confirm")
+class MappingBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    upload_id: str = Field(min_length=1)
+    mapping: dict[str, str] = Field(min_length=1)
+    temporal_scale: Literal["daily", "weekly", "monthly"] = "daily"
+
+
+def mapping_view(m: dict) -> dict:
+    return {"mapping_id": m["id"], "upload_id": m["upload_id"], "mapping": m["mapping"],
+            "temporal_scale": m["temporal_scale"], "confirmed": True, "created_at": m["created_at"]}
+
+
+async def confirm_mapping(request: Request):
+    """Confirm the column mapping of an upload."""
+    principal = authenticate(request, "config:write")
+
+    async def handler():
+        body = parse(MappingBody, await json_body(request))
+        db = request.app.state.db
+        upload = config_store.get_upload(db, principal.workspace_id, body.upload_id)
+        if upload is None:
+            raise not_found(UPLOAD_NOT_FOUND)
+        missing = [{"path": ["mapping", field], "message": f"Column '{column}' is not in the upload"}
+                   for field, column in body.mapping.items() if column not in upload["columns"]]
+        if missing:
+            raise ApiError(400, "Invalid request body", missing)
+        row = config_store.add_mapping(db, principal.workspace_id, body.upload_id, body.mapping, body.temporal_scale)
+        return json_response(mapping_view(row), 201)
+
+    return await idempotent(request, principal, handler)
+
+
+@request_body("POST", "/api/policies")
+@request_body("PUT", "/api/policies/{id}")
+class PolicyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)
+    description: str | None = None
+    rules: list[dict[str, Any]]
+
+
+def _policy_from(body: dict) -> PolicyBody:
+    policy = parse(PolicyBody, body)
+    rules, details = [], []
+    for i, raw in enumerate(policy.rules):
+        raw = {"id": new_id(), **raw}
+        try:
+            rules.append(parse_rule(raw).model_dump())
+        except ValidationError as exc:
+            details += validation_error(exc, prefix=("rules", i)).details
+    ids = [r["id"] for r in rules]
+    details += [{"path": ["rules"], "message": f"Duplicate rule id '{rid}'"} for rid in sorted({i for i in ids if ids.count(i) > 1})]
+    if details:
+        raise ApiError(400, "Invalid request body", details)
+    policy.rules = rules
+    return policy
+
+
+def policy_view(p: dict) -> dict:
+    return {"id": p["id"], "name": p["name"], "description": p["description"], "rules": p["rules"],
+            "created_at": p["created_at"], "updated_at": p["updated_at"]}
+
+
+async def create_policy(request: Request):
+    """Create a compliance policy with its rules."""
+    principal = authenticate(request, "config:write")
+
+    async def handler():
+        policy = _policy_from(await json_body(request))
+        row = config_store.add_policy(request.app.state.db, principal.workspace_id, policy.name, policy.description,
+                                      policy.rules)
+        return json_response(policy_view(row), 201)
+
+    return await idempotent(request, principal, handler)
+
+
+async def list_policies(request: Request):
+    """List the workspace's policies."""
+    principal = authenticate(request, "assets:read")
+    items = [policy_view(p) for p in config_store.list_policies(request.app.state.db, principal.workspace_id)]
+    return json_response({"items": items, "total": len(items)})
+
+
+async def get_policy(request: Request):
+    """Get a policy."""
+    principal = authenticate(request, "assets:read")
+    row = config_store.get_policy(request.app.state.db, principal.workspace_id, request.path_params["id"])
+    if row is None:
+        raise not_found("Policy not found")
+    return json_response(policy_view(row))
+
+
+async def update_policy(request: Request):
+    """Replace a policy's name, description and rules."""
+    principal = authenticate(request, "config:write")
+    policy = _policy_from(await json_body(request))
+    row = config_store.update_policy(request.app.state.db, principal.workspace_id, request.path_params["id"],
+                                     policy.name, policy.description, policy.rules)
+    if row is None:
+        raise not_found("Policy not found")
+    return json_response(policy_view(row))
+
+
+async def delete_policy(request: Request):
+    """Delete a policy; scans that used it keep their snapshot."""
+    principal = authenticate(request, "config:write")
+    if not config_store.delete_policy(request.app.state.db, principal.workspace_id, request.path_params["id"]):
+        raise not_found("Policy not found")
+    return Response(status_code=204)
+
+
+routes = [
+    Route("/api/upload", create_upload, methods=["POST"]),
+    Route("/api/mapping/confirm", confirm_mapping, methods=["POST"]),
+    Route("/api/policies", create_policy, methods=["POST"]),
+    Route("/api/policies", list_policies, methods=["GET"]),
+    Route("/api/policies/{id}", get_policy, methods=["GET"]),
+    Route("/api/policies/{id}", update_policy, methods=["PUT"]),
+    Route("/api/policies/{id}", delete_policy, methods=["DELETE"]),
+]

@@ -1,0 +1,47 @@
+"""The documented error body: {"error": CODE, "message": text[, "details": [...]]}."""
+from __future__ import annotations
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from api.responses import json_response
+
+CODES = {400: "VALIDATION_ERROR", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
+         409: "CONFLICT", 413: "PAYLOAD_TOO_LARGE", 422: "UNPROCESSABLE_ENTITY", 503: "UNAVAILABLE"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, details: list | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.details = status, message, details
+        self.code = code or CODES.get(status, "ERROR")
+
+
+def not_found(message: str) -> ApiError:
+    return ApiError(404, message)
+
+
+def details_from(exc: ValidationError, prefix: tuple = ()) -> list[dict]:
+    """pydantic errors as [{path, message}], with "Required" for a missing field (seed 002)."""
+    return [{"path": [*prefix, *err["loc"]], "message": "Required" if err["type"] == "missing" else err["msg"]}
+            for err in exc.errors()]
+
+
+def validation_error(exc: ValidationError, message: str = "Invalid request body", prefix: tuple = ()) -> ApiError:
+    return ApiError(400, message, details_from(exc, prefix))
+
+
+def body(exc: ApiError) -> dict:
+    out = {"error": exc.code, "message": exc.message}
+    if exc.details is not None:
+        out["details"] = exc.details
+    return out
+
+
+async def handle_api_error(_request: Request, exc: ApiError) -> Response:
+    return json_response(body(exc), exc.status)
+
+
+async def handle_http_exception(_request: Request, exc) -> Response:
+    return json_response({"error": CODES.get(exc.status_code, "ERROR"), "message": exc.detail}, exc.status_code)

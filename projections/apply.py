@@ -1,0 +1,218 @@
+"""One apply function per event type, and the batch that applies them in one transaction.
+
+Every apply is idempotent on event ids (violations by their primary key, lifecycle events
+through rm_processed_events), so a re-emitted event changes nothing. Nothing here reads
+the clock: the rows are a function of the ledger alone, which is what lets `replay`
+arrive at exactly the rows of the live projector.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+from services import contracts as c
+from services import delta as deltas
+
+TERMINAL = ("completed", "partial_failure", "failed", "aborted")
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    type: str | None
+    event: dict
+
+
+def _json(value) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _first_time(conn, event_id: str) -> bool:
+    return conn.execute("INSERT INTO rm_processed_events (event_id) VALUES (?) ON CONFLICT DO NOTHING",
+                        (event_id,)).rowcount == 1
+
+
+def scan_requested(conn, rec: Record) -> None:
+    d = rec.event["data"]
+    conn.execute(
+        "INSERT INTO rm_scans (scan_id, workspace_id, kind, status, policy_id, policy_name, upload_id, mapping_id,"
+        " audit_id, audit_name, mapping_config, temporal_scale, requested_by, rerun_of, pii_findings, record_total,"
+        " rules_total, created_at) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT(scan_id) DO NOTHING",
+        (d["scan_id"], d["workspace_id"], d["kind"], d["policy"]["id"], d["policy"]["name"], d["upload"]["id"],
+         d["mapping"]["id"], d.get("audit_id"), d.get("audit_name"), _json(d["mapping"]["mapping"]),
+         d["mapping"].get("temporal_scale"), d["requested_by"], d.get("rerun_of"),
+         _json(d["upload"].get("pii_findings", [])), d["upload"]["record_count"], len(d["policy"]["rules"]),
+         d["requested_at"]))
+
+
+def scan_started(conn, rec: Record) -> None:
+    d = rec.event["data"]
+    conn.executemany(
+        "INSERT INTO rm_units (unit_id, scan_id, idx, record_count, rules_total, status)"
+        " VALUES (?, ?, ?, ?, ?, 'pending') ON CONFLICT(unit_id) DO NOTHING",
+        [(u["unit_id"], d["scan_id"], u["index"], u["record_count"], len(u["rule_ids"])) for u in d["units"]])
+    conn.execute(
+        "UPDATE rm_scans SET status = 'running', started_at = ?, units_total = ?, rule_evals_total = ?"
+        " WHERE scan_id = ? AND status = 'queued'",
+        (d["started_at"], len(d["units"]), sum(len(u["rule_ids"]) for u in d["units"]), d["scan_id"]))
+
+
+def unit_progressed(conn, rec: Record) -> None:
+    d = rec.event["data"]
+    row = conn.execute("SELECT rules_done FROM rm_units WHERE unit_id = ?", (d["unit_id"],)).fetchone()
+    if row is None or row["rules_done"] >= d["rules_done"]:
+        return
+    conn.execute("UPDATE rm_units SET rules_done = ?, status = CASE status WHEN 'pending' THEN 'running' ELSE status END"
+                 " WHERE unit_id = ?", (d["rules_done"], d["unit_id"]))
+    conn.execute("UPDATE rm_scans SET rule_evals_done = rule_evals_done + ? WHERE scan_id = ?",
+                 (d["rules_done"] - row["rules_done"], d["scan_id"]))
+
+
+def unit_finished(conn, rec: Record) -> None:
+    d = rec.event["data"]
+    failed = rec.type == c.UNIT_FAILED
+    found = sum(d.get("violations_by_rule", {}).values())
+    conn.execute("UPDATE rm_units SET status = ?, violation_count = ?, error = ? WHERE unit_id = ?",
+                 ("failed" if failed else "completed", found, d.get("error"), d["unit_id"]))
+    if not failed:
+        conn.execute("UPDATE rm_scans SET record_count = record_count + ? WHERE scan_id = ?",
+                     (d["record_count"], d["scan_id"]))
+
+
+def scan_finished(conn, rec: Record) -> None:
+    d = rec.event["data"]
+    conn.execute(
+        "UPDATE rm_scans SET status = ?, record_count = ?, rules_processed = ?, violation_count = ?,"
+        " compliance_score = ?, error = ?, finished_at = ? WHERE scan_id = ?",
+        (d["status"], d["record_count"], d["rules_processed"], d["violation_count"], d["compliance_score"],
+         d["error"], d["finished_at"], d["scan_id"]))
+    _score_entry(conn, rec, d["compliance_score"], d["finished_at"], f"scan_{d['status']}", None)
+
+
+def violation_status_changed(conn, rec: Record) -> None:
+    d = rec.event["data"]
+    conn.execute(
+        "INSERT INTO rm_violation_status (violation_id, scan_id, status, changed_at, changed_by) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT(violation_id) DO UPDATE SET status = excluded.status, changed_at = excluded.changed_at,"
+        " changed_by = excluded.changed_by",
+        (d["violation_id"], d["scan_id"], d["status"], d["changed_at"], d["changed_by"]))
+    conn.execute("UPDATE rm_scans SET compliance_score = ? WHERE scan_id = ?", (d["compliance_score"], d["scan_id"]))
+    action = "violation_reopened" if d["status"] == "open" else f"violation_{d['status']}"
+    _score_entry(conn, rec, d["compliance_score"], d["changed_at"], action, d["violation_id"])
+
+
+def _score_entry(conn, rec: Record, score: float, timestamp: str, action: str, violation_id: str | None) -> None:
+    d = rec.event["data"]
+    conn.execute("INSERT INTO rm_score_history (event_id, scan_id, position, score, timestamp, action, violation_id)"
+                 " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(event_id) DO NOTHING",
+                 (rec.event["id"], d["scan_id"], rec.offset, score, timestamp, action, violation_id))
+
+
+def violations(conn, recs: list[Record]) -> set[str]:
+    """Insert a batch of violations; returns the scans that got new ones."""
+    per_scan: dict[str, list[tuple]] = {}
+    for rec in recs:
+        d = rec.event["data"]
+        per_scan.setdefault(d["scan_id"], []).append((
+            d["violation_id"], d["scan_id"], d["rule_id"], d["rule_name"], d["rule_type"], d["severity"],
+            d["account"], d["record_index"], d["record_key"], d["value"], d["window"], d["signature"],
+            rec.event["time"]))
+    for rows in per_scan.values():
+        conn.executemany(
+            "INSERT INTO rm_violations (violation_id, scan_id, rule_id, rule_name, rule_type, severity, account,"
+            " record_index, record_key, value, window, signature, detected_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(violation_id) DO NOTHING", rows)
+    return set(per_scan)
+
+
+LIFECYCLE = {
+    c.SCAN_REQUESTED: scan_requested,
+    c.SCAN_STARTED: scan_started,
+    c.UNIT_PROGRESSED: unit_progressed,
+    c.UNIT_COMPLETED: unit_finished,
+    c.UNIT_FAILED: unit_finished,
+    c.SCAN_FINISHED: scan_finished,
+    c.VIOLATION_STATUS_CHANGED: violation_status_changed,
+}
+
+
+def apply_batch(conn, records: list[Record]) -> None:
+    """Apply records (already inside a transaction), then finalize the scans they completed."""
+    touched: set[str] = set()
+    pending_violations: list[Record] = []
+    for rec in records:
+        if rec.type == c.VIOLATION_DETECTED:
+            pending_violations.append(rec)
+            continue
+        apply = LIFECYCLE.get(rec.type)
+        if apply is not None and _first_time(conn, rec.event["id"]):
+            apply(conn, rec)
+            touched.add(rec.event["subject"])
+    touched |= violations(conn, pending_violations)
+    for scan_id in sorted(touched):
+        _count_violations(conn, scan_id)
+        finalize(conn, scan_id)
+    _store_offsets(conn, records)
+
+
+def _count_violations(conn, scan_id: str) -> None:
+    # Counted, not incremented: violations travel on another topic and may arrive before their scan.
+    conn.execute("UPDATE rm_scans SET violations_seen = (SELECT COUNT(*) FROM rm_violations WHERE scan_id = ?)"
+                 " WHERE scan_id = ? AND finalized = 0", (scan_id, scan_id))
+
+
+def finalize(conn, scan_id: str) -> None:
+    """A finished scan whose violations have all arrived gets its delta; so may its successor.
+
+    The delta's previous scan is the latest finalized completed scan of the same policy
+    created before this one. Finalizing a scan may change the successor's previous scan,
+    so it is recomputed too: the end state is the same in whatever order scans finish.
+    """
+    scan = conn.execute("SELECT * FROM rm_scans WHERE scan_id = ?", (scan_id,)).fetchone()
+    if (scan is None or scan["finalized"] or scan["status"] not in TERMINAL
+            or scan["violation_count"] is None or scan["violations_seen"] < scan["violation_count"]):
+        return
+    conn.execute("UPDATE rm_scans SET finalized = 1 WHERE scan_id = ?", (scan_id,))
+    if scan["status"] != "completed" or scan["kind"] != "compliance":
+        return
+    _compute_delta(conn, scan)
+    successor = conn.execute(
+        "SELECT * FROM rm_scans WHERE workspace_id = ? AND policy_id = ? AND kind = 'compliance' AND finalized = 1"
+        " AND status = 'completed' AND (created_at, scan_id) > (?, ?) ORDER BY created_at, scan_id LIMIT 1",
+        (scan["workspace_id"], scan["policy_id"], scan["created_at"], scan_id)).fetchone()
+    if successor is not None:
+        _compute_delta(conn, successor)
+
+
+def _compute_delta(conn, scan) -> None:
+    previous = conn.execute(
+        "SELECT scan_id, violation_count FROM rm_scans WHERE workspace_id = ? AND policy_id = ? AND kind = 'compliance'"
+        " AND finalized = 1 AND status = 'completed' AND (created_at, scan_id) < (?, ?)"
+        " ORDER BY created_at DESC, scan_id DESC LIMIT 1",
+        (scan["workspace_id"], scan["policy_id"], scan["created_at"], scan["scan_id"])).fetchone()
+    if previous is None:
+        value = None
+    else:
+        current = _signatures(conn, scan["scan_id"])
+        value = _json(deltas.compute(current, _signatures(conn, previous["scan_id"]), previous["scan_id"],
+                                     previous["violation_count"]))
+    conn.execute("UPDATE rm_scans SET delta = ? WHERE scan_id = ?", (value, scan["scan_id"]))
+
+
+def _signatures(conn, scan_id: str) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT DISTINCT signature FROM rm_violations WHERE scan_id = ?", (scan_id,))}
+
+
+def _store_offsets(conn, records: list[Record]) -> None:
+    latest: dict[tuple[str, int], int] = {}
+    for rec in records:
+        key = (rec.topic, rec.partition)
+        latest[key] = max(latest.get(key, -1), rec.offset)
+    conn.executemany(
+        "INSERT INTO projector_offsets (topic, partition, next_offset) VALUES (?, ?, ?)"
+        " ON CONFLICT(topic, partition) DO UPDATE SET next_offset = MAX(next_offset, excluded.next_offset)",
+        [(t, p, o + 1) for (t, p), o in latest.items()])

@@ -1,0 +1,49 @@
+"""Read-model tables. Disposable: `replay` drops and rebuilds them from the ledger."""
+from __future__ import annotations
+
+READ_MODEL_TABLES = ["rm_scans", "rm_units", "rm_violations", "rm_violation_status", "rm_score_history",
+                     "rm_processed_events", "projector_offsets"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS rm_scans (
+    scan_id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
+    policy_id TEXT, policy_name TEXT, upload_id TEXT, mapping_id TEXT, audit_id TEXT, audit_name TEXT,
+    mapping_config TEXT, temporal_scale TEXT, requested_by TEXT, rerun_of TEXT, pii_findings TEXT,
+    record_total INTEGER NOT NULL DEFAULT 0, record_count INTEGER NOT NULL DEFAULT 0,
+    rules_total INTEGER NOT NULL DEFAULT 0, rules_processed INTEGER, rule_evals_total INTEGER NOT NULL DEFAULT 0,
+    rule_evals_done INTEGER NOT NULL DEFAULT 0, units_total INTEGER NOT NULL DEFAULT 0,
+    violation_count INTEGER, violations_seen INTEGER NOT NULL DEFAULT 0, compliance_score REAL,
+    error TEXT, created_at TEXT NOT NULL, started_at TEXT, finished_at TEXT,
+    finalized INTEGER NOT NULL DEFAULT 0, delta TEXT);
+CREATE INDEX IF NOT EXISTS rm_scans_policy ON rm_scans (workspace_id, policy_id, created_at);
+CREATE TABLE IF NOT EXISTS rm_units (
+    unit_id TEXT PRIMARY KEY, scan_id TEXT NOT NULL, idx INTEGER NOT NULL, record_count INTEGER NOT NULL,
+    rules_total INTEGER NOT NULL, rules_done INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL,
+    violation_count INTEGER NOT NULL DEFAULT 0, error TEXT);
+CREATE INDEX IF NOT EXISTS rm_units_scan ON rm_units (scan_id, idx);
+CREATE TABLE IF NOT EXISTS rm_violations (
+    violation_id TEXT PRIMARY KEY, scan_id TEXT NOT NULL, rule_id TEXT NOT NULL, rule_name TEXT,
+    rule_type TEXT, severity TEXT NOT NULL, account TEXT, record_index INTEGER, record_key TEXT NOT NULL,
+    value TEXT, window TEXT, signature TEXT NOT NULL, detected_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS rm_violations_scan ON rm_violations (scan_id, rule_id, record_key);
+CREATE TABLE IF NOT EXISTS rm_violation_status (
+    violation_id TEXT PRIMARY KEY, scan_id TEXT NOT NULL, status TEXT NOT NULL, changed_at TEXT NOT NULL,
+    changed_by TEXT);
+CREATE TABLE IF NOT EXISTS rm_score_history (
+    event_id TEXT PRIMARY KEY, scan_id TEXT NOT NULL, position INTEGER NOT NULL, score REAL NOT NULL,
+    timestamp TEXT NOT NULL, action TEXT NOT NULL, violation_id TEXT);
+CREATE INDEX IF NOT EXISTS rm_score_history_scan ON rm_score_history (scan_id, position);
+CREATE TABLE IF NOT EXISTS rm_processed_events (event_id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS projector_offsets (
+    topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition));
+"""
+
+
+def create(conn) -> None:
+    conn.executescript(SCHEMA)
+
+
+def drop(conn) -> None:
+    for table in READ_MODEL_TABLES:
+        conn.execute(f"DROP TABLE IF EXISTS {table}")

@@ -1,0 +1,1 @@
+"""The core every scan-ledger process shares: contracts, pure domain, edge adapters."""

@@ -1,0 +1,223 @@
+"""`scanledger`: one console script for every process.
+
+    scanledger up            broker (unless KAFKA_BOOTSTRAP_SERVERS), worker, projector, api
+    scanledger api|worker|projector
+    scanledger broker start|stop|status|fetch
+    scanledger replay [--into URL]
+    scanledger schemas [--out DIR]
+
+This is the composition root, so it alone imports across streams/, projections/ and api/.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+from services.settings import Settings
+
+
+def _settings(args) -> Settings:
+    if getattr(args, "data_dir", None):
+        os.environ["SCANLEDGER_DATA_DIR"] = str(Path(args.data_dir).resolve())
+    if getattr(args, "port", None):
+        os.environ["SCANLEDGER_PORT"] = str(args.port)
+    return Settings.from_env()
+
+
+def prepare_database(settings: Settings) -> None:
+    from projections import schema
+    from services import config_store
+    from services.db import connect
+
+    conn = connect(settings.db_url)
+    config_store.init(conn)
+    schema.create(conn)
+    if settings.admin_token:
+        config_store.bootstrap_admin(conn, settings.admin_token)
+    conn.close()
+
+
+def cmd_api(args) -> None:
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings(args)
+    prepare_database(settings)
+    uvicorn.run(create_app(settings), host=args.host, port=settings.port, log_level="warning")
+
+
+def cmd_worker(args) -> None:
+    from streams.app import run_worker
+
+    run_worker(_settings(args), loglevel=args.loglevel)
+
+
+def cmd_projector(args) -> None:
+    from projections.projector import run_forever
+
+    settings = _settings(args)
+    prepare_database(settings)
+    run_forever(settings)
+
+
+def cmd_replay(args) -> None:
+    from projections.projector import replay
+
+    settings = _settings(args)
+    started = time.perf_counter()
+    applied = replay(settings, args.into)
+    print(f"replayed {applied} events in {time.perf_counter() - started:.2f}s into {args.into or settings.db_url}")
+
+
+def cmd_broker(args) -> None:
+    from services import localbroker
+
+    settings = _settings(args)
+    if args.action == "fetch":
+        print(localbroker.ensure_jars(settings))
+    elif args.action == "start":
+        localbroker.start(settings)
+        print(f"Kafka broker running at {settings.bootstrap_servers} (data in {settings.broker_dir})")
+    elif args.action == "stop":
+        print("stopped" if localbroker.stop(settings) else "not running")
+    else:
+        print(orjson.dumps(localbroker.status(settings), option=orjson.OPT_INDENT_2).decode())
+
+
+def cmd_schemas(args) -> None:
+    from services.contracts import json_schemas
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for type_, schema in json_schemas().items():
+        (out / f"{type_}.json").write_bytes(orjson.dumps(schema, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    print(f"wrote {len(json_schemas())} schemas to {out}")
+
+
+def admin_token(settings: Settings) -> str:
+    """SCANLEDGER_ADMIN_TOKEN, or one generated once and kept in the data dir."""
+    if settings.admin_token:
+        return settings.admin_token
+    path = settings.data_dir / "admin-token"
+    if path.exists():
+        return path.read_text().strip()
+    token = "sl_" + secrets.token_urlsafe(24)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(token)
+    path.chmod(0o600)
+    return token
+
+
+def cmd_up(args) -> None:
+    from services import kafka, localbroker
+
+    settings = _settings(args)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    token = admin_token(settings)
+    os.environ["SCANLEDGER_ADMIN_TOKEN"] = token
+    settings = Settings.from_env()
+    started_broker = False
+    if settings.uses_local_broker:
+        print(f"starting the local Kafka broker on {settings.bootstrap_servers} …", flush=True)
+        localbroker.start(settings)
+        started_broker = True
+    kafka.ensure_topics(settings)
+    prepare_database(settings)
+    logs = settings.data_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    children: list[subprocess.Popen] = []
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        for name, extra in (("worker", []), ("projector", []), ("api", ["--host", args.host])):
+            log = open(logs / f"{name}.log", "ab")
+            children.append(subprocess.Popen([sys.executable, "-m", "services.cli", name, *extra],
+                                             stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy()))
+        url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{settings.port}"
+        _wait_healthy(url, children, lambda: stopping)
+        print(f"scan-ledger is up at {url}\n  admin token: {token}\n  data dir:    {settings.data_dir}\n"
+              f"  logs:        {logs}\nPress Ctrl-C to stop.", flush=True)
+        while not stopping:
+            if any(child.poll() is not None for child in children):
+                dead = [c.args[3] for c in children if c.poll() is not None]
+                print(f"stopping: {', '.join(dead)} exited (see {logs})", file=sys.stderr)
+                break
+            time.sleep(0.5)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if started_broker:
+            localbroker.stop(settings)
+        print("scan-ledger stopped.", flush=True)
+
+
+def _wait_healthy(url: str, children, stopping, timeout_s: float = 180) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not stopping():
+        if any(child.poll() is not None for child in children):
+            return
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="scanledger", description="An event-sourced ledger of data scans on Kafka.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, func, help_: str, data_dir: bool = True):
+        p = sub.add_parser(name, help=help_)
+        if data_dir:
+            p.add_argument("--data-dir", help="data directory (default ./.scanledger or SCANLEDGER_DATA_DIR)")
+        p.set_defaults(func=func)
+        return p
+
+    up = command("up", cmd_up, "start broker, worker, projector and API locally")
+    up.add_argument("--port", type=int, help="API port (default 8000 or SCANLEDGER_PORT)")
+    up.add_argument("--host", default="127.0.0.1")
+    api = command("api", cmd_api, "serve the HTTP API")
+    api.add_argument("--port", type=int)
+    api.add_argument("--host", default="127.0.0.1")
+    worker = command("worker", cmd_worker, "run a streams worker (coordinator + evaluators)")
+    worker.add_argument("--loglevel", default="warning")
+    command("projector", cmd_projector, "run the projector that builds the read models")
+    replay = command("replay", cmd_replay, "rebuild the read models from the ledger (projector stopped)")
+    replay.add_argument("--into", help="database URL to rebuild into (default: the configured one)")
+    broker = command("broker", cmd_broker, "the local Apache Kafka broker")
+    broker.add_argument("action", choices=["start", "stop", "status", "fetch"])
+    schemas = command("schemas", cmd_schemas, "write the JSON Schemas of every event", data_dir=False)
+    schemas.add_argument("--out", default="docs/schemas")
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""The CloudEvents 1.0 structured-mode envelope every message on our topics uses.
+
+Events are plain dicts serialized with orjson: no Faust record metadata, so any consumer in
+any language reads clean JSON. The type also travels in a `ce_type` header so a consumer can
+skip what it does not want without parsing the body.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+SPECVERSION = "1.0"
+# Namespace for deterministic ids: the same fact always gets the same id.
+ID_NAMESPACE = uuid.UUID("7b0f5a0e-3c2d-4d0e-9a55-5ca41ed6e000")
+TYPE_HEADER = "ce_type"
+
+
+def deterministic_id(*parts: object) -> str:
+    return str(uuid.uuid5(ID_NAMESPACE, "|".join(str(p) for p in parts)))
+
+
+def utcnow() -> str:
+    return iso(datetime.now(timezone.utc))
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def make_event(
+    type_: str,
+    subject: str,
+    data: dict[str, Any],
+    *,
+    id: str,
+    source: str,
+    workspace_id: str,
+    causation_id: str | None = None,
+    correlation_id: str | None = None,
+    time: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "specversion": SPECVERSION,
+        "id": id,
+        "source": source,
+        "type": type_,
+        "subject": subject,
+        "time": time or utcnow(),
+        "datacontenttype": "application/json",
+        "workspaceid": workspace_id,
+        "causationid": causation_id or id,
+        "correlationid": correlation_id or subject,
+        "data": data,
+    }
+
+
+def follow(cause: dict[str, Any], type_: str, data: dict[str, Any], *, id: str, source: str,
+           time: str | None = None) -> dict[str, Any]:
+    """An event caused by another message: same subject, workspace and correlation."""
+    return make_event(type_, cause["subject"], data, id=id, source=source,
+                      workspace_id=cause["workspaceid"], causation_id=cause["id"],
+                      correlation_id=cause.get("correlationid"), time=time)
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    return orjson.dumps(event)
+
+
+def decode(raw: bytes) -> dict[str, Any]:
+    return orjson.loads(raw)
+
+
+def headers(event: dict[str, Any]) -> list[tuple[str, bytes]]:
+    return [(TYPE_HEADER, event["type"].encode())]
+
+
+def header_type(message_headers) -> str | None:
+    """The ce_type of a message from its headers (a list of pairs or a dict)."""
+    if not message_headers:
+        return None
+    items = message_headers.items() if isinstance(message_headers, dict) else message_headers
+    for key, value in items:
+        if key == TYPE_HEADER:
+            return value.decode() if isinstance(value, (bytes, bytearray)) else value
+    return None

@@ -1,0 +1,74 @@
+"""Evaluating one unit of work: its rules over its records, as violation events and counts."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from services import contracts as c
+from services.delta import signature
+from services.envelope import deterministic_id, follow
+from services.rules import Rule, RuleError, evaluate, parse_rule
+
+SOURCE = "scanledger/evaluator"
+
+
+@dataclass
+class RuleOutcome:
+    rule: Rule
+    violations: pa.Table | None
+    error: str | None
+
+
+def evaluate_unit(table: pa.Table, work: dict) -> Iterator[RuleOutcome]:
+    """Each rule of the unit in turn; a rule that cannot run on this data is an outcome, not a crash."""
+    for raw in work["rules"]:
+        rule = parse_rule(raw)
+        try:
+            yield RuleOutcome(rule, evaluate(table, rule, work["mapping"], work.get("temporal_scale")), None)
+        except RuleError as exc:
+            yield RuleOutcome(rule, None, f"rule {rule.id} ({rule.name}): {exc}")
+
+
+def violation_events(cause: dict, work: dict, rule: Rule, violations: pa.Table) -> list[dict]:
+    scan_id, unit_id = work["scan_id"], work["unit_id"]
+    columns = violations.to_pydict()
+    events = []
+    for row, account, key, value, window in zip(columns["row"], columns["account"], columns["key"],
+                                                 columns["value"], columns["window"]):
+        vid = deterministic_id("violation", scan_id, unit_id, rule.id, key)
+        events.append(follow(cause, c.VIOLATION_DETECTED, {
+            "violation_id": vid,
+            "scan_id": scan_id,
+            "unit_id": unit_id,
+            "rule_id": rule.id,
+            "rule_name": rule.name,
+            "rule_type": rule.type,
+            "severity": rule.severity,
+            "account": account,
+            "record_index": row,
+            "record_key": key,
+            "value": value,
+            "window": window,
+            "signature": signature(rule.id, account),
+        }, id=vid, source=SOURCE))
+    return events
+
+
+def progress_event(cause: dict, work: dict, rules_done: int) -> dict:
+    data = {"scan_id": work["scan_id"], "unit_id": work["unit_id"], "rules_done": rules_done,
+            "rules_total": len(work["rules"])}
+    return follow(cause, c.UNIT_PROGRESSED, data, id=deterministic_id(c.UNIT_PROGRESSED, work["unit_id"], rules_done),
+                  source=SOURCE)
+
+
+def unit_result_event(cause: dict, work: dict, by_rule: dict[str, int], by_severity: dict[str, int],
+                      errors: list[str], rules_done: int) -> dict:
+    base = {"scan_id": work["scan_id"], "unit_id": work["unit_id"],
+            "violations_by_rule": by_rule, "violations_by_severity": by_severity}
+    if errors:
+        type_, data = c.UNIT_FAILED, {**base, "error": "; ".join(errors)}
+    else:
+        type_, data = c.UNIT_COMPLETED, {**base, "record_count": work["record_count"], "rules_done": rules_done}
+    return follow(cause, type_, data, id=deterministic_id(type_, work["unit_id"]), source=SOURCE)

@@ -1,0 +1,128 @@
+"""Kafka at the edge: topic creation, the idempotent publisher, consumer settings, health.
+
+Every producer uses partitioner=murmur2_random, the Java client's (and aiokafka's, which
+Faust uses) partitioner, so a scan id lands on the same partition whoever writes it and
+the coordinator's table stays co-partitioned with commands and scan events.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from services.envelope import encode, headers
+from services.settings import Settings
+
+WEEK_MS = 7 * 24 * 3600 * 1000
+
+
+def topic_specs(settings: Settings) -> list[NewTopic]:
+    t, rf = settings.topics, settings.replication_factor
+    forever = {"retention.ms": "-1", "cleanup.policy": "delete"}
+    week = {"retention.ms": str(WEEK_MS), "cleanup.policy": "delete"}
+    return [
+        NewTopic(t.commands, settings.commands_partitions, rf, config=week),
+        NewTopic(t.scan_events, settings.events_partitions, rf, config=forever),
+        NewTopic(t.work, settings.work_partitions, rf, config=week),
+        NewTopic(t.violations, settings.violations_partitions, rf, config=forever),
+    ]
+
+
+def admin(settings: Settings) -> AdminClient:
+    return AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+
+
+def ensure_topics(settings: Settings, timeout: float = 30) -> None:
+    """Create our topics with their configs; topics that exist already are left as they are."""
+    futures = admin(settings).create_topics(topic_specs(settings), operation_timeout=timeout, request_timeout=timeout)
+    for name, future in futures.items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+
+
+class DeliveryFailed(Exception):
+    pass
+
+
+class Publisher:
+    """acks=all, idempotent producer of CloudEvents; flush() raises if anything was lost."""
+
+    def __init__(self, settings: Settings, **overrides: Any):
+        config = {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "acks": "all",
+            "enable.idempotence": True,
+            "partitioner": "murmur2_random",
+            "linger.ms": 2,
+            "compression.type": "lz4",
+            "batch.num.messages": 10000,
+            "queue.buffering.max.messages": 500000,
+        }
+        config.update(overrides)
+        self._producer = Producer(config)
+        self._errors: list[str] = []
+        self._lock = threading.Lock()
+
+    def _on_delivery(self, err, _msg) -> None:
+        if err is not None:
+            with self._lock:
+                self._errors.append(str(err))
+
+    def publish(self, topic: str, event: dict, key: str | None = None) -> None:
+        value = encode(event)
+        key_bytes = (key or event["subject"]).encode()
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key_bytes, headers=headers(event),
+                                       on_delivery=self._on_delivery)
+                break
+            except BufferError:
+                self._producer.poll(0.05)  # local queue full: let deliveries drain
+        self._producer.poll(0)
+
+    def flush(self, timeout: float = 60) -> None:
+        remaining = self._producer.flush(timeout)
+        with self._lock:
+            errors, self._errors = self._errors, []
+        if remaining or errors:
+            raise DeliveryFailed(f"{remaining} messages undelivered; errors: {errors[:3]}")
+
+    async def flush_async(self, timeout: float = 60) -> None:
+        await asyncio.to_thread(self.flush, timeout)
+
+
+def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:
+    config = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": False,
+        "fetch.wait.max.ms": 50,
+    }
+    config.update(overrides)
+    return config
+
+
+def group_has_members(settings: Settings, group_id: str, timeout: float = 3) -> bool:
+    """Whether a consumer group has live members (how /healthz knows a process is up)."""
+    futures = admin(settings).describe_consumer_groups([group_id], request_timeout=timeout)
+    try:
+        description = futures[group_id].result(timeout=timeout)
+    except Exception:
+        return False
+    return len(description.members) > 0
+
+
+def broker_answers(settings: Settings, timeout: float = 3) -> bool:
+    try:
+        admin(settings).list_topics(timeout=timeout)
+        return True
+    except Exception:
+        return False

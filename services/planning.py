@@ -1,0 +1,75 @@
+"""Splitting a scan's data into units of work.
+
+Rules that look across records (duplicate, velocity, structuring) must see every record of
+their group key, so each distinct group key gets its own set of units, split by a stable
+hash of the key; record rules ride along with the account split (or plain chunks when
+there is no account). The split is deterministic: the same data and rules always give the
+same units, so a re-planned scan re-uses the same unit files and ids.
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from services.rules import Rule, partition_key, resolve_column
+
+ROW = "__row"
+
+
+@dataclass(frozen=True)
+class UnitSlice:
+    index: int
+    partition_key: tuple[str, ...]
+    rule_ids: list[str]
+    table: pa.Table
+
+
+def with_row_numbers(table: pa.Table) -> pa.Table:
+    return table.append_column(ROW, pa.array(np.arange(table.num_rows, dtype=np.int64)))
+
+
+def rule_groups(table: pa.Table, rules: list[Rule], mapping: dict[str, str]) -> dict[tuple[str, ...], list[Rule]]:
+    account = resolve_column("account", mapping) if "account" in mapping else None
+    base: tuple[str, ...] = (account,) if account in table.column_names else ()
+    groups: dict[tuple[str, ...], list[Rule]] = {}
+    for rule in rules:
+        groups.setdefault(partition_key(rule, mapping) or base, []).append(rule)
+    return groups
+
+
+def buckets(table: pa.Table, columns: tuple[str, ...], n: int) -> np.ndarray:
+    """The unit (0..n-1) of each row: crc32 of its key; rows with a null key go to unit 0."""
+    if n == 1:
+        return np.zeros(table.num_rows, dtype=np.int64)
+    if not columns:
+        return (np.arange(table.num_rows) * n) // max(table.num_rows, 1)
+    parts = [pc.cast(table.column(c), pa.string()) for c in columns]
+    key = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "\x1f")
+    encoded = pc.dictionary_encode(key).combine_chunks()
+    per_value = np.fromiter((zlib.crc32(v.encode()) % n for v in encoded.dictionary.to_pylist()),
+                            dtype=np.int64, count=len(encoded.dictionary))
+    indices = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    out = np.zeros(table.num_rows, dtype=np.int64)
+    present = indices >= 0
+    out[present] = per_value[indices[present]]
+    return out
+
+
+def plan(table: pa.Table, rules: list[Rule], mapping: dict[str, str], unit_records: int,
+         max_units: int) -> list[UnitSlice]:
+    table = with_row_numbers(table)
+    n = max(1, min(max_units, math.ceil(table.num_rows / max(unit_records, 1))))
+    units: list[UnitSlice] = []
+    for key, group in sorted(rule_groups(table, rules, mapping).items()):
+        assignment = buckets(table, key, n)
+        for b in range(n):
+            rows = np.nonzero(assignment == b)[0]
+            if len(rows) == 0 and n > 1:
+                continue
+            units.append(UnitSlice(len(units), key, [r.id for r in group], table.take(pa.array(rows))))
+    return units

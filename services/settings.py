@@ -1,0 +1,117 @@
+"""Process settings, read once from the environment with embedded defaults.
+
+Every process (api, worker, projector, up) builds one `Settings` from the same variables,
+so a user only ever sets them in one place.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class Topics:
+    prefix: str = "scanledger"
+
+    @property
+    def commands(self) -> str:
+        return f"{self.prefix}.commands"
+
+    @property
+    def scan_events(self) -> str:
+        return f"{self.prefix}.scan-events"
+
+    @property
+    def work(self) -> str:
+        return f"{self.prefix}.work"
+
+    @property
+    def violations(self) -> str:
+        return f"{self.prefix}.violations"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(".scanledger")
+    # None means: run (or use) the project's own local broker on broker_port.
+    kafka_bootstrap: str | None = None
+    broker_port: int = 9092
+    database_url: str | None = None
+    topics: Topics = field(default_factory=Topics)
+    commands_partitions: int = 6
+    events_partitions: int = 6
+    work_partitions: int = 12
+    violations_partitions: int = 12
+    replication_factor: int = 1
+    port: int = 8000
+    admin_token: str | None = None
+    max_upload_records: int = 5_000_000
+    # Records per unit of work for a compliance scan; units are capped at work_partitions.
+    unit_records: int = 100_000
+    # How long POST /api/scan/run waits for the scan to finish before answering "running".
+    scan_sync_wait_s: float = 5.0
+    cache_dir: Path = Path.home() / ".cache" / "scanledger"
+    broker_heap_mb: int = 512
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        data_dir = Path(os.environ.get("SCANLEDGER_DATA_DIR") or ".scanledger").resolve()
+        settings = cls(
+            data_dir=data_dir,
+            kafka_bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+            broker_port=_int("SCANLEDGER_BROKER_PORT", 9092),
+            database_url=os.environ.get("SCANLEDGER_DATABASE_URL") or None,
+            topics=Topics(os.environ.get("SCANLEDGER_TOPIC_PREFIX") or "scanledger"),
+            commands_partitions=_int("SCANLEDGER_COMMANDS_PARTITIONS", 6),
+            events_partitions=_int("SCANLEDGER_EVENTS_PARTITIONS", 6),
+            work_partitions=_int("SCANLEDGER_WORK_PARTITIONS", 12),
+            violations_partitions=_int("SCANLEDGER_VIOLATIONS_PARTITIONS", 12),
+            replication_factor=_int("SCANLEDGER_REPLICATION_FACTOR", 1),
+            port=_int("SCANLEDGER_PORT", 8000),
+            admin_token=os.environ.get("SCANLEDGER_ADMIN_TOKEN") or None,
+            max_upload_records=_int("SCANLEDGER_MAX_UPLOAD_RECORDS", 5_000_000),
+            unit_records=_int("SCANLEDGER_UNIT_RECORDS", 100_000),
+            scan_sync_wait_s=_float("SCANLEDGER_SCAN_SYNC_WAIT", 5.0),
+            cache_dir=Path(os.environ.get("SCANLEDGER_CACHE_DIR") or Path.home() / ".cache" / "scanledger"),
+            broker_heap_mb=_int("SCANLEDGER_BROKER_HEAP_MB", 512),
+        )
+        return replace(settings, **overrides) if overrides else settings
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap or f"127.0.0.1:{self.broker_port}"
+
+    @property
+    def uses_local_broker(self) -> bool:
+        return self.kafka_bootstrap is None
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'scanledger.db'}"
+
+    @property
+    def streams_group(self) -> str:
+        return f"{self.topics.prefix}-streams"
+
+    @property
+    def projector_group(self) -> str:
+        return f"{self.topics.prefix}-projector"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.data_dir / "kafka"

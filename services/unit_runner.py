@@ -1,0 +1,80 @@
+"""The I/O around planning and evaluating units: blob reads and writes, publishing.
+
+The streams agents call these in a worker thread; the decisions themselves are in
+services.planning and services.evaluation.
+"""
+from __future__ import annotations
+
+import logging
+
+from services import contracts as c
+from services.blobstore import BlobStore
+from services.envelope import deterministic_id, follow
+from services.evaluation import evaluate_unit, progress_event, unit_result_event, violation_events
+from services.kafka import Publisher
+from services.planning import plan
+from services.readers import from_ipc, to_ipc
+from services.rules import parse_rule
+from services.settings import Settings
+
+log = logging.getLogger("scanledger.units")
+SOURCE = "scanledger/coordinator"
+
+
+def plan_scan(request: dict, blobs: BlobStore, settings: Settings) -> list[dict]:
+    """Split the scan's upload into unit files in the blob store; return the unit plans."""
+    table = from_ipc(blobs.get(request["upload"]["blob"]))
+    rules = [parse_rule(r) for r in request["policy"]["rules"]]
+    slices = plan(table, rules, request["mapping"]["mapping"], settings.unit_records, settings.work_partitions)
+    return [{
+        "unit_id": f"{request['scan_id']}.u{s.index}",
+        "index": s.index,
+        "blob": blobs.put(to_ipc(s.table)),
+        "record_count": s.table.num_rows,
+        "partition_key": list(s.partition_key),
+        "rule_ids": s.rule_ids,
+    } for s in slices]
+
+
+def work_events(cause: dict, units: list[dict]) -> list[dict]:
+    request = cause["data"]
+    rules = {r["id"]: r for r in request["policy"]["rules"]}
+    return [follow(cause, c.WORK_UNIT, {
+        "scan_id": request["scan_id"],
+        "unit_id": unit["unit_id"],
+        "index": unit["index"],
+        "blob": unit["blob"],
+        "record_count": unit["record_count"],
+        "rules": [rules[rid] for rid in unit["rule_ids"]],
+        "mapping": request["mapping"]["mapping"],
+        "temporal_scale": request["mapping"].get("temporal_scale"),
+    }, id=deterministic_id(c.WORK_UNIT, unit["unit_id"]), source=SOURCE) for unit in units]
+
+
+def run_unit(message: dict, blobs: BlobStore, publisher: Publisher, settings: Settings) -> None:
+    """Evaluate a unit: violations first, flushed, then the unit result that counts them."""
+    work = message["data"]
+    topics = settings.topics
+    by_rule: dict[str, int] = {}
+    by_severity: dict[str, int] = {}
+    errors: list[str] = []
+    rules_done = 0
+    try:
+        table = from_ipc(blobs.get(work["blob"]))
+        for outcome in evaluate_unit(table, work):
+            rules_done += 1
+            if outcome.error:
+                errors.append(outcome.error)
+            else:
+                found = outcome.violations.num_rows
+                for event in violation_events(message, work, outcome.rule, outcome.violations):
+                    publisher.publish(topics.violations, event)
+                by_rule[outcome.rule.id] = found
+                by_severity[outcome.rule.severity] = by_severity.get(outcome.rule.severity, 0) + found
+            publisher.publish(topics.scan_events, progress_event(message, work, rules_done))
+    except Exception as exc:  # unreadable unit file, bad rule snapshot: a unit failure, never a dead worker
+        log.exception("unit %s failed", work["unit_id"])
+        errors.append(f"unit {work['unit_id']}: {exc}")
+    publisher.flush()
+    publisher.publish(topics.scan_events, unit_result_event(message, work, by_rule, by_severity, errors, rules_done))
+    publisher.flush()

@@ -1,0 +1,124 @@
+"""The Faust streams app: the coordinator and evaluator agents.
+
+The agents only move messages; every decision is made in services/ (lifecycle, planning,
+evaluation). Our CloudEvents topics are read as raw bytes and decoded with our own orjson
+codec so no Faust record metadata ever reaches them; events are written with the shared
+idempotent confluent-kafka publisher, flushed before the agent moves on, so a consumed
+offset is committed only after everything it caused is on the ledger (at-least-once; every
+consumer de-duplicates on event ids).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import faust
+
+from services import contracts as c
+from services import lifecycle
+from services.blobstore import BlobStore
+from services.envelope import decode, header_type, utcnow
+from services.kafka import Publisher
+from services.settings import Settings
+from services.unit_runner import plan_scan, run_unit, work_events
+
+log = logging.getLogger("scanledger.streams")
+
+COORDINATOR_TYPES = {c.RUN_SCAN, c.CHANGE_VIOLATION_STATUS, c.UNIT_COMPLETED, c.UNIT_FAILED}
+
+
+def create_app(settings: Settings) -> faust.App:
+    app = faust.App(
+        settings.streams_group,
+        broker=f"kafka://{settings.bootstrap_servers}",
+        store="memory://",
+        processing_guarantee="at_least_once",
+        web_enabled=False,
+        topic_partitions=settings.events_partitions,
+        topic_replication_factor=settings.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_every=100,
+        broker_commit_interval=0.5,
+        table_standby_replicas=0,
+        stream_wait_empty=False,
+        producer_linger_ms=1,
+    )
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    coordinator_topic = app.topic(settings.topics.commands, settings.topics.scan_events, **raw)
+    work_topic = app.topic(settings.topics.work, **raw)
+    # One state per scan id, co-partitioned with commands and scan events (same key, same count).
+    scans = app.Table("scans", default=None, partitions=settings.events_partitions,
+                      key_type=str, value_serializer="json")
+    publisher = Publisher(settings)
+    blobs = BlobStore(settings.blob_dir)
+
+    def emit(events: list[dict]) -> None:
+        for event in events:
+            publisher.publish(settings.topics.scan_events, event)
+
+    async def on_run_scan(message: dict) -> None:
+        scan_id = message["subject"]
+        state, events = lifecycle.request(scans.get(scan_id), message)
+        emit(events)
+        if state["status"] == "queued":
+            try:
+                units = await asyncio.to_thread(plan_scan, message["data"], blobs, settings)
+            except Exception as exc:  # unreadable data: the scan fails, the worker does not
+                log.exception("planning scan %s failed", scan_id)
+                state, events = lifecycle.fail(state, message, f"could not plan the scan: {exc}", utcnow())
+                emit(events)
+            else:
+                state, events, work = lifecycle.start(state, message, units, utcnow())
+                emit(events)
+                for unit_event in work_events(message, work):
+                    publisher.publish(settings.topics.work, unit_event, key=unit_event["data"]["unit_id"])
+        scans[scan_id] = state
+        await publisher.flush_async()
+
+    async def on_unit_done(message: dict) -> None:
+        scan_id = message["subject"]
+        state = scans.get(scan_id)
+        if state is None:
+            return
+        state, events = lifecycle.unit_done(state, message, utcnow())
+        scans[scan_id] = state
+        emit(events)
+        await publisher.flush_async()
+
+    async def on_change_violation_status(message: dict) -> None:
+        scan_id = message["subject"]
+        try:
+            state, events = lifecycle.change_violation_status(scans.get(scan_id), message, message["time"])
+        except lifecycle.Rejected as exc:
+            log.warning("rejected %s for scan %s: %s", message["type"], scan_id, exc)
+            return
+        scans[scan_id] = state
+        emit(events)
+        await publisher.flush_async()
+
+    handlers = {c.RUN_SCAN: on_run_scan, c.CHANGE_VIOLATION_STATUS: on_change_violation_status,
+                c.UNIT_COMPLETED: on_unit_done, c.UNIT_FAILED: on_unit_done}
+
+    @app.agent(coordinator_topic, name="coordinator")
+    async def coordinator(stream):
+        async for event in stream.events():
+            type_ = header_type(event.headers)
+            if type_ in COORDINATOR_TYPES:
+                await handlers[type_](decode(event.value))
+
+    @app.agent(work_topic, name="evaluator", concurrency=2)
+    async def evaluator(stream):
+        async for event in stream.events():
+            if header_type(event.headers) == c.WORK_UNIT:
+                await asyncio.to_thread(run_unit, decode(event.value), blobs, publisher, settings)
+
+    return app
+
+
+def run_worker(settings: Settings, loglevel: str = "warning") -> None:
+    from services.kafka import ensure_topics
+
+    ensure_topics(settings)
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()

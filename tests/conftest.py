@@ -1,0 +1,25 @@
+import pytest
+
+from tests.system import Broker, System
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory):
+    broker = Broker(tmp_path_factory.mktemp("kafka"))
+    yield broker.start()
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def system(kafka, tmp_path_factory):
+    # Small units so the end-to-end scans really split into several; a small upload cap to test 413.
+    running = System(kafka, tmp_path_factory.mktemp("system"), SCANLEDGER_UNIT_RECORDS="700",
+                     SCANLEDGER_MAX_UPLOAD_RECORDS="20000").start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture()
+def api(system):
+    with system.client() as client:
+        yield client
