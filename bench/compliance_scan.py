@@ -1,0 +1,109 @@
+"""Compliance scan benchmark: POST /api/scan/run to `completed`, beside the same rules
+evaluated in-process on the same data (the ratio is the ledger's overhead).
+
+    python -m bench.compliance_scan [--sizes 50000 1000000]
+
+Starts its own local broker (or uses KAFKA_BOOTSTRAP_SERVERS), worker, projector and API.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from services.readers import read_table
+from services.rules import evaluate, parse_rule
+from tests.e2e.data import MAPPING, RULES
+from tests.system import Broker, System
+
+
+def make_csv(n: int, seed: int = 7) -> bytes:
+    """Transactions shaped like the tests' data, generated vectorized for speed."""
+    rng = np.random.default_rng(seed)
+    accounts = np.char.add("ACC-", np.char.zfill(rng.integers(0, 5000, n).astype(str), 3))
+    amounts = np.round(np.where(rng.random(n) < 0.03, rng.uniform(9000, 9999, n), rng.uniform(1, 9000, n)), 2)
+    minutes = rng.integers(0, 60 * 24 * 90, n).astype("timedelta64[m]")
+    dates = (np.datetime64("2024-01-01T00:00") + minutes).astype(str)
+    table = pa.table({
+        "Txn ID": np.char.add("T", rng.integers(0, n * 100, n).astype(str)),
+        "Account ID": accounts,
+        "Amount": amounts,
+        "Currency": rng.choice(["USD", "EUR", "GBP"], n, p=[0.6, 0.39, 0.01]),
+        "Date": np.char.add(dates, ":00Z"),
+    })
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
+def in_process(csv: bytes) -> tuple[float, int]:
+    """Read the same upload and run every rule over it in this process: the floor to beat."""
+    table = read_table(csv, "csv", 10_000_000)
+    started = time.perf_counter()
+    found = sum(evaluate(table, parse_rule(r), MAPPING, "daily").num_rows for r in RULES)
+    return time.perf_counter() - started, found
+
+
+def ledger_scan(api: httpx.Client, policy_id: str, upload_id: str, mapping_id: str) -> tuple[float, dict]:
+    started = time.perf_counter()
+    r = api.post("/api/scan/run", json={"policy_id": policy_id, "upload_id": upload_id, "mapping_id": mapping_id})
+    r.raise_for_status()
+    scan_id = r.json()["scan_id"]
+    while True:
+        body = api.get(f"/api/scan/{scan_id}").json()
+        if body["status"] in ("completed", "failed"):
+            return time.perf_counter() - started, body
+        time.sleep(0.005)
+
+
+def status_read_latency(api: httpx.Client, scan_id: str, n: int = 200) -> float:
+    samples = []
+    for _ in range(n):
+        t = time.perf_counter()
+        api.get(f"/api/scan/{scan_id}").raise_for_status()
+        samples.append(time.perf_counter() - t)
+    return statistics.quantiles(samples, n=100)[98]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[50_000, 1_000_000])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = Broker(Path(tmp))
+        system = System(broker.start(), Path(tmp) / "system", SCANLEDGER_SCAN_SYNC_WAIT="30")
+        try:
+            system.start()
+            with system.client() as api:
+                api.timeout = 120
+                policy_id = api.post("/api/policies", json={"name": "bench", "rules": RULES}).json()["id"]
+                print(f"{'records':>9} {'ledger s':>9} {'in-proc s':>9} {'ratio':>6} {'violations':>10} "
+                      f"{'status p99 ms':>13}")
+                for n in args.sizes:
+                    csv = make_csv(n)
+                    up = api.post("/api/upload", files={"file": ("b.csv", csv, "text/csv")}).json()
+                    mapping = api.post("/api/mapping/confirm", json={"upload_id": up["upload_id"],
+                                                                     "mapping": MAPPING}).json()
+                    runs = [ledger_scan(api, policy_id, up["upload_id"], mapping["mapping_id"])
+                            for _ in range(args.repeat)]
+                    best, body = min(runs, key=lambda r: r[0])
+                    local, found = min((in_process(csv) for _ in range(args.repeat)), key=lambda r: r[0])
+                    assert body["status"] == "completed" and body["violation_count"] == found, (body, found)
+                    p99 = status_read_latency(api, body["id"]) * 1000
+                    print(f"{n:>9} {best:>9.3f} {local:>9.3f} {best / local:>6.1f} {found:>10} {p99:>13.1f}",
+                          flush=True)
+        finally:
+            system.stop()
+            broker.stop()
+
+
+if __name__ == "__main__":
+    main()

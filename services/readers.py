@@ -1,0 +1,308 @@
+"""Uploaded bytes → Arrow tables, with errors a user can act on.
+
+Every problem with the input is an InputError (400 malformed, 413 too many records); nothing
+else escapes read_table for bad data. Decisions the API relies on:
+
+- CSV: UTF-8, header line first, every row as wide as the header. Types are inferred (int,
+  float, bool) but date/time-looking columns stay strings: pyarrow would turn them into
+  timestamps and drop or guess time zones, and downstream code parses timestamps itself.
+- Empty cells are null in every column, string columns included (docs/decisions.md: the
+  `required` rule flags them, other rules ignore them). Only the empty string is null;
+  "NA" or "null" stay text.
+- JSON is an array of flat objects, JSON Lines one object per line; both go through
+  pyarrow.json so they infer types alike. Nested values are refused in every format.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import PurePath
+
+import orjson
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+_BOM = b"\xef\xbb\xbf"
+_SAMPLE_BYTES = 1 << 20  # the first block is enough to see which columns look like dates
+
+_EXTENSIONS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl",
+               ".parquet": "parquet", ".pq": "parquet"}
+_CONTENT_TYPES = {
+    "text/csv": "csv", "application/csv": "csv", "text/comma-separated-values": "csv",
+    "application/json": "json", "text/json": "json",
+    "application/x-ndjson": "jsonl", "application/ndjson": "jsonl", "application/jsonl": "jsonl",
+    "application/x-jsonlines": "jsonl", "application/jsonlines": "jsonl",
+    "application/vnd.apache.parquet": "parquet", "application/x-parquet": "parquet",
+    "application/parquet": "parquet",
+}
+
+
+class InputError(Exception):
+    """Bad upload: `message` is safe to show the user, `status` is the HTTP status."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def detect_format(filename: str | None, content_type: str | None) -> str:
+    """A known extension wins, then a known content type; a file with some other extension
+    (.txt, .xlsx, ...) is refused rather than guessed at; with neither, CSV."""
+    suffix = PurePath(filename or "").suffix.lower()
+    if suffix in _EXTENSIONS:
+        return _EXTENSIONS[suffix]
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media in _CONTENT_TYPES:
+        return _CONTENT_TYPES[media]
+    if suffix:
+        raise InputError(f"unsupported file type '{suffix}': upload CSV, JSON, JSON Lines or Parquet")
+    return "csv"
+
+
+def read_table(data: bytes, fmt: str, max_records: int) -> pa.Table:
+    if fmt not in ("csv", "json", "jsonl", "parquet"):
+        raise InputError(f"unsupported format '{fmt}'")
+    if _is_blank(data):
+        raise InputError("file is empty")
+    if fmt == "parquet":
+        table = _read_parquet(data, max_records)
+    else:
+        _require_utf8(data)
+        table = {"csv": _read_csv, "json": _read_json, "jsonl": _read_jsonl}[fmt](data)
+    _check_count(table.num_rows, max_records)
+    _require_flat(table)
+    return table
+
+
+def to_ipc(table: pa.Table) -> bytes:
+    """Arrow IPC file format, uncompressed so readers can map it without decoding."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def from_ipc(data: bytes) -> pa.Table:
+    return pa.ipc.open_file(pa.BufferReader(data)).read_all()
+
+
+# -- shared checks ---------------------------------------------------------------------------
+
+def _is_blank(data: bytes) -> bool:
+    # A regex stops at the first non-blank byte; data.strip() would copy the whole upload.
+    return re.match(rb"(?:\xef\xbb\xbf)?\s*\Z", data) is not None
+
+
+def _require_utf8(data: bytes) -> None:
+    # pyarrow would quietly make a binary column (CSV) or keep the bad bytes (JSON Lines).
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"file is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                         "save it as UTF-8") from None
+
+
+def _check_count(rows: int, max_records: int) -> None:
+    if rows > max_records:
+        raise InputError(f"upload has more than {max_records} records", status=413)
+
+
+def _require_flat(table: pa.Table) -> None:
+    for field in table.schema:
+        if pa.types.is_nested(field.type):
+            raise InputError(f"column '{field.name}' holds nested values ({field.type}); upload flat records")
+
+
+def _temporal(schema: pa.Schema) -> set[str]:
+    return {f.name for f in schema if pa.types.is_temporal(f.type)}
+
+
+# -- CSV ---------------------------------------------------------------------------------------
+
+def _read_csv(data: bytes) -> pa.Table:
+    buf = pa.py_buffer(data)  # zero-copy; slicing off the BOM copies nothing either
+    if data.startswith(_BOM):
+        buf = buf[len(_BOM):]
+    try:
+        sample = _csv_sample_schema(buf)
+        _check_header(sample.names)
+        as_text = _temporal(sample)
+        table = _parse_csv(buf, as_text)
+        late = _temporal(table.schema)  # a date column the sample saw only empty cells of
+        if late:
+            table = _parse_csv(buf, as_text | late)
+    except pa.ArrowInvalid as exc:
+        raise _csv_error(exc, buf) from None
+    _check_quotes_closed(table, data)
+    return table
+
+
+def _csv_sample_schema(buf: pa.Buffer) -> pa.Schema:
+    """Infer types from the first block only, to learn which columns to keep as text
+    without parsing the whole file twice."""
+    reader = pacsv.open_csv(pa.BufferReader(buf), read_options=pacsv.ReadOptions(block_size=_SAMPLE_BYTES),
+                            parse_options=_csv_parse_options(), convert_options=_csv_convert_options(set()))
+    return reader.schema
+
+
+def _parse_csv(buf: pa.Buffer, as_text: set[str], use_threads: bool = True, on_invalid=None) -> pa.Table:
+    return pacsv.read_csv(pa.BufferReader(buf), read_options=pacsv.ReadOptions(use_threads=use_threads),
+                          parse_options=_csv_parse_options(on_invalid),
+                          convert_options=_csv_convert_options(as_text))
+
+
+def _csv_parse_options(on_invalid=None) -> pacsv.ParseOptions:
+    # Quoted fields may span lines (free-text notes do); it costs ~30% parse time, still ~0.1 s/M rows.
+    return pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid)
+
+
+def _csv_convert_options(as_text: set[str]) -> pacsv.ConvertOptions:
+    return pacsv.ConvertOptions(column_types={name: pa.string() for name in as_text},
+                                null_values=[""], strings_can_be_null=True)
+
+
+def _check_header(names: list[str]) -> None:
+    if any(not name.strip() for name in names):
+        raise InputError(f"CSV header has an empty column name (column {_first_blank(names) + 1})")
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise InputError(f"CSV header has duplicate column name '{name}'")
+        seen.add(name)
+
+
+def _check_quotes_closed(table: pa.Table, data: bytes) -> None:
+    """pyarrow lets an unclosed quote swallow the rest of the file into one cell, silently.
+    That cell is then in the last row and holds a line break; an odd number of quote
+    characters in the file tells it from a real multi-line value."""
+    if table.num_rows == 0:
+        return
+    last = table.slice(table.num_rows - 1).to_pylist()[0]
+    if any(isinstance(v, str) and "\n" in v for v in last.values()) and data.count(b'"') % 2:
+        raise InputError("CSV has a quoted field that is never closed")
+
+
+def _first_blank(names: list[str]) -> int:
+    return next(i for i, name in enumerate(names) if not name.strip())
+
+
+def _csv_error(exc: pa.ArrowInvalid, buf: pa.Buffer) -> InputError:
+    message = str(exc).removeprefix("CSV parse error: ")
+    if "Empty CSV" in message:
+        return InputError("CSV header has no columns")
+    if re.match(r"(Row #\d+: )?Expected \d+ columns, got \d+", message):
+        return InputError(_ragged_row_message(buf))
+    return InputError(f"malformed CSV: {message}")
+
+
+def _ragged_row_message(buf: pa.Buffer) -> str:
+    """Only a single-threaded parse knows row numbers, so the error path parses again to
+    find the first bad row (counting the header as row 1, skipping blank lines)."""
+    bad: list = []
+
+    def on_invalid(row):
+        bad.append(row)
+        return "error"
+
+    try:
+        _parse_csv(buf, set(), use_threads=False, on_invalid=on_invalid)
+    except pa.ArrowInvalid:
+        pass
+    if not bad:
+        return "malformed CSV: a row does not have the header's number of fields"
+    row = bad[0]
+    where = f"CSV row {row.number}" if row.number is not None else "a CSV row"
+    fields = "field" if row.actual_columns == 1 else "fields"
+    return f"{where} has {row.actual_columns} {fields}, expected {row.expected_columns}"
+
+
+# -- JSON / JSON Lines -----------------------------------------------------------------------
+
+def _read_json(data: bytes) -> pa.Table:
+    data = data.removeprefix(_BOM)
+    if re.match(rb"\s*\{", data):
+        return _read_jsonl(data)  # many ".json" exports are really one object per line
+    try:
+        rows = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON: {exc}") from None
+    if not isinstance(rows, list):
+        raise InputError("JSON must be an array of objects")
+    if not rows:
+        return pa.table({})
+    # Re-encode as JSON Lines so both JSON formats infer types the same way.
+    return _read_json_lines(b"\n".join(map(orjson.dumps, rows)),
+                            lambda: _json_problem(enumerate(rows, 1), "JSON record"))
+
+
+def _read_jsonl(data: bytes) -> pa.Table:
+    data = data.removeprefix(_BOM)
+    return _read_json_lines(data, lambda: _json_problem(_numbered_lines(data), "JSON Lines line"))
+
+
+def _read_json_lines(data: bytes, locate) -> pa.Table:
+    """`locate` finds the first bad record in Python, called only on error: pyarrow's row
+    numbers restart with every block, so they cannot be shown."""
+    try:
+        table = _parse_json(data)
+        dates = _temporal(table.schema)
+        if dates:  # pyarrow.json turns ISO-looking strings into timestamps: read those as text
+            table = _parse_json(data, pa.schema([(name, pa.string()) for name in dates])).select(table.column_names)
+    except pa.ArrowInvalid as exc:
+        message = re.sub(r" in row \d+$", "", str(exc).removeprefix("JSON parse error: "))
+        raise InputError(locate() or f"malformed JSON: {message}") from None
+    return table
+
+
+def _parse_json(data: bytes, text_fields: pa.Schema | None = None) -> pa.Table:
+    options = pajson.ParseOptions(explicit_schema=text_fields, unexpected_field_behavior="infer")
+    return pajson.read_json(pa.BufferReader(data), parse_options=options)
+
+
+def _numbered_lines(data: bytes):
+    for number, line in enumerate(data.splitlines(), 1):
+        if line.strip():
+            try:
+                yield number, orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                yield number, exc
+
+
+_JSON_KINDS = {str: "a string", bool: "a boolean", int: "a number", float: "a number",
+               dict: "an object", list: "an array"}
+
+
+def _json_problem(records, label: str) -> str | None:
+    """The first record that is not an object, not JSON, or gives a field a different kind
+    of value than earlier records did (null fits any kind; int and float are both numbers)."""
+    kinds: dict[str, str] = {}
+    for number, record in records:
+        if isinstance(record, orjson.JSONDecodeError):
+            return f"{label} {number} is not valid JSON: {record}"
+        if not isinstance(record, dict):
+            return f"{label} {number} is not an object"
+        for key, value in record.items():
+            if value is None:
+                continue
+            kind = _JSON_KINDS[type(value)]
+            if kinds.setdefault(key, kind) != kind:
+                return f"{label} {number}: field '{key}' is {kind}, earlier records have {kinds[key]}"
+    return None
+
+
+# -- Parquet -----------------------------------------------------------------------------------
+
+def _read_parquet(data: bytes, max_records: int) -> pa.Table:
+    try:
+        file = pq.ParquetFile(pa.BufferReader(data))
+        _check_count(file.metadata.num_rows, max_records)  # refuse before decoding anything
+        table = file.read()
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"malformed Parquet: {exc}") from None
+    # Categorical columns arrive dictionary-encoded; downstream code expects plain values.
+    for i, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type):
+            table = table.set_column(i, field.name, table.column(i).cast(field.type.value_type))
+    return table

@@ -1,0 +1,484 @@
+"""Compliance rules: their model, and their vectorized evaluation over an Arrow table.
+
+Everything here is pure: a table of one unit's records (plus "__row", each record's index in
+the whole upload) goes in, a table of violations comes out. Work is done column-at-a-time
+with pyarrow.compute; Python only loops over group results and violations.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import re
+from collections.abc import Callable
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ROW = "__row"
+
+Severity = Literal["low", "medium", "high", "critical"]
+RuleType = Literal["threshold", "range", "required", "allowed_values", "blocked_values", "pattern",
+                   "duplicate", "velocity", "structuring"]
+Window = Literal["daily", "weekly", "monthly", "temporal_scale"]
+Name = Field(min_length=1)
+
+VIOLATION_SCHEMA = pa.schema([
+    pa.field("row", pa.int64()),
+    pa.field("account", pa.string()),
+    pa.field("key", pa.string(), nullable=False),
+    pa.field("value", pa.string()),
+    pa.field("window", pa.string()),
+])
+
+
+class RuleError(Exception):
+    """A rule that cannot run on this data (missing column, bad types): a unit failure, not a crash."""
+
+
+# --- params, one model per rule type ---------------------------------------------------------------
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ThresholdParams(_Params):
+    field: str = Name
+    op: Literal["gt", "gte", "lt", "lte", "eq", "ne"]
+    value: int | float | str
+
+
+class RangeParams(_Params):
+    field: str = Name
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _a_bound(self):
+        if self.min is None and self.max is None:
+            raise ValueError("range needs at least one of 'min' and 'max'")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("range 'min' must not exceed 'max'")
+        return self
+
+
+class RequiredParams(_Params):
+    field: str = Name
+
+
+class ValuesParams(_Params):
+    field: str = Name
+    values: list[str | int | float | bool] = Field(min_length=1)
+
+
+class PatternParams(_Params):
+    field: str = Name
+    regex: str = Field(min_length=1)
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, regex: str) -> str:
+        try:
+            re.compile(regex)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression: {exc}") from None
+        return regex
+
+
+class DuplicateParams(_Params):
+    fields: list[str] = Field(min_length=1)
+
+
+class VelocityParams(_Params):
+    group_by: str = Name
+    window: Window
+    max_count: int | None = Field(default=None, ge=0)
+    max_sum: float | None = None
+    field: str = Field(default="amount", min_length=1)
+
+    @model_validator(mode="after")
+    def _a_limit(self):
+        if self.max_count is None and self.max_sum is None:
+            raise ValueError("velocity needs at least one of 'max_count' and 'max_sum'")
+        return self
+
+
+class StructuringParams(_Params):
+    group_by: str = Name
+    lower: float
+    upper: float
+    min_count: int = Field(ge=1)
+    window: Window
+    field: str = Field(default="amount", min_length=1)
+
+    @model_validator(mode="after")
+    def _a_band(self):
+        if self.lower >= self.upper:
+            raise ValueError("structuring 'lower' must be below 'upper'")
+        return self
+
+
+PARAMS: dict[str, type[_Params]] = {
+    "threshold": ThresholdParams, "range": RangeParams, "required": RequiredParams,
+    "allowed_values": ValuesParams, "blocked_values": ValuesParams, "pattern": PatternParams,
+    "duplicate": DuplicateParams, "velocity": VelocityParams, "structuring": StructuringParams,
+}
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Name
+    name: str
+    type: RuleType
+    severity: Severity
+    active: bool = True
+    params: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _check_params(self):
+        try:
+            spec = PARAMS[self.type].model_validate(self.params)
+        except ValidationError as exc:
+            # Re-raised with locations under "params", so API clients see e.g. params.op.
+            raise ValidationError.from_exception_data("Rule", [
+                {"type": e["type"], "loc": ("params", *e["loc"]), "input": e["input"],
+                 **({"ctx": e["ctx"]} if "ctx" in e else {})}
+                for e in exc.errors()]) from None
+        # Stored normalized (defaults filled, nulls dropped), so the ledger snapshot is explicit.
+        self.params = spec.model_dump(exclude_none=True)
+        return self
+
+    @property
+    def spec(self) -> Any:
+        return PARAMS[self.type].model_validate(self.params)
+
+
+def parse_rule(raw: dict) -> Rule:
+    return Rule.model_validate(raw)
+
+
+# --- columns -----------------------------------------------------------------------------------------
+
+def resolve_column(field: str, mapping: dict[str, str]) -> str:
+    """A canonical field through the mapping; anything else is taken as a raw upload column."""
+    return mapping.get(field, field)
+
+
+def partition_key(rule: Rule, mapping: dict[str, str]) -> tuple[str, ...]:
+    """Upload columns whose equal values must share a unit for this rule to be exact."""
+    spec = rule.spec
+    if rule.type == "duplicate":
+        return tuple(dict.fromkeys(resolve_column(f, mapping) for f in spec.fields))
+    if rule.type in ("velocity", "structuring"):
+        return (resolve_column(spec.group_by, mapping),)
+    return ()
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def _is_number(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+
+
+def _column(table: pa.Table, field: str, mapping: dict[str, str]) -> tuple[str, pa.ChunkedArray]:
+    name = resolve_column(field, mapping)
+    if name not in table.column_names:
+        raise RuleError(f"column '{name}' not found")
+    col = table.column(name)
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    if _is_text(col.type) and not pa.types.is_string(col.type):
+        col = col.cast(pa.string())
+    return name, col
+
+
+def _all(masks: list) -> Any:
+    return functools.reduce(pc.and_, masks)
+
+
+def _any(masks: list) -> Any:
+    return functools.reduce(pc.or_, masks)
+
+
+def _first_failure(values: pa.ChunkedArray | pa.Array, works: Callable[[Any], object]) -> Any:
+    """One value on which `works` raises, found by bisection: O(n) in all, only on the error path."""
+    values = values.drop_null()
+    while len(values) > 1:
+        half = len(values) // 2
+        try:
+            works(values[:half])
+            values = values[half:]
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            values = values[:half]
+    return values[0].as_py() if len(values) else None
+
+
+def _text(col: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
+    try:
+        return col.cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise RuleError(f"column '{name}' of type {col.type} cannot be read as text") from None
+
+
+def _numbers(col: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
+    """The column as float64; numbers held as strings are parsed, blank strings count as null."""
+    if _is_number(col.type):
+        return col.cast(pa.float64())
+    if not _is_text(col.type):
+        raise RuleError(f"column '{name}' of type {col.type} is not numeric")
+    trimmed = pc.utf8_trim_whitespace(col)
+    trimmed = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+    try:
+        return trimmed.cast(pa.float64())
+    except pa.ArrowInvalid:
+        bad = _first_failure(trimmed, lambda v: v.cast(pa.float64()))
+        raise RuleError(f"column '{name}' is not numeric: cannot read '{bad}' as a number") from None
+
+
+def _as_float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+# --- timestamps and windows ---------------------------------------------------------------------------
+
+_DATE_ONLY = r"^\d{4}-\d{2}-\d{2}$"
+_ZONED = r"(Z|[+-]\d{2}(:?\d{2})?)$"
+
+
+def _parse_utc(strings: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """ISO 8601 strings as naive UTC timestamps. Arrow parses a zone only into a zoned type, so
+    every string is made zoned first: dates get midnight, unzoned times are taken as UTC."""
+    s = pc.utf8_trim_whitespace(strings)
+    s = pc.if_else(pc.match_substring_regex(s, _DATE_ONLY), pc.binary_join_element_wise(s, "T00:00:00", ""), s)
+    s = pc.if_else(pc.match_substring_regex(s, _ZONED), s, pc.binary_join_element_wise(s, "Z", ""))
+    return s.cast(pa.timestamp("us", "UTC")).cast(pa.timestamp("us"))
+
+
+def _utc_timestamps(col: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
+    t = col.type
+    if pa.types.is_timestamp(t):
+        return col.cast(pa.timestamp(t.unit))  # zoned values are stored as UTC already
+    if pa.types.is_date(t):
+        return col.cast(pa.timestamp("s"))
+    if not pa.types.is_string(t):
+        raise RuleError(f"column '{name}' of type {t} is not a timestamp")
+    try:
+        return _parse_utc(col)
+    except pa.ArrowInvalid:
+        bad = _first_failure(col, _parse_utc)
+        raise RuleError(f"column '{name}' has a value that is not an ISO 8601 timestamp: '{bad}'") from None
+
+
+def _window_keys(ts: pa.ChunkedArray, window: str) -> pa.ChunkedArray:
+    """An integer per record naming its window: days since epoch, ISO year*100+week, year*100+month."""
+    if window == "daily":
+        return ts.cast(pa.date32()).cast(pa.int32()).cast(pa.int64())
+    if window == "weekly":
+        return pc.add(pc.multiply(pc.iso_year(ts), 100), pc.iso_week(ts))
+    return pc.add(pc.multiply(pc.year(ts), 100), pc.month(ts))
+
+
+def _window_label(key: int, window: str) -> str:
+    if window == "daily":
+        return (dt.date(1970, 1, 1) + dt.timedelta(days=key)).isoformat()
+    if window == "weekly":
+        return f"{key // 100}-W{key % 100:02d}"
+    return f"{key // 100}-{key % 100:02d}"
+
+
+def _window(spec_window: str, temporal_scale: str | None) -> str:
+    window = (temporal_scale or "daily") if spec_window == "temporal_scale" else spec_window
+    if window not in ("daily", "weekly", "monthly"):
+        raise RuleError(f"unknown temporal scale '{window}'")
+    return window
+
+
+# --- results ------------------------------------------------------------------------------------------
+
+def empty_violations() -> pa.Table:
+    return VIOLATION_SCHEMA.empty_table()
+
+
+def _account(table: pa.Table, mapping: dict[str, str]) -> pa.ChunkedArray | None:
+    """The column mapped as "account", if the upload has it (it only labels violations)."""
+    name = resolve_column("account", mapping) if "account" in mapping else None
+    return table.column(name) if name in table.column_names else None
+
+
+def _record_violations(rows: Any, account: Any | None, values: Any) -> pa.Table:
+    """One violation per record, sorted by row; all arguments are aligned arrays."""
+    rows = rows.cast(pa.int64())
+    account = account.cast(pa.string()) if account is not None else pa.nulls(len(rows), pa.string())
+    return pa.table([rows, account, rows.cast(pa.string()), values.cast(pa.string()),
+                     pa.nulls(len(rows), pa.string())], schema=VIOLATION_SCHEMA).sort_by("row")
+
+
+def _where(table: pa.Table, mapping: dict[str, str], mask: pa.ChunkedArray, values: pa.ChunkedArray) -> pa.Table:
+    """Record-rule violations from a per-record mask; a null in the mask (null value) is no violation."""
+    positions = pc.indices_nonzero(pc.fill_null(mask, False))
+    account = _account(table, mapping)
+    return _record_violations(pc.take(table.column(ROW), positions),
+                              pc.take(account, positions) if account is not None else None,
+                              pc.take(values, positions))
+
+
+# --- record rules -------------------------------------------------------------------------------------
+
+_OPS = {"gt": pc.greater, "gte": pc.greater_equal, "lt": pc.less, "lte": pc.less_equal,
+        "eq": pc.equal, "ne": pc.not_equal}
+
+
+def _threshold(table, spec: ThresholdParams, mapping, _scale) -> pa.Table:
+    name, col = _column(table, spec.field, mapping)
+    value = spec.value
+    # A number compares numerically; a string compares as text unless it is a number and the column is numeric.
+    numeric = not isinstance(value, str) or (_is_number(col.type) and _as_float(value) is not None)
+    if numeric:
+        mask = _OPS[spec.op](_numbers(col, name), _as_float(value))
+    else:
+        mask = _OPS[spec.op](_text(col, name), value)
+    return _where(table, mapping, mask, col)
+
+
+def _range(table, spec: RangeParams, mapping, _scale) -> pa.Table:
+    name, col = _column(table, spec.field, mapping)
+    numbers = _numbers(col, name)
+    outside = []
+    if spec.min is not None:
+        outside.append(pc.less(numbers, spec.min))
+    if spec.max is not None:
+        outside.append(pc.greater(numbers, spec.max))
+    return _where(table, mapping, _any(outside), col)
+
+
+def _required(table, spec: RequiredParams, mapping, _scale) -> pa.Table:
+    _, col = _column(table, spec.field, mapping)
+    missing = pc.is_null(col)
+    if pa.types.is_string(col.type):
+        missing = pc.or_(missing, pc.fill_null(pc.equal(pc.utf8_trim_whitespace(col), ""), False))
+    return _where(table, mapping, missing, col)
+
+
+def _membership(table, spec: ValuesParams, mapping) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
+    """Whether each value is among spec.values (null for null values), and the column itself."""
+    name, col = _column(table, spec.field, mapping)
+    if _is_number(col.type):
+        wanted = [f for f in map(_as_float, spec.values) if f is not None]  # text can never equal a number
+        found = pc.is_in(col.cast(pa.float64()), value_set=pa.array(wanted, pa.float64()))
+    else:
+        wanted = [str(v).lower() if isinstance(v, bool) else str(v) for v in spec.values]  # Arrow: "true"
+        found = pc.is_in(_text(col, name), value_set=pa.array(wanted, pa.string()))
+    return pc.if_else(pc.is_null(col), pa.scalar(None, pa.bool_()), found), col
+
+
+def _allowed_values(table, spec: ValuesParams, mapping, _scale) -> pa.Table:
+    found, col = _membership(table, spec, mapping)
+    return _where(table, mapping, pc.invert(found), col)
+
+
+def _blocked_values(table, spec: ValuesParams, mapping, _scale) -> pa.Table:
+    found, col = _membership(table, spec, mapping)
+    return _where(table, mapping, found, col)
+
+
+def _pattern(table, spec: PatternParams, mapping, _scale) -> pa.Table:
+    name, col = _column(table, spec.field, mapping)
+    try:
+        matches = pc.match_substring_regex(_text(col, name), spec.regex)
+    except pa.ArrowInvalid as exc:  # valid for Python's re, not for RE2 (e.g. lookarounds)
+        raise RuleError(f"regular expression not supported: {exc}") from None
+    return _where(table, mapping, pc.invert(matches), col)
+
+
+# --- cross-record rules -------------------------------------------------------------------------------
+
+def _duplicate(table, spec: DuplicateParams, mapping, _scale) -> pa.Table:
+    fields = list(dict.fromkeys(spec.fields))
+    keys = [_column(table, f, mapping)[1] for f in fields]
+    names = [f"k{i}" for i in range(len(keys))]
+    account = _account(table, mapping)
+    sub = pa.table(dict(zip(names, keys)) | {"row": table.column(ROW)}
+                   | ({"account": account} if account is not None else {}))
+    complete = _all([pc.is_valid(k) for k in keys])
+    sub = sub.filter(complete).sort_by([(n, "ascending") for n in names] + [("row", "ascending")])
+    if sub.num_rows < 2:
+        return empty_violations()
+    # Sorted by key then row, a record is a duplicate when its key equals its predecessor's.
+    same = _all([pc.equal(sub[n].slice(1), sub[n].slice(0, sub.num_rows - 1)) for n in names])
+    dup = pa.chunked_array([pa.array([False]), *same.chunks], pa.bool_())
+    hits = sub.filter(dup)
+    texts = [_text(hits.column(n), n) for n in names]
+    values = texts[0] if len(texts) == 1 else pc.binary_join_element_wise(*texts, "|")
+    return _record_violations(hits["row"], hits["account"] if account is not None else None, values)
+
+
+def _grouped(table, mapping, group_by: str, field: str, window: str, band: tuple[float, float] | None) -> pa.Table:
+    """Per (group, window): group value as text, window key, record count and amount sum.
+    Records with a null group or timestamp are left out; with a band, only amounts inside it count."""
+    _, group = _column(table, group_by, mapping)
+    ts_name, ts = _column(table, "timestamp", mapping)
+    amount_name, amount = _column(table, field, mapping)
+    sub = pa.table({"g": group, "w": _window_keys(_utc_timestamps(ts, ts_name), window),
+                    "a": _numbers(amount, amount_name)})
+    keep = pc.and_(pc.is_valid(sub["g"]), pc.is_valid(sub["w"]))
+    if band is not None:
+        keep = pc.and_(keep, pc.and_(pc.greater_equal(sub["a"], band[0]), pc.less(sub["a"], band[1])))
+    agg = sub.filter(pc.fill_null(keep, False)).group_by(["g", "w"]).aggregate([("a", "sum"), ([], "count_all")])
+    return pa.table({"g": _text(agg["g"], group_by), "w": agg["w"], "count": agg["count_all"],
+                     "sum": pc.fill_null(agg["a_sum"], 0.0)})
+
+
+def _group_violations(agg: pa.Table, mask: Any, window: str) -> pa.Table:
+    """One violation per flagged (group, window), sorted by group then window label."""
+    hits = agg.filter(mask).to_pydict()
+    found = sorted(
+        (g, _window_label(w, window), n, s)
+        for g, w, n, s in zip(hits["g"], hits["w"], hits["count"], hits["sum"]))
+    return pa.Table.from_pydict({
+        "row": [None] * len(found),
+        "account": [g for g, *_ in found],
+        "key": [f"{g}|{label}" for g, label, *_ in found],
+        "value": [f"count={n} sum={s:.2f}" for _, _, n, s in found],
+        "window": [label for _, label, *_ in found],
+    }, schema=VIOLATION_SCHEMA)
+
+
+def _velocity(table, spec: VelocityParams, mapping, scale) -> pa.Table:
+    window = _window(spec.window, scale)
+    agg = _grouped(table, mapping, spec.group_by, spec.field, window, None)
+    over = []
+    if spec.max_count is not None:
+        over.append(pc.greater(agg["count"], spec.max_count))
+    if spec.max_sum is not None:
+        over.append(pc.greater(agg["sum"], spec.max_sum))
+    return _group_violations(agg, _any(over), window)
+
+
+def _structuring(table, spec: StructuringParams, mapping, scale) -> pa.Table:
+    window = _window(spec.window, scale)
+    agg = _grouped(table, mapping, spec.group_by, spec.field, window, (spec.lower, spec.upper))
+    return _group_violations(agg, pc.greater_equal(agg["count"], spec.min_count), window)
+
+
+_EVALUATORS = {
+    "threshold": _threshold, "range": _range, "required": _required, "allowed_values": _allowed_values,
+    "blocked_values": _blocked_values, "pattern": _pattern, "duplicate": _duplicate,
+    "velocity": _velocity, "structuring": _structuring,
+}
+
+
+def evaluate(table: pa.Table, rule: Rule, mapping: dict[str, str], temporal_scale: str | None) -> pa.Table:
+    """The rule's violations in `table`, as a VIOLATION_SCHEMA table. Raises RuleError if it cannot run."""
+    if ROW not in table.column_names:
+        raise RuleError(f"column '{ROW}' not found")
+    try:
+        return _EVALUATORS[rule.type](table, rule.spec, mapping, temporal_scale)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        # Column types no rule anticipated (lists, structs, ...): the data's problem, not a crash.
+        raise RuleError(f"cannot evaluate on this data: {exc}") from None
