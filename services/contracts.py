@@ -75,6 +75,7 @@ class UnitPlan(Contract):
     index: int
     blob: str
     record_count: int
+    counted_records: int  # rows this unit adds to the scan's record_count (0 for secondary rule groups)
     partition_key: list[str]
     rule_ids: list[str]
 
@@ -97,7 +98,7 @@ class UnitProgressed(Contract):
 class UnitCompleted(Contract):
     scan_id: str
     unit_id: str
-    record_count: int
+    record_count: int  # the unit's counted_records
     rules_done: int
     violations_by_rule: dict[str, int]
     violations_by_severity: dict[str, int]
@@ -142,6 +143,7 @@ class WorkUnit(Contract):
     index: int
     blob: str
     record_count: int
+    counted_records: int
     rules: list[dict[str, Any]]
     mapping: dict[str, str]
     temporal_scale: str | None = None

@@ -70,5 +70,5 @@ def unit_result_event(cause: dict, work: dict, by_rule: dict[str, int], by_sever
     if errors:
         type_, data = c.UNIT_FAILED, {**base, "error": "; ".join(errors)}
     else:
-        type_, data = c.UNIT_COMPLETED, {**base, "record_count": work["record_count"], "rules_done": rules_done}
+        type_, data = c.UNIT_COMPLETED, {**base, "record_count": work["counted_records"], "rules_done": rules_done}
     return follow(cause, type_, data, id=deterministic_id(type_, work["unit_id"]), source=SOURCE)

@@ -37,7 +37,8 @@ def admin(settings: Settings) -> AdminClient:
 
 def ensure_topics(settings: Settings, timeout: float = 30) -> None:
     """Create our topics with their configs; topics that exist already are left as they are."""
-    futures = admin(settings).create_topics(topic_specs(settings), operation_timeout=timeout, request_timeout=timeout)
+    client = admin(settings)  # must outlive the futures: a collected client cancels them
+    futures = client.create_topics(topic_specs(settings), operation_timeout=timeout, request_timeout=timeout)
     for name, future in futures.items():
         try:
             future.result()
@@ -112,7 +113,8 @@ def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict
 
 def group_has_members(settings: Settings, group_id: str, timeout: float = 3) -> bool:
     """Whether a consumer group has live members (how /healthz knows a process is up)."""
-    futures = admin(settings).describe_consumer_groups([group_id], request_timeout=timeout)
+    client = admin(settings)
+    futures = client.describe_consumer_groups([group_id], request_timeout=timeout)
     try:
         description = futures[group_id].result(timeout=timeout)
     except Exception:

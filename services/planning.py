@@ -27,6 +27,9 @@ class UnitSlice:
     partition_key: tuple[str, ...]
     rule_ids: list[str]
     table: pa.Table
+    # Every rule group splits all records, so only the first group's units count them
+    # toward the scan's record_count; otherwise a record is counted once per group.
+    counts_records: bool
 
 
 def with_row_numbers(table: pa.Table) -> pa.Table:
@@ -65,11 +68,11 @@ def plan(table: pa.Table, rules: list[Rule], mapping: dict[str, str], unit_recor
     table = with_row_numbers(table)
     n = max(1, min(max_units, math.ceil(table.num_rows / max(unit_records, 1))))
     units: list[UnitSlice] = []
-    for key, group in sorted(rule_groups(table, rules, mapping).items()):
+    for g, (key, group) in enumerate(sorted(rule_groups(table, rules, mapping).items())):
         assignment = buckets(table, key, n)
         for b in range(n):
             rows = np.nonzero(assignment == b)[0]
             if len(rows) == 0 and n > 1:
                 continue
-            units.append(UnitSlice(len(units), key, [r.id for r in group], table.take(pa.array(rows))))
+            units.append(UnitSlice(len(units), key, [r.id for r in group], table.take(pa.array(rows)), g == 0))
     return units

@@ -31,6 +31,7 @@ def plan_scan(request: dict, blobs: BlobStore, settings: Settings) -> list[dict]
         "index": s.index,
         "blob": blobs.put(to_ipc(s.table)),
         "record_count": s.table.num_rows,
+        "counted_records": s.table.num_rows if s.counts_records else 0,
         "partition_key": list(s.partition_key),
         "rule_ids": s.rule_ids,
     } for s in slices]
@@ -45,6 +46,7 @@ def work_events(cause: dict, units: list[dict]) -> list[dict]:
         "index": unit["index"],
         "blob": unit["blob"],
         "record_count": unit["record_count"],
+        "counted_records": unit["counted_records"],
         "rules": [rules[rid] for rid in unit["rule_ids"]],
         "mapping": request["mapping"]["mapping"],
         "temporal_scale": request["mapping"].get("temporal_scale"),

@@ -48,7 +48,7 @@ def create_app(settings: Settings) -> faust.App:
     work_topic = app.topic(settings.topics.work, **raw)
     # One state per scan id, co-partitioned with commands and scan events (same key, same count).
     scans = app.Table("scans", default=None, partitions=settings.events_partitions,
-                      key_type=str, value_serializer="json")
+                      key_type=str)  # values use the app default codec, json
     publisher = Publisher(settings)
     blobs = BlobStore(settings.blob_dir)
 
