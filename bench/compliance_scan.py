@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from services.planning import with_row_numbers
 from services.readers import read_table
 from services.rules import evaluate, parse_rule
 from tests.e2e.data import MAPPING, RULES
@@ -27,7 +28,7 @@ from tests.system import Broker, System
 def make_csv(n: int, seed: int = 7) -> bytes:
     """Transactions shaped like the tests' data, generated vectorized for speed."""
     rng = np.random.default_rng(seed)
-    accounts = np.char.add("ACC-", np.char.zfill(rng.integers(0, 5000, n).astype(str), 3))
+    accounts = np.char.add("ACC-", np.char.zfill(rng.integers(0, 1000, n).astype(str), 3))  # ACC-000..ACC-999, the format rule passes
     amounts = np.round(np.where(rng.random(n) < 0.03, rng.uniform(9000, 9999, n), rng.uniform(1, 9000, n)), 2)
     minutes = rng.integers(0, 60 * 24 * 90, n).astype("timedelta64[m]")
     dates = (np.datetime64("2024-01-01T00:00") + minutes).astype(str)
@@ -45,31 +46,31 @@ def make_csv(n: int, seed: int = 7) -> bytes:
 
 def in_process(csv: bytes) -> tuple[float, int]:
     """Read the same upload and run every rule over it in this process: the floor to beat."""
-    table = read_table(csv, "csv", 10_000_000)
+    table = with_row_numbers(read_table(csv, "csv", 10_000_000))
     started = time.perf_counter()
     found = sum(evaluate(table, parse_rule(r), MAPPING, "daily").num_rows for r in RULES)
     return time.perf_counter() - started, found
 
 
-def ledger_scan(api: httpx.Client, policy_id: str, upload_id: str, mapping_id: str) -> tuple[float, dict]:
+def ledger_scan(api: httpx.Client, policy_id: str, upload_id: str, mapping_id: str) -> tuple[float, dict, list[float]]:
+    """POST to completed; returns the time, the final body and the latency of every status
+    read made while the scan ran (so the p99 is the one users see under load)."""
     started = time.perf_counter()
     r = api.post("/api/scan/run", json={"policy_id": policy_id, "upload_id": upload_id, "mapping_id": mapping_id})
     r.raise_for_status()
     scan_id = r.json()["scan_id"]
+    reads = []
     while True:
+        t = time.perf_counter()
         body = api.get(f"/api/scan/{scan_id}").json()
+        reads.append(time.perf_counter() - t)
         if body["status"] in ("completed", "failed"):
-            return time.perf_counter() - started, body
+            return time.perf_counter() - started, body, reads
         time.sleep(0.005)
 
 
-def status_read_latency(api: httpx.Client, scan_id: str, n: int = 200) -> float:
-    samples = []
-    for _ in range(n):
-        t = time.perf_counter()
-        api.get(f"/api/scan/{scan_id}").raise_for_status()
-        samples.append(time.perf_counter() - t)
-    return statistics.quantiles(samples, n=100)[98]
+def p99(samples: list[float]) -> float:
+    return statistics.quantiles(samples, n=100)[98] if len(samples) > 1 else samples[0]
 
 
 def main() -> None:
@@ -86,7 +87,7 @@ def main() -> None:
                 api.timeout = 120
                 policy_id = api.post("/api/policies", json={"name": "bench", "rules": RULES}).json()["id"]
                 print(f"{'records':>9} {'ledger s':>9} {'in-proc s':>9} {'ratio':>6} {'violations':>10} "
-                      f"{'status p99 ms':>13}")
+                      f"{'status p99 ms (while running)':>13}")
                 for n in args.sizes:
                     csv = make_csv(n)
                     up = api.post("/api/upload", files={"file": ("b.csv", csv, "text/csv")}).json()
@@ -94,12 +95,18 @@ def main() -> None:
                                                                      "mapping": MAPPING}).json()
                     runs = [ledger_scan(api, policy_id, up["upload_id"], mapping["mapping_id"])
                             for _ in range(args.repeat)]
-                    best, body = min(runs, key=lambda r: r[0])
+                    best, body, _ = min(runs, key=lambda r: r[0])
+                    reads = [t for run in runs for t in run[2]]
                     local, found = min((in_process(csv) for _ in range(args.repeat)), key=lambda r: r[0])
                     assert body["status"] == "completed" and body["violation_count"] == found, (body, found)
-                    p99 = status_read_latency(api, body["id"]) * 1000
-                    print(f"{n:>9} {best:>9.3f} {local:>9.3f} {best / local:>6.1f} {found:>10} {p99:>13.1f}",
+                    print(f"{n:>9} {best:>9.3f} {local:>9.3f} {best / local:>6.1f} {found:>10} "
+                          f"{p99(reads) * 1000:>13.1f}",
                           flush=True)
+                replay_into = f"sqlite:///{Path(tmp) / 'replay.db'}"
+                out = system.cli("replay", "--into", replay_into).stdout.split()
+                events, seconds = int(out[1]), float(out[4].rstrip("s"))
+                print(f"replay: {events} events in {seconds:.2f} s = {events / seconds:,.0f} events/s "
+                      f"(budget 50,000/s)", flush=True)
         finally:
             system.stop()
             broker.stop()
