@@ -10,11 +10,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.routing import Route
 
-from api import compliance_routes, config_routes
+from api import catalog_routes, compliance_routes, config_routes, monitor_routes, operations_routes, token_routes
 from api.errors import ApiError, handle_api_error, handle_http_exception
 from api.openapi import openapi_document
 from api.responses import json_response
-from services import config_store, kafka
+from services import catalog_store, config_store, kafka
 from services.blobstore import BlobStore
 from services.db import connect
 from services.settings import Settings
@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette):
         db = connect(settings.db_url)
         config_store.init(db)
+        catalog_store.init(db)
         if settings.admin_token:
             config_store.bootstrap_admin(db, settings.admin_token)
         app.state.settings = settings
@@ -66,6 +67,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             db.close()
 
     routes = [Route("/healthz", healthz), Route("/openapi.json", openapi),
-              *config_routes.routes, *compliance_routes.routes]
+              # monitor routes first: /api/assets/scan-status must win over /api/assets/{assetId}
+              *monitor_routes.routes, *config_routes.routes, *compliance_routes.routes, *catalog_routes.routes,
+              *token_routes.routes, *operations_routes.routes]
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         ApiError: handle_api_error, HTTPException: handle_http_exception})

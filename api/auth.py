@@ -35,6 +35,11 @@ def authenticate(request: Request, permission: str | None = None) -> Principal:
     if row is None:
         raise ApiError(401, "Missing or invalid API token")
     principal = Principal(row["id"], row["workspace_id"], row["role"], row["user_name"])
-    if permission and not principal.can(permission):
-        raise ApiError(403, f"The {principal.role} role does not have the {permission} permission")
+    if permission:
+        require(principal, permission)
     return principal
+
+
+def require(principal: Principal, permission: str) -> None:
+    if not principal.can(permission):
+        raise ApiError(403, f"The {principal.role} role does not have the {permission} permission")

@@ -1,8 +1,6 @@
 """Compliance scans (seeds 001 and 002) and their violations."""
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -10,21 +8,20 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from api import compliance_views, queries
-from api.auth import Principal, authenticate
+from api.auth import Principal, authenticate, require
 from api.errors import ApiError, not_found
 from api.openapi import request_body
 from api.requests import idempotent, json_body, parse
 from api.responses import json_response
+from api.monitor_routes import run_monitor_scan
+from api.scan_commands import send_command, start_scan, wait_until
 from services import config_store
 from services import contracts as c
 from services.config_store import new_id
-from services.envelope import deterministic_id, make_event, utcnow
+from services.envelope import utcnow
 from services.policy import missing_columns
 from services.rules import parse_rule
 
-SOURCE = "scanledger/api"
-COMPLIANCE_FIELDS = {"policy_id", "upload_id", "mapping_id"}
-POLL_S = 0.02
 
 
 @request_body("POST", "/api/scan/run")
@@ -34,10 +31,6 @@ class ScanRunBody(BaseModel):
     mapping_id: str = Field(min_length=1)
     audit_id: str | None = None
     audit_name: str | None = None
-
-
-def is_compliance_request(body: dict) -> bool:
-    return bool(COMPLIANCE_FIELDS & body.keys())
 
 
 def build_request(db, principal: Principal, body: ScanRunBody) -> dict:
@@ -77,45 +70,28 @@ def build_request(db, principal: Principal, body: ScanRunBody) -> dict:
     }
 
 
-async def send_command(request: Request, type_: str, scan_id: str, workspace_id: str, data: dict) -> None:
-    """Produce a command with acks=all before the API answers."""
-    state = request.app.state
-    command = make_event(type_, scan_id, data, id=deterministic_id(type_, scan_id, new_id()), source=SOURCE,
-                         workspace_id=workspace_id)
-    state.publisher.publish(state.settings.topics.commands, command)
-    await state.publisher.flush_async()
-
-
-async def wait_until(check, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and not check():
-        await asyncio.sleep(POLL_S)
-
-
 async def run_compliance_scan(request: Request, principal: Principal, body: dict):
-    if not principal.can("scan:trigger"):
-        raise ApiError(403, f"The {principal.role} role does not have the scan:trigger permission")
+    require(principal, "scan:trigger")
     db = request.app.state.db
     scan_request = build_request(db, principal, parse(ScanRunBody, body))
     scan_id = scan_request["scan_id"]
-    config_store.add_scan_request(db, principal.workspace_id, scan_id, "compliance", scan_request)
-    await send_command(request, c.RUN_SCAN, scan_id, principal.workspace_id, scan_request)
-    # Seed 002 scans "run synchronously": answer once the results are final, or after the wait.
-    await wait_until(lambda: queries.is_settled(queries.scan(db, principal.workspace_id, scan_id)),
-                     request.app.state.settings.scan_sync_wait_s)
+    await start_scan(request, scan_request)
+    # Seed 002 scans "run synchronously": answer once the results are final, or after the wait,
+    # unless the client asks not to wait (RFC 7240 `Prefer: respond-async`).
+    if "respond-async" not in request.headers.get("prefer", ""):
+        await wait_until(lambda: queries.is_settled(queries.scan(db, principal.workspace_id, scan_id)),
+                         request.app.state.settings.scan_sync_wait_s)
     return json_response({"scan_id": scan_id, "status": "running"})
 
 
 async def run_scan(request: Request):
-    """Trigger a scan: a compliance scan (seed 002) or, with an empty body, a monitor scan (seed 000)."""
+    """Trigger a scan: with no body or `{}` a workspace monitor scan (seed 000), else a compliance scan (seed 002)."""
     principal = authenticate(request)
 
     async def handler():
         body = await json_body(request, allow_empty=True)
-        if not is_compliance_request(body):
-            monitor_scan = getattr(request.app.state, "monitor_scan", None)
-            if monitor_scan is not None:
-                return await monitor_scan(request, principal, body)
+        if not body:
+            return await run_monitor_scan(request, principal)
         return await run_compliance_scan(request, principal, body)
 
     return await idempotent(request, principal, handler)

@@ -59,3 +59,43 @@ def violation(db, workspace_id: str, violation_id: str):
 
 def loads(value):
     return orjson.loads(value) if value else None
+
+
+def asset_profile(db, container_id: int):
+    return db.execute("SELECT columns, row_count, synced_at FROM rm_asset_profiles WHERE container_id = ?",
+                      (container_id,)).fetchone()
+
+
+def asset_runs(db, asset_ids: list[int]) -> tuple[dict, dict]:
+    """Per asset, its monitor run in flight and its latest finished run (units of monitor scans).
+
+    A unit left pending by an aborted scan is neither: it never ran.
+    """
+    if not asset_ids:
+        return {}, {}
+    marks = ",".join("?" * len(asset_ids))
+    rows = db.execute(
+        "SELECT * FROM (SELECT u.*, s.started_at AS scan_started_at,"
+        " CASE WHEN u.status IN ('completed', 'failed') THEN 'last'"
+        "      WHEN s.status IN ('queued', 'running') THEN 'current' END AS slot,"
+        " ROW_NUMBER() OVER (PARTITION BY u.container_id,"
+        "   CASE WHEN u.status IN ('completed', 'failed') THEN 'last'"
+        "        WHEN s.status IN ('queued', 'running') THEN 'current' END"
+        "   ORDER BY s.created_at DESC, s.scan_id DESC) AS rn"
+        " FROM rm_units u JOIN rm_scans s ON s.scan_id = u.scan_id"
+        f" WHERE s.kind = 'monitor' AND u.container_id IN ({marks})) WHERE rn = 1 AND slot IS NOT NULL",
+        asset_ids).fetchall()
+    current = {r["container_id"]: r for r in rows if r["slot"] == "current"}
+    last = {r["container_id"]: r for r in rows if r["slot"] == "last"}
+    return current, last
+
+
+def unit_monitors(db, unit_ids: list[str]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    if not unit_ids:
+        return out
+    marks = ",".join("?" * len(unit_ids))
+    for r in db.execute(f"SELECT * FROM rm_unit_monitors WHERE unit_id IN ({marks}) ORDER BY unit_id, position",
+                        unit_ids):
+        out.setdefault(r["unit_id"], []).append(dict(r))
+    return out

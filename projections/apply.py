@@ -37,32 +37,73 @@ def _first_time(conn, event_id: str) -> bool:
 
 def scan_requested(conn, rec: Record) -> None:
     d = rec.event["data"]
+    policy, upload, mapping = d.get("policy") or {}, d.get("upload") or {}, d.get("mapping") or {}
+    store = d.get("datastore") or {}
+    checks = policy.get("rules") if policy else [m for t in d.get("targets") or [] for m in t["monitors"]]
     conn.execute(
         "INSERT INTO rm_scans (scan_id, workspace_id, kind, status, policy_id, policy_name, upload_id, mapping_id,"
         " audit_id, audit_name, mapping_config, temporal_scale, requested_by, rerun_of, pii_findings, record_total,"
-        " rules_total, created_at) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " rules_total, created_at, operation_id, datastore_id, datastore_name, request)"
+        " VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT(scan_id) DO NOTHING",
-        (d["scan_id"], d["workspace_id"], d["kind"], d["policy"]["id"], d["policy"]["name"], d["upload"]["id"],
-         d["mapping"]["id"], d.get("audit_id"), d.get("audit_name"), _json(d["mapping"]["mapping"]),
-         d["mapping"].get("temporal_scale"), d["requested_by"], d.get("rerun_of"),
-         _json(d["upload"].get("pii_findings", [])), d["upload"]["record_count"], len(d["policy"]["rules"]),
-         d["requested_at"]))
+        (d["scan_id"], d["workspace_id"], d["kind"], policy.get("id"), policy.get("name"), upload.get("id"),
+         mapping.get("id"), d.get("audit_id"), d.get("audit_name"),
+         _json(mapping["mapping"]) if mapping else None, mapping.get("temporal_scale"), d["requested_by"],
+         d.get("rerun_of"), _json(upload.get("pii_findings", [])), upload.get("record_count", 0), len(checks),
+         d["requested_at"], d.get("operation_id"), store.get("id"), store.get("name"), _json(d)))
 
 
 def scan_started(conn, rec: Record) -> None:
     d = rec.event["data"]
     conn.executemany(
-        "INSERT INTO rm_units (unit_id, scan_id, idx, record_count, rules_total, status)"
-        " VALUES (?, ?, ?, ?, ?, 'pending') ON CONFLICT(unit_id) DO NOTHING",
-        [(u["unit_id"], d["scan_id"], u["index"], u["record_count"], len(u["rule_ids"])) for u in d["units"]])
+        "INSERT INTO rm_units (unit_id, scan_id, idx, record_count, rules_total, status, container_id,"
+        " container_name, container_type, datastore_id) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)"
+        " ON CONFLICT(unit_id) DO NOTHING",
+        [(u["unit_id"], d["scan_id"], u["index"], u["record_count"], len(u["rule_ids"]),
+          *_container(u.get("container"))) for u in d["units"]])
+    names = _monitor_names(conn, d["scan_id"])
+    conn.executemany(
+        "INSERT INTO rm_unit_monitors (unit_id, monitor_id, position, monitor_name, stage)"
+        " VALUES (?, ?, ?, ?, 'pending') ON CONFLICT DO NOTHING",
+        [(u["unit_id"], mid, i, names.get(mid, mid)) for u in d["units"] if u.get("container")
+         for i, mid in enumerate(u["rule_ids"])])
     conn.execute(
         "UPDATE rm_scans SET status = 'running', started_at = ?, units_total = ?, rule_evals_total = ?"
         " WHERE scan_id = ? AND status = 'queued'",
         (d["started_at"], len(d["units"]), sum(len(u["rule_ids"]) for u in d["units"]), d["scan_id"]))
 
 
+def _container(container: dict | None) -> tuple:
+    if not container:
+        return None, None, None, None
+    return container["id"], container["name"], container["container_type"], container["datastore_id"]
+
+
+def _monitor_names(conn, scan_id: str) -> dict[str, str]:
+    row = conn.execute("SELECT request FROM rm_scans WHERE scan_id = ?", (scan_id,)).fetchone()
+    targets = (orjson.loads(row["request"]).get("targets") or []) if row and row["request"] else []
+    return {m["id"]: m["name"] for t in targets for m in t["monitors"]}
+
+
+def _monitor_outcomes(conn, unit_id: str, outcomes: list[dict]) -> None:
+    conn.executemany(
+        "UPDATE rm_unit_monitors SET stage = ?, duration_ms = ?, error = ?, anomalies = ?"
+        " WHERE unit_id = ? AND monitor_id = ?",
+        [(o["stage"], o.get("duration_ms"), o.get("error"), o.get("anomalies", 0), unit_id, o["monitor_id"])
+         for o in outcomes])
+
+
 def unit_progressed(conn, rec: Record) -> None:
     d = rec.event["data"]
+    conn.execute("UPDATE rm_units SET started_at = COALESCE(started_at, ?),"
+                 " status = CASE status WHEN 'pending' THEN 'running' ELSE status END WHERE unit_id = ?",
+                 (rec.event["time"], d["unit_id"]))
+    if d.get("monitor"):
+        _monitor_outcomes(conn, d["unit_id"], [d["monitor"]])
+    if d.get("rules_total") is not None and d["rules_done"] < d["rules_total"]:
+        # monitors run in order: the next one is the one running now
+        conn.execute("UPDATE rm_unit_monitors SET stage = 'running' WHERE unit_id = ? AND position = ?"
+                     " AND stage = 'pending'", (d["unit_id"], d["rules_done"]))
     row = conn.execute("SELECT rules_done FROM rm_units WHERE unit_id = ?", (d["unit_id"],)).fetchone()
     if row is None or row["rules_done"] >= d["rules_done"]:
         return
@@ -76,8 +117,18 @@ def unit_finished(conn, rec: Record) -> None:
     d = rec.event["data"]
     failed = rec.type == c.UNIT_FAILED
     found = sum(d.get("violations_by_rule", {}).values())
-    conn.execute("UPDATE rm_units SET status = ?, violation_count = ?, error = ? WHERE unit_id = ?",
-                 ("failed" if failed else "completed", found, d.get("error"), d["unit_id"]))
+    conn.execute("UPDATE rm_units SET status = ?, violation_count = ?, error = ?, finished_at = ?,"
+                 " started_at = COALESCE(started_at, ?), records_processed = ? WHERE unit_id = ?",
+                 ("failed" if failed else "completed", found, d.get("error"), rec.event["time"], rec.event["time"],
+                  d.get("record_count", 0), d["unit_id"]))
+    _monitor_outcomes(conn, d["unit_id"], d.get("monitors", []))
+    for profile in d.get("profile", []):
+        conn.execute(
+            "INSERT INTO rm_asset_profiles (container_id, scan_id, columns, row_count, synced_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT(container_id) DO UPDATE SET scan_id = excluded.scan_id, columns = excluded.columns,"
+            " row_count = excluded.row_count, synced_at = excluded.synced_at WHERE excluded.synced_at >= synced_at",
+            (profile["container_id"], d["scan_id"], _json(profile["columns"]), profile["row_count"],
+             rec.event["time"]))
     if not failed:
         conn.execute("UPDATE rm_scans SET record_count = record_count + ? WHERE scan_id = ?",
                      (d["record_count"], d["scan_id"]))
@@ -91,6 +142,36 @@ def scan_finished(conn, rec: Record) -> None:
         (d["status"], d["record_count"], d["rules_processed"], d["violation_count"], d["compliance_score"],
          d["error"], d["finished_at"], d["scan_id"]))
     _score_entry(conn, rec, d["compliance_score"], d["finished_at"], f"scan_{d['status']}", None)
+
+
+def scan_aborted(conn, rec: Record) -> None:
+    d = rec.event["data"]
+    conn.execute("UPDATE rm_scans SET status = 'aborted', finished_at = ?, violation_count = ?, error = NULL"
+                 " WHERE scan_id = ?", (d["aborted_at"], d["violation_count"], d["scan_id"]))
+
+
+def scan_resumed(conn, rec: Record) -> None:
+    """The resumed units start over; the completed ones keep what they counted."""
+    d = rec.event["data"]
+    marks = ",".join("?" * len(d["unit_ids"]))
+    undone = conn.execute(f"SELECT COALESCE(SUM(rules_done), 0) FROM rm_units WHERE unit_id IN ({marks})",
+                          d["unit_ids"]).fetchone()[0]
+    conn.execute(f"UPDATE rm_units SET status = 'pending', rules_done = 0, violation_count = 0, error = NULL,"
+                 f" started_at = NULL, finished_at = NULL, records_processed = 0 WHERE unit_id IN ({marks})",
+                 d["unit_ids"])
+    conn.execute(f"UPDATE rm_unit_monitors SET stage = 'pending', duration_ms = NULL, error = NULL, anomalies = 0"
+                 f" WHERE unit_id IN ({marks})", d["unit_ids"])
+    conn.execute(
+        "UPDATE rm_scans SET status = 'running', finished_at = NULL, finalized = 0, error = NULL,"
+        " violation_count = NULL, rules_processed = NULL, rule_evals_done = rule_evals_done - ?,"
+        " record_count = (SELECT COALESCE(SUM(records_processed), 0) FROM rm_units"
+        "                 WHERE scan_id = ? AND status = 'completed') WHERE scan_id = ?",
+        (undone, d["scan_id"], d["scan_id"]))
+
+
+def scan_deleted(conn, rec: Record) -> None:
+    d = rec.event["data"]
+    conn.execute("UPDATE rm_scans SET deleted_at = ? WHERE scan_id = ?", (d["deleted_at"], d["scan_id"]))
 
 
 def violation_status_changed(conn, rec: Record) -> None:
@@ -120,12 +201,12 @@ def violations(conn, recs: list[Record]) -> set[str]:
         per_scan.setdefault(d["scan_id"], []).append((
             d["violation_id"], d["scan_id"], d["rule_id"], d["rule_name"], d["rule_type"], d["severity"],
             d["account"], d["record_index"], d["record_key"], d["value"], d["window"], d["signature"],
-            rec.event["time"]))
+            rec.event["time"], d.get("container_id"), _json(d["observed"]) if d.get("observed") else None))
     for rows in per_scan.values():
         conn.executemany(
             "INSERT INTO rm_violations (violation_id, scan_id, rule_id, rule_name, rule_type, severity, account,"
-            " record_index, record_key, value, window, signature, detected_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(violation_id) DO NOTHING", rows)
+            " record_index, record_key, value, window, signature, detected_at, container_id, observed)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(violation_id) DO NOTHING", rows)
     return set(per_scan)
 
 
@@ -136,6 +217,9 @@ LIFECYCLE = {
     c.UNIT_COMPLETED: unit_finished,
     c.UNIT_FAILED: unit_finished,
     c.SCAN_FINISHED: scan_finished,
+    c.SCAN_ABORTED: scan_aborted,
+    c.SCAN_RESUMED: scan_resumed,
+    c.SCAN_DELETED: scan_deleted,
     c.VIOLATION_STATUS_CHANGED: violation_status_changed,
 }
 

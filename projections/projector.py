@@ -89,7 +89,10 @@ def replay(settings: Settings, db_url: str | None = None) -> int:
     with transaction(conn):
         schema.drop(conn)
     schema.create(conn)
-    consumer = Consumer(consumer_config(settings, f"{settings.projector_group}-replay"))
+    # A replay that dies half-way is simply run again, so it need not wait for fsync.
+    conn.execute("PRAGMA synchronous=OFF")
+    consumer = Consumer(consumer_config(settings, f"{settings.projector_group}-replay",
+                                        **{"fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 8 << 20}))
     end: dict[tuple[str, int], int] = {}
     assignment = []
     metadata = consumer.list_topics(timeout=10)

@@ -1,7 +1,7 @@
 """Read-model tables. Disposable: `replay` drops and rebuilds them from the ledger."""
 from __future__ import annotations
 
-READ_MODEL_TABLES = ["rm_scans", "rm_units", "rm_violations", "rm_violation_status", "rm_score_history",
+READ_MODEL_TABLES = ["rm_scans", "rm_units", "rm_unit_monitors", "rm_asset_profiles", "rm_violations", "rm_violation_status", "rm_score_history",
                      "rm_processed_events", "projector_offsets"]
 
 SCHEMA = """
@@ -14,17 +14,30 @@ CREATE TABLE IF NOT EXISTS rm_scans (
     rule_evals_done INTEGER NOT NULL DEFAULT 0, units_total INTEGER NOT NULL DEFAULT 0,
     violation_count INTEGER, violations_seen INTEGER NOT NULL DEFAULT 0, compliance_score REAL,
     error TEXT, created_at TEXT NOT NULL, started_at TEXT, finished_at TEXT,
-    finalized INTEGER NOT NULL DEFAULT 0, delta TEXT);
+    finalized INTEGER NOT NULL DEFAULT 0, delta TEXT,
+    operation_id INTEGER, datastore_id INTEGER, datastore_name TEXT, request TEXT, deleted_at TEXT);
+CREATE INDEX IF NOT EXISTS rm_scans_operation ON rm_scans (workspace_id, operation_id);
 CREATE INDEX IF NOT EXISTS rm_scans_policy ON rm_scans (workspace_id, policy_id, created_at);
 CREATE TABLE IF NOT EXISTS rm_units (
     unit_id TEXT PRIMARY KEY, scan_id TEXT NOT NULL, idx INTEGER NOT NULL, record_count INTEGER NOT NULL,
     rules_total INTEGER NOT NULL, rules_done INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL,
-    violation_count INTEGER NOT NULL DEFAULT 0, error TEXT);
+    violation_count INTEGER NOT NULL DEFAULT 0, error TEXT,
+    container_id INTEGER, container_name TEXT, container_type TEXT, started_at TEXT, finished_at TEXT,
+    records_processed INTEGER NOT NULL DEFAULT 0, datastore_id INTEGER);
 CREATE INDEX IF NOT EXISTS rm_units_scan ON rm_units (scan_id, idx);
+CREATE INDEX IF NOT EXISTS rm_units_container ON rm_units (container_id);
+CREATE TABLE IF NOT EXISTS rm_unit_monitors (
+    unit_id TEXT NOT NULL, monitor_id TEXT NOT NULL, position INTEGER NOT NULL, monitor_name TEXT NOT NULL,
+    stage TEXT NOT NULL, duration_ms INTEGER, error TEXT, anomalies INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (unit_id, monitor_id));
+CREATE TABLE IF NOT EXISTS rm_asset_profiles (
+    container_id INTEGER PRIMARY KEY, scan_id TEXT NOT NULL, columns TEXT NOT NULL, row_count INTEGER NOT NULL,
+    synced_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS rm_violations (
     violation_id TEXT PRIMARY KEY, scan_id TEXT NOT NULL, rule_id TEXT NOT NULL, rule_name TEXT,
     rule_type TEXT, severity TEXT NOT NULL, account TEXT, record_index INTEGER, record_key TEXT NOT NULL,
-    value TEXT, window TEXT, signature TEXT NOT NULL, detected_at TEXT NOT NULL);
+    value TEXT, window TEXT, signature TEXT NOT NULL, detected_at TEXT NOT NULL, container_id INTEGER,
+    observed TEXT);
 CREATE INDEX IF NOT EXISTS rm_violations_scan ON rm_violations (scan_id, rule_id, record_key);
 CREATE TABLE IF NOT EXISTS rm_violation_status (
     violation_id TEXT PRIMARY KEY, scan_id TEXT NOT NULL, status TEXT NOT NULL, changed_at TEXT NOT NULL,

@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS policies (
 CREATE TABLE IF NOT EXISTS scan_requests (
     scan_id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, kind TEXT NOT NULL, request TEXT NOT NULL,
     created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS operation_ids (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, scan_id TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     workspace_id TEXT NOT NULL, key TEXT NOT NULL, route TEXT NOT NULL, status INTEGER NOT NULL,
     body BLOB NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (workspace_id, key, route));
@@ -89,6 +91,21 @@ def bootstrap_admin(conn, token: str) -> None:
     with transaction(conn):
         ensure_workspace(conn, DEFAULT_WORKSPACE, "Default workspace")
         add_token(conn, token, DEFAULT_WORKSPACE, "Admin", "admin")
+
+
+def list_tokens(conn, workspace_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute("SELECT id, role, user_name, created_at FROM tokens"
+                        " WHERE workspace_id = ? AND revoked_at IS NULL ORDER BY created_at, id", (workspace_id,))
+    return [dict(r) for r in rows]
+
+
+def revoke_token(conn, workspace_id: str, token_id: str) -> bool:
+    return conn.execute("UPDATE tokens SET revoked_at = ? WHERE id = ? AND workspace_id = ? AND revoked_at IS NULL",
+                        (utcnow(), token_id, workspace_id)).rowcount > 0
+
+
+def get_workspace(conn, workspace_id: str) -> dict[str, Any] | None:
+    return _one(conn, "SELECT * FROM workspaces WHERE id = ?", workspace_id)
 
 
 def principal(conn, token: str) -> dict[str, Any] | None:
@@ -162,6 +179,16 @@ def delete_policy(conn, workspace_id: str, policy_id: str) -> bool:
 
 
 # --- scan requests: what the API accepted, so a scan is visible before the projector sees it ---
+
+def new_operation_id(conn, scan_id: str) -> int:
+    """The integer run id of seed 003; it travels in the scan's snapshot, so replay keeps it."""
+    return conn.execute("INSERT INTO operation_ids (scan_id) VALUES (?)", (scan_id,)).lastrowid
+
+
+def scan_id_of_operation(conn, operation_id: int) -> str | None:
+    row = conn.execute("SELECT scan_id FROM operation_ids WHERE id = ?", (operation_id,)).fetchone()
+    return row["scan_id"] if row else None
+
 
 def add_scan_request(conn, workspace_id: str, scan_id: str, kind: str, request: dict) -> None:
     conn.execute("INSERT INTO scan_requests (scan_id, workspace_id, kind, request, created_at) VALUES (?, ?, ?, ?, ?)",

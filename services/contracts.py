@@ -40,15 +40,40 @@ class MappingSnapshot(Contract):
     temporal_scale: str | None = None
 
 
+class ContainerRef(Contract):
+    id: int
+    name: str
+    container_type: Literal["file", "table"]
+    datastore_id: int
+
+
+class DatastoreRef(Contract):
+    id: int
+    name: str
+    type: Literal["local_dir", "sqlite"]
+    path: str  # resolved, inside the configured datastore root
+
+
+class Target(Contract):
+    """One container a monitor scan or a sync reads: a unit of work of its own."""
+    container: ContainerRef
+    datastore: DatastoreRef
+    monitors: list[dict[str, Any]] = []  # the enabled monitors, as services.monitors.Monitor dumps
+
+
 class ScanRequest(Contract):
+    """Compliance scans carry policy, upload and mapping; monitor scans and syncs (catalog) carry targets."""
     scan_id: str
-    kind: Literal["compliance"] = "compliance"
+    operation_id: int | None = None  # the integer run id of the operations API (seed 003)
+    kind: Literal["compliance", "monitor", "catalog"] = "compliance"
     workspace_id: str
     requested_by: str
     requested_at: str
-    policy: PolicySnapshot
-    upload: UploadSnapshot
-    mapping: MappingSnapshot
+    policy: PolicySnapshot | None = None
+    upload: UploadSnapshot | None = None
+    mapping: MappingSnapshot | None = None
+    targets: list[Target] | None = None
+    datastore: DatastoreRef | None = None
     audit_id: str | None = None
     audit_name: str | None = None
     rerun_of: str | None = None
@@ -58,6 +83,12 @@ class ScanRequest(Contract):
 
 class RunScan(ScanRequest):
     pass
+
+
+class ScanCommand(Contract):
+    """AbortScan, ResumeScan, DeleteScan: an operator acting on a run."""
+    scan_id: str
+    requested_by: str
 
 
 class ChangeViolationStatus(Contract):
@@ -77,7 +108,8 @@ class UnitPlan(Contract):
     record_count: int
     counted_records: int  # rows this unit adds to the scan's record_count (0 for secondary rule groups)
     partition_key: list[str]
-    rule_ids: list[str]
+    rule_ids: list[str]  # rule ids, or monitor ids of a monitor scan
+    container: ContainerRef | None = None
 
 
 class ScanStarted(Contract):
@@ -88,11 +120,22 @@ class ScanStarted(Contract):
     started_at: str
 
 
+class MonitorOutcome(Contract):
+    monitor_id: str
+    monitor_name: str
+    stage: Literal["pending", "running", "completed", "failed"]
+    duration_ms: int | None = None
+    error: str | None = None
+    anomalies: int = 0
+
+
 class UnitProgressed(Contract):
     scan_id: str
     unit_id: str
     rules_done: int
     rules_total: int
+    attempt: int = 0
+    monitor: MonitorOutcome | None = None  # the monitor that just finished, in a monitor scan
 
 
 class UnitCompleted(Contract):
@@ -100,16 +143,21 @@ class UnitCompleted(Contract):
     unit_id: str
     record_count: int  # the unit's counted_records
     rules_done: int
+    attempt: int = 0
     violations_by_rule: dict[str, int]
     violations_by_severity: dict[str, int]
+    monitors: list[MonitorOutcome] = []
+    profile: list[dict[str, Any]] = []  # a sync's finding: the container's columns and row count
 
 
 class UnitFailed(Contract):
     scan_id: str
     unit_id: str
     error: str
+    attempt: int = 0
     violations_by_rule: dict[str, int] = {}
     violations_by_severity: dict[str, int] = {}
+    monitors: list[MonitorOutcome] = []
 
 
 class ScanFinished(Contract):
@@ -123,6 +171,30 @@ class ScanFinished(Contract):
     compliance_score: float
     error: str | None = None
     finished_at: str
+
+
+class ScanAborted(Contract):
+    scan_id: str
+    aborted_at: str
+    aborted_by: str
+    attempt: int  # work of this attempt or earlier stops; a resume's later attempt runs
+    record_count: int
+    violation_count: int  # counted by the units that reported; violations of cut-short units stay too
+    units_completed: int
+
+
+class ScanResumed(Contract):
+    scan_id: str
+    attempt: int
+    unit_ids: list[str]  # the units sent again: every one not completed
+    resumed_at: str
+    resumed_by: str
+
+
+class ScanDeleted(Contract):
+    scan_id: str
+    deleted_at: str
+    deleted_by: str
 
 
 class ViolationStatusChanged(Contract):
@@ -141,12 +213,15 @@ class WorkUnit(Contract):
     scan_id: str
     unit_id: str
     index: int
-    blob: str
+    kind: Literal["compliance", "monitor", "catalog"] = "compliance"
+    attempt: int = 0  # 0 for the first run of a unit, then one more per resume
+    blob: str | None = None
     record_count: int
     counted_records: int
-    rules: list[dict[str, Any]]
-    mapping: dict[str, str]
+    rules: list[dict[str, Any]] = []
+    mapping: dict[str, str] = {}
     temporal_scale: str | None = None
+    target: Target | None = None
 
 
 # --- findings (topic: violations, key: scan id) ---
@@ -164,7 +239,9 @@ class ViolationDetected(Contract):
     record_key: str
     value: str | None
     window: str | None
-    signature: str
+    signature: str  # rule_id:account, or monitor_id:container_id for an anomaly
+    container_id: int | None = None  # the asset an anomaly was found on
+    observed: dict[str, Any] | None = None  # what the monitor measured
 
 
 def _t(name: str) -> str:
@@ -172,6 +249,9 @@ def _t(name: str) -> str:
 
 
 RUN_SCAN = _t("command.run-scan")
+ABORT_SCAN = _t("command.abort-scan")
+RESUME_SCAN = _t("command.resume-scan")
+DELETE_SCAN = _t("command.delete-scan")
 CHANGE_VIOLATION_STATUS = _t("command.change-violation-status")
 SCAN_REQUESTED = _t("scan.requested")
 SCAN_STARTED = _t("scan.started")
@@ -179,12 +259,18 @@ UNIT_PROGRESSED = _t("scan.unit.progressed")
 UNIT_COMPLETED = _t("scan.unit.completed")
 UNIT_FAILED = _t("scan.unit.failed")
 SCAN_FINISHED = _t("scan.finished")
+SCAN_ABORTED = _t("scan.aborted")
+SCAN_RESUMED = _t("scan.resumed")
+SCAN_DELETED = _t("scan.deleted")
 VIOLATION_STATUS_CHANGED = _t("violation.status-changed")
 WORK_UNIT = _t("work.unit")
 VIOLATION_DETECTED = _t("violation.detected")
 
 MODELS: dict[str, type[Contract]] = {
     RUN_SCAN: RunScan,
+    ABORT_SCAN: ScanCommand,
+    RESUME_SCAN: ScanCommand,
+    DELETE_SCAN: ScanCommand,
     CHANGE_VIOLATION_STATUS: ChangeViolationStatus,
     SCAN_REQUESTED: ScanRequest,
     SCAN_STARTED: ScanStarted,
@@ -192,6 +278,9 @@ MODELS: dict[str, type[Contract]] = {
     UNIT_COMPLETED: UnitCompleted,
     UNIT_FAILED: UnitFailed,
     SCAN_FINISHED: ScanFinished,
+    SCAN_ABORTED: ScanAborted,
+    SCAN_RESUMED: ScanResumed,
+    SCAN_DELETED: ScanDeleted,
     VIOLATION_STATUS_CHANGED: ViolationStatusChanged,
     WORK_UNIT: WorkUnit,
     VIOLATION_DETECTED: ViolationDetected,

@@ -13,14 +13,13 @@ events and consumers drop the copies.
 from __future__ import annotations
 
 from copy import deepcopy
-from typing import Any
 
 from services import contracts as c
 from services import scoring
 from services.envelope import deterministic_id, follow
 
 SOURCE = "scanledger/coordinator"
-TERMINAL = frozenset({"completed", "partial_failure", "failed"})
+TERMINAL = frozenset({"completed", "partial_failure", "failed"})  # aborted can still resume
 
 # (status, action) -> new status. Anything else is rejected.
 TRANSITIONS: dict[tuple[str | None, str], str] = {
@@ -62,14 +61,15 @@ def request(state: dict | None, command: dict) -> tuple[dict, list[dict]]:
         return state, []
     req = command["data"]
     status = next_status(None, "request")
-    rules = req["policy"]["rules"]
+    rules = checks(req)
     new_state = {
         "scan_id": req["scan_id"],
+        "kind": req.get("kind", "compliance"),
         "workspace_id": req["workspace_id"],
         "status": status,
-        "severities": {r["id"]: r["severity"] for r in rules},
+        "severities": {r["id"]: r.get("severity", "medium") for r in rules},
         "rules_total": len(rules),
-        "record_total": req["upload"]["record_count"],
+        "record_total": (req.get("upload") or {}).get("record_count", 0),
         "units": {},
         "violations_by_rule": {},
         "violations_by_severity": {},
@@ -77,17 +77,35 @@ def request(state: dict | None, command: dict) -> tuple[dict, list[dict]]:
         "errors": [],
         "status_overrides": {},
         "finished": None,
+        "attempt": 0,
+        "deleted": False,
+        "request": req,  # a resume sends the remaining units' work again from it
     }
     return new_state, [_event(command, c.SCAN_REQUESTED, req, req["scan_id"], time=req["requested_at"])]
 
 
+def checks(req: dict) -> list[dict]:
+    """What a scan evaluates: the policy's rules, or the monitors of every target."""
+    if req.get("policy"):
+        return req["policy"]["rules"]
+    return [m for t in req.get("targets") or [] for m in t["monitors"]]
+
+
+def _unit(plan: dict) -> dict:
+    return {"status": "pending", "plan": plan, "attempt": 0, "records": 0, "by_rule": {}, "by_severity": {},
+            "rules_done": 0, "error": None}
+
+
 def start(state: dict, cause: dict, units: list[dict], started_at: str) -> tuple[dict, list[dict], list[dict]]:
-    """The coordinator planned the units: the scan runs. Returns state, events, work units."""
+    """The coordinator planned the units: the scan runs. Returns state, events, work units.
+
+    A scan with nothing to do (a workspace without enabled monitors) completes at once.
+    """
     if state["status"] != "queued":
         return state, [], []
     new = deepcopy(state)
     new["status"] = next_status(state["status"], "start")
-    new["units"] = {u["unit_id"]: {"status": "pending", "record_count": u["record_count"]} for u in units}
+    new["units"] = {u["unit_id"]: _unit(u) for u in units}
     started = _event(cause, c.SCAN_STARTED, {
         "scan_id": state["scan_id"],
         "units": units,
@@ -95,6 +113,10 @@ def start(state: dict, cause: dict, units: list[dict], started_at: str) -> tuple
         "rules_total": state["rules_total"],
         "started_at": started_at,
     }, state["scan_id"])
+    if not units:
+        new["status"] = next_status(new["status"], "complete")
+        new, finished = _finish(new, cause, started_at)
+        return new, [started, *finished], []
     return new, [started], units
 
 
@@ -107,32 +129,103 @@ def fail(state: dict, cause: dict, error: str, finished_at: str) -> tuple[dict, 
 
 
 def unit_done(state: dict, event: dict, finished_at: str) -> tuple[dict, list[dict]]:
-    """A unit reported (completed or failed). The last one finishes the scan.
+    """A unit reported (completed or failed). The last one finishes a running scan.
 
     A unit reported twice (at-least-once delivery) counts once; a report that arrives after
     the scan finished re-emits the same finish event, in case the first was lost in a crash.
+    A unit that finishes after its scan was aborted still counts, so a resume skips it.
     """
     data = event["data"]
     unit = state["units"].get(data["unit_id"])
     if unit is None:
         return state, []
     if unit["status"] != "pending":
-        return state, ([_finished_event(state, event)] if state.get("finished") else [])
-    if state["status"] != "running":
+        return state, ([_finished_event(state, event)] if state["status"] in TERMINAL else [])
+    if state["status"] not in ("running", "aborted"):
         return state, []
     new = deepcopy(state)
     failed = event["type"] == c.UNIT_FAILED
-    new["units"][data["unit_id"]]["status"] = "failed" if failed else "completed"
-    _add_counts(new["violations_by_rule"], data.get("violations_by_rule", {}))
-    _add_counts(new["violations_by_severity"], data.get("violations_by_severity", {}))
-    if failed:
-        new["errors"].append(data["error"])
+    new["units"][data["unit_id"]].update(
+        status="failed" if failed else "completed",
+        records=0 if failed else data["record_count"],
+        by_rule=data.get("violations_by_rule", {}),
+        by_severity=data.get("violations_by_severity", {}),
+        error=data.get("error") if failed else None)
+    if new["status"] != "running" or any(u["status"] == "pending" for u in new["units"].values()):
+        return _totalled(new), []
+    units = new["units"].values()
+    if not any(u["status"] == "failed" for u in units):
+        action = "complete"
     else:
-        new["record_count"] += data["record_count"]
-    if any(u["status"] == "pending" for u in new["units"].values()):
-        return new, []
-    new["status"] = next_status("running", "fail" if new["errors"] else "complete")
+        action = "partial_failure" if any(u["status"] == "completed" for u in units) else "fail"
+    new["status"] = next_status("running", action)
     return _finish(new, event, finished_at)
+
+
+def abort(state: dict | None, command: dict, aborted_at: str) -> tuple[dict, list[dict]]:
+    """Stop a queued or running scan. Units not yet reported stay pending; what they found stays."""
+    if state is None:
+        raise Rejected("unknown scan")
+    new = deepcopy(state)
+    new["status"] = next_status(state["status"], "abort")
+    new["attempt"] = state.get("attempt", 0)
+    new = _totalled(new)
+    return new, [_event(command, c.SCAN_ABORTED, {
+        "scan_id": state["scan_id"],
+        "aborted_at": aborted_at,
+        "aborted_by": command["data"]["requested_by"],
+        "attempt": new["attempt"],
+        "record_count": new["record_count"],
+        "violation_count": sum(new["violations_by_rule"].values()),
+        "units_completed": sum(1 for u in new["units"].values() if u["status"] == "completed"),
+    }, command["id"], time=aborted_at)]
+
+
+def resume(state: dict | None, command: dict, resumed_at: str) -> tuple[dict, list[dict], list[dict]]:
+    """Continue an aborted or failed scan with only the units not completed: returns their work again.
+
+    Each resumed unit gets a new attempt number, which goes into the ids of the events it
+    causes, so a second run of a unit is a new fact and not a duplicate of the first.
+    """
+    if state is None:
+        raise Rejected("unknown scan")
+    if state["kind"] == "catalog":
+        raise Rejected("a sync cannot be resumed; rerun it")
+    if not state["units"]:
+        raise Rejected("the scan never started, so there is nothing to resume; rerun it")
+    new = deepcopy(state)
+    new["status"] = next_status(state["status"], "resume")
+    new["attempt"] = state.get("attempt", 0) + 1
+    new["finished"] = None
+    new["errors"] = []
+    work = []
+    for unit in new["units"].values():
+        if unit["status"] != "completed":
+            unit.update(_unit(unit["plan"]), attempt=new["attempt"])
+            work.append(unit["plan"])
+    new = _totalled(new)
+    return new, [_event(command, c.SCAN_RESUMED, {
+        "scan_id": state["scan_id"],
+        "attempt": new["attempt"],
+        "unit_ids": [u["unit_id"] for u in work],
+        "resumed_at": resumed_at,
+        "resumed_by": command["data"]["requested_by"],
+    }, command["id"], time=resumed_at)], work
+
+
+def delete(state: dict | None, command: dict, deleted_at: str) -> tuple[dict, list[dict]]:
+    """Hide a finished run's record; its violations and its events stay on the ledger."""
+    if state is None:
+        raise Rejected("unknown scan")
+    if state["status"] not in TERMINAL | {"aborted"}:
+        raise Rejected(f"cannot delete a scan that is {state['status']}; abort it first")
+    if state.get("deleted"):
+        return state, []
+    new = deepcopy(state)
+    new["deleted"] = True
+    return new, [_event(command, c.SCAN_DELETED, {
+        "scan_id": state["scan_id"], "deleted_at": deleted_at, "deleted_by": command["data"]["requested_by"],
+    }, state["scan_id"], time=deleted_at)]
 
 
 def change_violation_status(state: dict | None, command: dict, changed_at: str) -> tuple[dict | None, list[dict]]:
@@ -167,7 +260,23 @@ def compliance_score(state: dict) -> float:
     return scoring.compliance_score(state["record_total"], open_by_severity)
 
 
+def _totalled(state: dict) -> dict:
+    """Scan totals are sums over the units that reported, so resetting a unit drops its share."""
+    reported = [u for u in state["units"].values() if u["status"] != "pending"]
+    by_rule: dict[str, int] = {}
+    by_severity: dict[str, int] = {}
+    for u in reported:
+        _add_counts(by_rule, u["by_rule"])
+        _add_counts(by_severity, u["by_severity"])
+    state["violations_by_rule"], state["violations_by_severity"] = by_rule, by_severity
+    state["record_count"] = sum(u["records"] for u in reported)
+    if state["units"]:  # without units, the error is the planning failure fail() recorded
+        state["errors"] = [u["error"] for u in reported if u["error"]]
+    return state
+
+
 def _finish(state: dict, cause: dict, finished_at: str) -> tuple[dict, list[dict]]:
+    state = _totalled(state)
     state["finished"] = {
         "scan_id": state["scan_id"],
         "status": state["status"],
@@ -185,7 +294,9 @@ def _finish(state: dict, cause: dict, finished_at: str) -> tuple[dict, list[dict
 
 def _finished_event(state: dict, cause: dict) -> dict:
     finished = state["finished"]
-    return _event(cause, c.SCAN_FINISHED, finished, state["scan_id"], time=finished["finished_at"])
+    # the attempt is part of the id: a resumed scan finishing again is a new fact
+    return _event(cause, c.SCAN_FINISHED, finished, state["scan_id"], state.get("attempt", 0),
+                  time=finished["finished_at"])
 
 
 def _rules_done(state: dict) -> int:

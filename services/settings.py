@@ -57,12 +57,16 @@ class Settings:
     port: int = 8000
     admin_token: str | None = None
     max_upload_records: int = 5_000_000
+    # A datastore asset bigger than this is a failed read, not an out-of-memory worker.
+    max_asset_records: int = 50_000_000
     # Records per unit of work for a compliance scan; units are capped at work_partitions.
     unit_records: int = 100_000
     # How long POST /api/scan/run waits for the scan to finish before answering "running".
     scan_sync_wait_s: float = 5.0
     cache_dir: Path = Path.home() / ".cache" / "scanledger"
     broker_heap_mb: int = 512
+    # Datastore paths must resolve inside this directory (a path that escapes it is a 400).
+    datastore_root: Path = Path(".")
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -81,10 +85,12 @@ class Settings:
             port=_int("SCANLEDGER_PORT", 8000),
             admin_token=os.environ.get("SCANLEDGER_ADMIN_TOKEN") or None,
             max_upload_records=_int("SCANLEDGER_MAX_UPLOAD_RECORDS", 5_000_000),
+            max_asset_records=_int("SCANLEDGER_MAX_ASSET_RECORDS", 50_000_000),
             unit_records=_int("SCANLEDGER_UNIT_RECORDS", 100_000),
             scan_sync_wait_s=_float("SCANLEDGER_SCAN_SYNC_WAIT", 5.0),
             cache_dir=Path(os.environ.get("SCANLEDGER_CACHE_DIR") or Path.home() / ".cache" / "scanledger"),
             broker_heap_mb=_int("SCANLEDGER_BROKER_HEAP_MB", 512),
+            datastore_root=Path(os.environ.get("SCANLEDGER_DATASTORE_ROOT") or ".").resolve(),
         )
         return replace(settings, **overrides) if overrides else settings
 

@@ -6,6 +6,7 @@ services.planning and services.evaluation.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from services import contracts as c
 from services.blobstore import BlobStore
@@ -22,7 +23,12 @@ SOURCE = "scanledger/coordinator"
 
 
 def plan_scan(request: dict, blobs: BlobStore, settings: Settings) -> list[dict]:
-    """Split the scan's upload into unit files in the blob store; return the unit plans."""
+    """Split the scan's upload into unit files in the blob store; return the unit plans.
+
+    Monitor scans and syncs need no splitting: each target container is a unit.
+    """
+    if request.get("kind", "compliance") != "compliance":
+        return target_units(request)
     table = from_ipc(blobs.get(request["upload"]["blob"]))
     rules = [parse_rule(r) for r in request["policy"]["rules"]]
     slices = plan(table, rules, request["mapping"]["mapping"], settings.unit_records, settings.work_partitions)
@@ -37,8 +43,32 @@ def plan_scan(request: dict, blobs: BlobStore, settings: Settings) -> list[dict]
     } for s in slices]
 
 
-def work_events(cause: dict, units: list[dict]) -> list[dict]:
-    request = cause["data"]
+def target_units(request: dict) -> list[dict]:
+    return [{
+        "unit_id": f"{request['scan_id']}.u{i}",
+        "index": i,
+        "blob": "",
+        "record_count": 0,
+        "counted_records": 0,
+        "partition_key": [],
+        "rule_ids": [m["id"] for m in target["monitors"]],
+        "container": target["container"],
+    } for i, target in enumerate(request["targets"])]
+
+
+def work_events(cause: dict, request: dict, units: list[dict], attempt: int = 0) -> list[dict]:
+    """The work of each unit; `cause` is the RunScan or ResumeScan command, `request` the snapshot."""
+    if request.get("kind", "compliance") != "compliance":
+        return [follow(cause, c.WORK_UNIT, {
+            "scan_id": request["scan_id"],
+            "unit_id": unit["unit_id"],
+            "index": unit["index"],
+            "kind": request["kind"],
+            "attempt": attempt,
+            "record_count": 0,
+            "counted_records": 0,
+            "target": request["targets"][unit["index"]],
+        }, id=deterministic_id(c.WORK_UNIT, unit["unit_id"], attempt), source=SOURCE) for unit in units]
     rules = {r["id"]: r for r in request["policy"]["rules"]}
     return [follow(cause, c.WORK_UNIT, {
         "scan_id": request["scan_id"],
@@ -47,13 +77,23 @@ def work_events(cause: dict, units: list[dict]) -> list[dict]:
         "blob": unit["blob"],
         "record_count": unit["record_count"],
         "counted_records": unit["counted_records"],
+        "attempt": attempt,
         "rules": [rules[rid] for rid in unit["rule_ids"]],
         "mapping": request["mapping"]["mapping"],
         "temporal_scale": request["mapping"].get("temporal_scale"),
-    }, id=deterministic_id(c.WORK_UNIT, unit["unit_id"]), source=SOURCE) for unit in units]
+    }, id=deterministic_id(c.WORK_UNIT, unit["unit_id"], attempt), source=SOURCE) for unit in units]
 
 
-def run_unit(message: dict, blobs: BlobStore, publisher: Publisher, settings: Settings) -> None:
+# Violations are published in slices of this many, checking for an abort between slices.
+STOP_CHECK_ROWS = 2000
+
+
+class Aborted(Exception):
+    """The unit's scan was aborted: stop now; what was published stays."""
+
+
+def run_unit(message: dict, blobs: BlobStore, publisher: Publisher, settings: Settings,
+             should_stop: Callable[[], bool] = lambda: False) -> None:
     """Evaluate a unit: violations first, flushed, then the unit result that counts them."""
     work = message["data"]
     topics = settings.topics
@@ -69,11 +109,21 @@ def run_unit(message: dict, blobs: BlobStore, publisher: Publisher, settings: Se
                 errors.append(outcome.error)
             else:
                 found = outcome.violations.num_rows
-                for event in violation_events(message, work, outcome.rule, outcome.violations):
-                    publisher.publish(topics.violations, event)
+                for start in range(0, found, STOP_CHECK_ROWS):
+                    if should_stop():
+                        raise Aborted
+                    for event in violation_events(message, work, outcome.rule,
+                                                  outcome.violations.slice(start, STOP_CHECK_ROWS)):
+                        publisher.publish(topics.violations, event)
                 by_rule[outcome.rule.id] = found
                 by_severity[outcome.rule.severity] = by_severity.get(outcome.rule.severity, 0) + found
             publisher.publish(topics.scan_events, progress_event(message, work, rules_done))
+            if should_stop():
+                raise Aborted
+    except Aborted:
+        log.info("unit %s stopped: its scan was aborted", work["unit_id"])
+        publisher.flush()
+        return
     except Exception as exc:  # unreadable unit file, bad rule snapshot: a unit failure, never a dead worker
         log.exception("unit %s failed", work["unit_id"])
         errors.append(f"unit {work['unit_id']}: {exc}")

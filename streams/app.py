@@ -16,15 +16,16 @@ import faust
 
 from services import contracts as c
 from services import lifecycle
+from services.abort_watch import AbortWatch
 from services.blobstore import BlobStore
 from services.envelope import decode, header_type, utcnow
 from services.kafka import Publisher
 from services.settings import Settings
+from services.target_runner import run_target_unit
 from services.unit_runner import plan_scan, run_unit, work_events
 
 log = logging.getLogger("scanledger.streams")
 
-COORDINATOR_TYPES = {c.RUN_SCAN, c.CHANGE_VIOLATION_STATUS, c.UNIT_COMPLETED, c.UNIT_FAILED}
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -51,6 +52,11 @@ def create_app(settings: Settings) -> faust.App:
                       key_type=str)  # values use the app default codec, json
     publisher = Publisher(settings)
     blobs = BlobStore(settings.blob_dir)
+    aborted = AbortWatch(settings)
+
+    @app.task
+    async def watch_aborts() -> None:
+        aborted.start()
 
     def emit(events: list[dict]) -> None:
         for event in events:
@@ -70,9 +76,31 @@ def create_app(settings: Settings) -> faust.App:
             else:
                 state, events, work = lifecycle.start(state, message, units, utcnow())
                 emit(events)
-                for unit_event in work_events(message, work):
-                    publisher.publish(settings.topics.work, unit_event, key=unit_event["data"]["unit_id"])
+                send_work(message, message["data"], work, 0)
         scans[scan_id] = state
+        await publisher.flush_async()
+
+    def send_work(cause: dict, request: dict, units: list[dict], attempt: int) -> None:
+        for unit_event in work_events(cause, request, units, attempt):
+            publisher.publish(settings.topics.work, unit_event, key=unit_event["data"]["unit_id"])
+
+    async def on_operator_command(message: dict) -> None:
+        """Abort, resume or delete: rejected ones are logged (the API checked the state before)."""
+        scan_id, type_ = message["subject"], message["type"]
+        state = scans.get(scan_id)
+        try:
+            if type_ == c.RESUME_SCAN:
+                state, events, work = lifecycle.resume(state, message, utcnow())
+            else:
+                act = lifecycle.abort if type_ == c.ABORT_SCAN else lifecycle.delete
+                (state, events), work = act(state, message, utcnow()), []
+        except lifecycle.Rejected as exc:
+            log.warning("rejected %s for scan %s: %s", type_, scan_id, exc)
+            return
+        scans[scan_id] = state
+        emit(events)
+        if work:
+            send_work(message, state["request"], work, state["attempt"])
         await publisher.flush_async()
 
     async def on_unit_done(message: dict) -> None:
@@ -97,20 +125,29 @@ def create_app(settings: Settings) -> faust.App:
         await publisher.flush_async()
 
     handlers = {c.RUN_SCAN: on_run_scan, c.CHANGE_VIOLATION_STATUS: on_change_violation_status,
-                c.UNIT_COMPLETED: on_unit_done, c.UNIT_FAILED: on_unit_done}
+                c.UNIT_COMPLETED: on_unit_done, c.UNIT_FAILED: on_unit_done, c.ABORT_SCAN: on_operator_command,
+                c.RESUME_SCAN: on_operator_command, c.DELETE_SCAN: on_operator_command}
 
     @app.agent(coordinator_topic, name="coordinator")
     async def coordinator(stream):
         async for event in stream.events():
             type_ = header_type(event.headers)
-            if type_ in COORDINATOR_TYPES:
+            if type_ in handlers:
                 await handlers[type_](decode(event.value))
 
     @app.agent(work_topic, name="evaluator", concurrency=2)
     async def evaluator(stream):
         async for event in stream.events():
             if header_type(event.headers) == c.WORK_UNIT:
-                await asyncio.to_thread(run_unit, decode(event.value), blobs, publisher, settings)
+                message = decode(event.value)
+                scan_id, attempt = message["subject"], message["data"].get("attempt", 0)
+                if aborted.is_aborted(scan_id, attempt):
+                    continue
+                stop = lambda: aborted.is_aborted(scan_id, attempt)  # noqa: E731
+                if message["data"].get("kind", "compliance") == "compliance":
+                    await asyncio.to_thread(run_unit, message, blobs, publisher, settings, stop)
+                else:
+                    await asyncio.to_thread(run_target_unit, message, publisher, settings, stop)
 
     return app
 

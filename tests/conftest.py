@@ -13,8 +13,10 @@ def kafka(tmp_path_factory):
 @pytest.fixture(scope="session")
 def system(kafka, tmp_path_factory):
     # Small units so the end-to-end scans really split into several; a small upload cap to test 413.
+    datastore_root = tmp_path_factory.mktemp("datastores")
     running = System(kafka, tmp_path_factory.mktemp("system"), SCANLEDGER_UNIT_RECORDS="700",
-                     SCANLEDGER_MAX_UPLOAD_RECORDS="20000").start()
+                     SCANLEDGER_MAX_UPLOAD_RECORDS="20000", SCANLEDGER_DATASTORE_ROOT=str(datastore_root)).start()
+    running.datastore_root = datastore_root
     yield running
     running.stop()
 

@@ -19,7 +19,7 @@ def ready(system):
 
 def test_every_route_needs_a_token(system, ready):
     with system.client(token="wrong") as bad:
-        for method, path in [("GET", f"/api/scan/x"), ("POST", "/api/scan/run"), ("GET", "/api/policies"),
+        for method, path in [("GET", "/api/scan/x"), ("POST", "/api/scan/run"), ("GET", "/api/policies"),
                              ("POST", "/api/upload"), ("POST", "/api/mapping/confirm"),
                              ("PATCH", "/api/violations/x"), ("GET", "/api/scan/x/violations")]:
             r = bad.request(method, path)

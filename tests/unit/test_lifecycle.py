@@ -85,12 +85,20 @@ def test_a_unit_reported_twice_counts_once_and_reemits_the_same_finish():
     assert again == first
 
 
-def test_a_failed_unit_fails_the_scan_and_keeps_partial_counts():
+def test_all_units_failing_fails_the_scan():
+    state = started_scan(2)
+    state, _ = lifecycle.unit_done(state, unit_event("s1.u0", c.UNIT_FAILED, r1=0, error="a"), "t2")
+    state, [finished] = lifecycle.unit_done(state, unit_event("s1.u1", c.UNIT_FAILED, r1=0, error="b"), "t3")
+    assert state["status"] == finished["data"]["status"] == "failed"
+    assert finished["data"]["error"] == "a; b"
+
+
+def test_a_failed_unit_is_a_partial_failure_that_keeps_partial_counts():
     state = started_scan(2)
     state, _ = lifecycle.unit_done(state, unit_event("s1.u0", r1=2), "t2")
     state, [finished] = lifecycle.unit_done(state, unit_event("s1.u1", c.UNIT_FAILED, r1=1, error="boom"), "t3")
-    assert state["status"] == "failed"
-    assert finished["data"]["status"] == "failed"
+    assert state["status"] == "partial_failure"
+    assert finished["data"]["status"] == "partial_failure"
     assert finished["data"]["violation_count"] == 3
     assert finished["data"]["error"] == "boom"
     assert finished["data"]["rules_processed"] == 1  # one of two units completed all its rules
@@ -136,3 +144,80 @@ def test_transitions(status, action, expected):
 def test_rejected_transitions(status, action):
     with pytest.raises(lifecycle.Rejected):
         lifecycle.next_status(status, action)
+
+
+def monitor_scan_command(targets):
+    data = {"scan_id": "m1", "kind": "monitor", "workspace_id": "w", "requested_by": "me",
+            "requested_at": "2024-01-01T00:00:00.000Z", "targets": targets}
+    return make_event(c.RUN_SCAN, "m1", data, id="cmd-m", source="test", workspace_id="w")
+
+
+def test_a_monitor_scan_counts_the_monitors_of_every_target():
+    target = {"container": {"id": 1, "name": "t", "container_type": "table"}, "datastore": {},
+              "monitors": [{"id": "m-a", "severity": "low"}, {"id": "m-b", "severity": "high"}]}
+    state, events = lifecycle.request(None, monitor_scan_command([target, target]))
+    assert state["rules_total"] == 4 and state["record_total"] == 0 and state["kind"] == "monitor"
+    assert [e["type"] for e in events] == [c.SCAN_REQUESTED]
+
+
+def test_a_scan_with_nothing_to_do_completes_when_it_starts():
+    command = monitor_scan_command([])
+    state, _ = lifecycle.request(None, command)
+    state, events, work = lifecycle.start(state, command, [], "t1")
+    assert state["status"] == "completed" and work == []
+    assert [e["type"] for e in events] == [c.SCAN_STARTED, c.SCAN_FINISHED]
+    assert events[1]["data"]["violation_count"] == 0
+
+
+def operator(type_, cmd_id="op-1"):
+    return make_event(type_, "s1", {"scan_id": "s1", "requested_by": "ops"}, id=cmd_id, source="test",
+                      workspace_id="w")
+
+
+def test_abort_keeps_reported_units_and_a_late_unit_still_counts():
+    state = started_scan(3)
+    state, _ = lifecycle.unit_done(state, unit_event("s1.u0", r1=2), "t2")
+    state, [aborted] = lifecycle.abort(state, operator(c.ABORT_SCAN), "t3")
+    assert state["status"] == "aborted" and aborted["type"] == c.SCAN_ABORTED
+    assert aborted["data"]["violation_count"] == 2 and aborted["data"]["units_completed"] == 1
+    state, events = lifecycle.unit_done(state, unit_event("s1.u1", r1=5), "t4")  # was in flight
+    assert events == [] and state["status"] == "aborted" and state["units"]["s1.u1"]["status"] == "completed"
+    with pytest.raises(lifecycle.Rejected):
+        lifecycle.abort(state, operator(c.ABORT_SCAN, "op-2"), "t5")
+
+
+def test_resume_sends_only_units_not_completed_and_ends_with_the_uninterrupted_counts():
+    state = started_scan(3)
+    state, _ = lifecycle.unit_done(state, unit_event("s1.u0", r1=2), "t2")
+    state, _ = lifecycle.abort(state, operator(c.ABORT_SCAN), "t3")
+    state, [resumed], work = lifecycle.resume(state, operator(c.RESUME_SCAN, "op-2"), "t4")
+    assert [u["unit_id"] for u in work] == ["s1.u1", "s1.u2"] and resumed["data"]["attempt"] == 1
+    assert state["status"] == "running" and state["units"]["s1.u1"]["attempt"] == 1
+    state, _ = lifecycle.unit_done(state, unit_event("s1.u1", r1=3), "t5")
+    state, [finished] = lifecycle.unit_done(state, unit_event("s1.u2", r1=4), "t6")
+    assert finished["data"]["status"] == "completed" and finished["data"]["violation_count"] == 9
+    assert finished["data"]["record_count"] == 150
+
+
+def test_resume_of_a_failed_scan_reruns_the_failed_units_and_drops_their_counts():
+    state = started_scan(2)
+    state, _ = lifecycle.unit_done(state, unit_event("s1.u0", r1=2), "t2")
+    state, [first] = lifecycle.unit_done(state, unit_event("s1.u1", c.UNIT_FAILED, r1=1, error="boom"), "t3")
+    state, _, work = lifecycle.resume(state, operator(c.RESUME_SCAN), "t4")
+    assert [u["unit_id"] for u in work] == ["s1.u1"] and state["violations_by_rule"] == {"r1": 2}
+    state, [again] = lifecycle.unit_done(state, unit_event("s1.u1", r1=1), "t5")
+    assert again["data"]["status"] == "completed" and again["data"]["error"] is None
+    assert again["id"] != first["id"]  # a second finish is a new fact, not a duplicate
+
+
+def test_resume_and_delete_are_refused_in_the_wrong_state():
+    running = started_scan(1)
+    with pytest.raises(lifecycle.Rejected):
+        lifecycle.resume(running, operator(c.RESUME_SCAN), "t")
+    with pytest.raises(lifecycle.Rejected):
+        lifecycle.delete(running, operator(c.DELETE_SCAN), "t")
+    done, _ = lifecycle.unit_done(running, unit_event("s1.u0"), "t2")
+    with pytest.raises(lifecycle.Rejected):
+        lifecycle.resume(done, operator(c.RESUME_SCAN), "t")
+    deleted, [event] = lifecycle.delete(done, operator(c.DELETE_SCAN), "t3")
+    assert event["type"] == c.SCAN_DELETED and lifecycle.delete(deleted, operator(c.DELETE_SCAN, "x"), "t4")[1] == []

@@ -1,0 +1,278 @@
+"""Datastores, their assets and the assets' monitors (ours to define; seed 000 builds on them)."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from api import queries
+from api.auth import Principal, authenticate
+from api.errors import ApiError, not_found, validation_error
+from api.openapi import request_body
+from api.requests import idempotent, json_body, parse
+from api.responses import json_response
+from api.scan_commands import start_scan
+from services import catalog_store
+from services.config_store import new_id
+from services.datastores import DatastoreError, list_containers, resolve_path
+from services.envelope import utcnow
+from services.monitors import parse_monitor
+
+DATASTORE_NOT_FOUND = "Datastore not found"
+ASSET_NOT_FOUND = "Asset not found"
+MONITOR_NOT_FOUND = "Monitor not found"
+
+
+def _int_id(request: Request, name: str, message: str) -> int:
+    """Integer ids in the path; anything else cannot name a resource (404, as for an unknown id)."""
+    raw = request.path_params[name]
+    if not raw.isdigit():
+        raise not_found(message)
+    return int(raw)
+
+
+# --- datastores ---
+
+@request_body("POST", "/api/datastores")
+class DatastoreBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)
+    type: Literal["local_dir", "sqlite"]
+    path: str = Field(min_length=1)
+
+
+def datastore_view(d: dict) -> dict:
+    return {"id": d["id"], "name": d["name"], "type": d["type"], "path": d["path"], "created_at": d["created_at"]}
+
+
+async def create_datastore(request: Request):
+    """Register a datastore: a directory of files or a SQLite database, inside the datastore root."""
+    principal = authenticate(request, "config:write")
+
+    async def handler():
+        body = parse(DatastoreBody, await json_body(request))
+        try:
+            resolved = resolve_path(request.app.state.settings.datastore_root, body.path, body.type)
+        except DatastoreError as exc:
+            raise ApiError(exc.status, "Invalid request body", [{"path": ["path"], "message": str(exc)}]) from None
+        row = catalog_store.add_datastore(request.app.state.db, principal.workspace_id, body.name, body.type,
+                                          body.path, str(resolved))
+        return json_response(datastore_view(row), 201)
+
+    return await idempotent(request, principal, handler)
+
+
+async def list_datastores(request: Request):
+    """List the workspace's datastores."""
+    principal = authenticate(request, "assets:read")
+    items = [datastore_view(d) for d in catalog_store.list_datastores(request.app.state.db, principal.workspace_id)]
+    return json_response({"items": items, "total": len(items)})
+
+
+def _datastore(request: Request, principal: Principal) -> dict:
+    row = catalog_store.get_datastore(request.app.state.db, principal.workspace_id,
+                                      _int_id(request, "id", DATASTORE_NOT_FOUND))
+    if row is None:
+        raise not_found(DATASTORE_NOT_FOUND)
+    return row
+
+
+async def get_datastore(request: Request):
+    """Get a datastore."""
+    principal = authenticate(request, "assets:read")
+    return json_response(datastore_view(_datastore(request, principal)))
+
+
+async def delete_datastore(request: Request):
+    """Remove a datastore; its past runs and findings stay on the ledger."""
+    principal = authenticate(request, "config:write")
+    row = _datastore(request, principal)
+    catalog_store.delete_datastore(request.app.state.db, principal.workspace_id, row["id"])
+    return Response(status_code=204)
+
+
+def datastore_ref(store: dict) -> dict:
+    return {"id": store["id"], "name": store["name"], "type": store["type"], "path": store["resolved_path"]}
+
+
+def container_ref(asset: dict) -> dict:
+    return {"id": asset["id"], "name": asset["name"], "container_type": asset["container_type"],
+            "datastore_id": asset["datastore_id"]}
+
+
+async def sync_datastore(request: Request):
+    """Sync (a catalog run on the ledger): find the datastore's assets and profile each one."""
+    principal = authenticate(request, "scan:trigger")
+
+    async def handler():
+        db = request.app.state.db
+        store = _datastore(request, principal)
+        try:
+            found = await run_in_threadpool(list_containers, store["type"], store["resolved_path"])
+        except DatastoreError as exc:
+            raise ApiError(exc.status, str(exc)) from None
+        catalog_store.register_assets(db, principal.workspace_id, store["id"], found)
+        assets = catalog_store.list_assets(db, principal.workspace_id, store["id"])
+        present = {name for name, _ in found}
+        targets = [{"container": container_ref(a), "datastore": datastore_ref(store), "monitors": []}
+                   for a in assets if a["name"] in present]
+        scan_request = {"scan_id": new_id(), "kind": "catalog", "workspace_id": principal.workspace_id,
+                        "requested_by": principal.user, "requested_at": utcnow(), "targets": targets,
+                        "datastore": datastore_ref(store)}
+        operation_id = await start_scan(request, scan_request)
+        return json_response({"operation_id": operation_id, "scan_id": scan_request["scan_id"], "status": "running",
+                              "assets": [asset_view(db, a) for a in assets if a["name"] in present]}, 202)
+
+    return await idempotent(request, principal, handler)
+
+
+# --- assets ---
+
+def asset_view(db, a: dict) -> dict:
+    profile = queries.asset_profile(db, a["id"])
+    return {"id": a["id"], "name": a["name"], "container_type": a["container_type"],
+            "datastore": {"id": a["datastore_id"], "name": a["datastore_name"]},
+            "columns": orjson.loads(profile["columns"]) if profile else None,
+            "row_count": profile["row_count"] if profile else None,
+            "synced_at": profile["synced_at"] if profile else None}
+
+
+async def list_assets(request: Request):
+    """The workspace's assets (tables and files), optionally of one datastore (?datastore=ID)."""
+    principal = authenticate(request, "assets:read")
+    db = request.app.state.db
+    raw = request.query_params.get("datastore")
+    if raw is not None and not raw.isdigit():
+        raise ApiError(400, "Invalid query", [{"path": ["datastore"], "message": "Expected an integer"}])
+    rows = catalog_store.list_assets(db, principal.workspace_id, int(raw) if raw else None)
+    items = [asset_view(db, a) for a in rows]
+    return json_response({"items": items, "total": len(items)})
+
+
+def _asset(request: Request, principal: Principal) -> dict:
+    row = catalog_store.get_asset(request.app.state.db, principal.workspace_id,
+                                  _int_id(request, "assetId", ASSET_NOT_FOUND))
+    if row is None:
+        raise not_found(ASSET_NOT_FOUND)
+    return row
+
+
+async def get_asset(request: Request):
+    """Get an asset with its latest profile."""
+    principal = authenticate(request, "assets:read")
+    return json_response(asset_view(request.app.state.db, _asset(request, principal)))
+
+
+# --- monitors ---
+
+@request_body("POST", "/api/assets/{assetId}/monitors")
+class MonitorBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)
+    type: str
+    severity: Literal["low", "medium", "high", "critical"] = "medium"
+    enabled: bool = True
+    params: dict[str, Any] = {}
+
+
+@request_body("PATCH", "/api/assets/{assetId}/monitors/{monitorId}")
+class MonitorPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, min_length=1)
+    severity: Literal["low", "medium", "high", "critical"] | None = None
+    enabled: bool | None = None
+    params: dict[str, Any] | None = None
+
+
+def _checked(spec: dict) -> dict:
+    """Validate a monitor's type and params now, so a scan never meets a malformed one."""
+    try:
+        parse_monitor({"id": "new", **spec})
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+    except ValueError as exc:
+        raise ApiError(400, "Invalid request body", [{"path": ["params"], "message": str(exc)}]) from None
+    return spec
+
+
+def monitor_view(m: dict) -> dict:
+    return {"id": m["id"], "asset_id": m["asset_id"], "name": m["name"], "type": m["type"],
+            "severity": m["severity"], "enabled": m["enabled"], "params": m["params"],
+            "created_at": m["created_at"], "updated_at": m["updated_at"]}
+
+
+async def create_monitor(request: Request):
+    """Attach a monitor to an asset."""
+    principal = authenticate(request, "config:write")
+
+    async def handler():
+        asset = _asset(request, principal)
+        spec = _checked(parse(MonitorBody, await json_body(request)).model_dump())
+        row = catalog_store.add_monitor(request.app.state.db, principal.workspace_id, asset["id"], spec)
+        return json_response(monitor_view(row), 201)
+
+    return await idempotent(request, principal, handler)
+
+
+async def list_monitors(request: Request):
+    """The monitors of an asset."""
+    principal = authenticate(request, "assets:read")
+    asset = _asset(request, principal)
+    items = [monitor_view(m) for m in catalog_store.list_monitors(request.app.state.db, principal.workspace_id,
+                                                                  asset["id"])]
+    return json_response({"items": items, "total": len(items)})
+
+
+def _monitor(request: Request, principal: Principal) -> dict:
+    asset = _asset(request, principal)
+    row = catalog_store.get_monitor(request.app.state.db, principal.workspace_id, asset["id"],
+                                    request.path_params["monitorId"])
+    if row is None:
+        raise not_found(MONITOR_NOT_FOUND)
+    return row
+
+
+async def get_monitor(request: Request):
+    """Get a monitor."""
+    principal = authenticate(request, "assets:read")
+    return json_response(monitor_view(_monitor(request, principal)))
+
+
+async def patch_monitor(request: Request):
+    """Change a monitor's name, severity, params or enabled flag."""
+    principal = authenticate(request, "config:write")
+    current = _monitor(request, principal)
+    patch = parse(MonitorPatch, await json_body(request)).model_dump(exclude_none=True)
+    spec = _checked({k: current[k] for k in ("name", "type", "severity", "enabled", "params")} | patch)
+    row = catalog_store.update_monitor(request.app.state.db, principal.workspace_id, current["asset_id"],
+                                       current["id"], spec)
+    return json_response(monitor_view(row))
+
+
+async def delete_monitor(request: Request):
+    """Remove a monitor; its past anomalies stay."""
+    principal = authenticate(request, "config:write")
+    current = _monitor(request, principal)
+    catalog_store.delete_monitor(request.app.state.db, principal.workspace_id, current["asset_id"], current["id"])
+    return Response(status_code=204)
+
+
+routes = [
+    Route("/api/datastores", create_datastore, methods=["POST"]),
+    Route("/api/datastores", list_datastores, methods=["GET"]),
+    Route("/api/datastores/{id}", get_datastore, methods=["GET"]),
+    Route("/api/datastores/{id}", delete_datastore, methods=["DELETE"]),
+    Route("/api/datastores/{id}/sync", sync_datastore, methods=["POST"]),
+    Route("/api/assets", list_assets, methods=["GET"]),
+    Route("/api/assets/{assetId}", get_asset, methods=["GET"]),
+    Route("/api/assets/{assetId}/monitors", create_monitor, methods=["POST"]),
+    Route("/api/assets/{assetId}/monitors", list_monitors, methods=["GET"]),
+    Route("/api/assets/{assetId}/monitors/{monitorId}", get_monitor, methods=["GET"]),
+    Route("/api/assets/{assetId}/monitors/{monitorId}", patch_monitor, methods=["PATCH"]),
+    Route("/api/assets/{assetId}/monitors/{monitorId}", delete_monitor, methods=["DELETE"]),
+]

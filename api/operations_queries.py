@@ -1,0 +1,124 @@
+"""The Activity list (seed 003) as SQL over the read models: every run of every kind."""
+from __future__ import annotations
+
+import math
+from datetime import date
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+OperationType = Literal["catalog", "profile", "scan", "external_scan", "export", "materialize", "promote"]
+Result = Literal["queued", "running", "success", "failure", "aborted"]
+KINDS = {"scan": ("compliance", "monitor"), "catalog": ("catalog",)}  # the other types: none of our runs
+STATUSES = {"queued": ("queued",), "running": ("running",), "success": ("completed",),
+            "failure": ("failed", "partial_failure"), "aborted": ("aborted",)}
+FINISHED = ("completed", "partial_failure", "failed", "aborted")
+
+
+class OperationsQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: int | None = None
+    schedule_id: int | None = None
+    operation_type: OperationType | None = None
+    finished: bool | None = None
+    result: list[Result] = []
+    created_date: date | None = None
+    start_date: date | None = None
+    end_date: date | None = None
+    datastore: list[int] = []
+    container: list[int] = []
+    has_logs: bool | None = None
+    offset: int = Field(0, ge=-1440, le=1440, description="minutes to add to UTC for the caller's local dates")
+    sort_created: Literal["asc", "desc"] | None = None
+    sort_duration: Literal["asc", "desc"] | None = None
+    page: int = Field(1, ge=1)
+    size: int = Field(50, ge=1, le=1000)
+
+
+LIST_FIELDS = ("result", "datastore", "container")
+
+# A finished run shows as running until all its violations are in the read model (as a
+# compliance scan does), so `success` always comes with complete results.
+SHOWN_STATUS = ("(CASE WHEN s.finalized = 0 AND s.status IN ('completed', 'partial_failure', 'failed', 'aborted')"
+                " THEN 'running' ELSE s.status END)")
+HAS_LOGS = ("(s.error IS NOT NULL OR EXISTS (SELECT 1 FROM rm_units lu WHERE lu.scan_id = s.scan_id"
+            " AND lu.error IS NOT NULL))")
+DURATION = "(julianday(s.finished_at) - julianday(s.started_at))"
+COLUMNS = (f"s.*, {SHOWN_STATUS} AS shown_status, (SELECT COUNT(*) FROM rm_units cu WHERE cu.scan_id = s.scan_id"
+           " AND cu.status IN ('completed', 'failed')) AS units_done")
+
+
+def _in(column: str, values, args: list) -> str:
+    args.extend(values)
+    return f"{column} IN ({','.join('?' * len(values))})"
+
+
+def _where(workspace_id: str, q: OperationsQuery) -> tuple[str, list]:
+    where, args = ["s.workspace_id = ?", "s.deleted_at IS NULL", "s.operation_id IS NOT NULL"], [workspace_id]
+    if q.id is not None:
+        where.append("s.operation_id = ?")
+        args.append(q.id)
+    if q.schedule_id is not None:
+        where.append("0")  # runs are on demand: none was triggered by a schedule
+    if q.operation_type is not None:
+        kinds = KINDS.get(q.operation_type, ())
+        where.append(_in("s.kind", kinds, args) if kinds else "0")
+    if q.finished is not None:
+        where.append(("" if q.finished else "NOT ") + _in(SHOWN_STATUS, FINISHED, args))
+    if q.result:
+        where.append(_in(SHOWN_STATUS, [st for r in q.result for st in STATUSES[r]], args))
+    shift = f"{q.offset:+d} minutes"
+    for column, day in (("created_at", q.created_date), ("started_at", q.start_date), ("finished_at", q.end_date)):
+        if day is not None:
+            where.append(f"date(s.{column}, ?) = ?")
+            args += [shift, day.isoformat()]
+    if q.datastore:
+        unit_args: list = []
+        units = _in("du.datastore_id", q.datastore, unit_args)
+        where.append(f"({_in('s.datastore_id', q.datastore, args)} OR EXISTS (SELECT 1 FROM rm_units du"
+                     f" WHERE du.scan_id = s.scan_id AND {units}))")
+        args += unit_args
+    if q.container:
+        unit_args = []
+        where.append(f"EXISTS (SELECT 1 FROM rm_units cu2 WHERE cu2.scan_id = s.scan_id AND"
+                     f" {_in('cu2.container_id', q.container, unit_args)})")
+        args += unit_args
+    if q.has_logs is not None:
+        where.append(HAS_LOGS if q.has_logs else f"NOT {HAS_LOGS}")
+    return " AND ".join(where), args
+
+
+def _order(q: OperationsQuery) -> str:
+    keys = []
+    if q.sort_created:
+        keys.append(f"s.created_at {q.sort_created.upper()}")
+    if q.sort_duration:
+        keys.append(f"{DURATION} IS NULL, {DURATION} {q.sort_duration.upper()}")  # unfinished runs last
+    keys.append("s.operation_id DESC")
+    return ", ".join(keys)
+
+
+def operations_page(db, workspace_id: str, q: OperationsQuery) -> tuple[list, int]:
+    where, args = _where(workspace_id, q)
+    total = db.execute(f"SELECT COUNT(*) FROM rm_scans s WHERE {where}", args).fetchone()[0]
+    rows = db.execute(f"SELECT {COLUMNS} FROM rm_scans s WHERE {where} ORDER BY {_order(q)} LIMIT ? OFFSET ?",
+                      [*args, q.size, (q.page - 1) * q.size]).fetchall()
+    return rows, total
+
+
+def pages(total: int, size: int) -> int:
+    return math.ceil(total / size) if total else 0
+
+
+def operation(db, workspace_id: str, operation_id: int):
+    return db.execute(f"SELECT {COLUMNS} FROM rm_scans s WHERE s.workspace_id = ? AND s.operation_id = ?"
+                      " AND s.deleted_at IS NULL", (workspace_id, operation_id)).fetchone()
+
+
+def operation_id_of(db, scan_id: str) -> int | None:
+    row = db.execute("SELECT operation_id FROM rm_scans WHERE scan_id = ?", (scan_id,)).fetchone()
+    return row["operation_id"] if row else None
+
+
+def units(db, scan_id: str) -> list:
+    return db.execute("SELECT * FROM rm_units WHERE scan_id = ? ORDER BY idx", (scan_id,)).fetchall()

@@ -1,0 +1,83 @@
+"""Runs shaped as seed 003 shows them: `success` for completed, integer ids, a status block."""
+from __future__ import annotations
+
+import orjson
+
+RESULT = {"queued": "queued", "running": "running", "completed": "success", "partial_failure": "failure",
+          "failed": "failure", "aborted": "aborted"}
+TYPE = {"compliance": "scan", "monitor": "scan", "catalog": "catalog"}
+UNIT_RESULT = {"pending": "queued", "running": "running", "completed": "success", "failed": "failure"}
+
+
+def _datastore(row) -> dict | None:
+    return {"id": row["datastore_id"], "name": row["datastore_name"]} if row["datastore_id"] is not None else None
+
+
+def item_view(row) -> dict:
+    found = row["violations_seen"] if row["violation_count"] is None else max(row["violation_count"],
+                                                                               row["violations_seen"])
+    return {
+        "id": row["operation_id"],
+        "type": TYPE[row["kind"]],
+        "created": row["created_at"],
+        "start_time": row["started_at"],
+        "end_time": row["finished_at"] if row["shown_status"] == row["status"] else None,
+        "result": RESULT[row["shown_status"]],
+        "message": row["error"],
+        "triggered_by": row["requested_by"],
+        "datastore": _datastore(row),
+        "status": {
+            "total_containers": row["units_total"],
+            "containers_analyzed": row["units_done"],
+            "partitions_scanned": row["units_done"],
+            "records_processed": row["record_count"],
+            "anomalies_identified": found,
+        },
+    }
+
+
+def pending_item_view(request: dict) -> dict:
+    """A run the API accepted that the projector has not seen yet: queued."""
+    store = request.get("datastore")
+    return {"id": request["operation_id"], "type": TYPE[request["kind"]], "created": request["requested_at"],
+            "start_time": None, "end_time": None, "result": "queued", "message": None,
+            "triggered_by": request["requested_by"],
+            "datastore": {"id": store["id"], "name": store["name"]} if store else None,
+            "status": {"total_containers": len(request.get("targets") or []), "containers_analyzed": 0,
+                       "partitions_scanned": 0, "records_processed": 0, "anomalies_identified": 0}}
+
+
+def detail_view(row, rerun_of: int | None) -> dict:
+    request = orjson.loads(row["request"])
+    return {
+        **item_view(row),
+        "scan_id": row["scan_id"],
+        "kind": row["kind"],
+        "configuration": {k: request.get(k) for k in ("policy", "upload", "mapping", "targets", "datastore",
+                                                       "audit_id", "audit_name") if request.get(k) is not None},
+        "summary": {"rules_total": row["rules_total"], "rules_processed": row["rules_processed"],
+                    "record_total": row["record_total"], "records_processed": row["record_count"],
+                    "violation_count": row["violation_count"], "compliance_score": row["compliance_score"]},
+        "trigger": {"triggered_by": row["requested_by"], "created": row["created_at"], "rerun_of": rerun_of},
+    }
+
+
+def container_view(unit, scan_status: str) -> dict:
+    if unit["container_id"] is not None:
+        container = {"id": unit["container_id"], "name": unit["container_name"],
+                     "container_type": unit["container_type"]}
+    else:  # a compliance scan's unit: a partition of its upload
+        container = {"id": None, "name": f"partition {unit['idx']}", "container_type": "partition"}
+    result = UNIT_RESULT[unit["status"]]
+    if scan_status == "aborted" and unit["status"] in ("pending", "running"):
+        result = "aborted"
+    return {
+        "id": unit["idx"] + 1,  # the container's place in its run
+        "container": container,
+        "start_time": unit["started_at"],
+        "end_time": unit["finished_at"],
+        "records_processed": unit["records_processed"],
+        "anomaly_count": unit["violation_count"],
+        "result": result,
+        "message": unit["error"],
+    }

@@ -1,0 +1,135 @@
+"""Configuration tables of the monitor side: datastores, their assets, the assets' monitors.
+
+Datastores and assets (the operations API calls them containers) get integer ids, as
+seed 003 shows them. An asset row is registered the first time a sync finds it and keeps
+its id across syncs, so monitors attached to it survive a re-sync; the asset's profile
+(columns, row count) is a read model built from the sync's events.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from services.config_store import _one, _row, new_id
+from services.envelope import utcnow
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS datastores (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, workspace_id TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL,
+    path TEXT NOT NULL, resolved_path TEXT NOT NULL, created_at TEXT NOT NULL, deleted_at TEXT);
+CREATE TABLE IF NOT EXISTS assets (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, workspace_id TEXT NOT NULL, datastore_id INTEGER NOT NULL,
+    name TEXT NOT NULL, container_type TEXT NOT NULL, created_at TEXT NOT NULL, UNIQUE (datastore_id, name));
+CREATE TABLE IF NOT EXISTS monitors (
+    id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, asset_id INTEGER NOT NULL, name TEXT NOT NULL,
+    type TEXT NOT NULL, severity TEXT NOT NULL, enabled INTEGER NOT NULL, params TEXT NOT NULL,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS monitors_asset ON monitors (workspace_id, asset_id);
+"""
+
+
+def init(conn) -> None:
+    conn.executescript(SCHEMA)
+
+
+# --- datastores ---
+
+def add_datastore(conn, workspace_id: str, name: str, type_: str, path: str, resolved_path: str) -> dict[str, Any]:
+    now = utcnow()
+    cur = conn.execute("INSERT INTO datastores (workspace_id, name, type, path, resolved_path, created_at)"
+                       " VALUES (?, ?, ?, ?, ?, ?)", (workspace_id, name, type_, path, resolved_path, now))
+    return get_datastore(conn, workspace_id, cur.lastrowid)
+
+
+def get_datastore(conn, workspace_id: str, datastore_id: int) -> dict[str, Any] | None:
+    return _one(conn, "SELECT * FROM datastores WHERE id = ? AND workspace_id = ? AND deleted_at IS NULL",
+                datastore_id, workspace_id)
+
+
+def list_datastores(conn, workspace_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute("SELECT * FROM datastores WHERE workspace_id = ? AND deleted_at IS NULL ORDER BY id",
+                        (workspace_id,))
+    return [_row(r) for r in rows]
+
+
+def delete_datastore(conn, workspace_id: str, datastore_id: int) -> bool:
+    """Hidden, not erased: past runs still name it."""
+    return conn.execute("UPDATE datastores SET deleted_at = ? WHERE id = ? AND workspace_id = ? AND deleted_at IS NULL",
+                        (utcnow(), datastore_id, workspace_id)).rowcount > 0
+
+
+# --- assets ---
+
+def register_assets(conn, workspace_id: str, datastore_id: int, found: list[tuple[str, str]]) -> None:
+    """(name, container_type) pairs a sync found; known ones keep their ids."""
+    now = utcnow()
+    conn.executemany("INSERT INTO assets (workspace_id, datastore_id, name, container_type, created_at)"
+                     " VALUES (?, ?, ?, ?, ?) ON CONFLICT (datastore_id, name) DO NOTHING",
+                     [(workspace_id, datastore_id, name, kind, now) for name, kind in found])
+
+
+ASSET_SELECT = ("SELECT a.*, d.name AS datastore_name, d.type AS datastore_type, d.resolved_path"
+                " FROM assets a JOIN datastores d ON d.id = a.datastore_id AND d.deleted_at IS NULL")
+
+
+def list_assets(conn, workspace_id: str, datastore_id: int | None = None) -> list[dict[str, Any]]:
+    sql, args = f"{ASSET_SELECT} WHERE a.workspace_id = ?", [workspace_id]
+    if datastore_id is not None:
+        sql += " AND a.datastore_id = ?"
+        args.append(datastore_id)
+    return [dict(r) for r in conn.execute(sql + " ORDER BY a.id", args)]
+
+
+def get_asset(conn, workspace_id: str, asset_id: int) -> dict[str, Any] | None:
+    row = conn.execute(f"{ASSET_SELECT} WHERE a.id = ? AND a.workspace_id = ?", (asset_id, workspace_id)).fetchone()
+    return dict(row) if row else None
+
+
+# --- monitors ---
+
+def _monitor(row) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    out = dict(row)
+    out["params"] = orjson.loads(out["params"])
+    out["enabled"] = bool(out["enabled"])
+    return out
+
+
+def add_monitor(conn, workspace_id: str, asset_id: int, spec: dict) -> dict[str, Any]:
+    now = utcnow()
+    monitor_id = new_id()
+    conn.execute("INSERT INTO monitors (id, workspace_id, asset_id, name, type, severity, enabled, params, created_at,"
+                 " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 (monitor_id, workspace_id, asset_id, spec["name"], spec["type"], spec["severity"],
+                  int(spec["enabled"]), orjson.dumps(spec["params"]).decode(), now, now))
+    return get_monitor(conn, workspace_id, asset_id, monitor_id)
+
+
+def get_monitor(conn, workspace_id: str, asset_id: int, monitor_id: str) -> dict[str, Any] | None:
+    return _monitor(conn.execute("SELECT * FROM monitors WHERE id = ? AND asset_id = ? AND workspace_id = ?",
+                                 (monitor_id, asset_id, workspace_id)).fetchone())
+
+
+def list_monitors(conn, workspace_id: str, asset_id: int | None = None, enabled_only: bool = False) -> list[dict]:
+    sql, args = "SELECT * FROM monitors WHERE workspace_id = ?", [workspace_id]
+    if asset_id is not None:
+        sql += " AND asset_id = ?"
+        args.append(asset_id)
+    if enabled_only:
+        sql += " AND enabled = 1"
+    return [_monitor(r) for r in conn.execute(sql + " ORDER BY asset_id, created_at, id", args)]
+
+
+def update_monitor(conn, workspace_id: str, asset_id: int, monitor_id: str, spec: dict) -> dict[str, Any] | None:
+    conn.execute("UPDATE monitors SET name = ?, type = ?, severity = ?, enabled = ?, params = ?, updated_at = ?"
+                 " WHERE id = ? AND asset_id = ? AND workspace_id = ?",
+                 (spec["name"], spec["type"], spec["severity"], int(spec["enabled"]),
+                  orjson.dumps(spec["params"]).decode(), utcnow(), monitor_id, asset_id, workspace_id))
+    return get_monitor(conn, workspace_id, asset_id, monitor_id)
+
+
+def delete_monitor(conn, workspace_id: str, asset_id: int, monitor_id: str) -> bool:
+    return conn.execute("DELETE FROM monitors WHERE id = ? AND asset_id = ? AND workspace_id = ?",
+                        (monitor_id, asset_id, workspace_id)).rowcount > 0
