@@ -1,4 +1,7 @@
-"""The ledger is the record of truth: replay rebuilds the same rows; a restart loses nothing."""
+"""The ledger is the record of truth: replay rebuilds the same rows; a restart loses nothing.
+
+Named to run after the monitor and operations modules, so the replay covers their runs too
+(syncs, monitor scans, aborts, resumes, reruns, deletes)."""
 import sqlite3
 
 from projections.schema import READ_MODEL_TABLES
