@@ -30,8 +30,11 @@ def monitor_scan_request(db, principal: Principal) -> dict:
                                             "type": assets[aid]["datastore_type"],
                                             "resolved_path": assets[aid]["resolved_path"]}),
                 "monitors": ms} for aid, ms in sorted(by_asset.items())]
+    stores = {t["datastore"]["id"]: t["datastore"] for t in targets}
     return {"scan_id": new_id(), "kind": "monitor", "workspace_id": principal.workspace_id,
-            "requested_by": principal.user, "requested_at": utcnow(), "targets": targets}
+            "requested_by": principal.user, "requested_at": utcnow(), "targets": targets,
+            # the run's datastore in the Activity list, when it covers just one
+            "datastore": next(iter(stores.values())) if len(stores) == 1 else None}
 
 
 async def run_monitor_scan(request: Request, principal: Principal):

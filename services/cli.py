@@ -191,6 +191,7 @@ def _wait_healthy(url: str, children, stopping, timeout_s: float = 180) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not every health poll of `up`
     parser = argparse.ArgumentParser(prog="scanledger", description="An event-sourced ledger of data scans on Kafka.")
     sub = parser.add_subparsers(dest="command", required=True)
 

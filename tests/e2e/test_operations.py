@@ -96,6 +96,8 @@ def test_list_items_are_shaped_as_documented(runs):
     assert item["status"]["anomalies_identified"] == expected
     catalog = next(i for i in body["items"] if i["id"] == runs.catalog)
     assert catalog["type"] == "catalog" and catalog["datastore"] == {"id": runs.store["id"], "name": "Ops"}
+    monitor = next(i for i in body["items"] if i["id"] == runs.monitor)  # one datastore: named
+    assert monitor["type"] == "scan" and monitor["datastore"] == {"id": runs.store["id"], "name": "Ops"}
 
 
 def test_every_filter_and_sort(runs):
