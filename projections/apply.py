@@ -51,6 +51,9 @@ def scan_requested(conn, rec: Record) -> None:
          _json(mapping["mapping"]) if mapping else None, mapping.get("temporal_scale"), d["requested_by"],
          d.get("rerun_of"), _json(upload.get("pii_findings", [])), upload.get("record_count", 0), len(checks),
          d["requested_at"], d.get("operation_id"), store.get("id"), store.get("name"), _json(d)))
+    # violations travel on another topic and may have arrived first
+    conn.execute("UPDATE rm_scans SET violations_seen = (SELECT COUNT(*) FROM rm_violations WHERE scan_id = ?)"
+                 " WHERE scan_id = ?", (d["scan_id"], d["scan_id"]))
 
 
 def scan_started(conn, rec: Record) -> None:
@@ -194,7 +197,7 @@ def _score_entry(conn, rec: Record, score: float, timestamp: str, action: str, v
 
 
 def violations(conn, recs: list[Record]) -> set[str]:
-    """Insert a batch of violations; returns the scans that got new ones."""
+    """Insert a batch of violations and count the new ones; returns the scans that got some."""
     per_scan: dict[str, list[tuple]] = {}
     for rec in recs:
         d = rec.event["data"]
@@ -202,11 +205,13 @@ def violations(conn, recs: list[Record]) -> set[str]:
             d["violation_id"], d["scan_id"], d["rule_id"], d["rule_name"], d["rule_type"], d["severity"],
             d["account"], d["record_index"], d["record_key"], d["value"], d["window"], d["signature"],
             rec.event["time"], d.get("container_id"), _json(d["observed"]) if d.get("observed") else None))
-    for rows in per_scan.values():
-        conn.executemany(
+    for scan_id, rows in per_scan.items():
+        inserted = conn.executemany(
             "INSERT INTO rm_violations (violation_id, scan_id, rule_id, rule_name, rule_type, severity, account,"
             " record_index, record_key, value, window, signature, detected_at, container_id, observed)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(violation_id) DO NOTHING", rows)
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(violation_id) DO NOTHING", rows).rowcount
+        # incremented by what was really inserted, so a re-delivered violation counts once
+        conn.execute("UPDATE rm_scans SET violations_seen = violations_seen + ? WHERE scan_id = ?", (inserted, scan_id))
     return set(per_scan)
 
 
@@ -238,15 +243,8 @@ def apply_batch(conn, records: list[Record]) -> None:
             touched.add(rec.event["subject"])
     touched |= violations(conn, pending_violations)
     for scan_id in sorted(touched):
-        _count_violations(conn, scan_id)
         finalize(conn, scan_id)
     _store_offsets(conn, records)
-
-
-def _count_violations(conn, scan_id: str) -> None:
-    # Counted, not incremented: violations travel on another topic and may arrive before their scan.
-    conn.execute("UPDATE rm_scans SET violations_seen = (SELECT COUNT(*) FROM rm_violations WHERE scan_id = ?)"
-                 " WHERE scan_id = ? AND finalized = 0", (scan_id, scan_id))
 
 
 def finalize(conn, scan_id: str) -> None:

@@ -15,12 +15,13 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from projections import schema
 from projections.apply import Record, apply_batch
 from services.db import connect, transaction
-from services.envelope import decode, header_type
+from services.envelope import decode
 from services.kafka import consumer_config
 from services.settings import Settings
 
 log = logging.getLogger("scanledger.projector")
-BATCH = 5000
+BATCH = 20000  # events per transaction at most
+POLL_S = 0.05  # consume() waits this long for a full batch: the read models lag a busy log by at most this
 
 
 def topics(settings: Settings) -> list[str]:
@@ -33,7 +34,8 @@ def to_records(messages) -> list[Record]:
         if m.error():
             log.warning("consumer error: %s", m.error())
             continue
-        records.append(Record(m.topic(), m.partition(), m.offset(), header_type(m.headers()), decode(m.value())))
+        event = decode(m.value())  # every event is applied, so its type comes from the body, not the header
+        records.append(Record(m.topic(), m.partition(), m.offset(), event.get("type"), event))
     return records
 
 
@@ -43,7 +45,10 @@ def stored_offsets(conn) -> dict[tuple[str, int], int]:
 
 
 def apply_messages(conn, messages) -> int:
-    records = to_records(messages)
+    return apply_records(conn, to_records(messages))
+
+
+def apply_records(conn, records: list[Record]) -> int:
     if records:
         with transaction(conn):
             apply_batch(conn, records)
@@ -66,7 +71,7 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
     log.info("projector consuming %s into %s", topics(settings), settings.db_url)
     try:
         while not stop.is_set():
-            apply_messages(conn, consumer.consume(num_messages=BATCH, timeout=0.2))
+            apply_messages(conn, consumer.consume(num_messages=BATCH, timeout=POLL_S))
     finally:
         consumer.close()
         conn.close()
@@ -106,13 +111,14 @@ def replay(settings: Settings, db_url: str | None = None) -> int:
     position: dict[tuple[str, int], int] = {}
     applied = 0
     try:
-        while any(position.get(tp, 0) < high for tp, high in end.items()):
-            messages = [m for m in consumer.consume(num_messages=BATCH, timeout=1)
-                        if m.error() or m.offset() < end[(m.topic(), m.partition())]]
-            for m in messages:
-                if not m.error():
-                    position[(m.topic(), m.partition())] = m.offset() + 1
-            applied += apply_messages(conn, messages)
+        while (remaining := sum(high - position.get(tp, 0) for tp, high in end.items())) > 0:
+            # ask for no more than is left, or consume() waits out its timeout for a full batch
+            batch = consumer.consume(num_messages=min(BATCH, remaining), timeout=0.1)
+            records = [r for r in to_records(batch)
+                       if r.offset < end[(r.topic, r.partition)]]  # events written after the replay began wait
+            for r in records:
+                position[(r.topic, r.partition)] = r.offset + 1
+            applied += apply_records(conn, records)
     finally:
         consumer.close()
         conn.close()
