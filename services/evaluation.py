@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from services import contracts as c
 from services.delta import signature
-from services.envelope import deterministic_id, follow
+from services.envelope import deterministic_id, follow, utcnow
 from services.rules import Rule, RuleError, evaluate, parse_rule
 
 SOURCE = "scanledger/evaluator"
@@ -34,6 +34,7 @@ def evaluate_unit(table: pa.Table, work: dict) -> Iterator[RuleOutcome]:
 def violation_events(cause: dict, work: dict, rule: Rule, violations: pa.Table) -> list[dict]:
     scan_id, unit_id = work["scan_id"], work["unit_id"]
     columns = violations.to_pydict()
+    found_at = utcnow()  # one timestamp per batch: the clock is a real cost at this rate
     events = []
     for row, account, key, value, window in zip(columns["row"], columns["account"], columns["key"],
                                                  columns["value"], columns["window"]):
@@ -52,7 +53,7 @@ def violation_events(cause: dict, work: dict, rule: Rule, violations: pa.Table) 
             "value": value,
             "window": window,
             "signature": signature(rule.id, account),
-        }, id=vid, source=SOURCE))
+        }, id=vid, source=SOURCE, time=found_at))
     return events
 
 

@@ -2,14 +2,13 @@
 
 Rules that look across records (duplicate, velocity, structuring) must see every record of
 their group key, so each distinct group key gets its own set of units, split by a stable
-hash of the key; record rules ride along with the account split (or plain chunks when
+index of the key; record rules ride along with the account split (or plain chunks when
 there is no account). The split is deterministic: the same data and rules always give the
 same units, so a re-planned scan re-uses the same unit files and ids.
 """
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,21 +45,17 @@ def rule_groups(table: pa.Table, rules: list[Rule], mapping: dict[str, str]) -> 
 
 
 def buckets(table: pa.Table, columns: tuple[str, ...], n: int) -> np.ndarray:
-    """The unit (0..n-1) of each row: crc32 of its key; rows with a null key go to unit 0."""
+    """The unit (0..n-1) of each row: the index of its key in the table's dictionary of keys
+    (first-appearance order, so the same data always splits the same way) modulo n; rows
+    with a null key go to unit 0. Every row of a key lands in the same unit."""
     if n == 1:
         return np.zeros(table.num_rows, dtype=np.int64)
     if not columns:
         return (np.arange(table.num_rows) * n) // max(table.num_rows, 1)
     parts = [pc.cast(table.column(c), pa.string()) for c in columns]
     key = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "\x1f")
-    encoded = pc.dictionary_encode(key).combine_chunks()
-    per_value = np.fromiter((zlib.crc32(v.encode()) % n for v in encoded.dictionary.to_pylist()),
-                            dtype=np.int64, count=len(encoded.dictionary))
-    indices = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
-    out = np.zeros(table.num_rows, dtype=np.int64)
-    present = indices >= 0
-    out[present] = per_value[indices[present]]
-    return out
+    indices = pc.dictionary_encode(key).combine_chunks().indices
+    return (indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)) % n
 
 
 def plan(table: pa.Table, rules: list[Rule], mapping: dict[str, str], unit_records: int,

@@ -36,3 +36,4 @@ def test_delta_counts_distinct_signatures():
 def test_signature():
     assert delta.signature("r1", "ACC-1") == "r1:ACC-1"
     assert delta.signature("r1", None) == "r1:"
+
