@@ -119,7 +119,8 @@ def list_monitors(conn, workspace_id: str, asset_id: int | None = None, enabled_
         args.append(asset_id)
     if enabled_only:
         sql += " AND enabled = 1"
-    return [_monitor(r) for r in conn.execute(sql + " ORDER BY asset_id, created_at, id", args)]
+    # rowid is creation order, even for monitors created within the same millisecond
+    return [_monitor(r) for r in conn.execute(sql + " ORDER BY asset_id, rowid", args)]
 
 
 def update_monitor(conn, workspace_id: str, asset_id: int, monitor_id: str, spec: dict) -> dict[str, Any] | None:

@@ -95,7 +95,7 @@ def bootstrap_admin(conn, token: str) -> None:
 
 def list_tokens(conn, workspace_id: str) -> list[dict[str, Any]]:
     rows = conn.execute("SELECT id, role, user_name, created_at FROM tokens"
-                        " WHERE workspace_id = ? AND revoked_at IS NULL ORDER BY created_at, id", (workspace_id,))
+                        " WHERE workspace_id = ? AND revoked_at IS NULL ORDER BY rowid", (workspace_id,))
     return [dict(r) for r in rows]
 
 
@@ -161,7 +161,7 @@ def get_policy(conn, workspace_id: str, policy_id: str) -> dict[str, Any] | None
 
 
 def list_policies(conn, workspace_id: str) -> list[dict[str, Any]]:
-    rows = conn.execute("SELECT * FROM policies WHERE workspace_id = ? ORDER BY created_at, id", (workspace_id,))
+    rows = conn.execute("SELECT * FROM policies WHERE workspace_id = ? ORDER BY rowid", (workspace_id,))  # creation order
     return [_row(r) for r in rows]
 
 
