@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from api import queries
+from services.lifecycle import checks
 
 # Ledger states as seed 001 names them.
 STATUS = {"queued": "pending", "running": "running", "completed": "completed", "partial_failure": "failed",
@@ -49,14 +50,16 @@ def scan_view(db, row) -> dict:
 
 
 def pending_view(request_row) -> dict:
-    """A scan the API accepted that the ledger has not shown the projector yet."""
+    """A scan the API accepted that the ledger has not shown the projector yet (any kind:
+    a monitor scan's executionId reads here too, with no policy, upload or mapping)."""
     r = request_row["request"]
+    policy, upload, mapping = r.get("policy") or {}, r.get("upload") or {}, r.get("mapping") or {}
     return {
         "id": r["scan_id"], "status": "pending", "violation_count": 0, "compliance_score": 0,
-        "rules_processed": 0, "rules_total": len(r["policy"]["rules"]), "created_at": r["requested_at"],
+        "rules_processed": 0, "rules_total": len(checks(r)), "created_at": r["requested_at"],
         "completed_at": None, "audit_name": r.get("audit_name"), "record_count": 0,
-        "policy_id": r["policy"]["id"], "upload_id": r["upload"]["id"], "mapping_id": r["mapping"]["id"],
-        "audit_id": r.get("audit_id"), "mapping_config": r["mapping"]["mapping"],
-        "temporal_scale": r["mapping"].get("temporal_scale"), "score_history": [], "delta": None, "error": None,
-        "pii_findings": r["upload"].get("pii_findings", []),
+        "policy_id": policy.get("id"), "upload_id": upload.get("id"), "mapping_id": mapping.get("id"),
+        "audit_id": r.get("audit_id"), "mapping_config": mapping.get("mapping") or {},
+        "temporal_scale": mapping.get("temporal_scale"), "score_history": [], "delta": None, "error": None,
+        "pii_findings": upload.get("pii_findings", []),
     }

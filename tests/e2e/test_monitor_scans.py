@@ -99,6 +99,7 @@ def test_monitor_scan_followed_live_then_final(workspace):
     body = r.json()
     assert body["data"]["status"] == "running" and set(body["data"]) == {"executionId", "status"}
     execution = body["data"]["executionId"]
+    assert workspace.viewer.get(f"/api/scan/{execution}").status_code == 200  # readable at once, any kind
 
     seen_running = False
     deadline = time.monotonic() + 120
