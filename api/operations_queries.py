@@ -41,8 +41,7 @@ LIST_FIELDS = ("result", "datastore", "container")
 # compliance scan does), so `success` always comes with complete results.
 SHOWN_STATUS = ("(CASE WHEN s.finalized = 0 AND s.status IN ('completed', 'partial_failure', 'failed', 'aborted')"
                 " THEN 'running' ELSE s.status END)")
-HAS_LOGS = ("(s.error IS NOT NULL OR EXISTS (SELECT 1 FROM rm_units lu WHERE lu.scan_id = s.scan_id"
-            " AND lu.error IS NOT NULL))")
+HAS_LOGS = "(s.error IS NOT NULL OR s.scan_id IN (SELECT scan_id FROM rm_units WHERE error IS NOT NULL))"
 DURATION = "(julianday(s.finished_at) - julianday(s.started_at))"
 COLUMNS = (f"s.*, {SHOWN_STATUS} AS shown_status, (SELECT COUNT(*) FROM rm_units cu WHERE cu.scan_id = s.scan_id"
            " AND cu.status IN ('completed', 'failed')) AS units_done")
@@ -72,17 +71,15 @@ def _where(workspace_id: str, q: OperationsQuery) -> tuple[str, list]:
         if day is not None:
             where.append(f"date(s.{column}, ?) = ?")
             args += [shift, day.isoformat()]
+    # uncorrelated IN (SELECT …): computed once, not once per run
     if q.datastore:
         unit_args: list = []
-        units = _in("du.datastore_id", q.datastore, unit_args)
-        where.append(f"({_in('s.datastore_id', q.datastore, args)} OR EXISTS (SELECT 1 FROM rm_units du"
-                     f" WHERE du.scan_id = s.scan_id AND {units}))")
+        units = _in("datastore_id", q.datastore, unit_args)
+        where.append(f"({_in('s.datastore_id', q.datastore, args)} OR s.scan_id IN"
+                     f" (SELECT scan_id FROM rm_units WHERE {units}))")
         args += unit_args
     if q.container:
-        unit_args = []
-        where.append(f"EXISTS (SELECT 1 FROM rm_units cu2 WHERE cu2.scan_id = s.scan_id AND"
-                     f" {_in('cu2.container_id', q.container, unit_args)})")
-        args += unit_args
+        where.append(f"s.scan_id IN (SELECT scan_id FROM rm_units WHERE {_in('container_id', q.container, args)})")
     if q.has_logs is not None:
         where.append(HAS_LOGS if q.has_logs else f"NOT {HAS_LOGS}")
     return " AND ".join(where), args

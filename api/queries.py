@@ -69,24 +69,27 @@ def asset_profile(db, container_id: int):
 def asset_runs(db, asset_ids: list[int]) -> tuple[dict, dict]:
     """Per asset, its monitor run in flight and its latest finished run (units of monitor scans).
 
-    A unit left pending by an aborted scan is neither: it never ran.
+    A unit left pending by an aborted scan is neither: it never ran. Two index lookups per
+    asset (newest first), so the answer does not slow down as the history grows.
     """
     if not asset_ids:
         return {}, {}
-    marks = ",".join("?" * len(asset_ids))
-    rows = db.execute(
-        "SELECT * FROM (SELECT u.*, s.started_at AS scan_started_at,"
-        " CASE WHEN u.status IN ('completed', 'failed') THEN 'last'"
-        "      WHEN s.status IN ('queued', 'running') THEN 'current' END AS slot,"
-        " ROW_NUMBER() OVER (PARTITION BY u.container_id,"
-        "   CASE WHEN u.status IN ('completed', 'failed') THEN 'last'"
-        "        WHEN s.status IN ('queued', 'running') THEN 'current' END"
-        "   ORDER BY s.created_at DESC, s.scan_id DESC) AS rn"
-        " FROM rm_units u JOIN rm_scans s ON s.scan_id = u.scan_id"
-        f" WHERE s.kind = 'monitor' AND u.container_id IN ({marks})) WHERE rn = 1 AND slot IS NOT NULL",
-        asset_ids).fetchall()
-    current = {r["container_id"]: r for r in rows if r["slot"] == "current"}
-    last = {r["container_id"]: r for r in rows if r["slot"] == "last"}
+    latest = ("SELECT u.unit_id FROM rm_units u {join} WHERE u.container_id = j.value AND u.scan_kind = 'monitor'"
+              " AND u.status IN ({states}) {extra} ORDER BY u.scan_created_at DESC, u.scan_id DESC LIMIT 1")
+    finished = latest.format(join="", states="'completed', 'failed'", extra="")
+    in_flight = latest.format(join="JOIN rm_scans s ON s.scan_id = u.scan_id", states="'pending', 'running'",
+                              extra="AND s.status IN ('queued', 'running')")
+    picks = db.execute(f"SELECT j.value AS asset_id, ({finished}) AS last_unit, ({in_flight}) AS current_unit"
+                       " FROM json_each(?) j", (orjson.dumps(asset_ids).decode(),)).fetchall()
+    wanted = [uid for p in picks for uid in (p["last_unit"], p["current_unit"]) if uid]
+    units = {}
+    if wanted:
+        marks = ",".join("?" * len(wanted))
+        units = {r["unit_id"]: r for r in db.execute(
+            f"SELECT u.*, s.started_at AS scan_started_at FROM rm_units u JOIN rm_scans s ON s.scan_id = u.scan_id"
+            f" WHERE u.unit_id IN ({marks})", wanted)}
+    current = {p["asset_id"]: units[p["current_unit"]] for p in picks if p["current_unit"]}
+    last = {p["asset_id"]: units[p["last_unit"]] for p in picks if p["last_unit"]}
     return current, last
 
 

@@ -58,12 +58,15 @@ def scan_requested(conn, rec: Record) -> None:
 
 def scan_started(conn, rec: Record) -> None:
     d = rec.event["data"]
+    # scan.requested came first on this partition; its kind and time are copied to the units
+    # so an asset's latest runs are an index lookup, however long its history
+    scan = conn.execute("SELECT kind, created_at FROM rm_scans WHERE scan_id = ?", (d["scan_id"],)).fetchone()
     conn.executemany(
         "INSERT INTO rm_units (unit_id, scan_id, idx, record_count, rules_total, status, container_id,"
-        " container_name, container_type, datastore_id) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)"
-        " ON CONFLICT(unit_id) DO NOTHING",
+        " container_name, container_type, datastore_id, scan_kind, scan_created_at)"
+        " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?) ON CONFLICT(unit_id) DO NOTHING",
         [(u["unit_id"], d["scan_id"], u["index"], u["record_count"], len(u["rule_ids"]),
-          *_container(u.get("container"))) for u in d["units"]])
+          *_container(u.get("container")), scan["kind"], scan["created_at"]) for u in d["units"]])
     names = _monitor_names(conn, d["scan_id"])
     conn.executemany(
         "INSERT INTO rm_unit_monitors (unit_id, monitor_id, position, monitor_name, stage)"

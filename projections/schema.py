@@ -23,9 +23,10 @@ CREATE TABLE IF NOT EXISTS rm_units (
     rules_total INTEGER NOT NULL, rules_done INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL,
     violation_count INTEGER NOT NULL DEFAULT 0, error TEXT,
     container_id INTEGER, container_name TEXT, container_type TEXT, started_at TEXT, finished_at TEXT,
-    records_processed INTEGER NOT NULL DEFAULT 0, datastore_id INTEGER);
+    records_processed INTEGER NOT NULL DEFAULT 0, datastore_id INTEGER, scan_kind TEXT, scan_created_at TEXT);
 CREATE INDEX IF NOT EXISTS rm_units_scan ON rm_units (scan_id, idx);
-CREATE INDEX IF NOT EXISTS rm_units_container ON rm_units (container_id);
+CREATE INDEX IF NOT EXISTS rm_units_container ON rm_units (container_id, scan_kind, scan_created_at, scan_id);
+CREATE INDEX IF NOT EXISTS rm_units_datastore ON rm_units (datastore_id);
 CREATE TABLE IF NOT EXISTS rm_unit_monitors (
     unit_id TEXT NOT NULL, monitor_id TEXT NOT NULL, position INTEGER NOT NULL, monitor_name TEXT NOT NULL,
     stage TEXT NOT NULL, duration_ms INTEGER, error TEXT, anomalies INTEGER NOT NULL DEFAULT 0,
