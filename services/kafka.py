@@ -106,6 +106,8 @@ def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict
         "auto.offset.reset": "earliest",
         "enable.partition.eof": False,
         "fetch.wait.max.ms": 50,
+        "session.timeout.ms": 10000,  # a crashed projector's partitions are reassigned after 10 s
+        "heartbeat.interval.ms": 3000,
     }
     config.update(overrides)
     return config

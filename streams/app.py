@@ -43,6 +43,9 @@ def create_app(settings: Settings) -> faust.App:
         table_standby_replicas=0,
         stream_wait_empty=False,
         producer_linger_ms=1,
+        # a crashed worker's partitions move to the others after 10 s, not the 60 s default
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
     )
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     coordinator_topic = app.topic(settings.topics.commands, settings.topics.scan_events, **raw)
