@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> None:
     api.add_argument("--port", type=int)
     api.add_argument("--host", default="127.0.0.1")
     worker = command("worker", cmd_worker, "run a streams worker (coordinator + evaluators)")
-    worker.add_argument("--loglevel", default="warning")
+    worker.add_argument("--loglevel", default=os.environ.get("SCANLEDGER_WORKER_LOGLEVEL", "warning"))
     command("projector", cmd_projector, "run the projector that builds the read models")
     replay = command("replay", cmd_replay, "rebuild the read models from the ledger (projector stopped)")
     replay.add_argument("--into", help="database URL to rebuild into (default: the configured one)")

@@ -25,6 +25,7 @@ from services.target_runner import run_target_unit
 from services.unit_runner import plan_scan, run_unit, work_events
 
 log = logging.getLogger("scanledger.streams")
+EVALUATORS = 2  # units evaluated at once per worker (pyarrow releases the GIL)
 
 
 
@@ -138,19 +139,27 @@ def create_app(settings: Settings) -> faust.App:
             if type_ in handlers:
                 await handlers[type_](decode(event.value))
 
-    @app.agent(work_topic, name="evaluator", concurrency=2)
+    async def evaluate(event) -> None:
+        if header_type(event.headers) != c.WORK_UNIT:
+            return
+        message = decode(event.value)
+        scan_id, attempt = message["subject"], message["data"].get("attempt", 0)
+        if aborted.is_aborted(scan_id, attempt):
+            return
+        stop = lambda: aborted.is_aborted(scan_id, attempt)  # noqa: E731
+        if message["data"].get("kind", "compliance") == "compliance":
+            await asyncio.to_thread(run_unit, message, blobs, publisher, settings, stop)
+        else:
+            await asyncio.to_thread(run_target_unit, message, publisher, settings, stop)
+
+    @app.agent(work_topic, name="evaluator")
     async def evaluator(stream):
-        async for event in stream.events():
-            if header_type(event.headers) == c.WORK_UNIT:
-                message = decode(event.value)
-                scan_id, attempt = message["subject"], message["data"].get("attempt", 0)
-                if aborted.is_aborted(scan_id, attempt):
-                    continue
-                stop = lambda: aborted.is_aborted(scan_id, attempt)  # noqa: E731
-                if message["data"].get("kind", "compliance") == "compliance":
-                    await asyncio.to_thread(run_unit, message, blobs, publisher, settings, stop)
-                else:
-                    await asyncio.to_thread(run_target_unit, message, publisher, settings, stop)
+        # One actor evaluating up to EVALUATORS units at once, acking them only when all are
+        # done. Not `concurrency=2`: Faust then commits past a unit still in flight on a
+        # partition with no committed offset yet (its gap check skips those), and a crash
+        # loses that unit for good.
+        async for events in stream.take_events(EVALUATORS, within=0.02):
+            await asyncio.gather(*(evaluate(e) for e in events))
 
     return app
 

@@ -92,7 +92,9 @@ class System:
     def start(self) -> "System":
         self.data_dir.mkdir(parents=True, exist_ok=True)
         for name in ("worker", "projector", "api"):
-            self.spawn(name)
+            log = open(self.data_dir / f"{name}.log", "ab")
+            self.processes[name] = subprocess.Popen([sys.executable, "-m", "services.cli", name], env=self.env,
+                                                    cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         self.wait_healthy()
         return self
 
@@ -109,16 +111,6 @@ class System:
                 pass
             time.sleep(0.5)
         raise RuntimeError(f"system not healthy after {timeout_s}s; logs: {self.logs()}")
-
-    def spawn(self, name: str) -> None:
-        log = open(self.data_dir / f"{name}.log", "ab")
-        self.processes[name] = subprocess.Popen([sys.executable, "-m", "services.cli", name], env=self.env,
-                                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-
-    def kill(self, name: str) -> None:
-        """SIGKILL: no shutdown hook runs, as in a crash."""
-        self.processes[name].kill()
-        self.processes[name].wait()
 
     def stop(self) -> None:
         for process in self.processes.values():
