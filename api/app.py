@@ -16,6 +16,7 @@ from api.openapi import openapi_document
 from api.responses import json_response
 from services import catalog_store, config_store, kafka
 from services.blobstore import BlobStore
+from services.command_writer import CommandWriter
 from services.db import connect
 from services.settings import Settings
 
@@ -59,11 +60,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.settings = settings
         app.state.db = db
         app.state.blobs = BlobStore(settings.blob_dir)
-        app.state.publisher = kafka.Publisher(settings)
+        app.state.commands = CommandWriter(settings)  # the only way the API writes to the ledger
         try:
             yield
         finally:
-            app.state.publisher.flush(10)
+            app.state.commands.close(10)
             db.close()
 
     routes = [Route("/healthz", healthz), Route("/openapi.json", openapi),

@@ -102,10 +102,9 @@ async def get_scan(request: Request):
     principal = authenticate(request, "assets:read")
     db = request.app.state.db
     scan_id = request.path_params["id"]
-    row = queries.scan(db, principal.workspace_id, scan_id)
+    row, pending = queries.scan_or_pending(db, principal.workspace_id, scan_id)
     if row is not None:
         return json_response(compliance_views.scan_view(db, row))
-    pending = config_store.get_scan_request(db, principal.workspace_id, scan_id)
     if pending is None:
         raise not_found("Scan not found")
     return json_response(compliance_views.pending_view(pending))
@@ -124,9 +123,8 @@ async def list_violations(request: Request):
     principal = authenticate(request, "assets:read")
     db = request.app.state.db
     scan_id = request.path_params["id"]
-    if queries.scan(db, principal.workspace_id, scan_id) is None:
-        if config_store.get_scan_request(db, principal.workspace_id, scan_id) is None:
-            raise not_found("Scan not found")
+    if queries.scan_or_pending(db, principal.workspace_id, scan_id) == (None, None):
+        raise not_found("Scan not found")
     query = parse(ViolationQuery, dict(request.query_params))
     return json_response(queries.violations_page(db, scan_id, query.page, query.size, query.rule_id, query.status,
                                                  query.severity))

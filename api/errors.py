@@ -1,6 +1,8 @@
 """The documented error body: {"error": CODE, "message": text[, "details": [...]]}."""
 from __future__ import annotations
 
+import math
+
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -12,10 +14,12 @@ CODES = {400: "VALIDATION_ERROR", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "N
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, details: list | None = None, code: str | None = None):
+    def __init__(self, status: int, message: str, details: list | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.message, self.details = status, message, details
         self.code = code or CODES.get(status, "ERROR")
+        self.headers = headers or {}
 
 
 def not_found(message: str) -> ApiError:
@@ -39,8 +43,15 @@ def body(exc: ApiError) -> dict:
     return out
 
 
+def unavailable(message: str, retry_after_s: float) -> ApiError:
+    """503 with Retry-After: the request changed nothing and may be sent again."""
+    return ApiError(503, message, headers={"Retry-After": str(max(1, math.ceil(retry_after_s)))})
+
+
 async def handle_api_error(_request: Request, exc: ApiError) -> Response:
-    return json_response(body(exc), exc.status)
+    response = json_response(body(exc), exc.status)
+    response.headers.update(exc.headers)
+    return response
 
 
 async def handle_http_exception(_request: Request, exc) -> Response:

@@ -10,7 +10,7 @@ from api.catalog_routes import container_ref, datastore_ref
 from api.errors import not_found
 from api.responses import json_response
 from api.scan_commands import start_scan
-from services import catalog_store, config_store
+from services import catalog_store
 from services.config_store import new_id
 from services.envelope import utcnow
 
@@ -50,10 +50,9 @@ async def scan_status(request: Request):
     principal = authenticate(request, "scan:trigger")
     db = request.app.state.db
     execution_id = request.path_params["executionId"]
-    row = queries.scan(db, principal.workspace_id, execution_id)
+    row, pending = queries.scan_or_pending(db, principal.workspace_id, execution_id)
     if row is not None:
         return json_response({"data": monitor_views.execution_view(row)})
-    pending = config_store.get_scan_request(db, principal.workspace_id, execution_id)
     if pending is None:
         raise not_found("Scan execution not found")
     return json_response({"data": monitor_views.pending_execution_view(pending)})

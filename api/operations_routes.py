@@ -1,6 +1,7 @@
 """Run operations (seed 003): list, inspect, abort, resume, rerun and delete any run."""
 from __future__ import annotations
 
+import orjson
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -8,11 +9,11 @@ from starlette.routing import Route
 
 from api import operations_queries as oq
 from api import operations_views as views
+from api import queries
 from api.auth import Principal, authenticate
 from api.errors import ApiError, details_from, not_found
 from api.responses import json_response
 from api.scan_commands import send_command, start_scan, wait_until
-from services import config_store
 from services import contracts as c
 from services.config_store import new_id
 from services.envelope import utcnow
@@ -47,7 +48,7 @@ def _operation_id(request: Request) -> int:
 
 
 class Run:
-    """A run by its integer id: projected (row) or only accepted so far (pending request)."""
+    """A run by its integer id: projected (row) or on the ledger, not yet taken up (pending request)."""
 
     def __init__(self, request: Request, principal: Principal):
         db = request.app.state.db
@@ -55,21 +56,19 @@ class Run:
         self.row = oq.operation(db, principal.workspace_id, self.operation_id)
         self.pending = None
         if self.row is None:
-            scan_id = config_store.scan_id_of_operation(db, self.operation_id)
-            pending = scan_id and config_store.get_scan_request(db, principal.workspace_id, scan_id)
-            if not pending or _projected(db, scan_id):  # unknown, another workspace's, or deleted
-                raise not_found(RUN_NOT_FOUND)
-            self.pending = pending["request"]
+            pending = queries.pending_operation(db, principal.workspace_id, self.operation_id)
+            if pending is None:  # projected in between? (a scan moves from pending to rm_scans at once)
+                self.row = oq.operation(db, principal.workspace_id, self.operation_id)
+                if self.row is None:  # unknown, another workspace's, or deleted
+                    raise not_found(RUN_NOT_FOUND)
+            else:
+                self.pending = pending["request"]
         self.scan_id = self.row["scan_id"] if self.row else self.pending["scan_id"]
         self.kind = self.row["kind"] if self.row else self.pending["kind"]
         self.status = self.row["status"] if self.row else "queued"
 
     def view(self) -> dict:
         return views.item_view(self.row) if self.row else views.pending_item_view(self.pending)
-
-
-def _projected(db, scan_id: str) -> bool:
-    return db.execute("SELECT 1 FROM rm_scans WHERE scan_id = ?", (scan_id,)).fetchone() is not None
 
 
 async def get_operation(request: Request):
@@ -91,9 +90,9 @@ async def list_containers(request: Request):
     return json_response({"items": [views.container_view(u, run.status) for u in units], "total": len(units)})
 
 
-async def _command(request: Request, principal: Principal, type_: str, run: Run) -> None:
-    await send_command(request, type_, run.scan_id, principal.workspace_id,
-                       {"scan_id": run.scan_id, "requested_by": principal.user})
+async def _command(request: Request, principal: Principal, type_: str, run: Run) -> dict:
+    return await send_command(request, type_, run.scan_id, principal.workspace_id,
+                              {"scan_id": run.scan_id, "requested_by": principal.user})
 
 
 async def _settled_view(request: Request, principal: Principal, run: Run, done) -> Response:
@@ -135,10 +134,22 @@ async def resume_operation(request: Request):
         raise ApiError(409, "The run completed; there is nothing to resume")
     elif run.row and run.row["units_total"] == 0:
         raise ApiError(409, "The run never started, so there is nothing to resume; rerun it")
-    started = run.row["finished_at"] if run.row else None
-    await _command(request, principal, c.RESUME_SCAN, run)
-    return await _settled_view(request, principal, run,
-                               lambda row: row["status"] == "running" or row["finished_at"] != started)
+    before = run.row["started_at"] if run.row else None
+    command = await _command(request, principal, c.RESUME_SCAN, run)
+    # Seed 003: the answer is the new attempt, running, with its new dispatch (start) time, even
+    # when it has already finished by now. scan.resumed sets that start time; until the projector
+    # shows it (it may lag), the dispatch time is the command's.
+    db = request.app.state.db
+
+    def resumed():
+        row = oq.operation(db, principal.workspace_id, run.operation_id)
+        return row if row is not None and row["started_at"] != before else None
+
+    await wait_until(lambda: resumed() is not None, request.app.state.settings.scan_sync_wait_s)
+    row = resumed()
+    if row is None:
+        return json_response({**views.as_dispatched(run.view()), "start_time": command["time"]})
+    return json_response(views.as_dispatched(views.item_view(row)))
 
 
 async def rerun_operation(request: Request):
@@ -148,15 +159,17 @@ async def rerun_operation(request: Request):
     if run.status not in FINISHED:
         raise ApiError(409, "The run is still in progress; rerun it once it has finished")
     db = request.app.state.db
-    original = config_store.get_scan_request(db, principal.workspace_id, run.scan_id)["request"]
+    original = orjson.loads(run.row["request"])  # the snapshot the run used, as scan.requested recorded it
     scan_request = {**original, "scan_id": new_id(), "requested_by": principal.user, "requested_at": utcnow(),
                     "rerun_of": run.scan_id}
     scan_request.pop("operation_id", None)
     operation_id = await start_scan(request, scan_request)
-    await wait_until(lambda: oq.operation(db, principal.workspace_id, operation_id) is not None,
-                     request.app.state.settings.scan_sync_wait_s)
+    # Seed 003: the new run, queued or running, never its result even if it is already there.
+    # Answer once it has started (or after the sync wait, queued).
+    await wait_until(lambda: (row := oq.operation(db, principal.workspace_id, operation_id)) is not None
+                     and row["status"] != "queued", request.app.state.settings.scan_sync_wait_s)
     row = oq.operation(db, principal.workspace_id, operation_id)
-    return json_response(views.item_view(row) if row else views.pending_item_view(scan_request))
+    return json_response(views.as_dispatched(views.item_view(row)) if row else views.pending_item_view(scan_request))
 
 
 async def delete_operation(request: Request):

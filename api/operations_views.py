@@ -36,6 +36,12 @@ def item_view(row) -> dict:
     }
 
 
+def as_dispatched(view: dict) -> dict:
+    """A run as its resume or rerun answers it (seed 003): running (or queued while it waits to
+    start), never a result it may already have reached; the result is for the next read."""
+    return {**view, "result": "queued" if view["result"] == "queued" else "running", "end_time": None}
+
+
 def pending_item_view(request: dict) -> dict:
     """A run the API accepted that the projector has not seen yet: queued."""
     store = request.get("datastore")

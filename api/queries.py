@@ -13,6 +13,40 @@ def scan(db, workspace_id: str, scan_id: str):
                       (scan_id, workspace_id)).fetchone()
 
 
+# A scan whose RunScan is on the ledger but whose scan.requested is not (yet) projected is a
+# pending request (rm_scan_requests). The projector moves a scan from there to rm_scans in one
+# transaction, so rm_scans is read again after a miss in both: a scan is never in neither.
+
+def _pending(row) -> dict | None:
+    return None if row is None else {**dict(row), "request": orjson.loads(row["request"])}
+
+
+def pending_request(db, workspace_id: str, scan_id: str) -> dict | None:
+    """A scan accepted on the ledger, not yet requested by the coordinator: {scan_id, …, request}."""
+    return _pending(db.execute("SELECT * FROM rm_scan_requests WHERE scan_id = ? AND workspace_id = ?",
+                               (scan_id, workspace_id)).fetchone())
+
+
+def pending_operation(db, workspace_id: str, operation_id: int) -> dict | None:
+    return _pending(db.execute("SELECT * FROM rm_scan_requests WHERE workspace_id = ? AND operation_id = ?",
+                               (workspace_id, operation_id)).fetchone())
+
+
+def scan_or_pending(db, workspace_id: str, scan_id: str) -> tuple:
+    """(projected row, None), (None, pending request) or (None, None) for a scan unknown here."""
+    row = scan(db, workspace_id, scan_id)
+    if row is not None:
+        return row, None
+    pending = pending_request(db, workspace_id, scan_id)
+    return (None, pending) if pending is not None else (scan(db, workspace_id, scan_id), None)
+
+
+def is_known(db, scan_id: str) -> bool:
+    """Whether the projector shows the scan at all, pending or projected."""
+    return any(db.execute(f"SELECT 1 FROM {table} WHERE scan_id = ?", (scan_id,)).fetchone()
+               for table in ("rm_scan_requests", "rm_scans"))  # in the order a scan moves
+
+
 def score_history(db, scan_id: str) -> list[dict]:
     rows = db.execute("SELECT score, timestamp, action, violation_id FROM rm_score_history WHERE scan_id = ?"
                       " ORDER BY position", (scan_id,))

@@ -1,4 +1,11 @@
-"""Writing scan commands to the ledger: what every route that starts or changes a scan shares."""
+"""Writing scan commands to the ledger: what every route that starts or changes a scan shares.
+
+The command is the record: the API writes nothing else for a decision (a scan request is
+a RunScan on the commands topic, which the projector shows as a queued scan until the
+coordinator takes it up). A command the broker does not take within the command timeout is
+a 503 with Retry-After, and that 503 is a promise: the command carries an expiry
+(services.commands) by which every consumer ignores it if it reaches the log later.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -6,35 +13,52 @@ import time
 
 from starlette.requests import Request
 
-from services import config_store
+from api import queries
+from api.errors import unavailable
+from services import commands, config_store
 from services import contracts as c
+from services.command_writer import CommandNotWritten
 from services.config_store import new_id
 from services.envelope import deterministic_id, make_event
 
 SOURCE = "scanledger/api"
 POLL_S = 0.02
+VISIBLE_WAIT_S = 2.0  # how long a new scan's POST waits for the projector to show it (it answers anyway)
 
 
-async def send_command(request: Request, type_: str, scan_id: str, workspace_id: str, data: dict) -> None:
-    """Produce a command with acks=all before the API answers."""
+async def send_command(request: Request, type_: str, scan_id: str, workspace_id: str, data: dict) -> dict:
+    """Produce a command (acks=all, idempotent) before the API answers; 503 if the broker does not take it."""
     state = request.app.state
     command = make_event(type_, scan_id, data, id=deterministic_id(type_, scan_id, new_id()), source=SOURCE,
                          workspace_id=workspace_id)
-    state.publisher.publish(state.settings.topics.commands, command)
-    await state.publisher.flush_async()
+    command = commands.with_expiry(command, state.commands.timeout_s)
+    try:
+        await state.commands.write(state.settings.topics.commands, command)
+    except CommandNotWritten as exc:
+        raise unavailable(f"The ledger is unavailable, so nothing was done ({exc}); retry later",
+                          state.commands.timeout_s) from None
+    return command
 
 
 async def start_scan(request: Request, scan_request: dict) -> int:
-    """Record the request (visible at once as queued), give it its run id, send RunScan."""
+    """Give the scan its run id and write its RunScan; returns the run id.
+
+    The run id comes from an API-side sequence: one allocated for a command that was never
+    written is a harmless gap. Once written, the scan is waited for (briefly) until the
+    projector shows it, so a client's next GET finds it; if the projector lags, the answer
+    does not wait for it and the scan is readable a little later.
+    """
     db = request.app.state.db
-    scan_id, workspace_id = scan_request["scan_id"], scan_request["workspace_id"]
-    scan_request["operation_id"] = config_store.new_operation_id(db, scan_id)
-    config_store.add_scan_request(db, workspace_id, scan_id, scan_request["kind"], scan_request)
-    await send_command(request, c.RUN_SCAN, scan_id, workspace_id, scan_request)
+    scan_request["operation_id"] = config_store.new_operation_id(db, scan_request["scan_id"])
+    await send_command(request, c.RUN_SCAN, scan_request["scan_id"], scan_request["workspace_id"], scan_request)
+    await wait_until(lambda: queries.is_known(db, scan_request["scan_id"]), VISIBLE_WAIT_S)
     return scan_request["operation_id"]
 
 
-async def wait_until(check, timeout_s: float) -> None:
+async def wait_until(check, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and not check():
+    while not check():
+        if time.monotonic() >= deadline:
+            return False
         await asyncio.sleep(POLL_S)
+    return True

@@ -13,6 +13,7 @@ import orjson
 
 from services import contracts as c
 from services import delta as deltas
+from services.commands import is_expired
 
 TERMINAL = ("completed", "partial_failure", "failed", "aborted")
 
@@ -24,6 +25,7 @@ class Record:
     offset: int
     type: str | None
     event: dict
+    timestamp: int | None = None  # the record's Kafka timestamp, ms (LogAppendTime on the commands topic)
 
 
 def _json(value) -> str:
@@ -35,8 +37,32 @@ def _first_time(conn, event_id: str) -> bool:
                         (event_id,)).rowcount == 1
 
 
+def needs_timestamp(event: dict) -> bool:
+    """Whether applying the event reads its record's timestamp (only a RunScan's expiry does)."""
+    return event["type"] == c.RUN_SCAN
+
+
+def run_scan(conn, rec: Record) -> None:
+    """A RunScan command on the ledger: the scan is pending (queued) until scan.requested.
+
+    A command the broker appended after its expiry never happened (the API answered 503 for
+    it and the coordinator drops it), so it is not shown either. Once the scan is projected
+    its request is in rm_scans, and a redelivered or replayed command adds nothing; so the
+    table holds only what the coordinator has not taken up yet, on live and on replay alike.
+    """
+    if is_expired(rec.event, rec.timestamp):
+        return
+    d = rec.event["data"]
+    conn.execute(
+        "INSERT OR IGNORE INTO rm_scan_requests (scan_id, workspace_id, kind, operation_id, request, created_at)"
+        " SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM rm_scans WHERE scan_id = ?)",
+        (d["scan_id"], d["workspace_id"], d.get("kind", "compliance"), d.get("operation_id"), _json(d),
+         d["requested_at"], d["scan_id"]))
+
+
 def scan_requested(conn, rec: Record) -> None:
     d = rec.event["data"]
+    conn.execute("DELETE FROM rm_scan_requests WHERE scan_id = ?", (d["scan_id"],))  # no longer pending
     policy, upload, mapping = d.get("policy") or {}, d.get("upload") or {}, d.get("mapping") or {}
     store = d.get("datastore") or {}
     checks = policy.get("rules") if policy else [m for t in d.get("targets") or [] for m in t["monitors"]]
@@ -157,7 +183,11 @@ def scan_aborted(conn, rec: Record) -> None:
 
 
 def scan_resumed(conn, rec: Record) -> None:
-    """The resumed units start over; the completed ones keep what they counted."""
+    """The resumed units start over; the completed ones keep what they counted.
+
+    The run is dispatched again: its start time is the resume's (seed 003's "new dispatch
+    timestamp"). A resume with no unit left to run is followed at once by scan.finished.
+    """
     d = rec.event["data"]
     marks = ",".join("?" * len(d["unit_ids"]))
     undone = conn.execute(f"SELECT COALESCE(SUM(rules_done), 0) FROM rm_units WHERE unit_id IN ({marks})",
@@ -168,11 +198,11 @@ def scan_resumed(conn, rec: Record) -> None:
     conn.execute(f"UPDATE rm_unit_monitors SET stage = 'pending', duration_ms = NULL, error = NULL, anomalies = 0"
                  f" WHERE unit_id IN ({marks})", d["unit_ids"])
     conn.execute(
-        "UPDATE rm_scans SET status = 'running', finished_at = NULL, finalized = 0, error = NULL,"
+        "UPDATE rm_scans SET status = 'running', started_at = ?, finished_at = NULL, finalized = 0, error = NULL,"
         " violation_count = NULL, rules_processed = NULL, rule_evals_done = rule_evals_done - ?,"
         " record_count = (SELECT COALESCE(SUM(records_processed), 0) FROM rm_units"
         "                 WHERE scan_id = ? AND status = 'completed') WHERE scan_id = ?",
-        (undone, d["scan_id"], d["scan_id"]))
+        (d["resumed_at"], undone, d["scan_id"], d["scan_id"]))
 
 
 def scan_deleted(conn, rec: Record) -> None:
@@ -239,6 +269,9 @@ def apply_batch(conn, records: list[Record]) -> None:
     for rec in records:
         if rec.type == c.VIOLATION_DETECTED:
             pending_violations.append(rec)
+            continue
+        if rec.type == c.RUN_SCAN:
+            run_scan(conn, rec)
             continue
         apply = LIFECYCLE.get(rec.type)
         if apply is not None and _first_time(conn, rec.event["id"]):

@@ -13,7 +13,7 @@ import threading
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from projections import schema
-from projections.apply import Record, apply_batch
+from projections.apply import Record, apply_batch, needs_timestamp
 from services.db import connect, transaction
 from services.envelope import decode
 from services.kafka import consumer_config
@@ -25,7 +25,8 @@ POLL_S = 0.05  # consume() waits this long for a full batch: the read models lag
 
 
 def topics(settings: Settings) -> list[str]:
-    return [settings.topics.scan_events, settings.topics.violations]
+    # commands too: a RunScan is a pending scan until the coordinator requests it (apply.run_scan)
+    return [settings.topics.commands, settings.topics.scan_events, settings.topics.violations]
 
 
 def to_records(messages) -> list[Record]:
@@ -35,7 +36,8 @@ def to_records(messages) -> list[Record]:
             log.warning("consumer error: %s", m.error())
             continue
         event = decode(m.value())  # every event is applied, so its type comes from the body, not the header
-        records.append(Record(m.topic(), m.partition(), m.offset(), event.get("type"), event))
+        records.append(Record(m.topic(), m.partition(), m.offset(), event.get("type"), event,
+                              m.timestamp()[1] if needs_timestamp(event) else None))
     return records
 
 

@@ -1,10 +1,14 @@
 """Read-model tables. Disposable: `replay` drops and rebuilds them from the ledger."""
 from __future__ import annotations
 
-READ_MODEL_TABLES = ["rm_scans", "rm_units", "rm_unit_monitors", "rm_asset_profiles", "rm_violations", "rm_violation_status", "rm_score_history",
+READ_MODEL_TABLES = ["rm_scan_requests", "rm_scans", "rm_units", "rm_unit_monitors", "rm_asset_profiles", "rm_violations", "rm_violation_status", "rm_score_history",
                      "rm_processed_events", "projector_offsets"]
 
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS rm_scan_requests (
+    scan_id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, kind TEXT NOT NULL, operation_id INTEGER,
+    request TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS rm_scan_requests_operation ON rm_scan_requests (workspace_id, operation_id);
 CREATE TABLE IF NOT EXISTS rm_scans (
     scan_id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
     policy_id TEXT, policy_name TEXT, upload_id TEXT, mapping_id TEXT, audit_id TEXT, audit_name TEXT,

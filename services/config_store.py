@@ -1,7 +1,9 @@
-"""Configuration tables: workspaces, tokens, uploads, mappings, policies, scan requests.
+"""Configuration tables: workspaces, tokens, uploads, mappings, policies, run ids.
 
 Configuration is not a projection: the API writes it directly and replay never touches it.
-Scans never read it after they are requested; the ledger carries a snapshot instead.
+Scans never read it after they are requested; the ledger carries a snapshot instead. A scan
+request itself is not configuration: it is its RunScan command on the ledger, which the
+projector shows (projections: rm_scan_requests, then rm_scans).
 """
 from __future__ import annotations
 
@@ -32,9 +34,7 @@ CREATE TABLE IF NOT EXISTS mappings (
 CREATE TABLE IF NOT EXISTS policies (
     id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, name TEXT NOT NULL, description TEXT,
     rules TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS scan_requests (
-    scan_id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, kind TEXT NOT NULL, request TEXT NOT NULL,
-    created_at TEXT NOT NULL);
+DROP TABLE IF EXISTS scan_requests; -- where requests were kept before the ledger alone recorded them
 CREATE TABLE IF NOT EXISTS operation_ids (
     id INTEGER PRIMARY KEY AUTOINCREMENT, scan_id TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS idempotency_keys (
@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     body BLOB NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (workspace_id, key, route));
 """
 
-JSON_COLUMNS = {"columns", "pii_findings", "mapping", "rules", "request"}
+JSON_COLUMNS = {"columns", "pii_findings", "mapping", "rules"}
 
 
 def init(conn: sqlite3.Connection) -> None:
@@ -178,25 +178,13 @@ def delete_policy(conn, workspace_id: str, policy_id: str) -> bool:
                         (policy_id, workspace_id)).rowcount > 0
 
 
-# --- scan requests: what the API accepted, so a scan is visible before the projector sees it ---
+# --- run ids ---
 
 def new_operation_id(conn, scan_id: str) -> int:
-    """The integer run id of seed 003; it travels in the scan's snapshot, so replay keeps it."""
+    """The integer run id of seed 003, from a sequence of the API's; it travels in the scan's
+    RunScan command and snapshot, so replay keeps it. An id whose command was never written
+    (the API answered 503) is a gap in the sequence, nothing more."""
     return conn.execute("INSERT INTO operation_ids (scan_id) VALUES (?)", (scan_id,)).lastrowid
-
-
-def scan_id_of_operation(conn, operation_id: int) -> str | None:
-    row = conn.execute("SELECT scan_id FROM operation_ids WHERE id = ?", (operation_id,)).fetchone()
-    return row["scan_id"] if row else None
-
-
-def add_scan_request(conn, workspace_id: str, scan_id: str, kind: str, request: dict) -> None:
-    conn.execute("INSERT INTO scan_requests (scan_id, workspace_id, kind, request, created_at) VALUES (?, ?, ?, ?, ?)",
-                 (scan_id, workspace_id, kind, orjson.dumps(request).decode(), request.get("requested_at") or utcnow()))
-
-
-def get_scan_request(conn, workspace_id: str, scan_id: str) -> dict[str, Any] | None:
-    return _one(conn, "SELECT * FROM scan_requests WHERE scan_id = ? AND workspace_id = ?", scan_id, workspace_id)
 
 
 # --- idempotency keys: a retried POST returns the first answer ---

@@ -11,12 +11,13 @@ import threading
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
 from services.envelope import encode, headers
 from services.settings import Settings
 
 WEEK_MS = 7 * 24 * 3600 * 1000
+COMMAND_TIMESTAMPS = {"message.timestamp.type": "LogAppendTime"}
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
@@ -24,7 +25,8 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     forever = {"retention.ms": "-1", "cleanup.policy": "delete"}
     week = {"retention.ms": str(WEEK_MS), "cleanup.policy": "delete"}
     return [
-        NewTopic(t.commands, settings.commands_partitions, rf, config=week),
+        # records carry the broker's append time: services.commands.is_expired judges by it
+        NewTopic(t.commands, settings.commands_partitions, rf, config={**week, **COMMAND_TIMESTAMPS}),
         NewTopic(t.scan_events, settings.events_partitions, rf, config=forever),
         NewTopic(t.work, settings.work_partitions, rf, config=week),
         NewTopic(t.violations, settings.violations_partitions, rf, config=forever),
@@ -45,6 +47,16 @@ def ensure_topics(settings: Settings, timeout: float = 30) -> None:
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
+    ensure_command_timestamps(client, settings, timeout)
+
+
+def ensure_command_timestamps(client: AdminClient, settings: Settings, timeout: float = 30) -> None:
+    """A commands topic made before commands expired gets the broker's append time too (idempotent)."""
+    resource = ConfigResource(ResourceType.TOPIC, settings.topics.commands, incremental_configs=[
+        ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+        for name, value in COMMAND_TIMESTAMPS.items()])
+    for future in client.incremental_alter_configs([resource], request_timeout=timeout).values():
+        future.result()
 
 
 class DeliveryFailed(Exception):

@@ -185,7 +185,9 @@ def resume(state: dict | None, command: dict, resumed_at: str) -> tuple[dict, li
     """Continue an aborted or failed scan with only the units not completed: returns their work again.
 
     Each resumed unit gets a new attempt number, which goes into the ids of the events it
-    causes, so a second run of a unit is a new fact and not a duplicate of the first.
+    causes, so a second run of a unit is a new fact and not a duplicate of the first. A scan
+    aborted after its last units had already run has nothing left to send: it completes at
+    once, under the new attempt.
     """
     if state is None:
         raise Rejected("unknown scan")
@@ -204,13 +206,20 @@ def resume(state: dict | None, command: dict, resumed_at: str) -> tuple[dict, li
             unit.update(_unit(unit["plan"]), attempt=new["attempt"])
             work.append(unit["plan"])
     new = _totalled(new)
-    return new, [_event(command, c.SCAN_RESUMED, {
+    resumed = _event(command, c.SCAN_RESUMED, {
         "scan_id": state["scan_id"],
         "attempt": new["attempt"],
         "unit_ids": [u["unit_id"] for u in work],
         "resumed_at": resumed_at,
         "resumed_by": command["data"]["requested_by"],
-    }, command["id"], time=resumed_at)], work
+    }, command["id"], time=resumed_at)
+    if not work:
+        # every unit had completed (the last ones after the abort): no unit would ever report,
+        # so the new attempt finishes now, complete, with the counts its units reported
+        new["status"] = next_status(new["status"], "complete")
+        new, finished = _finish(new, command, resumed_at)
+        return new, [resumed, *finished], []
+    return new, [resumed], work
 
 
 def delete(state: dict | None, command: dict, deleted_at: str) -> tuple[dict, list[dict]]:

@@ -63,6 +63,8 @@ class Settings:
     unit_records: int = 100_000
     # How long POST /api/scan/run waits for the scan to finish before answering "running".
     scan_sync_wait_s: float = 5.0
+    # How long the API waits for the broker to take a command before it answers 503.
+    command_timeout_s: float = 5.0
     cache_dir: Path = Path.home() / ".cache" / "scanledger"
     broker_heap_mb: int = 512
     # Datastore paths must resolve inside this directory (a path that escapes it is a 400).
@@ -88,6 +90,7 @@ class Settings:
             max_asset_records=_int("SCANLEDGER_MAX_ASSET_RECORDS", 50_000_000),
             unit_records=_int("SCANLEDGER_UNIT_RECORDS", 100_000),
             scan_sync_wait_s=_float("SCANLEDGER_SCAN_SYNC_WAIT", 5.0),
+            command_timeout_s=_float("SCANLEDGER_COMMAND_TIMEOUT", 5.0),
             cache_dir=Path(os.environ.get("SCANLEDGER_CACHE_DIR") or Path.home() / ".cache" / "scanledger"),
             broker_heap_mb=_int("SCANLEDGER_BROKER_HEAP_MB", 512),
             datastore_root=Path(os.environ.get("SCANLEDGER_DATASTORE_ROOT") or ".").resolve(),

@@ -213,7 +213,8 @@ def test_abort_mid_run_then_resume_equals_an_uninterrupted_run(runs):
     assert kept > 0  # what was found before the abort is kept
 
     r = a.put(f"/api/operations/run/{op}")
-    assert r.status_code == 200 and r.json()["result"] in ("running", "success"), r.text
+    assert r.status_code == 200 and r.json()["result"] == "running", r.text
+    assert r.json()["end_time"] is None and r.json()["start_time"] > aborted["start_time"]  # dispatched anew
     resumed = wait_result(a, op, ("success", "failure"))
     baseline_scan, baseline = start_compliance(a, heavy["id"], up, mapping)  # the same scan, uninterrupted
     expected = wait_result(a, baseline)
@@ -233,7 +234,7 @@ def test_rerun_then_delete(runs):
     r = a.put(f"/api/operations/rerun/{runs.success}")
     assert r.status_code == 200, r.text
     new = r.json()
-    assert new["id"] != runs.success and new["result"] in ("queued", "running", "success")
+    assert new["id"] != runs.success and new["result"] in ("queued", "running") and new["end_time"] is None
     done = wait_result(a, new["id"])
     original = a.get(f"/api/operations/{runs.success}").json()
     assert done["trigger"]["rerun_of"] == runs.success

@@ -221,3 +221,25 @@ def test_resume_and_delete_are_refused_in_the_wrong_state():
         lifecycle.resume(done, operator(c.RESUME_SCAN), "t")
     deleted, [event] = lifecycle.delete(done, operator(c.DELETE_SCAN), "t3")
     assert event["type"] == c.SCAN_DELETED and lifecycle.delete(deleted, operator(c.DELETE_SCAN, "x"), "t4")[1] == []
+
+
+def test_resume_of_an_aborted_scan_whose_every_unit_completed_finishes_at_once():
+    state = started_scan(2)
+    state, _ = lifecycle.unit_done(state, unit_event("s1.u0", r1=2), "t2")
+    state, [aborted] = lifecycle.abort(state, operator(c.ABORT_SCAN), "t3")
+    state, late = lifecycle.unit_done(state, unit_event("s1.u1", r1=3), "t4")  # was in flight: still counts
+    assert late == [] and state["status"] == "aborted"
+    state, events, work = lifecycle.resume(state, operator(c.RESUME_SCAN, "op-2"), "t5")
+    assert work == [] and state["status"] == "completed" and state["attempt"] == 1
+    assert [e["type"] for e in events] == [c.SCAN_RESUMED, c.SCAN_FINISHED]
+    resumed, finished = events
+    assert resumed["data"]["unit_ids"] == [] and resumed["data"]["attempt"] == 1
+    assert finished["data"]["status"] == "completed" and finished["data"]["finished_at"] == "t5"
+    assert finished["data"]["violation_count"] == 5 and finished["data"]["record_count"] == 100
+    assert finished["data"]["rules_processed"] == 2 and finished["data"]["error"] is None
+    assert finished["data"]["compliance_score"] == scoring.compliance_score(100, {"high": 5})
+    # a redelivered unit result re-emits that same finish (same id, same data); nothing is left to resume
+    [again] = lifecycle.unit_done(state, unit_event("s1.u1", r1=3), "t9")[1]
+    assert (again["id"], again["data"]) == (finished["id"], finished["data"])
+    with pytest.raises(lifecycle.Rejected):
+        lifecycle.resume(state, operator(c.RESUME_SCAN, "op-3"), "t6")

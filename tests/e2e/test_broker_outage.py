@@ -1,0 +1,86 @@
+"""A broker outage is a 503, never a lie: a command the API cannot write is answered 503 with
+Retry-After within the command timeout, and what it asked for never happens, even once the
+broker is back. On a broker of its own, which the test stops and starts again."""
+from __future__ import annotations
+
+import time
+
+from confluent_kafka import Consumer, TopicPartition
+
+from services import commands, localbroker
+from services import contracts as c
+from services.envelope import decode
+from services.settings import Settings
+from tests.e2e.monitor_fixtures import wait_finished
+from tests.system import System, free_port
+
+TIMEOUT_S = 3
+
+
+def scan(api) -> str:
+    r = api.post("/api/scan/run")  # a monitor scan of the default workspace (no monitors: done at once)
+    assert r.status_code == 202, r.text
+    execution = r.json()["data"]["executionId"]
+    wait_finished(api, execution)
+    return execution
+
+
+def command_records(bootstrap: str, topic: str) -> list[tuple[dict, int]]:
+    """Every record of the commands topic: (command, record timestamp in ms)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "outage-test", "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in partitions}
+        consumer.assign([TopicPartition(topic, p, 0) for p, end in ends.items() if end])
+        out, left = [], sum(ends.values())
+        deadline = time.monotonic() + 60
+        while left and time.monotonic() < deadline:
+            for m in consumer.consume(100, timeout=0.5):
+                if not m.error():
+                    out.append((decode(m.value()), m.timestamp()[1]))
+                    left -= 1
+        assert not left, f"{left} command records not read"
+        return out
+    finally:
+        consumer.close()
+
+
+def test_a_command_the_broker_cannot_take_is_a_503_and_never_happens(tmp_path):
+    broker = Settings.from_env(data_dir=tmp_path / "broker", broker_port=free_port(), kafka_bootstrap=None)
+    localbroker.start(broker)
+    system = System(broker.bootstrap_servers, tmp_path / "system", SCANLEDGER_COMMAND_TIMEOUT=str(TIMEOUT_S))
+    try:
+        system.start()
+        with system.client() as api:
+            before = scan(api)
+            (run,) = api.get("/api/operations").json()["items"]
+
+            localbroker.stop(broker)
+            for method, path in (("POST", "/api/scan/run"), ("DELETE", f"/api/operations/{run['id']}")):
+                started = time.monotonic()
+                r = api.request(method, path)
+                took = time.monotonic() - started
+                assert r.status_code == 503, r.text
+                assert took < TIMEOUT_S + 2, took
+                assert r.headers["Retry-After"] == str(TIMEOUT_S)
+                body = r.json()
+                assert set(body) == {"error", "message"} and body["error"] == "UNAVAILABLE" and body["message"]
+
+            localbroker.start(broker)
+            system.stop()  # whatever the outage did to the other processes, they start afresh
+            system.start()
+            after = scan(api)
+            time.sleep(2)  # time enough for anything still queued anywhere to reach the log
+            runs = api.get("/api/operations").json()["items"]
+            # the refused scan never ran and the refused delete never happened; the refused
+            # scan's run id is a gap
+            assert [i["id"] for i in runs] == [run["id"] + 2, run["id"]], runs
+            assert api.get(f"/api/operations/{run['id']}").json()["result"] == "success"
+
+        written = command_records(broker.bootstrap_servers, system.env["SCANLEDGER_TOPIC_PREFIX"] + ".commands")
+        counted = [cmd for cmd, stamp in written if not commands.is_expired(cmd, stamp)]
+        assert {(cmd["type"], cmd["subject"]) for cmd in counted} == {(c.RUN_SCAN, before), (c.RUN_SCAN, after)}
+        assert all(commands.EXPIRES in cmd for cmd, _ in written)
+    finally:
+        system.stop()
+        localbroker.stop(broker)
