@@ -14,7 +14,7 @@ from api import catalog_routes, compliance_routes, config_routes, monitor_routes
 from api.errors import ApiError, handle_api_error, handle_http_exception
 from api.openapi import openapi_document
 from api.responses import json_response
-from services import catalog_store, config_store, kafka
+from services import catalog_store, config_store, deadletter, kafka
 from services.blobstore import BlobStore
 from services.command_writer import CommandWriter
 from services.db import connect
@@ -29,7 +29,15 @@ def _health(settings: Settings) -> dict:
         "broker": broker,
         "worker": broker and kafka.group_has_members(settings, settings.streams_group),
         "projector": broker and kafka.group_has_members(settings, settings.projector_group),
+        "dead_letters": _dead_letters(settings) if broker else None,  # informative: never fails health
     }
+
+
+def _dead_letters(settings: Settings) -> int | None:
+    try:
+        return deadletter.count(settings)
+    except Exception:
+        return None
 
 
 async def healthz(request: Request):
@@ -39,7 +47,7 @@ async def healthz(request: Request):
         cached = (time.monotonic(), await asyncio.to_thread(_health, state.settings))
         state.health = cached
     parts = cached[1]
-    ok = all(parts.values())
+    ok = all(value for name, value in parts.items() if name != "dead_letters")
     return json_response({"status": "ok" if ok else "unavailable", **parts}, 200 if ok else 503)
 
 

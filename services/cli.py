@@ -4,6 +4,7 @@
     scanledger api|worker|projector
     scanledger broker start|stop|status|fetch
     scanledger replay [--into URL]
+    scanledger dead-letters list [--limit N]
     scanledger schemas [--out DIR]
 
 This is the composition root, so it alone imports across streams/, projections/ and api/.
@@ -78,6 +79,20 @@ def cmd_replay(args) -> None:
     started = time.perf_counter()
     applied = replay(settings, args.into)
     print(f"replayed {applied} events in {time.perf_counter() - started:.2f}s into {args.into or settings.db_url}")
+
+
+def cmd_dead_letters(args) -> None:
+    from services.deadletter import list_dead_letters
+
+    settings = _settings(args)
+    letters = list_dead_letters(settings, limit=args.limit or None)
+    for d in letters:
+        value = d["value"]
+        shown = "(no value)" if value is None else repr(value[:args.bytes]) + (" …" if len(value) > args.bytes else "")
+        print(f"{d['source_topic']}[{d['source_partition']}]@{d['source_offset']}  consumer={d['consumer']}"
+              f"  error={d['error']}\n    value ({0 if value is None else len(value)} bytes): {shown}")
+    print(f"{len(letters)} dead letter(s) on {settings.topics.dead_letter}"
+          + (f" (the newest {args.limit} at most)" if args.limit else ""))
 
 
 def cmd_broker(args) -> None:
@@ -213,6 +228,10 @@ def main(argv: list[str] | None = None) -> None:
     command("projector", cmd_projector, "run the projector that builds the read models")
     replay = command("replay", cmd_replay, "rebuild the read models from the ledger (projector stopped)")
     replay.add_argument("--into", help="database URL to rebuild into (default: the configured one)")
+    dead_letters = command("dead-letters", cmd_dead_letters, "the records consumers refused (dead-letter topic)")
+    dead_letters.add_argument("action", choices=["list"])
+    dead_letters.add_argument("--limit", type=int, default=100, help="the newest N (default 100; 0 for all)")
+    dead_letters.add_argument("--bytes", type=int, default=80, help="bytes of each value shown (default 80)")
     broker = command("broker", cmd_broker, "the local Apache Kafka broker")
     broker.add_argument("action", choices=["start", "stop", "status", "fetch"])
     schemas = command("schemas", cmd_schemas, "write the JSON Schemas of every event", data_dir=False)

@@ -30,6 +30,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(t.scan_events, settings.events_partitions, rf, config=forever),
         NewTopic(t.work, settings.work_partitions, rf, config=week),
         NewTopic(t.violations, settings.violations_partitions, rf, config=forever),
+        NewTopic(t.dead_letter, settings.dead_letter_partitions, rf, config=forever),
     ]
 
 
@@ -97,6 +98,17 @@ class Publisher:
                 break
             except BufferError:
                 self._producer.poll(0.05)  # local queue full: let deliveries drain
+        self._producer.poll(0)
+
+    def publish_raw(self, topic: str, value: bytes | None, key: bytes | None,
+                    headers: list[tuple[str, bytes]] | None = None) -> None:
+        """Produce bytes as they are (the dead-letter topic keeps a poison record unchanged)."""
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery)
+                break
+            except BufferError:
+                self._producer.poll(0.05)
         self._producer.poll(0)
 
     def flush(self, timeout: float = 60) -> None:

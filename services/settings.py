@@ -40,6 +40,10 @@ class Topics:
     def violations(self) -> str:
         return f"{self.prefix}.violations"
 
+    @property
+    def dead_letter(self) -> str:
+        return f"{self.prefix}.dead-letter"
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -53,6 +57,7 @@ class Settings:
     events_partitions: int = 6
     work_partitions: int = 12
     violations_partitions: int = 12
+    dead_letter_partitions: int = 3
     replication_factor: int = 1
     port: int = 8000
     admin_token: str | None = None
@@ -83,6 +88,7 @@ class Settings:
             events_partitions=_int("SCANLEDGER_EVENTS_PARTITIONS", 6),
             work_partitions=_int("SCANLEDGER_WORK_PARTITIONS", 12),
             violations_partitions=_int("SCANLEDGER_VIOLATIONS_PARTITIONS", 12),
+            dead_letter_partitions=_int("SCANLEDGER_DEAD_LETTER_PARTITIONS", 3),
             replication_factor=_int("SCANLEDGER_REPLICATION_FACTOR", 1),
             port=_int("SCANLEDGER_PORT", 8000),
             admin_token=os.environ.get("SCANLEDGER_ADMIN_TOKEN") or None,
