@@ -35,8 +35,8 @@ async def send_command(request: Request, type_: str, scan_id: str, workspace_id:
     try:
         await state.commands.write(state.settings.topics.commands, command)
     except CommandNotWritten as exc:
-        raise unavailable(f"The ledger is unavailable, so nothing was done ({exc}); retry later",
-                          state.commands.timeout_s) from None
+        raise unavailable(f"The ledger is unavailable: the command was not written ({exc}) and will never be"
+                          " acted on; retry later", state.commands.timeout_s) from None
     return command
 
 
