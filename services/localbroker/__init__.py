@@ -296,7 +296,11 @@ def wait_until_answering(bootstrap: str, wait_s: float) -> None:
 
 
 def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random Kafka cluster id. Like Kafka's Uuid.randomUuid, never one starting with '-':
+    the storage tool would read it as an option (1 start in 64 failed that way)."""
+    while (cluster_id := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"):
+        pass
+    return cluster_id
 
 
 def _server_properties(settings, broker_dir: Path) -> str:
