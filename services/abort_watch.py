@@ -55,8 +55,13 @@ class AbortWatch:
                     if m.error():
                         continue
                     if header_type(m.headers()) == c.SCAN_ABORTED:
-                        data = decode(m.value())["data"]
+                        try:
+                            data = decode(m.value())["data"]
+                            scan_id, attempt = data["scan_id"], int(data["attempt"])
+                        except Exception:  # a poison record: the coordinator dead-letters it
+                            log.warning("unreadable abort event at %s[%d]@%d", m.topic(), m.partition(), m.offset())
+                            continue
                         with self._lock:
-                            self._aborted[data["scan_id"]] = data["attempt"]
+                            self._aborted[scan_id] = attempt
         finally:
             consumer.close()

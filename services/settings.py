@@ -74,6 +74,10 @@ class Settings:
     broker_heap_mb: int = 512
     # Datastore paths must resolve inside this directory (a path that escapes it is a 400).
     datastore_root: Path = Path(".")
+    # A worker with lag that consumes nothing for this long exits (its supervisor restarts it).
+    stall_s: float = 30.0
+    # The coordinator offers a unit's work again after this long without a sign of life.
+    unit_reoffer_s: float = 60.0
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -100,6 +104,8 @@ class Settings:
             cache_dir=Path(os.environ.get("SCANLEDGER_CACHE_DIR") or Path.home() / ".cache" / "scanledger"),
             broker_heap_mb=_int("SCANLEDGER_BROKER_HEAP_MB", 512),
             datastore_root=Path(os.environ.get("SCANLEDGER_DATASTORE_ROOT") or ".").resolve(),
+            stall_s=_float("SCANLEDGER_STALL_SECONDS", 30.0),
+            unit_reoffer_s=_float("SCANLEDGER_UNIT_REOFFER_SECONDS", 60.0),
         )
         return replace(settings, **overrides) if overrides else settings
 
@@ -118,6 +124,11 @@ class Settings:
     @property
     def streams_group(self) -> str:
         return f"{self.topics.prefix}-streams"
+
+    @property
+    def table_changelog(self) -> str:
+        """The coordinator table's changelog (Faust names it `<app id>-<table>-changelog`)."""
+        return f"{self.streams_group}-scans-changelog"
 
     @property
     def projector_group(self) -> str:

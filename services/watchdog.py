@@ -1,0 +1,108 @@
+"""Noticing work that stopped moving: pure bookkeeping, the clocks are passed in.
+
+Two guards, so that an unknown bug in the stream processor still cannot leave a scan stuck:
+- `StallWatch`: a worker whose assigned partitions have lag while it has handled nothing and
+  has nothing in flight for `after_s` is stalled; it exits and its supervisor restarts it.
+- `Silence`: the coordinator re-offers a unit that has shown no sign of life (sent, progress,
+  result) for `after_s`. Unit event ids are deterministic, so a duplicate run is harmless.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class StallWatch:
+    after_s: float
+    _since: float | None = None
+    _lag: dict = field(default_factory=dict)
+
+    def observe(self, now: float, lag: dict, busy: bool, last_activity: float) -> str | None:
+        """`lag`: partition -> (committed, end) for assigned partitions with records left.
+
+        Returns why the worker is stalled, or None. A stall needs lag whose commit points
+        have not moved, with nothing in flight and nothing handled, for the whole window.
+        """
+        committed = {tp: c for tp, (c, _end) in lag.items()}
+        if busy or not lag:
+            self._since, self._lag = None, {}
+            return None
+        if committed != self._lag or self._since is None:
+            self._since, self._lag = now, committed
+            return None
+        quiet_for = min(now - self._since, now - last_activity)
+        if quiet_for < self.after_s:
+            return None
+        behind = sum(end - c for c, end in lag.values())
+        parts = ", ".join(f"{tp} at {c} of {end}" for tp, (c, end) in sorted(lag.items(), key=str))
+        return f"{behind} records not consumed for {quiet_for:.0f}s with nothing in flight: {parts}"
+
+
+@dataclass
+class Silence:
+    after_s: float
+    _last: dict = field(default_factory=dict)
+
+    def touch(self, key: str, now: float) -> None:
+        self._last[key] = now
+
+    def due(self, keys: list[str], now: float) -> list[str]:
+        """The keys silent for `after_s`; each is touched, so it is due again only after another window.
+
+        A key seen for the first time starts its window now (e.g. after a restart).
+        """
+        out = []
+        for key in keys:
+            last = self._last.setdefault(key, now)
+            if now - last >= self.after_s:
+                out.append(key)
+                self._last[key] = now
+        return out
+
+    def forget(self, keys) -> None:
+        for key in keys:
+            self._last.pop(key, None)
+
+
+@dataclass
+class Reoffers:
+    """Which pending units of running scans to offer again, and which to give up on.
+
+    A unit silent for `after_s` is offered again. One offered more than `max_offers` times is
+    failed, but only while its whole scan is silent: a unit waiting behind others of a busy
+    scan is offered again, never failed.
+    """
+    after_s: float
+    max_offers: int = 3
+    _units: Silence | None = None
+    _scans: dict = field(default_factory=dict)
+    _offers: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._units = Silence(self.after_s)
+
+    def seen(self, scan_id: str, unit_id: str, now: float) -> None:
+        """Work sent, or progress: a sign of life."""
+        self._scans[scan_id] = now
+        self._units.touch(unit_id, now)
+
+    def reported(self, scan_id: str, unit_id: str, now: float) -> None:
+        self._scans[scan_id] = now
+        self._units.forget([unit_id])
+        self._offers.pop(unit_id, None)
+
+    def due(self, running: list[dict], now: float) -> list[tuple[str, dict, str]]:
+        """(action, scan state, unit id) with action "offer" or "fail", for the running scans given."""
+        out = []
+        for state in running:
+            scan_id = state["scan_id"]
+            pending = [uid for uid, u in state["units"].items() if u["status"] == "pending"]
+            scan_silent = now - self._scans.setdefault(scan_id, now) >= self.after_s
+            for unit_id in self._units.due(pending, now):
+                self._offers[unit_id] = self._offers.get(unit_id, 0) + 1
+                give_up = self._offers[unit_id] > self.max_offers and scan_silent
+                out.append(("fail" if give_up else "offer", state, unit_id))
+        live = {s["scan_id"] for s in running}
+        for scan_id in [s for s in self._scans if s not in live]:  # finished or moved to another worker
+            del self._scans[scan_id]
+        return out

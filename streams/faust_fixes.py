@@ -1,0 +1,153 @@
+"""Fixes to faust-streaming 0.11–0.15 and aiokafka that lost or stalled units of work.
+
+Each patch replaces one method, says which bug it fixes, and is applied once by
+`apply()` before the app is created. The evidence is in docs/decisions.md ("Worker
+crash recovery"). In short, after a restart or rebalance:
+
+1. aiokafka's `seek_to_committed` seeks only partitions whose committed offset is > 0, so
+   a partition with no commit (or a commit of 0) keeps whatever position the fetcher
+   reached while the partition was paused: records fetched before recovery finished and
+   thrown away are never read again.
+2. Faust's recovery seeks the stream partitions while the fetcher runs, then resumes flow
+   control, which clears every agent's queue: records fetched during the seek are dropped
+   after the seek, so nothing brings them back.
+3. Faust's commit ignores a missing head record: it commits the acked run when its first
+   offset is committed+1 (off by one) and never checks a partition with no commit yet. A
+   unit in flight, or dropped as in 2, is then committed past and lost for good.
+
+With these fixed, a worker commits an offset only once every record before it was acked,
+and after a rebalance reads again from exactly that offset.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional
+
+from faust.tables.recovery import Recovery
+from faust.transport.consumer import Consumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+log = logging.getLogger("scanledger.streams")
+_applied = False
+
+
+def apply() -> None:
+    global _applied
+    if _applied:
+        return
+    AIOKafkaConsumerThread.seek_to_committed = _seek_to_committed
+    Consumer.perform_seek = _perform_seek
+    Consumer._new_offset = _new_offset
+    Recovery.on_recovery_completed = _on_recovery_completed
+    Recovery._resume_streams = _resume_streams
+    _applied = True
+
+
+# 1. Seek every stream partition: to its committed offset, or to the log start when it has none.
+
+async def _seek_to_committed(self: AIOKafkaConsumerThread) -> dict:
+    consumer = self._ensure_consumer()
+    changelogs = self.app.tables.changelog_topics
+
+    async def seek_all() -> dict:
+        tps = [tp for tp in consumer.assignment() if tp.topic not in changelogs]
+        if not tps:
+            return {}
+        starts = await consumer.beginning_offsets(tps)
+        positions = {}
+        for tp in tps:
+            committed = await consumer.committed(tp)
+            # no commit yet, or one the retention has since deleted: read from the log start
+            position = starts[tp] if committed is None or committed < starts[tp] else committed
+            consumer.seek(tp, position)
+            positions[tp] = position
+        return positions
+
+    return await self.call_thread(seek_all)
+
+
+async def _perform_seek(self: Consumer) -> None:
+    positions = await self.seek_to_committed()
+    # Faust's bookkeeping: the next offset to read is both the commit point and where reading resumes.
+    for tp, position in positions.items():
+        self._committed_offset[tp] = position
+        self._read_offset[tp] = position - 1 if position > 0 else None
+        self._acked[tp] = [o for o in self._acked.get(tp, []) if o >= position]
+        self._acked_index[tp] = set(self._acked[tp])
+
+
+# 3. Commit only a run of acked offsets that starts exactly at the commit point.
+
+def _new_offset(self: Consumer, tp: Any) -> Optional[int]:
+    acked = self._acked[tp]
+    if not acked:
+        return None
+    gaps = self._gap[tp]
+    if gaps:  # offsets the log skipped (compaction, transaction markers) count as acked
+        max_offset = max(acked)
+        for interval in sorted(gaps.overlap(0, max_offset), key=lambda i: i.begin):
+            acked.extend(range(interval.begin, interval.end))
+        gaps.chop(0, max_offset + 1)
+    acked.sort()
+    committed = self._committed_offset[tp]  # the next offset to read
+    if committed is None or acked[0] > committed:
+        return None  # the head record is not acked yet (in flight, or never delivered)
+    run_end = acked[0]
+    for offset in acked:
+        if offset > run_end + 1:
+            break
+        run_end = max(run_end, offset)
+    done = [o for o in acked if o <= run_end]
+    acked[: len(done)] = []
+    self._acked_index[tp].difference_update(done)
+    return run_end + 1
+
+
+# 2. Stop fetching, clear the agents' queues, seek, and only then fetch again.
+
+async def _seek_with_flow_stopped(recovery: Recovery) -> bool:
+    app, consumer = recovery.app, recovery.app.consumer
+    assignment = consumer.assignment()
+    consumer.stop_flow()
+    app.flow_control.resume()  # clears the queues: anything in them predates the seek
+    consumer.resume_partitions({tp for tp in assignment if not recovery._is_changelog_tp(tp)})
+    if assignment:
+        recovery.log.info("Seek stream partitions to committed offsets.")
+        await recovery._wait(consumer.perform_seek(), timeout=app.conf.broker_request_timeout)
+    consumer.resume_flow()
+    return bool(assignment)
+
+
+async def _on_recovery_completed(self: Recovery, generation_id: int = 0) -> None:
+    self.log.info("Restore complete!")
+    await self.app.on_rebalance_complete.send()
+    self._set_recovery_ended()
+    callbacks = [table.on_recovery_completed(self.actives_for_table[table], self.standbys_for_table[table])
+                 for table in self.tables.values()]
+    for callback in callbacks:
+        await callback
+    if self.app.consumer_generation_id != generation_id:
+        self.log.warning("Recovery rebalancing again")
+        return
+    await _seek_with_flow_stopped(self)
+    self.completed.set()
+    await self.app._fetcher.maybe_start()
+    self.tables.on_actives_ready()
+    if not self.app.assignor.assigned_standbys():
+        self.tables.on_standbys_ready()
+    self.app.on_rebalance_end()
+    self.log.info("Worker ready")
+
+
+async def _resume_streams(self: Recovery, generation_id: int = 0) -> None:
+    await self.app.on_rebalance_complete.send()
+    if self.app.consumer_generation_id != generation_id:
+        self.log.warning("Recovery rebalancing again")
+        return
+    await _seek_with_flow_stopped(self)
+    self.completed.set()
+    await self.app._fetcher.maybe_start()
+    self.tables.on_actives_ready()
+    self.tables.on_standbys_ready()
+    self.app.on_rebalance_end()
+    self.log.info("Worker ready")
