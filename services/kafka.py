@@ -10,7 +10,7 @@ import asyncio
 import threading
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
 from services.envelope import encode, headers
@@ -41,7 +41,8 @@ def admin(settings: Settings) -> AdminClient:
 def ensure_topics(settings: Settings, timeout: float = 30) -> None:
     """Create our topics with their configs; topics that exist already are left as they are."""
     client = admin(settings)  # must outlive the futures: a collected client cancels them
-    futures = client.create_topics(topic_specs(settings), operation_timeout=timeout, request_timeout=timeout)
+    specs = [*topic_specs(settings), table_changelog_spec(settings)]
+    futures = client.create_topics(specs, operation_timeout=timeout, request_timeout=timeout)
     for name, future in futures.items():
         try:
             future.result()
@@ -58,6 +59,13 @@ def ensure_command_timestamps(client: AdminClient, settings: Settings, timeout: 
         for name, value in COMMAND_TIMESTAMPS.items()])
     for future in client.incremental_alter_configs([resource], request_timeout=timeout).values():
         future.result()
+
+
+def table_changelog_spec(settings: Settings) -> NewTopic:
+    """The coordinator table's changelog, made before any worker starts: one that Faust finds
+    with no partitions yet ends the worker in PartitionsMismatch."""
+    return NewTopic(settings.table_changelog, settings.events_partitions, settings.replication_factor,
+                    config={"cleanup.policy": "compact"})
 
 
 class DeliveryFailed(Exception):
@@ -154,3 +162,38 @@ def broker_answers(settings: Settings, timeout: float = 3) -> bool:
         return True
     except Exception:
         return False
+
+
+def group_lag(settings: Settings, group_id: str, partitions: list[tuple[str, int]],
+              timeout: float = 5) -> dict[tuple[str, int], tuple[int, int]]:
+    """(topic, partition) -> (committed, end) for the group's partitions that have records left.
+
+    A partition with no commit counts from the log start. Read with a consumer that never
+    subscribes, so it does not join (or disturb) the group.
+    """
+    if not partitions:
+        return {}
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": group_id,
+                         "enable.auto.commit": False})
+    try:
+        committed = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=timeout)
+        lag = {}
+        for tp in committed:
+            low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+            position = tp.offset if tp.offset >= 0 else low
+            if high > max(position, low):
+                lag[(tp.topic, tp.partition)] = (max(position, low), high)
+        return lag
+    finally:
+        consumer.close()
+
+
+def watermarks(settings: Settings, topics: list[str], timeout: float = 5) -> dict[tuple[str, int], tuple[int, int]]:
+    """(topic, partition) -> (low, high) offsets of every partition of these topics."""
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "scanledger-watermarks"})
+    try:
+        metadata = consumer.list_topics(timeout=timeout)
+        return {(topic, p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+                for topic in topics if topic in metadata.topics for p in metadata.topics[topic].partitions}
+    finally:
+        consumer.close()
