@@ -18,6 +18,7 @@ from services import catalog_store, config_store, deadletter, kafka
 from services.blobstore import BlobStore
 from services.command_writer import CommandWriter
 from services.db import connect
+from services.health import Progress
 from services.settings import Settings
 
 HEALTH_TTL_S = 1.0
@@ -40,14 +41,23 @@ def _dead_letters(settings: Settings) -> int | None:
         return None
 
 
+def _stalled(progress: Progress) -> list[dict]:
+    try:
+        return progress.stalled()
+    except Exception as exc:  # the broker is down: 'broker' already says so
+        return [{"component": "health", "lag": None, "error": str(exc)}]
+
+
 async def healthz(request: Request):
+    """200 only when every process is up and nothing with work left has stopped moving."""
     state = request.app.state
     cached = getattr(state, "health", None)
     if cached is None or time.monotonic() - cached[0] > HEALTH_TTL_S:
-        cached = (time.monotonic(), await asyncio.to_thread(_health, state.settings))
-        state.health = cached
+        parts = await asyncio.to_thread(_health, state.settings)
+        parts["stalled"] = await asyncio.to_thread(_stalled, state.progress) if parts["broker"] else []
+        cached = state.health = (time.monotonic(), parts)
     parts = cached[1]
-    ok = all(value for name, value in parts.items() if name != "dead_letters")
+    ok = all(parts[name] for name in ("broker", "worker", "projector")) and not parts["stalled"]
     return json_response({"status": "ok" if ok else "unavailable", **parts}, 200 if ok else 503)
 
 
@@ -68,6 +78,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.settings = settings
         app.state.db = db
         app.state.blobs = BlobStore(settings.blob_dir)
+        app.state.progress = Progress(settings)
         app.state.commands = CommandWriter(settings)  # the only way the API writes to the ledger
         try:
             yield

@@ -1,0 +1,54 @@
+"""Is work moving? What /healthz adds to 'is every process up'.
+
+A component is stalled when it has records left to consume and, for the whole stall window,
+neither its commit points nor what it writes have moved. The worker's commit points are the
+streams group's offsets in Kafka (a worker evaluating a long unit still writes violations and
+progress, so it is not stalled); the projector's are the offsets it stores in the database.
+"""
+from __future__ import annotations
+
+import time
+
+from services import kafka
+from services.db import connect
+from services.settings import Settings
+from services.watchdog import StallWatch
+
+
+class Progress:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.watches = {"worker": StallWatch(settings.stall_s), "projector": StallWatch(settings.stall_s)}
+
+    def stalled(self) -> list[dict]:
+        """[{component, lag, detail}] for each component that has lag and is not moving."""
+        s, t = self.settings, self.settings.topics
+        marks = kafka.watermarks(s, [t.commands, t.scan_events, t.work, t.violations])
+        worker_in = [tp for tp in marks if tp[0] in (t.commands, t.scan_events, t.work)]
+        worker_lag = kafka.group_lag(s, s.streams_group, worker_in)
+        written = {tp: high for tp, (_low, high) in marks.items() if tp[0] != t.commands}
+        projector_lag = self._projector_lag(marks)
+        now, out = time.monotonic(), []
+        for name, lag, moving in (("worker", worker_lag, written), ("projector", projector_lag, {})):
+            # what the component writes counts as movement: fold it into the commit points watched
+            watched = {**lag, **{("wrote", *tp): (end, end + 1) for tp, end in moving.items()}} if lag else {}
+            reason = self.watches[name].observe(now, watched, False, 0.0)
+            if reason:
+                out.append({"component": name, "lag": sum(end - c for c, end in lag.values()),
+                            "partitions": {f"{tp[0]}[{tp[1]}]": end - c for tp, (c, end) in sorted(lag.items())}})
+        return out
+
+    def _projector_lag(self, marks: dict) -> dict:
+        conn = connect(self.settings.db_url)
+        try:
+            stored = {(r["topic"], r["partition"]): r["next_offset"]
+                      for r in conn.execute("SELECT topic, partition, next_offset FROM projector_offsets")}
+        finally:
+            conn.close()
+        projected = {t for t, _ in stored} | {self.settings.topics.scan_events, self.settings.topics.violations}
+        lag = {}
+        for tp, (low, high) in marks.items():
+            position = max(stored.get(tp, 0), low)
+            if tp[0] in projected and high > position:
+                lag[tp] = (position, high)
+        return lag
