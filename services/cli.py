@@ -24,6 +24,7 @@ from pathlib import Path
 import orjson
 
 from services.settings import Settings
+from services.supervisor import Supervisor, install_stop_handlers
 
 
 def _settings(args) -> Settings:
@@ -61,6 +62,9 @@ def cmd_api(args) -> None:
 def cmd_worker(args) -> None:
     from streams.app import run_worker
 
+    # Evaluators are throughput work: on a shared machine they yield the CPU to the API and
+    # the projector, whose reads users are waiting on.
+    os.nice(int(os.environ.get("SCANLEDGER_WORKER_NICE", "5")))
     run_worker(_settings(args), loglevel=args.loglevel)
 
 
@@ -150,52 +154,35 @@ def cmd_up(args) -> None:
     kafka.ensure_topics(settings)
     prepare_database(settings)
     logs = settings.data_dir / "logs"
-    logs.mkdir(exist_ok=True)
-    children: list[subprocess.Popen] = []
-    stopping = False
-
-    def stop(*_):
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    stop_asked = install_stop_handlers()
+    me = [sys.executable, "-m", "services.cli"]
+    supervisor = Supervisor([("worker", [*me, "worker"]), ("projector", [*me, "projector"]),
+                             ("api", [*me, "api", "--host", args.host])], logs, env=os.environ.copy(),
+                            say=lambda line: print(line, file=sys.stderr, flush=True))
     try:
-        for name, extra in (("worker", []), ("projector", []), ("api", ["--host", args.host])):
-            log = open(logs / f"{name}.log", "ab")
-            children.append(subprocess.Popen([sys.executable, "-m", "services.cli", name, *extra],
-                                             stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy()))
+        supervisor.start()
         url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{settings.port}"
-        _wait_healthy(url, children, lambda: stopping)
-        print(f"scan-ledger is up at {url}\n  admin token: {token}\n  data dir:    {settings.data_dir}\n"
-              f"  logs:        {logs}\nPress Ctrl-C to stop.", flush=True)
-        while not stopping:
-            if any(child.poll() is not None for child in children):
-                dead = [c.args[3] for c in children if c.poll() is not None]
-                print(f"stopping: {', '.join(dead)} exited (see {logs})", file=sys.stderr)
-                break
+        _wait_healthy(url, supervisor, stop_asked)
+        if not stop_asked():
+            print(f"scan-ledger is up at {url}\n  admin token: {token}\n  data dir:    {settings.data_dir}\n"
+                  f"  logs:        {logs}\nPress Ctrl-C to stop.", flush=True)
+        while not stop_asked():
+            supervisor.poll()  # a process that exits is restarted; the others keep running
             time.sleep(0.5)
     finally:
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
-        for child in children:
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        print("stopping …", flush=True)
+        supervisor.stop()
         if started_broker:
             localbroker.stop(settings)
         print("scan-ledger stopped.", flush=True)
 
 
-def _wait_healthy(url: str, children, stopping, timeout_s: float = 180) -> None:
+def _wait_healthy(url: str, supervisor, stopping, timeout_s: float = 180) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and not stopping():
-        if any(child.poll() is not None for child in children):
-            return
+        supervisor.poll()
         try:
             if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
                 return
