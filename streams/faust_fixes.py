@@ -105,7 +105,7 @@ def _new_offset(self: Consumer, tp: Any) -> Optional[int]:
 
 # 2. Stop fetching, clear the agents' queues, seek, and only then fetch again.
 
-async def _seek_with_flow_stopped(recovery: Recovery) -> bool:
+async def _seek_with_flow_stopped(recovery: Recovery) -> None:
     app, consumer = recovery.app, recovery.app.consumer
     assignment = consumer.assignment()
     consumer.stop_flow()
@@ -115,39 +115,32 @@ async def _seek_with_flow_stopped(recovery: Recovery) -> bool:
         recovery.log.info("Seek stream partitions to committed offsets.")
         await recovery._wait(consumer.perform_seek(), timeout=app.conf.broker_request_timeout)
     consumer.resume_flow()
-    return bool(assignment)
 
 
 async def _on_recovery_completed(self: Recovery, generation_id: int = 0) -> None:
     self.log.info("Restore complete!")
     await self.app.on_rebalance_complete.send()
     self._set_recovery_ended()
-    callbacks = [table.on_recovery_completed(self.actives_for_table[table], self.standbys_for_table[table])
-                 for table in self.tables.values()]
-    for callback in callbacks:
-        await callback
-    if self.app.consumer_generation_id != generation_id:
-        self.log.warning("Recovery rebalancing again")
-        return
-    await _seek_with_flow_stopped(self)
-    self.completed.set()
-    await self.app._fetcher.maybe_start()
-    self.tables.on_actives_ready()
-    if not self.app.assignor.assigned_standbys():
-        self.tables.on_standbys_ready()
-    self.app.on_rebalance_end()
-    self.log.info("Worker ready")
+    for table in self.tables.values():
+        await table.on_recovery_completed(self.actives_for_table[table], self.standbys_for_table[table])
+    await _start_streams(self, generation_id, standbys_ready=not self.app.assignor.assigned_standbys())
 
 
 async def _resume_streams(self: Recovery, generation_id: int = 0) -> None:
+    """Recovery's path when the app has no tables."""
     await self.app.on_rebalance_complete.send()
-    if self.app.consumer_generation_id != generation_id:
-        self.log.warning("Recovery rebalancing again")
+    await _start_streams(self, generation_id, standbys_ready=True)
+
+
+async def _start_streams(recovery: Recovery, generation_id: int, standbys_ready: bool) -> None:
+    if recovery.app.consumer_generation_id != generation_id:
+        recovery.log.warning("Recovery rebalancing again")
         return
-    await _seek_with_flow_stopped(self)
-    self.completed.set()
-    await self.app._fetcher.maybe_start()
-    self.tables.on_actives_ready()
-    self.tables.on_standbys_ready()
-    self.app.on_rebalance_end()
-    self.log.info("Worker ready")
+    await _seek_with_flow_stopped(recovery)
+    recovery.completed.set()
+    await recovery.app._fetcher.maybe_start()
+    recovery.tables.on_actives_ready()
+    if standbys_ready:
+        recovery.tables.on_standbys_ready()
+    recovery.app.on_rebalance_end()
+    recovery.log.info("Worker ready")
