@@ -1,0 +1,19 @@
+"""SIGTERM the API while POST /api/scan/run is in flight (at a different moment each trial), then
+start it again. Answered or not, nothing stays pending: every scan that exists anywhere is
+visible, listed, final and exact."""
+import pytest
+
+from tests.faults.harness import ApiTerm, campaign, check
+
+TRIALS = 3
+
+
+@pytest.fixture(scope="module")
+def api_term(kafka, tmp_path_factory):
+    with campaign(ApiTerm, kafka, tmp_path_factory) as running:
+        yield running
+
+
+@pytest.mark.parametrize("trial", range(1, TRIALS + 1))
+def test_api_sigtermed_during_scan_run(api_term, trial):
+    check(api_term.trial(trial))

@@ -1,0 +1,19 @@
+"""Ctrl-C of `scanledger up` (SIGINT to its whole process group, as a terminal sends it) mid-scan,
+then `up` again on the same data dir: up stops cleanly, and the scan ends final and exact.
+Trials 1 and 3 run up with its own local broker (a user's first `up`), trial 2 on the test broker."""
+import pytest
+
+from tests.faults.harness import UpCtrlC, campaign, check
+
+TRIALS = 3
+
+
+@pytest.fixture(scope="module")
+def up_ctrl_c(kafka, tmp_path_factory):
+    with campaign(UpCtrlC, kafka, tmp_path_factory) as running:
+        yield running
+
+
+@pytest.mark.parametrize("trial", range(1, TRIALS + 1))
+def test_up_interrupted_mid_scan_then_up_again(up_ctrl_c, trial):
+    check(up_ctrl_c.trial(trial))

@@ -1,0 +1,18 @@
+"""SIGKILL the worker mid-scan (some units reported, not all), then start a new worker: every
+scan ends final with exactly the unfaulted answer, and replay equals live."""
+import pytest
+
+from tests.faults.harness import WorkerKill, campaign, check
+
+TRIALS = 10
+
+
+@pytest.fixture(scope="module")
+def worker_kill(kafka, tmp_path_factory):
+    with campaign(WorkerKill, kafka, tmp_path_factory) as running:
+        yield running
+
+
+@pytest.mark.parametrize("trial", range(1, TRIALS + 1))
+def test_worker_sigkilled_mid_scan_then_restarted(worker_kill, trial):
+    check(worker_kill.trial(trial))
