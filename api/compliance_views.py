@@ -25,11 +25,14 @@ def rules_processed(row) -> int:
 
 def scan_view(db, row) -> dict:
     settled = queries.is_settled(row)
+    status = scan_status(row)
     return {
         "id": row["scan_id"],
-        "status": scan_status(row),
+        "status": status,
         "violation_count": row["violation_count"] if settled else 0,
-        "compliance_score": row["compliance_score"] if settled else 0,
+        # a score only for a scan that completed: a failed or aborted one shows 0, as a running one
+        # does (seed 001: a number), never the 100 of "no violations found" in data it never read
+        "compliance_score": row["compliance_score"] if settled and status == "completed" else 0,
         "rules_processed": rules_processed(row),
         "rules_total": row["rules_total"],
         "created_at": row["created_at"],

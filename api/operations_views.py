@@ -63,7 +63,9 @@ def detail_view(row, rerun_of: int | None) -> dict:
                                                        "audit_id", "audit_name") if request.get(k) is not None},
         "summary": {"rules_total": row["rules_total"], "rules_processed": row["rules_processed"],
                     "record_total": row["record_total"], "records_processed": row["record_count"],
-                    "violation_count": row["violation_count"], "compliance_score": row["compliance_score"]},
+                    "violation_count": row["violation_count"],
+                    # only a completed run has a score (a failed one did not read all its data)
+                    "compliance_score": row["compliance_score"] if row["status"] == "completed" else 0},
         "trigger": {"triggered_by": row["requested_by"], "created": row["created_at"], "rerun_of": rerun_of},
     }
 

@@ -1,7 +1,11 @@
 """Reading and validating request bodies and the Idempotency-Key replay."""
 from __future__ import annotations
 
-from typing import TypeVar
+import asyncio
+import hashlib
+import re
+import time
+from typing import Callable, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -37,16 +41,63 @@ def parse(model: type[M], data: dict) -> M:
         raise validation_error(exc) from None
 
 
-async def idempotent(request: Request, principal: Principal, handler) -> Response:
-    """Run a POST handler once per Idempotency-Key: a retry gets the first answer back."""
+# A concurrent request with a key another request holds waits this long for its answer, then
+# gets 409; a reservation whose request died (the API stopped mid-request) lapses after this.
+IDEMPOTENCY_WAIT_S = 30.0
+IDEMPOTENCY_PENDING_S = 120.0
+
+
+def _body_hash(request: Request, raw: bytes) -> str:
+    """The body's hash; a multipart body without its boundary, which clients draw at random per send."""
+    boundary = re.search(r'boundary="?([^";]+)"?', request.headers.get("content-type", ""))
+    if boundary:
+        raw = raw.replace(boundary.group(1).encode(), b"")
+    return hashlib.sha256(raw).hexdigest()
+
+
+async def idempotent(request: Request, principal: Principal, handler,
+                     redact: Callable[[dict], dict] | None = None) -> Response:
+    """Run a POST handler once per Idempotency-Key: a retry gets the first answer back.
+
+    Call it after authenticate() has checked the role. The key is bound to the caller's
+    token, the method and path, and a hash of the body: another token's key is a different
+    key, and the same key with another body is a 422. It is reserved before the work is done,
+    so concurrent requests with one key do the work once: the others wait for the first
+    answer (409 if it takes over IDEMPOTENCY_WAIT_S). Answers are kept
+    SCANLEDGER_IDEMPOTENCY_TTL_SECONDS (24 h); 5xx answers and errors are not kept, so a retry
+    runs again. `redact` removes secrets from the kept answer: a replay never shows one.
+    """
     key = request.headers.get("idempotency-key")
+    if not key:
+        return await handler()
     db = request.app.state.db
-    route = request.url.path
-    if key:
-        stored = config_store.idempotent_answer(db, principal.workspace_id, key, route)
-        if stored:
-            return Response(stored[1], status_code=stored[0], media_type="application/json")
-    response = await handler()
-    if key and response.status_code < 500:
-        config_store.remember_answer(db, principal.workspace_id, key, route, response.status_code, response.body)
+    ttl_s = request.app.state.settings.idempotency_ttl_s
+    route = f"{request.method} {request.url.path}"
+    body_hash = _body_hash(request, await request.body())
+    give_up = time.monotonic() + IDEMPOTENCY_WAIT_S
+    while True:
+        held = config_store.reserve_key(db, principal.token_id, key, route, body_hash, time.time(), ttl_s,
+                                        IDEMPOTENCY_PENDING_S)
+        if held is None:
+            break
+        if held["body_hash"] != body_hash:
+            raise ApiError(422, "This Idempotency-Key was already used with a different request body")
+        if held["state"] == "done":
+            return Response(bytes(held["body"]), status_code=held["status"], media_type="application/json",
+                            headers={"Idempotent-Replayed": "true"})
+        if time.monotonic() > give_up:
+            raise ApiError(409, "A request with this Idempotency-Key is still in progress", headers={"Retry-After": "1"})
+        await asyncio.sleep(0.05)
+    try:
+        response = await handler()
+    except BaseException:
+        config_store.release_key(db, principal.token_id, key, route)
+        raise
+    if response.status_code >= 500:
+        config_store.release_key(db, principal.token_id, key, route)
+        return response
+    kept = response.body
+    if redact is not None and response.body:
+        kept = orjson.dumps(redact(orjson.loads(response.body)))
+    config_store.remember_answer(db, principal.token_id, key, route, response.status_code, kept)
     return response

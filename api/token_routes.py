@@ -50,7 +50,8 @@ async def create_token(request: Request):
         row = next(t for t in config_store.list_tokens(db, principal.workspace_id) if t["id"] == token_id)
         return json_response({**token_view(row, principal.workspace_id), "token": token}, 201)
 
-    return await idempotent(request, principal, handler)
+    # a retry with the same Idempotency-Key gets the same token back without its secret ("token": null)
+    return await idempotent(request, principal, handler, redact=lambda answer: {**answer, "token": None})
 
 
 async def list_tokens(request: Request):
@@ -105,7 +106,10 @@ async def create_workspace(request: Request):
                               "admin_token": {"id": token_id, "token": token, "role": "Admin",
                                               "user": body.admin_user}}, 201)
 
-    return await idempotent(request, principal, handler)
+    def redact(answer: dict) -> dict:  # a retry shows the workspace and its Admin token, never the secret
+        return {**answer, "admin_token": {**answer["admin_token"], "token": None}}
+
+    return await idempotent(request, principal, handler, redact=redact)
 
 
 routes = [

@@ -37,9 +37,14 @@ CREATE TABLE IF NOT EXISTS policies (
 DROP TABLE IF EXISTS scan_requests; -- where requests were kept before the ledger alone recorded them
 CREATE TABLE IF NOT EXISTS operation_ids (
     id INTEGER PRIMARY KEY AUTOINCREMENT, scan_id TEXT NOT NULL UNIQUE);
-CREATE TABLE IF NOT EXISTS idempotency_keys (
-    workspace_id TEXT NOT NULL, key TEXT NOT NULL, route TEXT NOT NULL, status INTEGER NOT NULL,
-    body BLOB NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (workspace_id, key, route));
+CREATE TABLE IF NOT EXISTS bootstrap_token (
+    id INTEGER PRIMARY KEY CHECK (id = 1), token_hash TEXT NOT NULL);
+-- the first table of answers kept token secrets in plain text and was not bound to the caller
+DROP TABLE IF EXISTS idempotency_keys;
+CREATE TABLE IF NOT EXISTS idempotency_requests (
+    token_id TEXT NOT NULL, key TEXT NOT NULL, route TEXT NOT NULL, body_hash TEXT NOT NULL,
+    state TEXT NOT NULL, status INTEGER, body BLOB, created_at REAL NOT NULL,
+    PRIMARY KEY (token_id, key, route));
 """
 
 JSON_COLUMNS = {"columns", "pii_findings", "mapping", "rules"}
@@ -87,10 +92,25 @@ def add_token(conn, token: str, workspace_id: str, role: str, user_name: str) ->
 
 
 def bootstrap_admin(conn, token: str) -> None:
-    """The bootstrap admin token of the default workspace (from SCANLEDGER_ADMIN_TOKEN or `up`)."""
+    """The bootstrap admin token of the default workspace (from SCANLEDGER_ADMIN_TOKEN or `up`).
+
+    Rotating it (a new SCANLEDGER_ADMIN_TOKEN, then a restart) revokes the previous one. The
+    bootstrap token's hash is kept in `bootstrap_token`; a database from before that table
+    had its bootstrap token as the default workspace's first token (nothing can issue one
+    before it)."""
+    new_hash = hash_token(token)
     with transaction(conn):
         ensure_workspace(conn, DEFAULT_WORKSPACE, "Default workspace")
+        row = conn.execute("SELECT token_hash FROM bootstrap_token WHERE id = 1").fetchone()
+        if row is None:
+            row = conn.execute("SELECT token_hash FROM tokens WHERE workspace_id = ? AND role = 'Admin'"
+                               " ORDER BY rowid LIMIT 1", (DEFAULT_WORKSPACE,)).fetchone()
+        if row is not None and row["token_hash"] != new_hash:
+            conn.execute("UPDATE tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
+                         (utcnow(), row["token_hash"]))
         add_token(conn, token, DEFAULT_WORKSPACE, "Admin", "admin")
+        conn.execute("INSERT INTO bootstrap_token (id, token_hash) VALUES (1, ?)"
+                     " ON CONFLICT(id) DO UPDATE SET token_hash = excluded.token_hash", (new_hash,))
 
 
 def list_tokens(conn, workspace_id: str) -> list[dict[str, Any]]:
@@ -188,14 +208,39 @@ def new_operation_id(conn, scan_id: str) -> int:
 
 
 # --- idempotency keys: a retried POST returns the first answer ---
+# A key belongs to one token and one route, and to the hash of the body it came with. It is
+# reserved (a `pending` row under the primary key) before the work is done, so of concurrent
+# requests with one key only the first does the work; the answer replaces the reservation.
 
-def idempotent_answer(conn, workspace_id: str, key: str, route: str) -> tuple[int, bytes] | None:
-    row = conn.execute("SELECT status, body FROM idempotency_keys WHERE workspace_id = ? AND key = ? AND route = ?",
-                       (workspace_id, key, route)).fetchone()
-    return (row["status"], bytes(row["body"])) if row else None
+def reserve_key(conn, token_id: str, key: str, route: str, body_hash: str, now: float, ttl_s: float,
+                pending_ttl_s: float) -> dict[str, Any] | None:
+    """Reserve the key (None: ours now) or return the row that holds it (pending or done)."""
+    with transaction(conn):
+        conn.execute("DELETE FROM idempotency_requests WHERE created_at < ? OR (state = 'pending' AND created_at < ?)",
+                     (now - ttl_s, now - pending_ttl_s))
+        inserted = conn.execute(
+            "INSERT INTO idempotency_requests (token_id, key, route, body_hash, state, created_at)"
+            " VALUES (?, ?, ?, ?, 'pending', ?) ON CONFLICT DO NOTHING",
+            (token_id, key, route, body_hash, now)).rowcount
+        if inserted:
+            return None
+        row = conn.execute("SELECT body_hash, state, status, body FROM idempotency_requests"
+                           " WHERE token_id = ? AND key = ? AND route = ?", (token_id, key, route)).fetchone()
+    return dict(row)
 
 
-def remember_answer(conn, workspace_id: str, key: str, route: str, status: int, body: bytes) -> None:
-    conn.execute("INSERT INTO idempotency_keys (workspace_id, key, route, status, body, created_at)"
-                 " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                 (workspace_id, key, route, status, body, utcnow()))
+def idempotent_row(conn, token_id: str, key: str, route: str) -> dict[str, Any] | None:
+    row = conn.execute("SELECT body_hash, state, status, body FROM idempotency_requests"
+                       " WHERE token_id = ? AND key = ? AND route = ?", (token_id, key, route)).fetchone()
+    return dict(row) if row else None
+
+
+def remember_answer(conn, token_id: str, key: str, route: str, status: int, body: bytes) -> None:
+    conn.execute("UPDATE idempotency_requests SET state = 'done', status = ?, body = ?"
+                 " WHERE token_id = ? AND key = ? AND route = ?", (status, body, token_id, key, route))
+
+
+def release_key(conn, token_id: str, key: str, route: str) -> None:
+    """The work failed without an answer to keep: a retry runs it again."""
+    conn.execute("DELETE FROM idempotency_requests WHERE token_id = ? AND key = ? AND route = ? AND state = 'pending'",
+                 (token_id, key, route))

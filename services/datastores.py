@@ -2,7 +2,16 @@
 
 Every file with a data extension in a directory is an asset (named by its path relative to
 the directory); every table of a SQLite database is one. Paths are confined to a configured
-root, so an API user can point only at data the operator exposed.
+root, so an API user can point only at data the operator exposed:
+
+- `SCANLEDGER_DATASTORE_ROOT` (default: the working directory) is the root of every
+  workspace; with `SCANLEDGER_DATASTORE_ROOT_PER_WORKSPACE=1` each workspace has its own,
+  `<root>/<workspace_id>/`, and reaches nothing outside it.
+- What the system itself writes (the data dir: database, blob store, broker data, logs, the
+  admin-token file; the database file wherever it is; the broker cache) is never a
+  datastore, even inside the root: a path in it, or a directory that holds it, is a 400.
+- Paths are resolved with their symlinks, when registered and again on every read (sync and
+  scan), and a file of a directory datastore must resolve inside that directory.
 """
 from __future__ import annotations
 
@@ -11,6 +20,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from services.db import UnsupportedDatabase, sqlite_path
 from services.readers import InputError, detect_format, read_table
 
 DATA_EXTENSIONS = (".csv", ".json", ".jsonl", ".ndjson", ".parquet")
@@ -26,15 +36,57 @@ class AssetReadError(Exception):
     """An asset that cannot be read: its monitors fail with this message."""
 
 
-def resolve_path(root: Path, path: str, type_: str) -> Path:
+def workspace_root(settings, workspace_id: str) -> Path:
+    """The one directory a workspace's datastores must resolve inside."""
+    root = Path(settings.datastore_root).resolve()
+    if getattr(settings, "datastore_root_per_workspace", False):
+        return root / workspace_id
+    return root
+
+
+def system_paths(settings) -> list[Path]:
+    """Everything the system writes: never reachable as (or inside) a datastore."""
+    paths = [settings.data_dir, settings.blob_dir, settings.broker_dir, settings.cache_dir]
+    try:
+        db = sqlite_path(settings.db_url)
+        paths += [db, *(db.with_name(db.name + suffix) for suffix in ("-wal", "-shm", "-journal"))]
+    except UnsupportedDatabase:
+        pass
+    return [Path(p).resolve() for p in paths]
+
+
+def _overlaps(path: Path, other: Path) -> bool:
+    return path == other or other in path.parents or path in other.parents
+
+
+def resolve_path(root: Path, path: str, type_: str, forbidden: list[Path] = ()) -> Path:
     root = Path(root).resolve()
-    resolved = (root / path).resolve()  # resolves symlinks too: a link out of the root is outside
+    if "\x00" in path:
+        raise DatastoreError(f'path "{path!r}" is not a valid path')
+    try:
+        resolved = (root / path).resolve()  # resolves symlinks too: a link out of the root is outside
+    except (OSError, ValueError) as exc:
+        raise DatastoreError(f"path is not a valid path: {exc}") from None
     if resolved != root and root not in resolved.parents:
         raise DatastoreError(f'path "{path}" is outside the datastore root')
+    if any(_overlaps(resolved, Path(f)) for f in forbidden):
+        raise DatastoreError(f'path "{path}" holds or is inside the system\'s own data: not a datastore')
     if type_ == "local_dir" and not resolved.is_dir():
         raise DatastoreError(f'path "{path}" is not a directory')
     if type_ == "sqlite" and not resolved.is_file():
         raise DatastoreError(f'path "{path}" is not a file')
+    return resolved
+
+
+def check_allowed(settings, workspace_id: str, type_: str, path: str | Path) -> Path:
+    """A registered datastore again, before it is read: still inside its workspace's root
+    (symlinks may have changed since) and clear of the system's own data."""
+    root = workspace_root(settings, workspace_id)
+    resolved = Path(path).resolve()
+    if resolved != root and root not in resolved.parents:
+        raise DatastoreError("the datastore is outside its workspace's datastore root", 409)
+    if any(_overlaps(resolved, f) for f in system_paths(settings)):
+        raise DatastoreError("the datastore holds or is inside the system's own data", 409)
     return resolved
 
 
@@ -44,7 +96,9 @@ def list_containers(type_: str, path: str | Path) -> list[tuple[str, str]]:
     if type_ == "local_dir":
         if not path.is_dir():
             raise DatastoreError(f'directory "{path}" is gone', 409)
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in DATA_EXTENSIONS)
+        inside = path.resolve()
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in DATA_EXTENSIONS
+                       and inside in p.resolve().parents)  # a link out of the directory is not its file
         return [(p.relative_to(path).as_posix(), "file") for p in files]
     try:
         with _open_sqlite(path) as db:

@@ -294,7 +294,9 @@ def _finish(state: dict, cause: dict, finished_at: str) -> tuple[dict, list[dict
         "violation_count": sum(state["violations_by_rule"].values()),
         "violations_by_rule": state["violations_by_rule"],
         "violations_by_severity": state["violations_by_severity"],
-        "compliance_score": compliance_score(state),
+        # only a completed scan has a score: a failed one did not read all its data (0, as seed 001 shows
+        # for a scan without results), never 100 for violations it could not find
+        "compliance_score": compliance_score(state) if state["status"] == "completed" else 0.0,
         "error": "; ".join(state["errors"]) or None,
         "finished_at": finished_at,
     }

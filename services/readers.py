@@ -6,6 +6,10 @@ else escapes read_table for bad data. Decisions the API relies on:
 - CSV: UTF-8, header line first, every row as wide as the header. Types are inferred (int,
   float, bool) but date/time-looking columns stay strings: pyarrow would turn them into
   timestamps and drop or guess time zones, and downstream code parses timestamps itself.
+  A number column whose text a number would not keep exactly stays text too: a leading
+  zero (`000123`), a leading `+`, or an integer of more than 15 digits (a 20-digit id would
+  be a float). Identifiers (accounts, keys the duplicate and pattern rules read) keep their
+  text, so `000123` and `123` stay two accounts.
 - Empty cells are null in every column, string columns included (docs/decisions.md: the
   `required` rule flags them, other rules ignore them). Only the empty string is null;
   "NA" or "null" stay text.
@@ -19,6 +23,7 @@ from pathlib import PurePath
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
@@ -133,6 +138,7 @@ def _read_csv(data: bytes) -> pa.Table:
         late = _temporal(table.schema)  # a date column the sample saw only empty cells of
         if late:
             table = _parse_csv(buf, as_text | late)
+        table = _keep_identifier_text(buf, table)
     except pa.ArrowInvalid as exc:
         raise _csv_error(exc, buf) from None
     _check_quotes_closed(table, data)
@@ -151,6 +157,27 @@ def _parse_csv(buf: pa.Buffer, as_text: set[str], use_threads: bool = True, on_i
     return pacsv.read_csv(pa.BufferReader(buf), read_options=pacsv.ReadOptions(use_threads=use_threads),
                           parse_options=_csv_parse_options(on_invalid),
                           convert_options=_csv_convert_options(as_text))
+
+
+# A cell whose number would not give back its text: a leading zero (not "0" or "0.5"), a
+# leading "+", or more than 15 digits before any fraction (a double keeps only ~15-17).
+_LOSSY_NUMBER = r"^\s*(\+|-?0[0-9])|^\s*[+-]?[0-9]{16,}"
+
+
+def _keep_identifier_text(buf: pa.Buffer, table: pa.Table) -> pa.Table:
+    """Number columns that would lose their text are read again as text."""
+    numeric = [f.name for f in table.schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)]
+    if not numeric:
+        return table
+    text = pacsv.read_csv(pa.BufferReader(buf), parse_options=_csv_parse_options(),
+                          convert_options=pacsv.ConvertOptions(
+                              column_types={name: pa.string() for name in numeric}, include_columns=numeric,
+                              null_values=[""], strings_can_be_null=True))
+    for name in numeric:
+        column = text.column(name)
+        if pc.any(pc.match_substring_regex(column, _LOSSY_NUMBER)).as_py():
+            table = table.set_column(table.column_names.index(name), name, column)
+    return table
 
 
 def _csv_parse_options(on_invalid=None) -> pacsv.ParseOptions:

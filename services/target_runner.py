@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 import pyarrow as pa
 
 from services import contracts as c
-from services.datastores import AssetReadError, read_asset
+from services.datastores import AssetReadError, DatastoreError, check_allowed, read_asset
 from services.envelope import deterministic_id, follow
 from services.kafka import Publisher
 from services.monitors import Anomaly, MonitorError, evaluate_monitor, parse_monitor
@@ -24,8 +24,12 @@ log = logging.getLogger("scanledger.targets")
 SOURCE = "scanledger/evaluator"
 
 
-def _read(target: dict, settings: Settings) -> pa.Table:
+def _read(target: dict, settings: Settings, workspace_id: str) -> pa.Table:
     store, container = target["datastore"], target["container"]
+    try:  # checked again at every read: a symlink may have moved since the datastore was registered
+        check_allowed(settings, workspace_id, store["type"], store["path"])
+    except DatastoreError as exc:
+        raise AssetReadError(str(exc)) from None
     return read_asset(store["type"], store["path"], container["name"], settings.max_asset_records)
 
 
@@ -43,7 +47,7 @@ def _run_catalog(message: dict, publisher: Publisher, settings: Settings) -> Non
     """A sync profiles the container: its columns and row count."""
     work = message["data"]
     try:
-        table = _read(work["target"], settings)
+        table = _read(work["target"], settings, message["workspaceid"])
     except AssetReadError as exc:
         publisher.publish(settings.topics.scan_events, _result(message, c.UNIT_FAILED, {"error": str(exc)}))
         return
@@ -62,7 +66,7 @@ def _run_monitors(message: dict, publisher: Publisher, settings: Settings, shoul
     by_rule: dict[str, int] = {}
     by_severity: dict[str, int] = {}
     try:
-        table, read_error = _read(work["target"], settings), None
+        table, read_error = _read(work["target"], settings, message["workspaceid"]), None
     except AssetReadError as exc:
         table, read_error = None, str(exc)
     for done, raw in enumerate(monitors, start=1):

@@ -133,7 +133,7 @@ def test_the_events_of_a_monitor_or_sync_unit(tmp_path, kind):
     command = make_event(c.RUN_SCAN, "m", request, id="cmd", source="t", workspace_id="w")
     (work,) = work_events(command, request, target_units(request))
     recorder = Recorder()
-    run_target_unit(work, recorder, Settings())
+    run_target_unit(work, recorder, Settings(datastore_root=tmp_path))  # reads are confined to the root
     for event in recorder.events:
         validate(event)
     types = [e["type"] for e in recorder.events]

@@ -1,0 +1,118 @@
+"""The pure parts of issue 10's fixes: datastore confinement, idempotency reservations,
+bootstrap token rotation, CSV identifiers that keep their text, no score for a failed scan."""
+from __future__ import annotations
+
+import sqlite3
+from types import SimpleNamespace
+
+import pytest
+
+from services import config_store
+from services import contracts as c
+from services import lifecycle
+from services.datastores import DatastoreError, check_allowed, resolve_path, system_paths, workspace_root
+from services.readers import read_table
+from tests.unit.test_lifecycle import started_scan, unit_event
+
+
+def settings_for(tmp_path, per_workspace=False):
+    data = tmp_path / "root" / ".scanledger"
+    data.mkdir(parents=True)
+    return SimpleNamespace(datastore_root=tmp_path / "root", datastore_root_per_workspace=per_workspace,
+                           data_dir=data, blob_dir=data / "blobs", broker_dir=data / "kafka",
+                           cache_dir=tmp_path / "cache", db_url=f"sqlite:///{data / 'scanledger.db'}")
+
+
+def test_the_data_dir_is_never_a_datastore_even_inside_the_root(tmp_path):
+    s = settings_for(tmp_path)
+    (s.data_dir / "scanledger.db").write_bytes(b"")
+    (s.datastore_root / "lake").mkdir()
+    (s.datastore_root / "db-link.db").symlink_to(s.data_dir / "scanledger.db")
+    (s.datastore_root / "lake" / "data-link").symlink_to(s.data_dir)
+    root, forbidden = workspace_root(s, "w"), system_paths(s)
+    assert resolve_path(root, "lake", "local_dir", forbidden) == (s.datastore_root / "lake").resolve()
+    for path, type_ in ((".", "local_dir"), (".scanledger", "local_dir"), (".scanledger/scanledger.db", "sqlite"),
+                        ("db-link.db", "sqlite"), ("lake/data-link", "local_dir"), ("lake/../.scanledger", "local_dir")):
+        with pytest.raises(DatastoreError, match="system's own data"):
+            resolve_path(root, path, type_, forbidden)
+    with pytest.raises(DatastoreError):
+        check_allowed(s, "w", "sqlite", s.datastore_root / "db-link.db")
+    assert check_allowed(s, "w", "local_dir", s.datastore_root / "lake") == (s.datastore_root / "lake").resolve()
+
+
+def test_a_workspace_reaches_only_its_own_root(tmp_path):
+    s = settings_for(tmp_path, per_workspace=True)
+    for ws in ("a", "b"):
+        (s.datastore_root / ws / "lake").mkdir(parents=True)
+    assert workspace_root(s, "a") == (s.datastore_root / "a").resolve()
+    assert resolve_path(workspace_root(s, "a"), "lake", "local_dir", system_paths(s))
+    with pytest.raises(DatastoreError, match="outside"):
+        resolve_path(workspace_root(s, "b"), "../a/lake", "local_dir", system_paths(s))
+    with pytest.raises(DatastoreError, match="outside"):
+        check_allowed(s, "b", "local_dir", s.datastore_root / "a" / "lake")
+
+
+@pytest.fixture
+def db():
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    config_store.init(conn)
+    yield conn
+    conn.close()
+
+
+def test_a_key_is_reserved_once_bound_to_its_body_and_expires(db):
+    args = ("tok", "k1", "POST /api/scan/run")
+    assert config_store.reserve_key(db, *args, "h1", 1000.0, 86400, 120) is None
+    held = config_store.reserve_key(db, *args, "h1", 1001.0, 86400, 120)
+    assert held["state"] == "pending" and held["body_hash"] == "h1"
+    assert config_store.reserve_key(db, "other-token", "k1", args[2], "h1", 1001.0, 86400, 120) is None
+    config_store.remember_answer(db, *args, 200, b'{"a": 1}')
+    held = config_store.reserve_key(db, *args, "h2", 1002.0, 86400, 120)
+    assert held["state"] == "done" and held["body_hash"] == "h1" and bytes(held["body"]) == b'{"a": 1}'
+    assert config_store.reserve_key(db, *args, "h2", 1000.0 + 86401, 86400, 120) is None  # expired: ours again
+
+
+def test_a_released_or_abandoned_reservation_lets_a_retry_run(db):
+    args = ("tok", "k", "POST /api/tokens")
+    assert config_store.reserve_key(db, *args, "h", 0.0, 86400, 120) is None
+    config_store.release_key(db, *args)
+    assert config_store.reserve_key(db, *args, "h", 1.0, 86400, 120) is None
+    assert config_store.reserve_key(db, *args, "h", 200.0, 86400, 120) is None  # pending since 1.0: abandoned
+
+
+def test_rotating_the_bootstrap_token_revokes_the_previous_one(db):
+    config_store.bootstrap_admin(db, "first")
+    config_store.bootstrap_admin(db, "first")  # a restart with the same token changes nothing
+    assert config_store.principal(db, "first")["role"] == "Admin"
+    config_store.bootstrap_admin(db, "second")
+    assert config_store.principal(db, "first") is None
+    assert config_store.principal(db, "second")["role"] == "Admin"
+
+
+def test_a_database_from_before_the_bootstrap_table_rotates_too(db):
+    config_store.ensure_workspace(db, "default")
+    config_store.add_token(db, "old", "default", "Admin", "admin")  # as the old bootstrap did
+    config_store.add_token(db, "issued", "default", "Viewer", "dana")
+    config_store.bootstrap_admin(db, "new")
+    assert config_store.principal(db, "old") is None
+    assert config_store.principal(db, "issued") is not None and config_store.principal(db, "new") is not None
+
+
+def test_csv_identifiers_keep_their_text():
+    table = read_table(b"id,acct,big,amount,small,plus,neg\n"
+                       b"000123,123,12345678901234567890,9500.00,0,+5,-012\n"
+                       b"2,124,12345678901234567891,1.5,0.5,6,3\n", "csv", 100)
+    rows = table.to_pylist()
+    assert [r["id"] for r in rows] == ["000123", "2"]
+    assert [r["big"] for r in rows] == ["12345678901234567890", "12345678901234567891"]
+    assert [r["plus"] for r in rows] == ["+5", "6"] and [r["neg"] for r in rows] == ["-012", "3"]
+    assert [r["amount"] for r in rows] == [9500.0, 1.5] and [r["small"] for r in rows] == [0.0, 0.5]
+    assert [r["acct"] for r in rows] == [123, 124]  # a number that gives back its text stays a number
+
+
+def test_a_failed_scan_has_no_score_of_100():
+    state = started_scan(2)
+    state, _ = lifecycle.unit_done(state, unit_event("s1.u0", c.UNIT_FAILED, r1=0, error="a"), "t2")
+    state, [finished] = lifecycle.unit_done(state, unit_event("s1.u1", c.UNIT_FAILED, r1=0, error="b"), "t3")
+    assert finished["data"]["status"] == "failed" and finished["data"]["compliance_score"] == 0
