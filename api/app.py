@@ -7,11 +7,13 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.routing import Route
 
 from api import catalog_routes, compliance_routes, config_routes, monitor_routes, operations_routes, token_routes
-from api.errors import ApiError, handle_api_error, handle_http_exception
+from api.errors import ApiError, handle_api_error, handle_http_exception, handle_unexpected
+from api.limits import BodyLimit
 from api.openapi import openapi_document
 from api.responses import json_response
 from services import catalog_store, config_store, deadletter, kafka
@@ -90,5 +92,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
               # monitor routes first: /api/assets/scan-status must win over /api/assets/{assetId}
               *monitor_routes.routes, *config_routes.routes, *compliance_routes.routes, *catalog_routes.routes,
               *token_routes.routes, *operations_routes.routes]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={
-        ApiError: handle_api_error, HTTPException: handle_http_exception})
+    # Bodies are capped before any route reads them: JSON everywhere, the upload cap on /api/upload.
+    middleware = [Middleware(BodyLimit, default=settings.max_body_bytes,
+                             per_path={"/api/upload": settings.max_upload_bytes})]
+    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware, exception_handlers={
+        ApiError: handle_api_error, HTTPException: handle_http_exception,
+        Exception: handle_unexpected})  # last resort: a 500 with the error body, never a traceback

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -13,16 +13,19 @@ from starlette.routing import Route
 from api import queries
 from api.auth import Principal, authenticate
 from api.errors import ApiError, not_found, validation_error
+from api.limits import monitor_problems
 from api.openapi import request_body
+from api.params import path_id, query_id
 from api.requests import idempotent, json_body, parse
 from api.responses import json_response
 from api.scan_commands import start_scan
 from services import catalog_store
 from services.config_store import new_id
-from services.datastores import DatastoreError, check_allowed, list_containers, resolve_path, system_paths, workspace_root
+from services.datastores import DatastoreError, list_containers, resolve_path
 from services.envelope import utcnow
 from services.monitors import parse_monitor
 
+MAX_NAME, MAX_PATH = 1000, 4096
 DATASTORE_NOT_FOUND = "Datastore not found"
 ASSET_NOT_FOUND = "Asset not found"
 MONITOR_NOT_FOUND = "Monitor not found"
@@ -30,10 +33,7 @@ MONITOR_NOT_FOUND = "Monitor not found"
 
 def _int_id(request: Request, name: str, message: str) -> int:
     """Integer ids in the path; anything else cannot name a resource (404, as for an unknown id)."""
-    raw = request.path_params[name]
-    if not raw.isdigit():
-        raise not_found(message)
-    return int(raw)
+    return path_id(request, name, not_found(message))
 
 
 # --- datastores ---
@@ -41,9 +41,16 @@ def _int_id(request: Request, name: str, message: str) -> int:
 @request_body("POST", "/api/datastores")
 class DatastoreBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=MAX_NAME)
     type: Literal["local_dir", "sqlite"]
-    path: str = Field(min_length=1)
+    path: str = Field(min_length=1, max_length=MAX_PATH)
+
+    @field_validator("name", "path")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        if "\x00" in value:
+            raise ValueError("must not contain a NUL character")
+        return value
 
 
 def datastore_view(d: dict) -> dict:
@@ -57,11 +64,12 @@ async def create_datastore(request: Request):
     async def handler():
         body = parse(DatastoreBody, await json_body(request))
         try:
-            settings = request.app.state.settings
-            resolved = resolve_path(workspace_root(settings, principal.workspace_id), body.path, body.type,
-                                    system_paths(settings))
+            resolved = resolve_path(request.app.state.settings.datastore_root, body.path, body.type)
         except DatastoreError as exc:
             raise ApiError(exc.status, "Invalid request body", [{"path": ["path"], "message": str(exc)}]) from None
+        except (OSError, ValueError) as exc:  # a name the filesystem refuses (too long, …)
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ApiError(400, "Invalid request body", [{"path": ["path"], "message": f"invalid path: {reason}"}]) from None
         row = catalog_store.add_datastore(request.app.state.db, principal.workspace_id, body.name, body.type,
                                           body.path, str(resolved))
         return json_response(datastore_view(row), 201)
@@ -115,7 +123,6 @@ async def sync_datastore(request: Request):
         db = request.app.state.db
         store = _datastore(request, principal)
         try:
-            check_allowed(request.app.state.settings, principal.workspace_id, store["type"], store["resolved_path"])
             found = await run_in_threadpool(list_containers, store["type"], store["resolved_path"])
         except DatastoreError as exc:
             raise ApiError(exc.status, str(exc)) from None
@@ -149,10 +156,7 @@ async def list_assets(request: Request):
     """The workspace's assets (tables and files), optionally of one datastore (?datastore=ID)."""
     principal = authenticate(request, "assets:read")
     db = request.app.state.db
-    raw = request.query_params.get("datastore")
-    if raw is not None and not raw.isdigit():
-        raise ApiError(400, "Invalid query", [{"path": ["datastore"], "message": "Expected an integer"}])
-    rows = catalog_store.list_assets(db, principal.workspace_id, int(raw) if raw else None)
+    rows = catalog_store.list_assets(db, principal.workspace_id, query_id(request, "datastore"))
     items = [asset_view(db, a) for a in rows]
     return json_response({"items": items, "total": len(items)})
 
@@ -176,8 +180,8 @@ async def get_asset(request: Request):
 @request_body("POST", "/api/assets/{assetId}/monitors")
 class MonitorBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1)
-    type: str
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    type: str = Field(max_length=MAX_NAME)
     severity: Literal["low", "medium", "high", "critical"] = "medium"
     enabled: bool = True
     params: dict[str, Any] = {}
@@ -186,7 +190,7 @@ class MonitorBody(BaseModel):
 @request_body("PATCH", "/api/assets/{assetId}/monitors/{monitorId}")
 class MonitorPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(None, min_length=1)
+    name: str | None = Field(None, min_length=1, max_length=MAX_NAME)
     severity: Literal["low", "medium", "high", "critical"] | None = None
     enabled: bool | None = None
     params: dict[str, Any] | None = None
@@ -200,6 +204,9 @@ def _checked(spec: dict) -> dict:
         raise validation_error(exc) from None
     except ValueError as exc:
         raise ApiError(400, "Invalid request body", [{"path": ["params"], "message": str(exc)}]) from None
+    problems = monitor_problems(spec)
+    if problems:
+        raise ApiError(400, "Invalid request body", problems)
     return spec
 
 

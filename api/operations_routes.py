@@ -12,6 +12,7 @@ from api import operations_views as views
 from api import queries
 from api.auth import Principal, authenticate
 from api.errors import ApiError, details_from, not_found
+from api.params import path_id
 from api.responses import json_response
 from api.scan_commands import send_command, start_scan, wait_until
 from services import contracts as c
@@ -41,10 +42,8 @@ async def list_operations(request: Request):
 
 
 def _operation_id(request: Request) -> int:
-    raw = request.path_params["id"]
-    if not raw.isdigit():
-        raise ApiError(400, "Invalid run id", [{"path": ["id"], "message": "Expected an integer"}])
-    return int(raw)
+    return path_id(request, "id", ApiError(400, "Invalid run id", [{"path": ["id"], "message": "Expected an integer"}]),
+                   not_found(RUN_NOT_FOUND))
 
 
 class Run:

@@ -62,6 +62,9 @@ class Settings:
     port: int = 8000
     admin_token: str | None = None
     max_upload_records: int = 5_000_000
+    # Request bodies: JSON bodies above max_body_bytes and uploads above max_upload_bytes are a 413.
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_upload_bytes: int = 512 * 1024 * 1024
     # A datastore asset bigger than this is a failed read, not an out-of-memory worker.
     max_asset_records: int = 50_000_000
     # Records per unit of work for a compliance scan; units are capped at work_partitions.
@@ -74,10 +77,6 @@ class Settings:
     broker_heap_mb: int = 512
     # Datastore paths must resolve inside this directory (a path that escapes it is a 400).
     datastore_root: Path = Path(".")
-    # Each workspace reaches only <datastore_root>/<workspace_id>/ (services/datastores.py).
-    datastore_root_per_workspace: bool = False
-    # How long an Idempotency-Key is remembered (a retry after that runs again).
-    idempotency_ttl_s: float = 86_400.0
     # A worker with lag that consumes nothing for this long exits (its supervisor restarts it).
     stall_s: float = 30.0
     # The coordinator offers a unit's work again after this long without a sign of life.
@@ -101,6 +100,8 @@ class Settings:
             port=_int("SCANLEDGER_PORT", 8000),
             admin_token=os.environ.get("SCANLEDGER_ADMIN_TOKEN") or None,
             max_upload_records=_int("SCANLEDGER_MAX_UPLOAD_RECORDS", 5_000_000),
+            max_body_bytes=_int("SCANLEDGER_MAX_BODY_BYTES", 4 * 1024 * 1024),
+            max_upload_bytes=_int("SCANLEDGER_MAX_UPLOAD_BYTES", 512 * 1024 * 1024),
             max_asset_records=_int("SCANLEDGER_MAX_ASSET_RECORDS", 50_000_000),
             unit_records=_int("SCANLEDGER_UNIT_RECORDS", 100_000),
             scan_sync_wait_s=_float("SCANLEDGER_SCAN_SYNC_WAIT", 5.0),
@@ -108,9 +109,6 @@ class Settings:
             cache_dir=Path(os.environ.get("SCANLEDGER_CACHE_DIR") or Path.home() / ".cache" / "scanledger"),
             broker_heap_mb=_int("SCANLEDGER_BROKER_HEAP_MB", 512),
             datastore_root=Path(os.environ.get("SCANLEDGER_DATASTORE_ROOT") or ".").resolve(),
-            datastore_root_per_workspace=os.environ.get("SCANLEDGER_DATASTORE_ROOT_PER_WORKSPACE", "").lower()
-            in ("1", "true", "yes"),
-            idempotency_ttl_s=_float("SCANLEDGER_IDEMPOTENCY_TTL_SECONDS", 86_400.0),
             stall_s=_float("SCANLEDGER_STALL_SECONDS", 30.0),
             unit_reoffer_s=_float("SCANLEDGER_UNIT_REOFFER_SECONDS", 60.0),
         )

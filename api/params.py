@@ -1,0 +1,66 @@
+"""The one way the API reads an integer from a path or a query string.
+
+ASCII digits only (str.isdigit() also takes "²" and "٣", and int() takes "٣" as 3), no sign,
+blanks, underscores or exponents, and within SQLite's signed 64-bit range: anything else is
+not an id (the route's 400 or 404), never an OverflowError (500) or another resource.
+"""
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BeforeValidator
+from starlette.requests import Request
+
+from api.errors import ApiError
+
+INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+# Pages are bounded so that (page - 1) * size still fits in 64 bits for any size up to 1000.
+MAX_PAGE = 1_000_000_000
+_INTEGER = re.compile(r"-?[0-9]{1,19}")  # explicit ASCII class: \d would take every Unicode digit
+
+
+def parse_int(raw: str | None) -> int | None:
+    """The integer written in ASCII digits (an optional leading '-'), within 64 bits; else None."""
+    if not isinstance(raw, str) or not _INTEGER.fullmatch(raw):
+        return None
+    value = int(raw)
+    return value if INT64_MIN <= value <= INT64_MAX else None
+
+
+def _query_int(value):
+    if isinstance(value, str):
+        parsed = parse_int(value)
+        if parsed is None:
+            raise ValueError("Expected an integer (ASCII digits, within 64 bits)")
+        return parsed
+    if isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError("Expected an integer within 64 bits")
+    return value
+
+
+# For pydantic models of query strings: `page: QueryInt = Field(1, ge=1, le=MAX_PAGE)`.
+QueryInt = Annotated[int, BeforeValidator(_query_int)]
+
+
+def path_id(request: Request, name: str, invalid: ApiError, missing: ApiError | None = None) -> int:
+    """A non-negative integer id from the path. Not an integer: `invalid`; an integer no row can
+    have (beyond 64 bits): `missing` (by default `invalid`), as for an unknown id."""
+    raw = request.path_params[name]
+    if not isinstance(raw, str) or not raw.isascii() or not raw.isdigit():
+        raise invalid
+    value = parse_int(raw)
+    if value is None:
+        raise missing or invalid
+    return value
+
+
+def query_id(request: Request, name: str) -> int | None:
+    """An optional non-negative integer id from the query string; present but not one: 400."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    value = parse_int(raw) if raw.isascii() and raw.isdigit() else None
+    if value is None:
+        raise ApiError(400, "Invalid query", [{"path": [name], "message": "Expected an integer"}])
+    return value
