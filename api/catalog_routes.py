@@ -21,7 +21,7 @@ from api.responses import json_response
 from api.scan_commands import start_scan
 from services import catalog_store
 from services.config_store import new_id
-from services.datastores import DatastoreError, list_containers, resolve_path
+from services.datastores import DatastoreError, check_allowed, list_containers, resolve_path, system_paths, workspace_root
 from services.envelope import utcnow
 from services.monitors import parse_monitor
 
@@ -64,7 +64,9 @@ async def create_datastore(request: Request):
     async def handler():
         body = parse(DatastoreBody, await json_body(request))
         try:
-            resolved = resolve_path(request.app.state.settings.datastore_root, body.path, body.type)
+            settings = request.app.state.settings
+            resolved = resolve_path(workspace_root(settings, principal.workspace_id), body.path, body.type,
+                                    system_paths(settings))
         except DatastoreError as exc:
             raise ApiError(exc.status, "Invalid request body", [{"path": ["path"], "message": str(exc)}]) from None
         except (OSError, ValueError) as exc:  # a name the filesystem refuses (too long, …)
@@ -123,6 +125,7 @@ async def sync_datastore(request: Request):
         db = request.app.state.db
         store = _datastore(request, principal)
         try:
+            check_allowed(request.app.state.settings, principal.workspace_id, store["type"], store["resolved_path"])
             found = await run_in_threadpool(list_containers, store["type"], store["resolved_path"])
         except DatastoreError as exc:
             raise ApiError(exc.status, str(exc)) from None

@@ -87,7 +87,7 @@ async def run_compliance_scan(request: Request, principal: Principal, body: dict
 
 async def run_scan(request: Request):
     """Trigger a scan: with no body or `{}` a workspace monitor scan (seed 000), else a compliance scan (seed 002)."""
-    principal = authenticate(request)
+    principal = authenticate(request, "scan:trigger")  # before any Idempotency-Key replay
 
     async def handler():
         body = await json_body(request, allow_empty=True)

@@ -77,6 +77,10 @@ class Settings:
     broker_heap_mb: int = 512
     # Datastore paths must resolve inside this directory (a path that escapes it is a 400).
     datastore_root: Path = Path(".")
+    # Each workspace reaches only <datastore_root>/<workspace_id>/ (services/datastores.py).
+    datastore_root_per_workspace: bool = False
+    # How long an Idempotency-Key is remembered (a retry after that runs again).
+    idempotency_ttl_s: float = 86_400.0
     # A worker with lag that consumes nothing for this long exits (its supervisor restarts it).
     stall_s: float = 30.0
     # The coordinator offers a unit's work again after this long without a sign of life.
@@ -109,6 +113,9 @@ class Settings:
             cache_dir=Path(os.environ.get("SCANLEDGER_CACHE_DIR") or Path.home() / ".cache" / "scanledger"),
             broker_heap_mb=_int("SCANLEDGER_BROKER_HEAP_MB", 512),
             datastore_root=Path(os.environ.get("SCANLEDGER_DATASTORE_ROOT") or ".").resolve(),
+            datastore_root_per_workspace=os.environ.get("SCANLEDGER_DATASTORE_ROOT_PER_WORKSPACE", "").lower()
+            in ("1", "true", "yes"),
+            idempotency_ttl_s=_float("SCANLEDGER_IDEMPOTENCY_TTL_SECONDS", 86_400.0),
             stall_s=_float("SCANLEDGER_STALL_SECONDS", 30.0),
             unit_reoffer_s=_float("SCANLEDGER_UNIT_REOFFER_SECONDS", 60.0),
         )
