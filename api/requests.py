@@ -75,11 +75,13 @@ async def idempotent(request: Request, principal: Principal, handler,
     route = f"{request.method} {request.url.path}"
     body_hash = _body_hash(request, await request.body())
     give_up = time.monotonic() + IDEMPOTENCY_WAIT_S
-    while True:
-        held = config_store.reserve_key(db, principal.token_id, key, route, body_hash, time.time(), ttl_s,
+
+    def reserve():
+        return config_store.reserve_key(db, principal.token_id, key, route, body_hash, time.time(), ttl_s,
                                         IDEMPOTENCY_PENDING_S)
-        if held is None:
-            break
+
+    held = reserve()
+    while held is not None:
         if held["body_hash"] != body_hash:
             raise ApiError(422, "This Idempotency-Key was already used with a different request body")
         if held["state"] == "done":
@@ -88,6 +90,8 @@ async def idempotent(request: Request, principal: Principal, handler,
         if time.monotonic() > give_up:
             raise ApiError(409, "A request with this Idempotency-Key is still in progress", headers={"Retry-After": "1"})
         await asyncio.sleep(0.05)
+        # waiting only reads; a key the first request gave up (it failed) is taken again
+        held = config_store.idempotent_row(db, principal.token_id, key, route) or reserve()
     try:
         response = await handler()
     except BaseException:

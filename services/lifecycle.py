@@ -248,7 +248,7 @@ def change_violation_status(state: dict | None, command: dict, changed_at: str) 
         return state, []
     new = deepcopy(state)
     new["status_overrides"][vid] = [data["severity"], data["status"]]
-    score = compliance_score(new)
+    score = compliance_score(new) if state["status"] == "completed" else 0.0  # no score without a complete scan
     new["finished"]["compliance_score"] = score
     return new, [_event(command, c.VIOLATION_STATUS_CHANGED, {
         "scan_id": state["scan_id"],

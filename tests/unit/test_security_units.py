@@ -12,7 +12,7 @@ from services import contracts as c
 from services import lifecycle
 from services.datastores import DatastoreError, check_allowed, resolve_path, system_paths, workspace_root
 from services.readers import read_table
-from tests.unit.test_lifecycle import started_scan, unit_event
+from tests.unit.test_lifecycle import change, started_scan, unit_event
 
 
 def settings_for(tmp_path, per_workspace=False):
@@ -116,3 +116,5 @@ def test_a_failed_scan_has_no_score_of_100():
     state, _ = lifecycle.unit_done(state, unit_event("s1.u0", c.UNIT_FAILED, r1=0, error="a"), "t2")
     state, [finished] = lifecycle.unit_done(state, unit_event("s1.u1", c.UNIT_FAILED, r1=0, error="b"), "t3")
     assert finished["data"]["status"] == "failed" and finished["data"]["compliance_score"] == 0
+    state, [changed] = lifecycle.change_violation_status(state, change("resolved"), "t4")
+    assert changed["data"]["compliance_score"] == 0
