@@ -75,6 +75,18 @@ MONITOR_ROWS = 40000
 MONITOR_ASSETS = 4
 
 
+def code_version() -> str:
+    """A digest of the product's source: a campaign's reference holds only for the code it ran on
+    (other engineers may be changing the work tree while a long benchmark runs)."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for package in ("services", "streams", "projections", "api"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def unit_records(rows: int) -> int:
     """SCANLEDGER_UNIT_RECORDS for a compliance scan of `rows` records: 10 units either way."""
     return UNIT_RECORDS if rows == ROWS else max(1, rows // 5)
@@ -245,8 +257,10 @@ class Procs:
 
     def __init__(self, bootstrap: str, data_dir: Path, rows: int = ROWS, **env: str):
         self.data_dir = data_dir
-        self.datastore_root = data_dir / "datastores"
+        # beside the data dir, not in it: the system refuses a datastore inside its own data
+        self.datastore_root = data_dir.with_name(data_dir.name + "-datastores")
         self.datastore_root.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "SCANLEDGER_DATA_DIR": str(data_dir),
@@ -398,8 +412,10 @@ class Up:
 
     def __init__(self, data_dir: Path, bootstrap: str | None = None, rows: int = ROWS):
         self.data_dir = data_dir
-        self.datastore_root = data_dir / "datastores"
+        # beside the data dir, not in it: the system refuses a datastore inside its own data
+        self.datastore_root = data_dir.with_name(data_dir.name + "-datastores")
         self.datastore_root.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SCANLEDGER_", "KAFKA_BOOTSTRAP"))}
@@ -642,6 +658,8 @@ def _wait_final(target, scan_ids, deadline: float, exited: dict | None = None,
 def normalize(value, scan_id: str):
     if isinstance(value, str):
         return value.replace(scan_id, "<scan>")
+    if isinstance(value, Counter):
+        return Counter({tuple(normalize(list(k), scan_id)): n for k, n in value.items()})
     if isinstance(value, dict):
         return {k: normalize(v, scan_id) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -919,6 +937,7 @@ class Campaign:
         if not self.reference:
             trial.problems += oracle_problems(fps["compliance"], self.workload.rows)
             if not trial.problems:
+                self.code = code_version()
                 self.reference = fps
                 self.units = {label: len(fp["units"]) for label, fp in fps.items()}
         else:
@@ -1048,6 +1067,9 @@ class Campaign:
                                f"came (unit reports on the ledger at {spread or 'none'} s from it)")
         if not trial.settled:
             return
+        if getattr(self, "code", None) and (now := code_version()) != self.code:
+            trial.problems.append(f"the product's code changed during the campaign ({self.code} -> {now}): the "
+                                  "reference run no longer applies, so this trial proves nothing")
         for label, scan_id in trial.scans.items():
             ref_label = label.split(":")[0]
             trial.problems += [f"{label} {scan_id}: {d}"
