@@ -71,7 +71,8 @@ async def create_datastore(request: Request):
             raise ApiError(exc.status, "Invalid request body", [{"path": ["path"], "message": str(exc)}]) from None
         except (OSError, ValueError) as exc:  # a name the filesystem refuses (too long, …)
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise ApiError(400, "Invalid request body", [{"path": ["path"], "message": f"invalid path: {reason}"}]) from None
+            raise ApiError(400, "Invalid request body",
+                           [{"path": ["path"], "message": f"invalid path: {reason}"}]) from None
         row = catalog_store.add_datastore(request.app.state.db, principal.workspace_id, body.name, body.type,
                                           body.path, str(resolved))
         return json_response(datastore_view(row), 201)
