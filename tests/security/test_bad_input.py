@@ -2,7 +2,8 @@
 
 One test per family: integers in paths and query strings, datastore paths, request and field
 sizes, regexes RE2 cannot run; then every route of the OpenAPI document with generated path,
-query and body values (hypothesis), where the only requirement is: no 5xx, and an error body.
+query, header and body values (hypothesis, and schemathesis from the document's schemas),
+where the only requirement is: no 5xx, and an error body.
 Everything runs as the Admin of a workspace of its own, so nothing here can touch the data of
 the other modules sharing the session's system.
 """
@@ -16,6 +17,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
@@ -379,3 +381,28 @@ def test_generated_requests_never_get_a_5xx(operations, tenant, gen):
     query = gen.draw(st.dictionaries(st.sampled_from(QUERY_NAMES), values, max_size=4), label="query")
     body = gen.draw(st.none() | _bodies(schema), label="body") if method in ("POST", "PUT", "PATCH") else None
     _no_5xx(_send(tenant, method, url, query, body, gen.draw(headers, label="headers")))
+
+
+def test_schemathesis_over_the_openapi_document_finds_no_5xx(system, tenant):
+    """Schemathesis generates each operation's path values and bodies from /openapi.json."""
+    schema = schemathesis.openapi.from_url(f"{system.url}/openapi.json")
+    auth = {"Authorization": tenant.headers["Authorization"]}
+    failures, cases = [], 0
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if operation.path == "/healthz":
+            continue
+
+        @settings(max_examples=30, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy())
+        def check(case):
+            nonlocal cases
+            cases += 1
+            r = case.call(headers=auth)
+            if r.status_code >= 500:
+                failures.append((case.method, case.formatted_path, case.body, r.status_code, r.text[:300]))
+
+        check()
+    assert cases > 0
+    assert not failures, failures
