@@ -295,7 +295,10 @@ def create_app(settings: Settings) -> faust.App:
             else:
                 log.warning("unit %s: no sign of life for %.0fs; offering it again", unit_id, settings.unit_reoffer_s)
                 publisher.publish(settings.topics.work, work, key=unit_id)
-        await publisher.flush_async()
+        try:
+            await publisher.flush_async()
+        except (DeliveryFailed, KafkaException) as exc:  # the broker is away: offered again next round
+            log.warning("could not offer units again: %s", exc)
 
     stall = StallWatch(settings.stall_s)
 
@@ -307,7 +310,12 @@ def create_app(settings: Settings) -> faust.App:
             return
         changelogs = app.tables.changelog_topics
         tps = [(tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic not in changelogs]
-        lag = await asyncio.to_thread(group_lag, settings, settings.streams_group, tps)
+        try:
+            lag = await asyncio.to_thread(group_lag, settings, settings.streams_group, tps)
+        except KafkaException as exc:  # the broker is away: not a stall of ours, and the window starts again
+            log.warning("stall check skipped: %s", exc)
+            stall.observe(time.monotonic(), {}, True, activity.last)
+            return
         reason = stall.observe(time.monotonic(), lag, activity.busy > 0, activity.last)
         if reason:
             log.error("worker stalled, exiting so that it is restarted: %s", reason)
