@@ -26,8 +26,9 @@ failure.
     python -m bench.faults --trials 10 --kinds all,worker_kill:50
 
 Knobs (environment): SCANLEDGER_FAULT_ROWS (records of the compliance scan, default 60000),
-SCANLEDGER_FAULT_UNIT_RECORDS (default ROWS / 5: 10 units), SCANLEDGER_FAULT_DEADLINE_S
-(default 180), SCANLEDGER_FAULT_VERBOSE=1 (each trial's summary on stderr as it ends).
+SCANLEDGER_FAULT_UNIT_RECORDS (default ROWS / 5: 10 units), SCANLEDGER_FAULT_HEAVY_RULES
+(extra rules that flag every record, default 0), SCANLEDGER_FAULT_DEADLINE_S (default 180),
+SCANLEDGER_FAULT_VERBOSE=1 (each trial's summary on stderr as it ends).
 """
 from __future__ import annotations
 
@@ -73,6 +74,14 @@ SEED = 4242
 FINAL = ("completed", "failed", "aborted")
 MONITOR_ROWS = 40000
 MONITOR_ASSETS = 4
+# Extra rules that flag every record (one violation per record each): a heavier violation
+# stream, closer to the issue's 300k-record scan with 200k violations (bench: more load).
+HEAVY_RULES = int(os.environ.get("SCANLEDGER_FAULT_HEAVY_RULES", "0"))
+
+
+def policy_rules(heavy: int) -> list[dict]:
+    return [*data.RULES, *({"id": f"all{i}", "name": f"Every record {i}", "type": "threshold", "severity": "low",
+                            "params": {"field": "amount", "op": "gt", "value": -1}} for i in range(heavy))]
 
 
 def code_version() -> str:
@@ -586,15 +595,16 @@ class Workload:
     policy_id: str
     monitor: bool
     rows: int
+    heavy: int
 
     @classmethod
-    def prepare(cls, target, monitor: bool = True, rows: int = ROWS) -> "Workload":
+    def prepare(cls, target, monitor: bool = True, rows: int = ROWS, heavy: int = HEAVY_RULES) -> "Workload":
         _, csv = compliance_rows(rows)
         with target.client() as api:
             up = _ok(api.post("/api/upload", files={"file": ("faults.csv", csv, "text/csv")}), 201)
             mapping = _ok(api.post("/api/mapping/confirm", json={"upload_id": up["upload_id"], "mapping": data.MAPPING,
                                                                  "temporal_scale": "daily"}), 201)
-            policy = _ok(api.post("/api/policies", json={"name": "faults", "rules": data.RULES}), 201)
+            policy = _ok(api.post("/api/policies", json={"name": "faults", "rules": policy_rules(heavy)}), 201)
             if monitor:
                 write_lake(target.datastore_root)
                 store = _ok(api.post("/api/datastores", json={"name": "Faults lake", "type": "local_dir",
@@ -605,7 +615,7 @@ class Workload:
                 for asset in assets:
                     for m in monitors_for(asset["name"]):
                         _ok(api.post(f"/api/assets/{asset['id']}/monitors", json=m), 201)
-        return cls(up["upload_id"], mapping["mapping_id"], policy["id"], monitor, rows)
+        return cls(up["upload_id"], mapping["mapping_id"], policy["id"], monitor, rows, heavy)
 
     def body(self) -> dict:
         return {"policy_id": self.policy_id, "upload_id": self.upload_id, "mapping_id": self.mapping_id}
@@ -737,10 +747,11 @@ def differences(reference: dict, got: dict) -> list[str]:
     return diffs
 
 
-def oracle_problems(fp: dict, n: int = ROWS) -> list[str]:
+def oracle_problems(fp: dict, n: int = ROWS, heavy: int = 0) -> list[str]:
     """The compliance reference against the answer computed from the documented rule semantics."""
     rows, _ = compliance_rows(n)
     want = {rule: len(sigs) for rule, sigs in data.expected(rows).items()}
+    want |= {f"all{i}": len(rows) for i in range(heavy)}
     problems = []
     if fp["view"]["status"] != "completed":
         problems.append(f"reference compliance scan is {fp['view']['status']}")
@@ -935,7 +946,7 @@ class Campaign:
             return trial
         fps = {label: fingerprint(self.target, s) for label, s in trial.scans.items()}
         if not self.reference:
-            trial.problems += oracle_problems(fps["compliance"], self.workload.rows)
+            trial.problems += oracle_problems(fps["compliance"], self.workload.rows, self.workload.heavy)
             if not trial.problems:
                 self.code = code_version()
                 self.reference = fps
