@@ -31,8 +31,11 @@ def upload_view(u: dict) -> dict:
 
 
 def _ingest(data: bytes, filename: str | None, content_type: str | None, max_records: int, blobs):
-    table = read_table(data, detect_format(filename, content_type), max_records)
-    findings = scan_pii(table)
+    fmt = detect_format(filename, content_type)
+    # Kept as text, so identifiers stay exact; a scan decides amounts per mapping. The PII
+    # scan reads inferred types: an integer column is not text a person typed.
+    table = read_table(data, fmt, max_records, as_text=True)
+    findings = scan_pii(read_table(data, fmt, max_records) if fmt == "csv" else table)
     return blobs.put(data), blobs.put(to_ipc(table)), table.num_rows, table.column_names, findings
 
 

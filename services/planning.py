@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from services.rules import Rule, partition_key, resolve_column
+from services.rules import Rule, parsed_numbers, partition_key, resolve_column
 
 ROW = "__row"
 
@@ -58,9 +58,21 @@ def buckets(table: pa.Table, columns: tuple[str, ...], n: int) -> np.ndarray:
     return (indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)) % n
 
 
+def typed_for_scan(table: pa.Table, mapping: dict[str, str]) -> pa.Table:
+    """CSV uploads are kept as text; the column mapped as amount is read as numbers once,
+    here, if all its values are numbers (else the rules report the value that is not).
+    Every other column keeps its text: identifiers never pass through a number."""
+    name = mapping.get("amount")
+    if name in table.column_names:
+        numbers = parsed_numbers(table.column(name))
+        if numbers is not None:
+            table = table.set_column(table.column_names.index(name), name, numbers)
+    return table
+
+
 def plan(table: pa.Table, rules: list[Rule], mapping: dict[str, str], unit_records: int,
          max_units: int) -> list[UnitSlice]:
-    table = with_row_numbers(table)
+    table = with_row_numbers(typed_for_scan(table, mapping))
     n = max(1, min(max_units, math.ceil(table.num_rows / max(unit_records, 1))))
     units: list[UnitSlice] = []
     for g, (key, group) in enumerate(sorted(rule_groups(table, rules, mapping).items())):

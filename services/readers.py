@@ -3,13 +3,13 @@
 Every problem with the input is an InputError (400 malformed, 413 too many records); nothing
 else escapes read_table for bad data. Decisions the API relies on:
 
-- CSV: UTF-8, header line first, every row as wide as the header. Types are inferred (int,
-  float, bool) but date/time-looking columns stay strings: pyarrow would turn them into
-  timestamps and drop or guess time zones, and downstream code parses timestamps itself.
-  A number column whose text a number would not keep exactly stays text too: a leading
-  zero (`000123`), a leading `+`, or an integer of more than 15 digits (a 20-digit id would
-  be a float). Identifiers (accounts, keys the duplicate and pattern rules read) keep their
-  text, so `000123` and `123` stay two accounts.
+- CSV: UTF-8, header line first, every row as wide as the header. With `as_text` every
+  column keeps its text exactly (uploads: which columns are numbers is decided per mapping
+  when a scan is planned, so identifiers never pass through a number). Otherwise types are
+  inferred (int, float, bool) but date/time-looking columns stay strings: pyarrow would turn
+  them into timestamps and drop or guess time zones, and downstream code parses timestamps
+  itself. A number column whose text a number would not keep exactly stays text too: a
+  leading zero (`000123`), a leading `+`, or an integer of more than 15 digits.
 - Empty cells are null in every column, string columns included (docs/decisions.md: the
   `required` rule flags them, other rules ignore them). Only the empty string is null;
   "NA" or "null" stay text.
@@ -66,7 +66,7 @@ def detect_format(filename: str | None, content_type: str | None) -> str:
     return "csv"
 
 
-def read_table(data: bytes, fmt: str, max_records: int) -> pa.Table:
+def read_table(data: bytes, fmt: str, max_records: int, as_text: bool = False) -> pa.Table:
     if fmt not in ("csv", "json", "jsonl", "parquet"):
         raise InputError(f"unsupported format '{fmt}'")
     if _is_blank(data):
@@ -75,7 +75,7 @@ def read_table(data: bytes, fmt: str, max_records: int) -> pa.Table:
         table = _read_parquet(data, max_records)
     else:
         _require_utf8(data)
-        table = {"csv": _read_csv, "json": _read_json, "jsonl": _read_jsonl}[fmt](data)
+        table = _read_csv(data, as_text) if fmt == "csv" else {"json": _read_json, "jsonl": _read_jsonl}[fmt](data)
     _check_count(table.num_rows, max_records)
     _require_flat(table)
     return table
@@ -126,19 +126,22 @@ def _temporal(schema: pa.Schema) -> set[str]:
 
 # -- CSV ---------------------------------------------------------------------------------------
 
-def _read_csv(data: bytes) -> pa.Table:
+def _read_csv(data: bytes, all_text: bool) -> pa.Table:
     buf = pa.py_buffer(data)  # zero-copy; slicing off the BOM copies nothing either
     if data.startswith(_BOM):
         buf = buf[len(_BOM):]
     try:
         sample = _csv_sample_schema(buf)
         _check_header(sample.names)
-        as_text = _temporal(sample)
-        table = _parse_csv(buf, as_text)
-        late = _temporal(table.schema)  # a date column the sample saw only empty cells of
-        if late:
-            table = _parse_csv(buf, as_text | late)
-        table = _keep_identifier_text(buf, table)
+        if all_text:
+            table = _parse_csv(buf, set(sample.names))
+        else:
+            as_text = _temporal(sample)
+            table = _parse_csv(buf, as_text)
+            late = _temporal(table.schema)  # a date column the sample saw only empty cells of
+            if late:
+                table = _parse_csv(buf, as_text | late)
+            table = _keep_identifier_text(buf, table)
     except pa.ArrowInvalid as exc:
         raise _csv_error(exc, buf) from None
     _check_quotes_closed(table, data)

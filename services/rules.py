@@ -238,6 +238,26 @@ def _numbers(col: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
         raise RuleError(f"column '{name}' is not numeric: cannot read '{bad}' as a number") from None
 
 
+def parsed_numbers(col: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    """A text column as float64 if every non-blank value reads as a number, else None: CSV
+    uploads are text, and this is the inference a rule makes where a number is wanted."""
+    if not _is_text(col.type):
+        return col.cast(pa.float64()) if _is_number(col.type) else None
+    try:
+        return _numbers(col.cast(pa.string()), "")
+    except RuleError:
+        return None
+
+
+_NUMBER_TEXT = r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"
+
+
+def _numbers_where_they_read(text: pa.ChunkedArray) -> pa.ChunkedArray:
+    """float64 for the values that read as numbers, null for the rest."""
+    numeric = pc.fill_null(pc.match_substring_regex(text, _NUMBER_TEXT), False)
+    return pc.if_else(numeric, text, pa.scalar(None, pa.string())).cast(pa.float64())
+
+
 def _as_float(value: Any) -> float | None:
     try:
         return float(value)
@@ -337,10 +357,12 @@ _OPS = {"gt": pc.greater, "gte": pc.greater_equal, "lt": pc.less, "lte": pc.less
 def _threshold(table, spec: ThresholdParams, mapping, _scale) -> pa.Table:
     name, col = _column(table, spec.field, mapping)
     value = spec.value
-    # A number compares numerically; a string compares as text unless it is a number and the column is numeric.
-    numeric = not isinstance(value, str) or (_is_number(col.type) and _as_float(value) is not None)
-    if numeric:
+    # A number compares numerically; a string compares as text unless it is a number and
+    # the column's values all read as numbers.
+    if not isinstance(value, str):
         mask = _OPS[spec.op](_numbers(col, name), _as_float(value))
+    elif _as_float(value) is not None and (numbers := parsed_numbers(col)) is not None:
+        mask = _OPS[spec.op](numbers, _as_float(value))
     else:
         mask = _OPS[spec.op](_text(col, name), value)
     return _where(table, mapping, mask, col)
@@ -372,8 +394,13 @@ def _membership(table, spec: ValuesParams, mapping) -> tuple[pa.ChunkedArray, pa
         wanted = [f for f in map(_as_float, spec.values) if f is not None]  # text can never equal a number
         found = pc.is_in(col.cast(pa.float64()), value_set=pa.array(wanted, pa.float64()))
     else:
+        text = _text(col, name)
         wanted = [str(v).lower() if isinstance(v, bool) else str(v) for v in spec.values]  # Arrow: "true"
-        found = pc.is_in(_text(col, name), value_set=pa.array(wanted, pa.string()))
+        found = pc.is_in(text, value_set=pa.array(wanted, pa.string()))
+        numbers = [float(v) for v in spec.values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if numbers:  # a number in the rule also matches text that reads as it ("1.50" is 1.5)
+            same = pc.is_in(_numbers_where_they_read(text), value_set=pa.array(numbers, pa.float64()))
+            found = pc.or_(found, pc.fill_null(same, False))
     return pc.if_else(pc.is_null(col), pa.scalar(None, pa.bool_()), found), col
 
 

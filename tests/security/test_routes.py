@@ -274,7 +274,9 @@ def test_a_viewer_cannot_trigger_with_or_without_a_key(world):
 def test_csv_identifiers_keep_their_text_through_a_scan(world):
     csv = (b"Txn ID,Account ID,Amount,Date\n"
            b"12345678901234567890,000123,100.00,2024-01-15T10:00:00Z\n"
-           b"12345678901234567891,123,200.00,2024-01-15T11:00:00Z\n")
+           b"12345678901234567891,123,200.00,2024-01-15T11:00:00Z\n"
+           b"12345678901234567892,1.50,300.00,2024-01-15T12:00:00Z\n"
+           b"12345678901234567893,1.5,400.00,2024-01-15T13:00:00Z\n")
     rules = [{"id": "dup", "name": "Dup", "type": "duplicate", "severity": "high", "params": {"fields": ["Txn ID"]}},
              {"id": "six", "name": "Six digits", "type": "pattern", "severity": "low",
               "params": {"field": "account", "regex": "^[0-9]{6}$"}},
@@ -283,7 +285,8 @@ def test_csv_identifiers_keep_their_text_through_a_scan(world):
     _, scan_id, scan = compliance_scan(world["a"].member, csv, rules)
     assert scan["status"] == "completed", scan
     found = ok(world["a"].member.get(f"/api/scan/{scan_id}/violations"))["items"]
-    assert [(v["rule_id"], v.get("account")) for v in found] == [("six", "123")], found
+    assert sorted((v["rule_id"], v.get("account")) for v in found) == [
+        ("six", "1.5"), ("six", "1.50"), ("six", "123")], found
 
 
 # --- datastores over the system's own data, per-workspace roots, bootstrap rotation --------

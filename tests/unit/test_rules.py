@@ -124,9 +124,10 @@ def test_blocked_values_strings_and_numbers():
     assert rows_of(run(table, "blocked_values", field="code", values=[2.0])) == [1]
 
 
-def test_values_on_string_column_compare_as_strings():
-    table = make_table(code=["1", "2", "10", "1.0"])
-    assert rows_of(run(table, "blocked_values", field="code", values=[1, 10])) == [0, 2]
+def test_values_on_string_column_strings_as_text_numbers_as_numbers():
+    table = make_table(code=["1", "2", "10", "1.0", "01x"])
+    assert rows_of(run(table, "blocked_values", field="code", values=["1", "10"])) == [0, 2]
+    assert rows_of(run(table, "blocked_values", field="code", values=[1, 10])) == [0, 2, 3]
 
 
 # --- pattern -----------------------------------------------------------------------------------------

@@ -5,13 +5,16 @@ from __future__ import annotations
 import sqlite3
 from types import SimpleNamespace
 
+import pyarrow as pa
 import pytest
 
 from services import config_store
 from services import contracts as c
 from services import lifecycle
 from services.datastores import DatastoreError, check_allowed, resolve_path, system_paths, workspace_root
+from services.planning import typed_for_scan, with_row_numbers
 from services.readers import read_table
+from services.rules import evaluate, parse_rule
 from tests.unit.test_lifecycle import change, started_scan, unit_event
 
 
@@ -118,3 +121,24 @@ def test_a_failed_scan_has_no_score_of_100():
     assert finished["data"]["status"] == "failed" and finished["data"]["compliance_score"] == 0
     state, [changed] = lifecycle.change_violation_status(state, change("resolved"), "t4")
     assert changed["data"]["compliance_score"] == 0
+
+
+def test_uploads_keep_csv_text_and_a_scan_reads_only_the_amount_as_numbers():
+    table = read_table(b"id,acct,amount,qty\n000123,1.50,9500.00,7\n2,1.5,1.5,8\n", "csv", 100, as_text=True)
+    assert table.to_pylist()[0] == {"id": "000123", "acct": "1.50", "amount": "9500.00", "qty": "7"}
+    typed = typed_for_scan(table, {"account": "acct", "amount": "amount"})
+    assert typed.column("amount").to_pylist() == [9500.0, 1.5]
+    assert typed.column("acct").to_pylist() == ["1.50", "1.5"] and typed.column("qty").to_pylist() == ["7", "8"]
+    # an amount that is not a number stays text, so the rule names the bad value
+    assert typed_for_scan(read_table(b"amount\nabc\n", "csv", 9, as_text=True), {"amount": "amount"}).column(
+        "amount").to_pylist() == ["abc"]
+
+
+def test_rules_read_numbers_out_of_text_columns():
+    table = with_row_numbers(pa.table({"qty": ["7", "12", "1.50", None]}))
+    threshold = parse_rule({"id": "t", "name": "t", "type": "threshold", "severity": "low",
+                            "params": {"field": "qty", "op": "gt", "value": "10"}})
+    assert evaluate(table, threshold, {}, None).column("row").to_pylist() == [1]  # 12 > 10, not "12" < "10"
+    allowed = parse_rule({"id": "a", "name": "a", "type": "allowed_values", "severity": "low",
+                          "params": {"field": "qty", "values": [7, 1.5]}})
+    assert evaluate(table, allowed, {}, None).column("row").to_pylist() == [1]  # "1.50" is 1.5
