@@ -21,8 +21,8 @@ import pyarrow.csv as pacsv
 from services.planning import typed_for_scan, with_row_numbers
 from services.readers import read_table
 from services.rules import evaluate, parse_rule
-from tests.e2e.data import MAPPING, RULES
-from tests.system import Broker, System
+from harness.data import MAPPING, RULES
+from harness.system import Broker, System
 
 
 def make_csv(n: int, seed: int = 7) -> bytes:

@@ -23,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.faults import harness
-from tests.system import Broker
+from harness import faults
+from harness.system import Broker
 
 
 def parse_kinds(spec: str, trials: int) -> list[tuple[str, int]]:
@@ -33,19 +33,19 @@ def parse_kinds(spec: str, trials: int) -> list[tuple[str, int]]:
     for item in filter(None, (s.strip() for s in spec.split(","))):
         name, _, n = item.partition(":")
         if name == "all":
-            out.update({k: out.get(k, trials) for k in harness.KINDS})
+            out.update({k: out.get(k, trials) for k in faults.KINDS})
             continue
-        if name not in harness.KINDS:
-            raise SystemExit(f"unknown kind {name!r}; kinds: {', '.join(harness.KINDS)}")
+        if name not in faults.KINDS:
+            raise SystemExit(f"unknown kind {name!r}; kinds: {', '.join(faults.KINDS)}")
         out[name] = int(n) if n else trials
     return list(out.items())
 
 
 def run_kind(kind: str, n: int, bootstrap: str, tmp: Path, baseline_runs: int, deadline_s: float, say) -> dict:
-    campaign = harness.KINDS[kind](bootstrap, tmp / kind, deadline_s=deadline_s)
+    campaign = faults.KINDS[kind](bootstrap, tmp / kind, deadline_s=deadline_s)
     (tmp / kind).mkdir(parents=True, exist_ok=True)
-    results: list[harness.Trial] = []
-    unfaulted: list[harness.Trial] = []
+    results: list[faults.Trial] = []
+    unfaulted: list[faults.Trial] = []
     error = None
     try:
         campaign.setup()
@@ -139,8 +139,8 @@ def main() -> None:
                         help="comma-separated kinds, each optionally kind:N; `all` is every kind (default)")
     parser.add_argument("--baseline-runs", type=int, default=3,
                         help="unfaulted runs per campaign, the reference included (default 3)")
-    parser.add_argument("--deadline", type=float, default=harness.DEADLINE_S,
-                        help=f"seconds from the POST for a trial's scans to be final (default {harness.DEADLINE_S:.0f})")
+    parser.add_argument("--deadline", type=float, default=faults.DEADLINE_S,
+                        help=f"seconds from the POST for a trial's scans to be final (default {faults.DEADLINE_S:.0f})")
     parser.add_argument("--json", help="write every trial's result here")
     parser.add_argument("--log", default="bench-faults.log", help="reports of trials that were not exact")
     args = parser.parse_args()
@@ -164,14 +164,14 @@ def main() -> None:
         started = time.monotonic()
         try:
             for kind, n in kinds:
-                rows_n = harness.KINDS[kind].rows
-                say(f"{kind}: {n} trials ({rows_n}-record compliance scan in units of {harness.unit_records(rows_n)})")
+                rows_n = faults.KINDS[kind].rows
+                say(f"{kind}: {n} trials ({rows_n}-record compliance scan in units of {faults.unit_records(rows_n)})")
                 rows.append(run_kind(kind, n, bootstrap, tmp, args.baseline_runs, args.deadline, say))
         finally:
             broker.stop()
-    bigger = "".join(f", {harness.KINDS[k].rows} for {k}" for k, _ in kinds if harness.KINDS[k].rows != harness.ROWS)
-    print(f"\nFault trials: a compliance scan of {harness.ROWS} records{bigger} ({len(harness.data.RULES)} rules, "
-          f"10 units) and a {harness.MONITOR_ASSETS + 1}-asset monitor scan per trial; deadline {args.deadline:.0f} s; "
+    bigger = "".join(f", {faults.KINDS[k].rows} for {k}" for k, _ in kinds if faults.KINDS[k].rows != faults.ROWS)
+    print(f"\nFault trials: a compliance scan of {faults.ROWS} records{bigger} ({len(faults.data.RULES)} rules, "
+          f"10 units) and a {faults.MONITOR_ASSETS + 1}-asset monitor scan per trial; deadline {args.deadline:.0f} s; "
           f"{time.monotonic() - started:.0f} s in all\n")
     print(table(rows))
     if args.json:

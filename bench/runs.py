@@ -24,7 +24,7 @@ import pyarrow.csv as pacsv
 
 from services.datastores import read_asset
 from services.monitors import evaluate_monitor, parse_monitor
-from tests.system import Broker, System
+from harness.system import Broker, System
 
 MONITORS = [
     {"name": "rows", "type": "record_count", "params": {"min": 1}},

@@ -31,6 +31,3 @@ class BlobStore:
 
     def get(self, key: str) -> bytes:
         return self.path(key).read_bytes()
-
-    def exists(self, key: str) -> bool:
-        return self.path(key).exists()

@@ -1,6 +1,6 @@
 import pytest
 
-from tests.system import Broker, System
+from harness.system import Broker, System
 
 
 @pytest.fixture(scope="session")

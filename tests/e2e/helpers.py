@@ -4,7 +4,7 @@ import time
 
 import httpx
 
-from tests.e2e import data
+from harness import data
 
 
 def upload(api: httpx.Client, content: bytes, name: str = "transactions.csv") -> dict:

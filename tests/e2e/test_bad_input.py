@@ -4,7 +4,7 @@ import sqlite3
 import pytest
 
 from services import config_store
-from tests.e2e import data
+from harness import data
 from tests.e2e.helpers import confirm, policy, upload
 
 

@@ -12,7 +12,7 @@ from services import contracts as c
 from services.envelope import decode
 from services.settings import Settings
 from tests.e2e.monitor_fixtures import wait_finished
-from tests.system import System, free_port
+from harness.system import System, free_port
 
 TIMEOUT_S = 3
 

@@ -1,7 +1,7 @@
 """A compliance analyst's whole flow over HTTP, against the real broker, worker and projector."""
 from collections import Counter
 
-from tests.e2e import data
+from harness import data
 from tests.e2e.helpers import all_violations, policy, scan_once, upload, wait_settled
 
 

@@ -11,7 +11,7 @@ from confluent_kafka import Producer
 from projections.schema import READ_MODEL_TABLES
 from services import contracts as c
 from services.envelope import encode, make_event
-from tests.e2e import data
+from harness import data
 from tests.e2e.helpers import all_violations, confirm, policy, upload, wait_settled
 
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.e2e import data
+from harness import data
 from tests.e2e.helpers import all_violations, confirm, upload
 from tests.e2e.monitor_fixtures import in_workspace, sync, wait_finished
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.e2e import data
+from harness import data
 from tests.e2e.helpers import confirm, upload
 from tests.e2e.monitor_fixtures import in_workspace, sync
 from tests.e2e.test_operations import BROKEN_RULE, start_compliance, wait_result

@@ -5,9 +5,9 @@ Named to run after the monitor and operations modules, so the replay covers thei
 import sqlite3
 
 from projections.schema import READ_MODEL_TABLES
-from tests.e2e import data
+from harness import data
 from tests.e2e.helpers import policy, scan_once, wait_settled
-from tests.system import System
+from harness.system import System
 
 
 def rows(path, table):

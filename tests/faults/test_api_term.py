@@ -3,7 +3,7 @@ start it again. Answered or not, nothing stays pending: every scan that exists a
 visible, listed, final and exact."""
 import pytest
 
-from tests.faults.harness import ApiTerm, campaign, check
+from harness.faults import ApiTerm, campaign, check
 
 TRIALS = 3
 

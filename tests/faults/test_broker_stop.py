@@ -3,7 +3,7 @@ scan ends final and exact; a scan POSTed during the outage is a 503 with Retry-A
 that ends final and exact, never one reported failed that runs anyway."""
 import pytest
 
-from tests.faults.harness import BrokerStop, campaign, check
+from harness.faults import BrokerStop, campaign, check
 
 
 @pytest.fixture(scope="module")

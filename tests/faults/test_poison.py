@@ -4,7 +4,7 @@ header its consumer handles): the scan completes exact, no process stops, /healt
 dead letters and the dead-letter topic holds every one with its source coordinates."""
 import pytest
 
-from tests.faults.harness import Poison, campaign, check
+from harness.faults import Poison, campaign, check
 
 
 @pytest.fixture(scope="module")

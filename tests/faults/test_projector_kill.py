@@ -1,7 +1,7 @@
 """SIGKILL the projector mid-scan and start it again: no event is applied twice or skipped."""
 import pytest
 
-from tests.faults.harness import ProjectorKill, campaign, check
+from harness.faults import ProjectorKill, campaign, check
 
 TRIALS = 2
 

@@ -1,7 +1,7 @@
 """Two workers; one SIGKILLed mid-scan and not restarted (each in turn): the other finishes exact."""
 import pytest
 
-from tests.faults.harness import TwoWorkers, campaign, check
+from harness.faults import TwoWorkers, campaign, check
 
 TRIALS = 2
 

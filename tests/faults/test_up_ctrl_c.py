@@ -3,7 +3,7 @@ then `up` again on the same data dir: up stops cleanly, and the scan ends final 
 Trials 1 and 3 run up with its own local broker (a user's first `up`), trial 2 on the test broker."""
 import pytest
 
-from tests.faults.harness import UpCtrlC, campaign, check
+from harness.faults import UpCtrlC, campaign, check
 
 TRIALS = 3
 

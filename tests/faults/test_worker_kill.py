@@ -2,7 +2,7 @@
 scan ends final with exactly the unfaulted answer, and replay equals live."""
 import pytest
 
-from tests.faults.harness import WorkerKill, campaign, check
+from harness.faults import WorkerKill, campaign, check
 
 TRIALS = 10
 

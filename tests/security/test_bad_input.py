@@ -28,7 +28,7 @@ from starlette.routing import Route
 
 from api.errors import ApiError, handle_api_error, handle_unexpected
 from api.limits import BodyLimit
-from tests.e2e import data
+from harness import data
 from tests.e2e.helpers import confirm, run, upload
 
 BIG = "100000000000000000000"  # beyond 64 bits

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.e2e.monitor_fixtures import in_workspace
-from tests.system import System
+from harness.system import System
 
 PUBLIC, READ, WRITE, TRIGGER, TOKENS, BOOTSTRAP = "public", "read", "write", "trigger", "tokens", "bootstrap"
 # Every route of the OpenAPI document and the permission it needs; a new route must be added here.

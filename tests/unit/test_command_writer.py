@@ -8,7 +8,7 @@ from services.command_writer import CommandNotWritten, CommandWriter
 from services.commands import with_expiry
 from services.envelope import make_event
 from services.settings import Settings
-from tests.system import free_port
+from harness.system import free_port
 
 
 def command() -> dict:

@@ -4,7 +4,7 @@ A *campaign* is one fault kind on one system: it starts the system (worker, proj
 API processes on a Kafka broker, or `scanledger up`), prepares a workload (an upload,
 mapping and policy for a compliance scan; a datastore with monitors for a monitor scan),
 runs it once with no fault (the reference, checked against the answer computed
-independently in tests/e2e/data.py), then runs *trials*: the same workload again with one
+independently in harness/data.py), then runs *trials*: the same workload again with one
 fault injected mid-scan (after some units of the compliance scan reported, not all).
 
 Each trial ends with every scan it started (or that appeared) compared with the reference:
@@ -56,8 +56,8 @@ from confluent_kafka.admin import AdminClient
 from services import contracts as c
 from services.envelope import header_type
 from services.settings import Settings, Topics
-from tests.e2e import data
-from tests.system import ROOT, TOKEN, free_port
+from harness import data
+from harness.system import ROOT, TOKEN, free_port
 
 # --------------------------------------------------------------------------- knobs
 
