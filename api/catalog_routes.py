@@ -23,7 +23,9 @@ from services import catalog_store
 from services.config_store import new_id
 from services.datastores import DatastoreError, check_allowed, list_containers, resolve_path, system_paths, workspace_root
 from services.envelope import utcnow
+from services.kinds import CATALOG
 from services.monitors import parse_monitor
+from services.vocabulary import DEFAULT_SEVERITY, Severity
 
 MAX_NAME, MAX_PATH = 1000, 4096
 DATASTORE_NOT_FOUND = "Datastore not found"
@@ -135,7 +137,7 @@ async def sync_datastore(request: Request):
         present = {name for name, _ in found}
         targets = [{"container": container_ref(a), "datastore": datastore_ref(store), "monitors": []}
                    for a in assets if a["name"] in present]
-        scan_request = {"scan_id": new_id(), "kind": "catalog", "workspace_id": principal.workspace_id,
+        scan_request = {"scan_id": new_id(), "kind": CATALOG.name, "workspace_id": principal.workspace_id,
                         "requested_by": principal.user, "requested_at": utcnow(), "targets": targets,
                         "datastore": datastore_ref(store)}
         operation_id = await start_scan(request, scan_request)
@@ -186,7 +188,7 @@ class MonitorBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=MAX_NAME)
     type: str = Field(max_length=MAX_NAME)
-    severity: Literal["low", "medium", "high", "critical"] = "medium"
+    severity: Severity = DEFAULT_SEVERITY
     enabled: bool = True
     params: dict[str, Any] = {}
 
@@ -195,7 +197,7 @@ class MonitorBody(BaseModel):
 class MonitorPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(None, min_length=1, max_length=MAX_NAME)
-    severity: Literal["low", "medium", "high", "critical"] | None = None
+    severity: Severity | None = None
     enabled: bool | None = None
     params: dict[str, Any] | None = None
 

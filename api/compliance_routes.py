@@ -1,8 +1,6 @@
 """Compliance scans (seeds 001 and 002) and their violations."""
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.routing import Route
@@ -20,8 +18,10 @@ from services import config_store
 from services import contracts as c
 from services.config_store import new_id
 from services.envelope import utcnow
+from services.kinds import COMPLIANCE
 from services.policy import missing_columns
 from services.rules import parse_rule
+from services.vocabulary import FINISHED, FindingStatus, Severity
 
 
 
@@ -56,7 +56,7 @@ def build_request(db, principal: Principal, body: ScanRunBody) -> dict:
         raise ApiError(400, "Invalid request body", details)
     return {
         "scan_id": new_id(),
-        "kind": "compliance",
+        "kind": COMPLIANCE.name,
         "workspace_id": ws,
         "requested_by": principal.user,
         "requested_at": utcnow(),
@@ -115,8 +115,8 @@ class ViolationQuery(BaseModel):
     page: QueryInt = Field(1, ge=1, le=MAX_PAGE)
     size: QueryInt = Field(50, ge=1, le=1000)
     rule_id: str | None = None
-    status: Literal["open", "resolved", "dismissed"] | None = None
-    severity: Literal["low", "medium", "high", "critical"] | None = None
+    status: FindingStatus | None = None
+    severity: Severity | None = None
 
 
 async def list_violations(request: Request):
@@ -133,7 +133,7 @@ async def list_violations(request: Request):
 
 @request_body("PATCH", "/api/violations/{id}")
 class ViolationPatch(BaseModel):
-    status: Literal["open", "resolved", "dismissed"]
+    status: FindingStatus
 
 
 def violation_view(row) -> dict:
@@ -151,7 +151,7 @@ async def patch_violation(request: Request):
     row = queries.violation(db, principal.workspace_id, vid)
     if row is None:
         raise not_found("Violation not found")
-    if not (row["finalized"] and row["scan_status"] in queries.TERMINAL):
+    if not (row["finalized"] and row["scan_status"] in FINISHED):
         raise ApiError(409, "The scan has not finished yet")
     if row["status"] != patch.status:
         await send_command(request, c.CHANGE_VIOLATION_STATUS, row["scan_id"], principal.workspace_id, {

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from api import queries
-from services.lifecycle import checks
+from services.kinds import kind_of
+from services.vocabulary import FINISHED
 
 # Ledger states as seed 001 names them.
 STATUS = {"queued": "pending", "running": "running", "completed": "completed", "partial_failure": "failed",
@@ -10,7 +11,7 @@ STATUS = {"queued": "pending", "running": "running", "completed": "completed", "
 
 
 def scan_status(row) -> str:
-    if row["status"] in queries.TERMINAL and not row["finalized"]:
+    if row["status"] in FINISHED and not row["finalized"]:
         return "running"  # finished on the ledger, violations still arriving
     return STATUS[row["status"]]
 
@@ -59,7 +60,7 @@ def pending_view(request_row) -> dict:
     policy, upload, mapping = r.get("policy") or {}, r.get("upload") or {}, r.get("mapping") or {}
     return {
         "id": r["scan_id"], "status": "pending", "violation_count": 0, "compliance_score": 0,
-        "rules_processed": 0, "rules_total": len(checks(r)), "created_at": r["requested_at"],
+        "rules_processed": 0, "rules_total": len(kind_of(r).checks(r)), "created_at": r["requested_at"],
         "completed_at": None, "audit_name": r.get("audit_name"), "record_count": 0,
         "policy_id": policy.get("id"), "upload_id": upload.get("id"), "mapping_id": mapping.get("id"),
         "audit_id": r.get("audit_id"), "mapping_config": mapping.get("mapping") or {},

@@ -8,13 +8,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.params import MAX_PAGE, QueryInt
+from services.kinds import kinds_of_operation_type
+from services.vocabulary import FINISHED, sql_list
 
 OperationType = Literal["catalog", "profile", "scan", "external_scan", "export", "materialize", "promote"]
 Result = Literal["queued", "running", "success", "failure", "aborted"]
-KINDS = {"scan": ("compliance", "monitor"), "catalog": ("catalog",)}  # the other types: none of our runs
 STATUSES = {"queued": ("queued",), "running": ("running",), "success": ("completed",),
             "failure": ("failed", "partial_failure"), "aborted": ("aborted",)}
-FINISHED = ("completed", "partial_failure", "failed", "aborted")
 
 
 class OperationsQuery(BaseModel):
@@ -41,7 +41,7 @@ LIST_FIELDS = ("result", "datastore", "container")
 
 # A finished run shows as running until all its violations are in the read model (as a
 # compliance scan does), so `success` always comes with complete results.
-SHOWN_STATUS = ("(CASE WHEN s.finalized = 0 AND s.status IN ('completed', 'partial_failure', 'failed', 'aborted')"
+SHOWN_STATUS = (f"(CASE WHEN s.finalized = 0 AND s.status IN {sql_list(FINISHED)}"
                 " THEN 'running' ELSE s.status END)")
 HAS_LOGS = "(s.error IS NOT NULL OR s.scan_id IN (SELECT scan_id FROM rm_units WHERE error IS NOT NULL))"
 DURATION = "(julianday(s.finished_at) - julianday(s.started_at))"
@@ -62,7 +62,7 @@ def _where(workspace_id: str, q: OperationsQuery) -> tuple[str, list]:
     if q.schedule_id is not None:
         where.append("0")  # runs are on demand: none was triggered by a schedule
     if q.operation_type is not None:
-        kinds = KINDS.get(q.operation_type, ())
+        kinds = kinds_of_operation_type(q.operation_type)  # none for the types no run of ours has
         where.append(_in("s.kind", kinds, args) if kinds else "0")
     if q.finished is not None:
         where.append(("" if q.finished else "NOT ") + _in(SHOWN_STATUS, FINISHED, args))

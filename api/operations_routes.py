@@ -18,9 +18,10 @@ from api.scan_commands import send_command, start_scan, wait_until
 from services import contracts as c
 from services.config_store import new_id
 from services.envelope import utcnow
+from services.kinds import KINDS
+from services.vocabulary import COMPLETED, FINISHED, IN_FLIGHT
 
 RUN_NOT_FOUND = "Run not found"
-FINISHED = ("completed", "partial_failure", "failed", "aborted")
 
 
 def _query(request: Request) -> oq.OperationsQuery:
@@ -123,13 +124,14 @@ async def resume_operation(request: Request):
     force = request.query_params.get("force_abort", "false").lower()
     if force not in ("true", "false", "1", "0"):
         raise ApiError(422, "Invalid query parameters", [{"path": ["force_abort"], "message": "Expected a boolean"}])
-    if run.kind == "catalog":
-        raise ApiError(409, "A sync cannot be resumed; rerun it")
-    if run.status in ("queued", "running"):
+    kind = KINDS[run.kind]
+    if not kind.resumable:
+        raise ApiError(409, f"A {kind.label} cannot be resumed; rerun it")
+    if run.status in IN_FLIGHT:
         if force not in ("true", "1"):
             raise ApiError(409, "The run is still in progress; abort it first or pass force_abort=true")
         await _command(request, principal, c.ABORT_SCAN, run)
-    elif run.status == "completed":
+    elif run.status == COMPLETED:
         raise ApiError(409, "The run completed; there is nothing to resume")
     elif run.row and run.row["units_total"] == 0:
         raise ApiError(409, "The run never started, so there is nothing to resume; rerun it")

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import orjson
 
+from services.kinds import KINDS, kind_of
+from services.vocabulary import ABORTED
+
 RESULT = {"queued": "queued", "running": "running", "completed": "success", "partial_failure": "failure",
           "failed": "failure", "aborted": "aborted"}
-TYPE = {"compliance": "scan", "monitor": "scan", "catalog": "catalog"}
 UNIT_RESULT = {"pending": "queued", "running": "running", "completed": "success", "failed": "failure"}
 
 
@@ -18,7 +20,7 @@ def item_view(row) -> dict:
                                                                                row["violations_seen"])
     return {
         "id": row["operation_id"],
-        "type": TYPE[row["kind"]],
+        "type": KINDS[row["kind"]].operation_type,
         "created": row["created_at"],
         "start_time": row["started_at"],
         "end_time": row["finished_at"] if row["shown_status"] == row["status"] else None,
@@ -45,7 +47,7 @@ def as_dispatched(view: dict) -> dict:
 def pending_item_view(request: dict) -> dict:
     """A run the API accepted that the projector has not seen yet: queued."""
     store = request.get("datastore")
-    return {"id": request["operation_id"], "type": TYPE[request["kind"]], "created": request["requested_at"],
+    return {"id": request["operation_id"], "type": kind_of(request).operation_type, "created": request["requested_at"],
             "start_time": None, "end_time": None, "result": "queued", "message": None,
             "triggered_by": request["requested_by"],
             "datastore": {"id": store["id"], "name": store["name"]} if store else None,
@@ -77,7 +79,7 @@ def container_view(unit, scan_status: str) -> dict:
     else:  # a compliance scan's unit: a partition of its upload
         container = {"id": None, "name": f"partition {unit['idx']}", "container_type": "partition"}
     result = UNIT_RESULT[unit["status"]]
-    if scan_status == "aborted" and unit["status"] in ("pending", "running"):
+    if scan_status == ABORTED and unit["status"] in ("pending", "running"):
         result = "aborted"
     return {
         "id": unit["idx"] + 1,  # the container's place in its run

@@ -5,7 +5,8 @@ import math
 
 import orjson
 
-TERMINAL = ("completed", "partial_failure", "failed", "aborted")
+from services.kinds import asset_run_kinds
+from services.vocabulary import FINISHED, IN_FLIGHT, sql_list
 
 
 def scan(db, workspace_id: str, scan_id: str):
@@ -55,7 +56,7 @@ def score_history(db, scan_id: str) -> list[dict]:
 
 def is_settled(row) -> bool:
     """Finished on the ledger and every violation projected: results are final."""
-    return row is not None and row["status"] in TERMINAL and bool(row["finalized"])
+    return row is not None and row["status"] in FINISHED and bool(row["finalized"])
 
 
 VIOLATION_COLUMNS = ("v.violation_id AS id, v.scan_id, v.rule_id, v.rule_name, v.rule_type, v.severity, v.account,"
@@ -108,11 +109,12 @@ def asset_runs(db, asset_ids: list[int]) -> tuple[dict, dict]:
     """
     if not asset_ids:
         return {}, {}
-    latest = ("SELECT u.unit_id FROM rm_units u {join} WHERE u.container_id = j.value AND u.scan_kind = 'monitor'"
+    latest = ("SELECT u.unit_id FROM rm_units u {join} WHERE u.container_id = j.value"
+              f" AND u.scan_kind IN {sql_list(asset_run_kinds())}"
               " AND u.status IN ({states}) {extra} ORDER BY u.scan_created_at DESC, u.scan_id DESC LIMIT 1")
     finished = latest.format(join="", states="'completed', 'failed'", extra="")
     in_flight = latest.format(join="JOIN rm_scans s ON s.scan_id = u.scan_id", states="'pending', 'running'",
-                              extra="AND s.status IN ('queued', 'running')")
+                              extra=f"AND s.status IN {sql_list(IN_FLIGHT)}")
     picks = db.execute(f"SELECT j.value AS asset_id, ({finished}) AS last_unit, ({in_flight}) AS current_unit"
                        " FROM json_each(?) j", (orjson.dumps(asset_ids).decode(),)).fetchall()
     wanted = [uid for p in picks for uid in (p["last_unit"], p["current_unit"]) if uid]

@@ -20,8 +20,8 @@ from services import contracts as c
 from services.command_writer import CommandNotWritten
 from services.config_store import new_id
 from services.envelope import deterministic_id, make_event
+from services.vocabulary import API_SOURCE as SOURCE
 
-SOURCE = "scanledger/api"
 POLL_S = 0.02
 VISIBLE_WAIT_S = 2.0  # how long a new scan's POST waits for the projector to show it (it answers anyway)
 

@@ -8,9 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-Status = Literal["queued", "running", "completed", "partial_failure", "failed", "aborted"]
-ViolationStatus = Literal["open", "resolved", "dismissed"]
-Severity = Literal["low", "medium", "high", "critical"]
+from services.vocabulary import FindingStatus as ViolationStatus
+from services.vocabulary import Severity
 
 
 class Contract(BaseModel):

@@ -10,8 +10,7 @@ from services import contracts as c
 from services.delta import signature
 from services.envelope import deterministic_id, follow, utcnow
 from services.rules import Rule, RuleError, evaluate, parse_rule
-
-SOURCE = "scanledger/evaluator"
+from services.vocabulary import EVALUATOR_SOURCE as SOURCE
 
 
 @dataclass

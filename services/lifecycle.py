@@ -17,9 +17,9 @@ from copy import deepcopy
 from services import contracts as c
 from services import scoring
 from services.envelope import deterministic_id, follow
-
-SOURCE = "scanledger/coordinator"
-TERMINAL = frozenset({"completed", "partial_failure", "failed"})  # aborted can still resume
+from services.kinds import KINDS, kind_of
+from services.vocabulary import COORDINATOR_SOURCE as SOURCE
+from services.vocabulary import FINISHED, TERMINAL
 
 # (status, action) -> new status. Anything else is rejected.
 TRANSITIONS: dict[tuple[str | None, str], str] = {
@@ -64,7 +64,7 @@ def request(state: dict | None, command: dict) -> tuple[dict, list[dict]]:
     rules = checks(req)
     new_state = {
         "scan_id": req["scan_id"],
-        "kind": req.get("kind", "compliance"),
+        "kind": kind_of(req).name,
         "workspace_id": req["workspace_id"],
         "status": status,
         "severities": {r["id"]: r.get("severity", "medium") for r in rules},
@@ -85,10 +85,8 @@ def request(state: dict | None, command: dict) -> tuple[dict, list[dict]]:
 
 
 def checks(req: dict) -> list[dict]:
-    """What a scan evaluates: the policy's rules, or the monitors of every target."""
-    if req.get("policy"):
-        return req["policy"]["rules"]
-    return [m for t in req.get("targets") or [] for m in t["monitors"]]
+    """What a scan evaluates, as its kind says: a policy's rules, or the monitors of every target."""
+    return kind_of(req).checks(req)
 
 
 def _unit(plan: dict) -> dict:
@@ -191,8 +189,9 @@ def resume(state: dict | None, command: dict, resumed_at: str) -> tuple[dict, li
     """
     if state is None:
         raise Rejected("unknown scan")
-    if state["kind"] == "catalog":
-        raise Rejected("a sync cannot be resumed; rerun it")
+    kind = KINDS[state["kind"]]
+    if not kind.resumable:
+        raise Rejected(f"a {kind.label} cannot be resumed; rerun it")
     if not state["units"]:
         raise Rejected("the scan never started, so there is nothing to resume; rerun it")
     new = deepcopy(state)
@@ -226,7 +225,7 @@ def delete(state: dict | None, command: dict, deleted_at: str) -> tuple[dict, li
     """Hide a finished run's record; its violations and its events stay on the ledger."""
     if state is None:
         raise Rejected("unknown scan")
-    if state["status"] not in TERMINAL | {"aborted"}:
+    if state["status"] not in FINISHED:
         raise Rejected(f"cannot delete a scan that is {state['status']}; abort it first")
     if state.get("deleted"):
         return state, []

@@ -15,7 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-Severity = Literal["low", "medium", "high", "critical"]
+from services.vocabulary import Severity
+
 MONITOR_TYPES = ("record_count", "null_rate", "uniqueness", "freshness", "value_range", "allowed_values",
                  "pattern", "schema")
 SCHEMA_TYPES = ("string", "integer", "float", "boolean", "timestamp", "date", "any")

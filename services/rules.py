@@ -16,9 +16,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from services.vocabulary import Severity
+
 ROW = "__row"
 
-Severity = Literal["low", "medium", "high", "critical"]
 RuleType = Literal["threshold", "range", "required", "allowed_values", "blocked_values", "pattern",
                    "duplicate", "velocity", "structuring"]
 Window = Literal["daily", "weekly", "monthly", "temporal_scale"]

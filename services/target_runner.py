@@ -17,11 +17,12 @@ from services import contracts as c
 from services.datastores import AssetReadError, DatastoreError, check_allowed, read_asset
 from services.envelope import deterministic_id, follow
 from services.kafka import Publisher
+from services.kinds import kind_of
 from services.monitors import Anomaly, MonitorError, evaluate_monitor, parse_monitor
 from services.settings import Settings
+from services.vocabulary import EVALUATOR_SOURCE as SOURCE
 
 log = logging.getLogger("scanledger.targets")
-SOURCE = "scanledger/evaluator"
 
 
 def _read(target: dict, settings: Settings, workspace_id: str) -> pa.Table:
@@ -35,11 +36,21 @@ def _read(target: dict, settings: Settings, workspace_id: str) -> pa.Table:
 
 def run_target_unit(message: dict, publisher: Publisher, settings: Settings,
                     should_stop: Callable[[], bool] = lambda: False) -> None:
-    work = message["data"]
-    if work["kind"] == "catalog":
-        _run_catalog(message, publisher, settings)
-    else:
-        _run_monitors(message, publisher, settings, should_stop)
+    """A monitor scan's or a sync's unit, as its kind runs it (services.kinds); needs no blob store."""
+    kind_of(message["data"]).run(message, None, publisher, settings, should_stop)
+
+
+def run_catalog_unit(message: dict, publisher: Publisher, settings: Settings,
+                     should_stop: Callable[[], bool] = lambda: False) -> None:
+    """A sync's unit (services.kinds.catalog): profile the container, then flush."""
+    _run_catalog(message, publisher, settings)
+    publisher.flush()
+
+
+def run_monitor_unit(message: dict, publisher: Publisher, settings: Settings,
+                     should_stop: Callable[[], bool] = lambda: False) -> None:
+    """A monitor scan's unit (services.kinds.monitor): run the asset's monitors, then flush."""
+    _run_monitors(message, publisher, settings, should_stop)
     publisher.flush()
 
 

@@ -1,0 +1,64 @@
+"""Scan kinds: everything that differs between a compliance scan, a monitor scan and a sync.
+
+Every scan runs the same lifecycle (services.lifecycle) and is shown by the same read models;
+what a kind decides is the `Kind` protocol below, and `KINDS` holds one object per kind. The
+rest of the code asks `kind_of(request)` and never compares a kind's name by hand, so a new
+kind is one module here and one line in KINDS (and its `kind` in services.contracts).
+
+The pure half (the names, `checks`, `work`) needs no adapter: lifecycle and the API views
+import this package. `plan` and `run` do I/O (blob store, datastores, publishing) in the runner
+modules, services.unit_runner and services.target_runner, which the kinds import by name only
+when a scan is planned or a unit runs, so importing this package never pulls in an adapter
+(the import-linter "pure" contract).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from services.kinds.catalog import CATALOG
+from services.kinds.compliance import COMPLIANCE
+from services.kinds.monitor import MONITOR
+
+
+class Kind(Protocol):
+    name: str            # the `kind` on the ledger: ScanRequest, WorkUnit, rm_scans.kind
+    label: str           # what a message calls one run of it ("a sync cannot be resumed")
+    operation_type: str  # its `type` in the Activity list (seed 003)
+    resumable: bool      # an aborted or failed run can continue its remaining units (else: rerun it)
+    asset_runs: bool     # its units are the per-asset runs of the Monitor Dashboard (seed 000)
+
+    def checks(self, request: dict) -> list[dict]:
+        """What the scan evaluates: rule or monitor snapshots, each with an id and a severity."""
+
+    def plan(self, request: dict, blobs: Any, settings: Any) -> list[dict]:
+        """The scan's unit plans (contracts.UnitPlan), writing any unit data to the blob store."""
+
+    def work(self, cause: dict, request: dict, units: list[dict], attempt: int = 0) -> list[dict]:
+        """The work.unit events of `units`; `cause` is the RunScan or ResumeScan command."""
+
+    def run(self, message: dict, blobs: Any, publisher: Any, settings: Any,
+            stop: Callable[[], bool] = lambda: False) -> None:
+        """Run one work unit: publish its findings, progress and result (flushed)."""
+
+
+KINDS: dict[str, Kind] = {k.name: k for k in (COMPLIANCE, MONITOR, CATALOG)}
+DEFAULT = COMPLIANCE.name  # a request or work unit without a `kind` (older commands) is a compliance scan
+
+
+def kind_of(message_data: dict) -> Kind:
+    """The kind of a scan request, a work unit or a scan's state (anything with a `kind`)."""
+    return KINDS[message_data.get("kind") or DEFAULT]
+
+
+def kinds_of_operation_type(operation_type: str) -> tuple[str, ...]:
+    """The kinds an Activity-list `type` filter selects (none for a type no kind has)."""
+    return tuple(k.name for k in KINDS.values() if k.operation_type == operation_type)
+
+
+def asset_run_kinds() -> tuple[str, ...]:
+    return tuple(k.name for k in KINDS.values() if k.asset_runs)
+
+
+__all__ = ["CATALOG", "COMPLIANCE", "DEFAULT", "KINDS", "MONITOR", "Kind", "asset_run_kinds", "kind_of",
+           "kinds_of_operation_type"]

@@ -1,0 +1,37 @@
+"""A sync (a catalog run): profile every container of a datastore, one unit per container.
+
+It checks nothing (its targets carry no monitors); its finding is each container's profile
+(columns and row count). A sync is not resumed: it is cheap to rerun, and a rerun sees the
+datastore as it is now.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from services.kinds._runners import runner
+from services.kinds.monitor import target_units, target_work
+
+
+class Catalog:
+    name = "catalog"
+    label = "sync"
+    operation_type = "catalog"
+    resumable = False
+    asset_runs = False
+
+    def checks(self, request: dict) -> list[dict]:
+        return [m for t in request.get("targets") or [] for m in t["monitors"]]  # none: a sync only profiles
+
+    def plan(self, request: dict, blobs: Any, settings: Any) -> list[dict]:
+        return target_units(request)
+
+    def work(self, cause: dict, request: dict, units: list[dict], attempt: int = 0) -> list[dict]:
+        return target_work(cause, request, units, attempt)
+
+    def run(self, message: dict, blobs: Any, publisher: Any, settings: Any,
+            stop: Callable[[], bool] = lambda: False) -> None:
+        runner("services.target_runner", "run_catalog_unit")(message, publisher, settings, stop)
+
+
+CATALOG = Catalog()

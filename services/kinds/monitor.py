@@ -1,0 +1,68 @@
+"""A monitor scan (seed 000): every enabled monitor of a workspace, one unit per asset.
+
+A monitor scan needs no splitting: each target (a container with its monitors) is one unit,
+which reads the container and runs its monitors (services.target_runner). Syncs share the
+target units and work (services.kinds.catalog).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from services import contracts as c
+from services.envelope import deterministic_id, follow
+from services.kinds._runners import runner
+from services.vocabulary import COORDINATOR_SOURCE
+
+
+def target_units(request: dict) -> list[dict]:
+    """One unit per target container; its `rule_ids` are the target's monitor ids."""
+    return [{
+        "unit_id": f"{request['scan_id']}.u{i}",
+        "index": i,
+        "blob": "",
+        "record_count": 0,
+        "counted_records": 0,
+        "partition_key": [],
+        "rule_ids": [m["id"] for m in target["monitors"]],
+        "container": target["container"],
+    } for i, target in enumerate(request["targets"])]
+
+
+def target_work(cause: dict, request: dict, units: list[dict], attempt: int = 0) -> list[dict]:
+    """Each unit's work: its target (container, datastore, monitors) from the request snapshot."""
+    return [follow(cause, c.WORK_UNIT, {
+        "scan_id": request["scan_id"],
+        "unit_id": unit["unit_id"],
+        "index": unit["index"],
+        "kind": request["kind"],
+        "attempt": attempt,
+        "record_count": 0,
+        "counted_records": 0,
+        "target": request["targets"][unit["index"]],
+    }, id=deterministic_id(c.WORK_UNIT, unit["unit_id"], attempt), source=COORDINATOR_SOURCE) for unit in units]
+
+
+class Monitor:
+    name = "monitor"
+    label = "monitor scan"
+    operation_type = "scan"
+    resumable = True
+    asset_runs = True
+
+    def checks(self, request: dict) -> list[dict]:
+        """The monitors of every target."""
+        return [m for t in request.get("targets") or [] for m in t["monitors"]]
+
+    def plan(self, request: dict, blobs: Any, settings: Any) -> list[dict]:
+        return target_units(request)
+
+    def work(self, cause: dict, request: dict, units: list[dict], attempt: int = 0) -> list[dict]:
+        return target_work(cause, request, units, attempt)
+
+    def run(self, message: dict, blobs: Any, publisher: Any, settings: Any,
+            stop: Callable[[], bool] = lambda: False) -> None:
+        runner("services.target_runner", "run_monitor_unit")(message, publisher, settings, stop)
+
+
+MONITOR = Monitor()

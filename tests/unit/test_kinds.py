@@ -1,0 +1,33 @@
+"""The scan kinds' registry: one entry per kind the contracts name, and a pure half."""
+import subprocess
+import sys
+import typing
+
+from services import contracts as c
+from services.kinds import KINDS, kind_of, kinds_of_operation_type
+
+
+def test_the_registry_has_exactly_the_kinds_the_contracts_name():
+    for model in (c.ScanRequest, c.WorkUnit):
+        assert set(typing.get_args(model.model_fields["kind"].annotation)) == set(KINDS)
+    assert kind_of({}).name == model.model_fields["kind"].default  # no kind: the contracts' default
+
+
+def test_what_each_kind_checks_and_how_the_activity_list_names_it():
+    monitor = {"id": "m1"}
+    targets = {"targets": [{"monitors": [monitor]}, {"monitors": []}]}
+    assert KINDS["compliance"].checks({"policy": {"rules": [{"id": "r"}]}}) == [{"id": "r"}]
+    assert KINDS["monitor"].checks(targets) == [monitor]
+    assert KINDS["catalog"].checks({"targets": [{"monitors": []}]}) == []
+    assert kinds_of_operation_type("scan") == ("compliance", "monitor")
+    assert kinds_of_operation_type("catalog") == ("catalog",)
+    assert kinds_of_operation_type("export") == ()
+    assert [k.name for k in KINDS.values() if not k.resumable] == ["catalog"]
+
+
+def test_the_pure_half_imports_no_adapter():
+    code = ("import sys, services.kinds, services.lifecycle; "
+            "print(sorted(m for m in sys.modules if m in ('services.unit_runner', 'services.target_runner',"
+            " 'services.kafka', 'services.blobstore', 'services.db', 'sqlite3', 'confluent_kafka')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
