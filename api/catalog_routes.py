@@ -20,6 +20,7 @@ from api.requests import idempotent, json_body, parse
 from api.responses import json_response
 from api.scan_commands import start_scan
 from services import catalog_store
+from services import contracts as c
 from services.config_store import new_id
 from services.datastores import DatastoreError, check_allowed, list_containers, resolve_path, system_paths, workspace_root
 from services.envelope import utcnow
@@ -137,9 +138,9 @@ async def sync_datastore(request: Request):
         present = {name for name, _ in found}
         targets = [{"container": container_ref(a), "datastore": datastore_ref(store), "monitors": []}
                    for a in assets if a["name"] in present]
-        scan_request = {"scan_id": new_id(), "kind": CATALOG.name, "workspace_id": principal.workspace_id,
-                        "requested_by": principal.user, "requested_at": utcnow(), "targets": targets,
-                        "datastore": datastore_ref(store)}
+        scan_request = c.CatalogSyncRequest(scan_id=new_id(), kind=CATALOG.name, workspace_id=principal.workspace_id,
+                                            requested_by=principal.user, requested_at=utcnow(), targets=targets,
+                                            datastore=datastore_ref(store)).model_dump(exclude_unset=True)
         operation_id = await start_scan(request, scan_request)
         return json_response({"operation_id": operation_id, "scan_id": scan_request["scan_id"], "status": "running",
                               "assets": [asset_view(db, a) for a in assets if a["name"] in present]}, 202)

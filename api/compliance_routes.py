@@ -54,21 +54,22 @@ def build_request(db, principal: Principal, body: ScanRunBody) -> dict:
                for r in rules for f in missing_columns(parse_rule(r), mapping["mapping"], upload["columns"])]
     if details:
         raise ApiError(400, "Invalid request body", details)
-    return {
-        "scan_id": new_id(),
-        "kind": COMPLIANCE.name,
-        "workspace_id": ws,
-        "requested_by": principal.user,
-        "requested_at": utcnow(),
-        "policy": {"id": policy["id"], "name": policy["name"], "rules": rules},
-        "upload": {"id": upload["id"], "filename": upload["filename"], "blob": upload["blob"],
-                   "record_count": upload["record_count"], "columns": upload["columns"],
-                   "pii_findings": upload["pii_findings"]},
-        "mapping": {"id": mapping["id"], "mapping": mapping["mapping"], "temporal_scale": mapping["temporal_scale"]},
-        "audit_id": body.audit_id,
-        "audit_name": body.audit_name,
-        "rerun_of": None,
-    }
+    return c.ComplianceScanRequest(
+        scan_id=new_id(),
+        kind=COMPLIANCE.name,
+        workspace_id=ws,
+        requested_by=principal.user,
+        requested_at=utcnow(),
+        policy=c.PolicySnapshot(id=policy["id"], name=policy["name"], rules=rules),
+        upload=c.UploadSnapshot(id=upload["id"], filename=upload["filename"], blob=upload["blob"],
+                                record_count=upload["record_count"], columns=upload["columns"],
+                                pii_findings=upload["pii_findings"]),
+        mapping=c.MappingSnapshot(id=mapping["id"], mapping=mapping["mapping"],
+                                  temporal_scale=mapping["temporal_scale"]),
+        audit_id=body.audit_id,
+        audit_name=body.audit_name,
+        rerun_of=None,
+    ).model_dump(exclude_unset=True)
 
 
 async def run_compliance_scan(request: Request, principal: Principal, body: dict):
@@ -154,9 +155,9 @@ async def patch_violation(request: Request):
     if not (row["finalized"] and row["scan_status"] in FINISHED):
         raise ApiError(409, "The scan has not finished yet")
     if row["status"] != patch.status:
-        await send_command(request, c.CHANGE_VIOLATION_STATUS, row["scan_id"], principal.workspace_id, {
-            "scan_id": row["scan_id"], "violation_id": vid, "severity": row["severity"],
-            "status": patch.status, "changed_by": principal.user})
+        await send_command(request, c.CHANGE_VIOLATION_STATUS, row["scan_id"], principal.workspace_id,
+                           c.ChangeViolationStatus(scan_id=row["scan_id"], violation_id=vid, severity=row["severity"],
+                                                   status=patch.status, changed_by=principal.user).model_dump())
         await wait_until(lambda: queries.violation(db, principal.workspace_id, vid)["status"] == patch.status,
                          request.app.state.settings.scan_sync_wait_s)
     return json_response({**violation_view(row), "status": patch.status})

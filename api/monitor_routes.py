@@ -11,6 +11,7 @@ from api.errors import not_found
 from api.responses import json_response
 from api.scan_commands import start_scan
 from services import catalog_store
+from services import contracts as c
 from services.config_store import new_id
 from services.envelope import utcnow
 from services.kinds import MONITOR
@@ -32,10 +33,11 @@ def monitor_scan_request(db, principal: Principal) -> dict:
                                             "resolved_path": assets[aid]["resolved_path"]}),
                 "monitors": ms} for aid, ms in sorted(by_asset.items())]
     stores = {t["datastore"]["id"]: t["datastore"] for t in targets}
-    return {"scan_id": new_id(), "kind": MONITOR.name, "workspace_id": principal.workspace_id,
-            "requested_by": principal.user, "requested_at": utcnow(), "targets": targets,
-            # the run's datastore in the Activity list, when it covers just one
-            "datastore": next(iter(stores.values())) if len(stores) == 1 else None}
+    return c.MonitorScanRequest(scan_id=new_id(), kind=MONITOR.name, workspace_id=principal.workspace_id,
+                                requested_by=principal.user, requested_at=utcnow(), targets=targets,
+                                # the run's datastore in the Activity list, when it covers just one
+                                datastore=next(iter(stores.values())) if len(stores) == 1 else None,
+                                ).model_dump(exclude_unset=True)
 
 
 async def run_monitor_scan(request: Request, principal: Principal):

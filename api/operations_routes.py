@@ -92,7 +92,7 @@ async def list_containers(request: Request):
 
 async def _command(request: Request, principal: Principal, type_: str, run: Run) -> dict:
     return await send_command(request, type_, run.scan_id, principal.workspace_id,
-                              {"scan_id": run.scan_id, "requested_by": principal.user})
+                              c.ScanCommand(scan_id=run.scan_id, requested_by=principal.user).model_dump())
 
 
 async def _settled_view(request: Request, principal: Principal, run: Run, done) -> Response:

@@ -4,9 +4,9 @@ The JSON Schemas in docs/schemas are generated from these models (`scanledger sc
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Discriminator, RootModel, Tag
 
 from services.vocabulary import FindingStatus as ViolationStatus
 from services.vocabulary import Severity
@@ -60,28 +60,67 @@ class Target(Contract):
     monitors: list[dict[str, Any]] = []  # the enabled monitors, as services.monitors.Monitor dumps
 
 
-class ScanRequest(Contract):
-    """Compliance scans carry policy, upload and mapping; monitor scans and syncs (catalog) carry targets."""
+class _ScanRequestBase(Contract):
     scan_id: str
     operation_id: int | None = None  # the integer run id of the operations API (seed 003)
-    kind: Literal["compliance", "monitor", "catalog"] = "compliance"
+    kind: str
     workspace_id: str
     requested_by: str
     requested_at: str
-    policy: PolicySnapshot | None = None
-    upload: UploadSnapshot | None = None
-    mapping: MappingSnapshot | None = None
-    targets: list[Target] | None = None
-    datastore: DatastoreRef | None = None
+
+
+class ComplianceScanRequest(_ScanRequestBase):
+    """A compliance scan: a policy's rules over an upload, read through a mapping."""
+    kind: Literal["compliance"] = "compliance"  # the kind of a request that names none
+    policy: PolicySnapshot
+    upload: UploadSnapshot
+    mapping: MappingSnapshot
     audit_id: str | None = None
     audit_name: str | None = None
     rerun_of: str | None = None
 
 
+class _TargetsRequest(_ScanRequestBase):
+    targets: list[Target]
+    datastore: DatastoreRef | None = None  # the run's datastore in the Activity list, when it covers just one
+    rerun_of: str | None = None
+
+
+class MonitorScanRequest(_TargetsRequest):
+    """A monitor scan: every enabled monitor of a workspace, one target per asset."""
+    kind: Literal["monitor"]
+
+
+class CatalogSyncRequest(_TargetsRequest):
+    """A sync (catalog): every container of one datastore, profiled."""
+    kind: Literal["catalog"]
+
+
+# The request of each scan kind (services.kinds has one kind per entry).
+SCAN_REQUESTS: dict[str, type[_ScanRequestBase]] = {
+    "compliance": ComplianceScanRequest, "monitor": MonitorScanRequest, "catalog": CatalogSyncRequest}
+
+
+def _kind(value: Any) -> str:
+    kind = value.get("kind", "compliance") if isinstance(value, dict) else getattr(value, "kind", None)
+    return kind if isinstance(kind, str) else ""
+
+
+AnyScanRequest = Annotated[
+    Annotated[ComplianceScanRequest, Tag("compliance")] | Annotated[MonitorScanRequest, Tag("monitor")]
+    | Annotated[CatalogSyncRequest, Tag("catalog")],
+    Discriminator(_kind)]
+
+
+class ScanRequest(RootModel[AnyScanRequest]):
+    """What a scan will use, snapshotted when it is requested, so it can be explained and replayed alone:
+    one model per kind, told apart by `kind` (a request without one is a compliance scan)."""
+
+
 # --- commands (topic: commands, key: scan id) ---
 
 class RunScan(ScanRequest):
-    pass
+    """A scan request as a command."""
 
 
 class ScanCommand(Contract):
@@ -265,7 +304,7 @@ VIOLATION_STATUS_CHANGED = _t("violation.status-changed")
 WORK_UNIT = _t("work.unit")
 VIOLATION_DETECTED = _t("violation.detected")
 
-MODELS: dict[str, type[Contract]] = {
+MODELS: dict[str, type[BaseModel]] = {
     RUN_SCAN: RunScan,
     ABORT_SCAN: ScanCommand,
     RESUME_SCAN: ScanCommand,

@@ -48,8 +48,16 @@ def next_status(status: str | None, action: str) -> str:
         raise Rejected(f"cannot {action} a scan that is {status or 'unknown'}") from None
 
 
-def _event(cause: dict, type_: str, data: dict, *id_parts: object, time: str | None = None) -> dict:
+def _event(cause: dict, type_: str, data: dict | c.Contract, *id_parts: object, time: str | None = None) -> dict:
+    if isinstance(data, c.Contract):
+        data = _dump(data)
     return follow(cause, type_, data, id=deterministic_id(type_, *id_parts), source=SOURCE, time=time)
+
+
+def _dump(message: c.Contract) -> dict:
+    """A message's data as JSON-able dict: the fields given, as given (an optional field left out,
+    such as a compliance unit's container, stays out, so the JSON is what a dict literal made)."""
+    return message.model_dump(exclude_unset=True)
 
 
 def request(state: dict | None, command: dict) -> tuple[dict, list[dict]]:
@@ -104,6 +112,7 @@ def start(state: dict, cause: dict, units: list[dict], started_at: str) -> tuple
     new = deepcopy(state)
     new["status"] = next_status(state["status"], "start")
     new["units"] = {u["unit_id"]: _unit(u) for u in units}
+    # a dict: the units are the kind's plans, passed through as planned (UnitPlan is their contract)
     started = _event(cause, c.SCAN_STARTED, {
         "scan_id": state["scan_id"],
         "units": units,
@@ -168,15 +177,15 @@ def abort(state: dict | None, command: dict, aborted_at: str) -> tuple[dict, lis
     new["status"] = next_status(state["status"], "abort")
     new["attempt"] = state.get("attempt", 0)
     new = _totalled(new)
-    return new, [_event(command, c.SCAN_ABORTED, {
-        "scan_id": state["scan_id"],
-        "aborted_at": aborted_at,
-        "aborted_by": command["data"]["requested_by"],
-        "attempt": new["attempt"],
-        "record_count": new["record_count"],
-        "violation_count": sum(new["violations_by_rule"].values()),
-        "units_completed": sum(1 for u in new["units"].values() if u["status"] == "completed"),
-    }, command["id"], time=aborted_at)]
+    return new, [_event(command, c.SCAN_ABORTED, c.ScanAborted(
+        scan_id=state["scan_id"],
+        aborted_at=aborted_at,
+        aborted_by=command["data"]["requested_by"],
+        attempt=new["attempt"],
+        record_count=new["record_count"],
+        violation_count=sum(new["violations_by_rule"].values()),
+        units_completed=sum(1 for u in new["units"].values() if u["status"] == "completed"),
+    ), command["id"], time=aborted_at)]
 
 
 def resume(state: dict | None, command: dict, resumed_at: str) -> tuple[dict, list[dict], list[dict]]:
@@ -205,13 +214,13 @@ def resume(state: dict | None, command: dict, resumed_at: str) -> tuple[dict, li
             unit.update(_unit(unit["plan"]), attempt=new["attempt"])
             work.append(unit["plan"])
     new = _totalled(new)
-    resumed = _event(command, c.SCAN_RESUMED, {
-        "scan_id": state["scan_id"],
-        "attempt": new["attempt"],
-        "unit_ids": [u["unit_id"] for u in work],
-        "resumed_at": resumed_at,
-        "resumed_by": command["data"]["requested_by"],
-    }, command["id"], time=resumed_at)
+    resumed = _event(command, c.SCAN_RESUMED, c.ScanResumed(
+        scan_id=state["scan_id"],
+        attempt=new["attempt"],
+        unit_ids=[u["unit_id"] for u in work],
+        resumed_at=resumed_at,
+        resumed_by=command["data"]["requested_by"],
+    ), command["id"], time=resumed_at)
     if not work:
         # every unit had completed (the last ones after the abort): no unit would ever report,
         # so the new attempt finishes now, complete, with the counts its units reported
@@ -231,9 +240,9 @@ def delete(state: dict | None, command: dict, deleted_at: str) -> tuple[dict, li
         return state, []
     new = deepcopy(state)
     new["deleted"] = True
-    return new, [_event(command, c.SCAN_DELETED, {
-        "scan_id": state["scan_id"], "deleted_at": deleted_at, "deleted_by": command["data"]["requested_by"],
-    }, state["scan_id"], time=deleted_at)]
+    return new, [_event(command, c.SCAN_DELETED, c.ScanDeleted(
+        scan_id=state["scan_id"], deleted_at=deleted_at, deleted_by=command["data"]["requested_by"],
+    ), state["scan_id"], time=deleted_at)]
 
 
 def change_violation_status(state: dict | None, command: dict, changed_at: str) -> tuple[dict | None, list[dict]]:
@@ -249,15 +258,15 @@ def change_violation_status(state: dict | None, command: dict, changed_at: str) 
     new["status_overrides"][vid] = [data["severity"], data["status"]]
     score = compliance_score(new) if state["status"] == "completed" else 0.0  # no score without a complete scan
     new["finished"]["compliance_score"] = score
-    return new, [_event(command, c.VIOLATION_STATUS_CHANGED, {
-        "scan_id": state["scan_id"],
-        "violation_id": vid,
-        "status": data["status"],
-        "previous_status": previous,
-        "compliance_score": score,
-        "changed_by": data["changed_by"],
-        "changed_at": changed_at,
-    }, command["id"], time=changed_at)]
+    return new, [_event(command, c.VIOLATION_STATUS_CHANGED, c.ViolationStatusChanged(
+        scan_id=state["scan_id"],
+        violation_id=vid,
+        status=data["status"],
+        previous_status=previous,
+        compliance_score=score,
+        changed_by=data["changed_by"],
+        changed_at=changed_at,
+    ), command["id"], time=changed_at)]
 
 
 def compliance_score(state: dict) -> float:
@@ -285,20 +294,20 @@ def _totalled(state: dict) -> dict:
 
 def _finish(state: dict, cause: dict, finished_at: str) -> tuple[dict, list[dict]]:
     state = _totalled(state)
-    state["finished"] = {
-        "scan_id": state["scan_id"],
-        "status": state["status"],
-        "record_count": state["record_count"],
-        "rules_processed": state["rules_total"] if state["status"] == "completed" else _rules_done(state),
-        "violation_count": sum(state["violations_by_rule"].values()),
-        "violations_by_rule": state["violations_by_rule"],
-        "violations_by_severity": state["violations_by_severity"],
+    state["finished"] = _dump(c.ScanFinished(  # kept in the state: a late unit report re-emits it
+        scan_id=state["scan_id"],
+        status=state["status"],
+        record_count=state["record_count"],
+        rules_processed=state["rules_total"] if state["status"] == "completed" else _rules_done(state),
+        violation_count=sum(state["violations_by_rule"].values()),
+        violations_by_rule=state["violations_by_rule"],
+        violations_by_severity=state["violations_by_severity"],
         # only a completed scan has a score: a failed one did not read all its data (0, as seed 001 shows
         # for a scan without results), never 100 for violations it could not find
-        "compliance_score": compliance_score(state) if state["status"] == "completed" else 0.0,
-        "error": "; ".join(state["errors"]) or None,
-        "finished_at": finished_at,
-    }
+        compliance_score=compliance_score(state) if state["status"] == "completed" else 0.0,
+        error="; ".join(state["errors"]) or None,
+        finished_at=finished_at,
+    ))
     return state, [_finished_event(state, cause)]
 
 

@@ -31,18 +31,19 @@ class Compliance:
     def work(self, cause: dict, request: dict, units: list[dict], attempt: int = 0) -> list[dict]:
         rules = {r["id"]: r for r in self.checks(request)}
         mapping = request["mapping"]
-        return [follow(cause, c.WORK_UNIT, {
-            "scan_id": request["scan_id"],
-            "unit_id": unit["unit_id"],
-            "index": unit["index"],
-            "blob": unit["blob"],
-            "record_count": unit["record_count"],
-            "counted_records": unit["counted_records"],
-            "attempt": attempt,
-            "rules": [rules[rid] for rid in unit["rule_ids"]],
-            "mapping": mapping["mapping"],
-            "temporal_scale": mapping.get("temporal_scale"),
-        }, id=deterministic_id(c.WORK_UNIT, unit["unit_id"], attempt), source=COORDINATOR_SOURCE) for unit in units]
+        return [follow(cause, c.WORK_UNIT, c.WorkUnit(
+            scan_id=request["scan_id"],
+            unit_id=unit["unit_id"],
+            index=unit["index"],
+            blob=unit["blob"],
+            record_count=unit["record_count"],
+            counted_records=unit["counted_records"],
+            attempt=attempt,
+            rules=[rules[rid] for rid in unit["rule_ids"]],
+            mapping=mapping["mapping"],
+            temporal_scale=mapping.get("temporal_scale"),
+        ).model_dump(exclude_unset=True), id=deterministic_id(c.WORK_UNIT, unit["unit_id"], attempt),
+            source=COORDINATOR_SOURCE) for unit in units]
 
     def run(self, message: dict, blobs: Any, publisher: Any, settings: Any,
             stop: Callable[[], bool] = lambda: False) -> None:

@@ -31,16 +31,17 @@ def target_units(request: dict) -> list[dict]:
 
 def target_work(cause: dict, request: dict, units: list[dict], attempt: int = 0) -> list[dict]:
     """Each unit's work: its target (container, datastore, monitors) from the request snapshot."""
-    return [follow(cause, c.WORK_UNIT, {
-        "scan_id": request["scan_id"],
-        "unit_id": unit["unit_id"],
-        "index": unit["index"],
-        "kind": request["kind"],
-        "attempt": attempt,
-        "record_count": 0,
-        "counted_records": 0,
-        "target": request["targets"][unit["index"]],
-    }, id=deterministic_id(c.WORK_UNIT, unit["unit_id"], attempt), source=COORDINATOR_SOURCE) for unit in units]
+    return [follow(cause, c.WORK_UNIT, c.WorkUnit(
+        scan_id=request["scan_id"],
+        unit_id=unit["unit_id"],
+        index=unit["index"],
+        kind=request["kind"],
+        attempt=attempt,
+        record_count=0,
+        counted_records=0,
+        target=request["targets"][unit["index"]],
+    ).model_dump(exclude_unset=True), id=deterministic_id(c.WORK_UNIT, unit["unit_id"], attempt),
+        source=COORDINATOR_SOURCE) for unit in units]
 
 
 class Monitor:

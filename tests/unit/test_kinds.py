@@ -8,9 +8,11 @@ from services.kinds import KINDS, kind_of, kinds_of_operation_type
 
 
 def test_the_registry_has_exactly_the_kinds_the_contracts_name():
-    for model in (c.ScanRequest, c.WorkUnit):
-        assert set(typing.get_args(model.model_fields["kind"].annotation)) == set(KINDS)
-    assert kind_of({}).name == model.model_fields["kind"].default  # no kind: the contracts' default
+    assert set(c.SCAN_REQUESTS) == set(KINDS) == set(typing.get_args(c.WorkUnit.model_fields["kind"].annotation))
+    for name, model in c.SCAN_REQUESTS.items():
+        assert typing.get_args(model.model_fields["kind"].annotation) == (name,)
+    no_kind = c.WorkUnit.model_fields["kind"].default
+    assert kind_of({}).name == no_kind == c.ComplianceScanRequest.model_fields["kind"].default
 
 
 def test_what_each_kind_checks_and_how_the_activity_list_names_it():
