@@ -1,0 +1,160 @@
+"""The coordinator: one scan's commands and unit reports in, lifecycle events and work out.
+
+Every decision is made in services.lifecycle; this class does the I/O around it. It keeps
+one state per scan id in `scans` (the Faust table in a worker, a dict in the tests), plans
+a scan with `plan(request)` (in a worker thread) and writes through `publisher`
+(`publish(topic, event, key=None)` and `await flush_async()`).
+
+The order is the recovery guarantee: events are published, then flushed, and only then is
+the scan's state written. A command retried after a failed flush finds the old state and
+emits the same events again (their ids are deterministic); one that found the new state
+would emit nothing and lose them.
+
+`reoffer_round` is the silent-unit watchdog (services.watchdog.Reoffers): the work of a
+pending unit with no sign of life is sent again, and a unit offered too often fails so
+that its scan can end. It looks only at scans in the command partitions this worker owns.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Collection, MutableMapping
+
+from confluent_kafka import KafkaException
+
+from services import contracts as c
+from services import lifecycle
+from services.envelope import utcnow
+from services.evaluation import unit_result_event
+from services.kafka import DeliveryFailed
+from services.settings import Topics
+from services.unit_runner import work_events
+from services.watchdog import Reoffers
+
+log = logging.getLogger("scanledger.streams")
+
+
+class Coordinator:
+    def __init__(self, scans: MutableMapping, publisher, plan: Callable[[dict], list[dict]], reoffers: Reoffers,
+                 topics: Topics, partition_of: Callable[[str], int],
+                 now: Callable[[], str] = utcnow, clock: Callable[[], float] = time.monotonic) -> None:
+        self.scans, self.publisher, self.plan, self.reoffers = scans, publisher, plan, reoffers
+        self.topics, self.partition_of, self.now, self.clock = topics, partition_of, now, clock
+        self._handlers = {
+            c.RUN_SCAN: self._run_scan, c.CHANGE_VIOLATION_STATUS: self._change_violation_status,
+            c.UNIT_COMPLETED: self._unit_done, c.UNIT_FAILED: self._unit_done,
+            c.UNIT_PROGRESSED: self._unit_progressed,
+            c.ABORT_SCAN: self._operator_command, c.RESUME_SCAN: self._operator_command,
+            c.DELETE_SCAN: self._operator_command,
+        }
+
+    def handles(self, type_: str | None) -> bool:
+        """Whether a message of this type is the coordinator's (violation progress etc. is not)."""
+        return type_ in self._handlers
+
+    async def handle(self, message: dict) -> None:
+        handler = self._handlers.get(message["type"])
+        if handler is not None:
+            await handler(message)
+
+    # -- the messages ----------------------------------------------------------------------------
+
+    async def _run_scan(self, message: dict) -> None:
+        scan_id = message["subject"]
+        state, events = lifecycle.request(self.scans.get(scan_id), message)
+        self._emit(events)
+        if state["status"] == "queued":
+            try:
+                units = await asyncio.to_thread(self.plan, message["data"])
+            except Exception as exc:  # unreadable data: the scan fails, the worker does not
+                log.exception("planning scan %s failed", scan_id)
+                state, events = lifecycle.fail(state, message, f"could not plan the scan: {exc}", self.now())
+                self._emit(events)
+            else:
+                state, events, work = lifecycle.start(state, message, units, self.now())
+                self._emit(events)
+                self._send_work(message, message["data"], work, 0)
+        await self._commit(scan_id, state)
+
+    async def _operator_command(self, message: dict) -> None:
+        """Abort, resume or delete: rejected ones are logged (the API checked the state before)."""
+        scan_id, type_ = message["subject"], message["type"]
+        state = self.scans.get(scan_id)
+        try:
+            if type_ == c.RESUME_SCAN:
+                state, events, work = lifecycle.resume(state, message, self.now())
+            else:
+                act = lifecycle.abort if type_ == c.ABORT_SCAN else lifecycle.delete
+                (state, events), work = act(state, message, self.now()), []
+        except lifecycle.Rejected as exc:
+            log.warning("rejected %s for scan %s: %s", type_, scan_id, exc)
+            return
+        self._emit(events)
+        if work:
+            self._send_work(message, state["request"], work, state["attempt"])
+        await self._commit(scan_id, state)
+
+    async def _unit_done(self, message: dict) -> None:
+        scan_id = message["subject"]
+        self.reoffers.reported(scan_id, message["data"]["unit_id"], self.clock())
+        state = self.scans.get(scan_id)
+        if state is None:
+            return
+        state, events = lifecycle.unit_done(state, message, self.now())
+        self._emit(events)
+        await self._commit(scan_id, state)
+
+    async def _unit_progressed(self, message: dict) -> None:
+        self.reoffers.seen(message["subject"], message["data"]["unit_id"], self.clock())
+
+    async def _change_violation_status(self, message: dict) -> None:
+        scan_id = message["subject"]
+        try:
+            state, events = lifecycle.change_violation_status(self.scans.get(scan_id), message, message["time"])
+        except lifecycle.Rejected as exc:
+            log.warning("rejected %s for scan %s: %s", message["type"], scan_id, exc)
+            return
+        self._emit(events)
+        await self._commit(scan_id, state)
+
+    # -- the silent-unit watchdog ----------------------------------------------------------------
+
+    async def reoffer_round(self, owned_partitions: Collection[int]) -> None:
+        """Send again the work of units that show no sign of life; fail one that never does."""
+        running = [state for scan_id, state in list(self.scans.items())
+                   if state and state["status"] == "running" and self.partition_of(scan_id) in owned_partitions]
+        max_offers = self.reoffers.max_offers
+        for action, state, unit_id in self.reoffers.due(running, self.clock()):
+            unit = state["units"][unit_id]
+            cause = {"id": f"reoffer:{unit_id}", "subject": state["scan_id"], "workspaceid": state["workspace_id"],
+                     "correlationid": state["scan_id"]}
+            [work] = work_events(cause, state["request"], [unit["plan"]], unit["attempt"])
+            if action == "fail":
+                log.error("unit %s: no worker reported after %d offers; failing it", unit_id, max_offers)
+                self.publisher.publish(self.topics.scan_events, unit_result_event(
+                    work, work["data"], {}, {}, [f"no worker reported on the unit after {max_offers} offers"], 0))
+            else:
+                log.warning("unit %s: no sign of life for %.0fs; offering it again", unit_id, self.reoffers.after_s)
+                self.publisher.publish(self.topics.work, work, key=unit_id)
+        try:
+            await self.publisher.flush_async()
+        except (DeliveryFailed, KafkaException) as exc:  # the broker is away: offered again next round
+            log.warning("could not offer units again: %s", exc)
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def _emit(self, events: list[dict]) -> None:
+        for event in events:
+            self.publisher.publish(self.topics.scan_events, event)
+
+    def _send_work(self, cause: dict, request: dict, units: list[dict], attempt: int) -> None:
+        now = self.clock()
+        for unit_event in work_events(cause, request, units, attempt):
+            self.publisher.publish(self.topics.work, unit_event, key=unit_event["data"]["unit_id"])
+            self.reoffers.seen(request["scan_id"], unit_event["data"]["unit_id"], now)
+
+    async def _commit(self, scan_id: str, state: dict) -> None:
+        """The events are on the ledger before the state that follows from them is written."""
+        await self.publisher.flush_async()
+        self.scans[scan_id] = state

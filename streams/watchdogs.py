@@ -1,0 +1,60 @@
+"""The two watchdogs' Faust side: what this worker owns, and whether it stalled.
+
+The decisions are in services.watchdog (and `Coordinator.reoffer_round`); here is what
+only a running Faust app can tell: its partition assignment, rebalancing and table recovery.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+
+import faust
+from aiokafka.partitioner import murmur2
+from confluent_kafka import KafkaException
+
+from services.coordinator import Coordinator
+from services.kafka import group_lag
+from services.record_handling import Activity
+from services.settings import Settings
+from services.watchdog import StallWatch
+
+log = logging.getLogger("scanledger.streams")
+
+
+def key_partition(key: str, partitions: int) -> int:
+    """The partition the Java client (and confluent-kafka with murmur2_random) puts a key in."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+def reoffer_silent_units(app: faust.App, settings: Settings, coordinator: Coordinator):
+    async def reoffer_silent_units() -> None:
+        """Send again the work of units that show no sign of life; fail one that never does."""
+        owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topics.commands}
+        await coordinator.reoffer_round(owned)
+    return reoffer_silent_units
+
+
+def exit_when_stalled(app: faust.App, settings: Settings, activity: Activity):
+    stall = StallWatch(settings.stall_s)
+
+    async def exit_when_stalled() -> None:
+        """Lag that nothing consumes: exit, and let the supervisor start a fresh worker."""
+        if app.rebalancing or not app.tables.recovery.completed.is_set():
+            stall.observe(time.monotonic(), {}, True, activity.last)
+            return
+        changelogs = app.tables.changelog_topics
+        tps = [(tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic not in changelogs]
+        try:
+            lag = await asyncio.to_thread(group_lag, settings, settings.streams_group, tps)
+        except KafkaException as exc:  # the broker is away: not a stall of ours, and the window starts again
+            log.warning("stall check skipped: %s", exc)
+            stall.observe(time.monotonic(), {}, True, activity.last)
+            return
+        reason = stall.observe(time.monotonic(), lag, activity.busy > 0, activity.last)
+        if reason:
+            log.error("worker stalled, exiting so that it is restarted: %s", reason)
+            logging.shutdown()
+            os._exit(3)  # nothing more is committed; the restarted worker reads from the commit point
+    return exit_when_stalled

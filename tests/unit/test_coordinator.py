@@ -1,0 +1,267 @@
+"""The coordinator without Kafka or Faust: a dict as its table, a recording publisher as its sink."""
+import asyncio
+
+from services import contracts as c
+from services.coordinator import Coordinator
+from services.envelope import make_event
+from services.kafka import DeliveryFailed
+from services.settings import Settings
+from services.watchdog import Reoffers
+
+TOPICS = Settings().topics
+RULES = [{"id": "r1", "name": "big", "type": "threshold", "severity": "high", "active": True,
+          "params": {"field": "amount", "op": "gt", "value": 10}}]
+AFTER_S = 60.0
+
+
+class Recorder:
+    """The publisher's edge: what was published where, and each flush, in one ordered log."""
+
+    def __init__(self, log):
+        self.log = log
+        self.fail_flushes = 0
+
+    def publish(self, topic, event, key=None):
+        self.log.append(("publish", topic, key or event["subject"], event))
+
+    async def flush_async(self, timeout=60):
+        if self.fail_flushes:
+            self.fail_flushes -= 1
+            raise DeliveryFailed("1 messages undelivered")
+        self.log.append(("flush",))
+
+    def published(self, topic=None):
+        return [entry[3] for entry in self.log if entry[0] == "publish" and topic in (None, entry[1])]
+
+
+class Table(dict):
+    """A dict that writes its writes into the same log, so their order against flushes shows."""
+
+    def __init__(self, log):
+        super().__init__()
+        self.log = log
+
+    def __setitem__(self, key, value):
+        self.log.append(("table", key, value["status"]))
+        super().__setitem__(key, value)
+
+
+class Setup:
+    def __init__(self, units=2, plan_error=None, owned_by=0):
+        self.log = []
+        self.publisher = Recorder(self.log)
+        self.scans = Table(self.log)
+        self.planned = []
+        self.now = 0.0
+        self.reoffers = Reoffers(AFTER_S, max_offers=3)
+
+        def plan(request):
+            self.planned.append(request["scan_id"])
+            if plan_error:
+                raise plan_error
+            return [{"unit_id": f"{request['scan_id']}.u{i}", "index": i, "blob": f"b{i}", "record_count": 50,
+                     "counted_records": 50, "partition_key": [], "rule_ids": ["r1"]} for i in range(units)]
+
+        self.coordinator = Coordinator(self.scans, self.publisher, plan, self.reoffers, TOPICS,
+                                       partition_of=lambda scan_id: owned_by, now=lambda: "2024-01-01T00:00:01Z",
+                                       clock=lambda: self.now)
+
+    def handle(self, message):
+        asyncio.run(self.coordinator.handle(message))
+
+    def reoffer_round(self, owned=(0,)):
+        asyncio.run(self.coordinator.reoffer_round(set(owned)))
+
+    def new_entries(self, since):
+        return self.log[since:]
+
+
+def run_scan(scan_id="s1"):
+    data = {"scan_id": scan_id, "kind": "compliance", "workspace_id": "w", "requested_by": "me",
+            "requested_at": "2024-01-01T00:00:00.000Z", "policy": {"id": "p", "name": "P", "rules": RULES},
+            "upload": {"id": "u", "blob": "b", "record_count": 100, "columns": ["a"]},
+            "mapping": {"id": "m", "mapping": {"amount": "Amount"}, "temporal_scale": "daily"}}
+    return make_event(c.RUN_SCAN, scan_id, data, id=f"cmd-{scan_id}", source="test", workspace_id="w")
+
+
+def operator(type_, scan_id="s1", n=1):
+    return make_event(type_, scan_id, {"scan_id": scan_id, "requested_by": "op"}, id=f"{type_}-{n}",
+                      source="test", workspace_id="w")
+
+
+def unit_done(unit_id, found=1, scan_id="s1", attempt=0):
+    data = {"scan_id": scan_id, "unit_id": unit_id, "attempt": attempt, "violations_by_rule": {"r1": found},
+            "violations_by_severity": {"high": found}, "record_count": 50, "rules_done": 1}
+    return make_event(c.UNIT_COMPLETED, scan_id, data, id=f"done-{unit_id}-{attempt}", source="test",
+                      workspace_id="w")
+
+
+def progressed(unit_id, scan_id="s1"):
+    data = {"scan_id": scan_id, "unit_id": unit_id, "rules_done": 0, "rules_total": 1}
+    return make_event(c.UNIT_PROGRESSED, scan_id, data, id=f"p-{unit_id}", source="test", workspace_id="w")
+
+
+def types(events):
+    return [e["type"] for e in events]
+
+
+def test_a_scan_runs_its_units_and_the_table_is_written_after_the_flush():
+    s = Setup(units=2)
+    s.handle(run_scan())
+    assert types(s.publisher.published(TOPICS.scan_events)) == [c.SCAN_REQUESTED, c.SCAN_STARTED]
+    work = s.publisher.published(TOPICS.work)
+    assert [w["data"]["unit_id"] for w in work] == ["s1.u0", "s1.u1"]
+    assert [w["data"]["attempt"] for w in work] == [0, 0]
+    assert [entry[2] for entry in s.log if entry[0] == "publish" and entry[1] == TOPICS.work] == ["s1.u0", "s1.u1"]
+    assert [entry[0] for entry in s.log[-2:]] == ["flush", "table"]  # events on the ledger, then the state
+    assert s.scans["s1"]["status"] == "running"
+    assert sorted(s.scans["s1"]["units"]) == ["s1.u0", "s1.u1"]
+
+
+def test_a_failed_flush_leaves_the_table_alone_so_a_retry_emits_the_same_events():
+    s = Setup(units=1)
+    s.publisher.fail_flushes = 1
+    try:
+        s.handle(run_scan())
+    except DeliveryFailed:
+        pass
+    else:
+        raise AssertionError("the failed flush was swallowed")
+    assert "s1" not in s.scans and not any(entry[0] == "table" for entry in s.log)
+    first = [e["id"] for e in s.publisher.published()]
+    s.log.clear()
+    s.handle(run_scan())  # the record pipeline runs the command again
+    assert [e["id"] for e in s.publisher.published()] == first
+    assert s.scans["s1"]["status"] == "running"
+
+
+def test_a_planning_failure_fails_the_scan():
+    s = Setup(plan_error=ValueError("not a CSV"))
+    s.handle(run_scan())
+    events = s.publisher.published(TOPICS.scan_events)
+    assert types(events) == [c.SCAN_REQUESTED, c.SCAN_FINISHED]
+    assert events[1]["data"]["status"] == "failed"
+    assert events[1]["data"]["error"] == "could not plan the scan: not a CSV"
+    assert s.publisher.published(TOPICS.work) == []
+    assert s.scans["s1"]["status"] == "failed"
+
+
+def test_a_redelivered_run_scan_plans_and_sends_nothing_again():
+    s = Setup(units=2)
+    s.handle(run_scan())
+    before = len(s.publisher.published())
+    s.handle(run_scan())
+    assert s.planned == ["s1"]
+    assert len(s.publisher.published()) == before
+    assert s.scans["s1"]["status"] == "running"
+
+
+def test_a_rejected_operator_command_emits_nothing_and_leaves_the_table():
+    s = Setup(units=2)
+    s.handle(run_scan())
+    state, mark = s.scans["s1"], len(s.log)
+    s.handle(operator(c.RESUME_SCAN))  # the scan is running: nothing to resume
+    s.handle(operator(c.DELETE_SCAN))  # a running scan cannot be deleted
+    s.handle(operator(c.ABORT_SCAN, scan_id="unknown"))
+    assert s.new_entries(mark) == []
+    assert s.scans["s1"] is state and "unknown" not in s.scans
+
+
+def test_a_rejected_violation_status_change_emits_nothing():
+    s = Setup(units=1)
+    s.handle(run_scan())
+    mark = len(s.log)
+    change = make_event(c.CHANGE_VIOLATION_STATUS, "s1", {"scan_id": "s1", "violation_id": "v1", "severity": "high",
+                                                          "status": "resolved", "changed_by": "me"},
+                        id="chg-1", source="test", workspace_id="w")
+    s.handle(change)  # the scan has not finished
+    assert s.new_entries(mark) == []
+
+
+def test_abort_then_resume_sends_only_the_unfinished_units_again():
+    s = Setup(units=3)
+    s.handle(run_scan())
+    s.handle(unit_done("s1.u0", found=2))
+    s.handle(operator(c.ABORT_SCAN))
+    aborted = s.publisher.published(TOPICS.scan_events)[-1]
+    assert aborted["type"] == c.SCAN_ABORTED
+    assert aborted["data"]["units_completed"] == 1 and aborted["data"]["violation_count"] == 2
+    assert s.scans["s1"]["status"] == "aborted"
+    mark = len(s.log)
+    s.handle(operator(c.RESUME_SCAN, n=2))
+    new = [entry[3] for entry in s.new_entries(mark) if entry[0] == "publish"]
+    assert types(new) == [c.SCAN_RESUMED, c.WORK_UNIT, c.WORK_UNIT]
+    assert new[0]["data"]["unit_ids"] == ["s1.u1", "s1.u2"]
+    assert [(w["data"]["unit_id"], w["data"]["attempt"]) for w in new[1:]] == [("s1.u1", 1), ("s1.u2", 1)]
+    assert s.scans["s1"]["status"] == "running" and s.scans["s1"]["attempt"] == 1
+
+
+def test_the_last_unit_finishes_the_scan_with_the_counts():
+    s = Setup(units=2)
+    s.handle(run_scan())
+    s.handle(unit_done("s1.u0", found=2))
+    assert types(s.publisher.published(TOPICS.scan_events))[-1] == c.SCAN_STARTED  # one unit still pending
+    s.handle(unit_done("s1.u1", found=3))
+    finished = s.publisher.published(TOPICS.scan_events)[-1]
+    assert finished["type"] == c.SCAN_FINISHED
+    assert finished["data"]["status"] == "completed"
+    assert finished["data"]["violation_count"] == 5
+    assert finished["data"]["violations_by_rule"] == {"r1": 5}
+    assert finished["data"]["record_count"] == 100
+    assert s.scans["s1"]["status"] == "completed"
+
+
+def test_a_report_for_an_unknown_scan_is_ignored():
+    s = Setup()
+    s.handle(unit_done("x.u0", scan_id="x"))
+    assert s.log == []
+
+
+def test_a_silent_unit_is_offered_again_then_failed_so_its_scan_ends():
+    s = Setup(units=1)
+    s.handle(run_scan())  # work sent at 0: a sign of life
+    s.now = AFTER_S - 1
+    mark = len(s.log)
+    s.reoffer_round()
+    assert s.publisher.published(TOPICS.work)[1:] == [] and s.new_entries(mark) == [("flush",)]
+    for offer in range(1, s.reoffers.max_offers + 1):
+        s.now = offer * AFTER_S
+        s.reoffer_round()
+        work = s.publisher.published(TOPICS.work)
+        assert len(work) == 1 + offer
+        assert work[-1]["data"]["unit_id"] == "s1.u0" and work[-1]["id"] == work[0]["id"]  # the same work
+    s.now = (s.reoffers.max_offers + 1) * AFTER_S
+    s.reoffer_round()
+    assert len(s.publisher.published(TOPICS.work)) == 1 + s.reoffers.max_offers  # not offered again
+    failed = s.publisher.published(TOPICS.scan_events)[-1]
+    assert failed["type"] == c.UNIT_FAILED and failed["data"]["unit_id"] == "s1.u0"
+    assert failed["data"]["error"] == "no worker reported on the unit after 3 offers"
+    s.handle(failed)  # it comes back to the coordinator on the scan-events topic
+    finished = s.publisher.published(TOPICS.scan_events)[-1]
+    assert finished["type"] == c.SCAN_FINISHED and finished["data"]["status"] == "failed"
+    assert s.scans["s1"]["status"] == "failed"
+
+
+def test_progress_is_a_sign_of_life_and_other_workers_scans_are_not_offered():
+    s = Setup(units=1, owned_by=4)
+    s.handle(run_scan())
+    s.now = AFTER_S
+    s.reoffer_round(owned=(0, 1))  # s1's partition (4) is another worker's
+    assert len(s.publisher.published(TOPICS.work)) == 1
+    s.now = AFTER_S + 30
+    s.handle(progressed("s1.u0"))
+    s.now = 2 * AFTER_S  # silent for 30 s only
+    s.reoffer_round(owned=(4,))
+    assert len(s.publisher.published(TOPICS.work)) == 1
+    s.now = AFTER_S + 30 + AFTER_S
+    s.reoffer_round(owned=(4,))
+    assert [w["data"]["unit_id"] for w in s.publisher.published(TOPICS.work)] == ["s1.u0", "s1.u0"]
+
+
+def test_a_reoffer_round_survives_a_broker_that_is_away():
+    s = Setup(units=1)
+    s.handle(run_scan())
+    s.now = AFTER_S
+    s.publisher.fail_flushes = 1
+    s.reoffer_round()  # logged, offered again next round
+    assert len(s.publisher.published(TOPICS.work)) == 2
