@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, RootModel, Tag
 
 from services.vocabulary import FindingStatus as ViolationStatus
-from services.vocabulary import Severity
+from services.vocabulary import Severity, TerminalStatus
 
 
 class Contract(BaseModel):
@@ -200,7 +200,7 @@ class UnitFailed(Contract):
 
 class ScanFinished(Contract):
     scan_id: str
-    status: Literal["completed", "partial_failure", "failed"]
+    status: TerminalStatus
     record_count: int
     rules_processed: int
     violation_count: int

@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from services import contracts as c
 from services.envelope import TYPE_HEADER
 from services.settings import Settings
+from services.vocabulary import SEVERITIES
 
 _loads, _JSONDecodeError = orjson.loads, orjson.JSONDecodeError
 log = logging.getLogger("scanledger.deadletter")
@@ -55,7 +56,7 @@ class PoisonRecord(Exception):
 
 # --- decoding and validation -------------------------------------------------------------
 
-_SEVERITIES = frozenset(("low", "medium", "high", "critical"))
+_SEVERITIES = frozenset(SEVERITIES)
 # every key the read model reads from a violation (the model's required fields)
 _VIOLATION_KEYS = frozenset(name for name, f in c.ViolationDetected.model_fields.items() if f.is_required())
 # and those it stores in NOT NULL columns or keys by: strings, always

@@ -58,8 +58,8 @@ def violation_events(cause: dict, work: dict, rule: Rule, violations: pa.Table) 
 
 def progress_event(cause: dict, work: dict, rules_done: int) -> dict:
     attempt = work.get("attempt", 0)
-    data = {"scan_id": work["scan_id"], "unit_id": work["unit_id"], "rules_done": rules_done,
-            "rules_total": len(work["rules"]), "attempt": attempt}
+    data = c.UnitProgressed(scan_id=work["scan_id"], unit_id=work["unit_id"], rules_done=rules_done,
+                            rules_total=len(work["rules"]), attempt=attempt).model_dump(exclude_unset=True)
     return follow(cause, c.UNIT_PROGRESSED, data,
                   id=deterministic_id(c.UNIT_PROGRESSED, work["unit_id"], attempt, rules_done), source=SOURCE)
 
@@ -70,7 +70,9 @@ def unit_result_event(cause: dict, work: dict, by_rule: dict[str, int], by_sever
     base = {"scan_id": work["scan_id"], "unit_id": work["unit_id"], "attempt": attempt,
             "violations_by_rule": by_rule, "violations_by_severity": by_severity}
     if errors:
-        type_, data = c.UNIT_FAILED, {**base, "error": "; ".join(errors)}
+        type_, result = c.UNIT_FAILED, c.UnitFailed(**base, error="; ".join(errors))
     else:
-        type_, data = c.UNIT_COMPLETED, {**base, "record_count": work["counted_records"], "rules_done": rules_done}
+        type_, result = c.UNIT_COMPLETED, c.UnitCompleted(**base, record_count=work["counted_records"],
+                                                          rules_done=rules_done)
+    data = result.model_dump(exclude_unset=True)
     return follow(cause, type_, data, id=deterministic_id(type_, work["unit_id"], attempt), source=SOURCE)

@@ -139,8 +139,9 @@ def anomaly_event(cause: dict, anomaly: Anomaly) -> dict:
 def _progress(cause: dict, done: int, outcome: dict | None) -> dict:
     work = cause["data"]
     attempt = work.get("attempt", 0)
-    data = {"scan_id": work["scan_id"], "unit_id": work["unit_id"], "rules_done": done,
-            "rules_total": len(work["target"]["monitors"]), "attempt": attempt, "monitor": outcome}
+    data = c.UnitProgressed(scan_id=work["scan_id"], unit_id=work["unit_id"], rules_done=done,
+                            rules_total=len(work["target"]["monitors"]), attempt=attempt,
+                            monitor=outcome).model_dump(exclude_unset=True)
     return follow(cause, c.UNIT_PROGRESSED, data,
                   id=deterministic_id(c.UNIT_PROGRESSED, work["unit_id"], attempt, done), source=SOURCE)
 
@@ -148,6 +149,6 @@ def _progress(cause: dict, done: int, outcome: dict | None) -> dict:
 def _result(cause: dict, type_: str, extra: dict) -> dict:
     work = cause["data"]
     attempt = work.get("attempt", 0)
-    data = {"scan_id": work["scan_id"], "unit_id": work["unit_id"], "attempt": attempt, "violations_by_rule": {},
-            "violations_by_severity": {}, **extra}
+    data = c.MODELS[type_](**{"scan_id": work["scan_id"], "unit_id": work["unit_id"], "attempt": attempt,
+                    "violations_by_rule": {}, "violations_by_severity": {}, **extra}).model_dump(exclude_unset=True)
     return follow(cause, type_, data, id=deterministic_id(type_, work["unit_id"], attempt), source=SOURCE)

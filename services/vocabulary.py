@@ -23,6 +23,8 @@ PARTIAL_FAILURE: Status = "partial_failure"
 FAILED: Status = "failed"
 ABORTED: Status = "aborted"
 
+TerminalStatus = Literal["completed", "partial_failure", "failed"]  # the status scan.finished reports
+
 STATUSES: tuple[Status, ...] = (QUEUED, RUNNING, COMPLETED, PARTIAL_FAILURE, FAILED, ABORTED)
 IN_FLIGHT: tuple[Status, ...] = (QUEUED, RUNNING)
 # A terminal scan has its scan.finished (and a score if completed); an aborted one has not, and can

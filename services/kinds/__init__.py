@@ -27,6 +27,7 @@ class Kind(Protocol):
     operation_type: str  # its `type` in the Activity list (seed 003)
     resumable: bool      # an aborted or failed run can continue its remaining units (else: rerun it)
     asset_runs: bool     # its units are the per-asset runs of the Monitor Dashboard (seed 000)
+    has_delta: bool      # a completed run gets a delta against the previous run of its policy (seed 001)
 
     def checks(self, request: dict) -> list[dict]:
         """What the scan evaluates: rule or monitor snapshots, each with an id and a severity."""
@@ -60,5 +61,9 @@ def asset_run_kinds() -> tuple[str, ...]:
     return tuple(k.name for k in KINDS.values() if k.asset_runs)
 
 
-__all__ = ["CATALOG", "COMPLIANCE", "DEFAULT", "KINDS", "MONITOR", "Kind", "asset_run_kinds", "kind_of",
+def delta_kinds() -> tuple[str, ...]:
+    return tuple(k.name for k in KINDS.values() if k.has_delta)
+
+
+__all__ = ["CATALOG", "COMPLIANCE", "DEFAULT", "KINDS", "MONITOR", "Kind", "asset_run_kinds", "delta_kinds", "kind_of",
            "kinds_of_operation_type"]

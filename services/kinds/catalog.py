@@ -18,6 +18,7 @@ class Catalog:
     label = "sync"
     operation_type = "catalog"
     resumable = False
+    has_delta = False
     asset_runs = False
 
     def checks(self, request: dict) -> list[dict]:

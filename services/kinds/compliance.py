@@ -19,6 +19,7 @@ class Compliance:
     label = "scan"
     operation_type = "scan"
     resumable = True
+    has_delta = True
     asset_runs = False
 
     def checks(self, request: dict) -> list[dict]:

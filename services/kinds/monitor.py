@@ -49,6 +49,7 @@ class Monitor:
     label = "monitor scan"
     operation_type = "scan"
     resumable = True
+    has_delta = False
     asset_runs = True
 
     def checks(self, request: dict) -> list[dict]:

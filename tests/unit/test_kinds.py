@@ -4,7 +4,7 @@ import sys
 import typing
 
 from services import contracts as c
-from services.kinds import KINDS, kind_of, kinds_of_operation_type
+from services.kinds import KINDS, asset_run_kinds, delta_kinds, kind_of, kinds_of_operation_type
 
 
 def test_the_registry_has_exactly_the_kinds_the_contracts_name():
@@ -25,6 +25,7 @@ def test_what_each_kind_checks_and_how_the_activity_list_names_it():
     assert kinds_of_operation_type("catalog") == ("catalog",)
     assert kinds_of_operation_type("export") == ()
     assert [k.name for k in KINDS.values() if not k.resumable] == ["catalog"]
+    assert asset_run_kinds() == ("monitor",) and delta_kinds() == ("compliance",)
 
 
 def test_the_pure_half_imports_no_adapter():
