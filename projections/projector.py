@@ -23,8 +23,8 @@ from contextlib import contextmanager
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from projections import schema
 from projections.apply import Record, apply_batch, needs_timestamp
+from services import read_models
 from services.db import connect, transaction
 from services.deadletter import DeadLetters, PoisonRecord, dead_lettered, decode_checked
 from services.kafka import DeliveryFailed, Publisher, consumer_config, ensure_topics
@@ -141,7 +141,7 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
     stop = stop or threading.Event()
     _ensure_topics(settings)
     conn = connect(settings.db_url)
-    schema.create(conn)
+    read_models.create(conn)
     consumer = Consumer(consumer_config(settings, settings.projector_group))
     dead = DeadLetters(Publisher(settings), PROJECTOR_CONSUMER, settings)
 
@@ -194,8 +194,8 @@ def replay(settings: Settings, db_url: str | None = None) -> int:
                        skip=lambda: dead_lettered(settings, (PROJECTOR_CONSUMER, REPLAY_CONSUMER)))
     conn = connect(db_url or settings.db_url)
     with transaction(conn):
-        schema.drop(conn)
-    schema.create(conn)
+        read_models.drop(conn)
+    read_models.create(conn)
     # A replay that dies half-way is simply run again, so it need not wait for fsync.
     conn.execute("PRAGMA synchronous=OFF")
     consumer = Consumer(consumer_config(settings, f"{settings.projector_group}-replay",

@@ -36,14 +36,13 @@ def _settings(args) -> Settings:
 
 
 def prepare_database(settings: Settings) -> None:
-    from projections import schema
-    from services import catalog_store, config_store
+    from services import catalog_store, config_store, read_models
     from services.db import connect
 
     conn = connect(settings.db_url)
     config_store.init(conn)
     catalog_store.init(conn)
-    schema.create(conn)
+    read_models.create(conn)
     if settings.admin_token:
         config_store.bootstrap_admin(conn, settings.admin_token)
     conn.close()

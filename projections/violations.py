@@ -1,0 +1,46 @@
+"""rm_violations and rm_violation_status: what the evaluators found, and what analysts decided.
+
+Violations are idempotent on their deterministic id (the primary key), so they do not go
+through rm_processed_events; they are inserted a batch at a time (projections.apply).
+"""
+from __future__ import annotations
+
+from operator import itemgetter
+
+from projections.record import Record, to_json
+from services import contracts as c
+
+TABLES = ("rm_violations", "rm_violation_status")
+
+
+# The hot path (the bulk of the ledger): bound by position, ~25% faster than by name on
+# SQLite, but the positions come from these names, so a column cannot slip.
+COLUMNS = ("violation_id", "scan_id", "rule_id", "rule_name", "rule_type", "severity", "account", "record_index",
+           "record_key", "value", "window", "signature", "detected_at", "container_id", "observed")
+INSERT = (f"INSERT INTO rm_violations ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+          " ON CONFLICT(violation_id) DO NOTHING")
+_row = itemgetter(*COLUMNS)
+
+
+def violations_detected(conn, recs: list[Record]) -> None:
+    rows = []
+    for rec in recs:
+        d = rec.event["data"]
+        observed = d.get("observed")
+        rows.append(_row({**d, "detected_at": rec.event["time"], "container_id": d.get("container_id"),
+                          "observed": to_json(observed) if observed else None}))
+    conn.executemany(INSERT, rows)
+
+
+def violation_status_changed(conn, rec: Record) -> None:
+    conn.execute(
+        "INSERT INTO rm_violation_status (violation_id, scan_id, status, changed_at, changed_by)"
+        " VALUES (:violation_id, :scan_id, :status, :changed_at, :changed_by)"
+        " ON CONFLICT(violation_id) DO UPDATE SET status = excluded.status, changed_at = excluded.changed_at,"
+        " changed_by = excluded.changed_by", rec.event["data"])
+
+
+HANDLERS = {
+    c.VIOLATION_DETECTED: violations_detected,  # batched: takes the batch's violations at once
+    c.VIOLATION_STATUS_CHANGED: violation_status_changed,
+}
