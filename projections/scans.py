@@ -14,6 +14,7 @@ import orjson
 from projections.record import Record, to_json
 from services import contracts as c
 from services import delta as deltas
+from services.kinds import delta_kinds, kind_of
 
 TABLES = ("rm_scans",)
 TERMINAL = ("completed", "partial_failure", "failed", "aborted")
@@ -23,7 +24,6 @@ def scan_requested(conn, rec: Record) -> None:
     d = rec.event["data"]
     policy, upload, mapping = d.get("policy") or {}, d.get("upload") or {}, d.get("mapping") or {}
     store = d.get("datastore") or {}
-    checks = policy.get("rules") if policy else [m for t in d.get("targets") or [] for m in t["monitors"]]
     conn.execute(
         "INSERT INTO rm_scans (scan_id, workspace_id, kind, status, policy_id, policy_name, upload_id, mapping_id,"
         " audit_id, audit_name, mapping_config, temporal_scale, requested_by, rerun_of, pii_findings, record_total,"
@@ -38,7 +38,8 @@ def scan_requested(conn, rec: Record) -> None:
          "mapping_config": to_json(mapping["mapping"]) if mapping else None,
          "temporal_scale": mapping.get("temporal_scale"), "requested_by": d["requested_by"],
          "rerun_of": d.get("rerun_of"), "pii_findings": to_json(upload.get("pii_findings", [])),
-         "record_total": upload.get("record_count", 0), "rules_total": len(checks), "created_at": d["requested_at"],
+         "record_total": upload.get("record_count", 0), "rules_total": len(kind_of(d).checks(d)),
+         "created_at": d["requested_at"],
          "operation_id": d.get("operation_id"), "datastore_id": store.get("id"), "datastore_name": store.get("name"),
          "request": to_json(d)})
     # violations travel on another topic and may have arrived first
@@ -78,8 +79,8 @@ def scan_finished(conn, rec: Record) -> None:
 
 
 def scan_aborted(conn, rec: Record) -> None:
-    conn.execute("UPDATE rm_scans SET status = 'aborted', finished_at = :aborted_at, violation_count = :violation_count,"
-                 " error = NULL WHERE scan_id = :scan_id", rec.event["data"])
+    conn.execute("UPDATE rm_scans SET status = 'aborted', finished_at = :aborted_at,"
+                 " violation_count = :violation_count, error = NULL WHERE scan_id = :scan_id", rec.event["data"])
 
 
 def scan_resumed(conn, rec: Record) -> None:
@@ -128,8 +129,9 @@ def violations_detected(conn, recs: list[Record]) -> None:
 def finalize(conn, scan_id: str) -> None:
     """A finished scan whose violations have all arrived gets its delta; so may its successor.
 
-    The delta's previous scan is the latest finalized completed scan of the same policy
-    created before this one. Finalizing a scan may change the successor's previous scan,
+    Only the kinds with a delta (services.kinds: compliance) get one. The delta's previous
+    scan is the latest finalized completed scan of the same kind and policy created before
+    this one. Finalizing a scan may change the successor's previous scan,
     so it is recomputed too: the end state is the same in whatever order scans finish.
     """
     scan = conn.execute("SELECT * FROM rm_scans WHERE scan_id = :scan_id", {"scan_id": scan_id}).fetchone()
@@ -137,11 +139,11 @@ def finalize(conn, scan_id: str) -> None:
             or scan["violation_count"] is None or scan["violations_seen"] < scan["violation_count"]):
         return
     conn.execute("UPDATE rm_scans SET finalized = 1 WHERE scan_id = :scan_id", {"scan_id": scan_id})
-    if scan["status"] != "completed" or scan["kind"] != "compliance":
+    if scan["status"] != "completed" or scan["kind"] not in delta_kinds():
         return
     _compute_delta(conn, scan)
     successor = conn.execute(
-        "SELECT * FROM rm_scans WHERE workspace_id = :workspace_id AND policy_id = :policy_id AND kind = 'compliance'"
+        "SELECT * FROM rm_scans WHERE workspace_id = :workspace_id AND policy_id = :policy_id AND kind = :kind"
         " AND finalized = 1 AND status = 'completed' AND (created_at, scan_id) > (:created_at, :scan_id)"
         " ORDER BY created_at, scan_id LIMIT 1", _same_policy(scan)).fetchone()
     if successor is not None:
@@ -149,13 +151,13 @@ def finalize(conn, scan_id: str) -> None:
 
 
 def _same_policy(scan) -> dict:
-    return {k: scan[k] for k in ("workspace_id", "policy_id", "created_at", "scan_id")}
+    return {k: scan[k] for k in ("workspace_id", "policy_id", "kind", "created_at", "scan_id")}
 
 
 def _compute_delta(conn, scan) -> None:
     previous = conn.execute(
         "SELECT scan_id, violation_count FROM rm_scans WHERE workspace_id = :workspace_id AND policy_id = :policy_id"
-        " AND kind = 'compliance' AND finalized = 1 AND status = 'completed'"
+        " AND kind = :kind AND finalized = 1 AND status = 'completed'"
         " AND (created_at, scan_id) < (:created_at, :scan_id) ORDER BY created_at DESC, scan_id DESC LIMIT 1",
         _same_policy(scan)).fetchone()
     if previous is None:
@@ -164,7 +166,8 @@ def _compute_delta(conn, scan) -> None:
         current = _signatures(conn, scan["scan_id"])
         value = to_json(deltas.compute(current, _signatures(conn, previous["scan_id"]), previous["scan_id"],
                                        previous["violation_count"]))
-    conn.execute("UPDATE rm_scans SET delta = :delta WHERE scan_id = :scan_id", {"delta": value, "scan_id": scan["scan_id"]})
+    conn.execute("UPDATE rm_scans SET delta = :delta WHERE scan_id = :scan_id",
+                 {"delta": value, "scan_id": scan["scan_id"]})
 
 
 def _signatures(conn, scan_id: str) -> set[str]:

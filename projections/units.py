@@ -79,9 +79,9 @@ def unit_finished(conn, rec: Record) -> None:
         "UPDATE rm_units SET status = :status, violation_count = :violation_count, error = :error,"
         " finished_at = :time, started_at = COALESCE(started_at, :time), records_processed = :records_processed"
         " WHERE unit_id = :unit_id",
-        {"status": "failed" if failed else "completed", "violation_count": sum(d.get("violations_by_rule", {}).values()),
-         "error": d.get("error"), "time": rec.event["time"], "records_processed": d.get("record_count", 0),
-         "unit_id": d["unit_id"]})
+        {"status": "failed" if failed else "completed",
+         "violation_count": sum(d.get("violations_by_rule", {}).values()), "error": d.get("error"),
+         "time": rec.event["time"], "records_processed": d.get("record_count", 0), "unit_id": d["unit_id"]})
     _monitor_outcomes(conn, d["unit_id"], d.get("monitors", []))
 
 
