@@ -187,3 +187,80 @@ def two_scans() -> Ledger:
     s1.change_status(first, "open")
     s1.delete()
     return ledger
+
+
+# --- monitor scans and syncs: the asset read models ---------------------------------------------------
+
+STORE = {"id": 7, "name": "warehouse", "type": "sqlite", "path": "/data/warehouse.db"}
+MONITORS = [{"id": "m1", "name": "Row count", "type": "volume", "severity": "high"},
+            {"id": "m2", "name": "Freshness", "type": "freshness", "severity": "low"}]
+
+
+def container(asset_id: int) -> dict:
+    return {"id": asset_id, "name": f"table{asset_id}", "container_type": "table", "datastore_id": STORE["id"]}
+
+
+def target_scan(ledger: Ledger, scan_id: str, kind: str, partition: int, operation_id: int) -> None:
+    """A monitor scan (two monitors per asset, the first finds an anomaly, the second fails) or a
+    sync (profiles each asset), over assets 1 and 2, written as the coordinator and the target
+    runner write them."""
+    def event(type_: str, data: dict, *id_parts, time: str | None = None) -> dict:
+        return make_event(type_, scan_id, {"scan_id": scan_id, **data}, id=deterministic_id(type_, scan_id, *id_parts),
+                          source="test", workspace_id=WORKSPACE, time=time or ledger.tick())
+
+    monitors = MONITORS if kind == "monitor" else []
+    targets = [{"container": container(i), "datastore": STORE, "monitors": monitors} for i in (1, 2)]
+    request = {"scan_id": scan_id, "operation_id": operation_id, "kind": kind, "workspace_id": WORKSPACE,
+               "requested_by": "operator", "requested_at": ledger.tick(), "targets": targets, "datastore": STORE}
+    ledger.write(COMMANDS, partition, make_event(c.RUN_SCAN, scan_id, request, id=f"cmd-{scan_id}", source="api",
+                                                  workspace_id=WORKSPACE, time=request["requested_at"]))
+    ledger.write(SCAN_EVENTS, partition, event(c.SCAN_REQUESTED, request, time=request["requested_at"]))
+    units = [{"unit_id": f"{scan_id}.u{i}", "index": i, "blob": "", "record_count": 0, "counted_records": 0,
+              "partition_key": [], "rule_ids": [m["id"] for m in monitors], "container": t["container"]}
+             for i, t in enumerate(targets)]
+    started = {"units": units, "record_total": 0, "rules_total": len(monitors), "started_at": ledger.tick()}
+    ledger.write(SCAN_EVENTS, partition, event(c.SCAN_STARTED, started))
+    anomalies = 0
+    for unit in units:
+        asset = unit["container"]["id"]
+        base = {"unit_id": unit["unit_id"], "rules_total": len(monitors)}
+        ledger.write(SCAN_EVENTS, partition, event(c.UNIT_PROGRESSED, {**base, "rules_done": 0}, unit["unit_id"], 0))
+        outcomes = []
+        for done, monitor in enumerate(monitors, 1):
+            found = monitor is monitors[0]
+            outcome = {"monitor_id": monitor["id"], "monitor_name": monitor["name"],
+                       "stage": "completed" if found else "failed", "duration_ms": 12 * done,
+                       "error": None if found else "no timestamp column", "anomalies": int(found)}
+            if found:
+                anomalies += 1
+                vid = deterministic_id("anomaly", scan_id, monitor["id"], asset)
+                ledger.write(VIOLATIONS, partition, make_event(c.VIOLATION_DETECTED, scan_id, {
+                    "violation_id": vid, "scan_id": scan_id, "unit_id": unit["unit_id"], "rule_id": monitor["id"],
+                    "rule_name": monitor["name"], "rule_type": monitor["type"], "severity": monitor["severity"],
+                    "account": None, "record_index": None, "record_key": str(asset), "value": "3", "window": None,
+                    "signature": f"{monitor['id']}:{asset}", "container_id": asset, "observed": {"rows": 3}},
+                    id=vid, source="test", workspace_id=WORKSPACE, time=ledger.tick()))
+            outcomes.append(outcome)
+            progress = {**base, "rules_done": done, "monitor": outcome}
+            ledger.write(SCAN_EVENTS, partition, event(c.UNIT_PROGRESSED, progress, unit["unit_id"], done))
+        profile = [{"container_id": asset, "columns": [{"name": "id", "type": "int64"}],
+                    "row_count": 10 * operation_id}]
+        ledger.write(SCAN_EVENTS, partition, event(c.UNIT_COMPLETED, {
+            "unit_id": unit["unit_id"], "record_count": 0, "rules_done": len(monitors),
+            "violations_by_rule": {monitors[0]["id"]: 1} if monitors else {},
+            "violations_by_severity": {monitors[0]["severity"]: 1} if monitors else {},
+            "monitors": outcomes, "profile": profile if kind == "catalog" else []}, unit["unit_id"]))
+    ledger.write(SCAN_EVENTS, partition, event(c.SCAN_FINISHED, {
+        "status": "completed", "record_count": 0, "rules_processed": len(monitors), "violation_count": anomalies,
+        "violations_by_rule": {}, "violations_by_severity": {}, "compliance_score": 100.0, "error": None,
+        "finished_at": ledger.tick()}))
+
+
+def asset_runs() -> Ledger:
+    """Two syncs and two monitor scans of the same two assets, on two partitions."""
+    ledger = Ledger()
+    target_scan(ledger, "sync1", "catalog", 0, 11)
+    target_scan(ledger, "mon1", "monitor", 1, 12)
+    target_scan(ledger, "sync2", "catalog", 0, 13)
+    target_scan(ledger, "mon2", "monitor", 1, 14)
+    return ledger

@@ -18,7 +18,9 @@ from projections.record import Record
 from services import contracts as c
 from services import read_models
 from services.db import transaction
-from tests.unit.ledger import COMMANDS, SCAN_EVENTS, VIOLATIONS, Ledger, two_scans
+from services.deadletter import decode_checked
+from services.envelope import encode
+from tests.unit.ledger import COMMANDS, SCAN_EVENTS, VIOLATIONS, Ledger, asset_runs, two_scans
 
 INTERLEAVINGS = 200
 
@@ -49,6 +51,11 @@ def batches(records: list[Record], rng: random.Random) -> list[list[Record]]:
 @pytest.fixture(scope="module")
 def ledger() -> Ledger:
     return two_scans()
+
+
+@pytest.fixture(scope="module")
+def assets_ledger() -> Ledger:
+    return asset_runs()
 
 
 class ProjectionCase:
@@ -137,6 +144,22 @@ class ProjectionCase:
                 conn.close()
         assert len(seen) == INTERLEAVINGS  # distinct orders, not the same one again
 
+    def test_monitor_scans_and_syncs_in_every_interleaving(self, assets_ledger):
+        """The asset read models: units with their monitors, anomalies, profiles (latest sync wins)."""
+        expected = self.reference(assets_ledger)
+        assert {t: len(rows) for t, rows in expected.items() if t in (
+            "rm_scans", "rm_units", "rm_unit_monitors", "rm_asset_profiles", "rm_violations")} == {
+            "rm_scans": 4, "rm_units": 8, "rm_unit_monitors": 8, "rm_asset_profiles": 2, "rm_violations": 4}
+        assert sorted((r[0], r[1]) for r in expected["rm_asset_profiles"]) == [(1, "sync2"), (2, "sync2")]
+        rng = random.Random(11)
+        for _ in range(INTERLEAVINGS // 4):
+            order = interleave(assets_ledger, rng)
+            conn = self.project(batches(order, rng))
+            try:
+                assert self.rows(conn) == expected, [(r.topic, r.partition, r.offset) for r in order]
+            finally:
+                conn.close()
+
     def test_violations_before_their_scan_is_requested_are_counted(self, ledger):
         """The extreme interleaving: the whole violations topic first, then the rest."""
         first = [r for r in ledger.written if r.topic == VIOLATIONS]
@@ -192,6 +215,13 @@ class TestSQLiteProjection(ProjectionCase):
 
 
 # --- the registry: every event type is handled or deliberately ignored ------------------------------
+
+@pytest.mark.parametrize("make", [two_scans, asset_runs])
+def test_the_ledgers_events_pass_the_projectors_checks(make):
+    """The test ledgers hold what the projector would accept: each event as decode_checked returns it."""
+    for rec in make().written:
+        assert decode_checked(encode(rec.event)) == rec.event
+
 
 def test_every_contract_type_is_handled_or_explicitly_ignored():
     handled, ignored = set(projection.HANDLERS), set(projection.IGNORED)

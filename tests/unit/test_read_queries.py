@@ -1,0 +1,238 @@
+"""Every query the API runs over the read models, against the one schema (services.read_models).
+
+The projector writes the tables and the API reads them; nothing but this test ties the API's
+SQL to the columns the schema declares. The database is `:memory:` SQLite with the schema,
+filled by projecting the test ledgers (tests/unit/ledger.py: two compliance scans, monitor
+scans and syncs) plus one RunScan not yet taken up, so the reads return rows and their
+columns are read by name as the views read them.
+
+EXERCISES has an entry per function of api.queries and api.operations_queries that takes the
+database: a new query without one fails test_every_query_function_is_exercised.
+"""
+from __future__ import annotations
+
+import inspect
+import itertools
+import sqlite3
+
+import pytest
+
+from api import operations_queries as oq
+from api import queries
+from projections.apply import apply_batch
+from projections.record import Record
+from services import contracts as c
+from services import read_models
+from services.db import transaction
+from services.envelope import make_event
+from tests.unit.ledger import COMMANDS, WORKSPACE, asset_runs, two_scans
+
+OTHER = "another-workspace"
+
+
+@pytest.fixture(scope="module")
+def db():
+    conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    read_models.create(conn)
+    for ledger in (two_scans(), asset_runs()):
+        with transaction(conn):
+            apply_batch(conn, ledger.written)
+    pending = {"scan_id": "s3", "operation_id": 3, "kind": "compliance", "workspace_id": WORKSPACE,
+               "requested_by": "analyst", "requested_at": "2024-03-02T00:00:00.000Z",
+               "policy": {"id": "p1", "name": "Policy", "rules": []},
+               "upload": {"id": "up", "blob": "b", "record_count": 0, "columns": []},
+               "mapping": {"id": "m1", "mapping": {}}}
+    run_scan = make_event(c.RUN_SCAN, "s3", pending, id="cmd-s3", source="api", workspace_id=WORKSPACE)
+    with transaction(conn):
+        apply_batch(conn, [Record(COMMANDS, 9, 0, c.RUN_SCAN, run_scan)])
+    yield conn
+    conn.close()
+
+
+def violation_ids(db, scan_id: str) -> list[str]:
+    return [r[0] for r in db.execute("SELECT violation_id FROM rm_violations WHERE scan_id = ? ORDER BY 1", (scan_id,))]
+
+
+def unit_ids(db) -> list[str]:
+    return [r[0] for r in db.execute("SELECT unit_id FROM rm_units ORDER BY 1")]
+
+
+# --- api.queries -------------------------------------------------------------------------------------
+
+def exercise_scan(db):
+    assert queries.scan(db, WORKSPACE, "s2")["status"] == "completed"
+    assert queries.scan(db, OTHER, "s2") is None  # scoped to the workspace
+    assert queries.scan(db, WORKSPACE, "s3") is None  # not projected yet
+
+
+def exercise_pending_request(db):
+    assert queries.pending_request(db, WORKSPACE, "s3")["request"]["scan_id"] == "s3"
+    assert queries.pending_request(db, WORKSPACE, "s1") is None  # taken up
+    assert queries.pending_request(db, OTHER, "s3") is None
+
+
+def exercise_pending_operation(db):
+    assert queries.pending_operation(db, WORKSPACE, 3)["scan_id"] == "s3"
+    assert queries.pending_operation(db, WORKSPACE, 2) is None
+
+
+def exercise_scan_or_pending(db):
+    row, pending = queries.scan_or_pending(db, WORKSPACE, "s1")
+    assert row["scan_id"] == "s1" and pending is None
+    row, pending = queries.scan_or_pending(db, WORKSPACE, "s3")
+    assert row is None and pending["kind"] == "compliance"
+    assert queries.scan_or_pending(db, WORKSPACE, "nope") == (None, None)
+
+
+def exercise_is_known(db):
+    assert queries.is_known(db, "s3") and queries.is_known(db, "s2") and not queries.is_known(db, "nope")
+
+
+def exercise_score_history(db):
+    history = queries.score_history(db, "s1")
+    assert [h["action"] for h in history] == [
+        "scan_completed", "violation_dismissed", "violation_resolved", "violation_reopened"]
+    assert set(history[0]) == {"score", "timestamp", "action", "violation_id"}
+
+
+def exercise_violations_page(db):
+    total = len(violation_ids(db, "s1"))
+    for page, size, rule_id, status, severity in itertools.product(
+            (1, 2), (1, 100), (None, "r1", "r9"), (None, "open", "resolved", "dismissed"), (None, "high", "low")):
+        out = queries.violations_page(db, "s1", page, size, rule_id, status, severity)
+        assert out["total"] <= total and len(out["items"]) <= size
+    out = queries.violations_page(db, "s1", 1, 100, None, None, None)
+    assert out["total"] == total == len(out["items"]) and out["pages"] == 1
+    assert {i["status"] for i in out["items"]} == {"open", "resolved"}  # status overrides joined in
+    assert set(out["items"][0]) == {"id", "scan_id", "rule_id", "rule_name", "rule_type", "severity", "account",
+                                    "record_index", "record_key", "value", "window", "signature", "status",
+                                    "detected_at"}
+
+
+def exercise_violation(db):
+    vid = violation_ids(db, "s2")[0]
+    row = queries.violation(db, WORKSPACE, vid)
+    assert row["id"] == vid and row["finalized"] == 1 and row["scan_status"] == "completed"
+    assert queries.violation(db, OTHER, vid) is None
+
+
+def exercise_asset_profile(db):
+    profile = queries.asset_profile(db, 1)
+    assert profile["row_count"] == 130 and queries.loads(profile["columns"])[0]["name"] == "id"  # sync2's
+    assert queries.asset_profile(db, 99) is None
+
+
+def exercise_asset_runs(db):
+    current, last = queries.asset_runs(db, [1, 2, 99])
+    assert current == {}  # every run has finished
+    assert {asset: unit["scan_id"] for asset, unit in last.items()} == {1: "mon2", 2: "mon2"}
+    assert last[1]["scan_started_at"] is not None
+    assert queries.asset_runs(db, []) == ({}, {})
+
+
+def exercise_unit_monitors(db):
+    monitors = queries.unit_monitors(db, unit_ids(db))
+    assert set(monitors) == {"mon1.u0", "mon1.u1", "mon2.u0", "mon2.u1"}
+    assert [(m["monitor_name"], m["stage"], m["anomalies"]) for m in monitors["mon2.u0"]] == [
+        ("Row count", "completed", 1), ("Freshness", "failed", 0)]
+    assert queries.unit_monitors(db, []) == {}
+
+
+# --- api.operations_queries --------------------------------------------------------------------------
+
+OPERATION_FILTERS = [
+    {}, {"id": "2"}, {"id": "1"}, {"schedule_id": "5"}, {"finished": "true"}, {"finished": "false"},
+    *({"operation_type": t} for t in ("catalog", "profile", "scan", "external_scan", "export", "materialize",
+                                       "promote")),
+    {"result": ["queued", "running", "success", "failure", "aborted"]}, {"result": ["success"]},
+    {"created_date": "2024-03-01", "offset": "-60"}, {"start_date": "2024-03-01"}, {"end_date": "2024-03-01"},
+    {"datastore": ["7"]}, {"datastore": ["7", "8"]}, {"container": ["1", "2"]},
+    {"has_logs": "true"}, {"has_logs": "false"},
+    {"sort_created": "asc"}, {"sort_created": "desc", "sort_duration": "asc"}, {"sort_duration": "desc"},
+    {"page": "2", "size": "1"},
+    {"operation_type": "scan", "finished": "true", "result": ["success", "failure"], "datastore": ["7"],
+     "container": ["1"], "has_logs": "false", "created_date": "2024-03-01", "start_date": "2024-03-01",
+     "end_date": "2024-03-01", "offset": "90", "sort_created": "asc", "sort_duration": "desc", "page": "1",
+     "size": "10"},
+]
+
+
+def exercise_operations_page(db):
+    for raw in OPERATION_FILTERS:
+        q = oq.OperationsQuery.model_validate(raw)
+        rows, total = oq.operations_page(db, WORKSPACE, q)
+        assert len(rows) <= total
+        for row in rows:
+            assert row["shown_status"] and row["units_done"] >= 0
+    rows, total = oq.operations_page(db, WORKSPACE, oq.OperationsQuery())
+    # s1 is deleted; s3 is only a pending request
+    assert sorted(r["operation_id"] for r in rows) == [2, 11, 12, 13, 14] and total == 5
+    assert oq.operations_page(db, OTHER, oq.OperationsQuery()) == ([], 0)
+    rows, _ = oq.operations_page(db, WORKSPACE, oq.OperationsQuery.model_validate({"operation_type": "catalog"}))
+    assert sorted(r["scan_id"] for r in rows) == ["sync1", "sync2"]
+    # s2's failed unit was resumed (its error cleared); a failed monitor is no unit error
+    assert oq.operations_page(db, WORKSPACE, oq.OperationsQuery.model_validate({"has_logs": "true"})) == ([], 0)
+    assert oq.operations_page(db, WORKSPACE, oq.OperationsQuery.model_validate({"has_logs": "false"}))[1] == 5
+
+
+def exercise_operation(db):
+    assert oq.operation(db, WORKSPACE, 2)["units_done"] == 3
+    assert oq.operation(db, WORKSPACE, 1) is None  # deleted
+    assert oq.operation(db, OTHER, 2) is None
+
+
+def exercise_operation_id_of(db):
+    assert oq.operation_id_of(db, "s1") == 1 and oq.operation_id_of(db, "nope") is None
+
+
+def exercise_units(db):
+    assert [u["idx"] for u in oq.units(db, "s2")] == [0, 1, 2]
+    assert oq.units(db, "nope") == []
+
+
+EXERCISES = {
+    (queries, "scan"): exercise_scan,
+    (queries, "pending_request"): exercise_pending_request,
+    (queries, "pending_operation"): exercise_pending_operation,
+    (queries, "scan_or_pending"): exercise_scan_or_pending,
+    (queries, "is_known"): exercise_is_known,
+    (queries, "score_history"): exercise_score_history,
+    (queries, "violations_page"): exercise_violations_page,
+    (queries, "violation"): exercise_violation,
+    (queries, "asset_profile"): exercise_asset_profile,
+    (queries, "asset_runs"): exercise_asset_runs,
+    (queries, "unit_monitors"): exercise_unit_monitors,
+    (oq, "operations_page"): exercise_operations_page,
+    (oq, "operation"): exercise_operation,
+    (oq, "operation_id_of"): exercise_operation_id_of,
+    (oq, "units"): exercise_units,
+}
+
+
+def query_functions() -> set[tuple]:
+    """The functions of the API's query modules that take the database (`db`) first."""
+    return {(module, name) for module in (queries, oq) for name, fn in inspect.getmembers(module, inspect.isfunction)
+            if fn.__module__ == module.__name__ and next(iter(inspect.signature(fn).parameters), None) == "db"}
+
+
+def test_every_query_function_is_exercised():
+    assert set(EXERCISES) == query_functions()
+
+
+@pytest.mark.parametrize("key", list(EXERCISES), ids=lambda key: f"{key[0].__name__.split('.')[-1]}.{key[1]}")
+def test_query_runs_against_the_schema(db, key):
+    EXERCISES[key](db)
+
+
+def test_every_statement_prepares_on_empty_tables():
+    """The same reads on a database the projector has not written yet (a fresh install)."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    read_models.create(conn)
+    assert queries.scan_or_pending(conn, WORKSPACE, "s1") == (None, None)
+    assert queries.violations_page(conn, "s1", 1, 10, "r1", "open", "high")["total"] == 0
+    assert queries.asset_runs(conn, [1]) == ({}, {})
+    for raw in OPERATION_FILTERS:
+        assert oq.operations_page(conn, WORKSPACE, oq.OperationsQuery.model_validate(raw)) == ([], 0)
+    assert oq.operation(conn, WORKSPACE, 1) is None and oq.units(conn, "s1") == []
