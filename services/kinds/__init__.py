@@ -44,7 +44,7 @@ class Kind(Protocol):
 
 
 KINDS: dict[str, Kind] = {k.name: k for k in (COMPLIANCE, MONITOR, CATALOG)}
-DEFAULT = COMPLIANCE.name  # a request or work unit without a `kind` (older commands) is a compliance scan
+DEFAULT = COMPLIANCE.name  # what has no `kind`: a compliance work unit (its work names none), an older request
 
 
 def kind_of(message_data: dict) -> Kind:
