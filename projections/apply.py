@@ -30,7 +30,7 @@ __all__ = ["HANDLERS", "IGNORED", "READ_MODELS", "Record", "apply_batch", "needs
 # about to add, so it comes before them.
 READ_MODELS: tuple[ModuleType, ...] = (scan_requests, scans, units, asset_profiles, violations, score_history)
 
-# On the topics the projector reads, and deliberately not applied.
+# The contract types deliberately not applied, each with its reason.
 IGNORED: dict[str, str] = {
     c.ABORT_SCAN: "the coordinator decides; what it decided arrives as scan.aborted",
     c.RESUME_SCAN: "the coordinator decides; what it decided arrives as scan.resumed",
