@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from api.errors import ApiError
-from services import config_store
+from services.stores import config_store
 
 ROLE_PERMISSIONS = {
     "Admin": {"scan:trigger", "assets:read", "config:write", "tokens:manage"},

@@ -14,14 +14,14 @@ from api.requests import idempotent, json_body, parse
 from api.responses import json_response
 from api.monitor_routes import run_monitor_scan
 from api.scan_commands import send_command, start_scan, wait_until
-from services import config_store
-from services import contracts as c
-from services.config_store import new_id
-from services.envelope import utcnow
-from services.kinds import COMPLIANCE
-from services.policy import missing_columns
-from services.rules import parse_rule
-from services.vocabulary import FINISHED, FindingStatus, Severity
+from services.stores import config_store
+from services.domain import contracts as c
+from services.stores.config_store import new_id
+from services.domain.envelope import utcnow
+from services.domain.kinds import COMPLIANCE
+from services.domain.policy import missing_columns
+from services.domain.rules import parse_rule
+from services.domain.vocabulary import FINISHED, FindingStatus, Severity
 
 
 

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from api import queries
-from services.kinds import kind_of
-from services.vocabulary import FINISHED
+from services.domain.kinds import kind_of
+from services.domain.vocabulary import FINISHED
 
 # Ledger states as seed 001 names them.
 STATUS = {"queued": "pending", "running": "running", "completed": "completed", "partial_failure": "failed",

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import ApiError, body
 from api.responses import json_response
-from services.regex import re2_error
+from services.domain.regex import re2_error
 
 MAX_RULES = 1000           # rules per policy
 MAX_TEXT = 1000            # characters of a name, an id, a field name, a value, a regex
@@ -98,7 +98,7 @@ def rule_problems(rule: dict, index: int) -> list[dict]:
 
 
 def monitor_problems(spec: dict) -> list[dict]:
-    """The same for a monitor (its pattern runs anchored, as services/monitors.py does)."""
+    """The same for a monitor (its pattern runs anchored, as services/domain/monitors.py does)."""
     problems = list(oversized(spec.get("params") or {}, ["params"]))
     regex = (spec.get("params") or {}).get("regex") if spec.get("type") == "pattern" else None
     if isinstance(regex, str) and not problems:

@@ -8,8 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.params import MAX_PAGE, QueryInt
-from services.kinds import kinds_of_operation_type
-from services.vocabulary import FINISHED, sql_list
+from services.domain.kinds import kinds_of_operation_type
+from services.domain.vocabulary import FINISHED, sql_list
 
 OperationType = Literal["catalog", "profile", "scan", "external_scan", "export", "materialize", "promote"]
 Result = Literal["queued", "running", "success", "failure", "aborted"]

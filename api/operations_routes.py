@@ -15,11 +15,11 @@ from api.errors import ApiError, details_from, not_found
 from api.params import path_id
 from api.responses import json_response
 from api.scan_commands import send_command, start_scan, wait_until
-from services import contracts as c
-from services.config_store import new_id
-from services.envelope import utcnow
-from services.kinds import KINDS
-from services.vocabulary import COMPLETED, FINISHED, IN_FLIGHT
+from services.domain import contracts as c
+from services.stores.config_store import new_id
+from services.domain.envelope import utcnow
+from services.domain.kinds import KINDS
+from services.domain.vocabulary import COMPLETED, FINISHED, IN_FLIGHT
 
 RUN_NOT_FOUND = "Run not found"
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import orjson
 
-from services.kinds import KINDS, kind_of
-from services.vocabulary import ABORTED
+from services.domain.kinds import KINDS, kind_of
+from services.domain.vocabulary import ABORTED
 
 RESULT = {"queued": "queued", "running": "running", "completed": "success", "partial_failure": "failure",
           "failed": "failure", "aborted": "aborted"}

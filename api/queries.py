@@ -5,8 +5,8 @@ import math
 
 import orjson
 
-from services.kinds import asset_run_kinds
-from services.vocabulary import FINISHED, IN_FLIGHT, sql_list
+from services.domain.kinds import asset_run_kinds
+from services.domain.vocabulary import FINISHED, IN_FLIGHT, sql_list
 
 
 def scan(db, workspace_id: str, scan_id: str):

@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from api.auth import Principal
 from api.errors import ApiError, validation_error
-from services import config_store
+from services.stores import config_store
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -4,7 +4,7 @@ The command is the record: the API writes nothing else for a decision (a scan re
 a RunScan on the commands topic, which the projector shows as a queued scan until the
 coordinator takes it up). A command the broker does not take within the command timeout is
 a 503 with Retry-After, and that 503 is a promise: the command carries an expiry
-(services.commands) by which every consumer ignores it if it reaches the log later.
+(services.domain.commands) by which every consumer ignores it if it reaches the log later.
 """
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ from starlette.requests import Request
 
 from api import queries
 from api.errors import unavailable
-from services import commands, config_store
-from services import contracts as c
-from services.command_writer import CommandNotWritten
-from services.config_store import new_id
-from services.envelope import deterministic_id, make_event
-from services.vocabulary import API_SOURCE as SOURCE
+from services.domain import commands
+from services.stores import config_store
+from services.domain import contracts as c
+from services.adapters.command_writer import CommandNotWritten
+from services.stores.config_store import new_id
+from services.domain.envelope import deterministic_id, make_event
+from services.domain.vocabulary import API_SOURCE as SOURCE
 
 POLL_S = 0.02
 VISIBLE_WAIT_S = 2.0  # how long a new scan's POST waits for the projector to show it (it answers anyway)

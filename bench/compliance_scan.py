@@ -18,9 +18,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from services.planning import typed_for_scan, with_row_numbers
-from services.readers import read_table
-from services.rules import evaluate, parse_rule
+from services.domain.planning import typed_for_scan, with_row_numbers
+from services.adapters.readers import read_table
+from services.domain.rules import evaluate, parse_rule
 from harness.data import MAPPING, RULES
 from harness.system import Broker, System
 

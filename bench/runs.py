@@ -22,8 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from services.datastores import read_asset
-from services.monitors import evaluate_monitor, parse_monitor
+from services.adapters.datastores import read_asset
+from services.domain.monitors import evaluate_monitor, parse_monitor
 from harness.system import Broker, System
 
 MONITORS = [

@@ -53,8 +53,8 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from services import contracts as c
-from services.envelope import header_type
+from services.domain import contracts as c
+from services.domain.envelope import header_type
 from services.settings import Settings, Topics
 from harness import data
 from harness.system import ROOT, TOKEN, free_port
@@ -490,7 +490,7 @@ class Up:
         if self.process is not None and self.process.poll() is None:
             self.ctrl_c()
         if self.own_broker:  # up stops its broker itself; this is for an up that was killed
-            from services import localbroker
+            from services.adapters import localbroker
 
             with contextlib.suppress(Exception):
                 localbroker.stop(Settings(data_dir=self.data_dir, broker_port=int(self.env["SCANLEDGER_BROKER_PORT"])))
@@ -767,7 +767,7 @@ def replay_problems(target, tmp: Path, attempts: int = 5) -> list[str]:
 
     Waits for the live projector to reach the end of the log first, and replays again if the log
     grew meanwhile (a scan of an earlier trial still finishing)."""
-    from projections.schema import READ_MODEL_TABLES
+    from services.stores.read_models import TABLES
 
     settings = target.settings
     for attempt in range(attempts):
@@ -792,7 +792,7 @@ def replay_problems(target, tmp: Path, attempts: int = 5) -> list[str]:
         problems = []
         live, replayed = connect_ro(target.db_path), connect_ro(into)
         try:
-            for table in READ_MODEL_TABLES:
+            for table in TABLES:
                 if table == "projector_offsets":
                     continue
                 a = sorted(map(tuple, live.execute(f"SELECT * FROM {table}")), key=repr)
@@ -1169,21 +1169,21 @@ class BrokerStop(Campaign):
         return 1
 
     def make_target(self):
-        from services import localbroker
+        from services.adapters import localbroker
 
         self.broker = Settings(data_dir=self.tmp / "broker-stop-kafka", broker_port=free_port_pair())
         localbroker.start(self.broker)
         return Procs(self.broker.bootstrap_servers, self.tmp / f"{self.kind}-system", rows=self.rows).start()
 
     def teardown(self) -> None:
-        from services import localbroker
+        from services.adapters import localbroker
 
         super().teardown()
         with contextlib.suppress(Exception):
             localbroker.stop(self.broker)
 
     def inject(self, trial: Trial) -> None:
-        from services import localbroker
+        from services.adapters import localbroker
 
         known = set(all_scan_ids(self.target))
         localbroker.stop(self.broker)

@@ -56,7 +56,7 @@ class Broker:
             self._stop = container.stop
             self.bootstrap = container.get_bootstrap_server()
             return self.bootstrap
-        from services import localbroker
+        from services.adapters import localbroker
         from services.settings import Settings
 
         settings = Settings.from_env(data_dir=self.tmp / "broker", broker_port=free_port(), kafka_bootstrap=None)

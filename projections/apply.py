@@ -21,7 +21,7 @@ from types import ModuleType
 
 from projections import asset_profiles, scan_requests, scans, score_history, units, violations
 from projections.record import Record
-from services import contracts as c
+from services.domain import contracts as c
 
 __all__ = ["HANDLERS", "IGNORED", "READ_MODELS", "Record", "apply_batch", "needs_timestamp"]
 

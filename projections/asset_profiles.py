@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from projections.record import Record, to_json
-from services import contracts as c
+from services.domain import contracts as c
 
 TABLES = ("rm_asset_profiles",)
 

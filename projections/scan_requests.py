@@ -7,8 +7,8 @@ Reads rm_scans (owned by projections.scans) to know that.
 from __future__ import annotations
 
 from projections.record import Record, to_json
-from services import contracts as c
-from services.commands import is_expired
+from services.domain import contracts as c
+from services.domain.commands import is_expired
 
 TABLES = ("rm_scan_requests",)
 

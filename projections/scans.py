@@ -12,9 +12,9 @@ from __future__ import annotations
 import orjson
 
 from projections.record import Record, to_json
-from services import contracts as c
-from services import delta as deltas
-from services.kinds import delta_kinds, kind_of
+from services.domain import contracts as c
+from services.domain import delta as deltas
+from services.domain.kinds import delta_kinds, kind_of
 
 TABLES = ("rm_scans",)
 TERMINAL = ("completed", "partial_failure", "failed", "aborted")
@@ -129,7 +129,7 @@ def violations_detected(conn, recs: list[Record]) -> None:
 def finalize(conn, scan_id: str) -> None:
     """A finished scan whose violations have all arrived gets its delta; so may its successor.
 
-    Only the kinds with a delta (services.kinds: compliance) get one. The delta's previous
+    Only the kinds with a delta (services.domain.kinds: compliance) get one. The delta's previous
     scan is the latest finalized completed scan of the same kind and policy created before
     this one. Finalizing a scan may change the successor's previous scan,
     so it is recomputed too: the end state is the same in whatever order scans finish.

@@ -6,7 +6,7 @@ ledger order on live and on replay alike.
 from __future__ import annotations
 
 from projections.record import Record
-from services import contracts as c
+from services.domain import contracts as c
 
 TABLES = ("rm_score_history",)
 

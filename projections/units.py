@@ -9,7 +9,7 @@ from __future__ import annotations
 import orjson
 
 from projections.record import Record, to_json
-from services import contracts as c
+from services.domain import contracts as c
 
 TABLES = ("rm_units", "rm_unit_monitors")
 

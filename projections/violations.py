@@ -8,7 +8,7 @@ from __future__ import annotations
 from operator import itemgetter
 
 from projections.record import Record, to_json
-from services import contracts as c
+from services.domain import contracts as c
 
 TABLES = ("rm_violations", "rm_violation_status")
 

@@ -36,8 +36,8 @@ def _settings(args) -> Settings:
 
 
 def prepare_database(settings: Settings) -> None:
-    from services import catalog_store, config_store, read_models
-    from services.db import connect
+    from services.stores import catalog_store, config_store, read_models
+    from services.adapters.db import connect
 
     conn = connect(settings.db_url)
     config_store.init(conn)
@@ -85,7 +85,7 @@ def cmd_replay(args) -> None:
 
 
 def cmd_dead_letters(args) -> None:
-    from services.deadletter import list_dead_letters
+    from services.adapters.deadletter import list_dead_letters
 
     settings = _settings(args)
     letters = list_dead_letters(settings, limit=args.limit or None)
@@ -99,7 +99,7 @@ def cmd_dead_letters(args) -> None:
 
 
 def cmd_broker(args) -> None:
-    from services import localbroker
+    from services.adapters import localbroker
 
     settings = _settings(args)
     if args.action == "fetch":
@@ -114,7 +114,7 @@ def cmd_broker(args) -> None:
 
 
 def cmd_schemas(args) -> None:
-    from services.contracts import json_schemas
+    from services.domain.contracts import json_schemas
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -138,7 +138,7 @@ def admin_token(settings: Settings) -> str:
 
 
 def cmd_up(args) -> None:
-    from services import kafka, localbroker
+    from services.adapters import kafka, localbroker
 
     settings = _settings(args)
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """The coordinator: one scan's commands and unit reports in, lifecycle events and work out.
 
-Every decision is made in services.lifecycle; this class does the I/O around it. It keeps
+Every decision is made in services.domain.lifecycle; this class does the I/O around it. It keeps
 one state per scan id in `scans` (the Faust table in a worker, a dict in the tests), plans
 a scan with `plan(request)` (in a worker thread) and writes through `publisher`
 (`publish(topic, event, key=None)` and `await flush_async()`).
@@ -10,7 +10,7 @@ the scan's state written. A command retried after a failed flush finds the old s
 emits the same events again (their ids are deterministic); one that found the new state
 would emit nothing and lose them.
 
-`reoffer_round` is the silent-unit watchdog (services.watchdog.Reoffers): the work of a
+`reoffer_round` is the silent-unit watchdog (services.domain.watchdog.Reoffers): the work of a
 pending unit with no sign of life is sent again, and a unit offered too often fails so
 that its scan can end. It looks only at scans in the command partitions this worker owns.
 """
@@ -23,14 +23,14 @@ from collections.abc import Callable, Collection, MutableMapping
 
 from confluent_kafka import KafkaException
 
-from services import contracts as c
-from services import lifecycle
-from services.envelope import utcnow
-from services.evaluation import unit_result_event
-from services.kafka import DeliveryFailed
+from services.domain import contracts as c
+from services.domain import lifecycle
+from services.domain.envelope import utcnow
+from services.domain.evaluation import unit_result_event
+from services.adapters.kafka import DeliveryFailed
 from services.settings import Topics
-from services.unit_runner import work_events
-from services.watchdog import Reoffers
+from services.domain.kinds import kind_of
+from services.domain.watchdog import Reoffers
 
 log = logging.getLogger("scanledger.streams")
 
@@ -129,7 +129,7 @@ class Coordinator:
             unit = state["units"][unit_id]
             cause = {"id": f"reoffer:{unit_id}", "subject": state["scan_id"], "workspaceid": state["workspace_id"],
                      "correlationid": state["scan_id"]}
-            [work] = work_events(cause, state["request"], [unit["plan"]], unit["attempt"])
+            [work] = kind_of(state["request"]).work(cause, state["request"], [unit["plan"]], unit["attempt"])
             if action == "fail":
                 log.error("unit %s: no worker reported after %d offers; failing it", unit_id, max_offers)
                 self.publisher.publish(self.topics.scan_events, unit_result_event(
@@ -150,7 +150,7 @@ class Coordinator:
 
     def _send_work(self, cause: dict, request: dict, units: list[dict], attempt: int) -> None:
         now = self.clock()
-        for unit_event in work_events(cause, request, units, attempt):
+        for unit_event in kind_of(request).work(cause, request, units, attempt):
             self.publisher.publish(self.topics.work, unit_event, key=unit_event["data"]["unit_id"])
             self.reoffers.seen(request["scan_id"], unit_event["data"]["unit_id"], now)
 

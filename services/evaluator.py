@@ -12,29 +12,19 @@ from collections.abc import Callable
 
 from confluent_kafka import KafkaException
 
-from services.abort_watch import AbortWatch
-from services.blobstore import BlobStore
-from services.evaluation import unit_result_event
-from services.kafka import DeliveryFailed, Publisher
+from services.adapters.abort_watch import AbortWatch
+from services.adapters.blobstore import BlobStore
+from services.domain.evaluation import unit_result_event
+from services.adapters.kafka import DeliveryFailed, Publisher
 from services.settings import Settings
-from services.target_runner import run_target_unit
-from services.unit_runner import run_unit
+from services.runners import run_work
 
 log = logging.getLogger("scanledger.streams")
 
 
-def run_by_kind(message: dict, blobs: BlobStore, publisher: Publisher, settings: Settings,
-                should_stop: Callable[[], bool]) -> None:
-    """A compliance unit reads its blob; a monitor scan's or a sync's reads its container."""
-    if message["data"].get("kind", "compliance") == "compliance":
-        run_unit(message, blobs, publisher, settings, should_stop)
-    else:
-        run_target_unit(message, publisher, settings, should_stop)
-
-
 class Evaluator:
     def __init__(self, publisher: Publisher, blobs: BlobStore, settings: Settings, aborted: AbortWatch,
-                 run: Callable[..., None] = run_by_kind) -> None:
+                 run: Callable[..., None] = run_work) -> None:
         self.publisher, self.blobs, self.settings, self.aborted, self.run = publisher, blobs, settings, aborted, run
 
     async def evaluate(self, message: dict) -> None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import time
 
-from services import kafka
-from services.db import connect
+from services.adapters import kafka
+from services.adapters.db import connect
 from services.settings import Settings
-from services.watchdog import StallWatch
+from services.domain.watchdog import StallWatch
 
 
 class Progress:

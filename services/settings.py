@@ -77,7 +77,7 @@ class Settings:
     broker_heap_mb: int = 512
     # Datastore paths must resolve inside this directory (a path that escapes it is a 400).
     datastore_root: Path = Path(".")
-    # Each workspace reaches only <datastore_root>/<workspace_id>/ (services/datastores.py).
+    # Each workspace reaches only <datastore_root>/<workspace_id>/ (services/adapters/datastores.py).
     datastore_root_per_workspace: bool = False
     # How long an Idempotency-Key is remembered (a retry after that runs again).
     idempotency_ttl_s: float = 86_400.0

@@ -13,14 +13,13 @@ from datetime import datetime, timezone
 
 import pyarrow as pa
 
-from services import contracts as c
-from services.datastores import AssetReadError, DatastoreError, check_allowed, read_asset
-from services.envelope import deterministic_id, follow
-from services.kafka import Publisher
-from services.kinds import kind_of
-from services.monitors import Anomaly, MonitorError, evaluate_monitor, parse_monitor
+from services.domain import contracts as c
+from services.adapters.datastores import AssetReadError, DatastoreError, check_allowed, read_asset
+from services.domain.envelope import deterministic_id, follow
+from services.adapters.kafka import Publisher
+from services.domain.monitors import Anomaly, MonitorError, evaluate_monitor, parse_monitor
 from services.settings import Settings
-from services.vocabulary import EVALUATOR_SOURCE as SOURCE
+from services.domain.vocabulary import EVALUATOR_SOURCE as SOURCE
 
 log = logging.getLogger("scanledger.targets")
 
@@ -34,22 +33,17 @@ def _read(target: dict, settings: Settings, workspace_id: str) -> pa.Table:
     return read_asset(store["type"], store["path"], container["name"], settings.max_asset_records)
 
 
-def run_target_unit(message: dict, publisher: Publisher, settings: Settings,
-                    should_stop: Callable[[], bool] = lambda: False) -> None:
-    """A monitor scan's or a sync's unit, as its kind runs it (services.kinds); needs no blob store."""
-    kind_of(message["data"]).run(message, None, publisher, settings, should_stop)
-
-
-def run_catalog_unit(message: dict, publisher: Publisher, settings: Settings,
+def run_catalog_unit(message: dict, _blobs, publisher: Publisher, settings: Settings,
                      should_stop: Callable[[], bool] = lambda: False) -> None:
-    """A sync's unit (services.kinds.catalog): profile the container, then flush."""
+    """A sync's unit: profile the container, then flush. (Every kind's runner takes the blob
+    store, services.runners; a container is read from its datastore instead.)"""
     _run_catalog(message, publisher, settings)
     publisher.flush()
 
 
-def run_monitor_unit(message: dict, publisher: Publisher, settings: Settings,
+def run_monitor_unit(message: dict, _blobs, publisher: Publisher, settings: Settings,
                      should_stop: Callable[[], bool] = lambda: False) -> None:
-    """A monitor scan's unit (services.kinds.monitor): run the asset's monitors, then flush."""
+    """A monitor scan's unit: run the asset's monitors, then flush."""
     _run_monitors(message, publisher, settings, should_stop)
     publisher.flush()
 

@@ -1,31 +1,23 @@
-"""The I/O around planning and evaluating units: blob reads and writes, publishing.
+"""A compliance scan's I/O half (services.runners): splitting its upload into unit files, and
+running a unit's rules over one, publishing what it finds.
 
-The streams agents call these in a worker thread; the decisions themselves are in
-services.planning and services.evaluation. What differs by scan kind is in services.kinds:
-`plan_scan`, `work_events` and `run_work` ask the request's kind, and the compliance kind's
-plan and run are `plan_upload` and `run_unit` here.
+The coordinator and the evaluator call these in a worker thread; the decisions themselves are
+in services.domain.planning and services.domain.evaluation.
 """
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 
-from services.blobstore import BlobStore
-from services.evaluation import evaluate_unit, progress_event, unit_result_event, violation_events
-from services.kafka import Publisher
-from services.kinds import kind_of
-from services.kinds.monitor import target_units  # noqa: F401 (where tests and tools have found it)
-from services.planning import plan
-from services.readers import from_ipc, to_ipc
-from services.rules import parse_rule
+from services.adapters.blobstore import BlobStore
+from services.domain.evaluation import evaluate_unit, progress_event, unit_result_event, violation_events
+from services.adapters.kafka import Publisher
+from services.domain.planning import plan
+from services.adapters.readers import from_ipc, to_ipc
+from services.domain.rules import parse_rule
 from services.settings import Settings
 
 log = logging.getLogger("scanledger.units")
-
-
-def plan_scan(request: dict, blobs: BlobStore, settings: Settings) -> list[dict]:
-    """The scan's unit plans, as its kind makes them (services.kinds)."""
-    return kind_of(request).plan(request, blobs, settings)
 
 
 def plan_upload(request: dict, blobs: BlobStore, settings: Settings) -> list[dict]:
@@ -42,17 +34,6 @@ def plan_upload(request: dict, blobs: BlobStore, settings: Settings) -> list[dic
         "partition_key": list(s.partition_key),
         "rule_ids": s.rule_ids,
     } for s in slices]
-
-
-def work_events(cause: dict, request: dict, units: list[dict], attempt: int = 0) -> list[dict]:
-    """The work of each unit; `cause` is the RunScan or ResumeScan command, `request` the snapshot."""
-    return kind_of(request).work(cause, request, units, attempt)
-
-
-def run_work(message: dict, blobs: BlobStore, publisher: Publisher, settings: Settings,
-             should_stop: Callable[[], bool] = lambda: False) -> None:
-    """Run one work unit of any kind."""
-    kind_of(message["data"]).run(message, blobs, publisher, settings, should_stop)
 
 
 # Violations are published in slices of this many, checking for an abort between slices.

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 
-from services import contracts as c
+from services.domain import contracts as c
 from services.coordinator import Coordinator
-from services.envelope import header_type
+from services.domain.envelope import header_type
 from services.record_handling import Handler, Record, RecordHandling
 
 

@@ -3,23 +3,23 @@
 Every decision is made in services/: the coordinator (services/coordinator.py), the evaluator
 (services/evaluator.py), the record pipeline that decodes, retries, dead-letters and acks at
 least once (services/record_handling.py, looped in streams/agents.py) and the watchdogs
-(services/watchdog.py, read from Faust in streams/watchdogs.py). Faust's own commit and
+(services/domain/watchdog.py, read from Faust in streams/watchdogs.py). Faust's own commit and
 recovery bugs are fixed in streams/faust_fixes.py.
 """
 from __future__ import annotations
 
 import faust
 
-from services.abort_watch import AbortWatch
-from services.blobstore import BlobStore
+from services.adapters.abort_watch import AbortWatch
+from services.adapters.blobstore import BlobStore
 from services.coordinator import Coordinator
-from services.deadletter import DeadLetters
+from services.adapters.deadletter import DeadLetters
 from services.evaluator import Evaluator
-from services.kafka import Publisher
+from services.adapters.kafka import Publisher
 from services.record_handling import RecordHandling
 from services.settings import Settings
-from services.unit_runner import plan_scan
-from services.watchdog import Reoffers
+from services.runners import plan_scan
+from services.domain.watchdog import Reoffers
 from streams import agents, faust_fixes, watchdogs
 
 EVALUATORS = 2  # units evaluated at once per worker (pyarrow releases the GIL)
@@ -62,7 +62,7 @@ def create_app(settings: Settings) -> faust.App:
 
 
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
-    from services.kafka import ensure_topics
+    from services.adapters.kafka import ensure_topics
 
     ensure_topics(settings)
     app = create_app(settings)

@@ -1,6 +1,6 @@
 """The two watchdogs' Faust side: what this worker owns, and whether it stalled.
 
-The decisions are in services.watchdog (and `Coordinator.reoffer_round`); here is what
+The decisions are in services.domain.watchdog (and `Coordinator.reoffer_round`); here is what
 only a running Faust app can tell: its partition assignment, rebalancing and table recovery.
 """
 from __future__ import annotations
@@ -15,10 +15,10 @@ from aiokafka.partitioner import murmur2
 from confluent_kafka import KafkaException
 
 from services.coordinator import Coordinator
-from services.kafka import group_lag
+from services.adapters.kafka import group_lag
 from services.record_handling import Activity
 from services.settings import Settings
-from services.watchdog import StallWatch
+from services.domain.watchdog import StallWatch
 
 log = logging.getLogger("scanledger.streams")
 

@@ -3,7 +3,7 @@ import sqlite3
 
 import pytest
 
-from services import config_store
+from services.stores import config_store
 from harness import data
 from tests.e2e.helpers import confirm, policy, upload
 

@@ -8,9 +8,9 @@ import time
 import httpx
 from confluent_kafka import Producer
 
-from projections.schema import READ_MODEL_TABLES
-from services import contracts as c
-from services.envelope import encode, make_event
+from services.stores.read_models import TABLES
+from services.domain import contracts as c
+from services.domain.envelope import encode, make_event
 from harness import data
 from tests.e2e.helpers import all_violations, confirm, policy, upload, wait_settled
 
@@ -140,7 +140,7 @@ def test_poison_records_are_dead_lettered_and_everything_goes_on(api, system, ka
     target = tmp_path / "replay.db"
     out = system.cli("replay", "--into", f"sqlite:///{target}")
     assert "replayed" in out.stdout
-    for table in READ_MODEL_TABLES:
+    for table in TABLES:
         if table != "projector_offsets":
             assert rows(target, table) == rows(system.db_path, table), table
     # the records replay refused again were on the dead-letter topic already: not sent twice

@@ -4,7 +4,7 @@ Named to run after the monitor and operations modules, so the replay covers thei
 (syncs, monitor scans, aborts, resumes, reruns, deletes)."""
 import sqlite3
 
-from projections.schema import READ_MODEL_TABLES
+from services.stores.read_models import TABLES
 from harness import data
 from tests.e2e.helpers import policy, scan_once, wait_settled
 from harness.system import System
@@ -25,7 +25,7 @@ def test_replay_arrives_at_exactly_the_live_rows(api, system, tmp_path):
     target = tmp_path / "replay.db"
     out = system.cli("replay", "--into", f"sqlite:///{target}")
     assert "replayed" in out.stdout
-    for table in READ_MODEL_TABLES:
+    for table in TABLES:
         if table == "projector_offsets":
             continue
         assert rows(target, table) == rows(system.db_path, table), table

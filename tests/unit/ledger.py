@@ -2,8 +2,8 @@
 two compliance scans of one policy, the second aborted, resumed twice (a unit failing in
 between), with violations changing status and the first scan deleted.
 
-The lifecycle events come from services.lifecycle (the coordinator's decisions) and the
-violations, progress and unit results from services.evaluation over real Arrow tables, so
+The lifecycle events come from services.domain.lifecycle (the coordinator's decisions) and the
+violations, progress and unit results from services.domain.evaluation over real Arrow tables, so
 the events have the shapes the projector really gets. Each (topic, partition) is a list in
 the order it was written; `written` is the order of all of them, a causal order.
 """
@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from projections.record import Record
-from services import contracts as c
-from services import lifecycle
-from services.envelope import deterministic_id, follow, make_event
-from services.evaluation import evaluate_unit, progress_event, unit_result_event, violation_events
+from services.domain import contracts as c
+from services.domain import lifecycle
+from services.domain.envelope import deterministic_id, follow, make_event
+from services.domain.evaluation import evaluate_unit, progress_event, unit_result_event, violation_events
 
 COMMANDS, SCAN_EVENTS, VIOLATIONS = "t.commands", "t.scan-events", "t.violations"
 WORKSPACE = "w1"

@@ -1,12 +1,12 @@
 """The API's command writer without a broker: a write nobody acks is refused in time, and the
-producer that failed it is replaced (services/command_writer.py)."""
+producer that failed it is replaced (services/adapters/command_writer.py)."""
 import asyncio
 
 import pytest
 
-from services.command_writer import CommandNotWritten, CommandWriter
-from services.commands import with_expiry
-from services.envelope import make_event
+from services.adapters.command_writer import CommandNotWritten, CommandWriter
+from services.domain.commands import with_expiry
+from services.domain.envelope import make_event
 from services.settings import Settings
 from harness.system import free_port
 

@@ -1,8 +1,8 @@
-"""The expiry rule that makes the API's 503 a promise (services/commands.py)."""
+"""The expiry rule that makes the API's 503 a promise (services/domain/commands.py)."""
 import pytest
 
-from services import commands
-from services.envelope import make_event
+from services.domain import commands
+from services.domain.envelope import make_event
 
 T0 = 1_700_000_000_000  # ms
 

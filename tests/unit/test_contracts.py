@@ -5,15 +5,16 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pytest
 
-from services import contracts as c
-from services import lifecycle
-from services.envelope import make_event
-from services.evaluation import progress_event, unit_result_event, violation_events
-from services.planning import plan, with_row_numbers
-from services.rules import evaluate, parse_rule
+from services.domain import contracts as c
+from services.domain import lifecycle
+from services.domain.envelope import make_event
+from services.domain.evaluation import progress_event, unit_result_event, violation_events
+from services.domain.planning import plan, with_row_numbers
+from services.domain.rules import evaluate, parse_rule
 from services.target_runner import anomaly_event
-from services.monitors import evaluate_monitor, parse_monitor
-from services.unit_runner import target_units, work_events
+from services.domain.monitors import evaluate_monitor, parse_monitor
+from services.domain.kinds import kind_of
+from services.domain.kinds.monitor import target_units
 
 RULES = [parse_rule({"id": "big", "name": "Big", "type": "threshold", "severity": "high",
                      "params": {"field": "amount", "op": "gt", "value": 10}}).model_dump()]
@@ -44,7 +45,7 @@ def test_a_compliance_scan_from_request_to_status_change():
     state, started, _ = lifecycle.start(state, command, units, "t1")
     for event in [*events, *started]:
         validate(event)
-    for work in work_events(command, command["data"], units):
+    for work in kind_of(command["data"]).work(command, command["data"], units):
         validate(work)
         found = evaluate(table, parse_rule(RULES[0]), MAPPING, "daily")
         for event in violation_events(work, work["data"], parse_rule(RULES[0]), found):
@@ -85,7 +86,7 @@ def test_monitor_scans_and_syncs_with_abort_and_resume(kind):
     state, started, _ = lifecycle.start(state, command, units, "t1")
     for event in [*events, *started]:
         validate(event)
-    (work,) = work_events(command, request, units)
+    (work,) = kind_of(request).work(command, request, units)
     validate(work)
     anomaly = evaluate_monitor(pa.table({"x": [1]}), parse_monitor(monitor), datetime.now(timezone.utc))
     validate(anomaly_event(work, anomaly))
@@ -99,7 +100,7 @@ def test_monitor_scans_and_syncs_with_abort_and_resume(kind):
                             workspace_id="w")
         state, resumed, again = lifecycle.resume(state, resume, "t3")
         validate(resumed[0])
-        (work,) = work_events(resume, state["request"], again, state["attempt"])
+        (work,) = kind_of(state["request"]).work(resume, state["request"], again, state["attempt"])
         assert work["data"]["attempt"] == 1
         validate(work)
 
@@ -120,7 +121,7 @@ class Recorder:
 @pytest.mark.parametrize("kind", ["monitor", "catalog"])
 def test_the_events_of_a_monitor_or_sync_unit(tmp_path, kind):
     from services.settings import Settings
-    from services.target_runner import run_target_unit
+    from services.runners import run_work
 
     (tmp_path / "a.csv").write_text("x\n1\n2\n")
     monitors = [{"id": "m1", "name": "rows", "type": "record_count", "severity": "low", "params": {"min": 5}},
@@ -131,9 +132,9 @@ def test_the_events_of_a_monitor_or_sync_unit(tmp_path, kind):
     request = {"scan_id": "m", "kind": kind, "workspace_id": "w", "requested_by": "me",
                "requested_at": "2024-01-01T00:00:00.000Z", "targets": [target]}
     command = make_event(c.RUN_SCAN, "m", request, id="cmd", source="t", workspace_id="w")
-    (work,) = work_events(command, request, target_units(request))
+    (work,) = kind_of(request).work(command, request, target_units(request))
     recorder = Recorder()
-    run_target_unit(work, recorder, Settings(datastore_root=tmp_path))  # reads are confined to the root
+    run_work(work, None, recorder, Settings(datastore_root=tmp_path))  # reads are confined to the root
     for event in recorder.events:
         validate(event)
     types = [e["type"] for e in recorder.events]

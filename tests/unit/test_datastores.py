@@ -2,7 +2,7 @@ import sqlite3
 
 import pytest
 
-from services.datastores import AssetReadError, DatastoreError, list_containers, read_asset, resolve_path
+from services.adapters.datastores import AssetReadError, DatastoreError, list_containers, read_asset, resolve_path
 
 
 @pytest.fixture

@@ -5,12 +5,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from projections import schema
+from services.stores import read_models as schema
 from projections.projector import apply_messages
-from services import contracts as c
-from services.db import connect
-from services.deadletter import DeadLetters, PoisonRecord, decode_checked
-from services.envelope import encode, headers, make_event
+from services.domain import contracts as c
+from services.adapters.db import connect
+from services.adapters.deadletter import DeadLetters, PoisonRecord, decode_checked
+from services.domain.envelope import encode, headers, make_event
 
 SCAN = "scan-1"
 

@@ -1,6 +1,6 @@
 import uuid
 
-from services.envelope import ID_NAMESPACE, deterministic_id
+from services.domain.envelope import ID_NAMESPACE, deterministic_id
 
 
 def test_deterministic_ids_are_uuid5_of_the_joined_parts():

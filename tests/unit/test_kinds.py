@@ -3,8 +3,8 @@ import subprocess
 import sys
 import typing
 
-from services import contracts as c
-from services.kinds import KINDS, asset_run_kinds, delta_kinds, kind_of, kinds_of_operation_type
+from services.domain import contracts as c
+from services.domain.kinds import KINDS, asset_run_kinds, delta_kinds, kind_of, kinds_of_operation_type
 
 
 def test_the_registry_has_exactly_the_kinds_the_contracts_name():
@@ -29,8 +29,13 @@ def test_what_each_kind_checks_and_how_the_activity_list_names_it():
 
 
 def test_the_pure_half_imports_no_adapter():
-    code = ("import sys, services.kinds, services.lifecycle; "
-            "print(sorted(m for m in sys.modules if m in ('services.unit_runner', 'services.target_runner',"
-            " 'services.kafka', 'services.blobstore', 'services.db', 'sqlite3', 'confluent_kafka')))")
+    code = ("import sys, services.domain.kinds, services.domain.lifecycle; "
+            "print(sorted(m for m in sys.modules if m in ('services.runners', 'services.unit_runner', 'services.target_runner',"
+            " 'services.adapters.kafka', 'services.adapters.blobstore', 'services.adapters.db', 'sqlite3', 'confluent_kafka')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_every_kind_has_its_io_half():
+    from services.runners import IO
+    assert set(IO) == set(KINDS)

@@ -1,8 +1,8 @@
 import pytest
 
-from services import contracts as c
-from services import lifecycle, scoring
-from services.envelope import make_event
+from services.domain import contracts as c
+from services.domain import lifecycle, scoring
+from services.domain.envelope import make_event
 
 RULES = [{"id": "r1", "name": "big", "type": "threshold", "severity": "high", "active": True,
           "params": {"field": "amount", "op": "gt", "value": 10}},

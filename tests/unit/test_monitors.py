@@ -3,7 +3,7 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pytest
 
-from services.monitors import MonitorError, evaluate_monitor, parse_monitor, referenced_columns
+from services.domain.monitors import MonitorError, evaluate_monitor, parse_monitor, referenced_columns
 
 NOW = datetime(2024, 1, 3, 12, tzinfo=timezone.utc)
 TABLE = pa.table({

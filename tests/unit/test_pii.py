@@ -1,6 +1,6 @@
 import pyarrow as pa
 
-from services.pii import scan_pii
+from services.domain.pii import scan_pii
 
 
 def findings(values, kind=None, column="c"):

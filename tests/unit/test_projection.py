@@ -1,8 +1,8 @@
 """The projector's apply, in process: the rows are a function of the ledger, not of the order
 the topics are consumed in, nor of how the records are cut into batches, nor of redelivery.
 
-The events are the pure code's (tests/unit/ledger.py: services.lifecycle and
-services.evaluation); they go through projections.apply.apply_batch as the projector feeds
+The events are the pure code's (tests/unit/ledger.py: services.domain.lifecycle and
+services.domain.evaluation); they go through projections.apply.apply_batch as the projector feeds
 it, a batch per transaction. The case is written against `create_connection()`, so another
 database (PostgreSQL) subclasses it with its own connection and runs the same tests.
 """
@@ -15,11 +15,11 @@ import pytest
 
 from projections import apply as projection
 from projections.record import Record
-from services import contracts as c
-from services import read_models
-from services.db import transaction
-from services.deadletter import decode_checked
-from services.envelope import encode
+from services.domain import contracts as c
+from services.stores import read_models
+from services.adapters.db import transaction
+from services.adapters.deadletter import decode_checked
+from services.domain.envelope import encode
 from tests.unit.ledger import COMMANDS, SCAN_EVENTS, VIOLATIONS, Ledger, asset_runs, two_scans
 
 INTERLEAVINGS = 200

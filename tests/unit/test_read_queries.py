@@ -1,4 +1,4 @@
-"""Every query the API runs over the read models, against the one schema (services.read_models).
+"""Every query the API runs over the read models, against the one schema (services.stores.read_models).
 
 The projector writes the tables and the API reads them; nothing but this test ties the API's
 SQL to the columns the schema declares. The database is `:memory:` SQLite with the schema,
@@ -21,10 +21,10 @@ from api import operations_queries as oq
 from api import queries
 from projections.apply import apply_batch
 from projections.record import Record
-from services import contracts as c
-from services import read_models
-from services.db import transaction
-from services.envelope import make_event
+from services.domain import contracts as c
+from services.stores import read_models
+from services.adapters.db import transaction
+from services.domain.envelope import make_event
 from tests.unit.ledger import COMMANDS, WORKSPACE, asset_runs, two_scans
 
 OTHER = "another-workspace"

@@ -4,7 +4,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from services.readers import InputError, detect_format, from_ipc, read_table, to_ipc
+from services.adapters.readers import InputError, detect_format, from_ipc, read_table, to_ipc
 
 CAP = 1000
 

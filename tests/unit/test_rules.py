@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
-from services.rules import VIOLATION_SCHEMA, RuleError, evaluate, parse_rule, partition_key
+from services.domain.rules import VIOLATION_SCHEMA, RuleError, evaluate, parse_rule, partition_key
 
 MAPPING = {"amount": "amt", "account": "acct", "timestamp": "ts"}
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import orjson
 
-from services.contracts import json_schemas
+from services.domain.contracts import json_schemas
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 

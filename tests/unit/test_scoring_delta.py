@@ -1,4 +1,4 @@
-from services import delta, scoring
+from services.domain import delta, scoring
 
 
 def test_score_is_100_without_violations():

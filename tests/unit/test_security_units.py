@@ -8,13 +8,13 @@ from types import SimpleNamespace
 import pyarrow as pa
 import pytest
 
-from services import config_store
-from services import contracts as c
-from services import lifecycle
-from services.datastores import DatastoreError, check_allowed, resolve_path, system_paths, workspace_root
-from services.planning import typed_for_scan, with_row_numbers
-from services.readers import read_table
-from services.rules import evaluate, parse_rule
+from services.stores import config_store
+from services.domain import contracts as c
+from services.domain import lifecycle
+from services.adapters.datastores import DatastoreError, check_allowed, resolve_path, system_paths, workspace_root
+from services.domain.planning import typed_for_scan, with_row_numbers
+from services.adapters.readers import read_table
+from services.domain.rules import evaluate, parse_rule
 from tests.unit.test_lifecycle import change, started_scan, unit_event
 
 

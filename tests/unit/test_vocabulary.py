@@ -1,7 +1,7 @@
 """The shared words: each Literal and its tuple list the same values."""
 from typing import get_args
 
-from services import vocabulary as v
+from services.domain import vocabulary as v
 
 
 def test_the_literals_and_the_tuples_agree():

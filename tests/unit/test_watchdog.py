@@ -1,4 +1,4 @@
-from services.watchdog import Reoffers, Silence, StallWatch
+from services.domain.watchdog import Reoffers, Silence, StallWatch
 
 LAG = {("work", 3): (10, 12)}
 

@@ -13,7 +13,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
-from services.envelope import encode, headers
+from services.domain.envelope import encode, headers
 from services.settings import Settings
 
 WEEK_MS = 7 * 24 * 3600 * 1000
@@ -25,7 +25,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     forever = {"retention.ms": "-1", "cleanup.policy": "delete"}
     week = {"retention.ms": str(WEEK_MS), "cleanup.policy": "delete"}
     return [
-        # records carry the broker's append time: services.commands.is_expired judges by it
+        # records carry the broker's append time: services.domain.commands.is_expired judges by it
         NewTopic(t.commands, settings.commands_partitions, rf, config={**week, **COMMAND_TIMESTAMPS}),
         NewTopic(t.scan_events, settings.events_partitions, rf, config=forever),
         NewTopic(t.work, settings.work_partitions, rf, config=week),

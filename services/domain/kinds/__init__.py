@@ -1,24 +1,21 @@
 """Scan kinds: everything that differs between a compliance scan, a monitor scan and a sync.
 
-Every scan runs the same lifecycle (services.lifecycle) and is shown by the same read models;
+Every scan runs the same lifecycle (services.domain.lifecycle) and is shown by the same read models;
 what a kind decides is the `Kind` protocol below, and `KINDS` holds one object per kind. The
 rest of the code asks `kind_of(request)` and never compares a kind's name by hand, so a new
-kind is one module here and one line in KINDS (and its `kind` in services.contracts).
+kind is one module here and one line in KINDS (and its `kind` in services.domain.contracts).
 
-The pure half (the names, `checks`, `work`) needs no adapter: lifecycle and the API views
-import this package. `plan` and `run` do I/O (blob store, datastores, publishing) in the runner
-modules, services.unit_runner and services.target_runner, which the kinds import by name only
-when a scan is planned or a unit runs, so importing this package never pulls in an adapter
-(the import-linter "pure" contract).
+Everything here is pure (names, `checks`, the work events): lifecycle and the API views
+import it. A kind's I/O half, how its scan is planned and how a unit runs, is its entry in
+services.runners.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
-from services.kinds.catalog import CATALOG
-from services.kinds.compliance import COMPLIANCE
-from services.kinds.monitor import MONITOR
+from services.domain.kinds.catalog import CATALOG
+from services.domain.kinds.compliance import COMPLIANCE
+from services.domain.kinds.monitor import MONITOR
 
 
 class Kind(Protocol):
@@ -32,15 +29,8 @@ class Kind(Protocol):
     def checks(self, request: dict) -> list[dict]:
         """What the scan evaluates: rule or monitor snapshots, each with an id and a severity."""
 
-    def plan(self, request: dict, blobs: Any, settings: Any) -> list[dict]:
-        """The scan's unit plans (contracts.UnitPlan), writing any unit data to the blob store."""
-
     def work(self, cause: dict, request: dict, units: list[dict], attempt: int = 0) -> list[dict]:
         """The work.unit events of `units`; `cause` is the RunScan or ResumeScan command."""
-
-    def run(self, message: dict, blobs: Any, publisher: Any, settings: Any,
-            stop: Callable[[], bool] = lambda: False) -> None:
-        """Run one work unit: publish its findings, progress and result (flushed)."""
 
 
 KINDS: dict[str, Kind] = {k.name: k for k in (COMPLIANCE, MONITOR, CATALOG)}

@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, RootModel, Tag
 
-from services.vocabulary import FindingStatus as ViolationStatus
-from services.vocabulary import Severity, TerminalStatus
+from services.domain.vocabulary import FindingStatus as ViolationStatus
+from services.domain.vocabulary import Severity, TerminalStatus
 
 
 class Contract(BaseModel):
@@ -21,7 +21,7 @@ class Contract(BaseModel):
 class PolicySnapshot(Contract):
     id: str
     name: str
-    rules: list[dict[str, Any]]  # the resolved active rules, as services.rules.Rule dumps
+    rules: list[dict[str, Any]]  # the resolved active rules, as services.domain.rules.Rule dumps
 
 
 class UploadSnapshot(Contract):
@@ -57,7 +57,7 @@ class Target(Contract):
     """One container a monitor scan or a sync reads: a unit of work of its own."""
     container: ContainerRef
     datastore: DatastoreRef
-    monitors: list[dict[str, Any]] = []  # the enabled monitors, as services.monitors.Monitor dumps
+    monitors: list[dict[str, Any]] = []  # the enabled monitors, as services.domain.monitors.Monitor dumps
 
 
 class _ScanRequestBase(Contract):
@@ -96,7 +96,7 @@ class CatalogSyncRequest(_TargetsRequest):
     kind: Literal["catalog"]
 
 
-# The request of each scan kind (services.kinds has one kind per entry).
+# The request of each scan kind (services.domain.kinds has one kind per entry).
 SCAN_REQUESTS: dict[str, type[_ScanRequestBase]] = {
     "compliance": ComplianceScanRequest, "monitor": MonitorScanRequest, "catalog": CatalogSyncRequest}
 

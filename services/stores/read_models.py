@@ -71,7 +71,6 @@ CREATE TABLE IF NOT EXISTS projector_offsets (
 # Every table SCHEMA creates, in its order: what `replay` drops and rebuilds.
 TABLES: tuple[str, ...] = tuple(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA))
 BOOKKEEPING = ("rm_processed_events", "projector_offsets")  # the projector's own, no read model's
-READ_MODEL_TABLES = list(TABLES)  # the name the tests and the fault harness know
 
 
 def create(conn) -> None:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from copy import deepcopy
 
-from services import contracts as c
-from services import scoring
-from services.envelope import deterministic_id, follow
-from services.kinds import KINDS, kind_of
-from services.vocabulary import COORDINATOR_SOURCE as SOURCE
-from services.vocabulary import FINISHED, TERMINAL
+from services.domain import contracts as c
+from services.domain import scoring
+from services.domain.envelope import deterministic_id, follow
+from services.domain.kinds import KINDS, kind_of
+from services.domain.vocabulary import COORDINATOR_SOURCE as SOURCE
+from services.domain.vocabulary import FINISHED, TERMINAL
 
 # (status, action) -> new status. Anything else is rejected.
 TRANSITIONS: dict[tuple[str | None, str], str] = {

@@ -6,11 +6,8 @@ datastore as it is now.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
 
-from services.kinds._runners import runner
-from services.kinds.monitor import target_units, target_work
+from services.domain.kinds.monitor import target_work
 
 
 class Catalog:
@@ -24,15 +21,8 @@ class Catalog:
     def checks(self, request: dict) -> list[dict]:
         return [m for t in request.get("targets") or [] for m in t["monitors"]]  # none: a sync only profiles
 
-    def plan(self, request: dict, blobs: Any, settings: Any) -> list[dict]:
-        return target_units(request)
-
     def work(self, cause: dict, request: dict, units: list[dict], attempt: int = 0) -> list[dict]:
         return target_work(cause, request, units, attempt)
-
-    def run(self, message: dict, blobs: Any, publisher: Any, settings: Any,
-            stop: Callable[[], bool] = lambda: False) -> None:
-        runner("services.target_runner", "run_catalog_unit")(message, publisher, settings, stop)
 
 
 CATALOG = Catalog()

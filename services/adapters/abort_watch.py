@@ -15,9 +15,9 @@ import time
 
 from confluent_kafka import Consumer, TopicPartition
 
-from services import contracts as c
-from services.envelope import decode, header_type
-from services.kafka import WEEK_MS, consumer_config
+from services.domain import contracts as c
+from services.domain.envelope import decode, header_type
+from services.adapters.kafka import WEEK_MS, consumer_config
 from services.settings import Settings
 
 log = logging.getLogger("scanledger.abort_watch")

@@ -29,10 +29,10 @@ from typing import Any, Callable, Iterable
 import orjson
 from pydantic import ValidationError
 
-from services import contracts as c
-from services.envelope import TYPE_HEADER
+from services.domain import contracts as c
+from services.domain.envelope import TYPE_HEADER
 from services.settings import Settings
-from services.vocabulary import SEVERITIES
+from services.domain.vocabulary import SEVERITIES
 
 _loads, _JSONDecodeError = orjson.loads, orjson.JSONDecodeError
 log = logging.getLogger("scanledger.deadletter")
@@ -246,7 +246,7 @@ class DeadLetters:
                   _attr(message, "key"), _attr(message, "value"), _attr(message, "headers"), error)
 
     def flush(self, timeout: float = 60) -> None:
-        """Wait until every dead letter sent is acked (raises services.kafka.DeliveryFailed)."""
+        """Wait until every dead letter sent is acked (raises services.adapters.kafka.DeliveryFailed)."""
         self.publisher.flush(timeout)
         with self._lock:
             self.pending = 0
@@ -262,7 +262,7 @@ class DeadLetters:
 def _reader(settings: Settings):
     from confluent_kafka import Consumer
 
-    from services.kafka import consumer_config
+    from services.adapters.kafka import consumer_config
 
     # assign() only, never subscribe or commit: the group id is required by the client, unused
     return Consumer(consumer_config(settings, f"{settings.topics.prefix}-dead-letter-reader",

@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from services.db import transaction
-from services.envelope import utcnow
+from services.adapters.db import transaction
+from services.domain.envelope import utcnow
 
 DEFAULT_WORKSPACE = "default"
 

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from services.vocabulary import Severity
+from services.domain.vocabulary import Severity
 
 MONITOR_TYPES = ("record_count", "null_rate", "uniqueness", "freshness", "value_range", "allowed_values",
                  "pattern", "schema")

@@ -2,17 +2,14 @@
 
 A monitor scan needs no splitting: each target (a container with its monitors) is one unit,
 which reads the container and runs its monitors (services.target_runner). Syncs share the
-target units and work (services.kinds.catalog).
+target units and work (services.domain.kinds.catalog).
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
 
-from services import contracts as c
-from services.envelope import deterministic_id, follow
-from services.kinds._runners import runner
-from services.vocabulary import COORDINATOR_SOURCE
+from services.domain import contracts as c
+from services.domain.envelope import deterministic_id, follow
+from services.domain.vocabulary import COORDINATOR_SOURCE
 
 
 def target_units(request: dict) -> list[dict]:
@@ -56,15 +53,8 @@ class Monitor:
         """The monitors of every target."""
         return [m for t in request.get("targets") or [] for m in t["monitors"]]
 
-    def plan(self, request: dict, blobs: Any, settings: Any) -> list[dict]:
-        return target_units(request)
-
     def work(self, cause: dict, request: dict, units: list[dict], attempt: int = 0) -> list[dict]:
         return target_work(cause, request, units, attempt)
-
-    def run(self, message: dict, blobs: Any, publisher: Any, settings: Any,
-            stop: Callable[[], bool] = lambda: False) -> None:
-        runner("services.target_runner", "run_monitor_unit")(message, publisher, settings, stop)
 
 
 MONITOR = Monitor()

@@ -1,7 +1,7 @@
 """Policy-level checks that the API makes before a scan is requested."""
 from __future__ import annotations
 
-from services.rules import Rule, resolve_column
+from services.domain.rules import Rule, resolve_column
 
 GROUP_RULES = {"velocity", "structuring"}
 

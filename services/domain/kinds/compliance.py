@@ -1,17 +1,14 @@
 """A compliance scan (seeds 001 and 002): a policy's rules over an uploaded file.
 
-The upload is split into units by services.planning (cross-record rules see every record of
+The upload is split into units by services.domain.planning (cross-record rules see every record of
 their group key); each unit's work carries its rules, the mapping and its slice of the data.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
 
-from services import contracts as c
-from services.envelope import deterministic_id, follow
-from services.kinds._runners import runner
-from services.vocabulary import COORDINATOR_SOURCE
+from services.domain import contracts as c
+from services.domain.envelope import deterministic_id, follow
+from services.domain.vocabulary import COORDINATOR_SOURCE
 
 
 class Compliance:
@@ -25,9 +22,6 @@ class Compliance:
     def checks(self, request: dict) -> list[dict]:
         """The policy's active rules, as the request snapshot carries them."""
         return (request.get("policy") or {}).get("rules", [])
-
-    def plan(self, request: dict, blobs: Any, settings: Any) -> list[dict]:
-        return runner("services.unit_runner", "plan_upload")(request, blobs, settings)
 
     def work(self, cause: dict, request: dict, units: list[dict], attempt: int = 0) -> list[dict]:
         rules = {r["id"]: r for r in self.checks(request)}
@@ -45,10 +39,6 @@ class Compliance:
             temporal_scale=mapping.get("temporal_scale"),
         ).model_dump(exclude_unset=True), id=deterministic_id(c.WORK_UNIT, unit["unit_id"], attempt),
             source=COORDINATOR_SOURCE) for unit in units]
-
-    def run(self, message: dict, blobs: Any, publisher: Any, settings: Any,
-            stop: Callable[[], bool] = lambda: False) -> None:
-        runner("services.unit_runner", "run_unit")(message, blobs, publisher, settings, stop)
 
 
 COMPLIANCE = Compliance()

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from services.db import UnsupportedDatabase, sqlite_path
-from services.readers import InputError, detect_format, read_table
+from services.adapters.db import UnsupportedDatabase, sqlite_path
+from services.adapters.readers import InputError, detect_format, read_table
 
 DATA_EXTENSIONS = (".csv", ".json", ".jsonl", ".ndjson", ".parquet")
 

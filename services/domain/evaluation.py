@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from services import contracts as c
-from services.delta import signature
-from services.envelope import deterministic_id, follow, utcnow
-from services.rules import Rule, RuleError, evaluate, parse_rule
-from services.vocabulary import EVALUATOR_SOURCE as SOURCE
+from services.domain import contracts as c
+from services.domain.delta import signature
+from services.domain.envelope import deterministic_id, follow, utcnow
+from services.domain.rules import Rule, RuleError, evaluate, parse_rule
+from services.domain.vocabulary import EVALUATOR_SOURCE as SOURCE
 
 
 @dataclass

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from services.rules import Rule, parsed_numbers, partition_key, resolve_column
+from services.domain.rules import Rule, parsed_numbers, partition_key, resolve_column
 
 ROW = "__row"
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from services.vocabulary import Severity
+from services.domain.vocabulary import Severity
 
 ROW = "__row"
 
