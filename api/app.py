@@ -16,13 +16,13 @@ from api.errors import ApiError, handle_api_error, handle_http_exception, handle
 from api.limits import BodyLimit
 from api.openapi import openapi_document
 from api.responses import json_response
-from services.stores import catalog_store, config_store
 from services.adapters import deadletter, kafka
 from services.adapters.blobstore import BlobStore
 from services.adapters.command_writer import CommandWriter
 from services.adapters.db import connect
 from services.health import Progress
 from services.settings import Settings
+from services.stores import catalog_store, config_store
 
 HEALTH_TTL_S = 1.0
 

@@ -19,14 +19,21 @@ from api.params import path_id, query_id
 from api.requests import idempotent, json_body, parse
 from api.responses import json_response
 from api.scan_commands import start_scan
-from services.stores import catalog_store
+from services.adapters.datastores import (
+    DatastoreError,
+    check_allowed,
+    list_containers,
+    resolve_path,
+    system_paths,
+    workspace_root,
+)
 from services.domain import contracts as c
-from services.stores.config_store import new_id
-from services.adapters.datastores import DatastoreError, check_allowed, list_containers, resolve_path, system_paths, workspace_root
 from services.domain.envelope import utcnow
 from services.domain.kinds import CATALOG
 from services.domain.monitors import parse_monitor
 from services.domain.vocabulary import DEFAULT_SEVERITY, Severity
+from services.stores import catalog_store
+from services.stores.config_store import new_id
 
 MAX_NAME, MAX_PATH = 1000, 4096
 DATASTORE_NOT_FOUND = "Datastore not found"

@@ -8,21 +8,20 @@ from starlette.routing import Route
 from api import compliance_views, queries
 from api.auth import Principal, authenticate, require
 from api.errors import ApiError, not_found
+from api.monitor_routes import run_monitor_scan
 from api.openapi import request_body
 from api.params import MAX_PAGE, QueryInt
 from api.requests import idempotent, json_body, parse
 from api.responses import json_response
-from api.monitor_routes import run_monitor_scan
 from api.scan_commands import send_command, start_scan, wait_until
-from services.stores import config_store
 from services.domain import contracts as c
-from services.stores.config_store import new_id
 from services.domain.envelope import utcnow
 from services.domain.kinds import COMPLIANCE
 from services.domain.policy import missing_columns
 from services.domain.rules import parse_rule
 from services.domain.vocabulary import FINISHED, FindingStatus, Severity
-
+from services.stores import config_store
+from services.stores.config_store import new_id
 
 
 @request_body("POST", "/api/scan/run")

@@ -16,11 +16,11 @@ from api.limits import MAX_DESCRIPTION, MAX_RULES, MAX_TEXT, rule_problems
 from api.openapi import request_body
 from api.requests import idempotent, json_body, parse
 from api.responses import json_response
+from services.adapters.readers import InputError, detect_format, read_table, to_ipc
+from services.domain.pii import scan_pii
+from services.domain.rules import parse_rule
 from services.stores import config_store
 from services.stores.config_store import new_id
-from services.domain.pii import scan_pii
-from services.adapters.readers import InputError, detect_format, read_table, to_ipc
-from services.domain.rules import parse_rule
 
 UPLOAD_NOT_FOUND = "Upload not found. Upload data first."
 

@@ -10,11 +10,11 @@ from api.catalog_routes import container_ref, datastore_ref
 from api.errors import not_found
 from api.responses import json_response
 from api.scan_commands import start_scan
-from services.stores import catalog_store
 from services.domain import contracts as c
-from services.stores.config_store import new_id
 from services.domain.envelope import utcnow
 from services.domain.kinds import MONITOR
+from services.stores import catalog_store
+from services.stores.config_store import new_id
 
 MONITOR_FIELDS = ("id", "name", "type", "severity", "params")
 

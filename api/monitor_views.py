@@ -29,7 +29,7 @@ def run_status(unit, monitors: list[dict]) -> str:
 
 
 def run_view(unit, monitors: list[dict]) -> dict:
-    progress = {"total": len(monitors), **{stage: 0 for stage in STAGES}}
+    progress = {"total": len(monitors), **dict.fromkeys(STAGES, 0)}
     for m in monitors:
         progress[m["stage"]] += 1
     return {

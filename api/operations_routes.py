@@ -16,17 +16,17 @@ from api.params import path_id
 from api.responses import json_response
 from api.scan_commands import send_command, start_scan, wait_until
 from services.domain import contracts as c
-from services.stores.config_store import new_id
 from services.domain.envelope import utcnow
 from services.domain.kinds import KINDS
 from services.domain.vocabulary import COMPLETED, FINISHED, IN_FLIGHT
+from services.stores.config_store import new_id
 
 RUN_NOT_FOUND = "Run not found"
 
 
 def _query(request: Request) -> oq.OperationsQuery:
     params = request.query_params
-    raw = {k: (params.getlist(k) if k in oq.LIST_FIELDS else params[k]) for k in params.keys()}
+    raw = {k: (params.getlist(k) if k in oq.LIST_FIELDS else params[k]) for k in params}
     try:
         return oq.OperationsQuery.model_validate(raw)
     except ValidationError as exc:

@@ -5,7 +5,8 @@ import asyncio
 import hashlib
 import re
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -88,7 +89,8 @@ async def idempotent(request: Request, principal: Principal, handler,
             return Response(bytes(held["body"]), status_code=held["status"], media_type="application/json",
                             headers={"Idempotent-Replayed": "true"})
         if time.monotonic() > give_up:
-            raise ApiError(409, "A request with this Idempotency-Key is still in progress", headers={"Retry-After": "1"})
+            raise ApiError(409, "A request with this Idempotency-Key is still in progress",
+                           headers={"Retry-After": "1"})
         await asyncio.sleep(0.05)
         # waiting only reads; a key the first request gave up (it failed) is taken again
         held = config_store.idempotent_row(db, principal.token_id, key, route) or reserve()

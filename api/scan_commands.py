@@ -15,13 +15,13 @@ from starlette.requests import Request
 
 from api import queries
 from api.errors import unavailable
-from services.domain import commands
-from services.stores import config_store
-from services.domain import contracts as c
 from services.adapters.command_writer import CommandNotWritten
-from services.stores.config_store import new_id
+from services.domain import commands
+from services.domain import contracts as c
 from services.domain.envelope import deterministic_id, make_event
 from services.domain.vocabulary import API_SOURCE as SOURCE
+from services.stores import config_store
+from services.stores.config_store import new_id
 
 POLL_S = 0.02
 VISIBLE_WAIT_S = 2.0  # how long a new scan's POST waits for the projector to show it (it answers anyway)

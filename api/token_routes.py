@@ -16,8 +16,8 @@ from api.errors import ApiError, not_found
 from api.openapi import request_body
 from api.requests import idempotent, json_body, parse
 from api.responses import json_response
-from services.stores import config_store
 from services.adapters.db import transaction
+from services.stores import config_store
 
 Role = Literal["Admin", "Member", "Viewer"]
 

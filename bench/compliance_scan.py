@@ -18,17 +18,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from services.domain.planning import typed_for_scan, with_row_numbers
-from services.adapters.readers import read_table
-from services.domain.rules import evaluate, parse_rule
 from harness.data import MAPPING, RULES
 from harness.system import Broker, System
+from services.adapters.readers import read_table
+from services.domain.planning import typed_for_scan, with_row_numbers
+from services.domain.rules import evaluate, parse_rule
 
 
 def make_csv(n: int, seed: int = 7) -> bytes:
     """Transactions shaped like the tests' data, generated vectorized for speed."""
     rng = np.random.default_rng(seed)
-    accounts = np.char.add("ACC-", np.char.zfill(rng.integers(0, 1000, n).astype(str), 3))  # ACC-000..ACC-999, the format rule passes
+    # ACC-000..ACC-999: the format rule passes
+    accounts = np.char.add("ACC-", np.char.zfill(rng.integers(0, 1000, n).astype(str), 3))
     amounts = np.round(np.where(rng.random(n) < 0.03, rng.uniform(9000, 9999, n), rng.uniform(1, 9000, n)), 2)
     minutes = rng.integers(0, 60 * 24 * 90, n).astype("timedelta64[m]")
     dates = (np.datetime64("2024-01-01T00:00") + minutes).astype(str)

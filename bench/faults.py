@@ -120,13 +120,14 @@ def table(rows: list[dict]) -> str:
                                                 if r["unfaulted_not_exact"] else ""), ratio])
         if r["error"]:
             lines.append([f"  ({r['kind']} campaign failed: {r['error'].splitlines()[0][:100]})"] + [""] * 10)
-    widths = [max(len(row[i]) for row in lines if len(row) > i and not row[0].startswith("  (")) for i in range(len(head))]
+    table_rows = [row for row in lines if not row[0].startswith("  (")]
+    widths = [max(len(row[i]) for row in table_rows if len(row) > i) for i in range(len(head))]
     out = []
     for row in lines:
         if row[0].startswith("  ("):
             out.append(row[0])
             continue
-        out.append("| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths)) + " |")
+        out.append("| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + " |")
         if row is head:
             out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(out)
@@ -146,7 +147,7 @@ def main() -> None:
     args = parser.parse_args()
     kinds = parse_kinds(args.kinds, args.trials)
 
-    log_file = open(args.log, "a")
+    log_file = open(args.log, "a")  # noqa: SIM115 (written to until the process ends)
 
     def say(msg: str, detail: bool = False) -> None:
         if detail:

@@ -15,16 +15,16 @@ import argparse
 import statistics
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from harness.system import Broker, System
 from services.adapters.datastores import read_asset
 from services.domain.monitors import evaluate_monitor, parse_monitor
-from harness.system import Broker, System
 
 MONITORS = [
     {"name": "rows", "type": "record_count", "params": {"min": 1}},
@@ -48,7 +48,7 @@ def write_assets(root: Path, n: int, rows: int) -> None:
 
 def in_process(root: Path, names: list[str]) -> float:
     started = time.perf_counter()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for name in names:
         table = read_asset("local_dir", root, name, 10**9)
         for i, m in enumerate(MONITORS):

@@ -8,7 +8,7 @@ import math
 import random
 import re
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 MAPPING = {"amount": "Amount", "account": "Account ID", "timestamp": "Date"}
 WEIGHTS = {"low": 1, "medium": 2, "high": 5, "critical": 10}
@@ -34,7 +34,7 @@ SEVERITY = {r["id"]: r["severity"] for r in RULES}
 
 def transactions(n: int, seed: int, accounts: int = 40) -> list[dict]:
     rnd = random.Random(seed)
-    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
     rows = []
     for i in range(n):
         account = f"ACC-{rnd.randrange(accounts):03d}"

@@ -47,17 +47,18 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from harness import data
+from harness.system import ROOT, TOKEN, free_port
 from services.domain import contracts as c
 from services.domain.envelope import header_type
 from services.settings import Settings, Topics
-from harness import data
-from harness.system import ROOT, TOKEN, free_port
 
 # --------------------------------------------------------------------------- knobs
 
@@ -195,7 +196,7 @@ def read_topic(settings: Settings, topic: str, timeout_s: float = 60):
     consumer = _consumer(settings)
     try:
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        position = {p: 0 for p in ends}
+        position = dict.fromkeys(ends, 0)
         deadline = time.monotonic() + timeout_s
         while any(position[p] < ends[p] for p in ends) and time.monotonic() < deadline:
             for m in consumer.consume(1000, 0.2):
@@ -224,7 +225,8 @@ def streams_lag(settings: Settings) -> str:
         for tp in committed:
             end = ends[(tp.topic, tp.partition)]
             if end > max(tp.offset, 0):
-                lines.append(f"{tp.topic}[{tp.partition}] committed={tp.offset if tp.offset >= 0 else 'none'} end={end}")
+                committed = tp.offset if tp.offset >= 0 else "none"
+                lines.append(f"{tp.topic}[{tp.partition}] committed={committed} end={end}")
         members = ""
         with contextlib.suppress(Exception):
             admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, **QUIET})
@@ -292,7 +294,7 @@ class Procs:
     def settings(self) -> Settings:
         return kafka_settings(self.env)
 
-    def start(self) -> "Procs":
+    def start(self) -> Procs:
         for name in self.NAMES:
             self.spawn(name)
         self.wait_healthy()
@@ -447,7 +449,7 @@ class Up:
     def settings(self) -> Settings:
         return kafka_settings(self.env)
 
-    def start(self, timeout_s: float = 240) -> "Up":
+    def start(self, timeout_s: float = 240) -> Up:
         self.starts += 1
         with open(self.data_dir / "up.log", "ab") as out:
             out.write(f"\n=== up #{self.starts} at {time.strftime('%H:%M:%S')} ===\n".encode())
@@ -598,7 +600,7 @@ class Workload:
     heavy: int
 
     @classmethod
-    def prepare(cls, target, monitor: bool = True, rows: int = ROWS, heavy: int = HEAVY_RULES) -> "Workload":
+    def prepare(cls, target, monitor: bool = True, rows: int = ROWS, heavy: int = HEAVY_RULES) -> Workload:
         _, csv = compliance_rows(rows)
         with target.client() as api:
             up = _ok(api.post("/api/upload", files={"file": ("faults.csv", csv, "text/csv")}), 201)
@@ -648,7 +650,7 @@ def _wait_final(target, scan_ids, deadline: float, exited: dict | None = None,
     """monotonic time each scan was first seen final, None if not by the deadline. Meanwhile a process
     that exits by itself is started again (noted in `restarts`); if nothing can restart it (`up`
     itself exited), gives up at once, noting it in `exited`."""
-    done: dict[str, float | None] = {s: None for s in scan_ids}
+    done: dict[str, float | None] = dict.fromkeys(scan_ids)
     with target.client() as api:
         while True:
             for s in [s for s, t in done.items() if t is None]:
@@ -740,7 +742,7 @@ def differences(reference: dict, got: dict) -> list[str]:
             sub = {k: (want.get(k), have.get(k)) for k in want.keys() | have.keys() if want.get(k) != have.get(k)}
             diffs.append(f"{key} (reference, trial): {sub}")
         elif isinstance(want, list) and isinstance(have, list) and len(want) == len(have):
-            sub = [(w, h) for w, h in zip(want, have) if w != h]
+            sub = [(w, h) for w, h in zip(want, have, strict=True) if w != h]
             diffs.append(f"{key} differ at {len(sub)} of {len(want)} (reference, trial): {sub[:4]}")
         else:
             diffs.append(f"{key}: reference {str(want)[:400]} / trial {str(have)[:400]}")
@@ -770,7 +772,7 @@ def replay_problems(target, tmp: Path, attempts: int = 5) -> list[str]:
     from services.stores.read_models import TABLES
 
     settings = target.settings
-    for attempt in range(attempts):
+    for _attempt in range(attempts):
         deadline = time.monotonic() + 120
         while (lag := projector_lag(settings, target.db_path)) and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -892,9 +894,11 @@ class Trial:
         return f"<Trial {self.kind} #{self.index}: exact={self.exact} stalled={self.stalled}>"
 
     def summary(self) -> str:
-        state = "exact" if self.exact else "STALLED" if self.stalled else "settled, NOT exact" if self.settled else "failed"
+        state = ("exact" if self.exact else "STALLED" if self.stalled
+                 else "settled, NOT exact" if self.settled else "failed")
         settle = f"{self.settle_s:.1f}s" if self.settle_s is not None else "-"
-        head = f"{self.kind} #{self.index}: {state}; settle {settle}; landed mid-scan: {self.landed}; scans {self.scans}"
+        head = (f"{self.kind} #{self.index}: {state}; settle {settle}; landed mid-scan: {self.landed}; "
+                f"scans {self.scans}")
         lines = [head, *(f"  note: {n}" for n in self.notes), *(f"  PROBLEM: {p}" for p in self.problems)]
         if self.report:
             lines.append(self.report)
@@ -1237,7 +1241,7 @@ class Poison(Campaign):
     kind = "poison"
     restarts_allowed = False
     TOPICS = ("commands", "scan-events", "work", "violations")
-    TYPES = {"commands": c.RUN_SCAN, "scan-events": c.UNIT_COMPLETED, "work": c.WORK_UNIT,
+    TYPES: ClassVar[dict[str, str]] = {"commands": c.RUN_SCAN, "scan-events": c.UNIT_COMPLETED, "work": c.WORK_UNIT,
              "violations": c.VIOLATION_DETECTED}
 
     def topic_of(self, index: int) -> str:
@@ -1262,8 +1266,9 @@ class Poison(Campaign):
                 delivered.append((msg.topic(), msg.partition(), msg.offset(), msg.value()))
 
         for p in partitions(self.target.settings, topic):
-            bad_event = orjson.dumps({"specversion": "1.0", "id": f"poison-{tag}-{p}", "source": "faults", "type": type_,
-                                      "subject": scan_id, "time": "2024-01-01T00:00:00Z", "workspaceid": "nope",
+            bad_event = orjson.dumps({"specversion": "1.0", "id": f"poison-{tag}-{p}", "source": "faults",
+                                      "type": type_, "subject": scan_id, "time": "2024-01-01T00:00:00Z",
+                                      "workspaceid": "nope",
                                       "data": {"scan_id": scan_id, "poison": True}})
             for value in (b"\xff\x00poison " + tag.encode() + b" {not json", b'["poison", "' + tag.encode() + b'"]',
                           bad_event):
@@ -1307,7 +1312,7 @@ class Poison(Campaign):
             letters = []
             trial.problems.append(f"could not read {dead_topic}: {exc!r}")
         found = 0
-        for topic, p, offset, value in self._poison:
+        for topic, _p, offset, value in self._poison:
             ok = False
             for _, _, _, headers, _, dead_value in letters:
                 values = {(v.decode(errors='replace') if isinstance(v, bytes) else str(v)) for _, v in headers}
@@ -1458,7 +1463,8 @@ class UpCtrlC(Campaign):
                 members = group_members(settings, group)
                 if members:
                     trial.problems.append(f"after Ctrl-C, up exited but {group} still has {members} member(s): a "
-                                          f"process did not stop cleanly; up.log ends:\n{tail(up.data_dir / 'up.log', 1500)}")
+                                          "process did not stop cleanly; up.log ends:\n"
+                                          f"{tail(up.data_dir / 'up.log', 1500)}")
         up.start()
 
     def heal(self) -> None:

@@ -89,10 +89,10 @@ class System:
         return subprocess.run([sys.executable, "-m", "services.cli", *args], env=self.env, cwd=ROOT,
                               capture_output=True, text=True, timeout=timeout, check=True)
 
-    def start(self) -> "System":
+    def start(self) -> System:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         for name in ("worker", "projector", "api"):
-            log = open(self.data_dir / f"{name}.log", "ab")
+            log = open(self.data_dir / f"{name}.log", "ab")  # noqa: SIM115 (the child's stdout for its life)
             self.processes[name] = subprocess.Popen([sys.executable, "-m", "services.cli", name], env=self.env,
                                                     cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         self.wait_healthy()

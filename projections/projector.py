@@ -24,11 +24,11 @@ from contextlib import contextmanager
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from projections.apply import Record, apply_batch, needs_timestamp
-from services.stores import read_models
 from services.adapters.db import connect, transaction
 from services.adapters.deadletter import DeadLetters, PoisonRecord, dead_lettered, decode_checked
 from services.adapters.kafka import DeliveryFailed, Publisher, consumer_config, ensure_topics
 from services.settings import Settings
+from services.stores import read_models
 
 log = logging.getLogger("scanledger.projector")
 PROJECTOR_CONSUMER, REPLAY_CONSUMER = "projector", "replay"  # their dl.consumer names
@@ -107,7 +107,7 @@ def apply_records(conn, records: list[Record], sources: list, dead: DeadLetters)
 
 def _apply_one_by_one(conn, records: list[Record], sources: list, dead: DeadLetters) -> None:
     with transaction(conn):
-        for rec, message in zip(records, sources):
+        for rec, message in zip(records, sources, strict=True):
             conn.execute("SAVEPOINT record")
             try:
                 apply_batch(conn, [rec])

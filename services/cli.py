@@ -15,8 +15,6 @@ import argparse
 import logging
 import os
 import secrets
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,8 +34,8 @@ def _settings(args) -> Settings:
 
 
 def prepare_database(settings: Settings) -> None:
-    from services.stores import catalog_store, config_store, read_models
     from services.adapters.db import connect
+    from services.stores import catalog_store, config_store, read_models
 
     conn = connect(settings.db_url)
     config_store.init(conn)

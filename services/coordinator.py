@@ -23,14 +23,14 @@ from collections.abc import Callable, Collection, MutableMapping
 
 from confluent_kafka import KafkaException
 
+from services.adapters.kafka import DeliveryFailed
 from services.domain import contracts as c
 from services.domain import lifecycle
 from services.domain.envelope import utcnow
 from services.domain.evaluation import unit_result_event
-from services.adapters.kafka import DeliveryFailed
-from services.settings import Topics
 from services.domain.kinds import kind_of
 from services.domain.watchdog import Reoffers
+from services.settings import Topics
 
 log = logging.getLogger("scanledger.streams")
 

@@ -14,10 +14,10 @@ from confluent_kafka import KafkaException
 
 from services.adapters.abort_watch import AbortWatch
 from services.adapters.blobstore import BlobStore
-from services.domain.evaluation import unit_result_event
 from services.adapters.kafka import DeliveryFailed, Publisher
-from services.settings import Settings
+from services.domain.evaluation import unit_result_event
 from services.runners import run_work
+from services.settings import Settings
 
 log = logging.getLogger("scanledger.streams")
 
@@ -31,7 +31,10 @@ class Evaluator:
         scan_id, attempt = message["subject"], message["data"].get("attempt", 0)
         if self.aborted.is_aborted(scan_id, attempt):
             return
-        stop = lambda: self.aborted.is_aborted(scan_id, attempt)
+
+        def stop() -> bool:
+            return self.aborted.is_aborted(scan_id, attempt)
+
         try:
             await asyncio.to_thread(self.run, message, self.blobs, self.publisher, self.settings, stop)
         except (DeliveryFailed, KafkaException):

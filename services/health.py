@@ -11,8 +11,8 @@ import time
 
 from services.adapters import kafka
 from services.adapters.db import connect
-from services.settings import Settings
 from services.domain.watchdog import StallWatch
+from services.settings import Settings
 
 
 class Progress:

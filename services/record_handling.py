@@ -18,9 +18,9 @@ from typing import Any, Self
 
 from confluent_kafka import KafkaException
 
-from services.domain.commands import is_expired
 from services.adapters.deadletter import DeadLetters, PoisonRecord, decode_checked
 from services.adapters.kafka import DeliveryFailed
+from services.domain.commands import is_expired
 
 log = logging.getLogger("scanledger.streams")
 RETRY_MAX_S = 10.0

@@ -87,7 +87,7 @@ class Settings:
     unit_reoffer_s: float = 60.0
 
     @classmethod
-    def from_env(cls, **overrides) -> "Settings":
+    def from_env(cls, **overrides) -> Settings:
         data_dir = Path(os.environ.get("SCANLEDGER_DATA_DIR") or ".scanledger").resolve()
         settings = cls(
             data_dir=data_dir,

@@ -42,7 +42,7 @@ class Supervisor:
         self.env, self.cwd, self.say = env, cwd, say
         logs.mkdir(parents=True, exist_ok=True)
 
-    def start(self) -> "Supervisor":
+    def start(self) -> Supervisor:
         for child in self.children.values():
             self._spawn(child)
         return self

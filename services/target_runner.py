@@ -9,17 +9,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyarrow as pa
 
-from services.domain import contracts as c
 from services.adapters.datastores import AssetReadError, DatastoreError, check_allowed, read_asset
-from services.domain.envelope import deterministic_id, follow
 from services.adapters.kafka import Publisher
+from services.domain import contracts as c
+from services.domain.envelope import deterministic_id, follow
 from services.domain.monitors import Anomaly, MonitorError, evaluate_monitor, parse_monitor
-from services.settings import Settings
 from services.domain.vocabulary import EVALUATOR_SOURCE as SOURCE
+from services.settings import Settings
 
 log = logging.getLogger("scanledger.targets")
 
@@ -84,7 +84,7 @@ def _run_monitors(message: dict, publisher: Publisher, settings: Settings, shoul
         try:
             if read_error:
                 raise MonitorError(read_error)
-            anomaly = evaluate_monitor(table, parse_monitor(raw), datetime.now(timezone.utc))
+            anomaly = evaluate_monitor(table, parse_monitor(raw), datetime.now(UTC))
         except (MonitorError, ValueError) as exc:
             outcome.update(stage="failed", error=str(exc))
         else:

@@ -10,10 +10,10 @@ import logging
 from collections.abc import Callable
 
 from services.adapters.blobstore import BlobStore
-from services.domain.evaluation import evaluate_unit, progress_event, unit_result_event, violation_events
 from services.adapters.kafka import Publisher
-from services.domain.planning import plan
 from services.adapters.readers import from_ipc, to_ipc
+from services.domain.evaluation import evaluate_unit, progress_event, unit_result_event, violation_events
+from services.domain.planning import plan
 from services.domain.rules import parse_rule
 from services.settings import Settings
 

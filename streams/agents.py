@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
-from services.domain import contracts as c
 from services.coordinator import Coordinator
+from services.domain import contracts as c
 from services.domain.envelope import header_type
 from services.record_handling import Handler, Record, RecordHandling
 

@@ -12,14 +12,14 @@ import faust
 
 from services.adapters.abort_watch import AbortWatch
 from services.adapters.blobstore import BlobStore
-from services.coordinator import Coordinator
 from services.adapters.deadletter import DeadLetters
-from services.evaluator import Evaluator
 from services.adapters.kafka import Publisher
-from services.record_handling import RecordHandling
-from services.settings import Settings
-from services.runners import plan_scan
+from services.coordinator import Coordinator
 from services.domain.watchdog import Reoffers
+from services.evaluator import Evaluator
+from services.record_handling import RecordHandling
+from services.runners import plan_scan
+from services.settings import Settings
 from streams import agents, faust_fixes, watchdogs
 
 EVALUATORS = 2  # units evaluated at once per worker (pyarrow releases the GIL)

@@ -21,7 +21,7 @@ and after a rebalance reads again from exactly that offset.
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional
+from typing import Any
 
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
@@ -78,7 +78,7 @@ async def _perform_seek(self: Consumer) -> None:
 
 # 3. Commit only a run of acked offsets that starts exactly at the commit point.
 
-def _new_offset(self: Consumer, tp: Any) -> Optional[int]:
+def _new_offset(self: Consumer, tp: Any) -> int | None:
     acked = self._acked[tp]
     if not acked:
         return None

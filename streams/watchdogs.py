@@ -14,11 +14,11 @@ import faust
 from aiokafka.partitioner import murmur2
 from confluent_kafka import KafkaException
 
-from services.coordinator import Coordinator
 from services.adapters.kafka import group_lag
+from services.coordinator import Coordinator
+from services.domain.watchdog import StallWatch
 from services.record_handling import Activity
 from services.settings import Settings
-from services.domain.watchdog import StallWatch
 
 log = logging.getLogger("scanledger.streams")
 

@@ -15,9 +15,9 @@ import time
 
 from confluent_kafka import Consumer, TopicPartition
 
+from services.adapters.kafka import WEEK_MS, consumer_config
 from services.domain import contracts as c
 from services.domain.envelope import decode, header_type
-from services.adapters.kafka import WEEK_MS, consumer_config
 from services.settings import Settings
 
 log = logging.getLogger("scanledger.abort_watch")
@@ -31,7 +31,7 @@ class AbortWatch:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="abort-watch", daemon=True)
 
-    def start(self) -> "AbortWatch":
+    def start(self) -> AbortWatch:
         self._thread.start()
         return self
 

@@ -21,6 +21,7 @@ request is left without an answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from typing import Any
@@ -118,10 +119,9 @@ class CommandWriter:
                 done.set_result(result)
 
         def on_delivery(err, msg) -> None:  # on a poll thread
-            try:
+            # the loop may have closed (shutdown): nobody waits for this answer any more
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(settle, (err, None if err else msg.timestamp()[1]))
-            except RuntimeError:  # the loop closed (shutdown): nobody waits for this answer any more
-                pass
 
         value, key_bytes = encode(command), (key or command["subject"]).encode()
         generation = None
@@ -141,7 +141,7 @@ class CommandWriter:
             raise CommandNotWritten(f"the producer failed: {generation.broken}")
         try:
             err, timestamp = await asyncio.wait_for(asyncio.shield(done), self.timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             # purge: whatever still waits in the queue is never sent, and the expiry covers
             # what was already on the wire
             await asyncio.to_thread(self._retire, generation, True)

@@ -24,15 +24,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
 from services.domain import contracts as c
 from services.domain.envelope import TYPE_HEADER
-from services.settings import Settings
 from services.domain.vocabulary import SEVERITIES
+from services.settings import Settings
 
 _loads, _JSONDecodeError = orjson.loads, orjson.JSONDecodeError
 log = logging.getLogger("scanledger.deadletter")
@@ -76,13 +77,13 @@ def _check_violation(data: dict) -> None:
         if data["severity"] not in _SEVERITIES:
             raise PoisonRecord(f"data.severity {data['severity']!r} is not one of {sorted(_SEVERITIES)}")
         # present (one statement each: a tuple of them would be an allocation)
-        data["unit_id"]  # noqa: B018
-        data["rule_name"]  # noqa: B018
-        data["rule_type"]  # noqa: B018
-        data["account"]  # noqa: B018
-        data["record_index"]  # noqa: B018
-        data["value"]  # noqa: B018
-        data["window"]  # noqa: B018
+        data["unit_id"]
+        data["rule_name"]
+        data["rule_type"]
+        data["account"]
+        data["record_index"]
+        data["value"]
+        data["window"]
     except KeyError:
         raise PoisonRecord(f"data lacks {', '.join(sorted(_VIOLATION_KEYS - data.keys()))}") from None
 

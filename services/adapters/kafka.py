@@ -43,7 +43,7 @@ def ensure_topics(settings: Settings, timeout: float = 30) -> None:
     client = admin(settings)  # must outlive the futures: a collected client cancels them
     specs = [*topic_specs(settings), table_changelog_spec(settings)]
     futures = client.create_topics(specs, operation_timeout=timeout, request_timeout=timeout)
-    for name, future in futures.items():
+    for _name, future in futures.items():
         try:
             future.result()
         except KafkaException as exc:

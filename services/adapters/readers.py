@@ -18,6 +18,7 @@ else escapes read_table for bad data. Decisions the API relies on:
 """
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import PurePath
 
@@ -236,10 +237,8 @@ def _ragged_row_message(buf: pa.Buffer) -> str:
         bad.append(row)
         return "error"
 
-    try:
+    with contextlib.suppress(pa.ArrowInvalid):
         _parse_csv(buf, set(), use_threads=False, on_invalid=on_invalid)
-    except pa.ArrowInvalid:
-        pass
     if not bad:
         return "malformed CSV: a row does not have the header's number of fields"
     row = bad[0]

@@ -23,11 +23,11 @@ Pure: no Kafka, no clock except where a caller passes none.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 EXPIRES = "expiresat"  # the CloudEvents extension attribute (lowercase alphanumerics, as the spec asks)
 ACK_GRACE_S = 1.0  # the expiry comes this long before the API's deadline (at most a fifth of the timeout)
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def expiry_ms(sent_at_ms: int, timeout_s: float) -> int:
@@ -44,7 +44,7 @@ def parse_ms(value: str) -> int:
     """RFC 3339 to epoch milliseconds, exactly (no float rounding)."""
     moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 

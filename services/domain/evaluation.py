@@ -36,7 +36,7 @@ def violation_events(cause: dict, work: dict, rule: Rule, violations: pa.Table) 
     found_at = utcnow()  # one timestamp per batch: the clock is a real cost at this rate
     events = []
     for row, account, key, value, window in zip(columns["row"], columns["account"], columns["key"],
-                                                 columns["value"], columns["window"]):
+                                                 columns["value"], columns["window"], strict=True):
         vid = deterministic_id("violation", scan_id, unit_id, rule.id, key)
         events.append(follow(cause, c.VIOLATION_DETECTED, {
             "violation_id": vid,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -207,7 +207,7 @@ def _timestamps(col: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
             parsed = [datetime.fromisoformat(v.replace("Z", "+00:00")) for v in pc.unique(values).to_pylist()]
         except ValueError as exc:
             raise MonitorError(f'column "{name}" has a value that is not an ISO-8601 timestamp: {exc}') from None
-        utc = [p if p.tzinfo else p.replace(tzinfo=timezone.utc) for p in parsed]
+        utc = [p if p.tzinfo else p.replace(tzinfo=UTC) for p in parsed]
         return pa.chunked_array([pa.array(utc, pa.timestamp("us", "UTC"))])
     raise MonitorError(f'column "{name}" holds no timestamps (it is {col.type})')
 

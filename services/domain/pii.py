@@ -13,9 +13,9 @@ Non-string columns are skipped: an integer column of card numbers is not text a 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import reduce
-from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -138,7 +138,7 @@ def scan_pii(table: pa.Table) -> list[dict]:
     number of records holding that type at least once and samples are up to 3 distinct masked
     values in order of first appearance. Sorted by column, then type."""
     findings = []
-    for name, column in zip(table.column_names, table.columns):
+    for name, column in zip(table.column_names, table.columns, strict=True):
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
             findings += _scan_column(name, column)
     return sorted(findings, key=lambda f: (f["column"], f["type"]))
@@ -150,7 +150,7 @@ def _scan_column(name: str, column: pa.ChunkedArray) -> list[dict]:
         return []
     found = [_emails(name, candidates)]
     masks = [pc.match_substring_regex(candidates, kind.prefilter) for kind in CHECKED]
-    present = [kind for kind, mask in zip(CHECKED, masks) if pc.any(mask).as_py()]
+    present = [kind for kind, mask in zip(CHECKED, masks, strict=True) if pc.any(mask).as_py()]
     if present:
         # Python sees each distinct value once (in order of first appearance), with its count.
         distinct = pc.value_counts(candidates.filter(reduce(pc.or_, masks)))
@@ -174,7 +174,7 @@ def _emails(name: str, candidates: pa.ChunkedArray) -> dict | None:
 def _checked(name: str, cells: list[str], repeats: list[int], kinds: list[Kind]) -> list[dict]:
     counts = {kind.name: 0 for kind in kinds}
     samples: dict[str, list[str]] = {kind.name: [] for kind in kinds}
-    for cell, repeat in zip(cells, repeats):
+    for cell, repeat in zip(cells, repeats, strict=True):
         claimed: list[Span] = []
         for kind in kinds:
             hits = [span for span in kind.find(cell) if not _overlaps(span, claimed)]

@@ -431,7 +431,7 @@ def _duplicate(table, spec: DuplicateParams, mapping, _scale) -> pa.Table:
     keys = [_column(table, f, mapping)[1] for f in fields]
     names = [f"k{i}" for i in range(len(keys))]
     account = _account(table, mapping)
-    sub = pa.table(dict(zip(names, keys)) | {"row": table.column(ROW)}
+    sub = pa.table(dict(zip(names, keys, strict=True)) | {"row": table.column(ROW)}
                    | ({"account": account} if account is not None else {}))
     complete = _all([pc.is_valid(k) for k in keys])
     sub = sub.filter(complete).sort_by([(n, "ascending") for n in names] + [("row", "ascending")])
@@ -467,7 +467,7 @@ def _group_violations(agg: pa.Table, mask: Any, window: str) -> pa.Table:
     hits = agg.filter(mask).to_pydict()
     found = sorted(
         (g, _window_label(w, window), n, s)
-        for g, w, n, s in zip(hits["g"], hits["w"], hits["count"], hits["sum"]))
+        for g, w, n, s in zip(hits["g"], hits["w"], hits["count"], hits["sum"], strict=True))
     return pa.Table.from_pydict({
         "row": [None] * len(found),
         "account": [g for g, *_ in found],

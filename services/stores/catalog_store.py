@@ -11,8 +11,8 @@ from typing import Any
 
 import orjson
 
-from services.stores.config_store import _one, _row, new_id
 from services.domain.envelope import utcnow
+from services.stores.config_store import _one, _row, new_id
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS datastores (

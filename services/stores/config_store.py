@@ -129,8 +129,8 @@ def get_workspace(conn, workspace_id: str) -> dict[str, Any] | None:
 
 
 def principal(conn, token: str) -> dict[str, Any] | None:
-    return _one(conn, "SELECT id, workspace_id, role, user_name FROM tokens WHERE token_hash = ? AND revoked_at IS NULL",
-                hash_token(token))
+    return _one(conn, "SELECT id, workspace_id, role, user_name FROM tokens"
+                      " WHERE token_hash = ? AND revoked_at IS NULL", hash_token(token))
 
 
 # --- uploads and mappings ---
@@ -140,8 +140,8 @@ def add_upload(conn, workspace_id: str, filename: str | None, raw_blob: str, blo
     upload = {"id": new_id(), "workspace_id": workspace_id, "filename": filename, "raw_blob": raw_blob, "blob": blob,
               "record_count": record_count, "columns": columns, "pii_findings": pii_findings, "created_at": utcnow()}
     conn.execute(
-        "INSERT INTO uploads (id, workspace_id, filename, raw_blob, blob, record_count, columns, pii_findings, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO uploads (id, workspace_id, filename, raw_blob, blob, record_count, columns, pii_findings,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (upload["id"], workspace_id, filename, raw_blob, blob, record_count, orjson.dumps(columns).decode(),
          orjson.dumps(pii_findings).decode(), upload["created_at"]))
     return upload
@@ -156,7 +156,8 @@ def add_mapping(conn, workspace_id: str, upload_id: str, mapping: dict[str, str]
            "temporal_scale": temporal_scale, "created_at": utcnow()}
     conn.execute("INSERT INTO mappings (id, workspace_id, upload_id, mapping, temporal_scale, created_at)"
                  " VALUES (?, ?, ?, ?, ?, ?)",
-                 (row["id"], workspace_id, upload_id, orjson.dumps(mapping).decode(), temporal_scale, row["created_at"]))
+                 (row["id"], workspace_id, upload_id, orjson.dumps(mapping).decode(), temporal_scale,
+                  row["created_at"]))
     return row
 
 
@@ -181,7 +182,8 @@ def get_policy(conn, workspace_id: str, policy_id: str) -> dict[str, Any] | None
 
 
 def list_policies(conn, workspace_id: str) -> list[dict[str, Any]]:
-    rows = conn.execute("SELECT * FROM policies WHERE workspace_id = ? ORDER BY rowid", (workspace_id,))  # creation order
+    # in creation order
+    rows = conn.execute("SELECT * FROM policies WHERE workspace_id = ? ORDER BY rowid", (workspace_id,))
     return [_row(r) for r in rows]
 
 

@@ -3,8 +3,8 @@ import sqlite3
 
 import pytest
 
-from services.stores import config_store
 from harness import data
+from services.stores import config_store
 from tests.e2e.helpers import confirm, policy, upload
 
 

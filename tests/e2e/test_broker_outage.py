@@ -7,13 +7,13 @@ import time
 
 from confluent_kafka import Consumer, TopicPartition
 
-from services.domain import commands
+from harness.system import System, free_port
 from services.adapters import localbroker
+from services.domain import commands
 from services.domain import contracts as c
 from services.domain.envelope import decode
 from services.settings import Settings
 from tests.e2e.monitor_fixtures import wait_finished
-from harness.system import System, free_port
 
 TIMEOUT_S = 3
 

@@ -8,10 +8,10 @@ import time
 import httpx
 from confluent_kafka import Producer
 
-from services.stores.read_models import TABLES
+from harness import data
 from services.domain import contracts as c
 from services.domain.envelope import encode, make_event
-from harness import data
+from services.stores.read_models import TABLES
 from tests.e2e.helpers import all_violations, confirm, policy, upload, wait_settled
 
 
@@ -73,7 +73,7 @@ def projected_past(path, landed, timeout_s: float = 60) -> None:
     while time.monotonic() < deadline:
         conn = sqlite3.connect(path)
         try:
-            done = dict(((t, p), o) for t, p, o in conn.execute("SELECT * FROM projector_offsets"))
+            done = {(t, p): o for t, p, o in conn.execute("SELECT * FROM projector_offsets")}
         finally:
             conn.close()
         if all(done.get((t, p), 0) > o for t, p, o in landed):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -115,7 +115,7 @@ def test_every_filter_and_sort(runs):
     assert set(ids(v, result="success")) == {runs.success, runs.catalog, runs.monitor}
     assert set(ids(v, result=["failure", "aborted"])) == {runs.failure}
     assert ids(v, result="running") == []
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     tomorrow = today + timedelta(days=1)
     for field in ("created_date", "start_date", "end_date"):
         assert set(ids(v, **{field: today.isoformat()})) == everything
@@ -179,8 +179,10 @@ def test_errors(runs, system):
     assert a.put(f"/api/operations/run/{runs.success}").status_code == 409
     assert a.put(f"/api/operations/run/{runs.catalog}").status_code == 409
     assert a.put(f"/api/operations/run/{runs.failure}", params={"force_abort": "maybe"}).status_code == 422
-    for method, path in (("PUT", f"/api/operations/abort/{runs.success}"), ("PUT", f"/api/operations/run/{runs.failure}"),
-                         ("PUT", f"/api/operations/rerun/{runs.success}"), ("DELETE", f"/api/operations/{runs.success}")):
+    for method, path in (("PUT", f"/api/operations/abort/{runs.success}"),
+                         ("PUT", f"/api/operations/run/{runs.failure}"),
+                         ("PUT", f"/api/operations/rerun/{runs.success}"),
+                         ("DELETE", f"/api/operations/{runs.success}")):
         r = v.request(method, path)
         assert r.status_code == 403 and r.json()["error"] == "FORBIDDEN", r.text
     with system.client(token="nope") as anonymous:

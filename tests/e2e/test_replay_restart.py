@@ -4,10 +4,10 @@ Named to run after the monitor and operations modules, so the replay covers thei
 (syncs, monitor scans, aborts, resumes, reruns, deletes)."""
 import sqlite3
 
-from services.stores.read_models import TABLES
 from harness import data
-from tests.e2e.helpers import policy, scan_once, wait_settled
 from harness.system import System
+from services.stores.read_models import TABLES
+from tests.e2e.helpers import policy, scan_once, wait_settled
 
 
 def rows(path, table):

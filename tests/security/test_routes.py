@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.e2e.monitor_fixtures import in_workspace
 from harness.system import System
+from tests.e2e.monitor_fixtures import in_workspace
 
 PUBLIC, READ, WRITE, TRIGGER, TOKENS, BOOTSTRAP = "public", "read", "write", "trigger", "tokens", "bootstrap"
 # Every route of the OpenAPI document and the permission it needs; a new route must be added here.
@@ -304,7 +304,8 @@ def test_own_data_is_never_a_datastore_and_rotation_revokes_the_old_admin(kafka,
     system.start()
     try:
         with system.client() as admin:
-            for body in ({"type": "sqlite", "path": ".scanledger/scanledger.db"}, {"type": "sqlite", "path": "db.sqlite"},
+            for body in ({"type": "sqlite", "path": ".scanledger/scanledger.db"},
+                         {"type": "sqlite", "path": "db.sqlite"},
                          {"type": "local_dir", "path": "."}, {"type": "local_dir", "path": ".scanledger"},
                          {"type": "local_dir", "path": "lake/../.scanledger/blobs"},
                          {"type": "local_dir", "path": "../default"}):

@@ -4,11 +4,11 @@ import asyncio
 
 import pytest
 
+from harness.system import free_port
 from services.adapters.command_writer import CommandNotWritten, CommandWriter
 from services.domain.commands import with_expiry
 from services.domain.envelope import make_event
 from services.settings import Settings
-from harness.system import free_port
 
 
 def command() -> dict:

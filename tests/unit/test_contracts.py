@@ -1,6 +1,6 @@
 """Every event the pure code produces validates against its published contract (extra fields
 are forbidden, so a field added in code but not in the model fails here)."""
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pytest
@@ -9,12 +9,12 @@ from services.domain import contracts as c
 from services.domain import lifecycle
 from services.domain.envelope import make_event
 from services.domain.evaluation import progress_event, unit_result_event, violation_events
+from services.domain.kinds import kind_of
+from services.domain.kinds.monitor import target_units
+from services.domain.monitors import evaluate_monitor, parse_monitor
 from services.domain.planning import plan, with_row_numbers
 from services.domain.rules import evaluate, parse_rule
 from services.target_runner import anomaly_event
-from services.domain.monitors import evaluate_monitor, parse_monitor
-from services.domain.kinds import kind_of
-from services.domain.kinds.monitor import target_units
 
 RULES = [parse_rule({"id": "big", "name": "Big", "type": "threshold", "severity": "high",
                      "params": {"field": "amount", "op": "gt", "value": 10}}).model_dump()]
@@ -88,7 +88,7 @@ def test_monitor_scans_and_syncs_with_abort_and_resume(kind):
         validate(event)
     (work,) = kind_of(request).work(command, request, units)
     validate(work)
-    anomaly = evaluate_monitor(pa.table({"x": [1]}), parse_monitor(monitor), datetime.now(timezone.utc))
+    anomaly = evaluate_monitor(pa.table({"x": [1]}), parse_monitor(monitor), datetime.now(UTC))
     validate(anomaly_event(work, anomaly))
     abort = make_event(c.ABORT_SCAN, "m", {"scan_id": "m", "requested_by": "me"}, id="a", source="t",
                        workspace_id="w")
@@ -120,8 +120,8 @@ class Recorder:
 
 @pytest.mark.parametrize("kind", ["monitor", "catalog"])
 def test_the_events_of_a_monitor_or_sync_unit(tmp_path, kind):
-    from services.settings import Settings
     from services.runners import run_work
+    from services.settings import Settings
 
     (tmp_path / "a.csv").write_text("x\n1\n2\n")
     monitors = [{"id": "m1", "name": "rows", "type": "record_count", "severity": "low", "params": {"min": 5}},

@@ -1,12 +1,12 @@
 """The coordinator without Kafka or Faust: a dict as its table, a recording publisher as its sink."""
 import asyncio
 
-from services.domain import contracts as c
-from services.coordinator import Coordinator
-from services.domain.envelope import make_event
 from services.adapters.kafka import DeliveryFailed
-from services.settings import Settings
+from services.coordinator import Coordinator
+from services.domain import contracts as c
+from services.domain.envelope import make_event
 from services.domain.watchdog import Reoffers
+from services.settings import Settings
 
 TOPICS = Settings().topics
 RULES = [{"id": "r1", "name": "big", "type": "threshold", "severity": "high", "active": True,

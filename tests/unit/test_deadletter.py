@@ -5,14 +5,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from services.stores import read_models as schema
 from projections.projector import apply_messages
-from services.domain import contracts as c
 from services.adapters.db import connect
 from services.adapters.deadletter import DeadLetters, PoisonRecord, decode_checked
+from services.domain import contracts as c
 from services.domain.envelope import encode, headers, make_event
+from services.stores import read_models as schema
 
 SCAN = "scan-1"
+SCAN_KEY = SCAN.encode()
 
 
 def violation(n: int = 1, **data) -> dict:
@@ -156,7 +157,7 @@ def test_send_message_reads_confluent_and_faust_messages():
 class Msg:
     """What confluent-kafka's consumer gives, enough for the projector."""
 
-    def __init__(self, offset, value, topic="p.violations", partition=0, hdrs=None, key=SCAN.encode()):
+    def __init__(self, offset, value, topic="p.violations", partition=0, hdrs=None, key=SCAN_KEY):
         self._v = (topic, partition, offset, key, value, hdrs)
 
     def error(self):
@@ -184,7 +185,7 @@ class Msg:
 def offsets(path):
     conn = sqlite3.connect(path)
     try:
-        return dict(((t, p), o) for t, p, o in conn.execute("SELECT * FROM projector_offsets"))
+        return {(t, p): o for t, p, o in conn.execute("SELECT * FROM projector_offsets")}
     finally:
         conn.close()
 

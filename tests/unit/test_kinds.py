@@ -29,9 +29,10 @@ def test_what_each_kind_checks_and_how_the_activity_list_names_it():
 
 
 def test_the_pure_half_imports_no_adapter():
+    io = ("services.runners", "services.unit_runner", "services.target_runner", "services.adapters.kafka",
+          "services.adapters.blobstore", "services.adapters.db", "sqlite3", "confluent_kafka")
     code = ("import sys, services.domain.kinds, services.domain.lifecycle; "
-            "print(sorted(m for m in sys.modules if m in ('services.runners', 'services.unit_runner', 'services.target_runner',"
-            " 'services.adapters.kafka', 'services.adapters.blobstore', 'services.adapters.db', 'sqlite3', 'confluent_kafka')))")
+            f"print(sorted(m for m in sys.modules if m in {io!r}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

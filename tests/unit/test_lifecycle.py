@@ -34,8 +34,8 @@ def unit_event(unit_id, type_=c.UNIT_COMPLETED, r1=1, error=None):
 
 
 def started_scan(n=2):
-    state, events = lifecycle.request(None, run_scan_command())
-    state, started, work = lifecycle.start(state, run_scan_command(), units(n), "t1")
+    state, _events = lifecycle.request(None, run_scan_command())
+    state, _started, _work = lifecycle.start(state, run_scan_command(), units(n), "t1")
     return state
 
 
@@ -226,7 +226,7 @@ def test_resume_and_delete_are_refused_in_the_wrong_state():
 def test_resume_of_an_aborted_scan_whose_every_unit_completed_finishes_at_once():
     state = started_scan(2)
     state, _ = lifecycle.unit_done(state, unit_event("s1.u0", r1=2), "t2")
-    state, [aborted] = lifecycle.abort(state, operator(c.ABORT_SCAN), "t3")
+    state, [_aborted] = lifecycle.abort(state, operator(c.ABORT_SCAN), "t3")
     state, late = lifecycle.unit_done(state, unit_event("s1.u1", r1=3), "t4")  # was in flight: still counts
     assert late == [] and state["status"] == "aborted"
     state, events, work = lifecycle.resume(state, operator(c.RESUME_SCAN, "op-2"), "t5")

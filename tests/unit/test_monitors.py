@@ -1,11 +1,11 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pytest
 
 from services.domain.monitors import MonitorError, evaluate_monitor, parse_monitor, referenced_columns
 
-NOW = datetime(2024, 1, 3, 12, tzinfo=timezone.utc)
+NOW = datetime(2024, 1, 3, 12, tzinfo=UTC)
 TABLE = pa.table({
     "order_id": [1, 2, 2, 3],
     "email": ["a@x.io", "", None, "b@x.io"],

@@ -21,10 +21,10 @@ from api import operations_queries as oq
 from api import queries
 from projections.apply import apply_batch
 from projections.record import Record
-from services.domain import contracts as c
-from services.stores import read_models
 from services.adapters.db import transaction
+from services.domain import contracts as c
 from services.domain.envelope import make_event
+from services.stores import read_models
 from tests.unit.ledger import COMMANDS, WORKSPACE, asset_runs, two_scans
 
 OTHER = "another-workspace"

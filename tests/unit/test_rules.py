@@ -356,7 +356,7 @@ def test_parse_rule_normalizes_params():
 
 def random_records(seed, n=2000):
     rnd = random.Random(seed)
-    start = dt.datetime(2020, 12, 1, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2020, 12, 1, tzinfo=dt.UTC)
     accounts, stamps, amounts, refs = [], [], [], []
     for _ in range(n):
         accounts.append(None if rnd.random() < 0.03 else f"A{rnd.randrange(25)}")
@@ -374,7 +374,7 @@ def random_records(seed, n=2000):
 def reference_window(text, window):
     moment = dt.datetime.fromisoformat(text)
     if moment.tzinfo is not None:
-        moment = moment.astimezone(dt.timezone.utc)
+        moment = moment.astimezone(dt.UTC)
     if window == "daily":
         return moment.strftime("%Y-%m-%d")
     if window == "weekly":
@@ -415,7 +415,7 @@ def test_velocity_matches_reference(seed, window, max_count, max_sum):
     result = run(table, "velocity", group_by="account", window=window, **params)
     expected = reference_velocity(table.to_pylist(), window, max_count, max_sum)
     assert expected, "the random data should produce some violations"
-    assert list(zip(result.column("key").to_pylist(), values_of(result))) == expected
+    assert list(zip(result.column("key").to_pylist(), values_of(result), strict=True)) == expected
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -424,4 +424,4 @@ def test_duplicate_matches_reference(seed):
     result = run(table, "duplicate", fields=["account", "ref"])
     expected = reference_duplicates(table.to_pylist())
     assert expected
-    assert list(zip(rows_of(result), result.column("account").to_pylist(), values_of(result))) == expected
+    assert list(zip(rows_of(result), result.column("account").to_pylist(), values_of(result), strict=True)) == expected

@@ -8,13 +8,13 @@ from types import SimpleNamespace
 import pyarrow as pa
 import pytest
 
-from services.stores import config_store
+from services.adapters.datastores import DatastoreError, check_allowed, resolve_path, system_paths, workspace_root
+from services.adapters.readers import read_table
 from services.domain import contracts as c
 from services.domain import lifecycle
-from services.adapters.datastores import DatastoreError, check_allowed, resolve_path, system_paths, workspace_root
 from services.domain.planning import typed_for_scan, with_row_numbers
-from services.adapters.readers import read_table
 from services.domain.rules import evaluate, parse_rule
+from services.stores import config_store
 from tests.unit.test_lifecycle import change, started_scan, unit_event
 
 
@@ -34,8 +34,9 @@ def test_the_data_dir_is_never_a_datastore_even_inside_the_root(tmp_path):
     (s.datastore_root / "lake" / "data-link").symlink_to(s.data_dir)
     root, forbidden = workspace_root(s, "w"), system_paths(s)
     assert resolve_path(root, "lake", "local_dir", forbidden) == (s.datastore_root / "lake").resolve()
-    for path, type_ in ((".", "local_dir"), (".scanledger", "local_dir"), (".scanledger/scanledger.db", "sqlite"),
-                        ("db-link.db", "sqlite"), ("lake/data-link", "local_dir"), ("lake/../.scanledger", "local_dir")):
+    for path, type_ in ((".", "local_dir"), (".scanledger", "local_dir"),
+                        (".scanledger/scanledger.db", "sqlite"), ("db-link.db", "sqlite"),
+                        ("lake/data-link", "local_dir"), ("lake/../.scanledger", "local_dir")):
         with pytest.raises(DatastoreError, match="system's own data"):
             resolve_path(root, path, type_, forbidden)
     with pytest.raises(DatastoreError):

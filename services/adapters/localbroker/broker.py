@@ -22,8 +22,8 @@ import tempfile
 import time
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 POM = Path(__file__).resolve().parent / "pom.xml"
 _MARKER = ".complete"
@@ -280,9 +280,8 @@ def _wait(bootstrap: str, wait_s: float, alive: Callable[[], bool] | None = None
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise BrokerError(f"no Kafka broker answered at {bootstrap} within {wait_s:.0f}s")
-        if not hosts or any(_tcp_open(h, p) for h, p in hosts):
-            if _answers(bootstrap, min(5.0, remaining)):
-                return True
+        if (not hosts or any(_tcp_open(h, p) for h, p in hosts)) and _answers(bootstrap, min(5.0, remaining)):
+            return True
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         delay = min(delay * 1.5, 1.0)
 

@@ -6,7 +6,6 @@ datastore as it is now.
 """
 from __future__ import annotations
 
-
 from services.domain.kinds.monitor import target_work
 
 

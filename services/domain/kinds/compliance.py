@@ -5,7 +5,6 @@ their group key); each unit's work carries its rules, the mapping and its slice 
 """
 from __future__ import annotations
 
-
 from services.domain import contracts as c
 from services.domain.envelope import deterministic_id, follow
 from services.domain.vocabulary import COORDINATOR_SOURCE

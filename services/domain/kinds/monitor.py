@@ -6,7 +6,6 @@ target units and work (services.domain.kinds.catalog).
 """
 from __future__ import annotations
 
-
 from services.domain import contracts as c
 from services.domain.envelope import deterministic_id, follow
 from services.domain.vocabulary import COORDINATOR_SOURCE
