@@ -9,6 +9,7 @@ from __future__ import annotations
 from projections.record import Record, to_json
 from services.domain import contracts as c
 from services.domain.commands import is_expired
+from services.domain.kinds import kind_of
 
 TABLES = ("rm_scan_requests",)
 
@@ -27,7 +28,7 @@ def run_scan(conn, rec: Record) -> None:
         "INSERT OR IGNORE INTO rm_scan_requests (scan_id, workspace_id, kind, operation_id, request, created_at)"
         " SELECT :scan_id, :workspace_id, :kind, :operation_id, :request, :created_at"
         " WHERE NOT EXISTS (SELECT 1 FROM rm_scans WHERE scan_id = :scan_id)",
-        {"scan_id": d["scan_id"], "workspace_id": d["workspace_id"], "kind": d.get("kind", "compliance"),
+        {"scan_id": d["scan_id"], "workspace_id": d["workspace_id"], "kind": kind_of(d).name,
          "operation_id": d.get("operation_id"), "request": to_json(d), "created_at": d["requested_at"]})
 
 

@@ -15,9 +15,9 @@ from projections.record import Record, to_json
 from services.domain import contracts as c
 from services.domain import delta as deltas
 from services.domain.kinds import delta_kinds, kind_of
+from services.domain.vocabulary import FINISHED
 
 TABLES = ("rm_scans",)
-TERMINAL = ("completed", "partial_failure", "failed", "aborted")
 
 
 def scan_requested(conn, rec: Record) -> None:
@@ -135,7 +135,7 @@ def finalize(conn, scan_id: str) -> None:
     so it is recomputed too: the end state is the same in whatever order scans finish.
     """
     scan = conn.execute("SELECT * FROM rm_scans WHERE scan_id = :scan_id", {"scan_id": scan_id}).fetchone()
-    if (scan is None or scan["finalized"] or scan["status"] not in TERMINAL
+    if (scan is None or scan["finalized"] or scan["status"] not in FINISHED
             or scan["violation_count"] is None or scan["violations_seen"] < scan["violation_count"]):
         return
     conn.execute("UPDATE rm_scans SET finalized = 1 WHERE scan_id = :scan_id", {"scan_id": scan_id})

@@ -81,7 +81,7 @@ class RecordHandling:
 
     async def _until_written(self, handler: Handler, message: dict, record: Record) -> None:
         """Retry while the ledger cannot be written: the record is acked only once it was."""
-        delay = 0.5
+        delay = min(0.5, self.retry_max_s)
         while True:
             try:
                 return await handler(message)

@@ -36,7 +36,8 @@ def create_app(settings: Settings) -> faust.App:
         broker_commit_every=100, broker_commit_interval=0.5, table_standby_replicas=0, stream_wait_empty=False,
         producer_linger_ms=1,
         # a crashed worker's partitions move to the others after 10 s, not the 60 s default
-        broker_session_timeout=10.0, broker_heartbeat_interval=3.0)
+        broker_session_timeout=10.0, broker_heartbeat_interval=3.0,
+        datadir=str(settings.data_dir / "streams"))  # not `<app id>-data` in the working directory
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     # One state per scan id, co-partitioned with commands and scan events (same key, same count).
     scans = app.Table("scans", default=None, partitions=settings.events_partitions,

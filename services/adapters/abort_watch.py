@@ -28,15 +28,11 @@ class AbortWatch:
         self._settings = settings
         self._aborted: dict[str, int] = {}  # scan id -> the last attempt that was aborted
         self._lock = threading.Lock()
-        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="abort-watch", daemon=True)
 
     def start(self) -> AbortWatch:
         self._thread.start()
         return self
-
-    def stop(self) -> None:
-        self._stop.set()
 
     def is_aborted(self, scan_id: str, attempt: int) -> bool:
         with self._lock:
@@ -50,7 +46,7 @@ class AbortWatch:
         starts = consumer.offsets_for_times([TopicPartition(topic, p, since) for p in partitions], timeout=30)
         consumer.assign(starts)
         try:
-            while not self._stop.is_set():
+            while True:  # a daemon thread: it ends with the worker
                 for m in consumer.consume(num_messages=1000, timeout=0.2):
                     if m.error():
                         continue
