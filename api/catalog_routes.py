@@ -19,6 +19,7 @@ from api.params import path_id, query_id
 from api.requests import idempotent, json_body, parse
 from api.responses import json_response
 from api.scan_commands import start_scan
+from api.scan_requests import sync_request
 from services.adapters.datastores import (
     DatastoreError,
     check_allowed,
@@ -27,13 +28,9 @@ from services.adapters.datastores import (
     system_paths,
     workspace_root,
 )
-from services.domain import contracts as c
-from services.domain.envelope import utcnow
-from services.domain.kinds import CATALOG
 from services.domain.monitors import parse_monitor
 from services.domain.vocabulary import DEFAULT_SEVERITY, Severity
 from services.stores import catalog_store
-from services.stores.config_store import new_id
 
 MAX_NAME, MAX_PATH = 1000, 4096
 DATASTORE_NOT_FOUND = "Datastore not found"
@@ -119,15 +116,6 @@ async def delete_datastore(request: Request):
     return Response(status_code=204)
 
 
-def datastore_ref(store: dict) -> dict:
-    return {"id": store["id"], "name": store["name"], "type": store["type"], "path": store["resolved_path"]}
-
-
-def container_ref(asset: dict) -> dict:
-    return {"id": asset["id"], "name": asset["name"], "container_type": asset["container_type"],
-            "datastore_id": asset["datastore_id"]}
-
-
 async def sync_datastore(request: Request):
     """Sync (a catalog run on the ledger): find the datastore's assets and profile each one."""
     principal = authenticate(request, "scan:trigger")
@@ -143,14 +131,11 @@ async def sync_datastore(request: Request):
         catalog_store.register_assets(db, principal.workspace_id, store["id"], found)
         assets = catalog_store.list_assets(db, principal.workspace_id, store["id"])
         present = {name for name, _ in found}
-        targets = [{"container": container_ref(a), "datastore": datastore_ref(store), "monitors": []}
-                   for a in assets if a["name"] in present]
-        scan_request = c.CatalogSyncRequest(scan_id=new_id(), kind=CATALOG.name, workspace_id=principal.workspace_id,
-                                            requested_by=principal.user, requested_at=utcnow(), targets=targets,
-                                            datastore=datastore_ref(store)).model_dump(exclude_unset=True)
+        synced = [a for a in assets if a["name"] in present]
+        scan_request = sync_request(principal, store, synced)
         operation_id = await start_scan(request, scan_request)
         return json_response({"operation_id": operation_id, "scan_id": scan_request["scan_id"], "status": "running",
-                              "assets": [asset_view(db, a) for a in assets if a["name"] in present]}, 202)
+                              "assets": [asset_view(db, a) for a in synced]}, 202)
 
     return await idempotent(request, principal, handler)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 BODIES: dict[tuple[str, str], type] = {}
 
@@ -16,12 +16,19 @@ def request_body(method: str, path: str):
     return register
 
 
+def flat_routes(routes, prefix: str = ""):
+    """Every Route with its full path, a Mount's routes under the Mount's path (in match order)."""
+    for route in routes:
+        if isinstance(route, Mount):
+            yield from flat_routes(route.routes, prefix + route.path)
+        elif isinstance(route, Route):
+            yield prefix + route.path, route
+
+
 def openapi_document(routes) -> dict:
     paths: dict[str, dict] = {}
-    for route in routes:
-        if not isinstance(route, Route):
-            continue
-        path = re.sub(r"{(\w+)(:\w+)?}", r"{\1}", route.path)
+    for full_path, route in flat_routes(routes):
+        path = re.sub(r"{(\w+)(:\w+)?}", r"{\1}", full_path)
         for method in sorted((route.methods or set()) - {"HEAD"}):
             op: dict = {"summary": (route.endpoint.__doc__ or route.name or "").strip().split("\n")[0],
                         "responses": {"200": {"description": "OK"}}}
@@ -29,7 +36,7 @@ def openapi_document(routes) -> dict:
             if params:
                 op["parameters"] = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
                                     for p in params]
-            model = BODIES.get((method.lower(), route.path))
+            model = BODIES.get((method.lower(), full_path))
             if model is not None:
                 op["requestBody"] = {"content": {"application/json": {"schema": model.model_json_schema()}}}
             if path != "/healthz" and path != "/openapi.json":

@@ -1,7 +1,6 @@
 """Run operations (seed 003): list, inspect, abort, resume, rerun and delete any run."""
 from __future__ import annotations
 
-import orjson
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -15,11 +14,10 @@ from api.errors import ApiError, details_from, not_found
 from api.params import path_id
 from api.responses import json_response
 from api.scan_commands import send_command, start_scan, wait_until
+from api.scan_requests import rerun_request
 from services.domain import contracts as c
-from services.domain.envelope import utcnow
 from services.domain.kinds import KINDS
 from services.domain.vocabulary import COMPLETED, FINISHED, IN_FLIGHT
-from services.stores.config_store import new_id
 
 RUN_NOT_FOUND = "Run not found"
 
@@ -53,16 +51,12 @@ class Run:
     def __init__(self, request: Request, principal: Principal):
         db = request.app.state.db
         self.operation_id = _operation_id(request)
-        self.row = oq.operation(db, principal.workspace_id, self.operation_id)
-        self.pending = None
-        if self.row is None:
-            pending = queries.pending_operation(db, principal.workspace_id, self.operation_id)
-            if pending is None:  # projected in between? (a scan moves from pending to rm_scans at once)
-                self.row = oq.operation(db, principal.workspace_id, self.operation_id)
-                if self.row is None:  # unknown, another workspace's, or deleted
-                    raise not_found(RUN_NOT_FOUND)
-            else:
-                self.pending = pending["request"]
+        self.row, pending = queries.projected_or_pending(
+            lambda: oq.operation(db, principal.workspace_id, self.operation_id),
+            lambda: queries.pending_operation(db, principal.workspace_id, self.operation_id))
+        if self.row is None and pending is None:  # unknown, another workspace's, or deleted
+            raise not_found(RUN_NOT_FOUND)
+        self.pending = pending["request"] if pending is not None else None
         self.scan_id = self.row["scan_id"] if self.row else self.pending["scan_id"]
         self.kind = self.row["kind"] if self.row else self.pending["kind"]
         self.status = self.row["status"] if self.row else "queued"
@@ -160,10 +154,7 @@ async def rerun_operation(request: Request):
     if run.status not in FINISHED:
         raise ApiError(409, "The run is still in progress; rerun it once it has finished")
     db = request.app.state.db
-    original = orjson.loads(run.row["request"])  # the snapshot the run used, as scan.requested recorded it
-    scan_request = {**original, "scan_id": new_id(), "requested_by": principal.user, "requested_at": utcnow(),
-                    "rerun_of": run.scan_id}
-    scan_request.pop("operation_id", None)
+    scan_request = rerun_request(principal, run.row["request"], run.scan_id)
     operation_id = await start_scan(request, scan_request)
     # Seed 003: the new run, queued or running, never its result even if it is already there.
     # Answer once it has started (or after the sync wait, queued).

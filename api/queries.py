@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 
@@ -33,13 +35,24 @@ def pending_operation(db, workspace_id: str, operation_id: int) -> dict | None:
                                (workspace_id, operation_id)).fetchone())
 
 
-def scan_or_pending(db, workspace_id: str, scan_id: str) -> tuple:
-    """(projected row, None), (None, pending request) or (None, None) for a scan unknown here."""
-    row = scan(db, workspace_id, scan_id)
+def projected_or_pending(projected: Callable[[], Any], pending: Callable[[], dict | None]) -> tuple:
+    """(projected row, None), (None, pending request) or (None, None) for a run unknown here.
+
+    The one "a projected row, or else the pending request" lookup: `projected()` reads the
+    run's row (rm_scans, or the Activity list's view of it), `pending()` its rm_scan_requests
+    row; a miss in both reads `projected()` again, as the scan may have moved in between.
+    """
+    row = projected()
     if row is not None:
         return row, None
-    pending = pending_request(db, workspace_id, scan_id)
-    return (None, pending) if pending is not None else (scan(db, workspace_id, scan_id), None)
+    request = pending()
+    return (None, request) if request is not None else (projected(), None)
+
+
+def scan_or_pending(db, workspace_id: str, scan_id: str) -> tuple:
+    """A scan by its id: (projected row, None), (None, pending request) or (None, None)."""
+    return projected_or_pending(lambda: scan(db, workspace_id, scan_id),
+                                lambda: pending_request(db, workspace_id, scan_id))
 
 
 def is_known(db, scan_id: str) -> bool:
