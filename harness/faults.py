@@ -55,7 +55,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from harness import data
-from harness.system import ROOT, TOKEN, free_port
+from harness.system import ROOT, TOKEN, Running, free_port
 from services.domain import contracts as c
 from services.domain.envelope import header_type
 from services.settings import Settings, Topics
@@ -258,7 +258,7 @@ def projector_lag(settings: Settings, db_path: Path) -> dict[tuple[str, int], tu
 # --------------------------------------------------------------------------- the systems under test
 
 
-class Procs:
+class Procs(Running):
     """Worker, projector and API as separate processes over one data dir and topic prefix (the
     processes `scanledger up` runs), which a fault can kill one by one. Between faults the
     harness stands in for up's supervisor: `supervise()` restarts a process that exited by
@@ -267,13 +267,11 @@ class Procs:
     NAMES = ("worker", "projector", "api")
 
     def __init__(self, bootstrap: str, data_dir: Path, rows: int = ROWS, **env: str):
-        self.data_dir = data_dir
+        super().__init__(data_dir)
         # beside the data dir, not in it: the system refuses a datastore inside its own data
         self.datastore_root = data_dir.with_name(data_dir.name + "-datastores")
         self.datastore_root.mkdir(parents=True, exist_ok=True)
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "SCANLEDGER_DATA_DIR": str(data_dir),
                     "SCANLEDGER_TOPIC_PREFIX": f"test-{uuid.uuid4().hex[:8]}", "SCANLEDGER_ADMIN_TOKEN": TOKEN,
                     "SCANLEDGER_PORT": str(self.port), "SCANLEDGER_UNIT_RECORDS": str(unit_records(rows)),
@@ -285,10 +283,6 @@ class Procs:
         self._restart_at: dict[str, float] = {}
         self._started: dict[str, float] = {}
         self.stop_problems: list[str] = []
-
-    @property
-    def db_path(self) -> Path:
-        return self.data_dir / "scanledger.db"
 
     @property
     def settings(self) -> Settings:
@@ -347,17 +341,6 @@ class Procs:
                 self.spawn(name)
         return notes
 
-    def wait_healthy(self, timeout_s: float = 180) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.exited():
-                raise RuntimeError(f"{self.exited()} exited while starting; logs:\n{self.logs()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return
-            time.sleep(0.3)
-        raise RuntimeError(f"system not healthy after {timeout_s}s; logs:\n{self.logs()}")
-
     def stop(self) -> None:
         """SIGTERM every process, SIGKILL one still running 30 s later (noted in stop_problems)."""
         for process in self.processes.values():
@@ -397,13 +380,6 @@ class Procs:
         self.killed = set()
         self._backoff, self._restart_at = {}, {}
 
-    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "services.cli", *args], env=self.env, cwd=ROOT,
-                              capture_output=True, text=True, timeout=timeout, check=True)
-
-    def client(self, token: str = TOKEN) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
-
     def worker_log(self) -> str:
         return "\n".join(f"--- {n}.log (tail)\n{log_tail(self.data_dir / f'{n}.log')}"
                          for n in dict.fromkeys(["worker", *self.processes]) if n.startswith("worker"))
@@ -413,7 +389,7 @@ class Procs:
                          for n in dict.fromkeys([*self.NAMES, *self.processes]))
 
 
-class Up:
+class Up(Running):
     """`scanledger up` in a session of its own, as a user runs it in a terminal.
 
     With `bootstrap` it uses that Kafka (KAFKA_BOOTSTRAP_SERVERS, on a topic prefix of its
@@ -422,13 +398,11 @@ class Up:
     """
 
     def __init__(self, data_dir: Path, bootstrap: str | None = None, rows: int = ROWS):
-        self.data_dir = data_dir
+        super().__init__(data_dir)
         # beside the data dir, not in it: the system refuses a datastore inside its own data
         self.datastore_root = data_dir.with_name(data_dir.name + "-datastores")
         self.datastore_root.mkdir(parents=True, exist_ok=True)
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SCANLEDGER_", "KAFKA_BOOTSTRAP"))}
         env.update(SCANLEDGER_DATA_DIR=str(data_dir), SCANLEDGER_PORT=str(self.port), SCANLEDGER_ADMIN_TOKEN=TOKEN,
                    SCANLEDGER_UNIT_RECORDS=str(unit_records(rows)), SCANLEDGER_DATASTORE_ROOT=str(self.datastore_root))
@@ -440,10 +414,6 @@ class Up:
         self.own_broker = not bootstrap
         self.process: subprocess.Popen | None = None
         self.starts = 0
-
-    @property
-    def db_path(self) -> Path:
-        return self.data_dir / "scanledger.db"
 
     @property
     def settings(self) -> Settings:
@@ -496,13 +466,6 @@ class Up:
 
             with contextlib.suppress(Exception):
                 localbroker.stop(Settings(data_dir=self.data_dir, broker_port=int(self.env["SCANLEDGER_BROKER_PORT"])))
-
-    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "services.cli", *args], env=self.env, cwd=ROOT,
-                              capture_output=True, text=True, timeout=timeout, check=True)
-
-    def client(self, token: str = TOKEN) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
 
     def worker_log(self) -> str:
         return f"--- logs/worker.log (tail)\n{log_tail(self.data_dir / 'logs' / 'worker.log')}"

@@ -7,6 +7,7 @@ their own so test runs never see each other's messages.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -69,17 +70,17 @@ class Broker:
         self._stop()
 
 
-class System:
-    """Worker, projector and API processes over one data dir and topic prefix."""
+class Running:
+    """What every system the harness runs shares: a data dir, an API port, the scanledger CLI
+    and an API client over them, and waiting for /healthz. A subclass sets `env` and says which
+    of its processes `exited()` and what its `logs()` end with."""
 
-    def __init__(self, bootstrap: str, data_dir: Path, **env: str):
+    env: dict[str, str]
+
+    def __init__(self, data_dir: Path):
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "SCANLEDGER_DATA_DIR": str(data_dir),
-                    "SCANLEDGER_TOPIC_PREFIX": f"test-{uuid.uuid4().hex[:8]}", "SCANLEDGER_ADMIN_TOKEN": TOKEN,
-                    "SCANLEDGER_PORT": str(self.port), **env}
-        self.processes: dict[str, subprocess.Popen] = {}
 
     @property
     def db_path(self) -> Path:
@@ -88,6 +89,34 @@ class System:
     def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "services.cli", *args], env=self.env, cwd=ROOT,
                               capture_output=True, text=True, timeout=timeout, check=True)
+
+    def wait_healthy(self, timeout_s: float = 180) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.exited():
+                raise RuntimeError(f"{self.exited()} exited while starting; logs:\n{self.logs()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.3)
+        raise RuntimeError(f"system not healthy after {timeout_s}s; logs:\n{self.logs()}")
+
+    def exited(self) -> dict[str, int]:
+        raise NotImplementedError
+
+    def logs(self) -> str:
+        raise NotImplementedError
+
+
+class System(Running):
+    """Worker, projector and API processes over one data dir and topic prefix."""
+
+    def __init__(self, bootstrap: str, data_dir: Path, **env: str):
+        super().__init__(data_dir)
+        self.env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "SCANLEDGER_DATA_DIR": str(data_dir),
+                    "SCANLEDGER_TOPIC_PREFIX": f"test-{uuid.uuid4().hex[:8]}", "SCANLEDGER_ADMIN_TOKEN": TOKEN,
+                    "SCANLEDGER_PORT": str(self.port), **env}
+        self.processes: dict[str, subprocess.Popen] = {}
 
     def start(self) -> System:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -98,19 +127,8 @@ class System:
         self.wait_healthy()
         return self
 
-    def wait_healthy(self, timeout_s: float = 180) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            dead = [n for n, p in self.processes.items() if p.poll() is not None]
-            if dead:
-                raise RuntimeError(f"{dead} exited; logs: {self.logs()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError(f"system not healthy after {timeout_s}s; logs: {self.logs()}")
+    def exited(self) -> dict[str, int]:
+        return {n: p.returncode for n, p in self.processes.items() if p.poll() is not None}
 
     def stop(self) -> None:
         for process in self.processes.values():
