@@ -79,6 +79,14 @@ class Settings:
     datastore_root: Path = Path(".")
     # Each workspace reaches only <datastore_root>/<workspace_id>/ (services/adapters/datastores.py).
     datastore_root_per_workspace: bool = False
+    # Connectors' secret files (services/adapters/s3.py): None means no secret files; never a datastore.
+    secrets_dir: Path | None = None
+    # Environment variables a connector may name for its credentials start with this.
+    secrets_env_prefix: str = "SCANLEDGER_SECRET_"
+    # S3 calls: connect and read timeouts, attempts (a down endpoint is a clear failure, not a hang).
+    s3_connect_timeout_s: float = 5.0
+    s3_read_timeout_s: float = 30.0
+    s3_max_attempts: int = 3
     # How long an Idempotency-Key is remembered (a retry after that runs again).
     idempotency_ttl_s: float = 86_400.0
     # A worker with lag that consumes nothing for this long exits (its supervisor restarts it).
@@ -115,6 +123,12 @@ class Settings:
             datastore_root=Path(os.environ.get("SCANLEDGER_DATASTORE_ROOT") or ".").resolve(),
             datastore_root_per_workspace=os.environ.get("SCANLEDGER_DATASTORE_ROOT_PER_WORKSPACE", "").lower()
             in ("1", "true", "yes"),
+            secrets_dir=Path(os.environ["SCANLEDGER_SECRETS_DIR"]).resolve()
+            if os.environ.get("SCANLEDGER_SECRETS_DIR") else None,
+            secrets_env_prefix=os.environ.get("SCANLEDGER_SECRETS_ENV_PREFIX") or "SCANLEDGER_SECRET_",
+            s3_connect_timeout_s=_float("SCANLEDGER_S3_CONNECT_TIMEOUT", 5.0),
+            s3_read_timeout_s=_float("SCANLEDGER_S3_READ_TIMEOUT", 30.0),
+            s3_max_attempts=_int("SCANLEDGER_S3_MAX_ATTEMPTS", 3),
             idempotency_ttl_s=_float("SCANLEDGER_IDEMPOTENCY_TTL_SECONDS", 86_400.0),
             stall_s=_float("SCANLEDGER_STALL_SECONDS", 30.0),
             unit_reoffer_s=_float("SCANLEDGER_UNIT_REOFFER_SECONDS", 60.0),

@@ -1,5 +1,6 @@
 import pytest
 
+from harness.s3 import S3Server
 from harness.system import Broker, System
 
 
@@ -8,6 +9,14 @@ def kafka(tmp_path_factory):
     broker = Broker(tmp_path_factory.mktemp("kafka"))
     yield broker.start()
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3 server (moto's, in its own process) that checks credentials: `s3_server.keys` are valid."""
+    server = S3Server(tmp_path_factory.mktemp("s3"), auth=True).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Configuration tables of the monitor side: datastores, their assets, the assets' monitors.
+"""Configuration tables of the monitor side: datastores, their assets, the assets' monitors;
+and seed 004's connectors (the same sources: services/adapters/connectors.py reads both).
 
 Datastores and assets (the operations API calls them containers) get integer ids, as
 seed 003 shows them. An asset row is registered the first time a sync finds it and keeps
@@ -7,6 +8,7 @@ its id across syncs, so monitors attached to it survive a re-sync; the asset's p
 """
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import orjson
@@ -26,6 +28,10 @@ CREATE TABLE IF NOT EXISTS monitors (
     type TEXT NOT NULL, severity TEXT NOT NULL, enabled INTEGER NOT NULL, params TEXT NOT NULL,
     created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS monitors_asset ON monitors (workspace_id, asset_id);
+CREATE TABLE IF NOT EXISTS connectors (
+    id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL,
+    config TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, deleted_at TEXT);
+CREATE INDEX IF NOT EXISTS connectors_workspace ON connectors (workspace_id, deleted_at);
 """
 
 
@@ -134,3 +140,45 @@ def update_monitor(conn, workspace_id: str, asset_id: int, monitor_id: str, spec
 def delete_monitor(conn, workspace_id: str, asset_id: int, monitor_id: str) -> bool:
     return conn.execute("DELETE FROM monitors WHERE id = ? AND asset_id = ? AND workspace_id = ?",
                         (monitor_id, asset_id, workspace_id)).rowcount > 0
+
+
+# --- connectors (seed 004) ---
+
+def new_connector_id() -> str:
+    return f"conn-{secrets.token_hex(8)}"
+
+
+def _connector(row) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    out = dict(row)
+    out["config"] = orjson.loads(out["config"])
+    return out
+
+
+def add_connector(conn, workspace_id: str, name: str, type_: str, config: dict) -> dict[str, Any]:
+    """`config` as services.adapters.connectors.validate_config returned it: references to secrets, never secrets."""
+    now, connector_id = utcnow(), new_connector_id()
+    conn.execute("INSERT INTO connectors (id, workspace_id, name, type, config, created_at, updated_at)"
+                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 (connector_id, workspace_id, name, type_, orjson.dumps(config).decode(), now, now))
+    return get_connector(conn, workspace_id, connector_id)
+
+
+def get_connector(conn, workspace_id: str, connector_id: str, deleted: bool = False) -> dict[str, Any] | None:
+    """A live connector of the workspace; with deleted=True a deleted one too (past scans name it)."""
+    sql = "SELECT * FROM connectors WHERE id = ? AND workspace_id = ?" + ("" if deleted else " AND deleted_at IS NULL")
+    return _connector(conn.execute(sql, (connector_id, workspace_id)).fetchone())
+
+
+def list_connectors(conn, workspace_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute("SELECT * FROM connectors WHERE workspace_id = ? AND deleted_at IS NULL ORDER BY rowid",
+                        (workspace_id,))
+    return [_connector(r) for r in rows]
+
+
+def delete_connector(conn, workspace_id: str, connector_id: str) -> bool:
+    """Hidden, not erased: past scans still name it."""
+    now = utcnow()
+    return conn.execute("UPDATE connectors SET deleted_at = ?, updated_at = ? WHERE id = ? AND workspace_id = ?"
+                        " AND deleted_at IS NULL", (now, now, connector_id, workspace_id)).rowcount > 0
