@@ -15,6 +15,7 @@ from api import (
     catalog_routes,
     compliance_routes,
     config_routes,
+    connector_routes,
     monitor_routes,
     operations_routes,
     scan_run_routes,
@@ -39,7 +40,7 @@ HEALTH_TTL_S = 1.0
 # prefix: monitor_routes before catalog_routes, so /api/assets/scan-status wins over
 # /api/assets/{assetId}.
 ROUTERS = (scan_run_routes, monitor_routes, config_routes, compliance_routes, catalog_routes, token_routes,
-           operations_routes)
+           operations_routes, connector_routes)
 
 
 def _health(settings: Settings) -> dict:

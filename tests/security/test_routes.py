@@ -45,6 +45,8 @@ KINDS = {
     ("PUT", "/api/operations/run/{id}"): TRIGGER, ("PUT", "/api/operations/rerun/{id}"): TRIGGER,
     ("GET", "/api/operations/{id}"): READ, ("DELETE", "/api/operations/{id}"): TRIGGER,
     ("GET", "/api/operations/{id}/containers"): READ,
+    ("POST", "/api/v1/connectors"): WRITE, ("GET", "/api/v1/connectors"): READ,
+    ("GET", "/api/v1/connectors/{id}"): READ, ("DELETE", "/api/v1/connectors/{id}"): WRITE,
 }
 ALLOWED = {"admin": {PUBLIC, READ, WRITE, TRIGGER, TOKENS}, "member": {PUBLIC, READ, WRITE, TRIGGER},
            "viewer": {PUBLIC, READ}}
@@ -93,6 +95,8 @@ def world(system):
         lake.mkdir()
         (lake / "tx.csv").write_bytes(CSV)
         store = ok(a.admin.post("/api/datastores", json={"name": "Lake", "type": "local_dir", "path": lake.name}), 201)
+        connector = ok(a.admin.post("/api/v1/connectors", json={"name": "Lake", "type": "local_dir",
+                                                                 "config": {"path": lake.name}}), 201)["data"]
         sync = ok(a.admin.post(f"/api/datastores/{store['id']}/sync"), 202)
         finished_run(a.admin, sync["scan_id"])
         asset = ok(a.admin.get("/api/assets", params={"datastore": store["id"]}))["items"][0]
@@ -108,6 +112,7 @@ def world(system):
         ids = {"/api/policies/": body["policy_id"], "/api/scan/": scan_id,
                "/api/violations/": violation["id"], "/api/datastores/": store["id"],
                "/api/tokens/": spare["id"], "/api/operations/": sync["operation_id"],
+               "/api/v1/connectors/": connector["id"],
                "{assetId}": asset["id"], "{monitorId}": monitor["id"], "{executionId}": execution}
         with system.client(revoked["token"]) as gone, system.client("no-such-token") as nobody, \
                 httpx.Client(base_url=system.url, timeout=60) as anonymous:
@@ -115,7 +120,8 @@ def world(system):
                    "paths": ok(anonymous.get("/openapi.json"))["paths"]}
 
 
-OWNERS = ("/api/policies/", "/api/scan/", "/api/violations/", "/api/datastores/", "/api/tokens/", "/api/operations/")
+OWNERS = ("/api/policies/", "/api/scan/", "/api/violations/", "/api/datastores/", "/api/tokens/", "/api/operations/",
+          "/api/v1/connectors/")
 
 
 def fill(template: str, ids: dict | None) -> str:
@@ -187,11 +193,13 @@ def test_another_workspaces_admin_gets_404_for_every_resource(world):
     assert ids["/api/datastores/"] not in {d["id"] for d in ok(other.get("/api/datastores"))["items"]}
     assert ids["{assetId}"] not in {x["id"] for x in ok(other.get("/api/assets"))["items"]}
     assert ids["/api/operations/"] not in {o["id"] for o in ok(other.get("/api/operations"))["items"]}
+    assert ids["/api/v1/connectors/"] not in {c["id"] for c in ok(other.get("/api/v1/connectors"))["data"]}
     # A's resources are all still there, untouched
     a = world["a"].admin
     assert ok(a.get(f"/api/policies/{ids['/api/policies/']}"))["name"] != "taken"
     assert ok(a.get(f"/api/assets/{ids['{assetId}']}/monitors/{ids['{monitorId}']}"))["enabled"] is True
     assert ids["/api/tokens/"] in {t["id"] for t in ok(a.get("/api/tokens"))["items"]}
+    assert ok(a.get(f"/api/v1/connectors/{ids['/api/v1/connectors/']}"))["data"]["name"] == "Lake"
 
 
 # --- Idempotency-Key ---------------------------------------------------------------------

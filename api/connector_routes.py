@@ -1,0 +1,117 @@
+"""Seed 004's connectors: the sources a sensitive-data scan reads, by `conn-…` id.
+
+The `{"status": "success", "data": …}` envelope of seed 004; errors have the API's one error
+body (api/errors.py: seed 004 shows none). A connector's config is validated and confined by
+services/adapters/connectors.py, the registry seed 000's datastores use too; an s3
+connector's credentials are references (an env var's name, a secret file's path), and no
+response ever holds the secret they point at.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.routing import Route
+
+from api.auth import Principal, authenticate
+from api.errors import ApiError, not_found, validation_error
+from api.openapi import request_body
+from api.requests import idempotent, json_body, parse
+from api.responses import json_response
+from services.adapters.connectors import ConnectorError, public_config, validate_config
+from services.stores import catalog_store
+
+MAX_NAME = 1000
+CONNECTOR_NOT_FOUND = "Connector not found"
+
+
+@request_body("POST", "/api/v1/connectors")
+class ConnectorBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    type: Literal["local_dir", "s3", "sqlite"]
+    config: dict[str, Any]
+
+    @field_validator("name")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        if "\x00" in value:
+            raise ValueError("must not contain a NUL character")
+        return value
+
+
+async def _principal(request: Request, permission: str) -> Principal:
+    """authenticate() whether it is a plain or an async function (the API is moving its database work off the loop)."""
+    principal = authenticate(request, permission)
+    return await principal if inspect.isawaitable(principal) else principal
+
+
+def success(data, status: int = 200):
+    return json_response({"status": "success", "data": data}, status)
+
+
+def connector_view(row: dict) -> dict:
+    return {"id": row["id"], "name": row["name"], "type": row["type"],
+            "config": public_config(row["type"], row["config"]), "created_at": row["created_at"],
+            "updated_at": row["updated_at"]}
+
+
+async def create_connector(request: Request):
+    """Register a connector: a local directory or SQLite database under the datastore root, or an S3 bucket."""
+    principal = await _principal(request, "config:write")
+
+    async def handler():
+        body = parse(ConnectorBody, await json_body(request))
+        try:
+            config = await run_in_threadpool(validate_config, request.app.state.settings, principal.workspace_id,
+                                             body.type, body.config)
+        except ValidationError as exc:
+            raise validation_error(exc, prefix=("config",)) from None
+        except ConnectorError as exc:
+            field = "credentials" if exc.reason == "credentials" else "path"
+            raise ApiError(400, "Invalid request body", [{"path": ["config", field], "message": str(exc)}]) from None
+        row = await run_in_threadpool(catalog_store.add_connector, request.app.state.db, principal.workspace_id,
+                                      body.name, body.type, config)
+        return success(connector_view(row), 201)
+
+    return await idempotent(request, principal, handler)
+
+
+async def list_connectors(request: Request):
+    """List the workspace's connectors."""
+    principal = await _principal(request, "assets:read")
+    rows = await run_in_threadpool(catalog_store.list_connectors, request.app.state.db, principal.workspace_id)
+    return success([connector_view(r) for r in rows])
+
+
+async def _connector(request: Request, principal: Principal) -> dict:
+    row = await run_in_threadpool(catalog_store.get_connector, request.app.state.db, principal.workspace_id,
+                                  request.path_params["id"])
+    if row is None:
+        raise not_found(CONNECTOR_NOT_FOUND)
+    return row
+
+
+async def get_connector(request: Request):
+    """Get a connector."""
+    principal = await _principal(request, "assets:read")
+    return success(connector_view(await _connector(request, principal)))
+
+
+async def delete_connector(request: Request):
+    """Remove a connector; scans that read it stay on the ledger."""
+    principal = await _principal(request, "config:write")
+    row = await _connector(request, principal)
+    await run_in_threadpool(catalog_store.delete_connector, request.app.state.db, principal.workspace_id, row["id"])
+    return success({"id": row["id"], "deleted": True})
+
+
+routes = [
+    Route("/api/v1/connectors", create_connector, methods=["POST"]),
+    Route("/api/v1/connectors", list_connectors, methods=["GET"]),
+    Route("/api/v1/connectors/{id}", get_connector, methods=["GET"]),
+    Route("/api/v1/connectors/{id}", delete_connector, methods=["DELETE"]),
+]
