@@ -20,86 +20,18 @@ from functools import reduce
 import pyarrow as pa
 import pyarrow.compute as pc
 
+# Checksums and masks are the detection engine's (services/domain/detectors): one code path.
+from services.domain.detectors.validate import Span
+from services.domain.detectors.validate import find_cards as _find_cards
+from services.domain.detectors.validate import iban_ok as _iban_ok
+from services.domain.detectors.validate import mask_card as _mask_card
+from services.domain.detectors.validate import mask_email as _mask_email
+from services.domain.detectors.validate import mask_iban as _mask_iban
+from services.domain.detectors.validate import mask_phone as _mask_phone
+from services.domain.detectors.validate import mask_ssn as _mask_ssn
+
 MAX_SAMPLES = 3
 EMAIL_SAMPLE_CELLS = 1000  # cells read for email samples; the count needs none of them
-Span = tuple[int, int]  # [start, end) of a match in a cell
-
-
-_DOUBLED = str.maketrans("0123456789", "0246813579")  # a doubled digit, its digits summed
-
-
-def _luhn(digits: str) -> bool:
-    return (sum(map(int, digits[-1::-2])) + sum(map(int, digits[-2::-2].translate(_DOUBLED)))) % 10 == 0
-
-
-def _is_card(text: str) -> bool:
-    """13-19 digits, separated (if at all) by one kind of separator, passing Luhn."""
-    digits = text.replace(" ", "").replace("-", "")
-    return 13 <= len(digits) <= 19 and not (" " in text and "-" in text) and _luhn(digits)
-
-
-_DIGIT_RUN = re.compile(r"(?<!\d)\d+(?:[ -]\d+)*(?!\d)")  # digit groups split by single spaces/dashes
-_DIGIT_GROUP = re.compile(r"\d+")
-
-
-def _find_cards(cell: str) -> list[Span]:
-    """Card numbers are whole digit groups inside a run, so "4111 1111 1111 1111 123" (a CVV
-    after it) still finds the card, and "123-45-6789 987-65-4321" is not one long number."""
-    spans = []
-    for run in _DIGIT_RUN.finditer(cell):
-        if run.end() - run.start() < 13:
-            continue
-        if _is_card(run.group()):  # the usual case: the whole run is the number
-            spans.append(run.span())
-        else:
-            spans += _cards_inside(cell, [g.span() for g in _DIGIT_GROUP.finditer(cell, *run.span())])
-    return spans
-
-
-def _cards_inside(cell: str, groups: list[Span]) -> list[Span]:
-    """Left to right, the longest run of whole groups that is a card number."""
-    spans, i = [], 0
-    while i < len(groups):
-        ends = [j for j in range(i, min(i + 19, len(groups)))
-                if _is_card(cell[groups[i][0]:groups[j][1]])]
-        if ends:
-            spans.append((groups[i][0], groups[ends[-1]][1]))
-            i = ends[-1] + 1
-        else:
-            i += 1
-    return spans
-
-
-def _iban_ok(text: str) -> bool:
-    iban = text.replace(" ", "")
-    if not 15 <= len(iban) <= 34:
-        return False
-    # ISO 13616: move country code and check digits to the end, letters become 10..35.
-    return int("".join(str(int(ch, 36)) for ch in iban[4:] + iban[:4])) % 97 == 1
-
-
-def _mask_email(text: str) -> str:
-    local, domain = text.split("@", 1)
-    return f"{local[0]}***@{domain}"
-
-
-def _mask_card(text: str) -> str:
-    digits = re.sub(r"\D", "", text)
-    return "*" * (len(digits) - 4) + digits[-4:]
-
-
-def _mask_iban(text: str) -> str:
-    iban = text.replace(" ", "")
-    return iban[:2] + "*" * (len(iban) - 6) + iban[-4:]
-
-
-def _mask_ssn(text: str) -> str:
-    return "***-**-" + text[-4:]
-
-
-def _mask_phone(text: str) -> str:
-    # Every digit followed by four more becomes *, so the layout and last 4 digits remain.
-    return re.sub(r"\d(?=(?:\D*\d){4})", "*", text)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,291 @@
+"""File bytes → what the detectors scan: cells with (row, column) or lines with line numbers.
+
+A file is named (its extension says its format; `.gz` is unwrapped first) and given as bytes
+or a binary file-like object. Decoding is streaming over a bounded buffer: at most
+`Limits.max_bytes` of (decompressed) content is held, and the detectors see it in batches
+(`batch_rows` records of csv/parquet/json, `batch_bytes` of jsonl/txt), so a file's findings
+need never be held as a table.
+
+Outcomes, as the scan reports them:
+- skipped, before anything is decoded: `binary` (a NUL byte in the first 8 KiB of a text
+  format, or no format magic), `unsupported type` (an extension we do not read), `over the
+  size limit` (raw or decompressed size above max_bytes);
+- failed: `parse error: …` (malformed csv/json/parquet/gzip), raised as FileFailed possibly
+  after some pieces were already yielded;
+- scanned.
+
+Row numbers are 1-based record numbers (csv: the first record after the header is row 1;
+jsonl: the line number; json: the position in the top-level array); columns are names, and
+for nested JSON/parquet values dotted paths (`customer.email`, list items `tags[]`).
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import BinaryIO
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from services.adapters.readers import _BOM, _csv_parse_options
+from services.domain.detectors import Engine, Finding, LineState
+
+FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
+           ".pq": "parquet", ".txt": "txt", ".log": "txt", ".text": "txt"}
+SKIP_BINARY, SKIP_UNSUPPORTED, SKIP_TOO_BIG = "binary", "unsupported type", "over the size limit"
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int = 256 << 20  # raw and decompressed
+    batch_rows: int = 65_536
+    batch_bytes: int = 4 << 20
+
+
+class FileSkipped(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class FileFailed(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Strings for the engine: a column's cells (`column` set, cell i is row `first + i` or
+    `rows[i]`) or lines of text (`column` None, line i is line `first + i`)."""
+    column: str | None
+    values: pa.Array
+    first: int
+    rows: pa.Array | None = None
+
+
+@dataclass
+class FileScan:
+    status: str  # scanned | skipped | failed
+    reason: str | None = None
+    format: str | None = None
+    size: int = 0  # bytes of content scanned (decompressed)
+    findings: list[Finding] = field(default_factory=list)  # on failure: those found before it
+
+
+def file_format(name: str) -> tuple[str | None, bool]:
+    """(format or None, gzipped) from the name: data.csv.gz → ("csv", True)."""
+    path = PurePath(name.lower())
+    gz = path.suffix == ".gz"
+    if gz:
+        path = path.with_suffix("")
+    return FORMATS.get(path.suffix), gz
+
+
+def scan_file(source: bytes | BinaryIO, name: str, engine: Engine | None = None,
+              limits: Limits = Limits()) -> FileScan:
+    engine = engine or Engine()
+    try:
+        fmt, data = load(source, name, limits)
+    except FileSkipped as skip:
+        return FileScan("skipped", skip.reason, file_format(name)[0])
+    except FileFailed as fail:
+        return FileScan("failed", fail.reason, file_format(name)[0])
+    result = FileScan("scanned", format=fmt, size=len(data))
+    state = LineState()
+    try:
+        for piece in pieces(fmt, data, limits):
+            if piece.column is None:
+                result.findings += engine.scan_lines(piece.values, piece.first, state)
+            else:
+                result.findings += engine.scan_cells(piece.column, piece.values, piece.first, piece.rows)
+    except FileFailed as fail:
+        result.status, result.reason = "failed", fail.reason
+    return result
+
+
+def load(source: bytes | BinaryIO, name: str, limits: Limits = Limits()) -> tuple[str, bytes]:
+    """The format and the (decompressed) content, or FileSkipped / FileFailed."""
+    fmt, gz = file_format(name)
+    if fmt is None:
+        raise FileSkipped(SKIP_UNSUPPORTED)
+    data = _read_bounded(source, limits.max_bytes)
+    if gz or data[:2] == b"\x1f\x8b":
+        data = _gunzip(data, limits.max_bytes)
+    if fmt == "parquet":
+        if data[:4] != b"PAR1":
+            raise FileSkipped(SKIP_BINARY) if b"\x00" in data[:8192] else FileFailed("parse error: not a Parquet file")
+    elif b"\x00" in data[:8192]:
+        raise FileSkipped(SKIP_BINARY)
+    return fmt, data
+
+
+def pieces(fmt: str, data: bytes, limits: Limits = Limits()) -> Iterator[Piece]:
+    return {"csv": _csv, "json": _json, "jsonl": _jsonl, "parquet": _parquet, "txt": _txt}[fmt](data, limits)
+
+
+# -- bytes -------------------------------------------------------------------------------------------
+
+def _read_bounded(source: bytes | BinaryIO, max_bytes: int) -> bytes:
+    if isinstance(source, bytes | bytearray | memoryview):
+        if len(source) > max_bytes:
+            raise FileSkipped(SKIP_TOO_BIG)
+        return bytes(source)
+    data = source.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise FileSkipped(SKIP_TOO_BIG)
+    return data
+
+
+def _gunzip(data: bytes, max_bytes: int) -> bytes:
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as unzipped:
+            out = unzipped.read(max_bytes + 1)  # a gzip bomb stops here
+    except (OSError, EOFError, zlib.error) as exc:
+        raise FileFailed(f"parse error: bad gzip data ({exc})") from None
+    if len(out) > max_bytes:
+        raise FileSkipped(SKIP_TOO_BIG)
+    return out
+
+
+# -- csv -----------------------------------------------------------------------------------------------
+
+def _csv(data: bytes, limits: Limits) -> Iterator[Piece]:
+    buf = pa.py_buffer(data)
+    if data.startswith(_BOM):
+        buf = buf[len(_BOM):]
+    try:
+        names = pacsv.open_csv(pa.BufferReader(buf), read_options=pacsv.ReadOptions(block_size=1 << 16),
+                               parse_options=_csv_parse_options()).schema.names
+        # Every column as text: a card number column must not become a float.
+        reader = pacsv.open_csv(
+            pa.BufferReader(buf), read_options=pacsv.ReadOptions(block_size=limits.batch_bytes),
+            parse_options=_csv_parse_options(),
+            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                 null_values=[""], strings_can_be_null=True))
+        row = 1
+        for batch in reader:
+            yield from _table_pieces(batch, row)
+            row += batch.num_rows
+    except pa.ArrowInvalid as exc:
+        raise FileFailed(f"parse error: {str(exc).removeprefix('CSV parse error: ')}") from None
+
+
+# -- parquet -------------------------------------------------------------------------------------------
+
+def _parquet(data: bytes, limits: Limits) -> Iterator[Piece]:
+    try:
+        file = pq.ParquetFile(pa.BufferReader(data))
+        row = 1
+        for batch in file.iter_batches(batch_size=limits.batch_rows):
+            yield from _table_pieces(batch, row)
+            row += batch.num_rows
+    except (pa.ArrowException, OSError) as exc:
+        raise FileFailed(f"parse error: {exc}") from None
+
+
+def _table_pieces(batch: pa.RecordBatch, first_row: int) -> Iterator[Piece]:
+    rows = None
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        yield from _column_pieces(name, column, first_row, rows)
+
+
+def _column_pieces(name: str, column: pa.Array, first_row: int, rows: pa.Array | None) -> Iterator[Piece]:
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        yield from _column_pieces(name, column.dictionary_decode(), first_row, rows)
+    elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        yield Piece(name, column, first_row, rows)
+    elif pa.types.is_integer(kind) or pa.types.is_decimal(kind):
+        yield Piece(name, pc.cast(column, pa.string()), first_row, rows)  # card numbers stored as ints
+    elif pa.types.is_struct(kind):
+        for i, child in enumerate(kind):
+            yield from _column_pieces(f"{name}.{child.name}", column.field(i), first_row, rows)
+    elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        parents = pc.list_parent_indices(column)
+        item_rows = pc.add(parents, first_row) if rows is None else pc.take(rows, parents)
+        yield from _column_pieces(f"{name}[]", column.flatten(), first_row, item_rows)
+    # floats, booleans, dates and times, binary: nothing a detector looks for survives in them
+
+
+# -- json ------------------------------------------------------------------------------------------------
+
+def _json(data: bytes, limits: Limits) -> Iterator[Piece]:
+    data = data.removeprefix(_BOM)
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        if data.lstrip()[:1] == b"{":  # many ".json" exports are one object per line
+            yield from _jsonl(data, limits)
+            return
+        raise FileFailed(f"parse error: {exc}") from None
+    records = document if isinstance(document, list) else [document]
+    for start in range(0, len(records), limits.batch_rows):
+        yield from _record_pieces(enumerate(records[start:start + limits.batch_rows], start + 1))
+
+
+def _jsonl(data: bytes, limits: Limits) -> Iterator[Piece]:
+    data = data.removeprefix(_BOM)
+    line_no = 1
+    for block in _blocks(data, limits.batch_bytes):
+        numbered = []
+        for line in block.split(b"\n"):
+            if line.strip():
+                try:
+                    numbered.append((line_no, orjson.loads(line)))
+                except orjson.JSONDecodeError as exc:
+                    raise FileFailed(f"parse error: line {line_no}: {exc}") from None
+            line_no += 1
+        line_no -= block.endswith(b"\n")  # the empty string after a final newline is no line
+        yield from _record_pieces(numbered)
+
+
+def _record_pieces(numbered) -> Iterator[Piece]:
+    columns: dict[str, tuple[list[int], list[str]]] = {}
+    for row, record in numbered:
+        stack = [("", record)]
+        while stack:  # iterative: a deeply nested document cannot exhaust the Python stack
+            path, value = stack.pop()
+            if isinstance(value, dict):
+                stack += [(f"{path}.{k}" if path else str(k), v) for k, v in reversed(value.items())]
+            elif isinstance(value, list):
+                stack += [(f"{path}[]", v) for v in reversed(value)]
+            elif isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+                rows, values = columns.setdefault(path, ([], []))
+                rows.append(row)
+                values.append(value if isinstance(value, str) else str(value))
+    for path, (rows, values) in columns.items():
+        yield Piece(path or "$", pa.array(values, pa.string()), rows[0], pa.array(rows, pa.int64()))
+
+
+# -- text -----------------------------------------------------------------------------------------------
+
+def _txt(data: bytes, limits: Limits) -> Iterator[Piece]:
+    line = 1
+    for block in _blocks(data.removeprefix(_BOM), limits.batch_bytes):
+        try:
+            text = pa.array([block], pa.binary()).cast(pa.string())
+        except pa.ArrowInvalid:  # not UTF-8: scan what decodes, the rest becomes U+FFFD
+            text = pa.array([block.decode("utf-8", errors="replace")], pa.string())
+        lines = pc.split_pattern(text, "\n").flatten()
+        if block.endswith(b"\n"):
+            lines = lines.slice(0, len(lines) - 1)
+        yield Piece(None, lines, line)
+        line += len(lines)
+
+
+def _blocks(data: bytes, size: int) -> Iterator[bytes]:
+    """Slices of about `size` bytes, each ending at a line break (or the end of the data)."""
+    start = 0
+    while start < len(data):
+        end = data.find(b"\n", start + size)
+        end = len(data) if end < 0 else end + 1
+        yield data[start:end]
+        start = end

@@ -1,0 +1,296 @@
+"""The detectors: what each looks for, how a candidate is validated, how it is masked.
+
+Each detector has
+- a `prefilter`: an RE2 pattern (pyarrow.compute runs it over whole columns) that matches every
+  cell the detector could find something in, a superset, so cells that fail it never reach
+  Python;
+- `find(cell)`: exact extraction with google-re2 (linear time: no backtracking, so no input can
+  hang a worker; RE2 has no look-arounds, so word boundaries are checked on the characters
+  around a match) and validation (checksums, number plans, issuing rules);
+- `mask(value)`: what a finding shows instead of the value.
+
+Families group detectors for reporting and for precision/recall: the six cloud-key detectors
+are one family, `cloud_key`; the national id detectors are `national_id`.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import phonenumbers
+import re2
+from stdnum import iban as std_iban
+from stdnum.br import cpf
+from stdnum.es import dni, nie
+from stdnum.it import codicefiscale
+
+from services.domain.detectors import validate as v
+
+Hit = tuple[int, int, float]  # [start, end) in the cell, confidence
+
+
+@dataclass(frozen=True)
+class Detector:
+    name: str
+    family: str
+    prefilter: str
+    find: Callable[[str], list[Hit]]
+    mask: Callable[[str], str]
+
+
+def _alnum(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def _free(cell: str, start: int, end: int, before: str = "", after: str = "") -> bool:
+    """No word character (nor one of `before`/`after`) touches the match on either side."""
+    if start > 0 and (_alnum(cell[start - 1]) or cell[start - 1] in before):
+        return False
+    return not (end < len(cell) and (_alnum(cell[end]) or cell[end] in after))
+
+
+def _finder(pattern: str, valid: Callable[[str], float | None], before: str = "", after: str = ""):
+    """Matches of `pattern` standing free whose `valid` gives a confidence (None: not one)."""
+    compiled = re2.compile(pattern)
+
+    def find(cell: str) -> list[Hit]:
+        hits = []
+        for m in compiled.finditer(cell):
+            start, end = m.span()
+            if _free(cell, start, end, before, after):
+                confidence = valid(m.group())
+                if confidence is not None:
+                    hits.append((start, end, confidence))
+        return hits
+    return find
+
+
+# -- email --------------------------------------------------------------------------------------
+
+_EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
+# "icon@2x.png" is a file name, not an address.
+_FILE_TLDS = {"png", "jpg", "jpeg", "gif", "svg", "webp", "css", "js", "ts", "py", "json", "txt", "csv", "pdf"}
+
+
+def _email(text: str) -> float | None:
+    local, domain = text.rsplit("@", 1)
+    if local.startswith(".") or local.endswith(".") or ".." in text or domain.rsplit(".", 1)[1].lower() in _FILE_TLDS:
+        return None
+    return 0.95
+
+
+# -- phone ----------------------------------------------------------------------------------------
+
+# International (+cc and 6-14 more digits in groups) or a North American number with
+# separators. A bare run of digits is never a phone: record ids, amounts, years and 4-digit
+# codes all are bare runs.
+_PHONE = (r"\+[1-9]\d{0,3}(?:[ .-]?\(?\d{1,5}\)?)(?:[ .-]?\d{1,5}){1,5}"
+          r"|(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}")
+_PHONE_RE = re2.compile(_PHONE)
+
+
+def _find_phones(cell: str) -> list[Hit]:
+    hits = []
+    for m in _PHONE_RE.finditer(cell):
+        start, end = m.span()
+        text = m.group()
+        if not _free(cell, start, end, before="+-./", after="-/") or (end < len(cell) and cell[end] == "."
+                                                                        and cell[end + 1:end + 2].isdigit()):
+            continue
+        for length in _group_ends(text):  # "+1 415 555 0102 12": drop trailing groups until valid
+            if _valid_phone(text[:length]):
+                hits.append((start, start + length, 0.9 if text.startswith("+") else 0.85))
+                break
+    return hits
+
+
+def _group_ends(text: str) -> list[int]:
+    ends = [len(text)] + [i for i in range(len(text) - 1, 0, -1) if text[i] in " .-" and text[i - 1].isdigit()]
+    return ends[:3]
+
+
+def _valid_phone(text: str) -> bool:
+    try:
+        number = phonenumbers.parse(text, None if text.startswith("+") else "US")
+    except phonenumbers.NumberParseException:
+        return False
+    return phonenumbers.is_valid_number(number)
+
+
+# -- card, IBAN, SSN, national ids ----------------------------------------------------------------
+
+def _find_cards(cell: str) -> list[Hit]:
+    # Issuer ranges in use start with 2-6 (Mastercard 2-series, Amex/Diners 3, Visa 4,
+    # Mastercard 5, Discover/UnionPay 6); a Luhn-valid number outside them is an id.
+    return [(a, b, 0.95) for a, b in v.find_cards(cell)
+            if cell[a] in "23456" and _free(cell, a, b, before="+.", after=".")]
+
+
+def _iban(text: str) -> float | None:
+    return 0.99 if v.iban_ok(text) and std_iban.is_valid(text) else None
+
+
+def _ssn(text: str) -> float | None:
+    return 0.9 if v.ssn_ok(text) else None
+
+
+def _national(text: str) -> float | None:
+    compact = text.replace("-", "").replace(".", "")
+    if len(compact) == 16:
+        ok = codicefiscale.is_valid(compact)
+    elif "." in text:
+        ok = cpf.is_valid(text)
+    elif compact[0] in "XYZ":
+        ok = nie.is_valid(compact)
+    else:
+        ok = dni.is_valid(compact)
+    return 0.9 if ok else None
+
+
+# -- network ----------------------------------------------------------------------------------------
+
+_VERSION_WORDS = ("version", "ver", "release", "build", "firmware", "v")
+
+
+def _find_ipv4(cell: str) -> list[Hit]:
+    hits = []
+    for m in _IPV4_RE.finditer(cell):
+        start, end = m.span()
+        if not _free(cell, start, end, before=".", after=".") or not v.ip_ok(m.group()):
+            continue
+        # "v1.2.3.4", "version 10.0.0.1", "release: 4.2.1.0": a version, not an address.
+        before = cell[max(0, start - 12):start].rstrip(" :=\t").lower()
+        if before.endswith(_VERSION_WORDS):
+            continue
+        hits.append((start, end, 0.85))
+    return hits
+
+
+_IPV4_RE = re2.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
+_IPV6_RE = re2.compile(r"[0-9A-Fa-f:]*:[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*")
+
+
+def _find_ipv6(cell: str) -> list[Hit]:
+    hits = []
+    for m in _IPV6_RE.finditer(cell):
+        start, end = m.span()
+        text = m.group().rstrip(".")
+        end = start + len(text)
+        if _free(cell, start, end, after=":") and (text.count(":") >= 7 or "::" in text) and len(text) > 3 \
+                and v.ip_ok(text):
+            hits.append((start, end, 0.85))
+    return hits
+
+
+# -- secrets ------------------------------------------------------------------------------------------
+
+def _aws(text: str) -> float | None:
+    return None if text.endswith("EXAMPLE") else 0.95
+
+
+def _github(text: str) -> float | None:
+    if text.startswith("github_pat_"):
+        return 0.95
+    return 0.99 if v.github_checksum_ok(text) else 0.7
+
+
+def _azure(text: str) -> float | None:
+    try:
+        return 0.95 if len(base64.b64decode(text.split("=", 1)[1], validate=True)) == 64 else None
+    except (binascii.Error, ValueError):
+        return None
+
+
+_PRIVATE_KEY_RE = re2.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
+_PEM_END = re2.compile(r"-----END [A-Z0-9 ]*-----")
+
+
+def _find_private_keys(cell: str) -> list[Hit]:
+    """The header, and the body up to the END line when the cell holds it (a JSON string)."""
+    hits = []
+    for m in _PRIVATE_KEY_RE.finditer(cell):
+        end = _PEM_END.search(cell, m.end())
+        hits.append((m.start(), end.end() if end else m.end(), 0.99))
+    return hits
+
+
+def _mask_private_key(text: str) -> str:
+    kind = text[len("-----BEGIN "):text.index("PRIVATE KEY")].strip()
+    return f"[{kind + ' ' if kind else ''}private key block, {len(text)} chars]"
+
+
+# High-entropy tokens, detect-secrets' idea (Shannon entropy of base64/hex strings) with its
+# false positives cut: a token must be long (32+), mix letters and digits, not be one short
+# string repeated, and clear a per-alphabet entropy bar that random strings of that length
+# clear and identifiers, words, UUIDs and low-entropy hex do not.
+_TOKEN_RE = re2.compile(r"[A-Za-z0-9+/_-]{32,}={0,2}")
+_HEX = set("0123456789abcdefABCDEF")
+
+
+def _token_confidence(token: str) -> float | None:
+    token = token.rstrip("=")
+    if v.periodic(token):
+        return None
+    has_digit = any(ch.isdigit() for ch in token)
+    if set(token) <= _HEX:
+        if not has_digit or not any(ch.isalpha() for ch in token):
+            return None
+        return 0.8 if v.shannon(token) >= 3.3 else None
+    if not (has_digit and any(ch.isupper() for ch in token) and any(ch.islower() for ch in token)):
+        return None
+    if token.count("/") > 3 and all(part.isalpha() for part in token.split("/") if part):
+        return None  # a path
+    return 0.8 if v.shannon(token) >= 4.0 else None
+
+
+def _find_tokens(cell: str) -> list[Hit]:
+    hits = []
+    for m in _TOKEN_RE.finditer(cell):
+        start, end = m.span()
+        if _free(cell, start, end) and (confidence := _token_confidence(m.group())) is not None:
+            hits.append((start, end, confidence))
+    return hits
+
+
+# -- the catalog, in the order detectors claim a string -------------------------------------------
+# A string one detector claimed is not offered to those after it: a card number is never also
+# a phone, an AWS key id never also a high-entropy token.
+
+DETECTORS: list[Detector] = [
+    Detector("private_key", "private_key", r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY", _find_private_keys,
+             _mask_private_key),
+    Detector("aws_access_key_id", "cloud_key", r"A(?:KIA|SIA|BIA|CCA|GPA|IDA|ROA|NPA|NVA|IPA)[A-Z2-7]{16}",
+             _finder(r"A(?:KIA|SIA|BIA|CCA|GPA|IDA|ROA|NPA|NVA|IPA)[A-Z2-7]{16}", _aws), v.mask_prefix),
+    Detector("gcp_api_key", "cloud_key", r"AIza[0-9A-Za-z_-]{35}",
+             _finder(r"AIza[0-9A-Za-z_-]{35}", lambda _: 0.95, after="-"), v.mask_prefix),
+    Detector("github_token", "cloud_key", r"gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{82}",
+             _finder(r"gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{82}", _github), v.mask_prefix),
+    Detector("slack_token", "cloud_key", r"xox[abposr]-\d+-|hooks\.slack\.com/services/T",
+             _finder(r"xox[abposr]-(?:\d+-){1,3}[A-Za-z0-9]{16,64}"
+                     r"|https://hooks\.slack\.com/services/T[A-Z0-9]{6,}/B[A-Z0-9]{6,}/[A-Za-z0-9]{20,}",
+                     lambda _: 0.95, after="-"), v.mask_prefix),
+    Detector("azure_storage_key", "cloud_key", r"AccountKey=[A-Za-z0-9+/]{86}==",
+             _finder(r"AccountKey=[A-Za-z0-9+/]{86}==", _azure), lambda t: "AccountKey=" + "*" * (len(t) - 11)),
+    Detector("stripe_secret_key", "cloud_key", r"[rs]k_live_[0-9A-Za-z]{24}",
+             _finder(r"[rs]k_live_[0-9A-Za-z]{24,99}", lambda _: 0.95), v.mask_prefix),
+    Detector("iban", "iban", r"[A-Z]{2}\d{2} ?[A-Z0-9]{4}",
+             _finder(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?", _iban), v.mask_iban),
+    Detector("card_number", "payment_card", r"\d(?:[ -]?\d){12}", _find_cards, v.mask_card),
+    Detector("us_ssn", "ssn", r"\d{3}-\d{2}-\d{4}", _finder(r"\d{3}-\d{2}-\d{4}", _ssn, "-", "-"), v.mask_ssn),
+    Detector("national_id", "national_id",
+             r"\d{8}-?[A-Z]|[XYZ]-?\d{7}-?[A-Z]|[A-Z]{6}\d\d[A-Z]\d\d[A-Z]\d{3}[A-Z]|\d{3}\.\d{3}\.\d{3}-\d\d",
+             _finder(r"\d{8}-?[A-Z]|[XYZ]-?\d{7}-?[A-Z]|[A-Z]{6}\d\d[A-Z]\d\d[A-Z]\d{3}[A-Z]"
+                     r"|\d{3}\.\d{3}\.\d{3}-\d\d", _national, "-.", "-."), v.mask_tail),
+    Detector("email", "email", _EMAIL, _finder(_EMAIL, _email, after="@"), v.mask_email),
+    Detector("phone", "phone", r"\+[1-9]\d|\d{3}\) ?\d{3}[ .-]\d{4}|\d{3}[ .-]\d{3}[ .-]\d{4}", _find_phones,
+             v.mask_phone),
+    Detector("ipv4", "ip_address", r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}", _find_ipv4, v.mask_ip),
+    Detector("ipv6", "ip_address", r"[0-9A-Fa-f]::|::[0-9A-Fa-f]|(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]", _find_ipv6,
+             v.mask_ip),
+    Detector("high_entropy_token", "high_entropy", r"[A-Za-z0-9+/_-]{32}", _find_tokens,
+             lambda t: t[:2] + "*" * (len(t) - 2)),
+]
+
+FAMILIES = sorted({d.family for d in DETECTORS})

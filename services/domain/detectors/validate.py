@@ -1,0 +1,174 @@
+"""Checksums, shapes and masks shared by the detection engine and the upload PII scan
+(services/domain/pii.py): one implementation of each rule, whoever calls it.
+
+Masks never return the raw value: they keep at most a few characters that say what the value
+was (a domain, the last four digits, a country code, a key prefix).
+"""
+from __future__ import annotations
+
+import binascii
+import ipaddress
+import math
+from collections import Counter
+
+import re2
+
+Span = tuple[int, int]  # [start, end) of a match in a cell
+
+# -- payment cards -------------------------------------------------------------------------
+
+_DOUBLED = str.maketrans("0123456789", "0246813579")  # a doubled digit, its digits summed
+
+
+def luhn(digits: str) -> bool:
+    return (sum(map(int, digits[-1::-2])) + sum(map(int, digits[-2::-2].translate(_DOUBLED)))) % 10 == 0
+
+
+def is_card(text: str) -> bool:
+    """13-19 digits, separated (if at all) by one kind of separator, passing Luhn."""
+    digits = text.replace(" ", "").replace("-", "")
+    return 13 <= len(digits) <= 19 and not (" " in text and "-" in text) and luhn(digits)
+
+
+# Digit groups split by single spaces/dashes. RE2 has no look-arounds and needs none here: a
+# greedy run starts at the first digit after a non-digit and takes every digit after it.
+_DIGIT_RUN = re2.compile(r"\d+(?:[ -]\d+)*")
+_DIGIT_GROUP = re2.compile(r"\d+")
+
+
+def find_cards(cell: str) -> list[Span]:
+    """Card numbers are whole digit groups inside a run, so "4111 1111 1111 1111 123" (a CVV
+    after it) still finds the card, and "123-45-6789 987-65-4321" is not one long number."""
+    spans = []
+    for run in _DIGIT_RUN.finditer(cell):
+        if run.end() - run.start() < 13:
+            continue
+        if is_card(run.group()):  # the usual case: the whole run is the number
+            spans.append(run.span())
+        else:
+            spans += _cards_inside(cell, [g.span() for g in _DIGIT_GROUP.finditer(run.group())], run.start())
+    return spans
+
+
+def _cards_inside(cell: str, groups: list[Span], offset: int) -> list[Span]:
+    """Left to right, the longest run of whole groups that is a card number."""
+    groups = [(a + offset, b + offset) for a, b in groups]
+    spans, i = [], 0
+    while i < len(groups):
+        ends = [j for j in range(i, min(i + 19, len(groups)))
+                if is_card(cell[groups[i][0]:groups[j][1]])]
+        if ends:
+            spans.append((groups[i][0], groups[ends[-1]][1]))
+            i = ends[-1] + 1
+        else:
+            i += 1
+    return spans
+
+
+# -- IBAN, SSN ---------------------------------------------------------------------------------
+
+def iban_ok(text: str) -> bool:
+    iban = text.replace(" ", "")
+    if not 15 <= len(iban) <= 34:
+        return False
+    # ISO 13616: move country code and check digits to the end, letters become 10..35.
+    return int("".join(str(int(ch, 36)) for ch in iban[4:] + iban[:4])) % 97 == 1
+
+
+_SSN_ADVERTISED = {"078-05-1120", "219-09-9999"}  # printed on sample cards, never issued
+
+
+def ssn_ok(text: str) -> bool:
+    """SSA rules for ddd-dd-dddd: no area 000, 666 or 900-999, no group 00, no serial 0000."""
+    area, group, serial = text[:3], text[4:6], text[7:]
+    return (area != "000" and area != "666" and area[0] != "9" and group != "00" and serial != "0000"
+            and text not in _SSN_ADVERTISED)
+
+
+# -- network, secrets ------------------------------------------------------------------------
+
+def ip_ok(text: str) -> bool:
+    try:
+        address = ipaddress.ip_address(text)  # rejects octets > 255 and leading zeros
+    except ValueError:
+        return False
+    return not address.is_unspecified
+
+
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def base62(number: int, width: int) -> str:
+    out = ""
+    while number:
+        number, digit = divmod(number, 62)
+        out = _BASE62[digit] + out
+    return out.rjust(width, "0")
+
+
+def github_checksum_ok(token: str) -> bool:
+    """A GitHub token (ghp_ + 30 random + 6 check) ends with the CRC32 of its random part in base62."""
+    body = token[4:]
+    return base62(binascii.crc32(body[:30].encode()), 6) == body[30:]
+
+
+def shannon(text: str) -> float:
+    n = len(text)
+    return -sum(c / n * math.log2(c / n) for c in Counter(text).values())
+
+
+def periodic(text: str) -> bool:
+    """The text is one shorter string repeated ("abab", "0123456789abcdef" twice)."""
+    return text in (text + text)[1:-1]
+
+
+# -- masks ---------------------------------------------------------------------------------------
+
+def mask_email(text: str) -> str:
+    local, domain = text.split("@", 1)
+    return f"{local[0]}***@{domain}"
+
+
+def mask_card(text: str) -> str:
+    digits = "".join(ch for ch in text if ch.isdigit())
+    return "*" * (len(digits) - 4) + digits[-4:]
+
+
+def mask_iban(text: str) -> str:
+    iban = text.replace(" ", "")
+    return iban[:2] + "*" * (len(iban) - 6) + iban[-4:]
+
+
+def mask_ssn(text: str) -> str:
+    return "***-**-" + text[-4:]
+
+
+def mask_phone(text: str) -> str:
+    """Every digit followed by four more becomes *, so the layout and last 4 digits remain."""
+    total = sum(ch.isdigit() for ch in text)
+    out, seen = [], 0
+    for ch in text:
+        if ch.isdigit():
+            seen += 1
+            out.append("*" if total - seen >= 4 else ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def mask_tail(text: str, keep: int = 2) -> str:
+    """Everything but the last `keep` characters starred (national ids)."""
+    return "*" * (len(text) - keep) + text[-keep:]
+
+
+def mask_prefix(text: str, keep: int = 4) -> str:
+    """A key's well-known prefix kept (AKIA, ghp_), the rest starred."""
+    keep = min(keep, len(text) // 4)
+    return text[:keep] + "*" * (len(text) - keep)
+
+
+def mask_ip(text: str) -> str:
+    if ":" in text:
+        return text.split(":", 1)[0] + ":****"
+    first, second, *_ = text.split(".")
+    return f"{first}.{second}.***.***"
