@@ -90,6 +90,9 @@ class Running:
         return subprocess.run([sys.executable, "-m", "services.cli", *args], env=self.env, cwd=ROOT,
                               capture_output=True, text=True, timeout=timeout, check=True)
 
+    def client(self, token: str = TOKEN) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
     def wait_healthy(self, timeout_s: float = 180) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -148,6 +151,3 @@ class System(Running):
             if path.exists():
                 out.append(f"--- {name}\n" + path.read_text(errors="replace")[-3000:])
         return "\n".join(out)
-
-    def client(self, token: str = TOKEN) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
