@@ -402,10 +402,12 @@ def connector_for(settings, workspace_id: str, type_: str, config: dict[str, Any
 
 def env_prefix(settings, workspace_id: str) -> str:
     """Environment variables a workspace may name: SCANLEDGER_SECRET_ (per-workspace roots:
-    SCANLEDGER_SECRET_<WORKSPACE>_), so no connector can send another variable to an endpoint."""
+    SCANLEDGER_SECRET_<WORKSPACE>__, the id upper-cased with `_` for `-`, ended by a double
+    `_` that no workspace id gives, so `ws` never reaches `ws-a`'s), so no connector can send
+    another variable of the process to an endpoint."""
     prefix = getattr(settings, "secrets_env_prefix", "SCANLEDGER_SECRET_")
     if getattr(settings, "datastore_root_per_workspace", False):
-        prefix += "".join(ch if ch.isalnum() else "_" for ch in workspace_id.upper()) + "_"
+        prefix += "".join(ch if ch.isalnum() else "_" for ch in workspace_id.upper()) + "__"
     return prefix
 
 

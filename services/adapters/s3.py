@@ -9,7 +9,7 @@ bucket or the key, never a secret.
 Credentials are references, resolved when a connector is opened (API process or worker):
 - `{"source": "env", "access_key_id_env": NAME, "secret_access_key_env": NAME[, "session_token_env": NAME]}`:
   variables whose names start with SCANLEDGER_SECRET_ (per-workspace roots:
-  SCANLEDGER_SECRET_<WORKSPACE>_, the workspace id upper-cased, `-` as `_`), so no one can have
+  SCANLEDGER_SECRET_<WORKSPACE>__, the workspace id upper-cased, `-` as `_`), so no one can have
   another variable of the process (the admin token…) sent to an endpoint of their choosing;
 - `{"source": "file", "path": P}`: a JSON file `{"access_key_id", "secret_access_key"[, "session_token"]}`
   under `SCANLEDGER_SECRETS_DIR` (per-workspace roots: `<dir>/<workspace_id>/`), resolved with

@@ -162,21 +162,23 @@ def test_per_workspace_roots_and_secret_names(settings):
     assert validate_config(per, "ws-a", "local_dir", {"path": "lake"})
     with pytest.raises(ConnectorError):
         validate_config(per, "ws-b", "local_dir", {"path": "../ws-a/lake"})
-    os.environ["SCANLEDGER_SECRET_WS_A_KEY"] = "k"
+    (per.datastore_root / "ws").mkdir()
+    os.environ["SCANLEDGER_SECRET_WS_A__KEY"] = "k"
     os.environ["SCANLEDGER_SECRET_SHARED_KEY"] = "k"
     try:
-        creds = {"source": "env", "access_key_id_env": "SCANLEDGER_SECRET_WS_A_KEY",
-                 "secret_access_key_env": "SCANLEDGER_SECRET_WS_A_KEY"}
+        creds = {"source": "env", "access_key_id_env": "SCANLEDGER_SECRET_WS_A__KEY",
+                 "secret_access_key_env": "SCANLEDGER_SECRET_WS_A__KEY"}
         config = {"bucket": "lake", "credentials": creds}
         assert validate_config(per, "ws-a", "s3", config)["credentials"] == creds
-        with pytest.raises(ConnectorError, match="not one a connector may name"):
-            validate_config(per, "ws-b", "s3", config)
+        for other in ("ws-b", "ws"):  # "ws" is a prefix of "ws-a": its variables are still not ws's
+            with pytest.raises(ConnectorError, match="not one a connector may name"):
+                validate_config(per, other, "s3", config)
         shared = {**config, "credentials": {**creds, "access_key_id_env": "SCANLEDGER_SECRET_SHARED_KEY"}}
         with pytest.raises(ConnectorError, match="not one a connector may name"):
             validate_config(per, "ws-a", "s3", shared)
         assert validate_config(settings, "ws-b", "s3", shared)
     finally:
-        del os.environ["SCANLEDGER_SECRET_WS_A_KEY"], os.environ["SCANLEDGER_SECRET_SHARED_KEY"]
+        del os.environ["SCANLEDGER_SECRET_WS_A__KEY"], os.environ["SCANLEDGER_SECRET_SHARED_KEY"]
 
 
 def test_s3_credentials_are_references_that_must_resolve(settings, tmp_path):
