@@ -23,7 +23,7 @@ from __future__ import annotations
 import gzip
 import io
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import BinaryIO
@@ -35,7 +35,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from services.adapters.readers import _BOM, _csv_parse_options
-from services.domain.detectors import Engine, Finding, LineState
+from services.domain.detectors import Engine, Finding, LineState, Piece
 
 FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
            ".pq": "parquet", ".txt": "txt", ".log": "txt", ".text": "txt"}
@@ -61,16 +61,6 @@ class FileFailed(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class Piece:
-    """Strings for the engine: a column's cells (`column` set, cell i is row `first + i` or
-    `rows[i]`) or lines of text (`column` None, line i is line `first + i`)."""
-    column: str | None
-    values: pa.Array
-    first: int
-    rows: pa.Array | None = None
-
-
 @dataclass
 class FileScan:
     status: str  # scanned | skipped | failed
@@ -91,24 +81,46 @@ def file_format(name: str) -> tuple[str | None, bool]:
 
 def scan_file(source: bytes | BinaryIO, name: str, engine: Engine | None = None,
               limits: Limits = Limits()) -> FileScan:
+    return scan_files([(source, name)], engine, limits)[0]
+
+
+def scan_files(files: Iterable[tuple[bytes | BinaryIO, str]], engine: Engine | None = None,
+               limits: Limits = Limits(), batch_bytes: int = 8 << 20) -> list[FileScan]:
+    """Each file scanned, skipped or failed. Pieces of several files are scanned as one batch of
+    about `batch_bytes` (small files would otherwise pay the engine's per-batch cost each)."""
     engine = engine or Engine()
-    try:
-        fmt, data = load(source, name, limits)
-    except FileSkipped as skip:
-        return FileScan("skipped", skip.reason, file_format(name)[0])
-    except FileFailed as fail:
-        return FileScan("failed", fail.reason, file_format(name)[0])
-    result = FileScan("scanned", format=fmt, size=len(data))
-    state = LineState()
-    try:
-        for piece in pieces(fmt, data, limits):
-            if piece.column is None:
-                result.findings += engine.scan_lines(piece.values, piece.first, state)
-            else:
-                result.findings += engine.scan_cells(piece.column, piece.values, piece.first, piece.rows)
-    except FileFailed as fail:
-        result.status, result.reason = "failed", fail.reason
-    return result
+    results: list[FileScan] = []
+    batch: list[tuple[FileScan, Piece, LineState | None]] = []
+    size = 0
+
+    def flush() -> None:
+        nonlocal size
+        found = engine.scan([p for _, p, _ in batch], [st for _, _, st in batch])
+        for (result, _, _), findings in zip(batch, found, strict=True):
+            result.findings += findings
+        batch.clear()
+        size = 0
+
+    for source, name in files:
+        try:
+            fmt, data = load(source, name, limits)
+        except (FileSkipped, FileFailed) as outcome:
+            status = "skipped" if isinstance(outcome, FileSkipped) else "failed"
+            results.append(FileScan(status, outcome.reason, file_format(name)[0]))
+            continue
+        result = FileScan("scanned", format=fmt, size=len(data))
+        results.append(result)
+        state = LineState()
+        try:
+            for piece in pieces(fmt, data, limits):
+                batch.append((result, piece, state if piece.column is None else None))
+                size += piece.values.nbytes
+                if size >= batch_bytes:
+                    flush()
+        except FileFailed as fail:
+            result.status, result.reason = "failed", fail.reason
+    flush()
+    return results
 
 
 def load(source: bytes | BinaryIO, name: str, limits: Limits = Limits()) -> tuple[str, bytes]:

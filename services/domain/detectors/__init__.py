@@ -7,6 +7,6 @@ catalog: the detectors; engine: running them vectorized; validate: checksums and
 shared with the upload PII scan (services/domain/pii.py).
 """
 from services.domain.detectors.catalog import DETECTORS, FAMILIES, Detector
-from services.domain.detectors.engine import Engine, Finding, LineState
+from services.domain.detectors.engine import Engine, Finding, LineState, Piece
 
-__all__ = ["DETECTORS", "FAMILIES", "Detector", "Engine", "Finding", "LineState"]
+__all__ = ["DETECTORS", "FAMILIES", "Detector", "Engine", "Finding", "LineState", "Piece"]

@@ -57,10 +57,9 @@ def _finder(pattern: str, valid: Callable[[str], float | None], before: str = ""
 
     def find(cell: str) -> list[Hit]:
         hits = []
-        for m in compiled.finditer(cell):
-            start, end = m.span()
+        for start, end in v.spans(compiled, cell):
             if _free(cell, start, end, before, after):
-                confidence = valid(m.group())
+                confidence = valid(cell[start:end])
                 if confidence is not None:
                     hits.append((start, end, confidence))
         return hits
@@ -93,9 +92,8 @@ _PHONE_RE = re2.compile(_PHONE)
 
 def _find_phones(cell: str) -> list[Hit]:
     hits = []
-    for m in _PHONE_RE.finditer(cell):
-        start, end = m.span()
-        text = m.group()
+    for start, end in v.spans(_PHONE_RE, cell):
+        text = cell[start:end]
         if not _free(cell, start, end, before="+-./", after="-/") or (end < len(cell) and cell[end] == "."
                                                                         and cell[end + 1:end + 2].isdigit()):
             continue
@@ -156,9 +154,8 @@ _VERSION_WORDS = ("version", "ver", "release", "build", "firmware", "v")
 
 def _find_ipv4(cell: str) -> list[Hit]:
     hits = []
-    for m in _IPV4_RE.finditer(cell):
-        start, end = m.span()
-        if not _free(cell, start, end, before=".", after=".") or not v.ip_ok(m.group()):
+    for start, end in v.spans(_IPV4_RE, cell):
+        if not _free(cell, start, end, before=".", after=".") or not v.ip_ok(cell[start:end]):
             continue
         # "v1.2.3.4", "version 10.0.0.1", "release: 4.2.1.0": a version, not an address.
         before = cell[max(0, start - 12):start].rstrip(" :=\t").lower()
@@ -174,9 +171,8 @@ _IPV6_RE = re2.compile(r"[0-9A-Fa-f:]*:[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*")
 
 def _find_ipv6(cell: str) -> list[Hit]:
     hits = []
-    for m in _IPV6_RE.finditer(cell):
-        start, end = m.span()
-        text = m.group().rstrip(".")
+    for start, end in v.spans(_IPV6_RE, cell):
+        text = cell[start:end].rstrip(".")
         end = start + len(text)
         if _free(cell, start, end, after=":") and (text.count(":") >= 7 or "::" in text) and len(text) > 3 \
                 and v.ip_ok(text):
@@ -210,9 +206,9 @@ _PEM_END = re2.compile(r"-----END [A-Z0-9 ]*-----")
 def _find_private_keys(cell: str) -> list[Hit]:
     """The header, and the body up to the END line when the cell holds it (a JSON string)."""
     hits = []
-    for m in _PRIVATE_KEY_RE.finditer(cell):
-        end = _PEM_END.search(cell, m.end())
-        hits.append((m.start(), end.end() if end else m.end(), 0.99))
+    for start, stop in v.spans(_PRIVATE_KEY_RE, cell):
+        end = next(v.spans(_PEM_END, cell, stop), None)
+        hits.append((start, end[1] if end else stop, 0.99))
     return hits
 
 
@@ -247,9 +243,8 @@ def _token_confidence(token: str) -> float | None:
 
 def _find_tokens(cell: str) -> list[Hit]:
     hits = []
-    for m in _TOKEN_RE.finditer(cell):
-        start, end = m.span()
-        if _free(cell, start, end) and (confidence := _token_confidence(m.group())) is not None:
+    for start, end in v.spans(_TOKEN_RE, cell):
+        if _free(cell, start, end) and (confidence := _token_confidence(cell[start:end])) is not None:
             hits.append((start, end, confidence))
     return hits
 

@@ -2,27 +2,31 @@
 (services/adapters/file_cells.py) into the arrays scanned here.
 
 Per array of cells (a column of a batch) or lines (a slice of a text file):
-1. one RE2 pass (pyarrow.compute) with the union of every detector's prefilter picks the cells
-   that could hold anything; a clean column costs that single vectorized scan;
-2. over those candidates only, one RE2 pass per detector says which detectors to try on which
-   cell;
-3. in Python, each candidate cell is offered to its detectors in catalog order; a string one
-   detector claims is not offered to the next (see catalog.DETECTORS).
+1. the pieces of a batch (columns of many files, slices of lines) are concatenated, so the
+   vectorized passes below run once per batch: pyarrow compiles a regex on every call, which
+   costs more than scanning a small file;
+2. one RE2 pass (pyarrow.compute) with the union of the detectors' prefilters picks the cells
+   that could hold anything; the high-entropy prefilter (a 32-character run, which multiplies
+   the union's DFA states) runs on its own, over cells of 32+ bytes only;
+3. in Python, each candidate cell is offered to the detectors in catalog order (google-re2,
+   compiled once); a string one detector claims is not offered to the next
+   (see catalog.DETECTORS) whose own prefilter matched it (one more vectorized pass per
+   detector, over the candidates only).
 
-A repeated cell value is validated once per call (a column of the same few emails).
+A repeated cell value is validated once per batch (a column of the same few emails).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from services.domain.detectors.catalog import DETECTORS, Detector
 
-_PEM_BEGIN = r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY"
-_PEM_END = r"-----END [A-Z0-9 ]*PRIVATE KEY"
 _CACHE_LIMIT = 4096
+_LONG = 32  # the shortest high-entropy token
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,17 @@ class Finding:
         return {"row": self.row, "column": self.column}
 
 
+@dataclass(frozen=True)
+class Piece:
+    """Strings to scan: a column's cells (`column` set; cell i is record `first + i`, or
+    `rows[i]` when given: the items of a list column share their record's number) or lines of
+    text (`column` None; line i is line `first + i`)."""
+    column: str | None
+    values: pa.Array
+    first: int = 1
+    rows: pa.Array | None = None
+
+
 @dataclass
 class LineState:
     """Carried from one slice of a text file to the next: inside a PEM private key block the
@@ -53,59 +68,90 @@ class LineState:
     in_private_key: bool = False
 
 
-Match = tuple[int, Detector, int, int, float]  # index in the array, detector, start, end, confidence
-
-
 @dataclass
 class Engine:
     detectors: list[Detector] = field(default_factory=lambda: list(DETECTORS))
 
     def __post_init__(self) -> None:
-        self._any = "|".join(f"(?:{d.prefilter})" for d in self.detectors)
+        self._any = "|".join(f"(?:{d.prefilter})" for d in self.detectors if d.family != "high_entropy")
+        self._token = "|".join(f"(?:{d.prefilter})" for d in self.detectors if d.family == "high_entropy")
 
     @property
     def families(self) -> list[str]:
         return sorted({d.family for d in self.detectors})
 
+    def scan(self, pieces: list[Piece], states: list[LineState | None] | None = None) -> list[list[Finding]]:
+        """Findings of each piece, in one batch. `states[i]` carries a text file's state from
+        its previous slice to pieces[i] (a fresh one when None)."""
+        found: list[list[Finding]] = [[] for _ in pieces]
+        if not pieces:
+            return found
+        arrays = [_strings(p.values) for p in pieces]
+        starts = np.cumsum([0] + [len(a) for a in arrays])
+        values = pa.concat_arrays(arrays) if len(arrays) > 1 else arrays[0]
+        matches = list(self._matches(values))
+        owners = np.searchsorted(starts, [m[0] for m in matches], side="right") - 1 if matches else []
+        inside = {}
+        for k, piece in enumerate(pieces):
+            if piece.column is None:
+                state = states[k] if states is not None and states[k] is not None else LineState()
+                inside[k] = _private_key_bodies(arrays[k], state)
+        row_of = {}
+        for (i, detector, a, b, conf, text), k in zip(matches, owners, strict=True):
+            piece, offset = pieces[k], i - int(starts[k])
+            masked = detector.mask(text)
+            if piece.column is None:
+                if detector.family == "private_key" or offset not in inside[k]:
+                    found[k].append(Finding(detector.name, detector.family, conf, masked, line=piece.first + offset,
+                                            start=a, end=b))
+                continue
+            if piece.rows is not None:
+                if k not in row_of:
+                    row_of[k] = piece.rows.to_numpy(zero_copy_only=False)
+                row = int(row_of[k][offset])
+            else:
+                row = piece.first + offset
+            found[k].append(Finding(detector.name, detector.family, conf, masked, row=row, column=piece.column,
+                                    start=a, end=b))
+        return found
+
     def scan_cells(self, column: str, values: pa.Array | pa.ChunkedArray, first_row: int = 1,
                    rows: pa.Array | None = None) -> list[Finding]:
-        """Cells of one column; cell i is record `first_row + i`, or `rows[i]` when given (the
-        items of a list column share their record's number)."""
-        row_of = rows.to_numpy(zero_copy_only=False) if rows is not None else None
-        return [Finding(d.name, d.family, conf, d.mask(text), column=column, start=a, end=b,
-                        row=int(row_of[i]) if row_of is not None else first_row + i)
-                for i, d, a, b, conf, text in self._matches(values)]
+        """Cells of one column; cell i is record `first_row + i`, or `rows[i]` when given."""
+        return self.scan([Piece(column, values, first_row, rows)])[0]
 
     def scan_lines(self, lines: pa.Array | pa.ChunkedArray, first_line: int = 1,
                    state: LineState | None = None) -> list[Finding]:
         """Lines of a text file; lines[i] is line `first_line + i`."""
-        state = state if state is not None else LineState()
-        inside = self._private_key_bodies(lines, state)
-        return [Finding(d.name, d.family, conf, d.mask(text), line=first_line + i, start=a, end=b)
-                for i, d, a, b, conf, text in self._matches(lines)
-                if d.family == "private_key" or i not in inside]
+        return self.scan([Piece(None, lines, first_line)], [state])[0]
 
     def scan_text(self, text: str) -> list[Finding]:
         return self.scan_lines(pa.array(text.split("\n"), pa.string()))
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _matches(self, values: pa.Array | pa.ChunkedArray):
-        if isinstance(values, pa.ChunkedArray):
-            values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    def _candidates(self, values: pa.Array) -> np.ndarray:
+        hit = pc.indices_nonzero(pc.fill_null(pc.match_substring_regex(values, self._any), False))
+        index = hit.to_numpy()
+        if self._token:
+            long = pc.indices_nonzero(pc.fill_null(pc.greater_equal(pc.binary_length(values), _LONG), False))
+            if len(long):
+                token = pc.fill_null(pc.match_substring_regex(values.take(long), self._token), False)
+                index = np.union1d(index, long.filter(token).to_numpy())
+        return index
+
+    def _matches(self, values: pa.Array):
         if len(values) == 0:
             return
-        index = pc.indices_nonzero(pc.fill_null(pc.match_substring_regex(values, self._any), False))
+        index = self._candidates(values)
         if len(index) == 0:
             return
-        candidates = values.take(index)
-        tried = []
-        for detector in self.detectors:
-            hit = pc.fill_null(pc.match_substring_regex(candidates, detector.prefilter), False)
-            if pc.any(hit).as_py():
-                tried.append((detector, hit.to_numpy(zero_copy_only=False)))
+        candidates = values.take(pa.array(index))
+        # Which detectors to try on which candidate: one vectorized pass each, over candidates only.
+        tried = [(d, pc.fill_null(pc.match_substring_regex(candidates, d.prefilter), False)
+                  .to_numpy(zero_copy_only=False)) for d in self.detectors]
         cache: dict[str, list] = {}
-        for k, (i, cell) in enumerate(zip(index.to_pylist(), candidates.to_pylist(), strict=True)):
+        for k, (i, cell) in enumerate(zip(index.tolist(), candidates.to_pylist(), strict=True)):
             found = cache.get(cell)
             if found is None:
                 found = self._validate(cell, [d for d, hit in tried if hit[k]])
@@ -125,22 +171,32 @@ class Engine:
                     found.append((detector, a, b, conf, cell[a:b]))
         return found
 
-    @staticmethod
-    def _private_key_bodies(lines: pa.Array | pa.ChunkedArray, state: LineState) -> set[int]:
-        begins = pc.indices_nonzero(pc.fill_null(pc.match_substring_regex(lines, _PEM_BEGIN), False)).to_pylist()
-        ends = pc.indices_nonzero(pc.fill_null(pc.match_substring_regex(lines, _PEM_END), False)).to_pylist()
-        if not begins and not ends and not state.in_private_key:
-            return set()
-        marks = sorted([(i, 1) for i in begins] + [(i, 0) for i in ends])
-        inside: set[int] = set()
-        opened = 0 if state.in_private_key else None
-        for i, is_begin in marks:
-            if is_begin:
-                opened = i + 1
-            elif opened is not None:
-                inside.update(range(opened, i + 1))
-                opened = None
-        if opened is not None:
-            inside.update(range(opened, len(lines)))
-        state.in_private_key = opened is not None
-        return inside
+
+def _strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    return values if values.type == pa.string() else values.cast(pa.string())
+
+
+def _private_key_bodies(lines: pa.Array, state: LineState) -> set[int]:
+    """Indices of the lines inside PEM private key blocks (between BEGIN and END lines)."""
+    def lines_with(literal: str) -> list[int]:
+        at = pc.indices_nonzero(pc.fill_null(pc.match_substring(lines, literal), False))
+        return [i for i, line in zip(at.to_pylist(), lines.take(at).to_pylist(), strict=True) if "PRIVATE KEY" in line]
+
+    begins, ends = lines_with("-----BEGIN "), lines_with("-----END ")
+    if not begins and not ends and not state.in_private_key:
+        return set()
+    marks = sorted([(i, 1) for i in begins] + [(i, 0) for i in ends])
+    inside: set[int] = set()
+    opened = 0 if state.in_private_key else None
+    for i, is_begin in marks:
+        if is_begin:
+            opened = i + 1
+        elif opened is not None:
+            inside.update(range(opened, i + 1))
+            opened = None
+    if opened is not None:
+        inside.update(range(opened, len(lines)))
+    state.in_private_key = opened is not None
+    return inside
