@@ -32,6 +32,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from services.adapters.readers import _BOM, _csv_parse_options
@@ -203,13 +204,16 @@ def _parquet(data: bytes, limits: Limits) -> Iterator[Piece]:
         raise FileFailed(f"parse error: {exc}") from None
 
 
-def _table_pieces(batch: pa.RecordBatch, first_row: int) -> Iterator[Piece]:
+def _table_pieces(batch: pa.RecordBatch | pa.Table, first_row: int) -> Iterator[Piece]:
     rows = None
     for name, column in zip(batch.schema.names, batch.columns, strict=True):
         yield from _column_pieces(name, column, first_row, rows)
 
 
-def _column_pieces(name: str, column: pa.Array, first_row: int, rows: pa.Array | None) -> Iterator[Piece]:
+def _column_pieces(name: str, column: pa.Array | pa.ChunkedArray, first_row: int,
+                   rows: pa.Array | None) -> Iterator[Piece]:
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
     kind = column.type
     if pa.types.is_dictionary(kind):
         yield from _column_pieces(name, column.dictionary_decode(), first_row, rows)
@@ -240,23 +244,51 @@ def _json(data: bytes, limits: Limits) -> Iterator[Piece]:
         raise FileFailed(f"parse error: {exc}") from None
     records = document if isinstance(document, list) else [document]
     for start in range(0, len(records), limits.batch_rows):
-        yield from _record_pieces(enumerate(records[start:start + limits.batch_rows], start + 1))
+        batch = records[start:start + limits.batch_rows]
+        if all(isinstance(r, dict) and r for r in batch):
+            # Re-encoded as JSON Lines for pyarrow's parser: faster than walking in Python.
+            table = _arrow_json(b"\n".join(map(orjson.dumps, batch)))
+            if table is not None and table.num_rows == len(batch):
+                yield from _table_pieces(table, start + 1)
+                continue
+        yield from _record_pieces(enumerate(batch, start + 1))
+
+
+def _arrow_json(lines: bytes) -> pa.Table | None:
+    """One object per line, no blank lines, parsed by pyarrow (record i is line i + 1); None when
+    pyarrow cannot (a field that changes type, an integer past 64 bits): then Python walks it."""
+    try:
+        return pajson.read_json(pa.BufferReader(lines), read_options=pajson.ReadOptions(use_threads=False),
+                                parse_options=pajson.ParseOptions(newlines_in_values=False))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
 
 
 def _jsonl(data: bytes, limits: Limits) -> Iterator[Piece]:
     data = data.removeprefix(_BOM)
     line_no = 1
     for block in _blocks(data, limits.batch_bytes):
-        numbered = []
-        for line in block.split(b"\n"):
-            if line.strip():
-                try:
-                    numbered.append((line_no, orjson.loads(line)))
-                except orjson.JSONDecodeError as exc:
-                    raise FileFailed(f"parse error: line {line_no}: {exc}") from None
-            line_no += 1
-        line_no -= block.endswith(b"\n")  # the empty string after a final newline is no line
-        yield from _record_pieces(numbered)
+        body = block.rstrip(b"\n")
+        if body and b"\n\n" not in body and not body.startswith(b"\n") and b"\r" not in body:
+            table = _arrow_json(body)
+            if table is not None and table.num_rows == body.count(b"\n") + 1:
+                yield from _table_pieces(table, line_no)
+                line_no += block.count(b"\n") + (not block.endswith(b"\n"))
+                continue
+        yield from _jsonl_python(block, line_no)
+        line_no += block.count(b"\n") + (not block.endswith(b"\n"))
+
+
+def _jsonl_python(block: bytes, line_no: int) -> Iterator[Piece]:
+    numbered = []
+    for line in block.split(b"\n"):
+        if line.strip():
+            try:
+                numbered.append((line_no, orjson.loads(line)))
+            except orjson.JSONDecodeError as exc:
+                raise FileFailed(f"parse error: line {line_no}: {exc}") from None
+        line_no += 1
+    yield from _record_pieces(numbered)
 
 
 def _record_pieces(numbered) -> Iterator[Piece]:
