@@ -15,12 +15,12 @@ from api import (
     catalog_routes,
     compliance_routes,
     config_routes,
-    connector_routes,
     monitor_routes,
     operations_routes,
     scan_run_routes,
     token_routes,
 )
+from api.db_work import DbWork
 from api.errors import ApiError, handle_api_error, handle_http_exception, handle_unexpected
 from api.limits import BodyLimit
 from api.openapi import openapi_document
@@ -28,7 +28,7 @@ from api.responses import json_response
 from services.adapters import deadletter, kafka
 from services.adapters.blobstore import BlobStore
 from services.adapters.command_writer import CommandWriter
-from services.adapters.db import connect
+from services.adapters.db import ConnectionPerThread
 from services.health import Progress
 from services.settings import Settings
 from services.stores import catalog_store, config_store
@@ -36,11 +36,12 @@ from services.stores import catalog_store, config_store
 HEALTH_TTL_S = 1.0
 
 # One router module per API family, side by side (none imports another; .importlinter checks it).
-# A new family adds its module here. Order matters only where two families share a path
-# prefix: monitor_routes before catalog_routes, so /api/assets/scan-status wins over
-# /api/assets/{assetId}.
+# A new family adds its module here. Integer ids take the `id64` convertor (api/params.py),
+# so /api/assets/scan-status cannot be read as an asset id. Order still matters for one
+# pair: monitor_routes before compliance_routes, so /api/scan/status/{executionId} wins
+# over /api/scan/{id}/violations for the path /api/scan/status/violations.
 ROUTERS = (scan_run_routes, monitor_routes, config_routes, compliance_routes, catalog_routes, token_routes,
-           operations_routes, connector_routes)
+           operations_routes)
 
 
 def _health(settings: Settings) -> dict:
@@ -89,13 +90,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
-        db = connect(settings.db_url)
-        config_store.init(db)
-        catalog_store.init(db)
-        if settings.admin_token:
-            config_store.bootstrap_admin(db, settings.admin_token)
+        db = ConnectionPerThread(settings.db_url)  # used on the database threads only (api/db_work.py)
+        db_work = DbWork()
+
+        def init() -> None:
+            config_store.init(db)
+            catalog_store.init(db)
+            if settings.admin_token:
+                config_store.bootstrap_admin(db, settings.admin_token)
+
+        await db_work.run(init)
         app.state.settings = settings
         app.state.db = db
+        app.state.db_work = db_work
         app.state.blobs = BlobStore(settings.blob_dir)
         app.state.progress = Progress(settings)
         app.state.commands = CommandWriter(settings)  # the only way the API writes to the ledger
@@ -103,6 +110,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
         finally:
             app.state.commands.close(10)
+            db_work.close()
             db.close()
 
     routes = [Route("/healthz", healthz), Route("/openapi.json", openapi),

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from api.db_work import run_db
 from api.errors import ApiError
 from services.stores import config_store
 
@@ -26,12 +27,12 @@ class Principal:
         return permission in ROLE_PERMISSIONS.get(self.role, set())
 
 
-def authenticate(request: Request, permission: str | None = None) -> Principal:
+async def authenticate(request: Request, permission: str | None = None) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "Missing or invalid API token")
-    row = config_store.principal(request.app.state.db, token.strip())
+    row = await run_db(request, config_store.principal, request.app.state.db, token.strip())
     if row is None:
         raise ApiError(401, "Missing or invalid API token")
     principal = Principal(row["id"], row["workspace_id"], row["role"], row["user_name"])

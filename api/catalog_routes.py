@@ -12,10 +12,11 @@ from starlette.routing import Route
 
 from api import queries
 from api.auth import Principal, authenticate
+from api.db_work import run_db
 from api.errors import ApiError, not_found, validation_error
 from api.limits import monitor_problems
 from api.openapi import request_body
-from api.params import path_id, query_id
+from api.params import path_int, query_id
 from api.requests import idempotent, json_body, parse
 from api.responses import json_response
 from api.scan_commands import start_scan
@@ -39,8 +40,8 @@ MONITOR_NOT_FOUND = "Monitor not found"
 
 
 def _int_id(request: Request, name: str, message: str) -> int:
-    """Integer ids in the path; anything else cannot name a resource (404, as for an unknown id)."""
-    return path_id(request, name, not_found(message))
+    """Integer ids in the path ({id:id64}: other text matches no route); past 64 bits a 404 as for an unknown id."""
+    return path_int(request, name, not_found(message))
 
 
 # --- datastores ---
@@ -66,7 +67,7 @@ def datastore_view(d: dict) -> dict:
 
 async def create_datastore(request: Request):
     """Register a datastore: a directory of files or a SQLite database, inside the datastore root."""
-    principal = authenticate(request, "config:write")
+    principal = await authenticate(request, "config:write")
 
     async def handler():
         body = parse(DatastoreBody, await json_body(request))
@@ -80,8 +81,8 @@ async def create_datastore(request: Request):
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise ApiError(400, "Invalid request body",
                            [{"path": ["path"], "message": f"invalid path: {reason}"}]) from None
-        row = catalog_store.add_datastore(request.app.state.db, principal.workspace_id, body.name, body.type,
-                                          body.path, str(resolved))
+        row = await run_db(request, catalog_store.add_datastore, request.app.state.db, principal.workspace_id,
+                           body.name, body.type, body.path, str(resolved))
         return json_response(datastore_view(row), 201)
 
     return await idempotent(request, principal, handler)
@@ -89,14 +90,15 @@ async def create_datastore(request: Request):
 
 async def list_datastores(request: Request):
     """List the workspace's datastores."""
-    principal = authenticate(request, "assets:read")
-    items = [datastore_view(d) for d in catalog_store.list_datastores(request.app.state.db, principal.workspace_id)]
+    principal = await authenticate(request, "assets:read")
+    stores = await run_db(request, catalog_store.list_datastores, request.app.state.db, principal.workspace_id)
+    items = [datastore_view(d) for d in stores]
     return json_response({"items": items, "total": len(items)})
 
 
-def _datastore(request: Request, principal: Principal) -> dict:
-    row = catalog_store.get_datastore(request.app.state.db, principal.workspace_id,
-                                      _int_id(request, "id", DATASTORE_NOT_FOUND))
+async def _datastore(request: Request, principal: Principal) -> dict:
+    row = await run_db(request, catalog_store.get_datastore, request.app.state.db, principal.workspace_id,
+                       _int_id(request, "id", DATASTORE_NOT_FOUND))
     if row is None:
         raise not_found(DATASTORE_NOT_FOUND)
     return row
@@ -104,38 +106,42 @@ def _datastore(request: Request, principal: Principal) -> dict:
 
 async def get_datastore(request: Request):
     """Get a datastore."""
-    principal = authenticate(request, "assets:read")
-    return json_response(datastore_view(_datastore(request, principal)))
+    principal = await authenticate(request, "assets:read")
+    return json_response(datastore_view(await _datastore(request, principal)))
 
 
 async def delete_datastore(request: Request):
     """Remove a datastore; its past runs and findings stay on the ledger."""
-    principal = authenticate(request, "config:write")
-    row = _datastore(request, principal)
-    catalog_store.delete_datastore(request.app.state.db, principal.workspace_id, row["id"])
+    principal = await authenticate(request, "config:write")
+    row = await _datastore(request, principal)
+    await run_db(request, catalog_store.delete_datastore, request.app.state.db, principal.workspace_id, row["id"])
     return Response(status_code=204)
 
 
 async def sync_datastore(request: Request):
     """Sync (a catalog run on the ledger): find the datastore's assets and profile each one."""
-    principal = authenticate(request, "scan:trigger")
+    principal = await authenticate(request, "scan:trigger")
 
     async def handler():
         db = request.app.state.db
-        store = _datastore(request, principal)
+        store = await _datastore(request, principal)
         try:
             check_allowed(request.app.state.settings, principal.workspace_id, store["type"], store["resolved_path"])
             found = await run_in_threadpool(list_containers, store["type"], store["resolved_path"])
         except DatastoreError as exc:
             raise ApiError(exc.status, str(exc)) from None
-        catalog_store.register_assets(db, principal.workspace_id, store["id"], found)
-        assets = catalog_store.list_assets(db, principal.workspace_id, store["id"])
-        present = {name for name, _ in found}
-        synced = [a for a in assets if a["name"] in present]
+
+        def register() -> list[dict]:  # the datastore's assets found there now
+            catalog_store.register_assets(db, principal.workspace_id, store["id"], found)
+            present = {name for name, _ in found}
+            return [a for a in catalog_store.list_assets(db, principal.workspace_id, store["id"])
+                    if a["name"] in present]
+
+        synced = await run_db(request, register)
         scan_request = sync_request(principal, store, synced)
         operation_id = await start_scan(request, scan_request)
         return json_response({"operation_id": operation_id, "scan_id": scan_request["scan_id"], "status": "running",
-                              "assets": [asset_view(db, a) for a in synced]}, 202)
+                              "assets": await run_db(request, asset_views, db, synced)}, 202)
 
     return await idempotent(request, principal, handler)
 
@@ -151,18 +157,26 @@ def asset_view(db, a: dict) -> dict:
             "synced_at": profile["synced_at"] if profile else None}
 
 
+def asset_views(db, assets: list[dict]) -> list[dict]:
+    return [asset_view(db, a) for a in assets]
+
+
 async def list_assets(request: Request):
     """The workspace's assets (tables and files), optionally of one datastore (?datastore=ID)."""
-    principal = authenticate(request, "assets:read")
+    principal = await authenticate(request, "assets:read")
     db = request.app.state.db
-    rows = catalog_store.list_assets(db, principal.workspace_id, query_id(request, "datastore"))
-    items = [asset_view(db, a) for a in rows]
+    datastore_id = query_id(request, "datastore")
+
+    def views() -> list[dict]:
+        return asset_views(db, catalog_store.list_assets(db, principal.workspace_id, datastore_id))
+
+    items = await run_db(request, views)
     return json_response({"items": items, "total": len(items)})
 
 
-def _asset(request: Request, principal: Principal) -> dict:
-    row = catalog_store.get_asset(request.app.state.db, principal.workspace_id,
-                                  _int_id(request, "assetId", ASSET_NOT_FOUND))
+async def _asset(request: Request, principal: Principal) -> dict:
+    row = await run_db(request, catalog_store.get_asset, request.app.state.db, principal.workspace_id,
+                       _int_id(request, "assetId", ASSET_NOT_FOUND))
     if row is None:
         raise not_found(ASSET_NOT_FOUND)
     return row
@@ -170,8 +184,9 @@ def _asset(request: Request, principal: Principal) -> dict:
 
 async def get_asset(request: Request):
     """Get an asset with its latest profile."""
-    principal = authenticate(request, "assets:read")
-    return json_response(asset_view(request.app.state.db, _asset(request, principal)))
+    principal = await authenticate(request, "assets:read")
+    asset = await _asset(request, principal)
+    return json_response(await run_db(request, asset_view, request.app.state.db, asset))
 
 
 # --- monitors ---
@@ -217,12 +232,13 @@ def monitor_view(m: dict) -> dict:
 
 async def create_monitor(request: Request):
     """Attach a monitor to an asset."""
-    principal = authenticate(request, "config:write")
+    principal = await authenticate(request, "config:write")
 
     async def handler():
-        asset = _asset(request, principal)
+        asset = await _asset(request, principal)
         spec = _checked(parse(MonitorBody, await json_body(request)).model_dump())
-        row = catalog_store.add_monitor(request.app.state.db, principal.workspace_id, asset["id"], spec)
+        row = await run_db(request, catalog_store.add_monitor, request.app.state.db, principal.workspace_id,
+                           asset["id"], spec)
         return json_response(monitor_view(row), 201)
 
     return await idempotent(request, principal, handler)
@@ -230,17 +246,18 @@ async def create_monitor(request: Request):
 
 async def list_monitors(request: Request):
     """The monitors of an asset."""
-    principal = authenticate(request, "assets:read")
-    asset = _asset(request, principal)
-    items = [monitor_view(m) for m in catalog_store.list_monitors(request.app.state.db, principal.workspace_id,
-                                                                  asset["id"])]
+    principal = await authenticate(request, "assets:read")
+    asset = await _asset(request, principal)
+    monitors = await run_db(request, catalog_store.list_monitors, request.app.state.db, principal.workspace_id,
+                            asset["id"])
+    items = [monitor_view(m) for m in monitors]
     return json_response({"items": items, "total": len(items)})
 
 
-def _monitor(request: Request, principal: Principal) -> dict:
-    asset = _asset(request, principal)
-    row = catalog_store.get_monitor(request.app.state.db, principal.workspace_id, asset["id"],
-                                    request.path_params["monitorId"])
+async def _monitor(request: Request, principal: Principal) -> dict:
+    asset = await _asset(request, principal)
+    row = await run_db(request, catalog_store.get_monitor, request.app.state.db, principal.workspace_id, asset["id"],
+                       request.path_params["monitorId"])
     if row is None:
         raise not_found(MONITOR_NOT_FOUND)
     return row
@@ -248,40 +265,41 @@ def _monitor(request: Request, principal: Principal) -> dict:
 
 async def get_monitor(request: Request):
     """Get a monitor."""
-    principal = authenticate(request, "assets:read")
-    return json_response(monitor_view(_monitor(request, principal)))
+    principal = await authenticate(request, "assets:read")
+    return json_response(monitor_view(await _monitor(request, principal)))
 
 
 async def patch_monitor(request: Request):
     """Change a monitor's name, severity, params or enabled flag."""
-    principal = authenticate(request, "config:write")
-    current = _monitor(request, principal)
+    principal = await authenticate(request, "config:write")
+    current = await _monitor(request, principal)
     patch = parse(MonitorPatch, await json_body(request)).model_dump(exclude_none=True)
     spec = _checked({k: current[k] for k in ("name", "type", "severity", "enabled", "params")} | patch)
-    row = catalog_store.update_monitor(request.app.state.db, principal.workspace_id, current["asset_id"],
-                                       current["id"], spec)
+    row = await run_db(request, catalog_store.update_monitor, request.app.state.db, principal.workspace_id,
+                       current["asset_id"], current["id"], spec)
     return json_response(monitor_view(row))
 
 
 async def delete_monitor(request: Request):
     """Remove a monitor; its past anomalies stay."""
-    principal = authenticate(request, "config:write")
-    current = _monitor(request, principal)
-    catalog_store.delete_monitor(request.app.state.db, principal.workspace_id, current["asset_id"], current["id"])
+    principal = await authenticate(request, "config:write")
+    current = await _monitor(request, principal)
+    await run_db(request, catalog_store.delete_monitor, request.app.state.db, principal.workspace_id,
+                 current["asset_id"], current["id"])
     return Response(status_code=204)
 
 
 routes = [
     Route("/api/datastores", create_datastore, methods=["POST"]),
     Route("/api/datastores", list_datastores, methods=["GET"]),
-    Route("/api/datastores/{id}", get_datastore, methods=["GET"]),
-    Route("/api/datastores/{id}", delete_datastore, methods=["DELETE"]),
-    Route("/api/datastores/{id}/sync", sync_datastore, methods=["POST"]),
+    Route("/api/datastores/{id:id64}", get_datastore, methods=["GET"]),
+    Route("/api/datastores/{id:id64}", delete_datastore, methods=["DELETE"]),
+    Route("/api/datastores/{id:id64}/sync", sync_datastore, methods=["POST"]),
     Route("/api/assets", list_assets, methods=["GET"]),
-    Route("/api/assets/{assetId}", get_asset, methods=["GET"]),
-    Route("/api/assets/{assetId}/monitors", create_monitor, methods=["POST"]),
-    Route("/api/assets/{assetId}/monitors", list_monitors, methods=["GET"]),
-    Route("/api/assets/{assetId}/monitors/{monitorId}", get_monitor, methods=["GET"]),
-    Route("/api/assets/{assetId}/monitors/{monitorId}", patch_monitor, methods=["PATCH"]),
-    Route("/api/assets/{assetId}/monitors/{monitorId}", delete_monitor, methods=["DELETE"]),
+    Route("/api/assets/{assetId:id64}", get_asset, methods=["GET"]),
+    Route("/api/assets/{assetId:id64}/monitors", create_monitor, methods=["POST"]),
+    Route("/api/assets/{assetId:id64}/monitors", list_monitors, methods=["GET"]),
+    Route("/api/assets/{assetId:id64}/monitors/{monitorId}", get_monitor, methods=["GET"]),
+    Route("/api/assets/{assetId:id64}/monitors/{monitorId}", patch_monitor, methods=["PATCH"]),
+    Route("/api/assets/{assetId:id64}/monitors/{monitorId}", delete_monitor, methods=["DELETE"]),
 ]

@@ -7,6 +7,7 @@ from starlette.routing import Route
 
 from api import compliance_views, queries
 from api.auth import authenticate
+from api.db_work import run_db
 from api.errors import ApiError, not_found
 from api.openapi import request_body
 from api.params import MAX_PAGE, QueryInt
@@ -19,12 +20,17 @@ from services.domain.vocabulary import FINISHED, FindingStatus, Severity
 
 async def get_scan(request: Request):
     """Status, results, score history and delta of a compliance scan (seed 001)."""
-    principal = authenticate(request, "assets:read")
+    principal = await authenticate(request, "assets:read")
     db = request.app.state.db
     scan_id = request.path_params["id"]
-    row, pending = queries.scan_or_pending(db, principal.workspace_id, scan_id)
-    if row is not None:
-        return json_response(compliance_views.scan_view(db, row))
+
+    def lookup():
+        row, pending = queries.scan_or_pending(db, principal.workspace_id, scan_id)
+        return (compliance_views.scan_view(db, row) if row is not None else None), pending
+
+    view, pending = await run_db(request, lookup)
+    if view is not None:
+        return json_response(view)
     if pending is None:
         raise not_found("Scan not found")
     return json_response(compliance_views.pending_view(pending))
@@ -40,14 +46,14 @@ class ViolationQuery(BaseModel):
 
 async def list_violations(request: Request):
     """The violations of a scan, paginated, filtered by rule, status and severity."""
-    principal = authenticate(request, "assets:read")
+    principal = await authenticate(request, "assets:read")
     db = request.app.state.db
     scan_id = request.path_params["id"]
-    if queries.scan_or_pending(db, principal.workspace_id, scan_id) == (None, None):
+    if await run_db(request, queries.scan_or_pending, db, principal.workspace_id, scan_id) == (None, None):
         raise not_found("Scan not found")
     query = parse(ViolationQuery, dict(request.query_params))
-    return json_response(queries.violations_page(db, scan_id, query.page, query.size, query.rule_id, query.status,
-                                                 query.severity))
+    return json_response(await run_db(request, queries.violations_page, db, scan_id, query.page, query.size,
+                                      query.rule_id, query.status, query.severity))
 
 
 @request_body("PATCH", "/api/violations/{id}")
@@ -63,11 +69,11 @@ def violation_view(row) -> dict:
 
 async def patch_violation(request: Request):
     """Resolve, dismiss or reopen a violation; the score follows."""
-    principal = authenticate(request, "config:write")
+    principal = await authenticate(request, "config:write")
     db = request.app.state.db
     vid = request.path_params["id"]
     patch = parse(ViolationPatch, await json_body(request))
-    row = queries.violation(db, principal.workspace_id, vid)
+    row = await run_db(request, queries.violation, db, principal.workspace_id, vid)
     if row is None:
         raise not_found("Violation not found")
     if not (row["finalized"] and row["scan_status"] in FINISHED):
@@ -76,7 +82,8 @@ async def patch_violation(request: Request):
         await send_command(request, c.CHANGE_VIOLATION_STATUS, row["scan_id"], principal.workspace_id,
                            c.ChangeViolationStatus(scan_id=row["scan_id"], violation_id=vid, severity=row["severity"],
                                                    status=patch.status, changed_by=principal.user).model_dump())
-        await wait_until(lambda: queries.violation(db, principal.workspace_id, vid)["status"] == patch.status,
+        await wait_until(request,
+                         lambda: queries.violation(db, principal.workspace_id, vid)["status"] == patch.status,
                          request.app.state.settings.scan_sync_wait_s)
     return json_response({**violation_view(row), "status": patch.status})
 

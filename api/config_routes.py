@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from api.auth import authenticate
+from api.db_work import run_db
 from api.errors import ApiError, not_found, validation_error
 from api.limits import MAX_DESCRIPTION, MAX_RULES, MAX_TEXT, rule_problems
 from api.openapi import request_body
@@ -41,7 +42,7 @@ def _ingest(data: bytes, filename: str | None, content_type: str | None, max_rec
 
 async def create_upload(request: Request):
     """Upload a CSV, JSON/JSONL or Parquet file of records (multipart field `file`)."""
-    principal = authenticate(request, "config:write")
+    principal = await authenticate(request, "config:write")
 
     async def handler():
         try:
@@ -60,8 +61,8 @@ async def create_upload(request: Request):
                 _ingest, data, upload.filename, upload.content_type, state.settings.max_upload_records, state.blobs)
         except InputError as exc:
             raise ApiError(exc.status, exc.message) from None
-        row = config_store.add_upload(state.db, principal.workspace_id, upload.filename, raw_blob, blob, count,
-                                      columns, findings)
+        row = await run_db(request, config_store.add_upload, state.db, principal.workspace_id, upload.filename,
+                           raw_blob, blob, count, columns, findings)
         return json_response(upload_view(row), 201)
 
     return await idempotent(request, principal, handler)
@@ -82,20 +83,24 @@ def mapping_view(m: dict) -> dict:
 
 async def confirm_mapping(request: Request):
     """Confirm the column mapping of an upload."""
-    principal = authenticate(request, "config:write")
+    principal = await authenticate(request, "config:write")
 
     async def handler():
         body = parse(MappingBody, await json_body(request))
         db = request.app.state.db
-        upload = config_store.get_upload(db, principal.workspace_id, body.upload_id)
-        if upload is None:
-            raise not_found(UPLOAD_NOT_FOUND)
-        missing = [{"path": ["mapping", field], "message": f"Column '{column}' is not in the upload"}
-                   for field, column in body.mapping.items() if column not in upload["columns"]]
-        if missing:
-            raise ApiError(400, "Invalid request body", missing)
-        row = config_store.add_mapping(db, principal.workspace_id, body.upload_id, body.mapping, body.temporal_scale)
-        return json_response(mapping_view(row), 201)
+
+        def confirm() -> dict:
+            upload = config_store.get_upload(db, principal.workspace_id, body.upload_id)
+            if upload is None:
+                raise not_found(UPLOAD_NOT_FOUND)
+            missing = [{"path": ["mapping", field], "message": f"Column '{column}' is not in the upload"}
+                       for field, column in body.mapping.items() if column not in upload["columns"]]
+            if missing:
+                raise ApiError(400, "Invalid request body", missing)
+            return config_store.add_mapping(db, principal.workspace_id, body.upload_id, body.mapping,
+                                            body.temporal_scale)
+
+        return json_response(mapping_view(await run_db(request, confirm)), 201)
 
     return await idempotent(request, principal, handler)
 
@@ -140,12 +145,12 @@ def policy_view(p: dict) -> dict:
 
 async def create_policy(request: Request):
     """Create a compliance policy with its rules."""
-    principal = authenticate(request, "config:write")
+    principal = await authenticate(request, "config:write")
 
     async def handler():
         policy = await run_in_threadpool(_policy_from, await json_body(request))
-        row = config_store.add_policy(request.app.state.db, principal.workspace_id, policy.name, policy.description,
-                                      policy.rules)
+        row = await run_db(request, config_store.add_policy, request.app.state.db, principal.workspace_id,
+                           policy.name, policy.description, policy.rules)
         return json_response(policy_view(row), 201)
 
     return await idempotent(request, principal, handler)
@@ -153,15 +158,17 @@ async def create_policy(request: Request):
 
 async def list_policies(request: Request):
     """List the workspace's policies."""
-    principal = authenticate(request, "assets:read")
-    items = [policy_view(p) for p in config_store.list_policies(request.app.state.db, principal.workspace_id)]
+    principal = await authenticate(request, "assets:read")
+    policies = await run_db(request, config_store.list_policies, request.app.state.db, principal.workspace_id)
+    items = [policy_view(p) for p in policies]
     return json_response({"items": items, "total": len(items)})
 
 
 async def get_policy(request: Request):
     """Get a policy."""
-    principal = authenticate(request, "assets:read")
-    row = config_store.get_policy(request.app.state.db, principal.workspace_id, request.path_params["id"])
+    principal = await authenticate(request, "assets:read")
+    row = await run_db(request, config_store.get_policy, request.app.state.db, principal.workspace_id,
+                       request.path_params["id"])
     if row is None:
         raise not_found("Policy not found")
     return json_response(policy_view(row))
@@ -169,10 +176,10 @@ async def get_policy(request: Request):
 
 async def update_policy(request: Request):
     """Replace a policy's name, description and rules."""
-    principal = authenticate(request, "config:write")
+    principal = await authenticate(request, "config:write")
     policy = await run_in_threadpool(_policy_from, await json_body(request))
-    row = config_store.update_policy(request.app.state.db, principal.workspace_id, request.path_params["id"],
-                                     policy.name, policy.description, policy.rules)
+    row = await run_db(request, config_store.update_policy, request.app.state.db, principal.workspace_id,
+                       request.path_params["id"], policy.name, policy.description, policy.rules)
     if row is None:
         raise not_found("Policy not found")
     return json_response(policy_view(row))
@@ -180,8 +187,9 @@ async def update_policy(request: Request):
 
 async def delete_policy(request: Request):
     """Delete a policy; scans that used it keep their snapshot."""
-    principal = authenticate(request, "config:write")
-    if not config_store.delete_policy(request.app.state.db, principal.workspace_id, request.path_params["id"]):
+    principal = await authenticate(request, "config:write")
+    if not await run_db(request, config_store.delete_policy, request.app.state.db, principal.workspace_id,
+                        request.path_params["id"]):
         raise not_found("Policy not found")
     return Response(status_code=204)
 

@@ -6,6 +6,7 @@ from starlette.routing import Route
 
 from api import monitor_views, queries
 from api.auth import authenticate
+from api.db_work import run_db
 from api.errors import not_found
 from api.responses import json_response
 from services.stores import catalog_store
@@ -13,10 +14,10 @@ from services.stores import catalog_store
 
 async def scan_status(request: Request):
     """The progress of a scan triggered by POST /api/scan/run: running, finished or failed."""
-    principal = authenticate(request, "scan:trigger")
+    principal = await authenticate(request, "scan:trigger")
     db = request.app.state.db
     execution_id = request.path_params["executionId"]
-    row, pending = queries.scan_or_pending(db, principal.workspace_id, execution_id)
+    row, pending = await run_db(request, queries.scan_or_pending, db, principal.workspace_id, execution_id)
     if row is not None:
         return json_response({"data": monitor_views.execution_view(row)})
     if pending is None:
@@ -26,10 +27,13 @@ async def scan_status(request: Request):
 
 async def assets_scan_status(request: Request):
     """The current and last completed monitor run of every asset, for the Monitor Dashboard."""
-    principal = authenticate(request, "assets:read")
+    principal = await authenticate(request, "assets:read")
     db = request.app.state.db
-    assets = catalog_store.list_assets(db, principal.workspace_id)
-    return json_response({"data": monitor_views.assets_status(db, assets)})
+
+    def status():
+        return monitor_views.assets_status(db, catalog_store.list_assets(db, principal.workspace_id))
+
+    return json_response({"data": await run_db(request, status)})
 
 
 routes = [

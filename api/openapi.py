@@ -36,7 +36,7 @@ def openapi_document(routes) -> dict:
             if params:
                 op["parameters"] = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
                                     for p in params]
-            model = BODIES.get((method.lower(), full_path))
+            model = BODIES.get((method.lower(), path))  # registered without convertors
             if model is not None:
                 op["requestBody"] = {"content": {"application/json": {"schema": model.model_json_schema()}}}
             if path != "/healthz" and path != "/openapi.json":

@@ -10,6 +10,7 @@ from api import operations_queries as oq
 from api import operations_views as views
 from api import queries
 from api.auth import Principal, authenticate
+from api.db_work import run_db
 from api.errors import ApiError, details_from, not_found
 from api.params import path_id
 from api.responses import json_response
@@ -33,9 +34,9 @@ def _query(request: Request) -> oq.OperationsQuery:
 
 async def list_operations(request: Request):
     """Every run of the workspace, filtered, sorted and paginated."""
-    principal = authenticate(request, "assets:read")
+    principal = await authenticate(request, "assets:read")
     q = _query(request)
-    rows, total = oq.operations_page(request.app.state.db, principal.workspace_id, q)
+    rows, total = await run_db(request, oq.operations_page, request.app.state.db, principal.workspace_id, q)
     return json_response({"items": [views.item_view(r) for r in rows], "total": total, "page": q.page,
                           "size": q.size, "pages": oq.pages(total, q.size)})
 
@@ -45,18 +46,22 @@ def _operation_id(request: Request) -> int:
                    not_found(RUN_NOT_FOUND))
 
 
+async def find_run(request: Request, principal: Principal) -> Run:
+    """The run named by the path's id (400 if it is not an integer, 404 if there is none)."""
+    db, operation_id = request.app.state.db, _operation_id(request)
+    row, pending = await run_db(request, queries.projected_or_pending,
+                                lambda: oq.operation(db, principal.workspace_id, operation_id),
+                                lambda: queries.pending_operation(db, principal.workspace_id, operation_id))
+    if row is None and pending is None:  # unknown, another workspace's, or deleted
+        raise not_found(RUN_NOT_FOUND)
+    return Run(operation_id, row, pending["request"] if pending is not None else None)
+
+
 class Run:
     """A run by its integer id: projected (row) or on the ledger, not yet taken up (pending request)."""
 
-    def __init__(self, request: Request, principal: Principal):
-        db = request.app.state.db
-        self.operation_id = _operation_id(request)
-        self.row, pending = queries.projected_or_pending(
-            lambda: oq.operation(db, principal.workspace_id, self.operation_id),
-            lambda: queries.pending_operation(db, principal.workspace_id, self.operation_id))
-        if self.row is None and pending is None:  # unknown, another workspace's, or deleted
-            raise not_found(RUN_NOT_FOUND)
-        self.pending = pending["request"] if pending is not None else None
+    def __init__(self, operation_id: int, row, pending: dict | None):
+        self.operation_id, self.row, self.pending = operation_id, row, pending
         self.scan_id = self.row["scan_id"] if self.row else self.pending["scan_id"]
         self.kind = self.row["kind"] if self.row else self.pending["kind"]
         self.status = self.row["status"] if self.row else "queued"
@@ -67,20 +72,20 @@ class Run:
 
 async def get_operation(request: Request):
     """One run in full: the configuration it used, its summary metrics, who triggered it."""
-    principal = authenticate(request, "assets:read")
-    run = Run(request, principal)
+    principal = await authenticate(request, "assets:read")
+    run = await find_run(request, principal)
     if run.row is None:
         return json_response(run.view())
     db = request.app.state.db
-    rerun_of = oq.operation_id_of(db, run.row["rerun_of"]) if run.row["rerun_of"] else None
+    rerun_of = await run_db(request, oq.operation_id_of, db, run.row["rerun_of"]) if run.row["rerun_of"] else None
     return json_response(views.detail_view(run.row, rerun_of))
 
 
 async def list_containers(request: Request):
     """The per-container breakdown of a run."""
-    principal = authenticate(request, "assets:read")
-    run = Run(request, principal)
-    units = oq.units(request.app.state.db, run.scan_id) if run.row else []
+    principal = await authenticate(request, "assets:read")
+    run = await find_run(request, principal)
+    units = await run_db(request, oq.units, request.app.state.db, run.scan_id) if run.row else []
     return json_response({"items": [views.container_view(u, run.status) for u in units], "total": len(units)})
 
 
@@ -96,15 +101,16 @@ async def _settled_view(request: Request, principal: Principal, run: Run, done) 
     def current():
         return oq.operation(db, principal.workspace_id, run.operation_id)
 
-    await wait_until(lambda: (row := current()) is not None and done(row), request.app.state.settings.scan_sync_wait_s)
-    row = current()
+    await wait_until(request, lambda: (row := current()) is not None and done(row),
+                     request.app.state.settings.scan_sync_wait_s)
+    row = await run_db(request, current)
     return json_response(views.item_view(row) if row else run.view())
 
 
 async def abort_operation(request: Request):
     """Stop a run in flight; what it found so far is kept."""
-    principal = authenticate(request, "scan:trigger")
-    run = Run(request, principal)
+    principal = await authenticate(request, "scan:trigger")
+    run = await find_run(request, principal)
     if run.status in FINISHED:
         raise ApiError(409, f"The run has already finished ({views.RESULT[run.status]})")
     await _command(request, principal, c.ABORT_SCAN, run)
@@ -113,8 +119,8 @@ async def abort_operation(request: Request):
 
 async def resume_operation(request: Request):
     """Continue an aborted or failed run with only its unprocessed containers."""
-    principal = authenticate(request, "scan:trigger")
-    run = Run(request, principal)
+    principal = await authenticate(request, "scan:trigger")
+    run = await find_run(request, principal)
     force = request.query_params.get("force_abort", "false").lower()
     if force not in ("true", "false", "1", "0"):
         raise ApiError(422, "Invalid query parameters", [{"path": ["force_abort"], "message": "Expected a boolean"}])
@@ -140,8 +146,8 @@ async def resume_operation(request: Request):
         row = oq.operation(db, principal.workspace_id, run.operation_id)
         return row if row is not None and row["started_at"] != before else None
 
-    await wait_until(lambda: resumed() is not None, request.app.state.settings.scan_sync_wait_s)
-    row = resumed()
+    await wait_until(request, lambda: resumed() is not None, request.app.state.settings.scan_sync_wait_s)
+    row = await run_db(request, resumed)
     if row is None:
         return json_response({**views.as_dispatched(run.view()), "start_time": command["time"]})
     return json_response(views.as_dispatched(views.item_view(row)))
@@ -149,8 +155,8 @@ async def resume_operation(request: Request):
 
 async def rerun_operation(request: Request):
     """A new run from scratch with the recorded configuration of a finished one."""
-    principal = authenticate(request, "scan:trigger")
-    run = Run(request, principal)
+    principal = await authenticate(request, "scan:trigger")
+    run = await find_run(request, principal)
     if run.status not in FINISHED:
         raise ApiError(409, "The run is still in progress; rerun it once it has finished")
     db = request.app.state.db
@@ -158,21 +164,21 @@ async def rerun_operation(request: Request):
     operation_id = await start_scan(request, scan_request)
     # Seed 003: the new run, queued or running, never its result even if it is already there.
     # Answer once it has started (or after the sync wait, queued).
-    await wait_until(lambda: (row := oq.operation(db, principal.workspace_id, operation_id)) is not None
+    await wait_until(request, lambda: (row := oq.operation(db, principal.workspace_id, operation_id)) is not None
                      and row["status"] != "queued", request.app.state.settings.scan_sync_wait_s)
-    row = oq.operation(db, principal.workspace_id, operation_id)
+    row = await run_db(request, oq.operation, db, principal.workspace_id, operation_id)
     return json_response(views.as_dispatched(views.item_view(row)) if row else views.pending_item_view(scan_request))
 
 
 async def delete_operation(request: Request):
     """Remove a finished run from the Activity list; its violations and events stay."""
-    principal = authenticate(request, "scan:trigger")
-    run = Run(request, principal)
+    principal = await authenticate(request, "scan:trigger")
+    run = await find_run(request, principal)
     if run.status not in FINISHED:
         raise ApiError(409, "The run is still in progress; abort it before deleting it")
     await _command(request, principal, c.DELETE_SCAN, run)
     db = request.app.state.db
-    await wait_until(lambda: oq.operation(db, principal.workspace_id, run.operation_id) is None,
+    await wait_until(request, lambda: oq.operation(db, principal.workspace_id, run.operation_id) is None,
                      request.app.state.settings.scan_sync_wait_s)
     return Response(status_code=204)
 

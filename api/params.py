@@ -10,6 +10,7 @@ import re
 from typing import Annotated
 
 from pydantic import BeforeValidator
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 
 from api.errors import ApiError
@@ -41,6 +42,33 @@ def _query_int(value):
 
 # For pydantic models of query strings: `page: QueryInt = Field(1, ge=1, le=MAX_PAGE)`.
 QueryInt = Annotated[int, BeforeValidator(_query_int)]
+
+
+class Int64Convertor(Convertor[int]):
+    """`{id:id64}` in a route: ASCII digits, at most 19 of them, as an int.
+
+    Anything else (a word, "²", a 20-digit number) matches no route, so it is Starlette's
+    404 and cannot name another route's path (`/api/assets/scan-status` is not an asset).
+    19 digits may still pass 2^63 - 1: `path_int` makes that a 404 too.
+    """
+    regex = "[0-9]{1,19}"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("id64", Int64Convertor())
+
+
+def path_int(request: Request, name: str, missing: ApiError) -> int:
+    """An `{name:id64}` path parameter; past 64 bits it can name no row: `missing`."""
+    value = request.path_params[name]
+    if value > INT64_MAX:
+        raise missing
+    return value
 
 
 def path_id(request: Request, name: str, invalid: ApiError, missing: ApiError | None = None) -> int:

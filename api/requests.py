@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.auth import Principal
+from api.db_work import run_db
 from api.errors import ApiError, validation_error
 from services.stores import config_store
 
@@ -77,11 +78,14 @@ async def idempotent(request: Request, principal: Principal, handler,
     body_hash = _body_hash(request, await request.body())
     give_up = time.monotonic() + IDEMPOTENCY_WAIT_S
 
-    def reserve():
+    def reserve():  # one transaction, on one database thread: of concurrent requests one reserves the key
         return config_store.reserve_key(db, principal.token_id, key, route, body_hash, time.time(), ttl_s,
                                         IDEMPOTENCY_PENDING_S)
 
-    held = reserve()
+    def held_now():
+        return config_store.idempotent_row(db, principal.token_id, key, route) or reserve()
+
+    held = await run_db(request, reserve)
     while held is not None:
         if held["body_hash"] != body_hash:
             raise ApiError(422, "This Idempotency-Key was already used with a different request body")
@@ -93,17 +97,19 @@ async def idempotent(request: Request, principal: Principal, handler,
                            headers={"Retry-After": "1"})
         await asyncio.sleep(0.05)
         # waiting only reads; a key the first request gave up (it failed) is taken again
-        held = config_store.idempotent_row(db, principal.token_id, key, route) or reserve()
+        held = await run_db(request, held_now)
     try:
         response = await handler()
     except BaseException:
+        # on the loop, not awaited: a cancelled request must still free its key
         config_store.release_key(db, principal.token_id, key, route)
         raise
     if response.status_code >= 500:
-        config_store.release_key(db, principal.token_id, key, route)
+        await run_db(request, config_store.release_key, db, principal.token_id, key, route)
         return response
     kept = response.body
     if redact is not None and response.body:
         kept = orjson.dumps(redact(orjson.loads(response.body)))
-    config_store.remember_answer(db, principal.token_id, key, route, response.status_code, kept)
+    await run_db(request, config_store.remember_answer, db, principal.token_id, key, route, response.status_code,
+                 kept)
     return response

@@ -14,6 +14,7 @@ import time
 from starlette.requests import Request
 
 from api import queries
+from api.db_work import run_db
 from api.errors import unavailable
 from services.adapters.command_writer import CommandNotWritten
 from services.domain import commands
@@ -50,15 +51,16 @@ async def start_scan(request: Request, scan_request: dict) -> int:
     does not wait for it and the scan is readable a little later.
     """
     db = request.app.state.db
-    scan_request["operation_id"] = config_store.new_operation_id(db, scan_request["scan_id"])
+    scan_request["operation_id"] = await run_db(request, config_store.new_operation_id, db, scan_request["scan_id"])
     await send_command(request, c.RUN_SCAN, scan_request["scan_id"], scan_request["workspace_id"], scan_request)
-    await wait_until(lambda: queries.is_known(db, scan_request["scan_id"]), VISIBLE_WAIT_S)
+    await wait_until(request, lambda: queries.is_known(db, scan_request["scan_id"]), VISIBLE_WAIT_S)
     return scan_request["operation_id"]
 
 
-async def wait_until(check, timeout_s: float) -> bool:
+async def wait_until(request: Request, check, timeout_s: float) -> bool:
+    """Poll `check()` (database reads: each poll on a database thread) until it is true or the time is up."""
     deadline = time.monotonic() + timeout_s
-    while not check():
+    while not await run_db(request, check):
         if time.monotonic() >= deadline:
             return False
         await asyncio.sleep(POLL_S)

@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from api import queries
 from api.auth import Principal, authenticate, require
+from api.db_work import run_db
 from api.requests import idempotent, json_body, parse
 from api.responses import json_response
 from api.scan_commands import start_scan, wait_until
@@ -20,7 +21,7 @@ from api.scan_requests import ScanRunBody, compliance_request, monitor_scan_requ
 async def run_monitor_scan(request: Request, principal: Principal):
     """Scan every enabled monitor of the caller's workspace (202 with the executionId)."""
     require(principal, "scan:trigger")
-    scan_request = monitor_scan_request(request.app.state.db, principal)
+    scan_request = await run_db(request, monitor_scan_request, request.app.state.db, principal)
     await start_scan(request, scan_request)
     return json_response({"data": {"executionId": scan_request["scan_id"], "status": "running"}}, 202)
 
@@ -28,20 +29,20 @@ async def run_monitor_scan(request: Request, principal: Principal):
 async def run_compliance_scan(request: Request, principal: Principal, body: dict):
     require(principal, "scan:trigger")
     db = request.app.state.db
-    scan_request = compliance_request(db, principal, parse(ScanRunBody, body))
+    scan_request = await run_db(request, compliance_request, db, principal, parse(ScanRunBody, body))
     scan_id = scan_request["scan_id"]
     await start_scan(request, scan_request)
     # Seed 002 scans "run synchronously": answer once the results are final, or after the wait,
     # unless the client asks not to wait (RFC 7240 `Prefer: respond-async`).
     if "respond-async" not in request.headers.get("prefer", ""):
-        await wait_until(lambda: queries.is_settled(queries.scan(db, principal.workspace_id, scan_id)),
+        await wait_until(request, lambda: queries.is_settled(queries.scan(db, principal.workspace_id, scan_id)),
                          request.app.state.settings.scan_sync_wait_s)
     return json_response({"scan_id": scan_id, "status": "running"})
 
 
 async def run_scan(request: Request):
     """Trigger a scan: with no body or `{}` a workspace monitor scan (seed 000), else a compliance scan (seed 002)."""
-    principal = authenticate(request, "scan:trigger")  # before any Idempotency-Key replay
+    principal = await authenticate(request, "scan:trigger")  # before any Idempotency-Key replay
 
     async def handler():
         body = await json_body(request, allow_empty=True)

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from api.auth import Principal, authenticate
+from api.db_work import run_db
 from api.errors import ApiError, not_found
 from api.openapi import request_body
 from api.requests import idempotent, json_body, parse
@@ -40,14 +41,18 @@ def token_view(row: dict, workspace_id: str) -> dict:
 
 async def create_token(request: Request):
     """Issue a token of this workspace with a role; the secret is shown once, stored hashed."""
-    principal = authenticate(request, "tokens:manage")
+    principal = await authenticate(request, "tokens:manage")
 
     async def handler():
         body = parse(TokenBody, await json_body(request))
         db = request.app.state.db
         token = new_token()
-        token_id = config_store.add_token(db, token, principal.workspace_id, body.role, body.user)
-        row = next(t for t in config_store.list_tokens(db, principal.workspace_id) if t["id"] == token_id)
+
+        def issue() -> dict:
+            token_id = config_store.add_token(db, token, principal.workspace_id, body.role, body.user)
+            return next(t for t in config_store.list_tokens(db, principal.workspace_id) if t["id"] == token_id)
+
+        row = await run_db(request, issue)
         return json_response({**token_view(row, principal.workspace_id), "token": token}, 201)
 
     # a retry with the same Idempotency-Key gets the same token back without its secret ("token": null)
@@ -56,16 +61,17 @@ async def create_token(request: Request):
 
 async def list_tokens(request: Request):
     """The workspace's live tokens (never their secrets)."""
-    principal = authenticate(request, "tokens:manage")
-    items = [token_view(t, principal.workspace_id)
-             for t in config_store.list_tokens(request.app.state.db, principal.workspace_id)]
+    principal = await authenticate(request, "tokens:manage")
+    tokens = await run_db(request, config_store.list_tokens, request.app.state.db, principal.workspace_id)
+    items = [token_view(t, principal.workspace_id) for t in tokens]
     return json_response({"items": items, "total": len(items)})
 
 
 async def revoke_token(request: Request):
     """Revoke a token: it stops working at once."""
-    principal = authenticate(request, "tokens:manage")
-    if not config_store.revoke_token(request.app.state.db, principal.workspace_id, request.path_params["id"]):
+    principal = await authenticate(request, "tokens:manage")
+    if not await run_db(request, config_store.revoke_token, request.app.state.db, principal.workspace_id,
+                        request.path_params["id"]):
         raise not_found("Token not found")
     return Response(status_code=204)
 
@@ -89,7 +95,7 @@ def _slug(name: str) -> str:
 
 async def create_workspace(request: Request):
     """Create a workspace with its first Admin token (bootstrap admin only)."""
-    principal: Principal = authenticate(request)
+    principal: Principal = await authenticate(request)
     if not _is_bootstrap_admin(request):
         raise ApiError(403, f"Only the bootstrap admin can create workspaces (you are {principal.user})")
 
@@ -98,10 +104,14 @@ async def create_workspace(request: Request):
         db = request.app.state.db
         workspace_id = f"{_slug(body.name)}-{secrets.token_hex(3)}"
         token = new_token()
-        with transaction(db):
-            config_store.ensure_workspace(db, workspace_id, body.name)
-            token_id = config_store.add_token(db, token, workspace_id, "Admin", body.admin_user)
-        workspace = config_store.get_workspace(db, workspace_id)
+
+        def create() -> tuple[str, dict]:  # one transaction on one database thread
+            with transaction(db):
+                config_store.ensure_workspace(db, workspace_id, body.name)
+                token_id = config_store.add_token(db, token, workspace_id, "Admin", body.admin_user)
+            return token_id, config_store.get_workspace(db, workspace_id)
+
+        token_id, workspace = await run_db(request, create)
         return json_response({"id": workspace_id, "name": workspace["name"], "created_at": workspace["created_at"],
                               "admin_token": {"id": token_id, "token": token, "role": "Admin",
                                               "user": body.admin_user}}, 201)

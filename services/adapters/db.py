@@ -2,11 +2,20 @@
 
 SQLite runs in WAL mode so the API reads while the projector writes; a busy timeout makes
 the API's small config writes wait for the projector's batch instead of failing.
+
+The API uses ConnectionPerThread: one object its code passes around as `db`, which runs each
+statement on the calling thread's own connection. The API calls it from a few database
+threads, never from the event loop (api/db_work.py), so a write waiting out the busy
+timeout holds up one thread, not every request; and a `with transaction(db):` stays on one
+connection, so it is atomic against the other threads as against the projector.
 """
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
+
+BUSY_TIMEOUT_MS = 30_000
 
 
 class UnsupportedDatabase(Exception):
@@ -19,14 +28,14 @@ def sqlite_path(url: str) -> Path:
     return Path(url[len("sqlite:///"):])
 
 
-def connect(url: str) -> sqlite3.Connection:
+def connect(url: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
     path = sqlite_path(url)
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: the violation indexes stay in memory while they grow
     conn.execute("PRAGMA wal_autocheckpoint=16384")  # checkpoint (and fsync) every 64 MiB of WAL, not 4
@@ -45,3 +54,47 @@ class transaction:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+class ConnectionPerThread:
+    """`db.execute(...)` on the calling thread's own connection, opened on its first use.
+
+    Reads in WAL mode never wait for a writer; writes from different threads take SQLite's
+    write lock in turn (the busy timeout), as the projector's do. The connection of a thread
+    that has ended (a thread pool may retire idle threads) is closed when another thread
+    opens one; close() closes them all.
+    """
+
+    def __init__(self, url: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS):
+        self.url, self.busy_timeout_ms = url, busy_timeout_ms
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._opened: dict[threading.Thread, sqlite3.Connection] = {}
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = connect(self.url, self.busy_timeout_ms)
+            with self._lock:
+                ended = [t for t in self._opened if not t.is_alive()]
+                retired = [self._opened.pop(t) for t in ended]
+                self._opened[threading.current_thread()] = conn
+            for old in retired:
+                old.close()
+        return conn
+
+    def execute(self, sql: str, parameters=()) -> sqlite3.Cursor:
+        return self.connection.execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters) -> sqlite3.Cursor:
+        return self.connection.executemany(sql, parameters)
+
+    def executescript(self, script: str) -> sqlite3.Cursor:
+        return self.connection.executescript(script)
+
+    def close(self) -> None:
+        with self._lock:
+            opened, self._opened = self._opened, {}
+        for conn in opened.values():
+            conn.close()
