@@ -15,6 +15,7 @@ from api import (
     catalog_routes,
     compliance_routes,
     config_routes,
+    connector_routes,
     monitor_routes,
     operations_routes,
     scan_run_routes,
@@ -41,7 +42,7 @@ HEALTH_TTL_S = 1.0
 # pair: monitor_routes before compliance_routes, so /api/scan/status/{executionId} wins
 # over /api/scan/{id}/violations for the path /api/scan/status/violations.
 ROUTERS = (scan_run_routes, monitor_routes, config_routes, compliance_routes, catalog_routes, token_routes,
-           operations_routes)
+           operations_routes, connector_routes)
 
 
 def _health(settings: Settings) -> dict:
