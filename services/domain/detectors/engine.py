@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from services.domain.detectors.catalog import DETECTORS, Detector
 
 _CACHE_LIMIT = 4096
+_PEM_END = r"-----END [A-Z0-9 ]*PRIVATE KEY"
 _LONG = 32  # the shortest high-entropy token
 
 
@@ -73,7 +74,9 @@ class Engine:
     detectors: list[Detector] = field(default_factory=lambda: list(DETECTORS))
 
     def __post_init__(self) -> None:
-        self._any = "|".join(f"(?:{d.prefilter})" for d in self.detectors if d.family != "high_entropy")
+        # END lines of private key blocks are candidates too: they close the body (see scan).
+        self._any = "|".join([f"(?:{d.prefilter})" for d in self.detectors if d.family != "high_entropy"]
+                             + [_PEM_END])
         self._token = "|".join(f"(?:{d.prefilter})" for d in self.detectors if d.family == "high_entropy")
 
     @property
@@ -89,13 +92,15 @@ class Engine:
         arrays = [_strings(p.values) for p in pieces]
         starts = np.cumsum([0] + [len(a) for a in arrays])
         values = pa.concat_arrays(arrays) if len(arrays) > 1 else arrays[0]
-        matches = list(self._matches(values))
+        marks: list[tuple[int, int]] = []  # (index, 1 for a BEGIN line / 0 for an END line)
+        matches = list(self._matches(values, marks))
         owners = np.searchsorted(starts, [m[0] for m in matches], side="right") - 1 if matches else []
         inside = {}
         for k, piece in enumerate(pieces):
             if piece.column is None:
                 state = states[k] if states is not None and states[k] is not None else LineState()
-                inside[k] = _private_key_bodies(arrays[k], state)
+                mine = [(i - int(starts[k]), b) for i, b in marks if starts[k] <= i < starts[k + 1]]
+                inside[k] = _private_key_bodies(mine, len(arrays[k]), state)
         row_of = {}
         for (i, detector, a, b, conf, text), k in zip(matches, owners, strict=True):
             piece, offset = pieces[k], i - int(starts[k])
@@ -140,7 +145,7 @@ class Engine:
                 index = np.union1d(index, long.filter(token).to_numpy())
         return index
 
-    def _matches(self, values: pa.Array):
+    def _matches(self, values: pa.Array, marks: list[tuple[int, int]]):
         if len(values) == 0:
             return
         index = self._candidates(values)
@@ -152,6 +157,8 @@ class Engine:
                   .to_numpy(zero_copy_only=False)) for d in self.detectors]
         cache: dict[str, list] = {}
         for k, (i, cell) in enumerate(zip(index.tolist(), candidates.to_pylist(), strict=True)):
+            if "PRIVATE KEY" in cell and "-----" in cell:
+                marks += [(i, 1)] * ("-----BEGIN " in cell) + [(i, 0)] * ("-----END " in cell)
             found = cache.get(cell)
             if found is None:
                 found = self._validate(cell, [d for d, hit in tried if hit[k]])
@@ -178,25 +185,20 @@ def _strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     return values if values.type == pa.string() else values.cast(pa.string())
 
 
-def _private_key_bodies(lines: pa.Array, state: LineState) -> set[int]:
-    """Indices of the lines inside PEM private key blocks (between BEGIN and END lines)."""
-    def lines_with(literal: str) -> list[int]:
-        at = pc.indices_nonzero(pc.fill_null(pc.match_substring(lines, literal), False))
-        return [i for i, line in zip(at.to_pylist(), lines.take(at).to_pylist(), strict=True) if "PRIVATE KEY" in line]
-
-    begins, ends = lines_with("-----BEGIN "), lines_with("-----END ")
-    if not begins and not ends and not state.in_private_key:
+def _private_key_bodies(marks: list[tuple[int, int]], count: int, state: LineState) -> set[int]:
+    """Indices of the lines inside PEM private key blocks, from the BEGIN (1) and END (0) lines
+    among the candidates (both pass the prefilter)."""
+    if not marks and not state.in_private_key:
         return set()
-    marks = sorted([(i, 1) for i in begins] + [(i, 0) for i in ends])
     inside: set[int] = set()
     opened = 0 if state.in_private_key else None
-    for i, is_begin in marks:
+    for i, is_begin in sorted(marks):
         if is_begin:
             opened = i + 1
         elif opened is not None:
             inside.update(range(opened, i + 1))
             opened = None
     if opened is not None:
-        inside.update(range(opened, len(lines)))
+        inside.update(range(opened, count))
     state.in_private_key = opened is not None
     return inside
