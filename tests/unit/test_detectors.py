@@ -210,3 +210,11 @@ def test_skips_and_failures_have_reasons():
                        (b"a,b\n1,2,3\n", "x.csv"), (b"\x1f\x8bnot gzip", "x.csv.gz")]:
         result = scan_file(data, name)
         assert result.status == "failed" and result.reason.startswith("parse error"), (name, result)
+
+
+def test_a_private_key_block_split_across_text_slices_is_still_one_finding():
+    block = Values(__import__("random").Random(2)).private_key()
+    text = ("x\n" * 3000 + block + "\n" + "y\n" * 10 + "token Zx8Q2mK9pL4vN7rT1wY6sB3dF5hJ0cGaQ\n").encode()
+    for batch in (6020, 6100, 1 << 20):  # the block's lines fall in one slice, or across two
+        assert locations(scan_file(text, "k.txt", limits=Limits(batch_bytes=batch))) == [
+            ("high_entropy", None, None, 3016), ("private_key", None, None, 3001)]
