@@ -35,7 +35,7 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from services.adapters.readers import _BOM, _csv_parse_options
+from services.adapters.readers import _BOM, _csv_parse_options, _is_blank
 from services.domain.detectors import Engine, Finding, LineState, Piece
 
 FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
@@ -141,6 +141,8 @@ def load(source: bytes | BinaryIO, name: str, limits: Limits = Limits()) -> tupl
 
 
 def pieces(fmt: str, data: bytes, limits: Limits = Limits()) -> Iterator[Piece]:
+    if fmt != "parquet" and _is_blank(data):
+        return iter(())  # an empty file is scanned and holds nothing
     return {"csv": _csv, "json": _json, "jsonl": _jsonl, "parquet": _parquet, "txt": _txt}[fmt](data, limits)
 
 
@@ -175,8 +177,7 @@ def _csv(data: bytes, limits: Limits) -> Iterator[Piece]:
     if data.startswith(_BOM):
         buf = buf[len(_BOM):]
     try:
-        names = pacsv.open_csv(pa.BufferReader(buf), read_options=pacsv.ReadOptions(block_size=1 << 16),
-                               parse_options=_csv_parse_options()).schema.names
+        names = _csv_header(buf)
         # Every column as text: a card number column must not become a float.
         reader = pacsv.open_csv(
             pa.BufferReader(buf), read_options=pacsv.ReadOptions(block_size=limits.batch_bytes),
@@ -189,6 +190,20 @@ def _csv(data: bytes, limits: Limits) -> Iterator[Piece]:
             row += batch.num_rows
     except pa.ArrowInvalid as exc:
         raise FileFailed(f"parse error: {str(exc).removeprefix('CSV parse error: ')}") from None
+
+
+def _csv_header(buf: pa.Buffer) -> list[str]:
+    """The column names: split by hand when the header line has no quotes (the usual case),
+    else by pyarrow from the first block (a second parse of it)."""
+    head = buf[:1 << 16].to_pybytes()
+    line = head.split(b"\n", 1)[0].rstrip(b"\r")
+    if b'"' not in line and b"\n" in head:
+        try:
+            return line.decode().split(",")
+        except UnicodeDecodeError:
+            pass
+    return pacsv.open_csv(pa.BufferReader(buf), read_options=pacsv.ReadOptions(block_size=1 << 16),
+                          parse_options=_csv_parse_options()).schema.names
 
 
 # -- parquet -------------------------------------------------------------------------------------------

@@ -218,3 +218,10 @@ def test_a_private_key_block_split_across_text_slices_is_still_one_finding():
     for batch in (6020, 6100, 1 << 20):  # the block's lines fall in one slice, or across two
         assert locations(scan_file(text, "k.txt", limits=Limits(batch_bytes=batch))) == [
             ("high_entropy", None, None, 3016), ("private_key", None, None, 3001)]
+
+
+def test_empty_files_are_scanned_and_hold_nothing():
+    for name in ["e.csv", "e.json", "e.jsonl", "e.txt"]:
+        result = scan_file(b"", name)
+        assert (result.status, result.findings) == ("scanned", []), name
+    assert locations(scan_file(b'"a, b",c\n"x@example.com",2\n', "q.csv")) == [("email", 1, "a, b", None)]
