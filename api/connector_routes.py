@@ -71,7 +71,7 @@ async def create_connector(request: Request):
         except ValidationError as exc:
             raise validation_error(exc, prefix=("config",)) from None
         except ConnectorError as exc:
-            field = "credentials" if exc.reason == "credentials" else "path"
+            field = {"credentials": "credentials", "endpoint": "endpoint_url"}.get(exc.reason, "path")
             raise ApiError(400, "Invalid request body", [{"path": ["config", field], "message": str(exc)}]) from None
         row = await run_in_threadpool(catalog_store.add_connector, request.app.state.db, principal.workspace_id,
                                       body.name, body.type, config)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
 def _int(name: str, default: int) -> int:
@@ -18,6 +19,12 @@ def _int(name: str, default: int) -> int:
 def _float(name: str, default: float) -> float:
     raw = os.environ.get(name)
     return float(raw) if raw not in (None, "") else default
+
+
+def origin(url: str) -> str:
+    """scheme://host[:port] of a URL, lower-cased: what an endpoint allowlist compares."""
+    parts = urlsplit(url.strip())
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,9 @@ class Settings:
     s3_connect_timeout_s: float = 5.0
     s3_read_timeout_s: float = 30.0
     s3_max_attempts: int = 3
+    # The only S3-compatible endpoints a connector may name (origins: scheme://host[:port]); AWS's own
+    # endpoints need none. Anything else could make the server call an internal address for a user.
+    s3_endpoints: tuple[str, ...] = ()
     # How long an Idempotency-Key is remembered (a retry after that runs again).
     idempotency_ttl_s: float = 86_400.0
     # A worker with lag that consumes nothing for this long exits (its supervisor restarts it).
@@ -129,6 +139,8 @@ class Settings:
             s3_connect_timeout_s=_float("SCANLEDGER_S3_CONNECT_TIMEOUT", 5.0),
             s3_read_timeout_s=_float("SCANLEDGER_S3_READ_TIMEOUT", 30.0),
             s3_max_attempts=_int("SCANLEDGER_S3_MAX_ATTEMPTS", 3),
+            s3_endpoints=tuple(origin(e) for e in os.environ.get("SCANLEDGER_S3_ENDPOINTS", "").split(",")
+                               if e.strip()),
             idempotency_ttl_s=_float("SCANLEDGER_IDEMPOTENCY_TTL_SECONDS", 86_400.0),
             stall_s=_float("SCANLEDGER_STALL_SECONDS", 30.0),
             unit_reoffer_s=_float("SCANLEDGER_UNIT_REOFFER_SECONDS", 60.0),

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.adapters.db import UnsupportedDatabase, sqlite_path
 from services.adapters.readers import InputError, detect_format, read_table
+from services.settings import origin
 
 TYPES = ("local_dir", "sqlite", "s3")
 MAX_PATH = 4096
@@ -376,8 +377,18 @@ def validate_config(settings, workspace_id: str, type_: str, config: dict[str, A
     else:
         from services.adapters import s3
 
+        check_endpoint(settings, model.endpoint_url)
         s3.check_credentials(settings, workspace_id, model.credentials.model_dump(exclude_none=True))
     return out
+
+
+def check_endpoint(settings, endpoint_url: str | None) -> None:
+    """An S3-compatible endpoint must be one the operator allowed (SCANLEDGER_S3_ENDPOINTS):
+    a URL a user picks would make the server send requests, signed with a workspace's keys,
+    to any address it can reach. No endpoint_url means AWS's own."""
+    if endpoint_url and origin(endpoint_url) not in settings.s3_endpoints:
+        raise ConnectorError(f'endpoint_url "{origin(endpoint_url)}" is not an allowed S3 endpoint '
+                             "(the operator lists them in SCANLEDGER_S3_ENDPOINTS)", reason="endpoint")
 
 
 def public_config(type_: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -396,6 +407,7 @@ def connector_for(settings, workspace_id: str, type_: str, config: dict[str, Any
     if type_ == "s3":
         from services.adapters import s3
 
+        check_endpoint(settings, config.get("endpoint_url"))  # the allowlist may have changed since
         return s3.S3Connector.from_config(settings, workspace_id, config)
     raise ConnectorError(f'unknown connector type "{type_}"')
 

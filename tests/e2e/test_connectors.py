@@ -15,7 +15,7 @@ import pytest
 
 from harness.system import System
 from services.adapters.connectors import ConnectorError, connector_for
-from services.settings import Settings
+from services.settings import Settings, origin
 from tests.e2e.monitor_fixtures import in_workspace
 
 KEY_ID_ENV, SECRET_ENV = "SCANLEDGER_SECRET_E2E_KEY_ID", "SCANLEDGER_SECRET_E2E_SECRET"
@@ -34,8 +34,9 @@ def world(kafka, s3_server, tmp_path_factory):
                                                  "secret_access_key": FILE_SECRET}))
     bucket = s3_server.bucket(f"e2e-{uuid.uuid4().hex[:8]}", {"exports/a.csv": b"email\nb@example.com\n"})
     system = System(kafka, tmp_path_factory.mktemp("connector-system"), SCANLEDGER_DATASTORE_ROOT=str(root),
-                    SCANLEDGER_SECRETS_DIR=str(secrets), **{KEY_ID_ENV: s3_server.keys["aws_access_key_id"],
-                                                            SECRET_ENV: s3_server.keys["aws_secret_access_key"]})
+                    SCANLEDGER_SECRETS_DIR=str(secrets), SCANLEDGER_S3_ENDPOINTS=s3_server.url,
+                    **{KEY_ID_ENV: s3_server.keys["aws_access_key_id"],
+                       SECRET_ENV: s3_server.keys["aws_secret_access_key"]})
     system.start()
     try:
         with in_workspace(system, "Connectors A") as a, in_workspace(system, "Connectors B") as b:
@@ -119,6 +120,9 @@ def test_create_list_get_delete(world, kind):
      ["config", "credentials"]),
     ({"name": "x", "type": "s3", "config": {"bucket": "lake", "endpoint_url": "file:///etc/passwd",
                                             "credentials": {"source": "anonymous"}}}, ["config", "endpoint_url"]),
+    # an address the operator did not list in SCANLEDGER_S3_ENDPOINTS (here: the API's own metadata-like peer)
+    ({"name": "x", "type": "s3", "config": {"bucket": "lake", "endpoint_url": "http://169.254.169.254",
+                                            "credentials": {"source": "anonymous"}}}, ["config", "endpoint_url"]),
     ({"name": "x", "type": "s3", "config": {"bucket": "lake", "credentials": {
         "source": "env", "access_key_id_env": "SCANLEDGER_ADMIN_TOKEN", "secret_access_key_env": SECRET_ENV}}},
      ["config", "credentials"]),
@@ -180,14 +184,15 @@ def test_an_s3_connector_reads_the_bucket_it_names(world):
     os.environ[KEY_ID_ENV] = world["s3"].keys["aws_access_key_id"]
     os.environ[SECRET_ENV] = world["s3"].keys["aws_secret_access_key"]
     try:
-        conn = connector_for(Settings(), world["a"].id, "s3", created["config"])
+        conn = connector_for(Settings(s3_endpoints=(origin(world["s3"].url),)), world["a"].id, "s3", created["config"])
         assert [r.name for r in conn.list_resources()] == ["exports/a.csv"]
         assert conn.read_bytes("exports/a.csv") == b"email\nb@example.com\n"
     finally:
         del os.environ[KEY_ID_ENV], os.environ[SECRET_ENV]
     # a secret file whose key the server refuses: a clear error with a reason, never the secret
     refused = answer(world, world["a"].admin.post("/api/v1/connectors", json=BODIES["s3-file"](world)), 201)["data"]
-    settings = Settings(secrets_dir=Path(world["system"].env["SCANLEDGER_SECRETS_DIR"]))
+    settings = Settings(secrets_dir=Path(world["system"].env["SCANLEDGER_SECRETS_DIR"]),
+                        s3_endpoints=(origin(world["s3"].url),))
     with pytest.raises(ConnectorError) as exc:
         list(connector_for(settings, world["a"].id, "s3", refused["config"]).list_resources())
     assert exc.value.reason == "credentials" and FILE_SECRET not in str(exc.value)

@@ -23,7 +23,7 @@ from services.adapters.connectors import (
     validate_config,
 )
 from services.adapters.s3 import S3Connector
-from services.settings import Settings
+from services.settings import Settings, origin
 
 OBJECTS = {"data/a.csv": b"email\na@example.com\n", "data/sub/b.json": b'[{"k": 1}]', "data/c.txt": b"hello",
            "data/d.csv.gz": b"\x1f\x8b\x08\x00", "data/folder/": b"", "other/x.csv": b"x\n1\n",
@@ -274,6 +274,12 @@ def test_s3_failures_are_clear_errors_with_a_reason(s3_server, bucket):
 
 
 def test_s3_through_the_registry_with_referenced_keys(settings, s3_server, bucket):
+    config = {"bucket": bucket, "endpoint_url": s3_server.url, "credentials": {"source": "anonymous"}}
+    with pytest.raises(ConnectorError, match="not an allowed S3 endpoint"):  # until the operator allows it
+        validate_config(settings, "w", "s3", config)
+    with pytest.raises(ConnectorError, match="not an allowed S3 endpoint"):  # and for one stored before
+        connector_for(settings, "w", "s3", config)
+    settings = Settings(**{**settings.__dict__, "s3_endpoints": (origin(s3_server.url),)})
     (settings.secrets_dir / "team").mkdir()
     (settings.secrets_dir / "team" / "s3.json").write_text(json.dumps(
         {"access_key_id": s3_server.keys["aws_access_key_id"], "secret_access_key": s3_server.keys[
