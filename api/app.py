@@ -19,6 +19,7 @@ from api import (
     monitor_routes,
     operations_routes,
     scan_run_routes,
+    sensitive_routes,
     token_routes,
 )
 from api.db_work import DbWork
@@ -42,7 +43,7 @@ HEALTH_TTL_S = 1.0
 # pair: monitor_routes before compliance_routes, so /api/scan/status/{executionId} wins
 # over /api/scan/{id}/violations for the path /api/scan/status/violations.
 ROUTERS = (scan_run_routes, monitor_routes, config_routes, compliance_routes, catalog_routes, token_routes,
-           operations_routes, connector_routes)
+           operations_routes, connector_routes, sensitive_routes)
 
 
 def _health(settings: Settings) -> dict:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from types import ModuleType
 
-from projections import asset_profiles, scan_requests, scans, score_history, units, violations
+from projections import asset_profiles, scan_requests, scans, score_history, sensitive_scans, units, violations
 from projections.record import Record
 from services.domain import contracts as c
 
@@ -28,7 +28,8 @@ __all__ = ["HANDLERS", "IGNORED", "READ_MODELS", "Record", "apply_batch", "needs
 # The order a record's handlers run in. A handler that reads another read model's table sees
 # it before that model applies the same event: scans counts what units and violations are
 # about to add, so it comes before them.
-READ_MODELS: tuple[ModuleType, ...] = (scan_requests, scans, units, asset_profiles, violations, score_history)
+READ_MODELS: tuple[ModuleType, ...] = (scan_requests, scans, units, asset_profiles, violations, score_history,
+                                       sensitive_scans)
 
 # The contract types deliberately not applied, each with its reason.
 IGNORED: dict[str, str] = {
@@ -40,7 +41,7 @@ IGNORED: dict[str, str] = {
 }
 # Idempotent by themselves, so not recorded in rm_processed_events: a RunScan adds a pending
 # scan by its id only while the scan is not projected; a violation's id is its primary key.
-SELF_IDEMPOTENT = frozenset({c.RUN_SCAN, c.VIOLATION_DETECTED})
+SELF_IDEMPOTENT = frozenset({c.RUN_SCAN, c.VIOLATION_DETECTED, c.FINDING_DETECTED})  # a finding: (scan, id) is its key
 # Applied together after the batch's other records, each handler once with all of them:
 # the bulk of the ledger, inserted with one executemany.
 BATCHED = frozenset({c.VIOLATION_DETECTED})

@@ -39,7 +39,7 @@ POLL_S = 0.05  # consume() waits this long for a full batch: the read models lag
 
 def topics(settings: Settings) -> list[str]:
     # commands too: a RunScan is a pending scan until the coordinator requests it (scan_requests.run_scan)
-    return [settings.topics.commands, settings.topics.scan_events, settings.topics.violations]
+    return [settings.topics.commands, settings.topics.scan_events, settings.topics.violations, settings.topics.findings]
 
 
 def placeholder(topic: str, partition: int, offset: int) -> Record:

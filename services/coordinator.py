@@ -72,7 +72,11 @@ class Coordinator:
                 state, events = lifecycle.fail(state, message, f"could not plan the scan: {exc}", self.now())
                 self._emit(events)
             else:
-                state, events, work = lifecycle.start(state, message, units, self.now())
+                # a sensitive-data scan's plan is {"units", "enumeration"}: what its listing found goes on the ledger
+                enumeration = None
+                if isinstance(units, dict):
+                    units, enumeration = units["units"], units["enumeration"]
+                state, events, work = lifecycle.start(state, message, units, self.now(), enumeration)
                 self._emit(events)
                 self._send_work(message, message["data"], work, 0)
         await self._commit(scan_id, state)

@@ -23,7 +23,7 @@ class Progress:
     def stalled(self) -> list[dict]:
         """[{component, lag, detail}] for each component that has lag and is not moving."""
         s, t = self.settings, self.settings.topics
-        marks = kafka.watermarks(s, [t.commands, t.scan_events, t.work, t.violations])
+        marks = kafka.watermarks(s, [t.commands, t.scan_events, t.work, t.violations, t.findings])
         worker_in = [tp for tp in marks if tp[0] in (t.commands, t.scan_events, t.work)]
         worker_lag = kafka.group_lag(s, s.streams_group, worker_in)
         written = {tp: high for tp, (_low, high) in marks.items() if tp[0] != t.commands}
@@ -45,7 +45,8 @@ class Progress:
                       for r in conn.execute("SELECT topic, partition, next_offset FROM projector_offsets")}
         finally:
             conn.close()
-        projected = {t for t, _ in stored} | {self.settings.topics.scan_events, self.settings.topics.violations}
+        projected = {t for t, _ in stored} | {self.settings.topics.scan_events, self.settings.topics.violations,
+                                              self.settings.topics.findings}
         lag = {}
         for tp, (low, high) in marks.items():
             position = max(stored.get(tp, 0), low)

@@ -10,17 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from services import target_runner, unit_runner
+from services import sensitive_runner, target_runner, unit_runner
 from services.adapters.blobstore import BlobStore
 from services.adapters.kafka import Publisher
-from services.domain.kinds import CATALOG, COMPLIANCE, MONITOR, kind_of
+from services.domain.kinds import CATALOG, COMPLIANCE, MONITOR, SENSITIVE, kind_of
 from services.domain.kinds.monitor import target_units
 from services.settings import Settings
 
 
 @dataclass(frozen=True)
 class KindIO:
-    plan: Callable[[dict, BlobStore, Settings], list[dict]]  # the unit plans (contracts.UnitPlan)
+    plan: Callable[[dict, BlobStore, Settings], list[dict] | dict]  # the unit plans (contracts.UnitPlan),
+    # or {"units", "enumeration"} (a sensitive-data scan: what its listing found goes on the ledger)
     run: Callable[[dict, BlobStore, Publisher, Settings, Callable[[], bool]], None]  # publishes, flushes
 
 
@@ -32,10 +33,11 @@ IO: dict[str, KindIO] = {
     COMPLIANCE.name: KindIO(plan=unit_runner.plan_upload, run=unit_runner.run_unit),
     MONITOR.name: KindIO(plan=_one_unit_per_target, run=target_runner.run_monitor_unit),
     CATALOG.name: KindIO(plan=_one_unit_per_target, run=target_runner.run_catalog_unit),
+    SENSITIVE.name: KindIO(plan=sensitive_runner.plan_sensitive, run=sensitive_runner.run_chunk),
 }
 
 
-def plan_scan(request: dict, blobs: BlobStore, settings: Settings) -> list[dict]:
+def plan_scan(request: dict, blobs: BlobStore, settings: Settings) -> list[dict] | dict:
     """The scan's unit plans, writing any unit data to the blob store."""
     return IO[kind_of(request).name].plan(request, blobs, settings)
 

@@ -48,6 +48,10 @@ class Topics:
         return f"{self.prefix}.violations"
 
     @property
+    def findings(self) -> str:
+        return f"{self.prefix}.findings"
+
+    @property
     def dead_letter(self) -> str:
         return f"{self.prefix}.dead-letter"
 

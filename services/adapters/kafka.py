@@ -30,6 +30,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(t.scan_events, settings.events_partitions, rf, config=forever),
         NewTopic(t.work, settings.work_partitions, rf, config=week),
         NewTopic(t.violations, settings.violations_partitions, rf, config=forever),
+        NewTopic(t.findings, settings.violations_partitions, rf, config=forever),
         NewTopic(t.dead_letter, settings.dead_letter_partitions, rf, config=forever),
     ]
 

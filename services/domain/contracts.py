@@ -96,9 +96,36 @@ class CatalogSyncRequest(_TargetsRequest):
     kind: Literal["catalog"]
 
 
+class ConnectorSnapshot(Contract):
+    """A connector as the scan reads it: its config as registered (references to secrets, never secrets)."""
+    id: str
+    name: str
+    type: Literal["local_dir", "s3", "sqlite"]
+    config: dict[str, Any]
+
+
+class SensitiveScanOptions(Contract):
+    max_files: int | None = None
+    max_workers: int
+    file_types: list[str] | None = None
+    prefixes: list[str] = []
+    timeout_minutes: int = 120
+    coverage_target: float = 1.0
+    coverage_strategy: Literal["best_effort", "strict"] = "best_effort"
+
+
+class SensitiveScanRequest(_ScanRequestBase):
+    """A sensitive-data scan (seed 004): every file of some connectors, in chunks, through the detectors."""
+    kind: Literal["sensitive"]
+    type: Literal["full", "incremental"] = "full"
+    connectors: list[ConnectorSnapshot]
+    options: SensitiveScanOptions
+
+
 # The request of each scan kind (services.domain.kinds has one kind per entry).
 SCAN_REQUESTS: dict[str, type[_ScanRequestBase]] = {
-    "compliance": ComplianceScanRequest, "monitor": MonitorScanRequest, "catalog": CatalogSyncRequest}
+    "compliance": ComplianceScanRequest, "monitor": MonitorScanRequest, "catalog": CatalogSyncRequest,
+    "sensitive": SensitiveScanRequest}
 
 
 def _kind(value: Any) -> str:
@@ -108,7 +135,7 @@ def _kind(value: Any) -> str:
 
 AnyScanRequest = Annotated[
     Annotated[ComplianceScanRequest, Tag("compliance")] | Annotated[MonitorScanRequest, Tag("monitor")]
-    | Annotated[CatalogSyncRequest, Tag("catalog")],
+    | Annotated[CatalogSyncRequest, Tag("catalog")] | Annotated[SensitiveScanRequest, Tag("sensitive")],
     Discriminator(_kind)]
 
 
@@ -148,6 +175,34 @@ class UnitPlan(Contract):
     partition_key: list[str]
     rule_ids: list[str]  # rule ids, or monitor ids of a monitor scan
     container: ContainerRef | None = None
+    files: list[dict[str, Any]] | None = None  # a sensitive scan's chunk: its ScanFile entries, in order
+    start_index: int | None = None  # the chunk's first and last file in the scan's enumeration order
+    end_index: int | None = None
+
+
+class ScanFile(Contract):
+    """One enumerated file of a sensitive scan."""
+    connector_id: str
+    name: str
+    size: int | None = None
+    version: str  # changes whenever the content may have (ETag, else size and mtime)
+
+
+class ConnectorListing(Contract):
+    connector_id: str
+    status: Literal["listed", "failed"]
+    files: int = 0
+    error: str | None = None
+
+
+class ScanEnumerated(Contract):
+    """What a sensitive scan's enumeration found, before its chunks are sent (the coverage's denominator)."""
+    scan_id: str
+    status: Literal["complete", "partial", "failed"]
+    total_enumerated: int
+    connectors: list[ConnectorListing]
+    workers_requested: int
+    enumerated_at: str
 
 
 class ScanStarted(Contract):
@@ -186,6 +241,7 @@ class UnitCompleted(Contract):
     violations_by_severity: dict[str, int]
     monitors: list[MonitorOutcome] = []
     profile: list[dict[str, Any]] = []  # a sync's finding: the container's columns and row count
+    files: dict[str, int] | None = None  # a sensitive chunk: files scanned, skipped and failed
 
 
 class UnitFailed(Contract):
@@ -196,6 +252,22 @@ class UnitFailed(Contract):
     violations_by_rule: dict[str, int] = {}
     violations_by_severity: dict[str, int] = {}
     monitors: list[MonitorOutcome] = []
+    files: dict[str, int] | None = None  # a sensitive chunk: files scanned, skipped and failed
+
+
+class FileOutcome(Contract):
+    """One file of a sensitive scan's chunk: scanned, skipped (with the reason) or failed (with the reason)."""
+    scan_id: str
+    unit_id: str
+    attempt: int = 0
+    connector_id: str
+    name: str
+    index: int  # its position in the scan's enumeration
+    status: Literal["scanned", "skipped", "failed"]
+    reason: str | None = None
+    size: int = 0
+    version: str
+    findings: int = 0
 
 
 class ScanFinished(Contract):
@@ -251,7 +323,7 @@ class WorkUnit(Contract):
     scan_id: str
     unit_id: str
     index: int
-    kind: Literal["compliance", "monitor", "catalog"] = "compliance"
+    kind: Literal["compliance", "monitor", "catalog", "sensitive"] = "compliance"
     attempt: int = 0  # 0 for the first run of a unit, then one more per resume
     blob: str | None = None
     record_count: int
@@ -260,6 +332,9 @@ class WorkUnit(Contract):
     mapping: dict[str, str] = {}
     temporal_scale: str | None = None
     target: Target | None = None
+    connectors: list[ConnectorSnapshot] | None = None  # a sensitive chunk: the connectors its files are on
+    files: list[ScanFile] | None = None
+    start_index: int | None = None
 
 
 # --- findings (topic: violations, key: scan id) ---
@@ -282,6 +357,29 @@ class ViolationDetected(Contract):
     observed: dict[str, Any] | None = None  # what the monitor measured
 
 
+# --- findings of sensitive-data scans (topic: findings, key: scan id) ---
+
+class FindingDetected(Contract):
+    """A sensitive value in a file: where, what, how sure, masked (never the raw value).
+
+    `finding_id` is a function of the connector, file, location, detector and offset alone, so a
+    retried chunk, a restarted worker or a replay re-emits the same finding, counted once."""
+    finding_id: str
+    scan_id: str
+    unit_id: str
+    connector_id: str
+    file: str
+    row: int | None = None
+    column: str | None = None
+    line: int | None = None
+    start: int
+    end: int
+    detector: str
+    family: str
+    confidence: float
+    masked: str
+
+
 def _t(name: str) -> str:
     return f"scanledger.{name}.v1"
 
@@ -301,6 +399,9 @@ SCAN_ABORTED = _t("scan.aborted")
 SCAN_RESUMED = _t("scan.resumed")
 SCAN_DELETED = _t("scan.deleted")
 VIOLATION_STATUS_CHANGED = _t("violation.status-changed")
+SCAN_ENUMERATED = _t("scan.enumerated")
+FILE_OUTCOME = _t("scan.file.outcome")
+FINDING_DETECTED = _t("finding.detected")
 WORK_UNIT = _t("work.unit")
 VIOLATION_DETECTED = _t("violation.detected")
 
@@ -320,8 +421,11 @@ MODELS: dict[str, type[BaseModel]] = {
     SCAN_RESUMED: ScanResumed,
     SCAN_DELETED: ScanDeleted,
     VIOLATION_STATUS_CHANGED: ViolationStatusChanged,
+    SCAN_ENUMERATED: ScanEnumerated,
+    FILE_OUTCOME: FileOutcome,
     WORK_UNIT: WorkUnit,
     VIOLATION_DETECTED: ViolationDetected,
+    FINDING_DETECTED: FindingDetected,
 }
 
 

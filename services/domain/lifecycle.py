@@ -102,14 +102,26 @@ def _unit(plan: dict) -> dict:
             "rules_done": 0, "error": None}
 
 
-def start(state: dict, cause: dict, units: list[dict], started_at: str) -> tuple[dict, list[dict], list[dict]]:
+def start(state: dict, cause: dict, units: list[dict], started_at: str,
+          enumeration: dict | None = None) -> tuple[dict, list[dict], list[dict]]:
     """The coordinator planned the units: the scan runs. Returns state, events, work units.
 
-    A scan with nothing to do (a workspace without enabled monitors) completes at once.
+    A scan with nothing to do (a workspace without enabled monitors) completes at once. A
+    sensitive-data scan's plan comes with its `enumeration` (contracts.ScanEnumerated without
+    scan_id and time), recorded first; one that could list no connector fails.
     """
     if state["status"] != "queued":
         return state, [], []
     new = deepcopy(state)
+    enumerated: list[dict] = []
+    if enumeration is not None:
+        new["enumeration"] = enumeration
+        enumerated = [_event(cause, c.SCAN_ENUMERATED, c.ScanEnumerated(
+            scan_id=state["scan_id"], enumerated_at=started_at, **enumeration), state["scan_id"], time=started_at)]
+        if enumeration["status"] == "failed":
+            errors = "; ".join(f"{x['connector_id']}: {x.get('error')}" for x in enumeration["connectors"])
+            new, finished = fail(new, cause, f"no connector could be listed ({errors})", started_at)
+            return new, [*enumerated, *finished], []
     new["status"] = next_status(state["status"], "start")
     new["units"] = {u["unit_id"]: _unit(u) for u in units}
     # a dict: the units are the kind's plans, passed through as planned (UnitPlan is their contract)
@@ -121,10 +133,11 @@ def start(state: dict, cause: dict, units: list[dict], started_at: str) -> tuple
         "started_at": started_at,
     }, state["scan_id"])
     if not units:
-        new["status"] = next_status(new["status"], "complete")
+        decide = getattr(KINDS[new["kind"]], "outcome", None)
+        new["status"] = next_status(new["status"], decide(new) if decide else "complete")
         new, finished = _finish(new, cause, started_at)
-        return new, [started, *finished], []
-    return new, [started], units
+        return new, [*enumerated, started, *finished], []
+    return new, [*enumerated, started], units
 
 
 def fail(state: dict, cause: dict, error: str, finished_at: str) -> tuple[dict, list[dict]]:
@@ -157,11 +170,15 @@ def unit_done(state: dict, event: dict, finished_at: str) -> tuple[dict, list[di
         records=0 if failed else data["record_count"],
         by_rule=data.get("violations_by_rule", {}),
         by_severity=data.get("violations_by_severity", {}),
+        files=data.get("files") or {},
         error=data.get("error") if failed else None)
     if new["status"] != "running" or any(u["status"] == "pending" for u in new["units"].values()):
         return _totalled(new), []
     units = new["units"].values()
-    if not any(u["status"] == "failed" for u in units):
+    decide = getattr(KINDS[new["kind"]], "outcome", None)  # a kind with its own rule (sensitive: coverage)
+    if decide is not None:
+        action = decide(new)
+    elif not any(u["status"] == "failed" for u in units):
         action = "complete"
     else:
         action = "partial_failure" if any(u["status"] == "completed" for u in units) else "fail"

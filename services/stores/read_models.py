@@ -62,6 +62,26 @@ CREATE TABLE IF NOT EXISTS rm_score_history (
     event_id TEXT PRIMARY KEY, scan_id TEXT NOT NULL, position INTEGER NOT NULL, score REAL NOT NULL,
     timestamp TEXT NOT NULL, action TEXT NOT NULL, violation_id TEXT);
 CREATE INDEX IF NOT EXISTS rm_score_history_scan ON rm_score_history (scan_id, position);
+CREATE TABLE IF NOT EXISTS rm_sensitive_scans (
+    scan_id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, type TEXT NOT NULL, connectors TEXT NOT NULL,
+    options TEXT NOT NULL, coverage_target REAL NOT NULL, coverage_strategy TEXT NOT NULL,
+    workers_requested INTEGER NOT NULL, enumeration_status TEXT NOT NULL DEFAULT 'in_progress',
+    total_enumerated INTEGER NOT NULL DEFAULT 0, listings TEXT, created_at TEXT NOT NULL, cancelled_at TEXT);
+CREATE INDEX IF NOT EXISTS rm_sensitive_scans_list ON rm_sensitive_scans (workspace_id, created_at, scan_id);
+CREATE TABLE IF NOT EXISTS rm_sensitive_chunks (
+    unit_id TEXT PRIMARY KEY, scan_id TEXT NOT NULL, idx INTEGER NOT NULL, start_index INTEGER NOT NULL,
+    end_index INTEGER NOT NULL, file_count INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS rm_sensitive_chunks_scan ON rm_sensitive_chunks (scan_id, idx);
+CREATE TABLE IF NOT EXISTS rm_sensitive_files (
+    scan_id TEXT NOT NULL, connector_id TEXT NOT NULL, name TEXT NOT NULL, unit_id TEXT NOT NULL,
+    idx INTEGER NOT NULL, status TEXT NOT NULL, reason TEXT, size INTEGER NOT NULL, version TEXT NOT NULL,
+    findings INTEGER NOT NULL, at TEXT NOT NULL, PRIMARY KEY (scan_id, connector_id, name));
+CREATE INDEX IF NOT EXISTS rm_sensitive_files_unit ON rm_sensitive_files (unit_id);
+CREATE TABLE IF NOT EXISTS rm_sensitive_findings (
+    scan_id TEXT NOT NULL, finding_id TEXT NOT NULL, connector_id TEXT NOT NULL, file TEXT NOT NULL,
+    row INTEGER, col TEXT, line INTEGER, start INTEGER NOT NULL, end_ INTEGER NOT NULL, detector TEXT NOT NULL,
+    family TEXT NOT NULL, confidence REAL NOT NULL, masked TEXT NOT NULL, found_at TEXT NOT NULL,
+    PRIMARY KEY (scan_id, finding_id));
 CREATE TABLE IF NOT EXISTS rm_processed_events (event_id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS projector_offsets (
     topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,

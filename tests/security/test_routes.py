@@ -47,6 +47,9 @@ KINDS = {
     ("GET", "/api/operations/{id}/containers"): READ,
     ("POST", "/api/v1/connectors"): WRITE, ("GET", "/api/v1/connectors"): READ,
     ("GET", "/api/v1/connectors/{id}"): READ, ("DELETE", "/api/v1/connectors/{id}"): WRITE,
+    ("POST", "/api/v1/scans/parallel"): TRIGGER, ("GET", "/api/v1/scans"): READ,
+    ("GET", "/api/v1/scans/{id}"): READ, ("GET", "/api/v1/scans/{id}/workers"): READ,
+    ("POST", "/api/v1/scans/{id}/cancel"): TRIGGER, ("GET", "/api/v1/scans/{id}/findings"): READ,
 }
 ALLOWED = {"admin": {PUBLIC, READ, WRITE, TRIGGER, TOKENS}, "member": {PUBLIC, READ, WRITE, TRIGGER},
            "viewer": {PUBLIC, READ}}
@@ -97,6 +100,8 @@ def world(system):
         store = ok(a.admin.post("/api/datastores", json={"name": "Lake", "type": "local_dir", "path": lake.name}), 201)
         connector = ok(a.admin.post("/api/v1/connectors", json={"name": "Lake", "type": "local_dir",
                                                                  "config": {"path": lake.name}}), 201)["data"]
+        sensitive = ok(a.admin.post("/api/v1/scans/parallel", json={"connectors": [connector["id"]], "type": "full"}),
+                       201)["data"]["scan_id"]
         sync = ok(a.admin.post(f"/api/datastores/{store['id']}/sync"), 202)
         finished_run(a.admin, sync["scan_id"])
         asset = ok(a.admin.get("/api/assets", params={"datastore": store["id"]}))["items"][0]
@@ -112,7 +117,7 @@ def world(system):
         ids = {"/api/policies/": body["policy_id"], "/api/scan/": scan_id,
                "/api/violations/": violation["id"], "/api/datastores/": store["id"],
                "/api/tokens/": spare["id"], "/api/operations/": sync["operation_id"],
-               "/api/v1/connectors/": connector["id"],
+               "/api/v1/connectors/": connector["id"], "/api/v1/scans/": sensitive,
                "{assetId}": asset["id"], "{monitorId}": monitor["id"], "{executionId}": execution}
         with system.client(revoked["token"]) as gone, system.client("no-such-token") as nobody, \
                 httpx.Client(base_url=system.url, timeout=60) as anonymous:
@@ -121,7 +126,7 @@ def world(system):
 
 
 OWNERS = ("/api/policies/", "/api/scan/", "/api/violations/", "/api/datastores/", "/api/tokens/", "/api/operations/",
-          "/api/v1/connectors/")
+          "/api/v1/connectors/", "/api/v1/scans/")
 
 
 def fill(template: str, ids: dict | None) -> str:
@@ -194,6 +199,7 @@ def test_another_workspaces_admin_gets_404_for_every_resource(world):
     assert ids["{assetId}"] not in {x["id"] for x in ok(other.get("/api/assets"))["items"]}
     assert ids["/api/operations/"] not in {o["id"] for o in ok(other.get("/api/operations"))["items"]}
     assert ids["/api/v1/connectors/"] not in {c["id"] for c in ok(other.get("/api/v1/connectors"))["data"]}
+    assert ids["/api/v1/scans/"] not in {s["scan_id"] for s in ok(other.get("/api/v1/scans"))["data"]}
     # A's resources are all still there, untouched
     a = world["a"].admin
     assert ok(a.get(f"/api/policies/{ids['/api/policies/']}"))["name"] != "taken"

@@ -16,6 +16,7 @@ from typing import Protocol
 from services.domain.kinds.catalog import CATALOG
 from services.domain.kinds.compliance import COMPLIANCE
 from services.domain.kinds.monitor import MONITOR
+from services.domain.kinds.sensitive import SENSITIVE
 
 
 class Kind(Protocol):
@@ -33,7 +34,7 @@ class Kind(Protocol):
         """The work.unit events of `units`; `cause` is the RunScan or ResumeScan command."""
 
 
-KINDS: dict[str, Kind] = {k.name: k for k in (COMPLIANCE, MONITOR, CATALOG)}
+KINDS: dict[str, Kind] = {k.name: k for k in (COMPLIANCE, MONITOR, CATALOG, SENSITIVE)}
 DEFAULT = COMPLIANCE.name  # what has no `kind`: a compliance work unit (its work names none), an older request
 
 
@@ -55,5 +56,5 @@ def delta_kinds() -> tuple[str, ...]:
     return tuple(k.name for k in KINDS.values() if k.has_delta)
 
 
-__all__ = ["CATALOG", "COMPLIANCE", "DEFAULT", "KINDS", "MONITOR", "Kind", "asset_run_kinds", "delta_kinds", "kind_of",
-           "kinds_of_operation_type"]
+__all__ = ["CATALOG", "COMPLIANCE", "DEFAULT", "KINDS", "MONITOR", "SENSITIVE", "Kind", "asset_run_kinds",
+           "delta_kinds", "kind_of", "kinds_of_operation_type"]

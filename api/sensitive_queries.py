@@ -1,0 +1,202 @@
+"""Sensitive-data scans (seed 004) on the read side: the queries and the views of api/sensitive_routes.py.
+
+A scan's status is rm_scans' (the lifecycle's), shown in the seed's words: partial_failure is
+`partial`, aborted is `cancelled`; a finished scan shows `running` until every finding it
+counted is in rm_sensitive_findings (they travel on their own topic), so a finished scan's
+findings are always complete. Coverage and progress are counts over rm_sensitive_files,
+computed by services.domain.kinds.sensitive.coverage.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from datetime import UTC, datetime
+
+import orjson
+
+from services.domain.kinds.sensitive import coverage
+from services.domain.vocabulary import FINISHED, sql_list
+
+SEED_STATUS = {"queued": "queued", "running": "running", "completed": "completed", "partial_failure": "partial",
+               "failed": "failed", "aborted": "cancelled"}
+LEDGER_STATUS = {seed: ledger for ledger, seed in SEED_STATUS.items()}
+SEED_STATUSES = tuple(SEED_STATUS.values())
+
+FINDINGS_SEEN = "(SELECT COUNT(*) FROM rm_sensitive_findings f WHERE f.scan_id = s.scan_id)"
+SHOWN = (f"(CASE WHEN s.status IN {sql_list(FINISHED)} AND {FINDINGS_SEEN} < COALESCE(s.violation_count, 0)"
+         " THEN 'running' ELSE s.status END)")
+SELECT = (f"SELECT x.*, s.status AS ledger_status, {SHOWN} AS shown_status, s.started_at, s.finished_at,"
+          " s.violation_count, s.error FROM rm_sensitive_scans x JOIN rm_scans s ON s.scan_id = x.scan_id")
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def encode_cursor(*key) -> str:
+    """An opaque cursor: the sort key of the last item of a page."""
+    return base64.urlsafe_b64encode(orjson.dumps(list(key))).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, size: int) -> list:
+    try:
+        key = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error, orjson.JSONDecodeError):
+        raise BadCursor("not a cursor this API gave") from None
+    if not isinstance(key, list) or len(key) != size or not all(isinstance(k, str) for k in key):
+        raise BadCursor("not a cursor this API gave")
+    return key
+
+
+def scan_row(db, workspace_id: str, scan_id: str):
+    return db.execute(f"{SELECT} WHERE x.scan_id = ? AND x.workspace_id = ?", (scan_id, workspace_id)).fetchone()
+
+
+def list_scans(db, workspace_id: str, *, connector: str | None, status: str | None, since: str | None, limit: int,
+               after: list | None) -> list:
+    """Newest first by (created_at, scan_id): a cursor is the last key shown, so scans that arrive
+    later (newer) never shift a page that follows."""
+    where, args = ["x.workspace_id = ?"], [workspace_id]
+    if connector:
+        where.append("EXISTS (SELECT 1 FROM json_each(x.connectors) WHERE value = ?)")
+        args.append(connector)
+    if status:
+        where.append(f"{SHOWN} = ?")
+        args.append(LEDGER_STATUS[status])
+    if since:
+        where.append("x.created_at >= ?")
+        args.append(since)
+    if after:
+        where.append("(x.created_at, x.scan_id) < (?, ?)")
+        args += after
+    sql = f"{SELECT} WHERE {' AND '.join(where)} ORDER BY x.created_at DESC, x.scan_id DESC LIMIT ?"
+    return db.execute(sql, [*args, limit]).fetchall()
+
+
+def file_counts(db, scan_id: str) -> dict:
+    counts = {"scanned": 0, "skipped": 0, "failed": 0}
+    for r in db.execute("SELECT status, COUNT(*) AS n FROM rm_sensitive_files WHERE scan_id = ? GROUP BY status",
+                        (scan_id,)):
+        counts[r["status"]] = r["n"]
+    return counts
+
+
+def findings_count(db, scan_id: str) -> int:
+    return db.execute("SELECT COUNT(*) FROM rm_sensitive_findings WHERE scan_id = ?", (scan_id,)).fetchone()[0]
+
+
+def chunks(db, scan_id: str) -> list:
+    return db.execute(
+        "SELECT k.*, u.status AS unit_status, u.started_at, u.finished_at,"
+        " (SELECT COUNT(*) FROM rm_sensitive_files f WHERE f.unit_id = k.unit_id) AS files_processed,"
+        " (SELECT COALESCE(SUM(findings), 0) FROM rm_sensitive_files f WHERE f.unit_id = k.unit_id) AS findings"
+        " FROM rm_sensitive_chunks k LEFT JOIN rm_units u ON u.unit_id = k.unit_id WHERE k.scan_id = ?"
+        " ORDER BY k.idx", (scan_id,)).fetchall()
+
+
+def findings(db, scan_id: str, limit: int, after: list | None) -> list:
+    where, args = "scan_id = ?", [scan_id]
+    if after:
+        where += " AND (connector_id, file, finding_id) > (?, ?, ?)"
+        args += after
+    return db.execute(f"SELECT * FROM rm_sensitive_findings WHERE {where} ORDER BY connector_id, file, finding_id"
+                      " LIMIT ?", [*args, limit]).fetchall()
+
+
+# --- views ---
+
+def _seconds(start: str | None, end: str | None, now: datetime) -> int | None:
+    if not start:
+        return None
+    t0 = datetime.fromisoformat(start.replace("Z", "+00:00"))
+    t1 = datetime.fromisoformat(end.replace("Z", "+00:00")) if end else now
+    return max(0, round((t1 - t0).total_seconds()))
+
+
+def worker_status(chunk, scan_status: str) -> str:
+    status = chunk["unit_status"] or "pending"
+    if status in ("completed", "failed"):
+        return status
+    if scan_status == "aborted":
+        return "cancelled"
+    if scan_status in FINISHED:
+        return "failed"
+    return "queued" if status == "pending" else "running"
+
+
+def worker_view(chunk, scan_status: str) -> dict:
+    status = worker_status(chunk, scan_status)
+    n = chunk["file_count"]
+    out = {"worker_id": f"worker-{chunk['idx'] + 1:03d}", "status": status,
+           "chunk": {"start_index": chunk["start_index"], "end_index": chunk["end_index"], "file_count": n},
+           "progress": {"files_processed": chunk["files_processed"], "findings_count": chunk["findings"],
+                        "percent_complete": math.floor(100 * chunk["files_processed"] / n) if n else 100},
+           "started_at": chunk["started_at"]}
+    if status in ("completed", "failed"):
+        out["completed_at"] = chunk["finished_at"]
+    return out
+
+
+def scan_view(db, row, now: datetime | None = None) -> dict:
+    """GET /api/v1/scans/:id: status, progress, the coverage block, workers and timestamps."""
+    now = now or datetime.now(UTC)
+    scan_id, shown = row["scan_id"], row["shown_status"]
+    files = file_counts(db, scan_id)
+    found = findings_count(db, scan_id)
+    total = row["total_enumerated"]
+    processed = sum(files.values())
+    finished = shown in FINISHED
+    elapsed = _seconds(row["started_at"], row["finished_at"] if finished else None, now)
+    if finished:
+        remaining = 0
+    elif processed and elapsed is not None:
+        remaining = round(elapsed * (total - processed) / processed)
+    else:
+        remaining = None
+    workers = [worker_status(k, row["ledger_status"]) for k in chunks(db, scan_id)]
+    out = {
+        "scan_id": scan_id,
+        "status": SEED_STATUS[shown],
+        "type": row["type"],
+        "connectors": orjson.loads(row["connectors"]),
+        "progress": {"files_total": total, "files_processed": processed, "files_failed": files["failed"],
+                     "findings_count": found,
+                     "percent_complete": math.floor(100 * processed / total) if total else (100 if finished else 0),
+                     "elapsed_seconds": elapsed or 0, "estimated_remaining_seconds": remaining},
+        "coverage": coverage(target=row["coverage_target"], strategy=row["coverage_strategy"],
+                             enumeration_status=row["enumeration_status"], enumerated=total, **files),
+        "workers": {"total": len(workers), "active": sum(1 for w in workers if w in ("queued", "running")),
+                    "completed": workers.count("completed"), "failed": workers.count("failed")},
+        "created_at": row["created_at"],
+        "started_at": row["started_at"],
+    }
+    if finished and shown != "aborted":
+        out["completed_at"] = row["finished_at"]
+    if row["cancelled_at"] and shown == "aborted":
+        out["cancelled_at"] = row["cancelled_at"]
+    if row["error"]:
+        out["error"] = row["error"]
+    return out
+
+
+def pending_view(request: dict) -> dict:
+    """A scan accepted on the ledger that the coordinator has not taken up yet: queued, nothing counted."""
+    opts = request["options"]
+    return {"scan_id": request["scan_id"], "status": "queued", "type": request.get("type", "full"),
+            "connectors": [s["id"] for s in request["connectors"]],
+            "progress": {"files_total": 0, "files_processed": 0, "files_failed": 0, "findings_count": 0,
+                         "percent_complete": 0, "elapsed_seconds": 0, "estimated_remaining_seconds": None},
+            "coverage": coverage(target=opts.get("coverage_target", 1.0),
+                                 strategy=opts.get("coverage_strategy", "best_effort"),
+                                 enumeration_status="in_progress", enumerated=0, scanned=0, skipped=0, failed=0),
+            "workers": {"total": 0, "active": 0, "completed": 0, "failed": 0},
+            "created_at": request["requested_at"], "started_at": None}
+
+
+def finding_view(row) -> dict:
+    location = {"line": row["line"]} if row["line"] is not None else {"row": row["row"], "column": row["col"]}
+    return {"finding_id": row["finding_id"], "connector_id": row["connector_id"], "file": row["file"],
+            "location": location, "offset": {"start": row["start"], "end": row["end_"]},
+            "detector": row["detector"], "family": row["family"], "confidence": row["confidence"],
+            "masked_sample": row["masked"], "found_at": row["found_at"]}

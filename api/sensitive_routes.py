@@ -1,0 +1,262 @@
+"""Seed 004's scans: parallel sensitive-data scans over connectors, in the `{"status": "success", "data": …}` envelope.
+
+POST /api/v1/scans/parallel writes a RunScan of the `sensitive` kind (services.domain.kinds.sensitive)
+with a snapshot of each connector (its config as registered: references to secrets, never
+secrets); the coordinator enumerates the connectors and sends the chunks, and the read side
+(projections/sensitive_scans.py, api/sensitive_queries.py) shows progress, coverage,
+workers and findings. Cancel is the lifecycle's abort: what was found stays.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.routing import Route
+
+from api import queries
+from api import sensitive_queries as sq
+from api.auth import authenticate
+from api.db_work import run_db
+from api.errors import ApiError, not_found, validation_error
+from api.openapi import request_body
+from api.requests import idempotent, json_body
+from api.responses import json_response
+from api.scan_commands import send_command, wait_until
+from services.domain import contracts as c
+from services.domain.envelope import iso, utcnow
+from services.domain.vocabulary import FINISHED
+from services.stores import catalog_store
+from services.stores.config_store import new_id
+
+SCAN_NOT_FOUND = "Scan not found"
+DEFAULT_WORKERS = 10  # the tier limits of the seed: max_workers and max_files when not given
+MAX_WORKERS = 64
+MAX_FILES = 1_000_000
+LIST_LIMIT, MAX_LIST_LIMIT = 20, 100
+FINDINGS_LIMIT, MAX_FINDINGS_LIMIT = 100, 1000
+
+FileType = Annotated[str, Field(min_length=1, max_length=20, pattern=r"^\.?[A-Za-z0-9]+(\.[A-Za-z0-9]+)*$")]
+Prefix = Annotated[str, Field(max_length=1024, pattern=r"^[^\x00]*$")]
+
+
+class ScanOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    max_files: int = Field(MAX_FILES, ge=1, le=MAX_FILES)
+    max_workers: int = Field(DEFAULT_WORKERS, ge=1, le=MAX_WORKERS)
+    file_types: list[FileType] | None = Field(None, min_length=1, max_length=50)
+    prefixes: list[Prefix] = Field([], max_length=100)
+    llm_assist: bool = False
+    timeout_minutes: int = Field(120, ge=1, le=7 * 24 * 60)
+    coverage_target: float = Field(1.0, ge=0.0, le=1.0)
+    coverage_strategy: Literal["best_effort", "strict"] = "best_effort"
+
+
+@request_body("POST", "/api/v1/scans/parallel")
+class ParallelScanBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    connectors: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(min_length=1, max_length=100)
+    type: Literal["full", "incremental"]
+    options: ScanOptions = ScanOptions()
+
+
+def _parse(data: dict) -> ParallelScanBody:
+    try:
+        body = ParallelScanBody.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+    if len(set(body.connectors)) != len(body.connectors):
+        raise ApiError(400, "Invalid request body", [{"path": ["connectors"], "message": "Each connector once"}])
+    if body.options.llm_assist:
+        raise ApiError(422, "LLM Assist is not available yet: send llm_assist false (or leave it out) to scan"
+                       " with the detectors alone", [{"path": ["options", "llm_assist"], "message": "Not available"}])
+    if body.type == "incremental":
+        raise ApiError(422, "Incremental scans are not available yet: send type \"full\"",
+                       [{"path": ["type"], "message": "Not available"}])
+    return body
+
+
+def _snapshots(db, workspace_id: str, ids: list[str]) -> list[dict]:
+    rows = [catalog_store.get_connector(db, workspace_id, cid) for cid in ids]
+    missing = [{"path": ["connectors", i], "message": f'Connector "{cid}" not found'}
+               for i, (cid, row) in enumerate(zip(ids, rows, strict=True)) if row is None]
+    if missing:
+        raise ApiError(400, "Invalid request body", missing)
+    return [{"id": r["id"], "name": r["name"], "type": r["type"], "config": r["config"]} for r in rows]
+
+
+def success(data, status: int = 200, **extra):
+    return json_response({"status": "success", "data": data, **extra}, status)
+
+
+async def start_parallel_scan(request: Request):
+    """Start a parallel sensitive-data scan over connectors of the caller's workspace (201, queued)."""
+    principal = await authenticate(request, "scan:trigger")
+
+    async def handler():
+        body = _parse(await json_body(request))
+        db = request.app.state.db
+        snapshots = await run_db(request, _snapshots, db, principal.workspace_id, body.connectors)
+        options = body.options.model_dump(exclude={"llm_assist"})
+        scan_request = c.SensitiveScanRequest(
+            scan_id=f"scan-{new_id()}", kind="sensitive", workspace_id=principal.workspace_id,
+            requested_by=principal.user, requested_at=utcnow(), type=body.type, connectors=snapshots,
+            options=options).model_dump()
+        scan_id = scan_request["scan_id"]
+        await send_command(request, c.RUN_SCAN, scan_id, principal.workspace_id, scan_request)
+        await wait_until(request, lambda: queries.is_known(db, scan_id), 2.0)
+        return success({"scan_id": scan_id, "status": "queued", "connectors": body.connectors, "type": body.type,
+                        "workers_requested": body.options.max_workers,
+                        "created_at": scan_request["requested_at"]}, 201)
+
+    return await idempotent(request, principal, handler)
+
+
+def _scan_or_pending(db, workspace_id: str, scan_id: str):
+    """(row, None), (None, pending request) or (None, None)."""
+    def pending():
+        found = queries.pending_request(db, workspace_id, scan_id)
+        return found if found is not None and found["kind"] == "sensitive" else None
+    return queries.projected_or_pending(lambda: sq.scan_row(db, workspace_id, scan_id), pending)
+
+
+def _view(db, workspace_id: str, scan_id: str) -> dict | None:
+    row, pending = _scan_or_pending(db, workspace_id, scan_id)
+    if row is not None:
+        return sq.scan_view(db, row)
+    return sq.pending_view(pending["request"]) if pending is not None else None
+
+
+async def _found(request: Request, fn, *args):
+    result = await run_db(request, fn, *args)
+    if result is None:
+        raise not_found(SCAN_NOT_FOUND)
+    return result
+
+
+async def get_scan(request: Request):
+    """A scan's status, progress, coverage block, workers and timestamps."""
+    principal = await authenticate(request, "assets:read")
+    view = await _found(request, _view, request.app.state.db, principal.workspace_id, request.path_params["id"])
+    return success(view)
+
+
+def _workers(db, workspace_id: str, scan_id: str) -> list | None:
+    row, pending = _scan_or_pending(db, workspace_id, scan_id)
+    if row is None:
+        return [] if pending is not None else None
+    return [sq.worker_view(k, row["ledger_status"]) for k in sq.chunks(db, scan_id)]
+
+
+async def get_workers(request: Request):
+    """Each parallel worker of a scan: its chunk of the enumerated files and its progress."""
+    principal = await authenticate(request, "assets:read")
+    return success(await _found(request, _workers, request.app.state.db, principal.workspace_id,
+                                request.path_params["id"]))
+
+
+async def cancel_scan(request: Request):
+    """Cancel a queued or running scan: its workers stop between files; what they found stays (409 if finished)."""
+    principal = await authenticate(request, "scan:trigger")
+    db, scan_id, ws = request.app.state.db, request.path_params["id"], principal.workspace_id
+    before = await _found(request, _view, db, ws, scan_id)
+    if before["status"] not in ("queued", "running"):
+        raise ApiError(409, f"The scan has already finished ({before['status']})")
+    command = await send_command(request, c.ABORT_SCAN, scan_id, ws,
+                                 {"scan_id": scan_id, "requested_by": principal.user})
+
+    def settled():
+        row = sq.scan_row(db, ws, scan_id)
+        return row is not None and row["ledger_status"] in FINISHED
+
+    await wait_until(request, settled, request.app.state.settings.scan_sync_wait_s)
+    view = await run_db(request, _view, db, ws, scan_id)
+    if view["status"] not in ("cancelled", "queued", "running"):
+        raise ApiError(409, f"The scan has already finished ({view['status']})")
+    return success({"scan_id": scan_id, "status": "cancelled",
+                    "partial_results": {"files_processed": view["progress"]["files_processed"],
+                                        "findings_count": view["progress"]["findings_count"]},
+                    "cancelled_at": view.get("cancelled_at") or command["time"]})
+
+
+def _limit(request: Request, default: int, most: int) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= most:
+        raise ApiError(400, "Invalid query parameters", [{"path": ["limit"], "message": f"An integer 1-{most}"}])
+    return int(raw)
+
+
+def _cursor(request: Request, size: int) -> list | None:
+    raw = request.query_params.get("cursor")
+    if raw is None:
+        return None
+    try:
+        return sq.decode_cursor(raw, size)
+    except sq.BadCursor as exc:
+        raise ApiError(400, "Invalid query parameters", [{"path": ["cursor"], "message": str(exc)}]) from None
+
+
+def _findings(db, workspace_id: str, scan_id: str, limit: int, after: list | None):
+    row, pending = _scan_or_pending(db, workspace_id, scan_id)
+    if row is None and pending is None:
+        return None
+    return sq.findings(db, scan_id, limit + 1, after) if row is not None else []
+
+
+async def list_findings(request: Request):
+    """A scan's findings, a page at a time (masked samples only), in a stable order."""
+    principal = await authenticate(request, "assets:read")
+    limit, after = _limit(request, FINDINGS_LIMIT, MAX_FINDINGS_LIMIT), _cursor(request, 3)
+    rows = await _found(request, _findings, request.app.state.db, principal.workspace_id, request.path_params["id"],
+                        limit, after)
+    page, more = rows[:limit], len(rows) > limit
+    cursor = sq.encode_cursor(page[-1]["connector_id"], page[-1]["file"], page[-1]["finding_id"]) if more else None
+    return success([sq.finding_view(r) for r in page], pagination={"limit": limit, "next_cursor": cursor})
+
+
+def _since(request: Request) -> str | None:
+    raw = request.query_params.get("since")
+    if raw is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, "Invalid query parameters", [{"path": ["since"], "message": "An ISO 8601 time"}]) from None
+    if moment.tzinfo is None:
+        raise ApiError(400, "Invalid query parameters", [{"path": ["since"], "message": "With a time zone"}])
+    return iso(moment)
+
+
+def _list(db, workspace_id: str, query: dict) -> tuple[list, str | None]:
+    limit = query["limit"]
+    rows = sq.list_scans(db, workspace_id, connector=query["connector"], status=query["status"],
+                         since=query["since"], limit=limit + 1, after=query["after"])
+    page = rows[:limit]
+    cursor = sq.encode_cursor(page[-1]["created_at"], page[-1]["scan_id"]) if len(rows) > limit else None
+    return [sq.scan_view(db, r) for r in page], cursor
+
+
+async def list_scans(request: Request):
+    """Scan history, newest first: filters connector, status, since; limit (default 20) and an opaque cursor."""
+    principal = await authenticate(request, "assets:read")
+    status = request.query_params.get("status")
+    if status is not None and status not in sq.SEED_STATUSES:
+        raise ApiError(400, "Invalid query parameters",
+                       [{"path": ["status"], "message": f"One of {', '.join(sq.SEED_STATUSES)}"}])
+    query = {"connector": request.query_params.get("connector"), "status": status, "since": _since(request),
+             "limit": _limit(request, LIST_LIMIT, MAX_LIST_LIMIT), "after": _cursor(request, 2)}
+    items, cursor = await run_db(request, _list, request.app.state.db, principal.workspace_id, query)
+    return success(items, pagination={"limit": query["limit"], "next_cursor": cursor})
+
+
+routes = [
+    Route("/api/v1/scans/parallel", start_parallel_scan, methods=["POST"]),
+    Route("/api/v1/scans", list_scans, methods=["GET"]),
+    Route("/api/v1/scans/{id}", get_scan, methods=["GET"]),
+    Route("/api/v1/scans/{id}/workers", get_workers, methods=["GET"]),
+    Route("/api/v1/scans/{id}/cancel", cancel_scan, methods=["POST"]),
+    Route("/api/v1/scans/{id}/findings", list_findings, methods=["GET"]),
+]

@@ -1,0 +1,130 @@
+"""A sensitive-data scan (seed 004): every file of some connectors, split into chunks, through the detectors.
+
+The coordinator enumerates the connectors (services.sensitive_runner) and records what it found
+(scan.enumerated); the files are split into contiguous chunks, one per worker slot
+(`workers_requested` = min(max_workers, files)), and each chunk is a unit of work. A chunk
+reports every file's outcome (scanned, skipped or failed, with the reason) and the findings,
+then its result. Its scan ends completed, partial or failed by the coverage rule below
+(docs/decisions.md, "Sensitive-data scans: coverage").
+
+Pure: chunking, the coverage block and the final status are functions of the ledger alone.
+"""
+from __future__ import annotations
+
+from services.domain import contracts as c
+from services.domain.envelope import deterministic_id, follow
+from services.domain.vocabulary import COORDINATOR_SOURCE
+
+ENUMERATION_FACTOR = {"complete": 1.0, "in_progress": 1.0, "partial": 0.5, "failed": 0.0}
+
+
+def chunks(scan_id: str, files: list[dict], max_workers: int) -> list[dict]:
+    """The unit plans: `files` (in enumeration order) in min(max_workers, len(files)) contiguous chunks,
+    sizes differing by one at most."""
+    n = min(max_workers, len(files))
+    plans, start = [], 0
+    for i in range(n):
+        size = len(files) // n + (1 if i < len(files) % n else 0)
+        part = files[start:start + size]
+        plans.append({"unit_id": f"{scan_id}.c{i}", "index": i, "blob": "", "record_count": len(part),
+                      "counted_records": len(part), "partition_key": [], "rule_ids": [], "files": part,
+                      "start_index": start, "end_index": start + size - 1})
+        start += size
+    return plans
+
+
+def coverage(*, target: float, strategy: str, enumeration_status: str, enumerated: int, scanned: int,
+             skipped: int, failed: int) -> dict:
+    """The seed's coverage block.
+
+    coverage_pct = scanned / enumerated (1.0 when a finished enumeration found nothing; 0 when it failed);
+    completeness_score = coverage_pct × enumeration factor (complete or in progress 1, partial 0.5,
+    failed 0) × (1 − failed / enumerated). Both rounded to 4 decimals; target_met compares the
+    unrounded coverage with the target.
+    """
+    if enumerated:
+        pct = scanned / enumerated
+        failures = 1 - failed / enumerated
+    else:
+        pct = 0.0 if enumeration_status in ("failed", "in_progress") else 1.0
+        failures = 1.0
+    return {
+        "coverage_target": target,
+        "coverage_strategy": strategy,
+        "coverage_pct": round(pct, 4),
+        "target_met": pct >= target,
+        "completeness_score": round(pct * ENUMERATION_FACTOR[enumeration_status] * failures, 4),
+        "enumeration_status": enumeration_status,
+        "total_enumerated": enumerated,
+        "total_scanned": scanned,
+        "total_skipped": skipped,
+        "total_failed": failed,
+    }
+
+
+def final_status(*, enumeration_status: str, target_met: bool, strategy: str, units_failed: int,
+                 units_completed: int) -> str:
+    """completed: the enumeration is complete, every chunk completed and the coverage target is met;
+    failed: nothing could be enumerated, every chunk failed, or a strict scan missed its target;
+    partial otherwise (the ledger's partial_failure)."""
+    if enumeration_status == "failed" or (units_failed and not units_completed):
+        return "failed"
+    if not target_met and strategy == "strict":
+        return "failed"
+    if enumeration_status == "complete" and not units_failed and target_met:
+        return "completed"
+    return "partial_failure"
+
+
+def state_coverage(state: dict) -> dict:
+    """The coverage block of a scan's state in the coordinator (the counts its chunks reported)."""
+    opts = state["request"]["options"]
+    enumeration = state.get("enumeration") or {}
+    totals = {"scanned": 0, "skipped": 0, "failed": 0}
+    for unit in state["units"].values():
+        for key in totals:
+            totals[key] += (unit.get("files") or {}).get(key, 0)
+    return coverage(target=opts.get("coverage_target", 1.0), strategy=opts.get("coverage_strategy", "best_effort"),
+                    enumeration_status=enumeration.get("status", "in_progress"),
+                    enumerated=enumeration.get("total_enumerated", 0), **totals)
+
+
+class Sensitive:
+    name = "sensitive"
+    label = "sensitive-data scan"
+    operation_type = "sensitive_scan"
+    resumable = True
+    has_delta = False
+    asset_runs = False
+
+    def checks(self, request: dict) -> list[dict]:
+        return []  # the detectors are the same for every scan (services.domain.detectors)
+
+    def work(self, cause: dict, request: dict, units: list[dict], attempt: int = 0) -> list[dict]:
+        connectors = {s["id"]: s for s in request["connectors"]}
+        return [follow(cause, c.WORK_UNIT, c.WorkUnit(
+            scan_id=request["scan_id"],
+            unit_id=unit["unit_id"],
+            index=unit["index"],
+            kind="sensitive",
+            attempt=attempt,
+            record_count=unit["record_count"],
+            counted_records=unit["counted_records"],
+            connectors=[connectors[cid] for cid in dict.fromkeys(f["connector_id"] for f in unit["files"])],
+            files=unit["files"],
+            start_index=unit["start_index"],
+        ).model_dump(exclude_unset=True), id=deterministic_id(c.WORK_UNIT, unit["unit_id"], attempt),
+            source=COORDINATOR_SOURCE) for unit in units]
+
+    def outcome(self, state: dict) -> str:
+        """The action that ends a scan whose chunks have all reported (services.domain.lifecycle)."""
+        block = state_coverage(state)
+        units = list(state["units"].values())
+        status = final_status(enumeration_status=block["enumeration_status"], target_met=block["target_met"],
+                              strategy=block["coverage_strategy"],
+                              units_failed=sum(1 for u in units if u["status"] == "failed"),
+                              units_completed=sum(1 for u in units if u["status"] == "completed"))
+        return {"completed": "complete", "partial_failure": "partial_failure", "failed": "fail"}[status]
+
+
+SENSITIVE = Sensitive()

@@ -1,0 +1,173 @@
+"""A sensitive-data scan's I/O half (services.runners): enumerating its connectors into chunks,
+and running one chunk: every file read through its connector and through the detectors.
+
+Planning lists each connector (filtered by the scan's prefixes and file types, at most
+max_files in all); a connector that cannot be listed is recorded as failed, and the
+enumeration is partial if another could be listed, failed if none could. What it found goes
+on the ledger (scan.enumerated and the chunks of scan.started), never in a side table.
+
+Running a chunk publishes, per file, its findings (findings topic) then its outcome
+(scanned / skipped / failed with the reason), with progress now and then, then the chunk's
+result once everything before it is flushed. It checks for a cancel between files.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from services.adapters.connectors import Connector, ConnectorError, ResourceError, connector_for
+from services.adapters.file_cells import SKIP_TOO_BIG, Limits, scan_files
+from services.adapters.kafka import Publisher
+from services.domain import contracts as c
+from services.domain.detectors import Engine, Finding
+from services.domain.envelope import deterministic_id, follow
+from services.domain.kinds.sensitive import chunks
+from services.domain.vocabulary import EVALUATOR_SOURCE as SOURCE
+from services.settings import Settings
+
+log = logging.getLogger("scanledger.sensitive")
+
+PROGRESS_EVERY_S = 1.0  # a chunk's progress event at most this often (each file has its outcome event too)
+
+
+def plan_sensitive(request: dict, _blobs, settings: Settings) -> dict:
+    """{"units": the chunks' plans, "enumeration": what ScanEnumerated records (without scan_id and time)}."""
+    opts = request["options"]
+    max_files = opts.get("max_files")
+    files: list[dict] = []
+    listings: list[dict] = []
+    for snap in request["connectors"]:
+        found: list[dict] = []
+        try:
+            connector = connector_for(settings, request["workspace_id"], snap["type"], snap["config"])
+            try:
+                for res in connector.list_resources(opts.get("prefixes") or (), opts.get("file_types")):
+                    if max_files is not None and len(files) + len(found) >= max_files:
+                        break
+                    if res.kind != "file" and snap["type"] != "sqlite":
+                        continue
+                    found.append({"connector_id": snap["id"], "name": res.name, "size": res.size,
+                                  "version": res.version})
+            finally:
+                connector.close()
+        except Exception as exc:  # any listing error (ConnectorError, the S3 client's, OSError) fails that connector
+            log.warning("scan %s: connector %s cannot be listed: %s", request["scan_id"], snap["id"], exc)
+            listings.append({"connector_id": snap["id"], "status": "failed", "files": 0, "error": str(exc)})
+            continue
+        files += found
+        listings.append({"connector_id": snap["id"], "status": "listed", "files": len(found), "error": None})
+    listed = sum(1 for x in listings if x["status"] == "listed")
+    status = "complete" if listed == len(listings) else ("partial" if listed else "failed")
+    units = chunks(request["scan_id"], files, opts["max_workers"]) if status != "failed" else []
+    return {"units": units, "enumeration": {"status": status, "total_enumerated": len(files),
+                                            "connectors": listings, "workers_requested": len(units)}}
+
+
+def finding_id(connector_id: str, name: str, f: Finding) -> str:
+    """The same value at the same place is the same finding, whichever run or attempt found it."""
+    return deterministic_id("finding", connector_id, name, f.row, f.column, f.line, f.detector, f.start)
+
+
+class _Connectors:
+    """The chunk's connectors, opened once each (an unusable one fails its files, with the reason)."""
+
+    def __init__(self, work: dict, workspace_id: str, settings: Settings):
+        self.snaps = {s["id"]: s for s in work.get("connectors") or []}
+        self.workspace_id, self.settings = workspace_id, settings
+        self.open: dict[str, Connector | ConnectorError] = {}
+
+    def get(self, connector_id: str) -> Connector:
+        if connector_id not in self.open:
+            snap = self.snaps[connector_id]
+            try:
+                self.open[connector_id] = connector_for(self.settings, self.workspace_id, snap["type"], snap["config"])
+            except ConnectorError as exc:
+                self.open[connector_id] = exc
+        got = self.open[connector_id]
+        if isinstance(got, ConnectorError):
+            raise ResourceError(str(got), got.reason)
+        return got
+
+    def close(self) -> None:
+        for got in self.open.values():
+            if not isinstance(got, ConnectorError):
+                got.close()
+
+
+def scan_one(connectors: _Connectors, file: dict, engine: Engine, limits: Limits):
+    """(status, reason, size, findings) of one file."""
+    try:
+        data = connectors.get(file["connector_id"]).read_bytes(file["name"], limits.max_bytes)
+    except ResourceError as exc:
+        if exc.reason == "too_large":
+            return "skipped", SKIP_TOO_BIG, 0, []
+        return "failed", exc.reason, 0, []
+    result = scan_files([(data, file["name"])], engine, limits)[0]
+    return result.status, result.reason, result.size, result.findings
+
+
+def run_chunk(message: dict, _blobs, publisher: Publisher, settings: Settings,
+              should_stop: Callable[[], bool] = lambda: False) -> None:
+    """Scan a chunk's files; publish findings, outcomes and progress, then (flushed) the chunk's result."""
+    work = message["data"]
+    topics = settings.topics
+    attempt = work.get("attempt", 0)
+    files = work.get("files") or []
+    counts = {"scanned": 0, "skipped": 0, "failed": 0}
+    by_detector: dict[str, int] = {}
+    engine, limits = Engine(), Limits()
+    connectors = _Connectors(work, message["workspaceid"], settings)
+    publisher.publish(topics.scan_events, _progress(message, 0, len(files)))
+    last = time.monotonic()
+    try:
+        for i, file in enumerate(files):
+            if should_stop():
+                log.info("chunk %s stopped after %d files: its scan was cancelled", work["unit_id"], i)
+                publisher.flush()
+                return
+            status, reason, size, findings = scan_one(connectors, file, engine, limits)
+            ids = set()
+            for f in findings:
+                fid = finding_id(file["connector_id"], file["name"], f)
+                if fid in ids:
+                    continue
+                ids.add(fid)
+                by_detector[f.detector] = by_detector.get(f.detector, 0) + 1
+                publisher.publish(topics.findings, _finding(message, fid, file, f))
+            counts[status] += 1
+            publisher.publish(topics.scan_events, follow(message, c.FILE_OUTCOME, c.FileOutcome(
+                scan_id=work["scan_id"], unit_id=work["unit_id"], attempt=attempt,
+                connector_id=file["connector_id"], name=file["name"], index=work.get("start_index", 0) + i,
+                status=status, reason=reason, size=size, version=file["version"], findings=len(ids),
+            ).model_dump(), id=deterministic_id(c.FILE_OUTCOME, work["scan_id"], file["connector_id"], file["name"]),
+                source=SOURCE))
+            if time.monotonic() - last >= PROGRESS_EVERY_S or i + 1 == len(files):
+                publisher.publish(topics.scan_events, _progress(message, i + 1, len(files)))
+                last = time.monotonic()
+    finally:
+        connectors.close()
+    publisher.flush()  # the findings and outcomes are on the ledger before the result that counts them
+    publisher.publish(topics.scan_events, follow(message, c.UNIT_COMPLETED, c.UnitCompleted(
+        scan_id=work["scan_id"], unit_id=work["unit_id"], attempt=attempt, record_count=counts["scanned"],
+        rules_done=len(files), violations_by_rule=by_detector, violations_by_severity={}, files=counts,
+    ).model_dump(exclude_unset=True), id=deterministic_id(c.UNIT_COMPLETED, work["unit_id"], attempt), source=SOURCE))
+    publisher.flush()
+
+
+def _progress(cause: dict, done: int, total: int) -> dict:
+    work = cause["data"]
+    attempt = work.get("attempt", 0)
+    data = c.UnitProgressed(scan_id=work["scan_id"], unit_id=work["unit_id"], rules_done=done, rules_total=total,
+                            attempt=attempt).model_dump(exclude_unset=True)
+    return follow(cause, c.UNIT_PROGRESSED, data,
+                  id=deterministic_id(c.UNIT_PROGRESSED, work["unit_id"], attempt, done), source=SOURCE)
+
+
+def _finding(cause: dict, fid: str, file: dict, f: Finding) -> dict:
+    scan_id = cause["data"]["scan_id"]
+    return follow(cause, c.FINDING_DETECTED, c.FindingDetected(
+        finding_id=fid, scan_id=scan_id, unit_id=cause["data"]["unit_id"], connector_id=file["connector_id"],
+        file=file["name"], row=f.row, column=f.column, line=f.line, start=f.start, end=f.end, detector=f.detector,
+        family=f.family, confidence=f.confidence, masked=f.masked,
+    ).model_dump(), id=deterministic_id(c.FINDING_DETECTED, scan_id, fid), source=SOURCE)

@@ -1,0 +1,264 @@
+"""Seed 004's scans on the real system (broker, worker, projector, API) and a real S3 server:
+a parallel scan over a local directory and an S3 bucket holding the labelled corpus finds
+exactly what was planted, with the coverage block's numbers; every endpoint and status code;
+cancel mid-scan keeps its partial results; another workspace sees nothing; replay rebuilds the
+same rows. Waits poll until the system answers: no time limits."""
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from harness.corpus import generate
+from harness.system import System
+from services.stores.read_models import TABLES
+from tests.e2e.monitor_fixtures import in_workspace
+
+KEY_ID_ENV, SECRET_ENV = "SCANLEDGER_SECRET_SENSITIVE_KEY_ID", "SCANLEDGER_SECRET_SENSITIVE_SECRET"
+FILE_TYPES = ["csv", "json", "jsonl", "parquet", "txt", "gz"]
+
+
+def ok(r: httpx.Response, status: int = 200):
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["status"] == "success"
+    return body["data"]
+
+
+def error(r: httpx.Response, status: int, code: str) -> dict:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["error"] == code, body
+    return body
+
+
+def until(probe):
+    while not (found := probe()):
+        time.sleep(0.1)
+    return found
+
+
+def settled(client, scan_id) -> dict:
+    return until(lambda: (d := ok(client.get(f"/api/v1/scans/{scan_id}")))["status"] not in ("queued", "running")
+                 and d)
+
+
+@pytest.fixture(scope="module")
+def world(kafka, s3_server, tmp_path_factory):
+    root = tmp_path_factory.mktemp("sensitive-root")
+    corpus = generate(seed=41, files=20, rows=60)
+    local, remote = corpus.files[::2], corpus.files[1::2]
+    for f in local:
+        (root / "lake" / f.name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "lake" / f.name).write_bytes(f.data)
+    (root / "lake" / "README.md").write_text("not a file type the scan asks for: a@example.com")
+    (root / "lake" / "data" / "blob.txt").write_bytes(b"\x00\x01\x02 binary, skipped")
+    bulk = root / "bulk"
+    bulk.mkdir()
+    for i in range(1500):
+        (bulk / f"row_{i:05d}.txt").write_text(f"ticket {i} for jane.doe{i}@example.com\n")
+    bucket = s3_server.bucket(f"sensitive-{uuid.uuid4().hex[:8]}", {f.name: f.data for f in remote} |
+                              {"other/skip.csv": b"email\nz@example.com\n"})
+    system = System(kafka, tmp_path_factory.mktemp("sensitive-system"), SCANLEDGER_DATASTORE_ROOT=str(root),
+                    SCANLEDGER_S3_ENDPOINTS=s3_server.url,
+                    **{KEY_ID_ENV: s3_server.keys["aws_access_key_id"],
+                       SECRET_ENV: s3_server.keys["aws_secret_access_key"]})
+    system.start()
+    try:
+        with in_workspace(system, "Sensitive A") as a, in_workspace(system, "Sensitive B") as b:
+            lake = ok(a.admin.post("/api/v1/connectors", json={"name": "Lake", "type": "local_dir",
+                                                                "config": {"path": "lake"}}), 201)
+            s3 = ok(a.admin.post("/api/v1/connectors", json={"name": "Exports", "type": "s3", "config": {
+                "bucket": bucket, "endpoint_url": s3_server.url, "region": "us-east-1",
+                "credentials": {"source": "env", "access_key_id_env": KEY_ID_ENV,
+                                "secret_access_key_env": SECRET_ENV}}}), 201)
+            bulk_conn = ok(a.admin.post("/api/v1/connectors", json={"name": "Bulk", "type": "local_dir",
+                                                                     "config": {"path": "bulk"}}), 201)
+            yield {"system": system, "a": a, "b": b, "corpus": corpus, "lake": lake["id"], "s3": s3["id"],
+                   "bulk": bulk_conn["id"]}
+    finally:
+        system.stop()
+
+
+@pytest.fixture(scope="module")
+def scan(world):
+    body = {"connectors": [world["lake"], world["s3"]], "type": "full",
+            "options": {"max_workers": 4, "file_types": FILE_TYPES, "prefixes": ["data/"], "coverage_target": 0.9}}
+    started = ok(world["a"].member.post("/api/v1/scans/parallel", json=body), 201)
+    return started, settled(world["a"].admin, started["scan_id"])
+
+
+def test_the_scan_is_queued_with_the_seeds_shape(world, scan):
+    started, _ = scan
+    assert set(started) == {"scan_id", "status", "connectors", "type", "workers_requested", "created_at"}
+    assert started["status"] == "queued" and started["type"] == "full"
+    assert started["connectors"] == [world["lake"], world["s3"]] and started["workers_requested"] == 4
+
+
+def test_a_scan_over_local_dir_and_s3_finds_exactly_what_was_planted(world, scan):
+    started, done = scan
+    corpus = world["corpus"]
+    assert done["status"] == "completed", done
+    assert done["coverage"] == {
+        "coverage_target": 0.9, "coverage_strategy": "best_effort", "coverage_pct": round(20 / 21, 4),
+        "target_met": True, "completeness_score": round(20 / 21, 4), "enumeration_status": "complete",
+        "total_enumerated": 21, "total_scanned": 20, "total_skipped": 1, "total_failed": 0}
+    truth = Counter(family for _, _, family in corpus.truth)
+    findings, cursor = [], None
+    while True:
+        params = {"limit": 50, **({"cursor": cursor} if cursor else {})}
+        r = world["a"].viewer.get(f"/api/v1/scans/{started['scan_id']}/findings", params=params)
+        findings += ok(r)
+        cursor = r.json()["pagination"]["next_cursor"]
+        if cursor is None:
+            break
+    assert Counter(f["family"] for f in findings) == truth
+    assert len({f["finding_id"] for f in findings}) == len(findings) == sum(truth.values())
+    planted = {value for _, value in corpus.planted_values}
+    assert not any(f["masked_sample"] in planted for f in findings)  # masked, never the raw value
+    assert {f["connector_id"] for f in findings} == {world["lake"], world["s3"]}
+    progress = done["progress"]
+    assert progress["files_total"] == 21 and progress["files_processed"] == 21 and progress["files_failed"] == 0
+    assert progress["findings_count"] == len(findings) and progress["percent_complete"] == 100
+    assert progress["estimated_remaining_seconds"] == 0 and progress["elapsed_seconds"] >= 0
+    assert done["workers"] == {"total": 4, "active": 0, "completed": 4, "failed": 0}
+    assert done["created_at"] <= done["started_at"] <= done["completed_at"]
+
+
+def test_workers_show_their_chunks(world, scan):
+    started, _ = scan
+    workers = ok(world["a"].admin.get(f"/api/v1/scans/{started['scan_id']}/workers"))
+    assert [w["worker_id"] for w in workers] == ["worker-001", "worker-002", "worker-003", "worker-004"]
+    assert [w["chunk"]["start_index"] for w in workers] == [0, 6, 11, 16]  # 21 files: 6, 5, 5, 5
+    assert [w["chunk"]["end_index"] for w in workers] == [5, 10, 15, 20]
+    assert sum(w["chunk"]["file_count"] for w in workers) == 21
+    for w in workers:
+        assert w["status"] == "completed" and w["progress"]["percent_complete"] == 100
+        assert w["progress"]["files_processed"] == w["chunk"]["file_count"]
+        assert w["started_at"] <= w["completed_at"]
+    assert sum(w["progress"]["findings_count"] for w in workers) == sum(Counter(
+        f for _, _, f in world["corpus"].truth).values())
+
+
+def test_the_scan_history_pages_with_a_stable_cursor(world, scan):
+    started, _ = scan
+    admin = world["a"].admin
+    ids = [started["scan_id"]]
+    for _ in range(3):
+        ids.append(ok(admin.post("/api/v1/scans/parallel", json={
+            "connectors": [world["lake"]], "type": "full", "options": {"file_types": ["csv"]}}), 201)["scan_id"])
+    for scan_id in ids:
+        settled(admin, scan_id)
+    first = admin.get("/api/v1/scans", params={"limit": 2})
+    page1 = ok(first)
+    assert [s["scan_id"] for s in page1] == ids[::-1][:2]
+    cursor = first.json()["pagination"]["next_cursor"]
+    ok(admin.post("/api/v1/scans/parallel", json={"connectors": [world["lake"]], "type": "full"}), 201)  # newer
+    page2 = ok(admin.get("/api/v1/scans", params={"limit": 2, "cursor": cursor}))
+    assert [s["scan_id"] for s in page2] == ids[::-1][2:4]
+    assert len(ok(admin.get("/api/v1/scans"))) == 5  # default limit 20
+    by_s3 = ok(admin.get("/api/v1/scans", params={"connector": world["s3"]}))
+    assert [s["scan_id"] for s in by_s3] == [started["scan_id"]]
+    assert started["scan_id"] in {s["scan_id"] for s in ok(admin.get("/api/v1/scans", params={
+        "status": "completed"}))}
+    assert ok(admin.get("/api/v1/scans", params={"status": "cancelled", "connector": world["s3"]})) == []
+    assert ok(admin.get("/api/v1/scans", params={"since": "2999-01-01T00:00:00Z"})) == []
+    assert len(ok(admin.get("/api/v1/scans", params={"since": started["created_at"]}))) == 5
+    for params in ({"limit": "0"}, {"limit": "x"}, {"status": "done"}, {"since": "yesterday"},
+                   {"cursor": "not-a-cursor"}):
+        error(admin.get("/api/v1/scans", params=params), 400, "VALIDATION_ERROR")
+
+
+def test_bad_requests(world):
+    admin = world["a"].admin
+    good = {"connectors": [world["lake"]], "type": "full"}
+    for body in ({**good, "extra": 1}, {**good, "type": "partial"}, {"type": "full"}, {**good, "connectors": []},
+                 {**good, "options": {"max_workers": 0}}, {**good, "options": {"max_workers": "4"}},
+                 {**good, "options": {"coverage_target": 1.5}}, {**good, "options": {"coverage_strategy": "x"}},
+                 {**good, "options": {"unknown": True}}, {**good, "options": {"timeout_minutes": -1}},
+                 {**good, "connectors": ["conn-nope"]}, {**good, "connectors": [world["lake"], world["lake"]]}):
+        body_ = error(admin.post("/api/v1/scans/parallel", json=body), 400, "VALIDATION_ERROR")
+        assert body_["details"], body
+    r = error(admin.post("/api/v1/scans/parallel", json={**good, "options": {"llm_assist": True}}), 422,
+              "UNPROCESSABLE_ENTITY")
+    assert "LLM Assist is not available yet" in r["message"]
+    error(world["a"].viewer.post("/api/v1/scans/parallel", json=good), 403, "FORBIDDEN")
+    error(world["b"].admin.post("/api/v1/scans/parallel", json=good), 400, "VALIDATION_ERROR")  # not B's
+    for path in ("/api/v1/scans/scan-nope", "/api/v1/scans/scan-nope/workers", "/api/v1/scans/scan-nope/findings"):
+        error(admin.get(path), 404, "NOT_FOUND")
+    error(admin.post("/api/v1/scans/scan-nope/cancel"), 404, "NOT_FOUND")
+
+
+def test_another_workspace_gets_404(world, scan):
+    started, _ = scan
+    other = world["b"].admin
+    scan_id = started["scan_id"]
+    for path in (f"/api/v1/scans/{scan_id}", f"/api/v1/scans/{scan_id}/workers", f"/api/v1/scans/{scan_id}/findings"):
+        error(other.get(path), 404, "NOT_FOUND")
+    error(other.post(f"/api/v1/scans/{scan_id}/cancel"), 404, "NOT_FOUND")
+    assert ok(other.get("/api/v1/scans")) == []
+
+
+def test_cancel_mid_scan_keeps_partial_results_and_a_finished_scan_is_409(world, scan):
+    admin = world["a"].admin
+    started = ok(admin.post("/api/v1/scans/parallel", json={"connectors": [world["bulk"]], "type": "full",
+                                                             "options": {"max_workers": 1}}), 201)
+    scan_id = started["scan_id"]
+    until(lambda: ok(admin.get(f"/api/v1/scans/{scan_id}"))["progress"]["files_processed"] > 0)
+    cancelled = ok(admin.post(f"/api/v1/scans/{scan_id}/cancel"))
+    assert cancelled["status"] == "cancelled" and cancelled["cancelled_at"]
+    assert 0 < cancelled["partial_results"]["files_processed"] < 1500
+    done = settled(admin, scan_id)
+    assert done["status"] == "cancelled" and done["cancelled_at"] == cancelled["cancelled_at"]
+    assert 0 < done["progress"]["files_processed"] < done["progress"]["files_total"] == 1500
+    assert done["progress"]["findings_count"] == done["progress"]["files_processed"]  # one email per file
+    assert done["coverage"]["total_scanned"] == done["progress"]["files_processed"]
+    findings = ok(admin.get(f"/api/v1/scans/{scan_id}/findings", params={"limit": 1000}))
+    assert findings and {f["family"] for f in findings} == {"email"}
+    [worker] = ok(admin.get(f"/api/v1/scans/{scan_id}/workers"))
+    assert worker["status"] == "cancelled"
+    error(admin.post(f"/api/v1/scans/{scan_id}/cancel"), 409, "CONFLICT")
+    error(admin.post(f"/api/v1/scans/{scan[0]['scan_id']}/cancel"), 409, "CONFLICT")
+
+
+def test_a_connector_that_cannot_be_listed_makes_the_enumeration_partial(world):
+    admin = world["a"].admin
+    root = Path(world["system"].env["SCANLEDGER_DATASTORE_ROOT"])
+    gone_dir = f"gone-{uuid.uuid4().hex[:6]}"
+    (root / gone_dir).mkdir()
+    gone = ok(admin.post("/api/v1/connectors", json={"name": "Gone", "type": "local_dir",
+                                                      "config": {"path": gone_dir}}), 201)["id"]
+    (root / gone_dir).rmdir()
+    partial = settled(admin, ok(admin.post("/api/v1/scans/parallel", json={
+        "connectors": [world["lake"], gone], "type": "full", "options": {"file_types": ["csv"]}}), 201)["scan_id"])
+    assert partial["status"] == "partial" and partial["coverage"]["enumeration_status"] == "partial"
+    assert partial["coverage"]["completeness_score"] == 0.5
+    failed = settled(admin, ok(admin.post("/api/v1/scans/parallel", json={
+        "connectors": [gone], "type": "full"}), 201)["scan_id"])
+    assert failed["status"] == "failed" and failed["coverage"]["enumeration_status"] == "failed"
+    strict = settled(admin, ok(admin.post("/api/v1/scans/parallel", json={
+        "connectors": [world["lake"]], "type": "full", "options": {"prefixes": ["data/"],
+                                                                   "coverage_strategy": "strict"}}), 201)["scan_id"])
+    assert strict["status"] == "failed" and not strict["coverage"]["target_met"]  # the binary was skipped
+
+
+def test_replay_rebuilds_the_same_rows(world, scan, tmp_path):
+    system = world["system"]
+    target = tmp_path / "replay.db"
+    system.cli("replay", "--into", f"sqlite:///{target}")
+    for table in TABLES:
+        if table.startswith("rm_sensitive") or table in ("rm_scans", "rm_units"):
+            assert rows(target, table) == rows(system.db_path, table), table
+
+
+def rows(path, table):
+    conn = sqlite3.connect(path)
+    try:
+        return sorted(conn.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
+    finally:
+        conn.close()

@@ -1,0 +1,224 @@
+"""Sensitive-data scans (seed 004): chunking, the coverage block, the final status, a scan's
+lifecycle, and planning and running chunks over a local directory with the labelled corpus."""
+from collections import Counter
+
+import pytest
+
+from harness.corpus import generate
+from services.domain import contracts as c
+from services.domain import lifecycle
+from services.domain.envelope import make_event
+from services.domain.kinds import SENSITIVE, kind_of
+from services.domain.kinds.sensitive import chunks, coverage, final_status
+from services.sensitive_runner import plan_sensitive, run_chunk
+from services.settings import Settings
+
+
+def files(n, connector="conn-a"):
+    return [{"connector_id": connector, "name": f"f{i}.csv", "size": 1, "version": "v"} for i in range(n)]
+
+
+def test_chunks_are_contiguous_one_per_worker_slot():
+    plans = chunks("s", files(10), 4)
+    assert [(p["start_index"], p["end_index"], len(p["files"])) for p in plans] == [
+        (0, 2, 3), (3, 5, 3), (6, 7, 2), (8, 9, 2)]
+    assert [p["unit_id"] for p in plans] == ["s.c0", "s.c1", "s.c2", "s.c3"]
+    assert len(chunks("s", files(3), 10)) == 3  # min(max_workers, files)
+    assert chunks("s", [], 10) == []
+
+
+def test_coverage_block_as_the_seed_shows_it():
+    block = coverage(target=0.8, strategy="best_effort", enumeration_status="in_progress", enumerated=52000,
+                     scanned=28600, skipped=9345, failed=15)
+    assert block == {"coverage_target": 0.8, "coverage_strategy": "best_effort", "coverage_pct": 0.55,
+                     "target_met": False, "completeness_score": 0.5498, "enumeration_status": "in_progress",
+                     "total_enumerated": 52000, "total_scanned": 28600, "total_skipped": 9345, "total_failed": 15}
+    done = coverage(target=1.0, strategy="strict", enumeration_status="complete", enumerated=4, scanned=4,
+                    skipped=0, failed=0)
+    assert done["coverage_pct"] == done["completeness_score"] == 1.0 and done["target_met"]
+    partial = coverage(target=0.5, strategy="best_effort", enumeration_status="partial", enumerated=4, scanned=4,
+                       skipped=0, failed=0)
+    assert partial["completeness_score"] == 0.5
+    assert coverage(target=1.0, strategy="best_effort", enumeration_status="failed", enumerated=0, scanned=0,
+                    skipped=0, failed=0)["completeness_score"] == 0.0
+    assert coverage(target=1.0, strategy="best_effort", enumeration_status="complete", enumerated=0, scanned=0,
+                    skipped=0, failed=0)["target_met"]
+
+
+@pytest.mark.parametrize("enumeration, met, strategy, failed, completed, expected", [
+    ("complete", True, "best_effort", 0, 2, "completed"),
+    ("complete", False, "best_effort", 0, 2, "partial_failure"),
+    ("complete", False, "strict", 0, 2, "failed"),
+    ("partial", True, "best_effort", 0, 2, "partial_failure"),
+    ("partial", True, "strict", 0, 2, "partial_failure"),
+    ("complete", True, "best_effort", 1, 1, "partial_failure"),
+    ("complete", True, "best_effort", 2, 0, "failed"),
+    ("failed", True, "best_effort", 0, 0, "failed"),
+])
+def test_final_status(enumeration, met, strategy, failed, completed, expected):
+    assert final_status(enumeration_status=enumeration, target_met=met, strategy=strategy, units_failed=failed,
+                        units_completed=completed) == expected
+
+
+CONNECTOR = {"id": "conn-a", "name": "A", "type": "local_dir", "config": {"path": "lake"}}
+
+
+def request(**options):
+    return {"scan_id": "scan-1", "kind": "sensitive", "workspace_id": "w", "requested_by": "me",
+            "requested_at": "2024-01-01T00:00:00.000Z", "type": "full", "connectors": [CONNECTOR],
+            "options": {"max_workers": 2, "prefixes": [], "coverage_target": 1.0,
+                        "coverage_strategy": "best_effort", **options}}
+
+
+def command(req):
+    return make_event(c.RUN_SCAN, req["scan_id"], req, id="cmd", source="t", workspace_id="w")
+
+
+def chunk_done(unit_id, scanned, skipped=0, failed=0, type_=c.UNIT_COMPLETED):
+    data = {"scan_id": "scan-1", "unit_id": unit_id, "violations_by_rule": {"email": 2},
+            "violations_by_severity": {}, "files": {"scanned": scanned, "skipped": skipped, "failed": failed}}
+    data.update(record_count=scanned, rules_done=scanned + skipped + failed) if type_ == c.UNIT_COMPLETED \
+        else data.update(error="boom")
+    return make_event(type_, "scan-1", data, id=f"ev-{unit_id}", source="t", workspace_id="w")
+
+
+def enumeration(status="complete", total=4):
+    return {"status": status, "total_enumerated": total, "workers_requested": 2,
+            "connectors": [{"connector_id": "conn-a", "status": "listed", "files": total, "error": None}]}
+
+
+def test_the_request_validates_and_names_its_kind():
+    req = request()
+    assert kind_of(req) is SENSITIVE
+    assert c.RunScan.model_validate(req).root.kind == "sensitive"
+    with pytest.raises(ValueError):
+        c.RunScan.model_validate({**req, "options": {**req["options"], "bogus": 1}})
+
+
+def test_a_scan_enumerates_then_runs_its_chunks_and_completes_when_covered():
+    req = request()
+    state, _ = lifecycle.request(None, command(req))
+    plans = chunks("scan-1", files(4), 2)
+    state, events, work_units = lifecycle.start(state, command(req), plans, "t1", enumeration())
+    assert [e["type"] for e in events] == [c.SCAN_ENUMERATED, c.SCAN_STARTED]
+    assert events[0]["data"]["status"] == "complete" and events[0]["data"]["total_enumerated"] == 4
+    work = SENSITIVE.work(command(req), req, work_units)
+    assert [w["data"]["files"] for w in work] == [plans[0]["files"], plans[1]["files"]]
+    assert work[0]["data"]["connectors"] == [CONNECTOR]
+    state, _ = lifecycle.unit_done(state, chunk_done("scan-1.c0", 2), "t2")
+    state, again = lifecycle.unit_done(state, chunk_done("scan-1.c0", 2), "t2")
+    assert again == []  # a chunk reported twice counts once
+    state, events = lifecycle.unit_done(state, chunk_done("scan-1.c1", 2), "t3")
+    assert state["status"] == "completed"
+    assert events[0]["data"]["record_count"] == 4 and events[0]["data"]["violation_count"] == 4
+
+
+def test_a_scan_short_of_its_target_is_partial_or_failed_when_strict():
+    for strategy, expected in (("best_effort", "partial_failure"), ("strict", "failed")):
+        req = request(coverage_strategy=strategy)
+        state, _ = lifecycle.request(None, command(req))
+        state, _, _ = lifecycle.start(state, command(req), chunks("scan-1", files(4), 2), "t1", enumeration())
+        state, _ = lifecycle.unit_done(state, chunk_done("scan-1.c0", 2), "t2")
+        state, _ = lifecycle.unit_done(state, chunk_done("scan-1.c1", 1, failed=1), "t3")
+        assert state["status"] == expected
+
+
+def test_no_connector_listed_fails_the_scan_with_the_enumeration_recorded():
+    req = request()
+    state, _ = lifecycle.request(None, command(req))
+    failed = {"status": "failed", "total_enumerated": 0, "workers_requested": 0,
+              "connectors": [{"connector_id": "conn-a", "status": "failed", "files": 0, "error": "gone"}]}
+    state, events, work = lifecycle.start(state, command(req), [], "t1", failed)
+    assert [e["type"] for e in events] == [c.SCAN_ENUMERATED, c.SCAN_FINISHED]
+    assert state["status"] == "failed" and work == [] and "gone" in events[1]["data"]["error"]
+
+
+def test_cancel_keeps_what_was_found():
+    req = request()
+    state, _ = lifecycle.request(None, command(req))
+    state, _, _ = lifecycle.start(state, command(req), chunks("scan-1", files(4), 2), "t1", enumeration())
+    state, _ = lifecycle.unit_done(state, chunk_done("scan-1.c0", 2), "t2")
+    abort = make_event(c.ABORT_SCAN, "scan-1", {"scan_id": "scan-1", "requested_by": "me"}, id="a", source="t",
+                       workspace_id="w")
+    state, events = lifecycle.abort(state, abort, "t3")
+    assert state["status"] == "aborted" and events[0]["data"]["violation_count"] == 2
+
+
+# -- the I/O half over a local directory -----------------------------------------------------------
+
+class Published:
+    def __init__(self):
+        self.events = []
+
+    def publish(self, topic, event, key=None):
+        self.events.append((topic, event))
+
+    def flush(self, *a):
+        pass
+
+    def of(self, type_):
+        return [e for _, e in self.events if e["type"] == type_]
+
+
+@pytest.fixture
+def lake(tmp_path):
+    corpus = generate(seed=3, files=10, rows=40)
+    root = tmp_path / "root"
+    for f in corpus.files:
+        (root / "lake" / f.name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "lake" / f.name).write_bytes(f.data)
+    (root / "lake" / "data" / "image.bin").write_bytes(b"\x00\x01binary")
+    settings = Settings(data_dir=tmp_path / "data", datastore_root=root)
+    return corpus, {**CONNECTOR, "config": {"path": "lake", "resolved_path": str(root / "lake")}}, settings
+
+
+def test_plan_and_run_chunks_find_what_was_planted_once(lake):
+    corpus, connector, settings = lake
+    missing = {"id": "conn-gone", "name": "G", "type": "local_dir", "config": {"path": "/nowhere"}}
+    req = {**request(max_workers=3, file_types=["csv", "json", "jsonl", "parquet", "txt", "gz"]),
+           "connectors": [connector, missing]}
+    plan = plan_sensitive(req, None, settings)
+    assert plan["enumeration"]["status"] == "partial"
+    assert plan["enumeration"]["total_enumerated"] == len(corpus.files) == 10
+    assert len(plan["units"]) == 3
+    cmd = command(req)
+    out = Published()
+    for work in SENSITIVE.work(cmd, req, plan["units"]):
+        run_chunk(work, None, out, settings)
+        run_chunk(work, None, out, settings)  # a retried chunk: the same events, the same ids
+    outcomes = {e["id"]: e["data"] for e in out.of(c.FILE_OUTCOME)}
+    assert len(outcomes) == 10 and {d["status"] for d in outcomes.values()} == {"scanned"}
+    findings = {e["id"]: e["data"] for e in out.of(c.FINDING_DETECTED)}
+    by_name = {}
+    for d in findings.values():
+        by_name.setdefault(d["file"], []).append(d)
+    truth = Counter(family for _, _, family in corpus.truth)
+    assert Counter(d["family"] for d in findings.values()) == truth
+    assert all("masked" in d and d["masked"] for d in findings.values())
+    results = {e["data"]["unit_id"]: e["data"] for e in out.of(c.UNIT_COMPLETED)}
+    assert sum(r["files"]["scanned"] for r in results.values()) == 10
+    assert sum(sum(r["violations_by_rule"].values()) for r in results.values()) == len(findings)
+
+
+def test_files_outside_the_filter_are_not_enumerated_and_a_binary_is_skipped(lake):
+    _, connector, settings = lake
+    req = {**request(max_workers=1, max_files=5), "connectors": [connector]}
+    plan = plan_sensitive(req, None, settings)
+    assert plan["enumeration"]["total_enumerated"] == 5
+    req = {**request(max_workers=1, file_types=["bin"]), "connectors": [connector]}
+    plan = plan_sensitive(req, None, settings)
+    assert [f["name"] for u in plan["units"] for f in u["files"]] == ["data/image.bin"]
+    out = Published()
+    run_chunk(SENSITIVE.work(command(req), req, plan["units"])[0], None, out, settings)
+    [outcome] = out.of(c.FILE_OUTCOME)
+    assert outcome["data"]["status"] == "skipped" and outcome["data"]["reason"]
+
+
+def test_a_cancel_stops_between_files_without_a_result(lake):
+    _, connector, settings = lake
+    req = {**request(max_workers=1), "connectors": [connector]}
+    plan = plan_sensitive(req, None, settings)
+    out = Published()
+    calls = iter([False, False, True])
+    run_chunk(SENSITIVE.work(command(req), req, plan["units"])[0], None, out, settings, lambda: next(calls))
+    assert len(out.of(c.FILE_OUTCOME)) == 2 and out.of(c.UNIT_COMPLETED) == []
