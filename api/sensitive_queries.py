@@ -75,11 +75,31 @@ def list_scans(db, workspace_id: str, *, connector: str | None, status: str | No
 
 
 def file_counts(db, scan_id: str) -> dict:
-    counts = {"scanned": 0, "skipped": 0, "failed": 0}
-    for r in db.execute("SELECT status, COUNT(*) AS n FROM rm_sensitive_files WHERE scan_id = ? GROUP BY status",
-                        (scan_id,)):
-        counts[r["status"]] = r["n"]
+    """{scanned, skipped, failed, unchanged}: unchanged (an incremental scan's) are skipped files too."""
+    counts = {"scanned": 0, "skipped": 0, "failed": 0, "unchanged": 0}
+    for r in db.execute("SELECT status, reason = 'unchanged' AS unchanged, COUNT(*) AS n FROM rm_sensitive_files"
+                        " WHERE scan_id = ? GROUP BY status, reason = 'unchanged'", (scan_id,)):
+        counts[r["status"]] += r["n"]
+        if r["status"] == "skipped" and r["unchanged"]:
+            counts["unchanged"] += r["n"]
     return counts
+
+
+def watermark(db, workspace_id: str, connector_id: str) -> tuple[str | None, dict[str, str]]:
+    """An incremental scan's baseline for a connector: its last completed scan's id and the versions of the
+    files that scan covered (scanned, or unchanged since the scan before). All of a completed scan's file
+    outcomes are projected: they precede its scan.finished on its partition."""
+    last = db.execute(
+        "SELECT x.scan_id FROM rm_sensitive_scans x JOIN rm_scans s ON s.scan_id = x.scan_id"
+        " WHERE x.workspace_id = ? AND s.status = 'completed'"
+        " AND EXISTS (SELECT 1 FROM json_each(x.connectors) WHERE value = ?)"
+        " ORDER BY x.created_at DESC, x.scan_id DESC LIMIT 1", (workspace_id, connector_id)).fetchone()
+    if last is None:
+        return None, {}
+    rows = db.execute("SELECT name, version FROM rm_sensitive_files WHERE scan_id = ? AND connector_id = ?"
+                      " AND (status = 'scanned' OR (status = 'skipped' AND reason = 'unchanged'))",
+                      (last["scan_id"], connector_id))
+    return last["scan_id"], {r["name"]: r["version"] for r in rows}
 
 
 def findings_count(db, scan_id: str) -> int:
@@ -145,7 +165,7 @@ def scan_view(db, row, now: datetime | None = None) -> dict:
     files = file_counts(db, scan_id)
     found = findings_count(db, scan_id)
     total = row["total_enumerated"]
-    processed = sum(files.values())
+    processed = files["scanned"] + files["skipped"] + files["failed"]
     finished = shown in FINISHED
     elapsed = _seconds(row["started_at"], row["finished_at"] if finished else None, now)
     if finished:

@@ -71,19 +71,23 @@ def _parse(data: dict) -> ParallelScanBody:
     if body.options.llm_assist:
         raise ApiError(422, "LLM Assist is not available yet: send llm_assist false (or leave it out) to scan"
                        " with the detectors alone", [{"path": ["options", "llm_assist"], "message": "Not available"}])
-    if body.type == "incremental":
-        raise ApiError(422, "Incremental scans are not available yet: send type \"full\"",
-                       [{"path": ["type"], "message": "Not available"}])
     return body
 
 
-def _snapshots(db, workspace_id: str, ids: list[str]) -> list[dict]:
+def _snapshots(db, workspace_id: str, ids: list[str], incremental: bool) -> dict:
+    """The connectors' snapshots and, for an incremental scan, each one's watermark (sq.watermark)."""
     rows = [catalog_store.get_connector(db, workspace_id, cid) for cid in ids]
     missing = [{"path": ["connectors", i], "message": f'Connector "{cid}" not found'}
                for i, (cid, row) in enumerate(zip(ids, rows, strict=True)) if row is None]
     if missing:
         raise ApiError(400, "Invalid request body", missing)
-    return [{"id": r["id"], "name": r["name"], "type": r["type"], "config": r["config"]} for r in rows]
+    out = {"connectors": [{"id": r["id"], "name": r["name"], "type": r["type"], "config": r["config"]} for r in rows],
+           "baseline": {}, "baseline_scans": {}}
+    for cid in ids if incremental else ():
+        scan_id, versions = sq.watermark(db, workspace_id, cid)
+        if scan_id is not None:
+            out["baseline"][cid], out["baseline_scans"][cid] = versions, scan_id
+    return out
 
 
 def success(data, status: int = 200, **extra):
@@ -97,12 +101,13 @@ async def start_parallel_scan(request: Request):
     async def handler():
         body = _parse(await json_body(request))
         db = request.app.state.db
-        snapshots = await run_db(request, _snapshots, db, principal.workspace_id, body.connectors)
+        snapshots = await run_db(request, _snapshots, db, principal.workspace_id, body.connectors,
+                                 body.type == "incremental")
         options = body.options.model_dump(exclude={"llm_assist"})
         scan_request = c.SensitiveScanRequest(
             scan_id=f"scan-{new_id()}", kind="sensitive", workspace_id=principal.workspace_id,
-            requested_by=principal.user, requested_at=utcnow(), type=body.type, connectors=snapshots,
-            options=options).model_dump()
+            requested_by=principal.user, requested_at=utcnow(), type=body.type, options=options,
+            **snapshots).model_dump()
         scan_id = scan_request["scan_id"]
         await send_command(request, c.RUN_SCAN, scan_id, principal.workspace_id, scan_request)
         await wait_until(request, lambda: queries.is_known(db, scan_id), 2.0)

@@ -15,20 +15,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from services.adapters.connectors import Connector, ConnectorError, ResourceError, connector_for
 from services.adapters.file_cells import SKIP_TOO_BIG, Limits, scan_files
 from services.adapters.kafka import Publisher
 from services.domain import contracts as c
 from services.domain.detectors import Engine, Finding
-from services.domain.envelope import deterministic_id, follow
-from services.domain.kinds.sensitive import chunks
+from services.domain.envelope import deterministic_id, follow, iso
+from services.domain.kinds.sensitive import baseline_versions, chunks
 from services.domain.vocabulary import EVALUATOR_SOURCE as SOURCE
 from services.settings import Settings
 
 log = logging.getLogger("scanledger.sensitive")
 
 PROGRESS_EVERY_S = 1.0  # a chunk's progress event at most this often (each file has its outcome event too)
+UNCHANGED, TIMEOUT = "unchanged", "timeout"  # skip reasons: an incremental scan's baseline covers it; past the deadline
 
 
 def plan_sensitive(request: dict, _blobs, settings: Settings) -> dict:
@@ -59,6 +61,7 @@ def plan_sensitive(request: dict, _blobs, settings: Settings) -> dict:
         listings.append({"connector_id": snap["id"], "status": "listed", "files": len(found), "error": None})
     listed = sum(1 for x in listings if x["status"] == "listed")
     status = "complete" if listed == len(listings) else ("partial" if listed else "failed")
+    files = baseline_versions(request, files)  # an incremental scan: the unchanged ones are marked, not read
     units = chunks(request["scan_id"], files, opts["max_workers"]) if status != "failed" else []
     return {"units": units, "enumeration": {"status": status, "total_enumerated": len(files),
                                             "connectors": listings, "workers_requested": len(units)}}
@@ -114,7 +117,9 @@ def run_chunk(message: dict, _blobs, publisher: Publisher, settings: Settings,
     topics = settings.topics
     attempt = work.get("attempt", 0)
     files = work.get("files") or []
-    counts = {"scanned": 0, "skipped": 0, "failed": 0}
+    counts = {"scanned": 0, "skipped": 0, "failed": 0, "unchanged": 0}
+    deadline = work.get("deadline")
+    timed_out = False
     by_detector: dict[str, int] = {}
     engine, limits = Engine(), Limits()
     connectors = _Connectors(work, message["workspaceid"], settings)
@@ -126,7 +131,17 @@ def run_chunk(message: dict, _blobs, publisher: Publisher, settings: Settings,
                 log.info("chunk %s stopped after %d files: its scan was cancelled", work["unit_id"], i)
                 publisher.flush()
                 return
-            status, reason, size, findings = scan_one(connectors, file, engine, limits)
+            if not timed_out and deadline and iso(datetime.now(UTC)) >= deadline:
+                log.warning("chunk %s: the scan's timeout passed; the %d files left are skipped", work["unit_id"],
+                            len(files) - i)
+                timed_out = True
+            if timed_out:
+                status, reason, size, findings = "skipped", TIMEOUT, 0, []
+            elif file.get("unchanged"):
+                status, reason, size, findings = "skipped", UNCHANGED, 0, []
+                counts["unchanged"] += 1
+            else:
+                status, reason, size, findings = scan_one(connectors, file, engine, limits)
             ids = set()
             for f in findings:
                 fid = finding_id(file["connector_id"], file["name"], f)

@@ -120,6 +120,10 @@ class SensitiveScanRequest(_ScanRequestBase):
     type: Literal["full", "incremental"] = "full"
     connectors: list[ConnectorSnapshot]
     options: SensitiveScanOptions
+    # an incremental scan's watermark, per connector: the file versions its last completed scan
+    # covered (scanned, or unchanged since), and that scan's id; a file with the same version is unchanged
+    baseline: dict[str, dict[str, str]] = {}
+    baseline_scans: dict[str, str] = {}
 
 
 # The request of each scan kind (services.domain.kinds has one kind per entry).
@@ -186,6 +190,7 @@ class ScanFile(Contract):
     name: str
     size: int | None = None
     version: str  # changes whenever the content may have (ETag, else size and mtime)
+    unchanged: bool = False  # an incremental scan: the same version as its baseline (skipped, not read)
 
 
 class ConnectorListing(Contract):
@@ -335,6 +340,7 @@ class WorkUnit(Contract):
     connectors: list[ConnectorSnapshot] | None = None  # a sensitive chunk: the connectors its files are on
     files: list[ScanFile] | None = None
     start_index: int | None = None
+    deadline: str | None = None  # a sensitive chunk: files not reached by then are skipped (timeout_minutes)
 
 
 # --- findings (topic: violations, key: scan id) ---

@@ -262,3 +262,33 @@ def rows(path, table):
         return sorted(conn.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
     finally:
         conn.close()
+
+
+def test_an_incremental_scan_reads_only_new_or_changed_files(world):
+    admin = world["a"].admin
+    root = Path(world["system"].env["SCANLEDGER_DATASTORE_ROOT"])
+    folder = root / f"inc-{uuid.uuid4().hex[:6]}"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"f{i}.txt").write_text(f"contact a{i}.person@example.com\n")
+    conn = ok(admin.post("/api/v1/connectors", json={"name": "Inc", "type": "local_dir",
+                                                      "config": {"path": folder.name}}), 201)["id"]
+
+    def scan(type_):
+        return settled(admin, ok(admin.post("/api/v1/scans/parallel", json={"connectors": [conn], "type": type_}),
+                                 201)["scan_id"])
+
+    def counts(done):
+        cov = done["coverage"]
+        return (done["status"], cov["total_enumerated"], cov["total_scanned"], cov["total_skipped"],
+                cov["coverage_pct"], done["progress"]["findings_count"])
+
+    assert counts(scan("incremental")) == ("completed", 3, 3, 0, 1.0, 3)  # nothing before it: every file
+    (folder / "f1.txt").write_text("contact changed.person@example.com\nand b.person@example.com\n")
+    (folder / "f3.txt").write_text("new x.person@example.com\n")
+    second = scan("incremental")
+    assert counts(second) == ("completed", 4, 2, 2, 1.0, 3)
+    findings = ok(admin.get(f"/api/v1/scans/{second['scan_id']}/findings"))
+    assert sorted(f["file"] for f in findings) == ["f1.txt", "f1.txt", "f3.txt"]
+    assert counts(scan("incremental")) == ("completed", 4, 0, 4, 1.0, 0)  # the watermark moved on
+    assert counts(scan("full")) == ("completed", 4, 4, 0, 1.0, 5)

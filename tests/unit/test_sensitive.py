@@ -7,9 +7,9 @@ import pytest
 from harness.corpus import generate
 from services.domain import contracts as c
 from services.domain import lifecycle
-from services.domain.envelope import make_event
+from services.domain.envelope import make_event, utcnow
 from services.domain.kinds import SENSITIVE, kind_of
-from services.domain.kinds.sensitive import chunks, coverage, final_status
+from services.domain.kinds.sensitive import baseline_versions, chunks, coverage, deadline, final_status
 from services.sensitive_runner import plan_sensitive, run_chunk
 from services.settings import Settings
 
@@ -65,7 +65,7 @@ CONNECTOR = {"id": "conn-a", "name": "A", "type": "local_dir", "config": {"path"
 
 def request(**options):
     return {"scan_id": "scan-1", "kind": "sensitive", "workspace_id": "w", "requested_by": "me",
-            "requested_at": "2024-01-01T00:00:00.000Z", "type": "full", "connectors": [CONNECTOR],
+            "requested_at": utcnow(), "type": "full", "connectors": [CONNECTOR],
             "options": {"max_workers": 2, "prefixes": [], "coverage_target": 1.0,
                         "coverage_strategy": "best_effort", **options}}
 
@@ -222,3 +222,38 @@ def test_a_cancel_stops_between_files_without_a_result(lake):
     calls = iter([False, False, True])
     run_chunk(SENSITIVE.work(command(req), req, plan["units"])[0], None, out, settings, lambda: next(calls))
     assert len(out.of(c.FILE_OUTCOME)) == 2 and out.of(c.UNIT_COMPLETED) == []
+
+
+def test_a_chunk_past_the_scans_timeout_skips_the_files_left(lake):
+    _, connector, settings = lake
+    req = {**request(max_workers=1, timeout_minutes=5), "connectors": [connector],
+           "requested_at": "2024-01-01T00:00:00.000Z"}
+    assert deadline(req) == "2024-01-01T00:05:00.000Z"
+    plan = plan_sensitive(req, None, settings)
+    out = Published()
+    run_chunk(SENSITIVE.work(command(req), req, plan["units"])[0], None, out, settings)
+    assert {(e["data"]["status"], e["data"]["reason"]) for e in out.of(c.FILE_OUTCOME)} == {("skipped", "timeout")}
+    [result] = out.of(c.UNIT_COMPLETED)
+    assert result["data"]["files"]["skipped"] == 11 and result["data"]["files"]["scanned"] == 0
+
+
+def test_an_incremental_scan_skips_the_files_its_baseline_covered(lake):
+    _, connector, settings = lake
+    full = {**request(max_workers=2), "connectors": [connector]}
+    files_ = [f for u in plan_sensitive(full, None, settings)["units"] for f in u["files"]]
+    base = {f["name"]: f["version"] for f in files_[:4]}
+    base[files_[4]["name"]] = "an older version"
+    inc = {**full, "type": "incremental", "baseline": {"conn-a": base}, "baseline_scans": {"conn-a": "scan-0"}}
+    assert [f.get("unchanged", False) for f in baseline_versions(inc, files_)][:6] == [True] * 4 + [False] * 2
+    assert baseline_versions(full | {"baseline": inc["baseline"]}, files_) == files_  # a full scan reads all
+    plan = plan_sensitive(inc, None, settings)
+    out = Published()
+    for work in SENSITIVE.work(command(inc), inc, plan["units"]):
+        run_chunk(work, None, out, settings)
+    outcomes = Counter((e["data"]["status"], e["data"]["reason"]) for e in out.of(c.FILE_OUTCOME))
+    assert outcomes[("skipped", "unchanged")] == 4
+    results = [e["data"]["files"] for e in out.of(c.UNIT_COMPLETED)]
+    assert sum(r["unchanged"] for r in results) == 4
+    block = coverage(target=1.0, strategy="strict", enumeration_status="complete", enumerated=11, scanned=7,
+                     skipped=4, failed=0, unchanged=4)
+    assert block["coverage_pct"] == 1.0 and block["target_met"] and block["total_skipped"] == 4

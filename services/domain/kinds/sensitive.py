@@ -11,8 +11,10 @@ Pure: chunking, the coverage block and the final status are functions of the led
 """
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from services.domain import contracts as c
-from services.domain.envelope import deterministic_id, follow
+from services.domain.envelope import deterministic_id, follow, iso
 from services.domain.vocabulary import COORDINATOR_SOURCE
 
 ENUMERATION_FACTOR = {"complete": 1.0, "in_progress": 1.0, "partial": 0.5, "failed": 0.0}
@@ -34,16 +36,18 @@ def chunks(scan_id: str, files: list[dict], max_workers: int) -> list[dict]:
 
 
 def coverage(*, target: float, strategy: str, enumeration_status: str, enumerated: int, scanned: int,
-             skipped: int, failed: int) -> dict:
+             skipped: int, failed: int, unchanged: int = 0) -> dict:
     """The seed's coverage block.
 
-    coverage_pct = scanned / enumerated (1.0 when a finished enumeration found nothing; 0 when it failed);
+    coverage_pct = (scanned + unchanged) / enumerated (1.0 when a finished enumeration found nothing;
+    0 when it failed), `unchanged` being the files an incremental scan skipped as unchanged since its
+    baseline scan covered them (they count in total_skipped too);
     completeness_score = coverage_pct × enumeration factor (complete or in progress 1, partial 0.5,
     failed 0) × (1 − failed / enumerated). Both rounded to 4 decimals; target_met compares the
     unrounded coverage with the target.
     """
     if enumerated:
-        pct = scanned / enumerated
+        pct = (scanned + unchanged) / enumerated
         failures = 1 - failed / enumerated
     else:
         pct = 0.0 if enumeration_status in ("failed", "in_progress") else 1.0
@@ -60,6 +64,21 @@ def coverage(*, target: float, strategy: str, enumeration_status: str, enumerate
         "total_skipped": skipped,
         "total_failed": failed,
     }
+
+
+def deadline(request: dict) -> str:
+    """When a scan's chunks stop reading files: its request time plus timeout_minutes."""
+    requested = datetime.fromisoformat(request["requested_at"].replace("Z", "+00:00"))
+    return iso(requested + timedelta(minutes=request["options"].get("timeout_minutes", 120)))
+
+
+def baseline_versions(request: dict, files: list[dict]) -> list[dict]:
+    """An incremental scan's files, each marked unchanged when its version is its baseline's."""
+    if request.get("type") != "incremental":
+        return files
+    base = request.get("baseline") or {}
+    return [{**f, "unchanged": True} if base.get(f["connector_id"], {}).get(f["name"]) == f["version"] else f
+            for f in files]
 
 
 def final_status(*, enumeration_status: str, target_met: bool, strategy: str, units_failed: int,
@@ -80,7 +99,7 @@ def state_coverage(state: dict) -> dict:
     """The coverage block of a scan's state in the coordinator (the counts its chunks reported)."""
     opts = state["request"]["options"]
     enumeration = state.get("enumeration") or {}
-    totals = {"scanned": 0, "skipped": 0, "failed": 0}
+    totals = {"scanned": 0, "skipped": 0, "failed": 0, "unchanged": 0}
     for unit in state["units"].values():
         for key in totals:
             totals[key] += (unit.get("files") or {}).get(key, 0)
@@ -113,6 +132,7 @@ class Sensitive:
             connectors=[connectors[cid] for cid in dict.fromkeys(f["connector_id"] for f in unit["files"])],
             files=unit["files"],
             start_index=unit["start_index"],
+            deadline=deadline(request),
         ).model_dump(exclude_unset=True), id=deterministic_id(c.WORK_UNIT, unit["unit_id"], attempt),
             source=COORDINATOR_SOURCE) for unit in units]
 
