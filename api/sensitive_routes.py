@@ -110,7 +110,8 @@ async def start_parallel_scan(request: Request):
             **snapshots).model_dump()
         scan_id = scan_request["scan_id"]
         await send_command(request, c.RUN_SCAN, scan_id, principal.workspace_id, scan_request)
-        await wait_until(request, lambda: queries.is_known(db, scan_id), 2.0)
+        # briefly, until the coordinator has recorded it: then the scan history lists it too
+        await wait_until(request, lambda: sq.scan_row(db, principal.workspace_id, scan_id) is not None, 2.0)
         return success({"scan_id": scan_id, "status": "queued", "connectors": body.connectors, "type": body.type,
                         "workers_requested": body.options.max_workers,
                         "created_at": scan_request["requested_at"]}, 201)
