@@ -11,7 +11,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import Route
 
@@ -74,7 +76,7 @@ def _parse(data: dict) -> ParallelScanBody:
     return body
 
 
-def _snapshots(db, workspace_id: str, ids: list[str], incremental: bool) -> dict:
+def _snapshots(db, workspace_id: str, ids: list[str], incremental: bool) -> tuple[dict, dict]:
     """The connectors' snapshots and, for an incremental scan, each one's watermark (sq.watermark)."""
     rows = [catalog_store.get_connector(db, workspace_id, cid) for cid in ids]
     missing = [{"path": ["connectors", i], "message": f'Connector "{cid}" not found'}
@@ -82,12 +84,13 @@ def _snapshots(db, workspace_id: str, ids: list[str], incremental: bool) -> dict
     if missing:
         raise ApiError(400, "Invalid request body", missing)
     out = {"connectors": [{"id": r["id"], "name": r["name"], "type": r["type"], "config": r["config"]} for r in rows],
-           "baseline": {}, "baseline_scans": {}}
+           "baseline_scans": {}}
+    versions: dict[str, dict[str, str]] = {}
     for cid in ids if incremental else ():
-        scan_id, versions = sq.watermark(db, workspace_id, cid)
+        scan_id, found = sq.watermark(db, workspace_id, cid)
         if scan_id is not None:
-            out["baseline"][cid], out["baseline_scans"][cid] = versions, scan_id
-    return out
+            versions[cid], out["baseline_scans"][cid] = found, scan_id
+    return out, versions
 
 
 def success(data, status: int = 200, **extra):
@@ -101,8 +104,10 @@ async def start_parallel_scan(request: Request):
     async def handler():
         body = _parse(await json_body(request))
         db = request.app.state.db
-        snapshots = await run_db(request, _snapshots, db, principal.workspace_id, body.connectors,
-                                 body.type == "incremental")
+        snapshots, versions = await run_db(request, _snapshots, db, principal.workspace_id, body.connectors,
+                                           body.type == "incremental")
+        if versions:  # the watermark's versions by reference: a large connector's would not fit in a command
+            snapshots["baseline_blob"] = await run_in_threadpool(request.app.state.blobs.put, orjson.dumps(versions))
         options = body.options.model_dump(exclude={"llm_assist"})
         scan_request = c.SensitiveScanRequest(
             scan_id=f"scan-{new_id()}", kind="sensitive", workspace_id=principal.workspace_id,

@@ -47,8 +47,8 @@ def scan_started(conn, rec: Record) -> None:
         "INSERT INTO rm_sensitive_chunks (unit_id, scan_id, idx, start_index, end_index, file_count)"
         " VALUES (:unit_id, :scan_id, :idx, :start_index, :end_index, :file_count) ON CONFLICT(unit_id) DO NOTHING",
         [{"unit_id": u["unit_id"], "scan_id": d["scan_id"], "idx": u["index"], "start_index": u["start_index"],
-          "end_index": u["end_index"], "file_count": len(u["files"])}
-         for u in d["units"] if u.get("files") is not None])
+          "end_index": u["end_index"], "file_count": u["record_count"]}
+         for u in d["units"] if u.get("start_index") is not None])
 
 
 def file_outcome(conn, rec: Record) -> None:

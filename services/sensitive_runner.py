@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import orjson
+
 from services.adapters.connectors import Connector, ConnectorError, ResourceError, connector_for
 from services.adapters.file_cells import SKIP_TOO_BIG, Limits, scan_files
 from services.adapters.kafka import Publisher
@@ -33,7 +35,7 @@ PROGRESS_EVERY_S = 1.0  # a chunk's progress event at most this often (each file
 UNCHANGED, TIMEOUT = "unchanged", "timeout"  # skip reasons: an incremental scan's baseline covers it; past the deadline
 
 
-def plan_sensitive(request: dict, _blobs, settings: Settings) -> dict:
+def plan_sensitive(request: dict, blobs, settings: Settings) -> dict:
     """{"units": the chunks' plans, "enumeration": what ScanEnumerated records (without scan_id and time)}."""
     opts = request["options"]
     max_files = opts.get("max_files")
@@ -61,8 +63,11 @@ def plan_sensitive(request: dict, _blobs, settings: Settings) -> dict:
         listings.append({"connector_id": snap["id"], "status": "listed", "files": len(found), "error": None})
     listed = sum(1 for x in listings if x["status"] == "listed")
     status = "complete" if listed == len(listings) else ("partial" if listed else "failed")
-    files = baseline_versions(request, files)  # an incremental scan: the unchanged ones are marked, not read
+    if request.get("baseline_blob"):  # an incremental scan: the unchanged files are marked, not read
+        files = baseline_versions(request, files, orjson.loads(blobs.get(request["baseline_blob"])))
     units = chunks(request["scan_id"], files, opts["max_workers"]) if status != "failed" else []
+    for unit in units:  # a chunk's files go to the blob store: events and work stay small at any scan size
+        unit["blob"] = blobs.put(orjson.dumps(unit.pop("files")))
     return {"units": units, "enumeration": {"status": status, "total_enumerated": len(files),
                                             "connectors": listings, "workers_requested": len(units)}}
 
@@ -110,13 +115,13 @@ def scan_one(connectors: _Connectors, file: dict, engine: Engine, limits: Limits
     return result.status, result.reason, result.size, result.findings
 
 
-def run_chunk(message: dict, _blobs, publisher: Publisher, settings: Settings,
+def run_chunk(message: dict, blobs, publisher: Publisher, settings: Settings,
               should_stop: Callable[[], bool] = lambda: False) -> None:
     """Scan a chunk's files; publish findings, outcomes and progress, then (flushed) the chunk's result."""
     work = message["data"]
     topics = settings.topics
     attempt = work.get("attempt", 0)
-    files = work.get("files") or []
+    files = orjson.loads(blobs.get(work["blob"])) if work.get("blob") else []
     counts = {"scanned": 0, "skipped": 0, "failed": 0, "unchanged": 0}
     deadline = work.get("deadline")
     timed_out = False

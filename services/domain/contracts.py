@@ -120,10 +120,10 @@ class SensitiveScanRequest(_ScanRequestBase):
     type: Literal["full", "incremental"] = "full"
     connectors: list[ConnectorSnapshot]
     options: SensitiveScanOptions
-    # an incremental scan's watermark, per connector: the file versions its last completed scan
-    # covered (scanned, or unchanged since), and that scan's id; a file with the same version is unchanged
-    baseline: dict[str, dict[str, str]] = {}
+    # an incremental scan's watermark, per connector: the id of its last completed scan, and (in the blob
+    # store, JSON {connector id: {file: version}}) the versions of the files that scan covered
     baseline_scans: dict[str, str] = {}
+    baseline_blob: str | None = None
 
 
 # The request of each scan kind (services.domain.kinds has one kind per entry).
@@ -179,8 +179,9 @@ class UnitPlan(Contract):
     partition_key: list[str]
     rule_ids: list[str]  # rule ids, or monitor ids of a monitor scan
     container: ContainerRef | None = None
-    files: list[dict[str, Any]] | None = None  # a sensitive scan's chunk: its ScanFile entries, in order
-    start_index: int | None = None  # the chunk's first and last file in the scan's enumeration order
+    # a sensitive scan's chunk: `blob` holds its ScanFile entries (JSON, in order), `record_count` their number,
+    # and these their first and last position in the scan's enumeration order
+    start_index: int | None = None
     end_index: int | None = None
 
 
@@ -337,8 +338,7 @@ class WorkUnit(Contract):
     mapping: dict[str, str] = {}
     temporal_scale: str | None = None
     target: Target | None = None
-    connectors: list[ConnectorSnapshot] | None = None  # a sensitive chunk: the connectors its files are on
-    files: list[ScanFile] | None = None
+    connectors: list[ConnectorSnapshot] | None = None  # a sensitive chunk: its scan's connectors (files in `blob`)
     start_index: int | None = None
     deadline: str | None = None  # a sensitive chunk: files not reached by then are skipped (timeout_minutes)
 

@@ -2,9 +2,11 @@
 lifecycle, and planning and running chunks over a local directory with the labelled corpus."""
 from collections import Counter
 
+import orjson
 import pytest
 
 from harness.corpus import generate
+from services.adapters.blobstore import BlobStore
 from services.domain import contracts as c
 from services.domain import lifecycle
 from services.domain.envelope import make_event, utcnow
@@ -103,7 +105,7 @@ def test_a_scan_enumerates_then_runs_its_chunks_and_completes_when_covered():
     assert [e["type"] for e in events] == [c.SCAN_ENUMERATED, c.SCAN_STARTED]
     assert events[0]["data"]["status"] == "complete" and events[0]["data"]["total_enumerated"] == 4
     work = SENSITIVE.work(command(req), req, work_units)
-    assert [w["data"]["files"] for w in work] == [plans[0]["files"], plans[1]["files"]]
+    assert [(w["data"]["start_index"], w["data"]["record_count"]) for w in work] == [(0, 2), (2, 2)]
     assert work[0]["data"]["connectors"] == [CONNECTOR]
     state, _ = lifecycle.unit_done(state, chunk_done("scan-1.c0", 2), "t2")
     state, again = lifecycle.unit_done(state, chunk_done("scan-1.c0", 2), "t2")
@@ -177,15 +179,15 @@ def test_plan_and_run_chunks_find_what_was_planted_once(lake):
     missing = {"id": "conn-gone", "name": "G", "type": "local_dir", "config": {"path": "/nowhere"}}
     req = {**request(max_workers=3, file_types=["csv", "json", "jsonl", "parquet", "txt", "gz"]),
            "connectors": [connector, missing]}
-    plan = plan_sensitive(req, None, settings)
+    plan = plan_sensitive(req, store(settings), settings)
     assert plan["enumeration"]["status"] == "partial"
     assert plan["enumeration"]["total_enumerated"] == len(corpus.files) == 10
     assert len(plan["units"]) == 3
     cmd = command(req)
     out = Published()
     for work in SENSITIVE.work(cmd, req, plan["units"]):
-        run_chunk(work, None, out, settings)
-        run_chunk(work, None, out, settings)  # a retried chunk: the same events, the same ids
+        run_chunk(work, store(settings), out, settings)
+        run_chunk(work, store(settings), out, settings)  # a retried chunk: the same events, the same ids
     outcomes = {e["id"]: e["data"] for e in out.of(c.FILE_OUTCOME)}
     assert len(outcomes) == 10 and {d["status"] for d in outcomes.values()} == {"scanned"}
     findings = {e["id"]: e["data"] for e in out.of(c.FINDING_DETECTED)}
@@ -203,13 +205,14 @@ def test_plan_and_run_chunks_find_what_was_planted_once(lake):
 def test_files_outside_the_filter_are_not_enumerated_and_a_binary_is_skipped(lake):
     _, connector, settings = lake
     req = {**request(max_workers=1, max_files=5), "connectors": [connector]}
-    plan = plan_sensitive(req, None, settings)
+    plan = plan_sensitive(req, store(settings), settings)
     assert plan["enumeration"]["total_enumerated"] == 5
     req = {**request(max_workers=1, file_types=["bin"]), "connectors": [connector]}
-    plan = plan_sensitive(req, None, settings)
-    assert [f["name"] for u in plan["units"] for f in u["files"]] == ["data/image.bin"]
+    plan = plan_sensitive(req, store(settings), settings)
+    blobs = store(settings)
+    assert [f["name"] for u in plan["units"] for f in orjson.loads(blobs.get(u["blob"]))] == ["data/image.bin"]
     out = Published()
-    run_chunk(SENSITIVE.work(command(req), req, plan["units"])[0], None, out, settings)
+    run_chunk(SENSITIVE.work(command(req), req, plan["units"])[0], store(settings), out, settings)
     [outcome] = out.of(c.FILE_OUTCOME)
     assert outcome["data"]["status"] == "skipped" and outcome["data"]["reason"]
 
@@ -217,10 +220,10 @@ def test_files_outside_the_filter_are_not_enumerated_and_a_binary_is_skipped(lak
 def test_a_cancel_stops_between_files_without_a_result(lake):
     _, connector, settings = lake
     req = {**request(max_workers=1), "connectors": [connector]}
-    plan = plan_sensitive(req, None, settings)
+    plan = plan_sensitive(req, store(settings), settings)
     out = Published()
     calls = iter([False, False, True])
-    run_chunk(SENSITIVE.work(command(req), req, plan["units"])[0], None, out, settings, lambda: next(calls))
+    run_chunk(SENSITIVE.work(command(req), req, plan["units"])[0], store(settings), out, settings, lambda: next(calls))
     assert len(out.of(c.FILE_OUTCOME)) == 2 and out.of(c.UNIT_COMPLETED) == []
 
 
@@ -229,9 +232,9 @@ def test_a_chunk_past_the_scans_timeout_skips_the_files_left(lake):
     req = {**request(max_workers=1, timeout_minutes=5), "connectors": [connector],
            "requested_at": "2024-01-01T00:00:00.000Z"}
     assert deadline(req) == "2024-01-01T00:05:00.000Z"
-    plan = plan_sensitive(req, None, settings)
+    plan = plan_sensitive(req, store(settings), settings)
     out = Published()
-    run_chunk(SENSITIVE.work(command(req), req, plan["units"])[0], None, out, settings)
+    run_chunk(SENSITIVE.work(command(req), req, plan["units"])[0], store(settings), out, settings)
     assert {(e["data"]["status"], e["data"]["reason"]) for e in out.of(c.FILE_OUTCOME)} == {("skipped", "timeout")}
     [result] = out.of(c.UNIT_COMPLETED)
     assert result["data"]["files"]["skipped"] == 11 and result["data"]["files"]["scanned"] == 0
@@ -240,16 +243,19 @@ def test_a_chunk_past_the_scans_timeout_skips_the_files_left(lake):
 def test_an_incremental_scan_skips_the_files_its_baseline_covered(lake):
     _, connector, settings = lake
     full = {**request(max_workers=2), "connectors": [connector]}
-    files_ = [f for u in plan_sensitive(full, None, settings)["units"] for f in u["files"]]
+    blobs = store(settings)
+    files_ = [f for u in plan_sensitive(full, blobs, settings)["units"] for f in orjson.loads(blobs.get(u["blob"]))]
     base = {f["name"]: f["version"] for f in files_[:4]}
     base[files_[4]["name"]] = "an older version"
-    inc = {**full, "type": "incremental", "baseline": {"conn-a": base}, "baseline_scans": {"conn-a": "scan-0"}}
-    assert [f.get("unchanged", False) for f in baseline_versions(inc, files_)][:6] == [True] * 4 + [False] * 2
-    assert baseline_versions(full | {"baseline": inc["baseline"]}, files_) == files_  # a full scan reads all
-    plan = plan_sensitive(inc, None, settings)
+    inc = {**full, "type": "incremental", "baseline_blob": blobs.put(orjson.dumps({"conn-a": base})),
+           "baseline_scans": {"conn-a": "scan-0"}}
+    marked = baseline_versions(inc, files_, {"conn-a": base})
+    assert [f.get("unchanged", False) for f in marked][:6] == [True] * 4 + [False] * 2
+    assert baseline_versions(full, files_, {"conn-a": base}) == files_  # a full scan reads all
+    plan = plan_sensitive(inc, store(settings), settings)
     out = Published()
     for work in SENSITIVE.work(command(inc), inc, plan["units"]):
-        run_chunk(work, None, out, settings)
+        run_chunk(work, store(settings), out, settings)
     outcomes = Counter((e["data"]["status"], e["data"]["reason"]) for e in out.of(c.FILE_OUTCOME))
     assert outcomes[("skipped", "unchanged")] == 4
     results = [e["data"]["files"] for e in out.of(c.UNIT_COMPLETED)]
@@ -257,3 +263,25 @@ def test_an_incremental_scan_skips_the_files_its_baseline_covered(lake):
     block = coverage(target=1.0, strategy="strict", enumeration_status="complete", enumerated=11, scanned=7,
                      skipped=4, failed=0, unchanged=4)
     assert block["coverage_pct"] == 1.0 and block["target_met"] and block["total_skipped"] == 4
+
+
+def store(settings):
+    return BlobStore(settings.blob_dir)
+
+
+def test_a_large_enumeration_keeps_every_event_and_work_unit_small(tmp_path):
+    """The chunks' file lists go to the blob store: a scan of many files fits the broker's message limit."""
+    root = tmp_path / "root"
+    folder = root / "many" / "some" / "longer" / "path"
+    folder.mkdir(parents=True)
+    for i in range(12_000):
+        (folder / f"name_{i:06d}.csv").write_bytes(b"")
+    settings = Settings(data_dir=tmp_path / "data", datastore_root=root)
+    connector = {**CONNECTOR, "config": {"path": "many", "resolved_path": str(root / "many")}}
+    req = {**request(max_workers=10), "connectors": [connector]}
+    plan = plan_sensitive(req, store(settings), settings)
+    assert plan["enumeration"]["total_enumerated"] == 12_000 and len(plan["units"]) == 10
+    state, _ = lifecycle.request(None, command(req))
+    _, events, units = lifecycle.start(state, command(req), plan["units"], "t1", plan["enumeration"])
+    work = SENSITIVE.work(command(req), req, units)
+    assert max(len(orjson.dumps(m)) for m in [*events, *work]) < 20_000

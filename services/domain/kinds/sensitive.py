@@ -72,11 +72,10 @@ def deadline(request: dict) -> str:
     return iso(requested + timedelta(minutes=request["options"].get("timeout_minutes", 120)))
 
 
-def baseline_versions(request: dict, files: list[dict]) -> list[dict]:
+def baseline_versions(request: dict, files: list[dict], base: dict[str, dict[str, str]]) -> list[dict]:
     """An incremental scan's files, each marked unchanged when its version is its baseline's."""
     if request.get("type") != "incremental":
         return files
-    base = request.get("baseline") or {}
     return [{**f, "unchanged": True} if base.get(f["connector_id"], {}).get(f["name"]) == f["version"] else f
             for f in files]
 
@@ -120,7 +119,6 @@ class Sensitive:
         return []  # the detectors are the same for every scan (services.domain.detectors)
 
     def work(self, cause: dict, request: dict, units: list[dict], attempt: int = 0) -> list[dict]:
-        connectors = {s["id"]: s for s in request["connectors"]}
         return [follow(cause, c.WORK_UNIT, c.WorkUnit(
             scan_id=request["scan_id"],
             unit_id=unit["unit_id"],
@@ -129,8 +127,8 @@ class Sensitive:
             attempt=attempt,
             record_count=unit["record_count"],
             counted_records=unit["counted_records"],
-            connectors=[connectors[cid] for cid in dict.fromkeys(f["connector_id"] for f in unit["files"])],
-            files=unit["files"],
+            connectors=request["connectors"],
+            blob=unit["blob"],
             start_index=unit["start_index"],
             deadline=deadline(request),
         ).model_dump(exclude_unset=True), id=deterministic_id(c.WORK_UNIT, unit["unit_id"], attempt),
