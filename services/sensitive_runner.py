@@ -104,14 +104,23 @@ class _Connectors:
 
 
 def scan_one(connectors: _Connectors, file: dict, engine: Engine, limits: Limits):
-    """(status, reason, size, findings) of one file."""
+    """(status, reason, size, findings) of one file; whatever goes wrong with it is its failure, not the chunk's."""
     try:
         data = connectors.get(file["connector_id"]).read_bytes(file["name"], limits.max_bytes)
     except ResourceError as exc:
         if exc.reason == "too_large":
             return "skipped", SKIP_TOO_BIG, 0, []
         return "failed", exc.reason, 0, []
-    result = scan_files([(data, file["name"])], engine, limits)[0]
+    except Exception as exc:  # a reader's error no connector wrapped: this file fails with its kind
+        log.warning("reading %s failed", file["name"], exc_info=True)
+        return "failed", f"unreadable: {type(exc).__name__}", 0, []
+    # a sqlite table's bytes are the table as CSV (services/adapters/connectors.py)
+    name = file["name"] + ".csv" if connectors.snaps[file["connector_id"]]["type"] == "sqlite" else file["name"]
+    try:
+        result = scan_files([(data, name)], engine, limits)[0]
+    except Exception as exc:
+        log.warning("scanning %s failed", file["name"], exc_info=True)
+        return "failed", f"parse error: {type(exc).__name__}", 0, []
     return result.status, result.reason, result.size, result.findings
 
 

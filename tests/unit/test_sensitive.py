@@ -285,3 +285,48 @@ def test_a_large_enumeration_keeps_every_event_and_work_unit_small(tmp_path):
     _, events, units = lifecycle.start(state, command(req), plan["units"], "t1", plan["enumeration"])
     work = SENSITIVE.work(command(req), req, units)
     assert max(len(orjson.dumps(m)) for m in [*events, *work]) < 20_000
+
+
+def test_a_sqlite_connectors_tables_are_scanned_as_csv(tmp_path):
+    import sqlite3
+    root = tmp_path / "root"
+    root.mkdir()
+    with sqlite3.connect(root / "shop.db") as db:
+        db.execute("CREATE TABLE customers (id INTEGER, email TEXT)")
+        db.executemany("INSERT INTO customers VALUES (?, ?)", [(1, "ann.lee@example.com"), (2, "none")])
+    settings = Settings(data_dir=tmp_path / "data", datastore_root=root)
+    shop = {"id": "conn-s", "name": "Shop", "type": "sqlite",
+            "config": {"path": "shop.db", "resolved_path": str(root / "shop.db")}}
+    req = {**request(max_workers=1), "connectors": [shop]}
+    plan = plan_sensitive(req, store(settings), settings)
+    assert plan["enumeration"]["total_enumerated"] == 1
+    out = Published()
+    run_chunk(SENSITIVE.work(command(req), req, plan["units"])[0], store(settings), out, settings)
+    [outcome] = out.of(c.FILE_OUTCOME)
+    assert (outcome["data"]["name"], outcome["data"]["status"], outcome["data"]["findings"]) == ("customers",
+                                                                                                  "scanned", 1)
+    [finding] = out.of(c.FINDING_DETECTED)
+    assert (finding["data"]["row"], finding["data"]["column"], finding["data"]["family"]) == (1, "email", "email")
+
+
+def test_an_unexpected_read_error_fails_that_file_only(lake, monkeypatch):
+    _, connector, settings = lake
+    from services.adapters.connectors import LocalDirConnector
+    real = LocalDirConnector.read_bytes
+    broken = "data/file_0000.csv"
+
+    def read_bytes(self, name, max_bytes=None):
+        if name == broken:
+            raise RuntimeError("boom")
+        return real(self, name, max_bytes)
+
+    monkeypatch.setattr(LocalDirConnector, "read_bytes", read_bytes)
+    req = {**request(max_workers=1, file_types=["csv", "txt"]), "connectors": [connector]}
+    plan = plan_sensitive(req, store(settings), settings)
+    out = Published()
+    run_chunk(SENSITIVE.work(command(req), req, plan["units"])[0], store(settings), out, settings)
+    outcomes = {e["data"]["name"]: (e["data"]["status"], e["data"]["reason"]) for e in out.of(c.FILE_OUTCOME)}
+    assert outcomes.pop(broken) == ("failed", "unreadable: RuntimeError")
+    assert outcomes and {s for s, _ in outcomes.values()} == {"scanned"}
+    [result] = out.of(c.UNIT_COMPLETED)
+    assert result["data"]["files"]["failed"] == 1
