@@ -12,7 +12,8 @@ would emit nothing and lose them.
 
 `reoffer_round` is the silent-unit watchdog (services.domain.watchdog.Reoffers): the work of a
 pending unit with no sign of life is sent again, and a unit offered too often fails so
-that its scan can end. It looks only at scans in the command partitions this worker owns.
+that its scan can end; a unit queued in a work partition that is still being consumed is
+left to wait (WorkMotion). It looks only at scans in the command partitions this worker owns.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from services.domain import lifecycle
 from services.domain.envelope import utcnow
 from services.domain.evaluation import unit_result_event
 from services.domain.kinds import kind_of
-from services.domain.watchdog import Reoffers
+from services.domain.watchdog import Reoffers, WorkMotion
 from services.settings import Topics
 
 log = logging.getLogger("scanledger.streams")
@@ -37,10 +38,12 @@ log = logging.getLogger("scanledger.streams")
 
 class Coordinator:
     def __init__(self, scans: MutableMapping, publisher, plan: Callable[[dict], list[dict]], reoffers: Reoffers,
-                 topics: Topics, partition_of: Callable[[str], int],
+                 topics: Topics, partition_of: Callable[[str], int], work_partition_of: Callable[[str], int],
                  now: Callable[[], str] = utcnow, clock: Callable[[], float] = time.monotonic) -> None:
         self.scans, self.publisher, self.plan, self.reoffers = scans, publisher, plan, reoffers
         self.topics, self.partition_of, self.now, self.clock = topics, partition_of, now, clock
+        self.work_partition_of = work_partition_of  # a unit id -> the work partition its work is in
+        self.motion = WorkMotion(reoffers.after_s)
         self._handlers = {
             c.RUN_SCAN: self._run_scan, c.CHANGE_VIOLATION_STATUS: self._change_violation_status,
             c.UNIT_COMPLETED: self._unit_done, c.UNIT_FAILED: self._unit_done,
@@ -124,12 +127,21 @@ class Coordinator:
 
     # -- the silent-unit watchdog ----------------------------------------------------------------
 
-    async def reoffer_round(self, owned_partitions: Collection[int]) -> None:
-        """Send again the work of units that show no sign of life; fail one that never does."""
+    async def reoffer_round(self, owned_partitions: Collection[int], work_lag: dict[int, tuple[int, int]]) -> None:
+        """Send again the work of units that show no sign of life; fail one that never does.
+
+        `work_lag`: work partition -> (committed, end) for the stream group's partitions with
+        records left (services.adapters.kafka.group_lag)."""
+        now = self.clock()
+        self.motion.observe(now, work_lag)
         running = [state for scan_id, state in list(self.scans.items())
                    if state and state["status"] == "running" and self.partition_of(scan_id) in owned_partitions]
         max_offers = self.reoffers.max_offers
-        for action, state, unit_id in self.reoffers.due(running, self.clock()):
+
+        def waiting(unit_id: str) -> bool:
+            return self.motion.moving(self.work_partition_of(unit_id), now)
+
+        for action, state, unit_id in self.reoffers.due(running, now, waiting):
             unit = state["units"][unit_id]
             cause = {"id": f"reoffer:{unit_id}", "subject": state["scan_id"], "workspaceid": state["workspace_id"],
                      "correlationid": state["scan_id"]}

@@ -46,7 +46,8 @@ def create_app(settings: Settings) -> faust.App:
     records = RecordHandling(DeadLetters(publisher, "streams", settings), settings.topics.commands)
     coordinator = Coordinator(scans, publisher, lambda request: plan_scan(request, blobs, settings),
                               Reoffers(settings.unit_reoffer_s, MAX_OFFERS), settings.topics,
-                              lambda scan_id: watchdogs.key_partition(scan_id, settings.commands_partitions))
+                              lambda scan_id: watchdogs.key_partition(scan_id, settings.commands_partitions),
+                              lambda unit_id: watchdogs.key_partition(unit_id, settings.work_partitions))
     evaluator = Evaluator(publisher, blobs, settings, aborted)
 
     @app.task

@@ -32,7 +32,13 @@ def reoffer_silent_units(app: faust.App, settings: Settings, coordinator: Coordi
     async def reoffer_silent_units() -> None:
         """Send again the work of units that show no sign of life; fail one that never does."""
         owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topics.commands}
-        await coordinator.reoffer_round(owned)
+        work = [(settings.topics.work, p) for p in range(settings.work_partitions)]
+        try:
+            lag = await asyncio.to_thread(group_lag, settings, settings.streams_group, work)
+        except KafkaException as exc:  # the broker is away: nothing can be offered anyway
+            log.warning("re-offer round skipped: %s", exc)
+            return
+        await coordinator.reoffer_round(owned, {p: offsets for (_topic, p), offsets in lag.items()})
     return reoffer_silent_units
 
 

@@ -5,9 +5,13 @@ Two guards, so that an unknown bug in the stream processor still cannot leave a 
   has nothing in flight for `after_s` is stalled; it exits and its supervisor restarts it.
 - `Silence`: the coordinator re-offers a unit that has shown no sign of life (sent, progress,
   result) for `after_s`. Unit event ids are deterministic, so a duplicate run is harmless.
+  A unit whose work partition still has records and a commit point that moved within the
+  window is waiting behind other work (`WorkMotion`), not silent: a backlog is never
+  re-offered (that would add to it) nor failed.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -65,12 +69,35 @@ class Silence:
 
 
 @dataclass
+class WorkMotion:
+    """Whether each work partition is being consumed: records left, and a commit point that
+    moved within `after_s`. A partition with nothing left is drained: a unit in it that never
+    reported was lost (re-offer it); one whose commit point stopped is stuck (re-offer too)."""
+    after_s: float
+    _commits: dict = field(default_factory=dict)  # partition -> (committed offset, since when)
+
+    def observe(self, now: float, lag: dict[int, tuple[int, int]]) -> None:
+        """`lag`: work partition -> (committed, end) for the partitions with records left."""
+        for partition, (committed, _end) in lag.items():
+            seen = self._commits.get(partition)
+            if seen is None or seen[0] != committed:
+                self._commits[partition] = (committed, now)
+        for partition in [p for p in self._commits if p not in lag]:
+            del self._commits[partition]
+
+    def moving(self, partition: int, now: float) -> bool:
+        seen = self._commits.get(partition)
+        return seen is not None and now - seen[1] < self.after_s
+
+
+@dataclass
 class Reoffers:
     """Which pending units of running scans to offer again, and which to give up on.
 
-    A unit silent for `after_s` is offered again. One offered more than `max_offers` times is
-    failed, but only while its whole scan is silent: a unit waiting behind others of a busy
-    scan is offered again, never failed.
+    A unit silent for `after_s` is offered again, unless it is `waiting` (its work partition
+    is still being consumed: it is queued behind other work). One offered more than
+    `max_offers` times is failed, but only while its whole scan is silent: a unit waiting
+    behind others of a busy scan is offered again, never failed.
     """
     after_s: float
     max_offers: int = 3
@@ -91,14 +118,17 @@ class Reoffers:
         self._units.forget([unit_id])
         self._offers.pop(unit_id, None)
 
-    def due(self, running: list[dict], now: float) -> list[tuple[str, dict, str]]:
+    def due(self, running: list[dict], now: float,
+            waiting: Callable[[str], bool] = lambda _unit_id: False) -> list[tuple[str, dict, str]]:
         """(action, scan state, unit id) with action "offer" or "fail", for the running scans given."""
         out = []
         for state in running:
             scan_id = state["scan_id"]
             pending = [uid for uid, u in state["units"].items() if u["status"] == "pending"]
             scan_silent = now - self._scans.setdefault(scan_id, now) >= self.after_s
-            for unit_id in self._units.due(pending, now):
+            for unit_id in self._units.due(pending, now):  # its window starts again either way
+                if waiting(unit_id):
+                    continue
                 self._offers[unit_id] = self._offers.get(unit_id, 0) + 1
                 give_up = self._offers[unit_id] > self.max_offers and scan_silent
                 out.append(("fail" if give_up else "offer", state, unit_id))

@@ -63,14 +63,16 @@ class Setup:
                      "counted_records": 50, "partition_key": [], "rule_ids": ["r1"]} for i in range(units)]
 
         self.coordinator = Coordinator(self.scans, self.publisher, plan, self.reoffers, TOPICS,
-                                       partition_of=lambda scan_id: owned_by, now=lambda: "2024-01-01T00:00:01Z",
-                                       clock=lambda: self.now)
+                                       partition_of=lambda scan_id: owned_by,
+                                       work_partition_of=lambda unit_id: int(unit_id.rsplit(".u", 1)[1]),
+                                       now=lambda: "2024-01-01T00:00:01Z", clock=lambda: self.now)
+        self.work_lag = {}  # work partition -> (committed, end): unit sN.uI is in partition I
 
     def handle(self, message):
         asyncio.run(self.coordinator.handle(message))
 
     def reoffer_round(self, owned=(0,)):
-        asyncio.run(self.coordinator.reoffer_round(set(owned)))
+        asyncio.run(self.coordinator.reoffer_round(set(owned), self.work_lag))
 
     def new_entries(self, since):
         return self.log[since:]
@@ -265,3 +267,35 @@ def test_a_reoffer_round_survives_a_broker_that_is_away():
     s.publisher.fail_flushes = 1
     s.reoffer_round()  # logged, offered again next round
     assert len(s.publisher.published(TOPICS.work)) == 2
+
+
+def test_a_unit_queued_behind_other_work_is_neither_offered_again_nor_failed():
+    """Its work partition has records left and its commit point keeps moving: a backlog, not a
+    lost unit. Offering it again would only add to the backlog; failing it would lose it."""
+    s = Setup(units=1)
+    s.handle(run_scan())
+    for round_ in range(1, 3 * (s.reoffers.max_offers + 2)):
+        s.now = round_ * AFTER_S / 3
+        s.work_lag = {0: (100 + round_, 5000)}  # partition 0 (s1.u0's) is being consumed
+        s.reoffer_round()
+    assert len(s.publisher.published(TOPICS.work)) == 1
+    assert [e["type"] for e in s.publisher.published(TOPICS.scan_events)] == [c.SCAN_REQUESTED, c.SCAN_STARTED]
+    s.handle(unit_done("s1.u0"))  # its turn came
+    assert s.scans["s1"]["status"] == "completed"
+
+
+def test_a_unit_in_a_partition_whose_commit_point_stopped_is_offered_again():
+    s = Setup(units=1)
+    s.handle(run_scan())
+    s.work_lag = {0: (100, 5000)}
+    s.now = AFTER_S / 2
+    s.reoffer_round()  # the commit point is seen at 100
+    s.now = AFTER_S
+    s.reoffer_round()  # silent for the window, but the partition moved within it
+    assert len(s.publisher.published(TOPICS.work)) == 1
+    s.now = AFTER_S / 2 + AFTER_S
+    s.reoffer_round()  # still at 100 a whole window later: stuck, but the unit's window started again at AFTER_S
+    assert len(s.publisher.published(TOPICS.work)) == 1
+    s.now = 2 * AFTER_S
+    s.reoffer_round()
+    assert [w["data"]["unit_id"] for w in s.publisher.published(TOPICS.work)] == ["s1.u0", "s1.u0"]
