@@ -1394,8 +1394,12 @@ class UpCtrlC(Campaign):
 
     def use(self, variant: str) -> None:
         """Switch to the `up` of this variant, starting it (workload and reference) the first time."""
-        if variant not in self.variants:
-            up = Up(self.tmp / f"up-{variant}", self.bootstrap if variant == "external" else None, self.rows).start()
+        if self.variants.get(variant, (None, None))[1] is None:
+            if variant in self.variants:  # an earlier attempt failed while preparing: start afresh
+                self.variants.pop(variant)[0].stop()
+            up = Up(self.tmp / f"up-{variant}", self.bootstrap if variant == "external" else None, self.rows)
+            self.variants[variant] = (up, None, {}, {}, [])  # teardown stops it even if what follows fails
+            up.start()
             self.target, self.reference, self.units, self.baseline_s = up, {}, {}, []
             self.workload = Workload.prepare(up, monitor=self.monitor, rows=self.rows)
             trial = self.unfaulted(0)
