@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 import orjson
 
 from services.adapters.connectors import Connector, ConnectorError, ResourceError, connector_for
-from services.adapters.file_cells import SKIP_TOO_BIG, Limits, scan_files
+from services.adapters.file_cells import SKIP_TOO_BIG, FileScan, Limits, scan_files
 from services.adapters.kafka import Publisher
 from services.domain import contracts as c
 from services.domain.detectors import Engine, Finding
@@ -32,6 +32,7 @@ from services.settings import Settings
 log = logging.getLogger("scanledger.sensitive")
 
 PROGRESS_EVERY_S = 1.0  # a chunk's progress event at most this often (each file has its outcome event too)
+GROUP_FILES, GROUP_BYTES = 16, 8 << 20  # files scanned as one batch, between checks for a cancel
 UNCHANGED, TIMEOUT = "unchanged", "timeout"  # skip reasons: an incremental scan's baseline covers it; past the deadline
 
 
@@ -103,8 +104,8 @@ class _Connectors:
                 got.close()
 
 
-def scan_one(connectors: _Connectors, file: dict, engine: Engine, limits: Limits):
-    """(status, reason, size, findings) of one file; whatever goes wrong with it is its failure, not the chunk's."""
+def read_one(connectors: _Connectors, file: dict, limits: Limits):
+    """(bytes, the name its format is told by) or the file's outcome (status, reason, size, findings)."""
     try:
         data = connectors.get(file["connector_id"]).read_bytes(file["name"], limits.max_bytes)
     except ResourceError as exc:
@@ -116,17 +117,52 @@ def scan_one(connectors: _Connectors, file: dict, engine: Engine, limits: Limits
         return "failed", f"unreadable: {type(exc).__name__}", 0, []
     # a sqlite table's bytes are the table as CSV (services/adapters/connectors.py)
     name = file["name"] + ".csv" if connectors.snaps[file["connector_id"]]["type"] == "sqlite" else file["name"]
+    return data, name
+
+
+def scan_group(connectors: _Connectors, files: list[dict], engine: Engine, limits: Limits) -> list[tuple]:
+    """Each file's (status, reason, size, findings): the readable ones through the detectors as one batch
+    (the engine has a cost per batch that small files would otherwise each pay)."""
+    read = [read_one(connectors, f, limits) for f in files]
+    todo = [r for r in read if len(r) == 2]
     try:
-        result = scan_files([(data, name)], engine, limits)[0]
+        results = iter(scan_files(todo, engine, limits)) if todo else iter(())
+    except Exception:  # one file the decoders trip on: each alone, so only that one fails
+        log.warning("a batch of %d files failed to scan; scanning them one by one", len(todo), exc_info=True)
+        results = iter([_scan_alone(data, name, engine, limits) for data, name in todo])
+    out = []
+    for r in read:
+        if len(r) == 2:
+            res = next(results)
+            out.append((res.status, res.reason, res.size, res.findings))
+        else:
+            out.append(r)
+    return out
+
+
+def _scan_alone(data: bytes, name: str, engine: Engine, limits: Limits):
+    try:
+        return scan_files([(data, name)], engine, limits)[0]
     except Exception as exc:
-        log.warning("scanning %s failed", file["name"], exc_info=True)
-        return "failed", f"parse error: {type(exc).__name__}", 0, []
-    return result.status, result.reason, result.size, result.findings
+        log.warning("scanning %s failed", name, exc_info=True)
+        return FileScan("failed", f"parse error: {type(exc).__name__}")
+
+
+def groups(files: list[dict], max_files: int | None = None, max_bytes: int | None = None):
+    """(first index, files) of consecutive files, at most max_files or about max_bytes each."""
+    max_files, max_bytes = max_files or GROUP_FILES, max_bytes or GROUP_BYTES
+    start, size = 0, 0
+    for i, f in enumerate(files):
+        size += f.get("size") or 0
+        if i + 1 - start >= max_files or size >= max_bytes or i + 1 == len(files):
+            yield start, files[start:i + 1]
+            start, size = i + 1, 0
 
 
 def run_chunk(message: dict, blobs, publisher: Publisher, settings: Settings,
               should_stop: Callable[[], bool] = lambda: False) -> None:
-    """Scan a chunk's files; publish findings, outcomes and progress, then (flushed) the chunk's result."""
+    """Scan a chunk's files; publish findings, outcomes and progress, then (flushed) the chunk's result.
+    A cancel is checked, and the deadline, between groups of a few files."""
     work = message["data"]
     topics = settings.topics
     attempt = work.get("attempt", 0)
@@ -140,39 +176,41 @@ def run_chunk(message: dict, blobs, publisher: Publisher, settings: Settings,
     publisher.publish(topics.scan_events, _progress(message, 0, len(files)))
     last = time.monotonic()
     try:
-        for i, file in enumerate(files):
+        for first, group in groups(files):
             if should_stop():
-                log.info("chunk %s stopped after %d files: its scan was cancelled", work["unit_id"], i)
+                log.info("chunk %s stopped after %d files: its scan was cancelled", work["unit_id"], first)
                 publisher.flush()
                 return
             if not timed_out and deadline and iso(datetime.now(UTC)) >= deadline:
                 log.warning("chunk %s: the scan's timeout passed; the %d files left are skipped", work["unit_id"],
-                            len(files) - i)
+                            len(files) - first)
                 timed_out = True
             if timed_out:
-                status, reason, size, findings = "skipped", TIMEOUT, 0, []
-            elif file.get("unchanged"):
-                status, reason, size, findings = "skipped", UNCHANGED, 0, []
-                counts["unchanged"] += 1
+                outcomes = [("skipped", TIMEOUT, 0, [])] * len(group)
             else:
-                status, reason, size, findings = scan_one(connectors, file, engine, limits)
-            ids = set()
-            for f in findings:
-                fid = finding_id(file["connector_id"], file["name"], f)
-                if fid in ids:
-                    continue
-                ids.add(fid)
-                by_detector[f.detector] = by_detector.get(f.detector, 0) + 1
-                publisher.publish(topics.findings, _finding(message, fid, file, f))
-            counts[status] += 1
-            publisher.publish(topics.scan_events, follow(message, c.FILE_OUTCOME, c.FileOutcome(
-                scan_id=work["scan_id"], unit_id=work["unit_id"], attempt=attempt,
-                connector_id=file["connector_id"], name=file["name"], index=work.get("start_index", 0) + i,
-                status=status, reason=reason, size=size, version=file["version"], findings=len(ids),
-            ).model_dump(), id=deterministic_id(c.FILE_OUTCOME, work["scan_id"], file["connector_id"], file["name"]),
-                source=SOURCE))
-            if time.monotonic() - last >= PROGRESS_EVERY_S or i + 1 == len(files):
-                publisher.publish(topics.scan_events, _progress(message, i + 1, len(files)))
+                scanned = iter(scan_group(connectors, [f for f in group if not f.get("unchanged")], engine, limits))
+                outcomes = [("skipped", UNCHANGED, 0, []) if f.get("unchanged") else next(scanned) for f in group]
+            for i, (file, (status, reason, size, findings)) in enumerate(zip(group, outcomes, strict=True),
+                                                                            start=first):
+                ids = set()
+                for f in findings:
+                    fid = finding_id(file["connector_id"], file["name"], f)
+                    if fid in ids:
+                        continue
+                    ids.add(fid)
+                    by_detector[f.detector] = by_detector.get(f.detector, 0) + 1
+                    publisher.publish(topics.findings, _finding(message, fid, file, f))
+                counts[status] += 1
+                counts["unchanged"] += reason == UNCHANGED
+                publisher.publish(topics.scan_events, follow(message, c.FILE_OUTCOME, c.FileOutcome(
+                    scan_id=work["scan_id"], unit_id=work["unit_id"], attempt=attempt,
+                    connector_id=file["connector_id"], name=file["name"], index=work.get("start_index", 0) + i,
+                    status=status, reason=reason, size=size, version=file["version"], findings=len(ids),
+                ).model_dump(), id=deterministic_id(c.FILE_OUTCOME, work["scan_id"], file["connector_id"],
+                                                    file["name"]), source=SOURCE))
+            done = first + len(group)
+            if time.monotonic() - last >= PROGRESS_EVERY_S or done == len(files):
+                publisher.publish(topics.scan_events, _progress(message, done, len(files)))
                 last = time.monotonic()
     finally:
         connectors.close()

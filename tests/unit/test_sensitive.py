@@ -6,13 +6,14 @@ import orjson
 import pytest
 
 from harness.corpus import generate
+from services import sensitive_runner
 from services.adapters.blobstore import BlobStore
 from services.domain import contracts as c
 from services.domain import lifecycle
 from services.domain.envelope import make_event, utcnow
 from services.domain.kinds import SENSITIVE, kind_of
 from services.domain.kinds.sensitive import baseline_versions, chunks, coverage, deadline, final_status
-from services.sensitive_runner import plan_sensitive, run_chunk
+from services.sensitive_runner import groups, plan_sensitive, run_chunk
 from services.settings import Settings
 
 
@@ -217,8 +218,9 @@ def test_files_outside_the_filter_are_not_enumerated_and_a_binary_is_skipped(lak
     assert outcome["data"]["status"] == "skipped" and outcome["data"]["reason"]
 
 
-def test_a_cancel_stops_between_files_without_a_result(lake):
+def test_a_cancel_stops_between_files_without_a_result(lake, monkeypatch):
     _, connector, settings = lake
+    monkeypatch.setattr(sensitive_runner, "GROUP_FILES", 1)  # checked between groups of files: here, of one
     req = {**request(max_workers=1), "connectors": [connector]}
     plan = plan_sensitive(req, store(settings), settings)
     out = Published()
@@ -330,3 +332,11 @@ def test_an_unexpected_read_error_fails_that_file_only(lake, monkeypatch):
     assert outcomes and {s for s, _ in outcomes.values()} == {"scanned"}
     [result] = out.of(c.UNIT_COMPLETED)
     assert result["data"]["files"]["failed"] == 1
+
+
+def test_files_are_scanned_in_groups_by_count_and_size():
+    sized = [{"name": str(i), "size": size} for i, size in enumerate([1, 1, 5, 1, 1, 1, 1])]
+    assert [(first, [f["name"] for f in g]) for first, g in groups(sized, max_files=3, max_bytes=6)] == [
+        (0, ["0", "1", "2"]), (3, ["3", "4", "5"]), (6, ["6"])]
+    assert [len(g) for _, g in groups(sized, max_files=10, max_bytes=7)] == [3, 4]
+    assert list(groups([])) == []
