@@ -12,8 +12,9 @@ would emit nothing and lose them.
 
 `reoffer_round` is the silent-unit watchdog (services.domain.watchdog.Reoffers): the work of a
 pending unit with no sign of life is sent again, and a unit offered too often fails so
-that its scan can end; a unit queued in a work partition that is still being consumed is
-left to wait (WorkMotion). It looks only at scans in the command partitions this worker owns.
+that its scan can end; a unit queued in a work partition with records left, while the
+work topic is being consumed, is left to wait (WorkMotion). It looks only at scans in the
+command partitions this worker owns.
 """
 from __future__ import annotations
 
@@ -139,7 +140,7 @@ class Coordinator:
         max_offers = self.reoffers.max_offers
 
         def waiting(unit_id: str) -> bool:
-            return self.motion.moving(self.work_partition_of(unit_id), now)
+            return self.motion.queued(self.work_partition_of(unit_id), now)
 
         for action, state, unit_id in self.reoffers.due(running, now, waiting):
             unit = state["units"][unit_id]

@@ -5,8 +5,8 @@ Two guards, so that an unknown bug in the stream processor still cannot leave a 
   has nothing in flight for `after_s` is stalled; it exits and its supervisor restarts it.
 - `Silence`: the coordinator re-offers a unit that has shown no sign of life (sent, progress,
   result) for `after_s`. Unit event ids are deterministic, so a duplicate run is harmless.
-  A unit whose work partition still has records and a commit point that moved within the
-  window is waiting behind other work (`WorkMotion`), not silent: a backlog is never
+  A unit whose work partition still has records left, while the work topic's commit points
+  move, is waiting behind other work (`WorkMotion`), not silent: a backlog is never
   re-offered (that would add to it) nor failed.
 """
 from __future__ import annotations
@@ -70,24 +70,24 @@ class Silence:
 
 @dataclass
 class WorkMotion:
-    """Whether each work partition is being consumed: records left, and a commit point that
-    moved within `after_s`. A partition with nothing left is drained: a unit in it that never
-    reported was lost (re-offer it); one whose commit point stopped is stuck (re-offer too)."""
+    """Whether the work topic is being consumed. A unit is queued while its partition has
+    records left and some commit point of the topic moved within `after_s`: the evaluators
+    take partitions in turns (a fetched batch at a time), so one partition may wait minutes
+    behind the others while all is well. A unit in a drained partition that never reported
+    was lost; one while nothing moves is stuck: both are offered again."""
     after_s: float
-    _commits: dict = field(default_factory=dict)  # partition -> (committed offset, since when)
+    _commits: dict = field(default_factory=dict)  # partition -> committed offset, for those with lag
+    _moved: float | None = None  # when a commit point last moved (or a partition drained)
 
     def observe(self, now: float, lag: dict[int, tuple[int, int]]) -> None:
         """`lag`: work partition -> (committed, end) for the partitions with records left."""
-        for partition, (committed, _end) in lag.items():
-            seen = self._commits.get(partition)
-            if seen is None or seen[0] != committed:
-                self._commits[partition] = (committed, now)
-        for partition in [p for p in self._commits if p not in lag]:
-            del self._commits[partition]
+        commits = {partition: committed for partition, (committed, _end) in lag.items()}
+        if commits != self._commits:
+            self._moved = now
+        self._commits = commits
 
-    def moving(self, partition: int, now: float) -> bool:
-        seen = self._commits.get(partition)
-        return seen is not None and now - seen[1] < self.after_s
+    def queued(self, partition: int, now: float) -> bool:
+        return partition in self._commits and self._moved is not None and now - self._moved < self.after_s
 
 
 @dataclass

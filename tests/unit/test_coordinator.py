@@ -299,3 +299,18 @@ def test_a_unit_in_a_partition_whose_commit_point_stopped_is_offered_again():
     s.now = 2 * AFTER_S
     s.reoffer_round()
     assert [w["data"]["unit_id"] for w in s.publisher.published(TOPICS.work)] == ["s1.u0", "s1.u0"]
+
+
+def test_a_unit_waits_while_other_partitions_move_even_if_its_own_does_not():
+    """The evaluators take partitions in turns: one may wait minutes behind the others."""
+    s = Setup(units=1)
+    s.handle(run_scan())
+    for round_ in range(1, 12):
+        s.now = round_ * AFTER_S / 2
+        s.work_lag = {0: (100, 5000), 3: (200 + round_, 5000)}  # s1.u0's partition 0 waits its turn
+        s.reoffer_round()
+    assert len(s.publisher.published(TOPICS.work)) == 1
+    s.work_lag = {3: (300, 5000)}  # partition 0 drained, and s1.u0 never reported: its record was lost
+    s.now += AFTER_S
+    s.reoffer_round()
+    assert [w["data"]["unit_id"] for w in s.publisher.published(TOPICS.work)] == ["s1.u0", "s1.u0"]
