@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import httpx
@@ -64,3 +65,12 @@ def all_violations(api: httpx.Client, scan_id: str, **filters) -> list[dict]:
         if page >= body["pages"]:
             return items
         page += 1
+
+
+def rows(path, table) -> list:
+    """Every row of a read-model table, in a stable order: how live and replayed models compare."""
+    conn = sqlite3.connect(path)
+    try:
+        return sorted(conn.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
+    finally:
+        conn.close()

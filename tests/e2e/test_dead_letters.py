@@ -12,7 +12,7 @@ from harness import data
 from services.domain import contracts as c
 from services.domain.envelope import encode, make_event
 from services.stores.read_models import TABLES
-from tests.e2e.helpers import all_violations, confirm, policy, upload, wait_settled
+from tests.e2e.helpers import all_violations, confirm, policy, rows, upload, wait_settled
 
 
 def produce(bootstrap: str, records: list[tuple[str, bytes, bytes, list]]) -> list[tuple[str, int, int]]:
@@ -58,14 +58,6 @@ def poison(scan_id: str, violations: str, scan_events: str) -> list[tuple[str, b
         (scan_events, key, encode(bad_finish), typed(bad_finish)),
         (scan_events, key, encode(ghost_start), typed(ghost_start)),
     ]
-
-
-def rows(path, table):
-    conn = sqlite3.connect(path)
-    try:
-        return sorted(conn.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
-    finally:
-        conn.close()
 
 
 def projected_past(path, landed, timeout_s: float = 60) -> None:

@@ -2,20 +2,11 @@
 
 Named to run after the monitor and operations modules, so the replay covers their runs too
 (syncs, monitor scans, aborts, resumes, reruns, deletes)."""
-import sqlite3
 
 from harness import data
 from harness.system import System
 from services.stores.read_models import TABLES
-from tests.e2e.helpers import policy, scan_once, wait_settled
-
-
-def rows(path, table):
-    conn = sqlite3.connect(path)
-    try:
-        return sorted(conn.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
-    finally:
-        conn.close()
+from tests.e2e.helpers import policy, rows, scan_once, wait_settled
 
 
 def test_replay_arrives_at_exactly_the_live_rows(api, system, tmp_path):

@@ -5,7 +5,6 @@ cancel mid-scan keeps its partial results; another workspace sees nothing; repla
 same rows. Waits poll until the system answers: no time limits."""
 from __future__ import annotations
 
-import sqlite3
 import time
 import uuid
 from collections import Counter
@@ -17,6 +16,7 @@ import pytest
 from harness.corpus import generate
 from harness.system import System
 from services.stores.read_models import TABLES
+from tests.e2e.helpers import rows
 from tests.e2e.monitor_fixtures import in_workspace
 
 KEY_ID_ENV, SECRET_ENV = "SCANLEDGER_SECRET_SENSITIVE_KEY_ID", "SCANLEDGER_SECRET_SENSITIVE_SECRET"
@@ -265,14 +265,6 @@ def test_replay_rebuilds_the_same_rows(world, scan, tmp_path):
     for table in TABLES:
         if table.startswith("rm_sensitive") or table in ("rm_scans", "rm_units"):
             assert rows(target, table) == rows(system.db_path, table), table
-
-
-def rows(path, table):
-    conn = sqlite3.connect(path)
-    try:
-        return sorted(conn.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
-    finally:
-        conn.close()
 
 
 def test_an_incremental_scan_reads_only_new_or_changed_files(world):
