@@ -8,13 +8,18 @@ on the ledger (scan.enumerated and the chunks of scan.started), never in a side 
 
 Running a chunk publishes, per file, its findings (findings topic) then its outcome
 (scanned / skipped / failed with the reason), with progress now and then, then the chunk's
-result once everything before it is flushed. It checks for a cancel between files.
+result once everything before it is flushed. It checks for a cancel between groups of files.
+A chunk's files are read on a few threads, a group ahead of the detectors (_ReadAhead): an S3
+GET waits on the network, not on this process, so the next group is fetched while this one is
+scanned.
 """
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import orjson
@@ -33,6 +38,7 @@ log = logging.getLogger("scanledger.sensitive")
 
 PROGRESS_EVERY_S = 1.0  # a chunk's progress event at most this often (each file has its outcome event too)
 GROUP_FILES, GROUP_BYTES = 16, 8 << 20  # files scanned as one batch, between checks for a cancel
+READ_THREADS = 4  # a chunk's reads in flight at once (the next group's files, while this group is scanned)
 UNCHANGED, TIMEOUT = "unchanged", "timeout"  # skip reasons: an incremental scan's baseline covers it; past the deadline
 
 
@@ -85,15 +91,18 @@ class _Connectors:
         self.snaps = {s["id"]: s for s in work.get("connectors") or []}
         self.workspace_id, self.settings = workspace_id, settings
         self.open: dict[str, Connector | ConnectorError] = {}
+        self._lock = threading.Lock()  # the read threads open a connector once between them
 
     def get(self, connector_id: str) -> Connector:
-        if connector_id not in self.open:
-            snap = self.snaps[connector_id]
-            try:
-                self.open[connector_id] = connector_for(self.settings, self.workspace_id, snap["type"], snap["config"])
-            except ConnectorError as exc:
-                self.open[connector_id] = exc
-        got = self.open[connector_id]
+        with self._lock:
+            if connector_id not in self.open:
+                snap = self.snaps[connector_id]
+                try:
+                    self.open[connector_id] = connector_for(self.settings, self.workspace_id, snap["type"],
+                                                            snap["config"])
+                except ConnectorError as exc:
+                    self.open[connector_id] = exc
+            got = self.open[connector_id]
         if isinstance(got, ConnectorError):
             raise ResourceError(str(got), got.reason)
         return got
@@ -120,10 +129,13 @@ def read_one(connectors: _Connectors, file: dict, limits: Limits):
     return data, name
 
 
-def scan_group(connectors: _Connectors, files: list[dict], engine: Engine, limits: Limits) -> list[tuple]:
+def scan_group(connectors: _Connectors, files: list[dict], engine: Engine, limits: Limits,
+               reads: list[Future] | None = None) -> list[tuple]:
     """Each file's (status, reason, size, findings): the readable ones through the detectors as one batch
-    (the engine has a cost per batch that small files would otherwise each pay)."""
-    read = [read_one(connectors, f, limits) for f in files]
+    (the engine has a cost per batch that small files would otherwise each pay). `reads`: read_one of
+    each file already under way (_ReadAhead); without them the files are read here, one after another."""
+    # read_one turns every error into the file's outcome: result() raises nothing of its own
+    read = [read_one(connectors, f, limits) for f in files] if reads is None else [r.result() for r in reads]
     todo = [r for r in read if len(r) == 2]
     try:
         results = iter(scan_files(todo, engine, limits)) if todo else iter(())
@@ -146,6 +158,46 @@ def _scan_alone(data: bytes, name: str, engine: Engine, limits: Limits):
     except Exception as exc:
         log.warning("scanning %s failed", name, exc_info=True)
         return FileScan("failed", f"parse error: {type(exc).__name__}")
+
+
+class _ReadAhead:
+    """A chunk's groups (first index, files), each one's files read on a few threads while the group
+    before it is scanned: a group is yielded once its reads and the next group's are under way. At
+    most two groups' bytes are held (the one being scanned, the next one), each bounded as `groups`
+    bounds it; every read is read_one, so the size limit and the failure reasons are a read in
+    place's. `reads()` are the current group's, of its files not marked unchanged, in order."""
+
+    def __init__(self, connectors: _Connectors, limits: Limits, groups: Iterable[tuple[int, list[dict]]],
+                 threads: int = READ_THREADS):
+        self._connectors, self._limits, self._groups = connectors, limits, iter(groups)
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="chunk-read")
+        self._current: list[Future] = []
+        self._stopped = False
+
+    def __iter__(self) -> Iterator[tuple[int, list[dict]]]:
+        ahead = self._start(next(self._groups, None))
+        while ahead is not None:
+            (first, group), self._current = ahead
+            ahead = self._start(next(self._groups, None))
+            yield first, group
+
+    def _start(self, item: tuple[int, list[dict]] | None):
+        if item is None:
+            return None
+        wanted = [] if self._stopped else [f for f in item[1] if not f.get("unchanged")]
+        return item, [self._pool.submit(read_one, self._connectors, f, self._limits) for f in wanted]
+
+    def reads(self) -> list[Future]:
+        return self._current
+
+    def stop(self) -> None:
+        """Start no more reads (the groups left are not scanned: the scan's deadline passed)."""
+        self._stopped = True
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        """Reads not started are dropped; those under way end (each within the connector's timeouts)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def groups(files: list[dict], max_files: int | None = None, max_bytes: int | None = None):
@@ -173,10 +225,11 @@ def run_chunk(message: dict, blobs, publisher: Publisher, settings: Settings,
     by_detector: dict[str, int] = {}
     engine, limits = Engine(), Limits()
     connectors = _Connectors(work, message["workspaceid"], settings)
+    ahead = _ReadAhead(connectors, limits, groups(files))
     publisher.publish(topics.scan_events, _progress(message, 0, len(files)))
     last = time.monotonic()
     try:
-        for first, group in groups(files):
+        for first, group in ahead:
             if should_stop():
                 log.info("chunk %s stopped after %d files: its scan was cancelled", work["unit_id"], first)
                 publisher.flush()
@@ -185,10 +238,12 @@ def run_chunk(message: dict, blobs, publisher: Publisher, settings: Settings,
                 log.warning("chunk %s: the scan's timeout passed; the %d files left are skipped", work["unit_id"],
                             len(files) - first)
                 timed_out = True
+                ahead.stop()
             if timed_out:
                 outcomes = [("skipped", TIMEOUT, 0, [])] * len(group)
             else:
-                scanned = iter(scan_group(connectors, [f for f in group if not f.get("unchanged")], engine, limits))
+                scanned = iter(scan_group(connectors, [f for f in group if not f.get("unchanged")], engine, limits,
+                                          ahead.reads()))
                 outcomes = [("skipped", UNCHANGED, 0, []) if f.get("unchanged") else next(scanned) for f in group]
             for i, (file, (status, reason, size, findings)) in enumerate(zip(group, outcomes, strict=True),
                                                                             start=first):
@@ -213,6 +268,7 @@ def run_chunk(message: dict, blobs, publisher: Publisher, settings: Settings,
                 publisher.publish(topics.scan_events, _progress(message, done, len(files)))
                 last = time.monotonic()
     finally:
+        ahead.close()  # no read is left using a connector
         connectors.close()
     publisher.flush()  # the findings and outcomes are on the ledger before the result that counts them
     publisher.publish(topics.scan_events, follow(message, c.UNIT_COMPLETED, c.UnitCompleted(
