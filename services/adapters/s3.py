@@ -19,6 +19,7 @@ Credentials are references, resolved when a connector is opened (API process or 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -43,6 +44,21 @@ CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken
                     "AuthorizationHeaderMalformed", "InvalidSecurity", "TokenRefreshRequired"}
 PERMISSION_CODES = {"AccessDenied", "AllAccessDisabled", "403", "Forbidden"}
 MISSING_CODES = {"NoSuchBucket", "NoSuchKey", "404", "NotFound"}
+
+_session: boto3.session.Session | None = None
+_session_lock = threading.Lock()
+
+
+def _client(**kwargs: Any):
+    """An S3 client from the process's one boto3 session. A new session loads botocore's models
+    again (about 0.3 s of CPU, paid by every chunk of a scan); clients of one session share them.
+    Each client gets its own endpoint, region, config and keys; a session is not thread-safe to
+    create clients from, so they are made under a lock (the clients themselves are thread-safe)."""
+    global _session
+    with _session_lock:
+        if _session is None:
+            _session = boto3.session.Session()
+        return _session.client("s3", **kwargs)
 
 
 def _keys_from_file(settings, workspace_id: str, path: str, status: int) -> dict[str, str]:
@@ -168,9 +184,7 @@ class S3Connector(Connector):
                         retries={"max_attempts": max_attempts, "mode": "standard"},
                         s3={"addressing_style": "path"} if endpoint_url else None,
                         signature_version=UNSIGNED if keys is None else None)
-        # A session of its own: boto3's default session is shared and not thread-safe to create clients from.
-        self.client = boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region,
-                                                     config=config, **(keys or {}))
+        self.client = _client(endpoint_url=endpoint_url, region_name=region, config=config, **(keys or {}))
 
     @classmethod
     def from_config(cls, settings, workspace_id: str, config: dict[str, Any]) -> S3Connector:
