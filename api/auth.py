@@ -1,4 +1,8 @@
-"""Bearer tokens: each maps to one workspace and one role."""
+"""Bearer tokens: each maps to one workspace and one role.
+
+A worker token (a BYOC scan's AUTH_TOKEN, services/stores/byoc_store.py) is the Worker role,
+bound to one scan: it may claim that scan's chunks and report on them (scan:report) and
+nothing else, and it stops working once its scan has ended or was cancelled."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,12 +11,15 @@ from starlette.requests import Request
 
 from api.db_work import run_db
 from api.errors import ApiError
-from services.stores import config_store
+from services.domain.vocabulary import FINISHED
+from services.stores import byoc_store, config_store
+from services.stores.byoc_store import WORKER_TOKEN_PREFIX
 
 ROLE_PERMISSIONS = {
     "Admin": {"scan:trigger", "assets:read", "config:write", "tokens:manage"},
     "Member": {"scan:trigger", "assets:read", "config:write"},
     "Viewer": {"assets:read"},
+    "Worker": {"scan:report"},
 }
 
 
@@ -22,6 +29,7 @@ class Principal:
     workspace_id: str
     role: str
     user: str
+    scan_id: str | None = None  # a worker token's one scan
 
     def can(self, permission: str) -> bool:
         return permission in ROLE_PERMISSIONS.get(self.role, set())
@@ -32,13 +40,24 @@ async def authenticate(request: Request, permission: str | None = None) -> Princ
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "Missing or invalid API token")
-    row = await run_db(request, config_store.principal, request.app.state.db, token.strip())
-    if row is None:
+    principal = await run_db(request, _principal, request.app.state.db, token.strip())
+    if principal is None:
         raise ApiError(401, "Missing or invalid API token")
-    principal = Principal(row["id"], row["workspace_id"], row["role"], row["user_name"])
     if permission:
         require(principal, permission)
     return principal
+
+
+def _principal(db, token: str) -> Principal | None:
+    row = config_store.principal(db, token)
+    if row is not None:
+        return Principal(row["id"], row["workspace_id"], row["role"], row["user_name"])
+    if not token.startswith(WORKER_TOKEN_PREFIX):
+        return None
+    worker = byoc_store.worker_token(db, token)
+    if worker is None or worker["status"] in FINISHED:  # its scan ended or was cancelled: the token is dead
+        return None
+    return Principal(worker["id"], worker["workspace_id"], "Worker", f"worker:{worker['scan_id']}", worker["scan_id"])
 
 
 def require(principal: Principal, permission: str) -> None:

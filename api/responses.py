@@ -4,5 +4,5 @@ import orjson
 from starlette.responses import Response
 
 
-def json_response(content, status: int = 200) -> Response:
-    return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+def json_response(content, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type="application/json", headers=headers)

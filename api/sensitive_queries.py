@@ -108,10 +108,11 @@ def findings_count(db, scan_id: str) -> int:
 
 def chunks(db, scan_id: str) -> list:
     return db.execute(
-        "SELECT k.*, u.status AS unit_status, u.started_at, u.finished_at,"
+        "SELECT k.*, u.status AS unit_status, u.started_at, u.finished_at, l.worker_id AS leased_by, l.claims,"
         " (SELECT COUNT(*) FROM rm_sensitive_files f WHERE f.unit_id = k.unit_id) AS files_processed,"
         " (SELECT COALESCE(SUM(findings), 0) FROM rm_sensitive_files f WHERE f.unit_id = k.unit_id) AS findings"
-        " FROM rm_sensitive_chunks k LEFT JOIN rm_units u ON u.unit_id = k.unit_id WHERE k.scan_id = ?"
+        " FROM rm_sensitive_chunks k LEFT JOIN rm_units u ON u.unit_id = k.unit_id"
+        " LEFT JOIN chunk_leases l ON l.unit_id = k.unit_id WHERE k.scan_id = ?"
         " ORDER BY k.idx", (scan_id,)).fetchall()
 
 
@@ -155,6 +156,8 @@ def worker_view(chunk, scan_status: str) -> dict:
            "started_at": chunk["started_at"]}
     if status in ("completed", "failed"):
         out["completed_at"] = chunk["finished_at"]
+    if chunk["leased_by"] is not None:  # a BYOC scan's chunk: the external worker holding it, and its claims
+        out["external_worker"] = {"id": chunk["leased_by"], "claims": chunk["claims"]}
     return out
 
 

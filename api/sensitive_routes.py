@@ -53,6 +53,7 @@ class ScanOptions(BaseModel):
     timeout_minutes: int = Field(120, ge=1, le=7 * 24 * 60)
     coverage_target: float = Field(1.0, ge=0.0, le=1.0)
     coverage_strategy: Literal["best_effort", "strict"] = "best_effort"
+    execution: Literal["in_cluster", "byoc"] = "in_cluster"  # byoc: GET …/deployment-config, scanledger scan-worker
 
 
 @request_body("POST", "/api/v1/scans/parallel")

@@ -13,7 +13,8 @@ from __future__ import annotations
 from projections.record import Record, to_json
 from services.domain import contracts as c
 
-TABLES = ("rm_sensitive_scans", "rm_sensitive_chunks", "rm_sensitive_files", "rm_sensitive_findings")
+TABLES = ("rm_sensitive_scans", "rm_sensitive_chunks", "rm_sensitive_offers", "rm_sensitive_files",
+          "rm_sensitive_findings")
 
 
 def scan_requested(conn, rec: Record) -> None:
@@ -51,6 +52,17 @@ def scan_started(conn, rec: Record) -> None:
          for u in d["units"] if u.get("start_index") is not None])
 
 
+def chunk_offered(conn, rec: Record) -> None:
+    """A BYOC scan's chunk, waiting for an external worker to claim it (api/byoc_routes.py): the
+    latest offer (a resume offers again with the next attempt) with its work, files by reference."""
+    d = rec.event["data"]
+    conn.execute(
+        "INSERT INTO rm_sensitive_offers (unit_id, scan_id, idx, attempt, work) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT(unit_id) DO UPDATE SET attempt = excluded.attempt, work = excluded.work"
+        " WHERE excluded.attempt >= rm_sensitive_offers.attempt",
+        (d["unit_id"], d["scan_id"], d["index"], d.get("attempt", 0), to_json(rec.event)))
+
+
 def file_outcome(conn, rec: Record) -> None:
     conn.execute(
         "INSERT INTO rm_sensitive_files (scan_id, connector_id, name, unit_id, idx, status, reason, size, version,"
@@ -63,10 +75,12 @@ def finding_detected(conn, rec: Record) -> None:
     d = rec.event["data"]
     conn.execute(
         "INSERT INTO rm_sensitive_findings (scan_id, finding_id, connector_id, file, row, col, line, start, end_,"
-        " detector, family, confidence, masked, found_at)"
+        " detector, family, confidence, masked, found_at, llm_verdict, llm_confidence, llm_model, detector_confidence)"
         " VALUES (:scan_id, :finding_id, :connector_id, :file, :row, :column, :line, :start, :end, :detector,"
-        " :family, :confidence, :masked, :found_at) ON CONFLICT(scan_id, finding_id) DO NOTHING",
-        {**d, "found_at": rec.event["time"]})
+        " :family, :confidence, :masked, :found_at, :llm_verdict, :llm_confidence, :llm_model, :detector_confidence)"
+        " ON CONFLICT(scan_id, finding_id) DO NOTHING",
+        {"llm_verdict": None, "llm_confidence": None, "llm_model": None, "detector_confidence": None, **d,
+         "found_at": rec.event["time"]})
 
 
 def scan_aborted(conn, rec: Record) -> None:
@@ -82,6 +96,7 @@ HANDLERS = {
     c.SCAN_REQUESTED: scan_requested,
     c.SCAN_ENUMERATED: scan_enumerated,
     c.SCAN_STARTED: scan_started,
+    c.CHUNK_OFFERED: chunk_offered,
     c.FILE_OUTCOME: file_outcome,
     c.FINDING_DETECTED: finding_detected,  # self-idempotent: its (scan, finding id) is the primary key
     c.SCAN_ABORTED: scan_aborted,

@@ -65,6 +65,12 @@ def cmd_worker(args) -> None:
     run_worker(_settings(args), loglevel=args.loglevel)
 
 
+def cmd_scan_worker(_args) -> None:
+    from services.scan_worker import main_from_env
+
+    raise SystemExit(main_from_env())
+
+
 def cmd_projector(args) -> None:
     from projections.projector import run_forever
 
@@ -210,6 +216,8 @@ def main(argv: list[str] | None = None) -> None:
     worker = command("worker", cmd_worker, "run a streams worker (coordinator + evaluators)")
     worker.add_argument("--loglevel", default=os.environ.get("SCANLEDGER_WORKER_LOGLEVEL", "warning"))
     command("projector", cmd_projector, "run the projector that builds the read models")
+    command("scan-worker", cmd_scan_worker, "a BYOC scan's worker, configured by SCAN_ID, COORDINATOR_URL and"
+            " AUTH_TOKEN (GET /api/v1/scans/:id/deployment-config)", data_dir=False)
     replay = command("replay", cmd_replay, "rebuild the read models from the ledger (projector stopped)")
     replay.add_argument("--into", help="database URL to rebuild into (default: the configured one)")
     dead_letters = command("dead-letters", cmd_dead_letters, "the records consumers refused (dead-letter topic)")

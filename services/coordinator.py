@@ -31,6 +31,7 @@ from services.domain import lifecycle
 from services.domain.envelope import utcnow
 from services.domain.evaluation import unit_result_event
 from services.domain.kinds import kind_of
+from services.domain.kinds.sensitive import external
 from services.domain.watchdog import Reoffers, WorkMotion
 from services.settings import Topics
 
@@ -136,7 +137,8 @@ class Coordinator:
         now = self.clock()
         self.motion.observe(now, work_lag)
         running = [state for scan_id, state in list(self.scans.items())
-                   if state and state["status"] == "running" and self.partition_of(scan_id) in owned_partitions]
+                   if state and state["status"] == "running" and self.partition_of(scan_id) in owned_partitions
+                   and not external(state["request"])]  # a BYOC chunk's lease expires in the API instead
         max_offers = self.reoffers.max_offers
 
         def waiting(unit_id: str) -> bool:
@@ -168,6 +170,9 @@ class Coordinator:
     def _send_work(self, cause: dict, request: dict, units: list[dict], attempt: int) -> None:
         now = self.clock()
         for unit_event in kind_of(request).work(cause, request, units, attempt):
+            if unit_event["type"] == c.CHUNK_OFFERED:  # an external worker's: claimed through the API, leased there
+                self.publisher.publish(self.topics.scan_events, unit_event)
+                continue
             self.publisher.publish(self.topics.work, unit_event, key=unit_event["data"]["unit_id"])
             self.reoffers.seen(request["scan_id"], unit_event["data"]["unit_id"], now)
 

@@ -218,7 +218,8 @@ def run_chunk(message: dict, blobs, publisher: Publisher, settings: Settings,
     work = message["data"]
     topics = settings.topics
     attempt = work.get("attempt", 0)
-    files = orjson.loads(blobs.get(work["blob"])) if work.get("blob") else []
+    # an external worker's chunk carries its files (services.scan_worker); an evaluator's, a blob reference
+    files = work["files"] if "files" in work else orjson.loads(blobs.get(work["blob"])) if work.get("blob") else []
     counts = {"scanned": 0, "skipped": 0, "failed": 0, "unchanged": 0}
     deadline = work.get("deadline")
     timed_out = False

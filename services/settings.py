@@ -107,6 +107,11 @@ class Settings:
     stall_s: float = 30.0
     # The coordinator offers a unit's work again after this long without a sign of life.
     unit_reoffer_s: float = 60.0
+    # BYOC scans (api/byoc_routes.py): an external worker's hold on a chunk lasts this long after its last
+    # report; the image and the API's own address that GET …/deployment-config gives the workers.
+    worker_lease_s: float = 30.0
+    worker_image: str = "scanledger/scan-worker:0.1.0"
+    public_url: str | None = None
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -148,6 +153,9 @@ class Settings:
             idempotency_ttl_s=_float("SCANLEDGER_IDEMPOTENCY_TTL_SECONDS", 86_400.0),
             stall_s=_float("SCANLEDGER_STALL_SECONDS", 30.0),
             unit_reoffer_s=_float("SCANLEDGER_UNIT_REOFFER_SECONDS", 60.0),
+            worker_lease_s=_float("SCANLEDGER_WORKER_LEASE_SECONDS", 30.0),
+            worker_image=os.environ.get("SCANLEDGER_WORKER_IMAGE") or "scanledger/scan-worker:0.1.0",
+            public_url=(os.environ.get("SCANLEDGER_PUBLIC_URL") or "").strip().rstrip("/") or None,
         )
         return replace(settings, **overrides) if overrides else settings
 

@@ -112,6 +112,8 @@ class SensitiveScanOptions(Contract):
     timeout_minutes: int = 120
     coverage_target: float = 1.0
     coverage_strategy: Literal["best_effort", "strict"] = "best_effort"
+    # byoc: the chunks wait for workers the customer runs (scanledger scan-worker), not the in-cluster evaluators
+    execution: Literal["in_cluster", "byoc"] = "in_cluster"
 
 
 class SensitiveScanRequest(_ScanRequestBase):
@@ -409,6 +411,7 @@ SCAN_ENUMERATED = _t("scan.enumerated")
 FILE_OUTCOME = _t("scan.file.outcome")
 FINDING_DETECTED = _t("finding.detected")
 WORK_UNIT = _t("work.unit")
+CHUNK_OFFERED = _t("scan.chunk.offered")  # a BYOC scan's chunk, waiting on scan events for an external worker
 VIOLATION_DETECTED = _t("violation.detected")
 
 MODELS: dict[str, type[BaseModel]] = {
@@ -430,6 +433,7 @@ MODELS: dict[str, type[BaseModel]] = {
     SCAN_ENUMERATED: ScanEnumerated,
     FILE_OUTCOME: FileOutcome,
     WORK_UNIT: WorkUnit,
+    CHUNK_OFFERED: WorkUnit,
     VIOLATION_DETECTED: ViolationDetected,
     FINDING_DETECTED: FindingDetected,
 }

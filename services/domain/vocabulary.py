@@ -43,6 +43,7 @@ FindingStatus = Literal["open", "resolved", "dismissed"]  # a finding's (violati
 API_SOURCE = "scanledger/api"
 COORDINATOR_SOURCE = "scanledger/coordinator"
 EVALUATOR_SOURCE = "scanledger/evaluator"
+BYOC_WORKER_SOURCE = "scanledger/byoc-worker"  # a BYOC worker's report, written by the API
 
 
 def sql_list(values: tuple[str, ...]) -> str:

@@ -72,6 +72,10 @@ CREATE TABLE IF NOT EXISTS rm_sensitive_chunks (
     unit_id TEXT PRIMARY KEY, scan_id TEXT NOT NULL, idx INTEGER NOT NULL, start_index INTEGER NOT NULL,
     end_index INTEGER NOT NULL, file_count INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS rm_sensitive_chunks_scan ON rm_sensitive_chunks (scan_id, idx);
+CREATE TABLE IF NOT EXISTS rm_sensitive_offers (
+    unit_id TEXT PRIMARY KEY, scan_id TEXT NOT NULL, idx INTEGER NOT NULL, attempt INTEGER NOT NULL,
+    work TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS rm_sensitive_offers_scan ON rm_sensitive_offers (scan_id, idx);
 CREATE TABLE IF NOT EXISTS rm_sensitive_files (
     scan_id TEXT NOT NULL, connector_id TEXT NOT NULL, name TEXT NOT NULL, unit_id TEXT NOT NULL,
     idx INTEGER NOT NULL, status TEXT NOT NULL, reason TEXT, size INTEGER NOT NULL, version TEXT NOT NULL,

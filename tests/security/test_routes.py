@@ -22,6 +22,7 @@ from harness.system import System
 from tests.e2e.monitor_fixtures import in_workspace
 
 PUBLIC, READ, WRITE, TRIGGER, TOKENS, BOOTSTRAP = "public", "read", "write", "trigger", "tokens", "bootstrap"
+REPORT = "report"  # a BYOC scan's worker token, on its own scan only
 # Every route of the OpenAPI document and the permission it needs; a new route must be added here.
 KINDS = {
     ("GET", "/healthz"): PUBLIC, ("GET", "/openapi.json"): PUBLIC,
@@ -50,6 +51,7 @@ KINDS = {
     ("POST", "/api/v1/scans/parallel"): TRIGGER, ("GET", "/api/v1/scans"): READ,
     ("GET", "/api/v1/scans/{id}"): READ, ("GET", "/api/v1/scans/{id}/workers"): READ,
     ("POST", "/api/v1/scans/{id}/cancel"): TRIGGER, ("GET", "/api/v1/scans/{id}/findings"): READ,
+    ("GET", "/api/v1/scans/{id}/deployment-config"): TRIGGER, ("POST", "/api/v1/scans/{id}/report"): REPORT,
 }
 ALLOWED = {"admin": {PUBLIC, READ, WRITE, TRIGGER, TOKENS}, "member": {PUBLIC, READ, WRITE, TRIGGER},
            "viewer": {PUBLIC, READ}}
@@ -111,6 +113,9 @@ def world(system):
         finished_run(a.admin, execution)
         body, scan_id, _ = compliance_scan(a.admin)
         violation = ok(a.admin.get(f"/api/scan/{scan_id}/violations"))["items"][0]
+        byoc = ok(a.admin.post("/api/v1/scans/parallel", json={"connectors": [connector["id"]], "type": "full",
+                                                                "options": {"execution": "byoc"}}), 201)["data"]
+        deployment = ok(a.member.get(f"/api/v1/scans/{byoc['scan_id']}/deployment-config"))["data"]
         spare = ok(a.admin.post("/api/tokens", json={"role": "Viewer", "user": "spare@example.com"}), 201)
         revoked = ok(a.admin.post("/api/tokens", json={"role": "Admin", "user": "gone@example.com"}), 201)
         ok(a.admin.delete(f"/api/tokens/{revoked['id']}"), 204)
@@ -120,9 +125,11 @@ def world(system):
                "/api/v1/connectors/": connector["id"], "/api/v1/scans/": sensitive,
                "{assetId}": asset["id"], "{monitorId}": monitor["id"], "{executionId}": execution}
         with system.client(revoked["token"]) as gone, system.client("no-such-token") as nobody, \
-                httpx.Client(base_url=system.url, timeout=60) as anonymous:
+                httpx.Client(base_url=system.url, timeout=60) as anonymous, \
+                system.client(deployment["environment"]["AUTH_TOKEN"]) as worker:
             yield {"a": a, "b": b, "ids": ids, "revoked": gone, "bad": nobody, "none": anonymous,
-                   "paths": ok(anonymous.get("/openapi.json"))["paths"]}
+                   "worker": worker, "byoc": byoc["scan_id"], "paths": ok(anonymous.get("/openapi.json"))["paths"]}
+        ok(a.admin.post(f"/api/v1/scans/{byoc['scan_id']}/cancel"))
 
 
 OWNERS = ("/api/policies/", "/api/scan/", "/api/violations/", "/api/datastores/", "/api/tokens/", "/api/operations/",
@@ -186,12 +193,30 @@ def test_each_role_on_every_route(world, role):
             assert r.status_code == 403 and r.json()["error"] == "FORBIDDEN", (role, method, template, r.text)
 
 
+def test_a_worker_token_on_every_route(world):
+    """A BYOC worker token is its scan's reports and nothing else: 403 everywhere, even with real ids of
+    its own workspace; another scan's report too. Its own scan's report is past auth."""
+    for method, template in every_route(world):
+        r = call(world["worker"], method, fill(template, world["ids"]), VALID.get((method, template), {"x": 1}))
+        if KINDS[(method, template)] == PUBLIC:
+            assert r.status_code in (200, 503), (method, template, r.text)
+        else:
+            assert r.status_code == 403 and r.json()["error"] == "FORBIDDEN", (method, template, r.text)
+    r = world["worker"].post(f"/api/v1/scans/{world['byoc']}/report", json={"x": 1})
+    assert r.status_code == 400 and r.json()["error"] == "VALIDATION_ERROR", r.text
+    r = world["worker"].get(f"/api/v1/scans/{world['byoc']}")
+    assert r.status_code == 403, r.text
+
+
 def test_another_workspaces_admin_gets_404_for_every_resource(world):
     other, ids = world["b"].admin, world["ids"]
     for method, template in every_route(world):
         if "{" not in template:
             continue
         r = call(other, method, fill(template, ids), VALID.get((method, template)))
+        if KINDS[(method, template)] == REPORT:  # no role reports: refused before the scan is looked up
+            assert r.status_code == 403 and r.json()["error"] == "FORBIDDEN", (method, template, r.text)
+            continue
         assert r.status_code == 404 and r.json()["error"] == "NOT_FOUND", (method, template, r.text)
     # and the lists show none of A's resources
     assert ids["/api/policies/"] not in {p["id"] for p in ok(other.get("/api/policies"))["items"]}

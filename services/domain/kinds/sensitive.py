@@ -66,6 +66,12 @@ def coverage(*, target: float, strategy: str, enumeration_status: str, enumerate
     }
 
 
+def external(request: dict) -> bool:
+    """A BYOC scan: its chunks wait on the ledger (chunk.offered) for workers the customer runs,
+    which claim them through the API; the in-cluster evaluators never see them."""
+    return (request.get("options") or {}).get("execution") == "byoc"
+
+
 def deadline(request: dict) -> str:
     """When a scan's chunks stop reading files: its request time plus timeout_minutes."""
     requested = datetime.fromisoformat(request["requested_at"].replace("Z", "+00:00"))
@@ -119,7 +125,9 @@ class Sensitive:
         return []  # the detectors are the same for every scan (services.domain.detectors)
 
     def work(self, cause: dict, request: dict, units: list[dict], attempt: int = 0) -> list[dict]:
-        return [follow(cause, c.WORK_UNIT, c.WorkUnit(
+        """Work units for the evaluators, or a BYOC scan's chunk offers for external workers."""
+        type_ = c.CHUNK_OFFERED if external(request) else c.WORK_UNIT
+        return [follow(cause, type_, c.WorkUnit(
             scan_id=request["scan_id"],
             unit_id=unit["unit_id"],
             index=unit["index"],
@@ -131,7 +139,8 @@ class Sensitive:
             blob=unit["blob"],
             start_index=unit["start_index"],
             deadline=deadline(request),
-        ).model_dump(exclude_unset=True), id=deterministic_id(c.WORK_UNIT, unit["unit_id"], attempt),
+            **({"llm_assist": True} if request["options"].get("llm_assist") else {}),
+        ).model_dump(exclude_unset=True), id=deterministic_id(type_, unit["unit_id"], attempt),
             source=COORDINATOR_SOURCE) for unit in units]
 
     def outcome(self, state: dict) -> str:

@@ -1,0 +1,193 @@
+"""`scanledger scan-worker`: a BYOC scan's worker, run in the customer's own infrastructure.
+
+Configured by exactly the environment GET /api/v1/scans/:id/deployment-config gives: SCAN_ID,
+COORDINATOR_URL (the scan's report URL) and AUTH_TOKEN (its worker token). Credentials for the
+data come from the worker's own environment, named by the connector's config (e.g.
+SCANLEDGER_SECRET_… variables); a local_dir's path is read under the worker's
+SCANLEDGER_DATASTORE_ROOT (default: its working directory).
+
+It claims a chunk, scans it with the same code as the in-cluster evaluators
+(services.sensitive_runner.run_chunk), and reports what it found through `Reporter`, which
+stands where the evaluator's Kafka publisher stands: events are sent in batches, every send is
+also a heartbeat that keeps the lease, and a heartbeat thread keeps it while a large file is
+scanned. It claims again until no chunk is left; it exits when its scan has ended or was
+cancelled (the token answers 401) — within about a heartbeat of a cancel.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import replace
+
+import httpx
+
+from services.adapters.connectors import origin
+from services.sensitive_runner import run_chunk
+from services.settings import Settings
+
+log = logging.getLogger("scanledger.scan_worker")
+
+BATCH = 500  # events per report, at most
+REPORT_EVERY_S = 0.5  # and at least this often while there are some: progress shows as it happens
+RETRY_FOR_S = 120.0  # how long a report is retried while the API or the ledger is away (503, no answer)
+
+
+class ScanEnded(Exception):
+    """401: the scan ended or was cancelled (or the token is not valid): stop."""
+
+
+class LeaseLost(Exception):
+    """409: another worker holds the chunk now (this one was silent past its lease)."""
+
+
+class Api:
+    """The report URL with the worker token: one POST, retried while the API or the ledger is away."""
+
+    def __init__(self, url: str, token: str, timeout_s: float = 30.0):
+        self.url = url
+        self.client = httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s)
+        self.lock = threading.Lock()  # the heartbeat thread and the scan share the client
+
+    def post(self, body: dict) -> dict:
+        deadline = time.monotonic() + RETRY_FOR_S
+        delay = 0.5
+        while True:
+            try:
+                with self.lock:
+                    r = self.client.post(self.url, json=body)
+            except httpx.TransportError as exc:
+                r, why = None, str(exc)
+            if r is not None:
+                if r.status_code == 200:
+                    return r.json()["data"]
+                if r.status_code == 401:
+                    raise ScanEnded(r.json().get("message", "401"))
+                if r.status_code == 409:
+                    raise LeaseLost(r.json().get("message", "409"))
+                if r.status_code not in (429, 502, 503, 504):
+                    raise RuntimeError(f"the API refused a report ({r.status_code}): {r.text[:500]}")
+                why = f"{r.status_code} {r.text[:200]}"
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the API did not take a report for {RETRY_FOR_S:.0f}s: {why}")
+            log.warning("report not taken (%s); retrying in %.1fs", why, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class Reporter:
+    """run_chunk's publisher: its events go to the API in batches (the topic is the API's to choose)."""
+
+    def __init__(self, api: Api, chunk_id: str, lease_id: str):
+        self.api, self.chunk_id, self.lease_id = api, chunk_id, lease_id
+        self.buffer: list[dict] = []
+        self.sent = time.monotonic()
+
+    def publish(self, _topic: str, event: dict, key: str | None = None) -> None:
+        self.buffer.append({"type": event["type"], "data": event["data"]})
+        if len(self.buffer) >= BATCH or time.monotonic() - self.sent >= REPORT_EVERY_S:
+            self.flush()
+
+    def flush(self, timeout: float = 60) -> None:
+        if self.buffer:
+            self.api.post({"type": "events", "chunk_id": self.chunk_id, "lease_id": self.lease_id,
+                           "events": self.buffer})
+            self.buffer = []
+        self.sent = time.monotonic()
+
+    def heartbeat(self) -> None:
+        self.api.post({"type": "heartbeat", "chunk_id": self.chunk_id, "lease_id": self.lease_id})
+
+
+class Heartbeat:
+    """Keeps a chunk's lease while it is scanned; notices a cancel (401) or a lost lease (409)."""
+
+    def __init__(self, reporter: Reporter, every_s: float):
+        self.reporter, self.every_s = reporter, every_s
+        self.stopped = threading.Event()
+        self.reason: Exception | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True, name="heartbeat")
+
+    def _run(self) -> None:
+        while not self.stopped.wait(self.every_s):
+            try:
+                self.reporter.heartbeat()
+            except (ScanEnded, LeaseLost) as exc:
+                self.reason = exc
+                return
+            except Exception as exc:  # the API is away longer than a retry: the lease may pass on, which is safe
+                log.warning("heartbeat failed: %s", exc)
+
+    def __enter__(self) -> Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.stopped.set()
+        self.thread.join(5)
+
+
+def worker_settings(work: dict) -> Settings:
+    """The worker's settings: its own environment, and the S3 endpoints the API named for this chunk
+    (the API checked them against its allowlist) unless the worker's operator listed their own."""
+    settings = Settings.from_env()
+    if settings.s3_endpoints:
+        return settings
+    endpoints = {origin(s["config"]["endpoint_url"]) for s in work.get("connectors") or []
+                 if s["type"] == "s3" and s["config"].get("endpoint_url")}
+    return replace(settings, s3_endpoints=tuple(sorted(endpoints)))
+
+
+def run(scan_id: str, url: str, token: str, worker_id: str | None = None) -> int:
+    """Claim and scan chunks until none is left or the scan ends; the exit status."""
+    worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
+    api = Api(url, token)
+    log.info("worker %s on scan %s (%s)", worker_id, scan_id, url)
+    try:
+        while True:
+            try:
+                got = api.post({"type": "claim", "worker_id": worker_id})
+            except ScanEnded as exc:
+                log.info("scan %s is over (%s): exiting", scan_id, exc)
+                return 0
+            chunk = got["chunk"]
+            if chunk is None:
+                if got["open_chunks"] == 0:
+                    log.info("no chunk of scan %s is left: exiting", scan_id)
+                    return 0
+                time.sleep(got.get("retry_after_seconds", 2.0))  # others hold the rest; a lease may yet pass
+                continue
+            try:
+                scan_chunk(api, chunk, got["heartbeat_seconds"])
+            except LeaseLost as exc:
+                log.warning("chunk %s: %s", chunk["chunk_id"], exc)
+            except ScanEnded as exc:
+                log.info("scan %s is over (%s): exiting", scan_id, exc)
+                return 0
+    finally:
+        api.close()
+
+
+def scan_chunk(api: Api, chunk: dict, heartbeat_s: float) -> None:
+    work = chunk["work"]
+    log.info("chunk %s: %d files (attempt %d)", chunk["chunk_id"], len(work["data"]["files"]), chunk["attempt"])
+    reporter = Reporter(api, chunk["chunk_id"], chunk["lease_id"])
+    with Heartbeat(reporter, heartbeat_s) as beat:
+        run_chunk(work, None, reporter, worker_settings(work["data"]), should_stop=lambda: beat.reason is not None)
+    if beat.reason is not None:
+        raise beat.reason
+    log.info("chunk %s done", chunk["chunk_id"])
+
+
+def main_from_env() -> int:
+    missing = [k for k in ("SCAN_ID", "COORDINATOR_URL", "AUTH_TOKEN") if not os.environ.get(k)]
+    if missing:
+        raise SystemExit(f"scan-worker needs {', '.join(missing)} (GET /api/v1/scans/:id/deployment-config"
+                         " gives them)")
+    return run(os.environ["SCAN_ID"], os.environ["COORDINATOR_URL"], os.environ["AUTH_TOKEN"],
+               os.environ.get("WORKER_ID"))

@@ -1,0 +1,230 @@
+"""BYOC scans (issue 13) on the real system and a real S3 server: `scanledger scan-worker` run as
+separate OS processes with nothing but the environment GET …/deployment-config gives (and, as a
+customer's worker would, the S3 credentials of its own environment), scanning a local_dir and an
+S3 connector to exactly the findings and coverage of the same scan run in-cluster; a worker
+SIGKILLed mid-chunk loses its lease and the other finishes its chunk, nothing counted twice; a
+cancel stops the workers; the worker token reaches its scan's report and nothing else, and dies
+with its scan. Waits poll until the system answers: no time limits."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from harness.corpus import generate
+from harness.system import ROOT, System
+from tests.e2e.monitor_fixtures import in_workspace
+from tests.e2e.test_sensitive_scans import error, ok, settled, until
+
+KEY_ID_ENV, SECRET_ENV = "SCANLEDGER_SECRET_BYOC_KEY_ID", "SCANLEDGER_SECRET_BYOC_SECRET"
+BULK_FILES = 3000
+
+
+@pytest.fixture(scope="module")
+def world(kafka, s3_server, tmp_path_factory):
+    root = tmp_path_factory.mktemp("byoc-root")
+    corpus = generate(seed=43, files=24, rows=80)
+    local, remote = corpus.files[::2], corpus.files[1::2]
+    for f in local:
+        (root / "lake" / f.name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "lake" / f.name).write_bytes(f.data)
+    bulk = root / "bulk"
+    bulk.mkdir()
+    for i in range(BULK_FILES):
+        (bulk / f"row_{i:05d}.txt").write_text(f"ticket {i} for jane.doe{i}@example.com\n" + "filler text\n" * 40)
+    bucket = s3_server.bucket(f"byoc-{uuid.uuid4().hex[:8]}", {f.name: f.data for f in remote})
+    keys = {KEY_ID_ENV: s3_server.keys["aws_access_key_id"], SECRET_ENV: s3_server.keys["aws_secret_access_key"]}
+    system = System(kafka, tmp_path_factory.mktemp("byoc-system"), SCANLEDGER_DATASTORE_ROOT=str(root),
+                    SCANLEDGER_S3_ENDPOINTS=s3_server.url, SCANLEDGER_WORKER_LEASE_SECONDS="4", **keys)
+    system.start()
+    try:
+        with in_workspace(system, "BYOC A") as a, in_workspace(system, "BYOC B") as b:
+            lake = ok(a.admin.post("/api/v1/connectors", json={"name": "Lake", "type": "local_dir",
+                                                                "config": {"path": "lake"}}), 201)["id"]
+            s3 = ok(a.admin.post("/api/v1/connectors", json={"name": "Exports", "type": "s3", "config": {
+                "bucket": bucket, "endpoint_url": s3_server.url, "region": "us-east-1",
+                "credentials": {"source": "env", "access_key_id_env": KEY_ID_ENV,
+                                "secret_access_key_env": SECRET_ENV}}}), 201)["id"]
+            bulk_conn = ok(a.admin.post("/api/v1/connectors", json={"name": "Bulk", "type": "local_dir",
+                                                                     "config": {"path": "bulk"}}), 201)["id"]
+            yield {"system": system, "a": a, "b": b, "root": root, "keys": keys, "bucket": bucket,
+                   "lake": lake, "s3": s3, "bulk": bulk_conn, "logs": tmp_path_factory.mktemp("byoc-workers")}
+    finally:
+        system.stop()
+
+
+def start_worker(world, environment: dict, name: str) -> subprocess.Popen:
+    """A customer's worker: the deployment-config's environment, its own S3 credentials, run in its own
+    directory (its local_dir paths are read under it). PATH and PYTHONPATH only find this checkout."""
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), **environment, **world["keys"]}
+    log = open(world["logs"] / f"{name}.log", "ab")  # noqa: SIM115 (the child's output for its life)
+    return subprocess.Popen([sys.executable, "-m", "services.cli", "scan-worker"], env=env, cwd=world["root"],
+                            stdout=log, stderr=subprocess.STDOUT)
+
+
+def exited(process: subprocess.Popen) -> int:
+    until(lambda: process.poll() is not None)
+    return process.returncode
+
+
+def findings(client, scan_id) -> dict:
+    out, cursor = {}, None
+    while True:
+        r = client.get(f"/api/v1/scans/{scan_id}/findings",
+                       params={"limit": 1000, **({"cursor": cursor} if cursor else {})})
+        for f in ok(r):
+            out[f["finding_id"]] = {k: f[k] for k in ("connector_id", "file", "location", "offset", "detector",
+                                                      "family", "confidence", "masked_sample")}
+        cursor = r.json()["pagination"]["next_cursor"]
+        if cursor is None:
+            return out
+
+
+def in_cluster(world, connectors, max_workers) -> tuple[dict, dict]:
+    admin = world["a"].admin
+    scan_id = ok(admin.post("/api/v1/scans/parallel", json={"connectors": connectors, "type": "full",
+                                                             "options": {"max_workers": max_workers}}), 201)["scan_id"]
+    return settled(admin, scan_id), findings(admin, scan_id)
+
+
+def byoc(world, connectors, max_workers) -> tuple[str, dict]:
+    started = ok(world["a"].member.post("/api/v1/scans/parallel", json={
+        "connectors": connectors, "type": "full", "options": {"max_workers": max_workers, "execution": "byoc"}}), 201)
+    assert started["status"] == "queued"
+    config = ok(world["a"].member.get(f"/api/v1/scans/{started['scan_id']}/deployment-config"))
+    return started["scan_id"], config
+
+
+def test_two_external_workers_scan_to_exactly_the_in_cluster_result(world):
+    admin = world["a"].admin
+    expected, expected_findings = in_cluster(world, [world["lake"], world["s3"]], 4)
+    assert expected["status"] == "completed" and expected_findings
+    scan_id, config = byoc(world, [world["lake"], world["s3"]], 4)
+    assert set(config) == {"container_image", "environment", "chunks"}
+    assert config["container_image"].startswith("scanledger/scan-worker:")
+    env = config["environment"]
+    assert set(env) == {"SCAN_ID", "COORDINATOR_URL", "AUTH_TOKEN"} and env["SCAN_ID"] == scan_id
+    assert env["COORDINATOR_URL"] == f"{world['system'].url}/api/v1/scans/{scan_id}/report"
+    assert [k["chunk_id"] for k in config["chunks"]] == [f"{scan_id}.c{i}" for i in range(4)]
+    uris = [u for k in config["chunks"] for u in k["files"]]
+    assert len(uris) == expected["coverage"]["total_enumerated"] == 24
+    assert {u.split("/", 1)[0] for u in uris} == {"lake", "s3:"}
+    assert all(u.startswith(f"s3://{world['bucket']}/") for u in uris if u.startswith("s3:"))
+    configs = [k["connector_config"] for k in config["chunks"]]
+    assert {"connector_id": world["lake"], "type": "local_dir", "path": "lake"} in configs
+    assert any(cfg.get("type") == "s3" and cfg["bucket"] == world["bucket"] for cfg in configs)
+    text = str(config)
+    assert "resolved_path" not in text and all(secret not in text for secret in world["keys"].values())
+    assert ok(admin.get(f"/api/v1/scans/{scan_id}"))["status"] == "running"  # its chunks wait for workers
+
+    workers = [start_worker(world, env, f"pair-{i}") for i in range(2)]
+    assert [exited(w) for w in workers] == [0, 0]  # no chunk left: each exits by itself
+    done = settled(admin, scan_id)
+    assert done["status"] == "completed"
+    assert done["coverage"] == expected["coverage"] and done["progress"]["findings_count"] == len(expected_findings)
+    assert findings(admin, scan_id) == expected_findings
+    chunks = ok(admin.get(f"/api/v1/scans/{scan_id}/workers"))
+    assert [w["status"] for w in chunks] == ["completed"] * 4
+    assert {w["external_worker"]["id"] for w in chunks} <= {f"{socket.gethostname()}-{w.pid}" for w in workers}
+    # its token ended with the scan
+    with httpx.Client(headers={"Authorization": f"Bearer {env['AUTH_TOKEN']}"}) as worker:
+        error(worker.post(env["COORDINATOR_URL"], json={"type": "claim", "worker_id": "late"}), 401, "UNAUTHORIZED")
+
+
+def test_a_worker_killed_mid_chunk_loses_its_lease_to_the_other_and_nothing_counts_twice(world):
+    admin = world["a"].admin
+    expected, expected_findings = in_cluster(world, [world["bulk"]], 2)
+    assert expected["status"] == "completed" and len(expected_findings) == BULK_FILES
+    scan_id, config = byoc(world, [world["bulk"]], 2)
+    victim = start_worker(world, config["environment"], "victim")
+    survivor = start_worker(world, config["environment"], "survivor")
+    victim_id = f"{socket.gethostname()}-{victim.pid}"
+
+    def mid_chunk():
+        return next((w for w in ok(admin.get(f"/api/v1/scans/{scan_id}/workers"))
+                     if w.get("external_worker", {}).get("id") == victim_id
+                     and 0 < w["progress"]["files_processed"] < w["chunk"]["file_count"]), None)
+
+    held = until(mid_chunk)
+    victim.send_signal(signal.SIGKILL)
+    assert exited(victim) == -signal.SIGKILL
+    assert exited(survivor) == 0
+    done = settled(admin, scan_id)
+    assert done["status"] == "completed"
+    assert done["coverage"] == expected["coverage"] and done["coverage"]["total_scanned"] == BULK_FILES
+    assert findings(admin, scan_id) == expected_findings  # every file once, every finding once
+    chunks = {w["worker_id"]: w for w in ok(admin.get(f"/api/v1/scans/{scan_id}/workers"))}
+    taken_over = chunks[held["worker_id"]]
+    assert taken_over["external_worker"] == {"id": f"{socket.gethostname()}-{survivor.pid}", "claims": 2}
+    assert taken_over["status"] == "completed" and taken_over["progress"]["files_processed"] == \
+        taken_over["chunk"]["file_count"]
+
+
+def test_a_cancel_stops_the_external_workers(world):
+    admin = world["a"].admin
+    scan_id, config = byoc(world, [world["bulk"]], 1)
+    worker = start_worker(world, config["environment"], "cancelled")
+    until(lambda: ok(admin.get(f"/api/v1/scans/{scan_id}"))["progress"]["files_processed"] > 0)
+    cancelled = ok(admin.post(f"/api/v1/scans/{scan_id}/cancel"))
+    assert cancelled["status"] == "cancelled"
+    assert exited(worker) == 0  # it read the cancel from its next report (401) and stopped
+    time.sleep(1)
+    done = settled(admin, scan_id)
+    assert done["status"] == "cancelled" and 0 < done["progress"]["files_processed"] < BULK_FILES
+    error(admin.get(f"/api/v1/scans/{scan_id}/deployment-config"), 409, "CONFLICT")
+
+
+def test_the_worker_token_reaches_its_scans_report_only(world):
+    a, b = world["a"], world["b"]
+    scan_id, config = byoc(world, [world["lake"]], 2)
+    other_id, other = byoc(world, [world["lake"]], 1)
+    report = config["environment"]["COORDINATOR_URL"]
+    token = config["environment"]["AUTH_TOKEN"]
+    with world["system"].client(token) as worker:
+        # its own scan: a claim, then a heartbeat and a report on the chunk it holds
+        claim = ok(worker.post(report, json={"type": "claim", "worker_id": "probe"}))
+        chunk = claim["chunk"]
+        assert chunk["chunk_id"] == f"{scan_id}.c0" and claim["open_chunks"] == 2
+        assert chunk["work"]["data"]["files"] and "blob" not in chunk["work"]["data"]
+        assert all(secret not in str(claim) for secret in world["keys"].values())
+        lease = {"chunk_id": chunk["chunk_id"], "lease_id": chunk["lease_id"]}
+        assert ok(worker.post(report, json={"type": "heartbeat", **lease}))["accepted"] == 0
+        # what it does not hold, or made up, is refused: nothing reaches the ledger
+        bad = worker.post(report, json={"type": "events", **lease, "events": [{"type": "finding.detected"}]})
+        assert error(bad, 400, "VALIDATION_ERROR")["details"][0]["path"][:2] == ["events", 0]
+        error(worker.post(report, json={"type": "events", "chunk_id": chunk["chunk_id"], "lease_id": "stolen",
+                                        "events": [{"type": "x", "data": {}}]}), 409, "CONFLICT")
+        error(worker.post(report, json={"type": "unknown"}), 400, "VALIDATION_ERROR")
+        # every other route: 403, its own scan's reads included; another scan's report too
+        for method, path in (("GET", f"/api/v1/scans/{scan_id}"), ("GET", f"/api/v1/scans/{scan_id}/findings"),
+                             ("GET", f"/api/v1/scans/{scan_id}/deployment-config"), ("GET", "/api/v1/scans"),
+                             ("POST", f"/api/v1/scans/{scan_id}/cancel"), ("POST", "/api/v1/scans/parallel"),
+                             ("GET", "/api/v1/connectors"), ("GET", "/api/tokens"), ("POST", "/api/workspaces"),
+                             ("GET", "/api/operations"), ("POST", "/api/scan/run"),
+                             ("POST", f"/api/v1/scans/{other_id}/report")):
+            error(worker.request(method, path, json={"type": "claim", "worker_id": "x"}), 403, "FORBIDDEN")
+    # the deployment-config: Admin and Member; a Viewer 403; another workspace 404; an in-cluster scan 409
+    error(a.viewer.get(f"/api/v1/scans/{scan_id}/deployment-config"), 403, "FORBIDDEN")
+    error(b.admin.get(f"/api/v1/scans/{scan_id}/deployment-config"), 404, "NOT_FOUND")
+    assert ok(a.admin.get(f"/api/v1/scans/{scan_id}/deployment-config"))["environment"]["AUTH_TOKEN"] != token
+    in_cluster_scan = ok(a.admin.post("/api/v1/scans/parallel", json={"connectors": [world["lake"]],
+                                                                      "type": "full"}), 201)["scan_id"]
+    error(a.admin.get(f"/api/v1/scans/{in_cluster_scan}/deployment-config"), 409, "CONFLICT")
+    # workspace B's token on A's report: 403 (no role but a worker's reports)
+    error(b.admin.post(report, json={"type": "claim", "worker_id": "x"}), 403, "FORBIDDEN")
+    # cancelled: both scans' tokens stop working at once (401)
+    for sid, cfg in ((scan_id, config), (other_id, other)):
+        ok(a.admin.post(f"/api/v1/scans/{sid}/cancel"))
+        with world["system"].client(cfg["environment"]["AUTH_TOKEN"]) as dead:
+            error(dead.post(cfg["environment"]["COORDINATOR_URL"], json={"type": "claim", "worker_id": "x"}), 401,
+                  "UNAUTHORIZED")
+    stored = Path(world["system"].db_path).read_bytes()
+    assert token.encode() not in stored  # hashed at rest
