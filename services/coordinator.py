@@ -31,7 +31,7 @@ from services.domain import lifecycle
 from services.domain.envelope import utcnow
 from services.domain.evaluation import unit_result_event
 from services.domain.kinds import kind_of
-from services.domain.kinds.sensitive import external
+from services.domain.kinds.sensitive import external, overdue
 from services.domain.watchdog import Reoffers, WorkMotion
 from services.settings import Topics
 
@@ -136,30 +136,42 @@ class Coordinator:
         records left (services.adapters.kafka.group_lag)."""
         now = self.clock()
         self.motion.observe(now, work_lag)
-        running = [state for scan_id, state in list(self.scans.items())
-                   if state and state["status"] == "running" and self.partition_of(scan_id) in owned_partitions
-                   and not external(state["request"])]  # a BYOC chunk's lease expires in the API instead
+        owned = [state for scan_id, state in list(self.scans.items())
+                 if state and state["status"] == "running" and self.partition_of(scan_id) in owned_partitions]
+        for state in owned:
+            for unit_id in overdue(state, self.now(), self.reoffers.after_s):
+                log.warning("unit %s: its scan's timeout passed with no worker on it; failing it", unit_id)
+                self._fail(state, unit_id, "the scan's timeout passed before a worker scanned this chunk")
+        running = [state for state in owned if not external(state["request"])]  # BYOC leases expire in the API
         max_offers = self.reoffers.max_offers
 
         def waiting(unit_id: str) -> bool:
             return self.motion.queued(self.work_partition_of(unit_id), now)
 
         for action, state, unit_id in self.reoffers.due(running, now, waiting):
-            unit = state["units"][unit_id]
-            cause = {"id": f"reoffer:{unit_id}", "subject": state["scan_id"], "workspaceid": state["workspace_id"],
-                     "correlationid": state["scan_id"]}
-            [work] = kind_of(state["request"]).work(cause, state["request"], [unit["plan"]], unit["attempt"])
             if action == "fail":
                 log.error("unit %s: no worker reported after %d offers; failing it", unit_id, max_offers)
-                self.publisher.publish(self.topics.scan_events, unit_result_event(
-                    work, work["data"], {}, {}, [f"no worker reported on the unit after {max_offers} offers"], 0))
+                self._fail(state, unit_id, f"no worker reported on the unit after {max_offers} offers")
             else:
                 log.warning("unit %s: no sign of life for %.0fs; offering it again", unit_id, self.reoffers.after_s)
-                self.publisher.publish(self.topics.work, work, key=unit_id)
+                self.publisher.publish(self.topics.work, self._work(state, unit_id), key=unit_id)
         try:
             await self.publisher.flush_async()
         except (DeliveryFailed, KafkaException) as exc:  # the broker is away: offered again next round
             log.warning("could not offer units again: %s", exc)
+
+    def _work(self, state: dict, unit_id: str) -> dict:
+        """A pending unit's work event again (the same id: a duplicate of it is harmless)."""
+        unit = state["units"][unit_id]
+        cause = {"id": f"reoffer:{unit_id}", "subject": state["scan_id"], "workspaceid": state["workspace_id"],
+                 "correlationid": state["scan_id"]}
+        [work] = kind_of(state["request"]).work(cause, state["request"], [unit["plan"]], unit["attempt"])
+        return work
+
+    def _fail(self, state: dict, unit_id: str, error: str) -> None:
+        """The unit's failure, as a worker would report it: it comes back here and may end the scan."""
+        work = self._work(state, unit_id)
+        self.publisher.publish(self.topics.scan_events, unit_result_event(work, work["data"], {}, {}, [error], 0))
 
     # -- writing ---------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from services.adapters.kafka import DeliveryFailed
 from services.coordinator import Coordinator
 from services.domain import contracts as c
 from services.domain.envelope import make_event
+from services.domain.kinds.sensitive import chunks
 from services.domain.watchdog import Reoffers
 from services.settings import Settings
 
@@ -314,3 +315,33 @@ def test_a_unit_waits_while_other_partitions_move_even_if_its_own_does_not():
     s.now += AFTER_S
     s.reoffer_round()
     assert [w["data"]["unit_id"] for w in s.publisher.published(TOPICS.work)] == ["s1.u0", "s1.u0"]
+
+
+def sensitive_scan(scan_id, requested_at, execution="byoc"):
+    data = {"scan_id": scan_id, "kind": "sensitive", "workspace_id": "w", "requested_by": "me",
+            "requested_at": requested_at, "type": "full",
+            "connectors": [{"id": "conn-a", "name": "A", "type": "local_dir", "config": {"path": "lake"}}],
+            "options": {"max_workers": 2, "timeout_minutes": 1, "execution": execution}}
+    return make_event(c.RUN_SCAN, scan_id, data, id=f"cmd-{scan_id}", source="test", workspace_id="w")
+
+
+def test_a_byoc_scans_chunks_wait_on_the_ledger_and_fail_once_its_timeout_passed_without_a_worker():
+    s = Setup()  # the coordinator's clock reads 2024-01-01T00:00:01Z
+    files = [{"connector_id": "conn-a", "name": f"f{i}.csv", "size": 1, "version": "v"} for i in range(4)]
+    s.coordinator.plan = lambda request: {"units": chunks(request["scan_id"], files, 2), "enumeration": {
+        "status": "complete", "total_enumerated": 4, "workers_requested": 2,
+        "connectors": [{"connector_id": "conn-a", "status": "listed", "files": 4, "error": None}]}}
+    s.handle(sensitive_scan("late", "2023-12-31T23:58:00.000Z"))  # deadline 23:59:00, past by more than AFTER_S
+    s.handle(sensitive_scan("fresh", "2024-01-01T00:00:00.000Z"))  # deadline 00:01:00, not yet
+    assert s.publisher.published(TOPICS.work) == []  # BYOC: no work for the in-cluster evaluators
+    offers = [e for e in s.publisher.published(TOPICS.scan_events) if e["type"] == c.CHUNK_OFFERED]
+    assert sorted(e["data"]["unit_id"] for e in offers) == ["fresh.c0", "fresh.c1", "late.c0", "late.c1"]
+    s.now = 10 * AFTER_S
+    s.reoffer_round()
+    assert s.publisher.published(TOPICS.work) == []  # a BYOC chunk is never offered to the evaluators
+    failed = [e for e in s.publisher.published(TOPICS.scan_events) if e["type"] == c.UNIT_FAILED]
+    assert sorted(e["data"]["unit_id"] for e in failed) == ["late.c0", "late.c1"]
+    assert "timeout passed" in failed[0]["data"]["error"]
+    for event in failed:
+        s.handle(event)
+    assert s.scans["late"]["status"] == "failed" and s.scans["fresh"]["status"] == "running"

@@ -78,6 +78,18 @@ def deadline(request: dict) -> str:
     return iso(requested + timedelta(minutes=request["options"].get("timeout_minutes", 120)))
 
 
+def overdue(state: dict, now: str, grace_s: float) -> list[str]:
+    """The chunks of a running sensitive-data scan still pending `grace_s` after its deadline: no worker
+    is on them (a running chunk stops reading at the deadline and reports within moments; a BYOC
+    chunk may have had no worker at all), so they fail and the scan ends with what it found."""
+    if state.get("kind") != "sensitive" or state["status"] != "running":
+        return []
+    due = datetime.fromisoformat(deadline(state["request"]).replace("Z", "+00:00")) + timedelta(seconds=grace_s)
+    if datetime.fromisoformat(now.replace("Z", "+00:00")) < due:
+        return []
+    return [unit_id for unit_id, unit in state["units"].items() if unit["status"] == "pending"]
+
+
 def baseline_versions(request: dict, files: list[dict], base: dict[str, dict[str, str]]) -> list[dict]:
     """An incremental scan's files, each marked unchanged when its version is its baseline's."""
     if request.get("type") != "incremental":
