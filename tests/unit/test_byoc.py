@@ -121,3 +121,14 @@ def test_a_worker_token_is_stored_hashed_and_knows_its_scans_status(db):
     assert token not in str([tuple(r) for r in db.execute("SELECT * FROM worker_tokens")])
     assert byoc_store.worker_token(db, token)["scan_id"] == "s"
     assert byoc_store.worker_token(db, token + "x") is None
+
+
+def test_the_image_a_deployment_config_names_builds_from_this_repository():
+    from pathlib import Path
+
+    from services.settings import Settings
+
+    root = Path(__file__).resolve().parents[2]
+    dockerfile, compose = (root / "Dockerfile").read_text(), (root / "compose.yaml").read_text()
+    assert 'ENTRYPOINT ["scanledger"]' in dockerfile and 'CMD ["scan-worker"]' in dockerfile
+    assert f"image: {Settings().worker_image}" in compose and "scan-worker:" in compose
