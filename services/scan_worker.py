@@ -189,5 +189,9 @@ def main_from_env() -> int:
     if missing:
         raise SystemExit(f"scan-worker needs {', '.join(missing)} (GET /api/v1/scans/:id/deployment-config"
                          " gives them)")
-    return run(os.environ["SCAN_ID"], os.environ["COORDINATOR_URL"], os.environ["AUTH_TOKEN"],
-               os.environ.get("WORKER_ID"))
+    try:
+        return run(os.environ["SCAN_ID"], os.environ["COORDINATOR_URL"], os.environ["AUTH_TOKEN"],
+                   os.environ.get("WORKER_ID"))
+    except RuntimeError as exc:  # the API refused or stayed away: say so, no traceback; the lease passes on
+        log.error("scan-worker stopped: %s", exc)
+        return 1
