@@ -7,14 +7,22 @@ the coordinator's table stays co-partitioned with commands and scan events.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import logging
 import threading
+import time
+from contextvars import ContextVar
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
+from services.domain.delivery import Batch, producer_stalled
 from services.domain.envelope import encode, headers
 from services.settings import Settings
+
+log = logging.getLogger("scanledger.kafka")
 
 WEEK_MS = 7 * 24 * 3600 * 1000
 COMMAND_TIMESTAMPS = {"message.timestamp.type": "LogAppendTime"}
@@ -73,10 +81,28 @@ class DeliveryFailed(Exception):
     pass
 
 
-class Publisher:
-    """acks=all, idempotent producer of CloudEvents; flush() raises if anything was lost."""
+# A producer that holds messages and delivered none for this long while the broker answers is
+# replaced (docs/decisions.md, "A worker's producer stalled after a broker restart").
+STALL_S = 30.0
+STATS_INTERVAL_MS = 5000  # librdkafka statistics, kept for the log line of a stalled producer
+RETIRED_FLUSH_S = 2.0
+PROBE_S = 5.0  # how long a stalled producer's metadata request may take to show the broker answers
 
-    def __init__(self, settings: Settings, **overrides: Any):
+
+class Publisher:
+    """acks=all, idempotent producer of CloudEvents, shared by the tasks and threads of a process.
+
+    flush() waits for the messages the calling task (or thread) published since its last
+    flush and raises DeliveryFailed if any is undelivered or failed: one caller's failure is
+    never reported to (and swallowed by) another. A producer with messages waiting that
+    delivered none for `stall_s` while the broker answers is stuck (a broker restart once left
+    the worker's idempotent producer so for minutes): the flush that finds it so replaces it
+    with a new producer and purges the old one, so every message it held is reported failed
+    to its caller, who sends again (event ids are deterministic: a copy that did land is
+    a duplicate every consumer drops).
+    """
+
+    def __init__(self, settings: Settings, stall_s: float = STALL_S, **overrides: Any):
         config = {
             "bootstrap.servers": settings.bootstrap_servers,
             "acks": "all",
@@ -86,49 +112,168 @@ class Publisher:
             "compression.type": "lz4",
             "batch.num.messages": 10000,
             "queue.buffering.max.messages": 500000,
+            "statistics.interval.ms": STATS_INTERVAL_MS,
         }
         config.update(overrides)
-        self._producer = Producer(config)
-        self._errors: list[str] = []
+        self._config = config
+        self.stall_s = stall_s
+        self.probe_s = PROBE_S
+        self.replaced = 0  # producers replaced after a stall
         self._lock = threading.Lock()
+        self._retired: list[Producer] = []  # replaced, purged, polled until their reports are served
+        self._stats = ""
+        # The messages the current task or thread published since its last flush, with their
+        # delivery callback (services.domain.delivery). A context variable: asyncio.to_thread copies
+        # it, so a coroutine that publishes and then flushes in a thread waits for its own batch;
+        # each task starts without one.
+        self._batch: ContextVar[tuple[Batch, Any] | None] = ContextVar(f"publisher-{id(self)}", default=None)
+        self._producer = self._new_producer()
 
-    def _on_delivery(self, err, _msg) -> None:
-        if err is not None:
+    def _new_producer(self) -> Producer:
+        self._waiting_since = self._last_delivered = time.monotonic()
+        return Producer({**self._config, "stats_cb": self._on_stats})
+
+    def _on_stats(self, stats: str) -> None:
+        self._stats = stats
+
+    def _current_batch(self) -> tuple[Batch, Any]:
+        """The caller's open batch and its delivery callback (a new pair after a flush)."""
+        current = self._batch.get()
+        if current is None or current[0].closed:
+            batch = Batch()
+            current = (batch, self._reporter(batch))
+            self._batch.set(current)
+        return current
+
+    def _reporter(self, batch: Batch):
+        def on_delivery(err, _msg) -> None:
             with self._lock:
-                self._errors.append(str(err))
+                batch.settled(None if err is None else str(err))
+                if err is None:
+                    self._last_delivered = time.monotonic()
+        return on_delivery
 
-    def publish(self, topic: str, event: dict, key: str | None = None) -> None:
-        value = encode(event)
-        key_bytes = (key or event["subject"]).encode()
+    def _produce(self, topic: str, value: bytes | None, key: bytes | None, hdrs) -> None:
+        batch, on_delivery = self._current_batch()
+        with self._lock:
+            batch.sent()
         while True:
+            producer = self._producer
+            if len(producer) == 0:  # idle until now: its messages wait from here
+                self._waiting_since = time.monotonic()
             try:
-                self._producer.produce(topic, value=value, key=key_bytes, headers=headers(event),
-                                       on_delivery=self._on_delivery)
+                producer.produce(topic, value=value, key=key, headers=hdrs, on_delivery=on_delivery)
                 break
             except BufferError:
-                self._producer.poll(0.05)  # local queue full: let deliveries drain
-        self._producer.poll(0)
+                producer.poll(0.05)  # local queue full: let deliveries drain
+            except KafkaException as exc:
+                if not exc.args[0].fatal():
+                    with self._lock:
+                        batch.pending -= 1
+                    raise
+                # an idempotent producer that failed fatally refuses every later message
+                self._replace(producer, f"it failed fatally: {exc.args[0]}")
+            except BaseException:
+                with self._lock:
+                    batch.pending -= 1
+                raise
+        producer.poll(0)
+
+    def publish(self, topic: str, event: dict, key: str | None = None) -> None:
+        self._produce(topic, encode(event), (key or event["subject"]).encode(), headers(event))
 
     def publish_raw(self, topic: str, value: bytes | None, key: bytes | None,
                     headers: list[tuple[str, bytes]] | None = None) -> None:
         """Produce bytes as they are (the dead-letter topic keeps a poison record unchanged)."""
-        while True:
-            try:
-                self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery)
-                break
-            except BufferError:
-                self._producer.poll(0.05)
-        self._producer.poll(0)
+        self._produce(topic, value, key, headers)
+
+    def _serve(self, timeout: float) -> None:
+        """Serve delivery reports: the current producer's, and those a replaced one still owes."""
+        for old in list(self._retired):
+            old.poll(0)
+            if len(old) == 0:
+                with self._lock:
+                    if old in self._retired:
+                        self._retired.remove(old)
+        self._producer.poll(timeout)
 
     def flush(self, timeout: float = 60) -> None:
-        remaining = self._producer.flush(timeout)
+        """Wait until the caller's messages since its last flush are acked; DeliveryFailed if one is
+        not by the timeout or failed (each failure is reported once; an undelivered message is
+        waited for again by the next flush)."""
+        current = self._batch.get()
+        if current is None or current[0].closed:
+            self._serve(0)
+            return
+        batch = current[0]
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                pending = batch.pending
+            left = deadline - time.monotonic()
+            if pending <= 0 or left <= 0:
+                break
+            self._serve(min(left, 0.1))
+        note = ""
+        if pending > 0 and (stuck := self._stalled()) is not None:
+            note = self._replace(stuck, f"it delivered nothing for {self.stall_s:.0f} s with messages waiting "
+                                        "while the broker answers")
+            self._serve(0)
         with self._lock:
-            errors, self._errors = self._errors, []
-        if remaining or errors:
-            raise DeliveryFailed(f"{remaining} messages undelivered; errors: {errors[:3]}")
+            pending, errors, batch.errors = batch.pending, batch.errors, []
+            if pending <= 0:
+                batch.closed = True
+        if pending > 0 or errors:
+            raise DeliveryFailed(f"{max(pending, 0)} messages undelivered; errors: {errors[:3]}{note}")
 
     async def flush_async(self, timeout: float = 60) -> None:
         await asyncio.to_thread(self.flush, timeout)
+
+    def _stalled(self) -> Producer | None:
+        """The current producer if it is stuck: messages wait, none was delivered for stall_s, and
+        the broker answers (so the producer, not the broker, is what does not move)."""
+        producer = self._producer
+        with self._lock:
+            since, delivered = self._waiting_since, self._last_delivered
+        if not producer_stalled(len(producer), since, delivered, time.monotonic(), self.stall_s):
+            return None
+        try:
+            producer.list_topics(timeout=self.probe_s)
+        except KafkaException:
+            return None
+        return producer
+
+    def _replace(self, old: Producer, why: str) -> str:
+        """A new producer takes over; the old one's messages are purged (reported failed)."""
+        with self._lock:
+            if self._producer is not old:  # another caller replaced it already
+                return "; the producer was stuck and has been replaced"
+            self._producer = self._new_producer()
+            self._retired.append(old)
+            self.replaced += 1
+        state = describe_stats(self._stats)
+        log.error("replacing the producer: %s; its %d messages are reported failed (their callers send them "
+                  "again). Its state: %s", why, len(old), state)
+        with contextlib.suppress(KafkaException, RuntimeError):
+            old.purge(in_queue=True, in_flight=True, blocking=True)
+        old.flush(RETIRED_FLUSH_S)  # serves the purge reports: each batch learns its messages failed
+        return f"; the producer was stuck ({state}) and was replaced"
+
+
+def describe_stats(raw: str) -> str:
+    """What librdkafka's last statistics say of a stuck producer: its idempotence state and its
+    broker connections (state, requests waiting, messages queued and in flight)."""
+    try:
+        stats = json.loads(raw)
+    except ValueError:
+        return "no statistics"
+    eos = stats.get("eos", {})
+    brokers = [f"{b.get('name')}: {b.get('state')}, outbuf {b.get('outbuf_msg_cnt')}, "
+               f"waitresp {b.get('waitresp_msg_cnt')}" for b in stats.get("brokers", {}).values()
+               if b.get("nodeid", -1) >= 0]
+    return (f"idempotence {eos.get('idemp_state')} for {eos.get('idemp_stateage', 0) / 1e6:.1f} s, "
+            f"PID {eos.get('producer_id')}/{eos.get('producer_epoch')}; msg_cnt {stats.get('msg_cnt')}; "
+            f"brokers: {'; '.join(brokers) or 'none'}")
 
 
 def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:

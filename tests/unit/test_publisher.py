@@ -1,0 +1,88 @@
+"""The shared Publisher without a broker: each caller hears of its own failures only, an outage
+is not a stall, and a stuck producer is replaced with its messages reported failed
+(services/adapters/kafka.py, services/domain/delivery.py)."""
+import threading
+
+import pytest
+
+from harness.system import free_port
+from services.adapters.kafka import DeliveryFailed, Publisher, describe_stats
+from services.domain.delivery import Batch, producer_stalled
+from services.settings import Settings
+
+
+def event(n: int = 0) -> dict:
+    return {"id": f"e{n}", "subject": "s1", "type": "scanledger.test.v1", "source": "t", "specversion": "1.0",
+            "time": "2026-01-01T00:00:00Z", "data": {"n": n}}
+
+
+def nobody_listens(**overrides) -> Publisher:
+    return Publisher(Settings(kafka_bootstrap=f"127.0.0.1:{free_port()}"), **{"log_level": 0, **overrides})
+
+
+def test_a_producer_is_stalled_only_with_messages_waiting_and_nothing_delivered_for_the_bound():
+    assert not producer_stalled(0, waiting_since=0, last_delivered=0, now=100, after_s=30)  # idle
+    assert producer_stalled(3, waiting_since=0, last_delivered=0, now=30, after_s=30)
+    assert not producer_stalled(3, waiting_since=0, last_delivered=10, now=30, after_s=30)  # delivered lately
+    assert not producer_stalled(3, waiting_since=10, last_delivered=0, now=30, after_s=30)  # busy since 10 only
+
+
+def test_a_batch_counts_its_own_reports():
+    batch = Batch()
+    batch.sent(), batch.sent()
+    batch.settled(None)
+    batch.settled("Local: Message timed out")
+    assert batch.pending == 0 and batch.errors == ["Local: Message timed out"] and not batch.closed
+
+
+def test_a_flush_reports_the_callers_failures_not_another_callers():
+    publisher = nobody_listens(**{"message.timeout.ms": 300})
+    publisher.publish("t.events", event())
+    other: list[BaseException | None] = []
+
+    def another_caller() -> None:  # a thread has a context of its own: nothing published there
+        try:
+            publisher.flush(2)
+            other.append(None)
+        except DeliveryFailed as exc:
+            other.append(exc)
+
+    thread = threading.Thread(target=another_caller)
+    thread.start()
+    thread.join()
+    with pytest.raises(DeliveryFailed, match="timed out"):
+        publisher.flush(5)
+    assert other == [None]
+    publisher.flush(1)  # reported once: nothing new since
+
+
+def test_an_unreachable_broker_is_an_outage_not_a_stall():
+    publisher = nobody_listens(stall_s=0.1)
+    publisher.probe_s = 0.5
+    publisher.publish("t.events", event())
+    with pytest.raises(DeliveryFailed, match="1 messages undelivered"):
+        publisher.flush(0.5)
+    assert publisher.replaced == 0  # the producer is not what is stuck
+    with pytest.raises(DeliveryFailed):  # still undelivered: waited for again
+        publisher.flush(0.2)
+
+
+def test_a_stuck_producer_is_replaced_and_its_messages_reported_failed(monkeypatch):
+    publisher = nobody_listens(stall_s=0.1)
+    stuck = publisher._producer
+    monkeypatch.setattr(publisher, "_stalled", lambda: publisher._producer)  # as if the broker answered
+    publisher.publish("t.events", event(1))
+    publisher.publish("t.events", event(2))
+    with pytest.raises(DeliveryFailed, match="replaced"):
+        publisher.flush(0.3)
+    assert publisher.replaced == 1 and publisher._producer is not stuck and len(stuck) == 0
+    publisher.flush(0.1)  # the purged messages were reported (and sent again by the caller's retry)
+
+
+def test_the_statistics_of_a_stuck_producer_are_summed_up():
+    raw = ('{"msg_cnt": 4, "eos": {"idemp_state": "WaitPID", "idemp_stateage": 95000000, "producer_id": -1, '
+           '"producer_epoch": -1}, "brokers": {"b": {"name": "127.0.0.1:9092/1", "nodeid": 1, "state": "UP", '
+           '"outbuf_msg_cnt": 0, "waitresp_msg_cnt": 0}, "i": {"name": ":0/internal", "nodeid": -1}}}')
+    assert describe_stats(raw) == ("idempotence WaitPID for 95.0 s, PID -1/-1; msg_cnt 4; "
+                                   "brokers: 127.0.0.1:9092/1: UP, outbuf 0, waitresp 0")
+    assert describe_stats("") == "no statistics"
