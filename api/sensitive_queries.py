@@ -183,6 +183,7 @@ def scan_view(db, row, now: datetime | None = None) -> dict:
         "status": SEED_STATUS[shown],
         "type": row["type"],
         "connectors": orjson.loads(row["connectors"]),
+        "options": scan_options(orjson.loads(row["options"])),
         "progress": {"files_total": total, "files_processed": processed, "files_failed": files["failed"],
                      "findings_count": found,
                      "percent_complete": math.floor(100 * processed / total) if total else (100 if finished else 0),
@@ -203,11 +204,17 @@ def scan_view(db, row, now: datetime | None = None) -> dict:
     return out
 
 
+def scan_options(opts: dict) -> dict:
+    """The options a scan runs with, as the request recorded them (llm_assist false for a scan from before it)."""
+    return {"llm_assist": False, **opts}
+
+
 def pending_view(request: dict) -> dict:
     """A scan accepted on the ledger that the coordinator has not taken up yet: queued, nothing counted."""
     opts = request["options"]
     return {"scan_id": request["scan_id"], "status": "queued", "type": request.get("type", "full"),
             "connectors": [s["id"] for s in request["connectors"]],
+            "options": scan_options(opts),
             "progress": {"files_total": 0, "files_processed": 0, "files_failed": 0, "findings_count": 0,
                          "percent_complete": 0, "elapsed_seconds": 0, "estimated_remaining_seconds": None},
             "coverage": coverage(target=opts.get("coverage_target", 1.0),
@@ -222,4 +229,7 @@ def finding_view(row) -> dict:
     return {"finding_id": row["finding_id"], "connector_id": row["connector_id"], "file": row["file"],
             "location": location, "offset": {"start": row["start"], "end": row["end_"]},
             "detector": row["detector"], "family": row["family"], "confidence": row["confidence"],
-            "masked_sample": row["masked"], "found_at": row["found_at"]}
+            "masked_sample": row["masked"], "found_at": row["found_at"],
+            # LLM Assist: null unless the scan asked for it and this finding was below the threshold
+            "llm_verdict": row["llm_verdict"], "llm_confidence": row["llm_confidence"], "llm_model": row["llm_model"],
+            "detector_confidence": row["detector_confidence"]}

@@ -71,10 +71,14 @@ def _parse(data: dict) -> ParallelScanBody:
         raise validation_error(exc) from None
     if len(set(body.connectors)) != len(body.connectors):
         raise ApiError(400, "Invalid request body", [{"path": ["connectors"], "message": "Each connector once"}])
-    if body.options.llm_assist:
-        raise ApiError(422, "LLM Assist is not available yet: send llm_assist false (or leave it out) to scan"
-                       " with the detectors alone", [{"path": ["options", "llm_assist"], "message": "Not available"}])
     return body
+
+
+def _llm_available(settings) -> None:
+    """llm_assist needs an endpoint configured (SCANLEDGER_LLM_*): else a 422 saying what to set."""
+    problem = settings.llm_unconfigured()
+    if problem:
+        raise ApiError(422, problem, [{"path": ["options", "llm_assist"], "message": "No LLM endpoint configured"}])
 
 
 def _snapshots(db, workspace_id: str, ids: list[str], incremental: bool) -> tuple[dict, dict]:
@@ -104,12 +108,14 @@ async def start_parallel_scan(request: Request):
 
     async def handler():
         body = _parse(await json_body(request))
+        if body.options.llm_assist:
+            _llm_available(request.app.state.settings)
         db = request.app.state.db
         snapshots, versions = await run_db(request, _snapshots, db, principal.workspace_id, body.connectors,
                                            body.type == "incremental")
         if versions:  # the watermark's versions by reference: a large connector's would not fit in a command
             snapshots["baseline_blob"] = await run_in_threadpool(request.app.state.blobs.put, orjson.dumps(versions))
-        options = body.options.model_dump(exclude={"llm_assist"})
+        options = body.options.model_dump()
         scan_request = c.SensitiveScanRequest(
             scan_id=f"scan-{new_id()}", kind="sensitive", workspace_id=principal.workspace_id,
             requested_by=principal.user, requested_at=utcnow(), type=body.type, options=options,

@@ -31,7 +31,9 @@ from services.domain import contracts as c
 from services.domain.detectors import Engine, Finding
 from services.domain.envelope import deterministic_id, follow, iso
 from services.domain.kinds.sensitive import baseline_versions, chunks
+from services.domain.llm_review import Verdict, adjusted_confidence
 from services.domain.vocabulary import EVALUATOR_SOURCE as SOURCE
+from services.llm_assist import Reviewer
 from services.settings import Settings
 
 log = logging.getLogger("scanledger.sensitive")
@@ -227,6 +229,7 @@ def run_chunk(message: dict, blobs, publisher: Publisher, settings: Settings,
     engine, limits = Engine(), Limits()
     connectors = _Connectors(work, message["workspaceid"], settings)
     ahead = _ReadAhead(connectors, limits, groups(files))
+    reviewer = Reviewer.for_work(work, settings)  # LLM Assist: None unless the scan asked for it
     publisher.publish(topics.scan_events, _progress(message, 0, len(files)))
     last = time.monotonic()
     try:
@@ -246,6 +249,7 @@ def run_chunk(message: dict, blobs, publisher: Publisher, settings: Settings,
                 scanned = iter(scan_group(connectors, [f for f in group if not f.get("unchanged")], engine, limits,
                                           ahead.reads()))
                 outcomes = [("skipped", UNCHANGED, 0, []) if f.get("unchanged") else next(scanned) for f in group]
+            verdicts = reviewer.review(group, outcomes, finding_id) if reviewer else {}  # before publishing
             for i, (file, (status, reason, size, findings)) in enumerate(zip(group, outcomes, strict=True),
                                                                             start=first):
                 ids = set()
@@ -255,7 +259,8 @@ def run_chunk(message: dict, blobs, publisher: Publisher, settings: Settings,
                         continue
                     ids.add(fid)
                     by_detector[f.detector] = by_detector.get(f.detector, 0) + 1
-                    publisher.publish(topics.findings, _finding(message, fid, file, f))
+                    publisher.publish(topics.findings, _finding(message, fid, file, f, verdicts.get(fid),
+                                                                reviewer and reviewer.model))
                 counts[status] += 1
                 counts["unchanged"] += reason == UNCHANGED
                 publisher.publish(topics.scan_events, follow(message, c.FILE_OUTCOME, c.FileOutcome(
@@ -271,6 +276,8 @@ def run_chunk(message: dict, blobs, publisher: Publisher, settings: Settings,
     finally:
         ahead.close()  # no read is left using a connector
         connectors.close()
+        if reviewer:
+            reviewer.close()
     publisher.flush()  # the findings and outcomes are on the ledger before the result that counts them
     publisher.publish(topics.scan_events, follow(message, c.UNIT_COMPLETED, c.UnitCompleted(
         scan_id=work["scan_id"], unit_id=work["unit_id"], attempt=attempt, record_count=counts["scanned"],
@@ -288,10 +295,15 @@ def _progress(cause: dict, done: int, total: int) -> dict:
                   id=deterministic_id(c.UNIT_PROGRESSED, work["unit_id"], attempt, done), source=SOURCE)
 
 
-def _finding(cause: dict, fid: str, file: dict, f: Finding) -> dict:
+def _finding(cause: dict, fid: str, file: dict, f: Finding, verdict: Verdict | None = None,
+             model: str | None = None) -> dict:
     scan_id = cause["data"]["scan_id"]
+    llm = {} if verdict is None else {  # LLM Assist's second opinion (services.domain.llm_review)
+        "llm_verdict": verdict.verdict, "llm_confidence": verdict.llm_confidence, "detector_confidence": f.confidence,
+        "llm_model": model if verdict.llm_confidence is not None else None}
     return follow(cause, c.FINDING_DETECTED, c.FindingDetected(
         finding_id=fid, scan_id=scan_id, unit_id=cause["data"]["unit_id"], connector_id=file["connector_id"],
         file=file["name"], row=f.row, column=f.column, line=f.line, start=f.start, end=f.end, detector=f.detector,
-        family=f.family, confidence=f.confidence, masked=f.masked,
+        family=f.family, confidence=adjusted_confidence(f.confidence, verdict) if verdict else f.confidence,
+        masked=f.masked, **llm,
     ).model_dump(), id=deterministic_id(c.FINDING_DETECTED, scan_id, fid), source=SOURCE)

@@ -112,6 +112,17 @@ class Settings:
     worker_lease_s: float = 30.0
     worker_image: str = "scanledger/scan-worker:0.1.0"
     public_url: str | None = None
+    # LLM Assist (llm_assist: true): an OpenAI-compatible chat-completions endpoint (its base URL: requests go
+    # to {llm_base_url}/chat/completions), the model, and the NAME of the environment variable holding its API
+    # key (the key itself is read when a request is sent and kept nowhere). No base URL or model: a 422.
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key_env: str | None = None
+    # Findings with a detector confidence below this get a second opinion; this many per request.
+    llm_confidence_threshold: float = 0.9
+    llm_batch_size: int = 20
+    llm_timeout_s: float = 30.0
+    llm_max_attempts: int = 3
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -156,8 +167,32 @@ class Settings:
             worker_lease_s=_float("SCANLEDGER_WORKER_LEASE_SECONDS", 30.0),
             worker_image=os.environ.get("SCANLEDGER_WORKER_IMAGE") or "scanledger/scan-worker:0.1.0",
             public_url=(os.environ.get("SCANLEDGER_PUBLIC_URL") or "").strip().rstrip("/") or None,
+            llm_base_url=(os.environ.get("SCANLEDGER_LLM_BASE_URL") or "").strip().rstrip("/") or None,
+            llm_model=(os.environ.get("SCANLEDGER_LLM_MODEL") or "").strip() or None,
+            llm_api_key_env=(os.environ.get("SCANLEDGER_LLM_API_KEY_ENV") or "").strip() or None,
+            llm_confidence_threshold=_float("SCANLEDGER_LLM_CONFIDENCE_THRESHOLD", 0.9),
+            llm_batch_size=_int("SCANLEDGER_LLM_BATCH_SIZE", 20),
+            llm_timeout_s=_float("SCANLEDGER_LLM_TIMEOUT", 30.0),
+            llm_max_attempts=_int("SCANLEDGER_LLM_MAX_ATTEMPTS", 3),
         )
         return replace(settings, **overrides) if overrides else settings
+
+    def llm_unconfigured(self) -> str | None:
+        """Why LLM Assist cannot run with these settings (what to set), or None when it can."""
+        missing = [name for name, value in (("SCANLEDGER_LLM_BASE_URL", self.llm_base_url),
+                                            ("SCANLEDGER_LLM_MODEL", self.llm_model)) if not value]
+        if missing:
+            return (f"LLM Assist needs an OpenAI-compatible chat-completions endpoint: set {' and '.join(missing)}"
+                    " (e.g. SCANLEDGER_LLM_BASE_URL=https://api.openai.com/v1, SCANLEDGER_LLM_MODEL=gpt-4o-mini)"
+                    " and, if it needs a key, SCANLEDGER_LLM_API_KEY_ENV to the name of the environment variable"
+                    " holding it, for the API and worker processes; or send llm_assist false")
+        if urlsplit(self.llm_base_url).scheme not in ("http", "https"):
+            return "LLM Assist: SCANLEDGER_LLM_BASE_URL must be an http(s) URL (e.g. https://api.openai.com/v1)"
+        if self.llm_api_key_env and not os.environ.get(self.llm_api_key_env):
+            return (f"LLM Assist: SCANLEDGER_LLM_API_KEY_ENV names {self.llm_api_key_env}, which is not set:"
+                    " set it to the endpoint's API key (or unset SCANLEDGER_LLM_API_KEY_ENV for an endpoint"
+                    " without one)")
+        return None
 
     @property
     def bootstrap_servers(self) -> str:

@@ -112,6 +112,7 @@ class SensitiveScanOptions(Contract):
     timeout_minutes: int = 120
     coverage_target: float = 1.0
     coverage_strategy: Literal["best_effort", "strict"] = "best_effort"
+    llm_assist: bool = False  # low-confidence findings get a second opinion (services.domain.llm_review)
     # byoc: the chunks wait for workers the customer runs (scanledger scan-worker), not the in-cluster evaluators
     execution: Literal["in_cluster", "byoc"] = "in_cluster"
 
@@ -343,6 +344,7 @@ class WorkUnit(Contract):
     connectors: list[ConnectorSnapshot] | None = None  # a sensitive chunk: its scan's connectors (files in `blob`)
     start_index: int | None = None
     deadline: str | None = None  # a sensitive chunk: files not reached by then are skipped (timeout_minutes)
+    llm_assist: bool = False  # a sensitive chunk: its scan asked for LLM Assist
 
 
 # --- findings (topic: violations, key: scan id) ---
@@ -371,7 +373,13 @@ class FindingDetected(Contract):
     """A sensitive value in a file: where, what, how sure, masked (never the raw value).
 
     `finding_id` is a function of the connector, file, location, detector and offset alone, so a
-    retried chunk, a restarted worker or a replay re-emits the same finding, counted once."""
+    retried chunk, a restarted worker or a replay re-emits the same finding, counted once.
+
+    LLM Assist (a scan with llm_assist): a finding below the confidence threshold carries `llm_verdict`
+    (confirmed, rejected, or not_reviewed when the endpoint gave no usable answer), the model's
+    `llm_confidence` and `llm_model`, and `detector_confidence`; `confidence` is then the adjusted one
+    (services.domain.llm_review.adjusted_confidence). A rejected finding stays a finding. Without a
+    review these four are null and `confidence` is the detector's."""
     finding_id: str
     scan_id: str
     unit_id: str
@@ -386,6 +394,10 @@ class FindingDetected(Contract):
     family: str
     confidence: float
     masked: str
+    llm_verdict: Literal["confirmed", "rejected", "not_reviewed"] | None = None
+    llm_confidence: float | None = None
+    llm_model: str | None = None
+    detector_confidence: float | None = None
 
 
 def _t(name: str) -> str:

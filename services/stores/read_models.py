@@ -85,6 +85,7 @@ CREATE TABLE IF NOT EXISTS rm_sensitive_findings (
     scan_id TEXT NOT NULL, finding_id TEXT NOT NULL, connector_id TEXT NOT NULL, file TEXT NOT NULL,
     row INTEGER, col TEXT, line INTEGER, start INTEGER NOT NULL, end_ INTEGER NOT NULL, detector TEXT NOT NULL,
     family TEXT NOT NULL, confidence REAL NOT NULL, masked TEXT NOT NULL, found_at TEXT NOT NULL,
+    llm_verdict TEXT, llm_confidence REAL, llm_model TEXT, detector_confidence REAL,
     PRIMARY KEY (scan_id, finding_id));
 CREATE TABLE IF NOT EXISTS rm_processed_events (event_id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS projector_offsets (
@@ -97,8 +98,18 @@ TABLES: tuple[str, ...] = tuple(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", 
 BOOKKEEPING = ("rm_processed_events", "projector_offsets")  # the projector's own, no read model's
 
 
+# Columns a table gained after it first shipped, added to an older database's table when the projector
+# starts (its rows get NULL: what an event from before the column carries).
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("rm_sensitive_findings", "llm_verdict", "TEXT"), ("rm_sensitive_findings", "llm_confidence", "REAL"),
+    ("rm_sensitive_findings", "llm_model", "TEXT"), ("rm_sensitive_findings", "detector_confidence", "REAL"))
+
+
 def create(conn) -> None:
     conn.executescript(SCHEMA)
+    for table, column, decl in ADDED_COLUMNS:
+        if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
 
 def drop(conn) -> None:

@@ -187,7 +187,8 @@ def test_bad_requests(world):
         assert body_["details"], body
     r = error(admin.post("/api/v1/scans/parallel", json={**good, "options": {"llm_assist": True}}), 422,
               "UNPROCESSABLE_ENTITY")
-    assert "LLM Assist is not available yet" in r["message"]
+    assert "SCANLEDGER_LLM_BASE_URL and SCANLEDGER_LLM_MODEL" in r["message"]  # no endpoint configured: what to set
+    assert r["details"] == [{"path": ["options", "llm_assist"], "message": "No LLM endpoint configured"}]
     error(world["a"].viewer.post("/api/v1/scans/parallel", json=good), 403, "FORBIDDEN")
     error(world["b"].admin.post("/api/v1/scans/parallel", json=good), 400, "VALIDATION_ERROR")  # not B's
     for path in ("/api/v1/scans/scan-nope", "/api/v1/scans/scan-nope/workers", "/api/v1/scans/scan-nope/findings"):
