@@ -26,6 +26,7 @@ import csv
 import io
 import os
 import sqlite3
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -202,14 +203,27 @@ class LocalDirConnector(Connector):
         if not self.path.is_dir():
             raise ConnectorError(f'directory "{self.path.name}" is gone', 409, "missing")
         inside = self.path.resolve()
-        for p in sorted(self.path.rglob("*")):
-            name = p.relative_to(self.path).as_posix()
+        # os.walk and DirEntry, not rglob and Path: a listing of 100k files took 11 s in pathlib's
+        # per-file resolve and sort. Linked directories are not followed (as rglob); a linked file
+        # counts only if it resolves inside the directory. Ordered by path components, as before.
+        found = []
+        for top, dirs, files in os.walk(self.path):
+            dirs.sort()
+            base = os.path.relpath(top, self.path)
+            parts = () if base == "." else tuple(Path(base).parts)
+            found += [((*parts, f), top, f) for f in files]
+        found.sort()
+        for parts, top, file in found:
+            name = "/".join(parts)
             if not selected(name, prefixes, extensions):
                 continue
+            path = os.path.join(top, file)
             try:
-                if not p.is_file() or inside not in p.resolve().parents:  # a link out of the directory is not its file
+                st = os.stat(path)  # follows a link: its target's size and mtime
+                if not stat.S_ISREG(st.st_mode):
                     continue
-                st = p.stat()
+                if os.path.islink(path) and inside not in Path(path).resolve().parents:  # a link out of the directory
+                    continue
             except OSError:  # gone or unreadable since the walk saw it: the read will say which
                 continue
             yield Resource(name, st.st_size, iso(st.st_mtime))

@@ -73,6 +73,18 @@ def test_a_directory_lists_every_file_with_size_and_mtime(lake, tmp_path_factory
                                                                                                    "notes.txt"]
 
 
+def test_a_listing_is_ordered_by_path_and_does_not_follow_linked_directories(tmp_path, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("elsewhere")
+    (outside / "far.csv").write_text("x\n")
+    for name in ("a.txt", "a/c/d.txt", "a/b.txt", "a-b.txt", "z.csv", "a/inner.csv"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x\n")
+    (tmp_path / "a" / "linked").symlink_to(outside)  # a directory elsewhere: never walked into
+    (tmp_path / "a" / "alias.txt").symlink_to(tmp_path / "z.csv")  # a link to a file inside: its target's
+    assert [r.name for r in LocalDirConnector(tmp_path).list_resources()] == [
+        "a/alias.txt", "a/b.txt", "a/c/d.txt", "a/inner.csv", "a-b.txt", "a.txt", "z.csv"]
+
+
 def test_a_directory_reads_bytes_streams_and_tables(lake):
     conn = LocalDirConnector(lake)
     assert conn.read_bytes("notes.txt") == b"Call 555-0100"
