@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import lru_cache
 from typing import Annotated, Literal
 
 import orjson
@@ -151,16 +152,12 @@ async def deployment_config(request: Request):
 
 async def chunk_files(request: Request, work: dict) -> list[dict]:
     """A chunk's files (in the blob store, by reference from its work), kept at hand for its reports."""
-    cache: dict = request.app.state.__dict__.setdefault("chunk_files", {})
-    blob = work.get("blob")
-    if not blob:
-        return []
-    if blob not in cache:
-        files = orjson.loads(await run_in_threadpool(request.app.state.blobs.get, blob))
-        while len(cache) >= FILES_CACHE:
-            cache.pop(next(iter(cache)))
-        cache[blob] = files
-    return cache[blob]
+    return await run_in_threadpool(_files, request.app.state.blobs, work["blob"]) if work.get("blob") else []
+
+
+@lru_cache(maxsize=FILES_CACHE)
+def _files(blobs, blob: str) -> list[dict]:
+    return orjson.loads(blobs.get(blob))
 
 
 # --- report ---
