@@ -28,8 +28,9 @@ from services.adapters.connectors import Connector, ConnectorError, ResourceErro
 from services.adapters.file_cells import SKIP_TOO_BIG, FileScan, Limits, scan_files
 from services.adapters.kafka import Publisher
 from services.domain import contracts as c
+from services.domain.chunk_reports import event_id, finding_key
 from services.domain.detectors import Engine, Finding
-from services.domain.envelope import deterministic_id, follow, iso
+from services.domain.envelope import follow, iso
 from services.domain.kinds.sensitive import baseline_versions, chunks
 from services.domain.llm_review import Verdict, adjusted_confidence
 from services.domain.vocabulary import EVALUATOR_SOURCE as SOURCE
@@ -82,8 +83,13 @@ def plan_sensitive(request: dict, blobs, settings: Settings) -> dict:
 
 
 def finding_id(connector_id: str, name: str, f: Finding) -> str:
-    """The same value at the same place is the same finding, whichever run or attempt found it."""
-    return deterministic_id("finding", connector_id, name, f.row, f.column, f.line, f.detector, f.start)
+    """The same value at the same place is the same finding, whichever run, attempt or worker found it."""
+    return finding_key(connector_id, name, f.row, f.column, f.line, f.detector, f.start)
+
+
+def _event(cause: dict, type_: str, data: dict) -> dict:
+    """A chunk's report event, its id a function of its data (as the API gives a BYOC worker's)."""
+    return follow(cause, type_, data, id=event_id(type_, data), source=SOURCE)
 
 
 class _Connectors:
@@ -263,12 +269,11 @@ def run_chunk(message: dict, blobs, publisher: Publisher, settings: Settings,
                                                                 reviewer and reviewer.model))
                 counts[status] += 1
                 counts["unchanged"] += reason == UNCHANGED
-                publisher.publish(topics.scan_events, follow(message, c.FILE_OUTCOME, c.FileOutcome(
+                publisher.publish(topics.scan_events, _event(message, c.FILE_OUTCOME, c.FileOutcome(
                     scan_id=work["scan_id"], unit_id=work["unit_id"], attempt=attempt,
                     connector_id=file["connector_id"], name=file["name"], index=work.get("start_index", 0) + i,
                     status=status, reason=reason, size=size, version=file["version"], findings=len(ids),
-                ).model_dump(), id=deterministic_id(c.FILE_OUTCOME, work["scan_id"], file["connector_id"],
-                                                    file["name"]), source=SOURCE))
+                ).model_dump()))
             done = first + len(group)
             if time.monotonic() - last >= PROGRESS_EVERY_S or done == len(files):
                 publisher.publish(topics.scan_events, _progress(message, done, len(files)))
@@ -279,10 +284,10 @@ def run_chunk(message: dict, blobs, publisher: Publisher, settings: Settings,
         if reviewer:
             reviewer.close()
     publisher.flush()  # the findings and outcomes are on the ledger before the result that counts them
-    publisher.publish(topics.scan_events, follow(message, c.UNIT_COMPLETED, c.UnitCompleted(
+    publisher.publish(topics.scan_events, _event(message, c.UNIT_COMPLETED, c.UnitCompleted(
         scan_id=work["scan_id"], unit_id=work["unit_id"], attempt=attempt, record_count=counts["scanned"],
         rules_done=len(files), violations_by_rule=by_detector, violations_by_severity={}, files=counts,
-    ).model_dump(exclude_unset=True), id=deterministic_id(c.UNIT_COMPLETED, work["unit_id"], attempt), source=SOURCE))
+    ).model_dump(exclude_unset=True)))
     publisher.flush()
 
 
@@ -291,8 +296,7 @@ def _progress(cause: dict, done: int, total: int) -> dict:
     attempt = work.get("attempt", 0)
     data = c.UnitProgressed(scan_id=work["scan_id"], unit_id=work["unit_id"], rules_done=done, rules_total=total,
                             attempt=attempt).model_dump(exclude_unset=True)
-    return follow(cause, c.UNIT_PROGRESSED, data,
-                  id=deterministic_id(c.UNIT_PROGRESSED, work["unit_id"], attempt, done), source=SOURCE)
+    return _event(cause, c.UNIT_PROGRESSED, data)
 
 
 def _finding(cause: dict, fid: str, file: dict, f: Finding, verdict: Verdict | None = None,
@@ -301,9 +305,9 @@ def _finding(cause: dict, fid: str, file: dict, f: Finding, verdict: Verdict | N
     llm = {} if verdict is None else {  # LLM Assist's second opinion (services.domain.llm_review)
         "llm_verdict": verdict.verdict, "llm_confidence": verdict.llm_confidence, "detector_confidence": f.confidence,
         "llm_model": model if verdict.llm_confidence is not None else None}
-    return follow(cause, c.FINDING_DETECTED, c.FindingDetected(
+    return _event(cause, c.FINDING_DETECTED, c.FindingDetected(
         finding_id=fid, scan_id=scan_id, unit_id=cause["data"]["unit_id"], connector_id=file["connector_id"],
         file=file["name"], row=f.row, column=f.column, line=f.line, start=f.start, end=f.end, detector=f.detector,
         family=f.family, confidence=adjusted_confidence(f.confidence, verdict) if verdict else f.confidence,
         masked=f.masked, **llm,
-    ).model_dump(), id=deterministic_id(c.FINDING_DETECTED, scan_id, fid), source=SOURCE)
+    ).model_dump())
