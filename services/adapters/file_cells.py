@@ -250,6 +250,17 @@ def _column_pieces(name: str, column: pa.Array | pa.ChunkedArray, first_row: int
 
 def _json(data: bytes, limits: Limits) -> Iterator[Piece]:
     data = data.removeprefix(_BOM)
+    records = _arrow_json_array(data) if data.lstrip()[:1] == b"[" else None
+    if records is not None:
+        for start in range(0, len(records), limits.batch_rows):
+            batch = pa.RecordBatch.from_struct_array(records.slice(start, limits.batch_rows))
+            yield from _table_pieces(batch, start + 1)
+        return
+    yield from _json_records(data, limits)
+
+
+def _json_records(data: bytes, limits: Limits) -> Iterator[Piece]:
+    """Any JSON document: parsed by orjson; arrays of objects then parsed again by pyarrow as JSON Lines."""
     try:
         document = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -267,6 +278,25 @@ def _json(data: bytes, limits: Limits) -> Iterator[Piece]:
                 yield from _table_pieces(table, start + 1)
                 continue
         yield from _record_pieces(enumerate(batch, start + 1))
+
+
+def _arrow_json_array(data: bytes) -> pa.StructArray | None:
+    """A top-level array of objects, parsed by pyarrow as it stands (the field of one object, a
+    value that may span lines): no Python object per value, about twice as fast as orjson then
+    pyarrow. None when it is anything else or pyarrow cannot (an item that is not an object, a
+    null item, a field that changes type, malformed JSON): then the orjson path decides, as before."""
+    body = b'{"r":' + data + b"}"
+    try:
+        table = pajson.read_json(pa.BufferReader(body),
+                                 read_options=pajson.ReadOptions(use_threads=False, block_size=len(body) + 1),
+                                 parse_options=pajson.ParseOptions(newlines_in_values=True))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    kind = table.schema.types[0] if table.num_columns == 1 and table.num_rows == 1 else None
+    if kind is None or not pa.types.is_list(kind) or not pa.types.is_struct(kind.value_type):
+        return None
+    records = table.column(0).combine_chunks().flatten()
+    return records if len(records) and not records.null_count else None
 
 
 def _arrow_json(lines: bytes) -> pa.Table | None:
