@@ -40,7 +40,9 @@ from services.settings import Settings
 log = logging.getLogger("scanledger.sensitive")
 
 PROGRESS_EVERY_S = 1.0  # a chunk's progress event at most this often (each file has its outcome event too)
-GROUP_FILES, GROUP_BYTES = 16, 8 << 20  # files scanned as one batch, between checks for a cancel
+# Files scanned as one batch, between checks for a cancel: 64 files or about 8 MB (16 files paid the engine's
+# cost per batch ~10% more often on the bench's corpus of ~100 kB files; the bytes bound the memory)
+GROUP_FILES, GROUP_BYTES = 64, 8 << 20
 READ_THREADS = 4  # a chunk's reads in flight at once (the next group's files, while this group is scanned)
 UNCHANGED, TIMEOUT = "unchanged", "timeout"  # skip reasons: an incremental scan's baseline covers it; past the deadline
 
