@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 import time
+import weakref
 from contextvars import ContextVar
 from typing import Any
 
@@ -87,6 +88,7 @@ STALL_S = 30.0
 STATS_INTERVAL_MS = 5000  # librdkafka statistics, kept for the log line of a stalled producer
 RETIRED_FLUSH_S = 2.0
 PROBE_S = 5.0  # how long a stalled producer's metadata request may take to show the broker answers
+SERVE_EVERY_S = 1.0
 
 
 class Publisher:
@@ -128,6 +130,10 @@ class Publisher:
         # each task starts without one.
         self._batch: ContextVar[tuple[Batch, Any] | None] = ContextVar(f"publisher-{id(self)}", default=None)
         self._producer = self._new_producer()
+        # reports and statistics are served even when nobody publishes or flushes (the projector's
+        # dead letters), so they never pile up; the thread ends once the Publisher is collected
+        threading.Thread(target=_serve_while_alive, args=(weakref.ref(self),), name="publisher-poll",
+                         daemon=True).start()
 
     def _new_producer(self) -> Producer:
         self._waiting_since = self._last_delivered = time.monotonic()
@@ -258,6 +264,13 @@ class Publisher:
             old.purge(in_queue=True, in_flight=True, blocking=True)
         old.flush(RETIRED_FLUSH_S)  # serves the purge reports: each batch learns its messages failed
         return f"; the producer was stuck ({state}) and was replaced"
+
+
+def _serve_while_alive(ref: weakref.ref) -> None:
+    while (publisher := ref()) is not None:
+        publisher._serve(0)
+        del publisher
+        time.sleep(SERVE_EVERY_S)
 
 
 def describe_stats(raw: str) -> str:
