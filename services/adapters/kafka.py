@@ -237,14 +237,17 @@ class Publisher:
 
     def _stalled(self) -> Producer | None:
         """The current producer if it is stuck: messages wait, none was delivered for stall_s, and
-        the broker answers (so the producer, not the broker, is what does not move)."""
+        the broker answers a client of its own (so the producer, not the broker, is what does not
+        move). Not the stuck producer's own metadata request: one that never reconnected after a
+        broker restart has no connection to ask on."""
         producer = self._producer
         with self._lock:
             since, delivered = self._waiting_since, self._last_delivered
         if not producer_stalled(len(producer), since, delivered, time.monotonic(), self.stall_s):
             return None
+        probe = AdminClient({"bootstrap.servers": self._config["bootstrap.servers"], "log_level": 3})
         try:
-            producer.list_topics(timeout=self.probe_s)
+            probe.list_topics(timeout=self.probe_s)
         except KafkaException:
             return None
         return producer
