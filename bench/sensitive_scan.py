@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from harness.corpus import generate
@@ -73,6 +74,21 @@ def loop_at_nice(lake: Path, seed: int, nice: int) -> tuple[float, int]:
     return got["seconds"], got["findings"]
 
 
+def s3_read_all(s3: S3Server, bucket: str, keys: list[str], threads: int = 8) -> int:
+    """Every object's bytes over GETs on `threads` threads (a worker process's two chunks read on 4 each)."""
+    client = s3.client()
+
+    def get(key: str) -> int:
+        body = client.get_object(Bucket=bucket, Key=key)["Body"]
+        try:
+            return len(body.read())
+        finally:
+            body.close()
+
+    with ThreadPoolExecutor(threads) as pool:
+        return sum(pool.map(get, keys))
+
+
 def line(label: str, seconds: float, files: int, size: int, findings: int) -> str:
     return (f"  {label:44s} {seconds:7.2f} s  {files / seconds:8.0f} files/s  {size / seconds / 1e6:7.1f} MB/s"
             f"  {findings / seconds:9.0f} findings/s")
@@ -116,6 +132,8 @@ def main() -> None:
         bootstrap = broker.start()
         try:
             bucket = s3.bucket("bench-sensitive", {f.name: f.data for f in corpus.files})
+            s3_raw, _ = timed(lambda: s3_read_all(s3, bucket, [f.name for f in corpus.files]))
+            print(line("raw read of the bytes from S3 (floor, 8 threads)", s3_raw, n, size, 0), flush=True)
             for workers in (1, 2):
                 procs = Procs(bootstrap, tmp / f"system-{workers}", SCANLEDGER_S3_ENDPOINTS=s3.url,
                               SCANLEDGER_DATASTORE_ROOT=str(tmp), **{KEY_ID_ENV: s3.keys["aws_access_key_id"],
