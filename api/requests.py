@@ -5,6 +5,7 @@ import asyncio
 import hashlib
 import re
 import time
+import uuid
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -19,6 +20,15 @@ from api.errors import ApiError, validation_error
 from services.stores import config_store
 
 M = TypeVar("M", bound=BaseModel)
+RETRY_IDS = uuid.UUID("6f9c1d2e-3b4a-5c6d-8e7f-90a1b2c3d4e5")  # the namespace of stable_id's uuid5s
+
+
+def stable_id(request: Request, fallback: str) -> str:
+    """The id of what a request creates: under an Idempotency-Key the same on every retry (an API that
+    died after writing the scan's command but before keeping its answer is retried into the same scan,
+    which the ledger takes once), else `fallback` (a fresh uuid)."""
+    seed = getattr(request.state, "idempotency_seed", None)
+    return str(uuid.uuid5(RETRY_IDS, seed)) if seed else fallback
 
 
 async def json_body(request: Request, allow_empty: bool = False) -> dict:
@@ -85,6 +95,7 @@ async def idempotent(request: Request, principal: Principal, handler,
     def held_now():
         return config_store.idempotent_row(db, principal.token_id, key, route) or reserve()
 
+    request.state.idempotency_seed = f"{principal.token_id}|{key}|{route}|{body_hash}"
     held = await run_db(request, reserve)
     while held is not None:
         if held["body_hash"] != body_hash:

@@ -30,8 +30,8 @@ async def run_compliance_scan(request: Request, principal: Principal, body: dict
     require(principal, "scan:trigger")
     db = request.app.state.db
     scan_request = await run_db(request, compliance_request, db, principal, parse(ScanRunBody, body))
-    scan_id = scan_request["scan_id"]
     await start_scan(request, scan_request)
+    scan_id = scan_request["scan_id"]
     # Seed 002 scans "run synchronously": answer once the results are final, or after the wait,
     # unless the client asks not to wait (RFC 7240 `Prefer: respond-async`).
     if "respond-async" not in request.headers.get("prefer", ""):

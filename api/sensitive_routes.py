@@ -23,7 +23,7 @@ from api.auth import authenticate
 from api.db_work import run_db
 from api.errors import ApiError, not_found, validation_error
 from api.openapi import request_body
-from api.requests import idempotent, json_body
+from api.requests import idempotent, json_body, stable_id
 from api.responses import json_response
 from api.scan_commands import send_command, wait_until
 from services.domain import contracts as c
@@ -117,7 +117,7 @@ async def start_parallel_scan(request: Request):
             snapshots["baseline_blob"] = await run_in_threadpool(request.app.state.blobs.put, orjson.dumps(versions))
         options = body.options.model_dump()
         scan_request = c.SensitiveScanRequest(
-            scan_id=f"scan-{new_id()}", kind="sensitive", workspace_id=principal.workspace_id,
+            scan_id=f"scan-{stable_id(request, new_id())}", kind="sensitive", workspace_id=principal.workspace_id,
             requested_by=principal.user, requested_at=utcnow(), type=body.type, options=options,
             **snapshots).model_dump()
         scan_id = scan_request["scan_id"]

@@ -205,8 +205,10 @@ def delete_policy(conn, workspace_id: str, policy_id: str) -> bool:
 def new_operation_id(conn, scan_id: str) -> int:
     """The integer run id of seed 003, from a sequence of the API's; it travels in the scan's
     RunScan command and snapshot, so replay keeps it. An id whose command was never written
-    (the API answered 503) is a gap in the sequence, nothing more."""
-    return conn.execute("INSERT INTO operation_ids (scan_id) VALUES (?)", (scan_id,)).lastrowid
+    (the API answered 503) is a gap in the sequence, nothing more. The same scan id (an
+    Idempotency-Key's retry) gets the same run id."""
+    conn.execute("INSERT INTO operation_ids (scan_id) VALUES (?) ON CONFLICT(scan_id) DO NOTHING", (scan_id,))
+    return conn.execute("SELECT id FROM operation_ids WHERE scan_id = ?", (scan_id,)).fetchone()[0]
 
 
 # --- idempotency keys: a retried POST returns the first answer ---

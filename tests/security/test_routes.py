@@ -285,6 +285,33 @@ def test_a_retried_token_creation_never_shows_or_keeps_the_secret(system, world)
         assert db.execute("SELECT count(*) FROM idempotency_requests WHERE key = ?", (key,)).fetchone()[0] == 1
 
 
+def test_a_retry_after_the_api_died_before_keeping_its_answer_is_the_same_scan(world, system):
+    """The API wrote the scan's command, then died before it kept the answer: the key is left pending
+    and expires, and the client's retry runs the request again. It names the same scan, once."""
+    a = world["a"]
+    body, _, _ = compliance_scan(a.member)
+    sensitive = {"connectors": [world["ids"]["/api/v1/connectors/"]], "type": "full"}
+
+    def died_and_retried(path: str, payload: dict, status: int) -> tuple[dict, dict]:
+        key = uuid.uuid4().hex
+        first = ok(a.member.post(path, json=payload, headers={"Idempotency-Key": key}), status)
+        with sqlite3.connect(system.db_path) as db:  # what a pending key of a dead API comes to
+            db.execute("DELETE FROM idempotency_requests WHERE key = ?", (key,))
+        return first, ok(a.member.post(path, json=payload, headers={"Idempotency-Key": key}), status)
+
+    runs_before = ok(a.member.get("/api/operations"))["total"]
+    first, again = died_and_retried("/api/scan/run", body, 200)
+    assert again["scan_id"] == first["scan_id"]
+    until(lambda: ok(a.member.get("/api/operations"))["total"] > runs_before)
+    assert ok(a.member.get("/api/operations"))["total"] == runs_before + 1  # one run, one run id
+    first, again = died_and_retried("/api/v1/scans/parallel", sensitive, 201)
+    assert again["data"]["scan_id"] == first["data"]["scan_id"]
+    listed = [s["scan_id"] for s in ok(a.member.get("/api/v1/scans", params={"limit": 100}))["data"]]
+    assert listed.count(first["data"]["scan_id"]) == 1
+    assert ok(a.member.post("/api/v1/scans/parallel", json=sensitive), 201)["data"]["scan_id"] != \
+        first["data"]["scan_id"]  # without a key, a new scan
+
+
 def test_concurrent_requests_with_one_key_make_one_scan(world):
     a = world["a"]
     body, _, _ = compliance_scan(a.member)
