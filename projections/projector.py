@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -26,7 +28,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from projections.apply import Record, apply_batch, needs_timestamp
 from services.adapters.db import connect, transaction
 from services.adapters.deadletter import DeadLetters, PoisonRecord, dead_lettered, decode_checked
-from services.adapters.kafka import DeliveryFailed, Publisher, consumer_config, ensure_topics
+from services.adapters.kafka import DeliveryFailed, Publisher, consumer_config, ensure_topics, watermarks
 from services.settings import Settings
 from services.stores import read_models
 
@@ -72,6 +74,28 @@ def to_records(messages, dead: DeadLetters) -> tuple[list[Record], list]:
 def stored_offsets(conn) -> dict[tuple[str, int], int]:
     return {(r["topic"], r["partition"]): r["next_offset"]
             for r in conn.execute("SELECT topic, partition, next_offset FROM projector_offsets")}
+
+
+def lagging(stored: dict[tuple[str, int], int],
+            marks: dict[tuple[str, int], tuple[int, int]]) -> dict[tuple[str, int], tuple[int, int]]:
+    """(topic, partition) -> (position, end) of the partitions with records the projector has not
+    applied: its position is the offset stored in the database, or the log start if none is."""
+    out = {}
+    for tp, (low, high) in marks.items():
+        position = max(stored.get(tp, low), low)
+        if high > position:
+            out[tp] = (position, high)
+    return out
+
+
+def stuck_consumer(settings: Settings, conn) -> dict[tuple[str, int], tuple[int, int]]:
+    """The partitions left to apply, asked with a client of its own (empty if the broker does not
+    answer: an outage, not a stuck consumer)."""
+    try:
+        marks = watermarks(settings, topics(settings))
+    except Exception:
+        return {}
+    return lagging(stored_offsets(conn), marks)
 
 
 def apply_messages(conn, messages, dead: DeadLetters) -> int:
@@ -153,10 +177,25 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
 
     consumer.subscribe(topics(settings), on_assign=on_assign)
     log.info("projector consuming %s into %s", topics(settings), settings.db_url)
+    # A consumer that applied nothing for twice the stall window while its topics have records
+    # left is stuck (librdkafka can lose every broker in a broker's controlled shutdown and never
+    # reconnect: docs/decisions.md): the process exits and its supervisor starts a fresh one.
+    stuck_after = 2 * settings.stall_s
+    progress = time.monotonic()
     try:
         with fewer_gc_passes():
             while not stop.is_set():
-                apply_messages(conn, consumer.consume(num_messages=BATCH, timeout=POLL_S), dead)
+                if apply_messages(conn, consumer.consume(num_messages=BATCH, timeout=POLL_S), dead):
+                    progress = time.monotonic()
+                elif time.monotonic() - progress >= stuck_after:
+                    left = stuck_consumer(settings, conn)
+                    if left:
+                        log.error("the projector applied nothing for %.0f s while %d partitions have records left "
+                                  "(%s): its consumer is stuck; exiting for a fresh one", stuck_after, len(left),
+                                  dict(list(left.items())[:3]))
+                        conn.close()
+                        os._exit(3)  # not consumer.close(): a stuck consumer may not return
+                    progress = time.monotonic()  # caught up (or the broker is away): idle is fine
     finally:
         consumer.close()
         conn.close()
