@@ -127,21 +127,6 @@ def log_tail(path: Path, chars: int = 4000) -> str:
     return "\n".join(keep)[-chars:]
 
 
-def free_port_pair() -> int:
-    """A port p with p + 1 free too (the local broker's controller listens on the next port)."""
-    import socket
-
-    for _ in range(50):
-        p = free_port()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", p + 1))
-                return p
-            except OSError:
-                continue
-    raise RuntimeError("no free port pair")
-
-
 def kafka_settings(env: dict) -> Settings:
     return Settings(data_dir=Path(env["SCANLEDGER_DATA_DIR"]),
                     kafka_bootstrap=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
@@ -409,7 +394,7 @@ class Up(Running):
         if bootstrap:
             env.update(KAFKA_BOOTSTRAP_SERVERS=bootstrap, SCANLEDGER_TOPIC_PREFIX=f"test-{uuid.uuid4().hex[:8]}")
         else:
-            env["SCANLEDGER_BROKER_PORT"] = str(free_port_pair())
+            env["SCANLEDGER_BROKER_PORT"] = str(free_port(2))
         self.env = env
         self.own_broker = not bootstrap
         self.process: subprocess.Popen | None = None
@@ -1138,7 +1123,7 @@ class BrokerStop(Campaign):
     def make_target(self):
         from services.adapters import localbroker
 
-        self.broker = Settings(data_dir=self.tmp / "broker-stop-kafka", broker_port=free_port_pair())
+        self.broker = Settings(data_dir=self.tmp / "broker-stop-kafka", broker_port=free_port(2))
         localbroker.start(self.broker)
         return Procs(self.broker.bootstrap_servers, self.tmp / f"{self.kind}-system", rows=self.rows).start()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -22,10 +23,28 @@ ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "test-admin-token"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port(count: int = 1) -> int:
+    """A port p with p … p + count - 1 free, below the kernel's ephemeral range: a server the fault tests
+    stop and start again gets its port back, which an outgoing connection's local port could otherwise
+    take while it is down (a broker_stop trial once found its controller port taken)."""
+    top = _ephemeral_low() - count
+    for _ in range(200):
+        port = random.randrange(20000, top)
+        with contextlib.ExitStack() as held:
+            try:
+                for p in range(port, port + count):
+                    held.enter_context(socket.socket()).bind(("127.0.0.1", p))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no {count} free consecutive ports below {top}")
 
 
 def docker_answers() -> bool:
@@ -60,7 +79,7 @@ class Broker:
         from services.adapters import localbroker
         from services.settings import Settings
 
-        settings = Settings.from_env(data_dir=self.tmp / "broker", broker_port=free_port(), kafka_bootstrap=None)
+        settings = Settings.from_env(data_dir=self.tmp / "broker", broker_port=free_port(2), kafka_bootstrap=None)
         localbroker.start(settings)
         self._stop = lambda: localbroker.stop(settings)
         self.bootstrap = settings.bootstrap_servers
