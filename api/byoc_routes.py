@@ -22,7 +22,7 @@ from functools import lru_cache
 from typing import Annotated, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import Route
@@ -66,9 +66,8 @@ class Events(Heartbeat):
 
 
 @request_body("POST", "/api/v1/scans/{id}/report")
-class ReportBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    report: Annotated[Claim | Heartbeat | Events, Field(discriminator="type")]
+class ReportBody(RootModel[Annotated[Claim | Heartbeat | Events, Field(discriminator="type")]]):
+    """One report: its `type` says which."""
 
 
 def success(data, status: int = 200) -> object:
@@ -168,7 +167,7 @@ async def report(request: Request):
     scan_id = request.path_params["id"]
     if principal.scan_id != scan_id:
         raise ApiError(403, "This worker token reports on its own scan only")
-    body = parse(ReportBody, {"report": await json_body(request)}).report
+    body = parse(ReportBody, await json_body(request)).root
     settings, db = request.app.state.settings, request.app.state.db
     if isinstance(body, Claim):
         return await _claim(request, body.worker_id)
