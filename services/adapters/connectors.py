@@ -128,6 +128,12 @@ class Connector:
         except InputError as exc:
             raise ResourceError(f'cannot read "{name}": {exc.message}') from None
 
+    def probe(self, sample: str | None = None) -> None:
+        """Can this process reach the source at all? ConnectorError (409) with the reason when it cannot:
+        the directory or database is not where the path says, the keys are refused, the endpoint does
+        not answer. `sample`: a resource it should hold (an S3 worker may be allowed to read objects but
+        not to list them). A resource of its own that is missing or locked is not this; its read says so."""
+
     def close(self) -> None:
         pass
 
@@ -181,9 +187,12 @@ def resolve_path(root: Path, path: str, type_: str, forbidden: list[Path] = ()) 
 
 def check_allowed(settings, workspace_id: str, type_: str, path: str | Path) -> Path:
     """A registered source again, before it is read: still inside its workspace's root
-    (symlinks may have changed since) and clear of the system's own data (409 otherwise)."""
+    (symlinks may have changed since) and clear of the system's own data (409 otherwise).
+
+    A relative path (a BYOC worker's: the deployment config gives the path as registered, never
+    the server's) is relative to the root, whatever the process's working directory."""
     root = workspace_root(settings, workspace_id)
-    resolved = Path(path).resolve()
+    resolved = (root / path).resolve()  # an absolute path stays itself
     if resolved != root and root not in resolved.parents:
         raise ConnectorError("the datastore is outside its workspace's datastore root", 409, "forbidden")
     if any(_overlaps(resolved, f) for f in system_paths(settings)):
@@ -228,6 +237,10 @@ class LocalDirConnector(Connector):
                 continue
             yield Resource(name, st.st_size, iso(st.st_mtime))
 
+    def probe(self, sample: str | None = None) -> None:
+        if not self.path.is_dir():
+            raise ConnectorError(f'directory "{self.path}" does not exist', 409, "missing")
+
     def _file(self, name: str) -> Path:
         file = (self.path / name).resolve()
         if self.path.resolve() not in file.parents or not file.is_file():
@@ -269,6 +282,10 @@ class SqliteConnector(Connector):
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+
+    def probe(self, sample: str | None = None) -> None:
+        if not self.path.is_file():
+            raise ConnectorError(f'database file "{self.path}" does not exist', 409, "missing")
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)

@@ -228,6 +228,22 @@ class S3Connector(Connector):
             except (BotoCoreError, ClientError) as exc:
                 raise ConnectorError(f"cannot list {self.where}: {_describe(exc)}", 409, _reason(exc)) from None
 
+    def probe(self, sample: str | None = None) -> None:
+        """One byte of `sample` (or a one-key listing without one): what answers tells a source this
+        process cannot use (keys refused, no such bucket, no endpoint) from one object it may not read."""
+        try:
+            if sample is None:
+                self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
+            else:
+                self.client.get_object(Bucket=self.bucket, Key=sample, Range="bytes=0-0")["Body"].close()
+        except ClientError as exc:
+            code = _code(exc)
+            if code in CREDENTIAL_CODES or code == "NoSuchBucket" or (sample is None and code in PERMISSION_CODES):
+                raise ConnectorError(f"cannot read {self.where}: {_describe(exc)}", 409, _reason(exc)) from None
+            # NoSuchKey, AccessDenied on that object, InvalidRange (an empty object): the source answers
+        except BotoCoreError as exc:  # no answer at all: the endpoint is refused, unknown or unreachable
+            raise ConnectorError(f"cannot reach {self.where}: {_describe(exc)}", 409, "unavailable") from None
+
     def open(self, name: str) -> _Body:
         if not name.startswith(self.prefix) or name.endswith("/"):
             raise ResourceError(f'object "{name}" not found', "missing")

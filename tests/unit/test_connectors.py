@@ -156,6 +156,23 @@ def test_local_configs_are_confined_as_seed_000_datastores(settings, lake):
         validate_config(inside, "w", "local_dir", {"path": "lake"})
 
 
+def test_a_relative_path_is_read_under_the_root_whatever_the_working_directory(settings, lake, tmp_path,
+                                                                                 monkeypatch):
+    # a BYOC worker gets the path as registered, never the server's resolved one (issue 18)
+    monkeypatch.chdir(tmp_path)  # not the root: "lake" here is nothing
+    conn = connector_for(settings, "w", "local_dir", {"path": "lake"})
+    assert conn.path == lake.resolve() and conn.read_bytes("a.csv") == b"x,y\n1,2\n"
+    conn.probe()
+    with pytest.raises(ConnectorError, match="outside its workspace's datastore root"):
+        connector_for(settings, "w", "local_dir", {"path": "../lake"})
+    elsewhere = Settings(**{**settings.__dict__, "datastore_root": tmp_path / "empty"})
+    with pytest.raises(ConnectorError, match="does not exist") as exc:  # a root that does not hold the path
+        connector_for(elsewhere, "w", "local_dir", {"path": "lake"}).probe()
+    assert exc.value.reason == "missing"
+    with pytest.raises(ConnectorError, match="does not exist"):
+        connector_for(elsewhere, "w", "sqlite", {"path": "lake/x.db"}).probe()
+
+
 def test_a_link_moved_after_registration_is_refused_when_opened(settings, lake, tmp_path_factory):
     (settings.datastore_root / "moving").symlink_to(lake)
     stored = validate_config(settings, "w", "local_dir", {"path": "moving"})
@@ -283,6 +300,22 @@ def test_s3_failures_are_clear_errors_with_a_reason(s3_server, bucket):
     with pytest.raises(ResourceError) as exc:
         down.read_bytes("data/a.csv")
     assert exc.value.reason == "unavailable"
+
+
+def test_s3_probe_tells_a_source_out_of_reach_from_one_object_out_of_reach(s3_server, bucket):
+    s3(s3_server, bucket).probe("data/a.csv")
+    s3(s3_server, bucket).probe("data/none.csv")  # one missing object: its read says so, the source is fine
+    s3(s3_server, bucket).probe()
+    s3(s3_server, bucket).probe("data/folder/")  # an empty object (a ranged GET of nothing)
+    wrong = s3(s3_server, bucket, keys={**s3_server.keys, "aws_secret_access_key": "wrong-secret-value"})
+    down = S3Connector(bucket, "", f"http://127.0.0.1:{free_port()}", keys=s3_server.keys, connect_timeout_s=1,
+                       max_attempts=1)
+    for conn, sample, reason in ((wrong, "data/a.csv", "credentials"), (wrong, None, "credentials"),
+                                 (s3(s3_server, "no-such-bucket-here"), "data/a.csv", "missing"),
+                                 (down, "data/a.csv", "unavailable")):
+        with pytest.raises(ConnectorError) as exc:
+            conn.probe(sample)
+        assert exc.value.reason == reason and "wrong-secret-value" not in str(exc.value)
 
 
 def test_s3_through_the_registry_with_referenced_keys(settings, s3_server, bucket):
