@@ -11,12 +11,14 @@ in-cluster evaluators.
 - POST /api/v1/scans/:id/report (the scan's worker token only): `claim` a chunk (a lease of
   worker_lease_s), `heartbeat`, or `events`: what the chunk found, which the API checks against
   the leased chunk (services.domain.chunk_reports) and writes to the ledger as the same events
-  the in-cluster evaluators write, with the same deterministic ids. A report is idempotent; one
+  the in-cluster evaluators write, with the same deterministic ids; or `release`: the worker
+  cannot reach the chunk's data and gives it back unscanned. A report is idempotent; one
   from a worker whose lease passed to another is a 409, and a dead scan's token a 401.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from functools import lru_cache
 from typing import Annotated, Literal
@@ -42,6 +44,8 @@ from services.domain.envelope import follow, utcnow
 from services.domain.vocabulary import BYOC_WORKER_SOURCE, FINISHED
 from services.stores import byoc_store
 
+log = logging.getLogger("scanledger.api.byoc")
+
 MAX_EVENTS = 2000  # per report; the worker sends at most its batch
 HEARTBEAT_S = 2.0  # how often a worker reports while it scans: a cancel reaches it within about this
 FILES_CACHE = 64  # chunks whose file lists the API keeps at hand between reports
@@ -65,8 +69,14 @@ class Events(Heartbeat):
     events: list[dict] = Field(min_length=1, max_length=MAX_EVENTS)
 
 
+class Release(Heartbeat):
+    """The worker gives back a chunk it cannot scan (it cannot reach the data): claimable again at once."""
+    type: Literal["release"]  # type: ignore[assignment]
+    reason: str = Field("", max_length=1000)
+
+
 @request_body("POST", "/api/v1/scans/{id}/report")
-class ReportBody(RootModel[Annotated[Claim | Heartbeat | Events, Field(discriminator="type")]]):
+class ReportBody(RootModel[Annotated[Claim | Heartbeat | Events | Release, Field(discriminator="type")]]):
     """One report: its `type` says which."""
 
 
@@ -175,6 +185,12 @@ async def report(request: Request):
     if found is None:
         raise ApiError(409, "This worker no longer holds the chunk: its lease passed to another worker, or the"
                             " chunk is done. Claim another.")
+    if isinstance(body, Release):
+        # nothing of the chunk was reported (or what was stays, counted once by its ids): the next claim takes it
+        await run_db(request, byoc_store.release, db, body.chunk_id, body.lease_id, time.time())
+        log.warning("scan %s: worker %s released chunk %s: %s", scan_id, found["worker_id"], body.chunk_id,
+                    body.reason or "no reason given")
+        return success({"accepted": 0, "released": True})
     done, accepted = False, 0
     if isinstance(body, Events):
         work = orjson.loads(found["work"])

@@ -6,7 +6,10 @@ data come from the worker's own environment, named by the connector's config (e.
 SCANLEDGER_SECRET_… variables); a local_dir's path is read under the worker's
 SCANLEDGER_DATASTORE_ROOT (default: its working directory).
 
-It claims a chunk, scans it with the same code as the in-cluster evaluators
+It claims a chunk, checks that it can reach the chunk's data at all (the directory under its
+root, the bucket with its keys, the endpoint): if not, that is its own configuration, not the
+data's, so it scans nothing, releases the chunk for a worker that can, logs one line naming the
+setting to fix and exits 2. Otherwise it scans the chunk with the same code as the in-cluster evaluators
 (services.sensitive_runner.run_chunk), and reports what it found through `Reporter`, which
 stands where the evaluator's Kafka publisher stands: events are sent in batches, every send is
 also a heartbeat that keeps the lease, and a heartbeat thread keeps it while a large file is
@@ -24,7 +27,7 @@ from dataclasses import replace
 
 import httpx
 
-from services.adapters.connectors import origin
+from services.adapters.connectors import ConnectorError, connector_for, origin
 from services.sensitive_runner import run_chunk
 from services.settings import Settings
 
@@ -41,6 +44,13 @@ class ScanEnded(Exception):
 
 class LeaseLost(Exception):
     """409: another worker holds the chunk now (this one was silent past its lease)."""
+
+
+class Misconfigured(Exception):
+    """This worker cannot reach a chunk's data: its message names the setting to fix."""
+
+
+EXIT_MISCONFIGURED = 2
 
 
 class Api:
@@ -103,6 +113,14 @@ class Reporter:
     def heartbeat(self) -> None:
         self.api.post({"type": "heartbeat", "chunk_id": self.chunk_id, "lease_id": self.lease_id})
 
+    def release(self, reason: str) -> None:
+        """Give the chunk back at once (it was not scanned), for a worker that can reach its data."""
+        try:
+            self.api.post({"type": "release", "chunk_id": self.chunk_id, "lease_id": self.lease_id,
+                           "reason": reason[:1000]})
+        except (ScanEnded, LeaseLost, RuntimeError) as exc:  # the lease will lapse anyway
+            log.info("chunk %s not released (%s): its lease lapses", self.chunk_id, exc)
+
 
 class Heartbeat:
     """Keeps a chunk's lease while it is scanned; notices a cancel (401) or a lost lease (409)."""
@@ -164,6 +182,9 @@ def run(scan_id: str, url: str, token: str, worker_id: str | None = None) -> int
                 continue
             try:
                 scan_chunk(api, chunk, got["heartbeat_seconds"])
+            except Misconfigured as exc:
+                log.error("scan-worker cannot read the data of chunk %s: %s", chunk["chunk_id"], exc)
+                return EXIT_MISCONFIGURED
             except LeaseLost as exc:
                 log.warning("chunk %s: %s", chunk["chunk_id"], exc)
             except ScanEnded as exc:
@@ -177,11 +198,61 @@ def scan_chunk(api: Api, chunk: dict, heartbeat_s: float) -> None:
     work = chunk["work"]
     log.info("chunk %s: %d files (attempt %d)", chunk["chunk_id"], len(work["data"]["files"]), chunk["attempt"])
     reporter = Reporter(api, chunk["chunk_id"], chunk["lease_id"])
+    settings = worker_settings(work["data"])
+    try:
+        check_reachable(work, settings)
+    except Misconfigured as exc:
+        reporter.release(str(exc))
+        raise
     with Heartbeat(reporter, heartbeat_s) as beat:
-        run_chunk(work, None, reporter, worker_settings(work["data"]), should_stop=lambda: beat.reason is not None)
+        run_chunk(work, None, reporter, settings, should_stop=lambda: beat.reason is not None)
     if beat.reason is not None:
         raise beat.reason
     log.info("chunk %s done", chunk["chunk_id"])
+
+
+def check_reachable(work: dict, settings: Settings) -> None:
+    """Misconfigured when a connector the chunk reads cannot be reached from here at all: reporting
+    each of its files failed would end the scan with a verdict on data nobody read."""
+    data = work["data"]
+    sample: dict[str, str] = {}  # a file each connector of the chunk is to read
+    for f in data["files"]:
+        if not f.get("unchanged"):
+            sample.setdefault(f["connector_id"], f["name"])
+    for snap in data.get("connectors") or []:
+        if snap["id"] not in sample:
+            continue
+        try:
+            connector = connector_for(settings, work["workspaceid"], snap["type"], snap["config"])
+            try:
+                connector.probe(sample[snap["id"]] if snap["type"] == "s3" else None)
+            finally:
+                connector.close()
+        except ConnectorError as exc:
+            what = " ".join(str(exc).split())  # one line
+            raise Misconfigured(f"connector {snap['id']} ({snap['type']}): {what}; {_fix(snap, exc, settings)}"
+                                ) from None
+
+
+def _fix(snap: dict, exc: ConnectorError, settings: Settings) -> str:
+    """The setting that would let this worker reach the connector."""
+    config = snap["config"]
+    if snap["type"] in ("local_dir", "sqlite"):
+        return (f'set SCANLEDGER_DATASTORE_ROOT (here "{settings.datastore_root}") to the directory that holds'
+                f' "{config["path"]}"')
+    credentials = config.get("credentials") or {}
+    if exc.reason == "credentials" and credentials.get("source") == "env":
+        names = [credentials[k] for k in ("access_key_id_env", "secret_access_key_env", "session_token_env")
+                 if credentials.get(k)]
+        return f"set {' and '.join(names)} in this worker's environment to keys the bucket accepts"
+    if exc.reason == "credentials" and credentials.get("source") == "file":
+        return f'set SCANLEDGER_SECRETS_DIR to the directory holding "{credentials["path"]}", with keys the bucket'\
+               " accepts"
+    if exc.reason == "endpoint":
+        return f'add {config.get("endpoint_url")} to SCANLEDGER_S3_ENDPOINTS (or leave it unset)'
+    if exc.reason == "unavailable":
+        return f'let this worker reach {config.get("endpoint_url") or "AWS S3"} (its network, proxy or DNS)'
+    return f'check that bucket "{config["bucket"]}" is there and these keys may read it'
 
 
 def main_from_env() -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -231,6 +232,7 @@ def run_chunk(message: dict, blobs, publisher: Publisher, settings: Settings,
     # an external worker's chunk carries its files (services.scan_worker); an evaluator's, a blob reference
     files = work["files"] if "files" in work else orjson.loads(blobs.get(work["blob"])) if work.get("blob") else []
     counts = {"scanned": 0, "skipped": 0, "failed": 0, "unchanged": 0}
+    why: Counter[tuple[str, str]] = Counter()  # (status, reason) of the files not scanned
     deadline = work.get("deadline")
     timed_out = False
     by_detector: dict[str, int] = {}
@@ -271,6 +273,8 @@ def run_chunk(message: dict, blobs, publisher: Publisher, settings: Settings,
                                                                 reviewer and reviewer.model))
                 counts[status] += 1
                 counts["unchanged"] += reason == UNCHANGED
+                if status != "scanned" and reason != UNCHANGED:
+                    why[status, reason or "unknown"] += 1
                 publisher.publish(topics.scan_events, _event(message, c.FILE_OUTCOME, c.FileOutcome(
                     scan_id=work["scan_id"], unit_id=work["unit_id"], attempt=attempt,
                     connector_id=file["connector_id"], name=file["name"], index=work.get("start_index", 0) + i,
@@ -285,6 +289,9 @@ def run_chunk(message: dict, blobs, publisher: Publisher, settings: Settings,
         connectors.close()
         if reviewer:
             reviewer.close()
+    if why:  # one line per chunk: what an operator needs to tell a data problem from a setup problem
+        log.warning("chunk %s: %d of %d files not scanned: %s", work["unit_id"], sum(why.values()), len(files),
+                    ", ".join(f"{n} {status} ({reason})" for (status, reason), n in sorted(why.items())))
     publisher.flush()  # the findings and outcomes are on the ledger before the result that counts them
     publisher.publish(topics.scan_events, _event(message, c.UNIT_COMPLETED, c.UnitCompleted(
         scan_id=work["scan_id"], unit_id=work["unit_id"], attempt=attempt, record_count=counts["scanned"],

@@ -95,6 +95,12 @@ def renew(conn, unit_id: str, lease_id: str, lease_s: float, now: float, done: b
                         " AND done = 0", (now + lease_s, int(done), unit_id, lease_id)).rowcount == 1
 
 
+def release(conn, unit_id: str, lease_id: str, now: float) -> bool:
+    """The holder gives the chunk back: its lease ends now (claims still counts it)."""
+    return conn.execute("UPDATE chunk_leases SET expires_at = ? WHERE unit_id = ? AND lease_id = ? AND done = 0",
+                        (now, unit_id, lease_id)).rowcount == 1
+
+
 def leases(conn, scan_id: str) -> dict[str, dict[str, Any]]:
     """Each leased chunk's worker and how often it was claimed (GET …/workers shows them)."""
     rows = conn.execute("SELECT unit_id, worker_id, claims, expires_at, done FROM chunk_leases WHERE scan_id = ?",

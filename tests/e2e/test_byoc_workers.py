@@ -61,13 +61,25 @@ def world(kafka, s3_server, tmp_path_factory):
         system.stop()
 
 
-def start_worker(world, environment: dict, name: str) -> subprocess.Popen:
-    """A customer's worker: the deployment-config's environment, its own S3 credentials, run in its own
-    directory (its local_dir paths are read under it). PATH and PYTHONPATH only find this checkout."""
-    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), **environment, **world["keys"]}
+def start_worker(world, environment: dict, name: str, root: Path | None | str = "", keys: bool = True,
+                 ) -> subprocess.Popen:
+    """A customer's worker: the deployment-config's environment, its own S3 credentials and
+    SCANLEDGER_DATASTORE_ROOT (its local_dir paths are read under it), run in an empty directory of
+    its own, as a container with the data on a mounted volume would be. `root=None`: no root set,
+    run in the data's directory instead (the default root is the working directory). PATH and
+    PYTHONPATH only find this checkout."""
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), **environment, **(world["keys"] if keys else {})}
+    if root is not None:
+        env["SCANLEDGER_DATASTORE_ROOT"] = str(root or world["root"])
+    cwd = world["root"] if root is None else world["logs"] / f"{name}-cwd"
+    cwd.mkdir(exist_ok=True)
     log = open(world["logs"] / f"{name}.log", "ab")  # noqa: SIM115 (the child's output for its life)
-    return subprocess.Popen([sys.executable, "-m", "services.cli", "scan-worker"], env=env, cwd=world["root"],
+    return subprocess.Popen([sys.executable, "-m", "services.cli", "scan-worker"], env=env, cwd=cwd,
                             stdout=log, stderr=subprocess.STDOUT)
+
+
+def worker_log(world, name: str) -> str:
+    return (world["logs"] / f"{name}.log").read_text()
 
 
 def exited(process: subprocess.Popen) -> int:
@@ -144,8 +156,9 @@ def test_a_worker_killed_mid_chunk_loses_its_lease_to_the_other_and_nothing_coun
     expected, expected_findings = in_cluster(world, [world["bulk"]], 2)
     assert expected["status"] == "completed" and len(expected_findings) == BULK_FILES
     scan_id, config = byoc(world, [world["bulk"]], 2)
-    victim = start_worker(world, config["environment"], "victim")
-    survivor = start_worker(world, config["environment"], "survivor")
+    # these two run in the data's directory with no root set (the default root is the working directory)
+    victim = start_worker(world, config["environment"], "victim", root=None)
+    survivor = start_worker(world, config["environment"], "survivor", root=None)
     victim_id = f"{socket.gethostname()}-{victim.pid}"
 
     def mid_chunk():
@@ -166,6 +179,42 @@ def test_a_worker_killed_mid_chunk_loses_its_lease_to_the_other_and_nothing_coun
     assert taken_over["external_worker"] == {"id": f"{socket.gethostname()}-{survivor.pid}", "claims": 2}
     assert taken_over["status"] == "completed" and taken_over["progress"]["files_processed"] == \
         taken_over["chunk"]["file_count"]
+
+
+def test_a_worker_that_cannot_reach_the_data_says_which_setting_and_scans_nothing(world, tmp_path):
+    admin = world["a"].admin
+    expected, expected_findings = in_cluster(world, [world["lake"], world["s3"]], 1)
+    scan_id, config = byoc(world, [world["lake"], world["s3"]], 1)
+    env = config["environment"]
+
+    def not_scanned():
+        scan = ok(admin.get(f"/api/v1/scans/{scan_id}"))
+        [chunk] = ok(admin.get(f"/api/v1/scans/{scan_id}/workers"))
+        assert scan["status"] == "running" and scan["progress"]["files_processed"] == 0
+        assert scan["coverage"]["total_failed"] == scan["coverage"]["total_scanned"] == 0
+        assert chunk["status"] == "queued" and chunk["progress"]["files_processed"] == 0
+
+    # a root that does not hold the connector's path (empty), and one that does not exist
+    for name, root in (("empty-root", tmp_path), ("no-root", tmp_path / "nowhere")):
+        wrong = start_worker(world, env, name, root=root)
+        assert exited(wrong) == 2
+        lines = [line for line in worker_log(world, name).splitlines() if "cannot read the data" in line]
+        assert len(lines) == 1 and "SCANLEDGER_DATASTORE_ROOT" in lines[0] and str(root) in lines[0]
+        assert "Traceback" not in worker_log(world, name)
+        not_scanned()
+    # the S3 keys missing from its environment: it names the variables to set
+    keyless = start_worker(world, env, "keyless", keys=False)
+    assert exited(keyless) == 2
+    assert f"set {KEY_ID_ENV} and {SECRET_ENV}" in worker_log(world, "keyless")
+    not_scanned()
+    # the chunk was released, not left to a lease: a worker set up right takes it at once and finishes
+    right = start_worker(world, env, "right-root")
+    assert exited(right) == 0
+    done = settled(admin, scan_id)
+    assert done["status"] == "completed" and done["coverage"] == expected["coverage"]
+    assert findings(admin, scan_id) == expected_findings
+    [chunk] = ok(admin.get(f"/api/v1/scans/{scan_id}/workers"))
+    assert chunk["external_worker"] == {"id": f"{socket.gethostname()}-{right.pid}", "claims": 4}
 
 
 def test_a_cancel_stops_the_external_workers(world):

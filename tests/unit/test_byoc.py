@@ -8,7 +8,9 @@ import pytest
 from services.domain import contracts as c
 from services.domain.chunk_reports import BadReport, ChunkFiles, checked, event_id
 from services.domain.kinds import SENSITIVE
+from services.scan_worker import Misconfigured, check_reachable
 from services.sensitive_runner import plan_sensitive, run_chunk
+from services.settings import Settings
 from services.stores import byoc_store, read_models
 from tests.unit.test_sensitive import Published, command, lake, request, store  # noqa: F401 (a fixture)
 
@@ -113,6 +115,36 @@ def test_a_resumed_scans_new_attempt_is_claimable_whatever_the_old_lease(db):
     again = byoc_store.claim(db, "s", "b", 30, now=101)["chunk"]
     assert again["unit_id"] == "s.c0" and again["attempt"] == 1
     assert byoc_store.lease(db, "s", "s.c0", old["lease_id"]) is None
+
+
+def test_a_released_chunk_is_claimable_at_once_and_its_holder_reports_no_more(db):
+    held = byoc_store.claim(db, "s", "a", 30, now=100)["chunk"]
+    assert byoc_store.release(db, held["unit_id"], held["lease_id"], now=101)
+    again = byoc_store.claim(db, "s", "b", 30, now=101)["chunk"]
+    assert again["unit_id"] == held["unit_id"] and byoc_store.leases(db, "s")["s.c0"]["claims"] == 2
+    assert byoc_store.lease(db, "s", "s.c0", held["lease_id"]) is None
+    assert not byoc_store.release(db, held["unit_id"], held["lease_id"], now=102)  # not its lease any more
+
+
+def test_a_worker_that_cannot_reach_its_data_is_told_which_setting_to_fix(lake, tmp_path):  # noqa: F811
+    _corpus, connector, settings = lake
+    s3 = {"id": "conn-s3", "type": "s3", "config": {"bucket": "exports", "credentials": {
+        "source": "env", "access_key_id_env": "SCANLEDGER_SECRET_NEVER_SET_ID",
+        "secret_access_key_env": "SCANLEDGER_SECRET_NEVER_SET_KEY"}}}
+    local = {**connector, "config": {"path": "lake"}}  # as the deployment config gives it: no server path
+    files = [{"connector_id": local["id"], "name": "a.csv", "version": "1"},
+             {"connector_id": "conn-s3", "name": "b.csv", "version": "2"}]
+    work = {"workspaceid": "w", "data": {"files": files[:1], "connectors": [local, s3]}}
+    check_reachable(work, settings)  # its root holds "lake"; the s3 connector has no file in this chunk
+    elsewhere = Settings(data_dir=settings.data_dir, datastore_root=tmp_path / "not-the-root")
+    with pytest.raises(Misconfigured) as exc:
+        check_reachable(work, elsewhere)
+    assert "SCANLEDGER_DATASTORE_ROOT" in str(exc.value) and str(tmp_path / "not-the-root") in str(exc.value)
+    assert "\n" not in str(exc.value)
+    with pytest.raises(Misconfigured, match="set SCANLEDGER_SECRET_NEVER_SET_ID and SCANLEDGER_SECRET_NEVER_SET_KEY"):
+        check_reachable({**work, "data": {**work["data"], "files": files}}, settings)
+    unchanged = [files[0], {**files[1], "unchanged": True}]  # an unchanged file is not read: nothing to reach
+    check_reachable({**work, "data": {**work["data"], "files": unchanged}}, settings)
 
 
 def test_a_worker_token_is_stored_hashed_and_knows_its_scans_status(db):
