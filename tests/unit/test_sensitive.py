@@ -48,19 +48,25 @@ def test_coverage_block_as_the_seed_shows_it():
                     skipped=0, failed=0)["target_met"]
 
 
-@pytest.mark.parametrize("enumeration, met, strategy, failed, completed, expected", [
-    ("complete", True, "best_effort", 0, 2, "completed"),
-    ("complete", False, "best_effort", 0, 2, "partial_failure"),
-    ("complete", False, "strict", 0, 2, "failed"),
-    ("partial", True, "best_effort", 0, 2, "partial_failure"),
-    ("partial", True, "strict", 0, 2, "partial_failure"),
-    ("complete", True, "best_effort", 1, 1, "partial_failure"),
-    ("complete", True, "best_effort", 2, 0, "failed"),
-    ("failed", True, "best_effort", 0, 0, "failed"),
+@pytest.mark.parametrize("enumeration, met, strategy, failed, completed, read, files_failed, expected", [
+    ("complete", True, "best_effort", 0, 2, 4, 0, "completed"),
+    ("complete", False, "best_effort", 0, 2, 3, 0, "partial_failure"),
+    ("complete", False, "strict", 0, 2, 3, 0, "failed"),
+    ("partial", True, "best_effort", 0, 2, 4, 0, "partial_failure"),
+    ("partial", True, "strict", 0, 2, 4, 0, "partial_failure"),
+    ("complete", True, "best_effort", 1, 1, 2, 0, "partial_failure"),
+    ("complete", True, "best_effort", 2, 0, 0, 0, "failed"),
+    ("failed", True, "best_effort", 0, 0, 0, 0, "failed"),
+    # every file that was to be read failed: no verdict on data nobody read (issue 18)
+    ("complete", False, "best_effort", 0, 2, 0, 4, "failed"),
+    ("partial", False, "best_effort", 0, 2, 0, 1, "failed"),
+    # one file read beside the failures: partial; nothing read and nothing failed (all skipped): partial
+    ("complete", False, "best_effort", 0, 2, 1, 3, "partial_failure"),
+    ("complete", False, "best_effort", 0, 2, 0, 0, "partial_failure"),
 ])
-def test_final_status(enumeration, met, strategy, failed, completed, expected):
+def test_final_status(enumeration, met, strategy, failed, completed, read, files_failed, expected):
     assert final_status(enumeration_status=enumeration, target_met=met, strategy=strategy, units_failed=failed,
-                        units_completed=completed) == expected
+                        units_completed=completed, files_read=read, files_failed=files_failed) == expected
 
 
 CONNECTOR = {"id": "conn-a", "name": "A", "type": "local_dir", "config": {"path": "lake"}}
@@ -124,6 +130,17 @@ def test_a_scan_short_of_its_target_is_partial_or_failed_when_strict():
         state, _ = lifecycle.unit_done(state, chunk_done("scan-1.c0", 2), "t2")
         state, _ = lifecycle.unit_done(state, chunk_done("scan-1.c1", 1, failed=1), "t3")
         assert state["status"] == expected
+
+
+def test_a_scan_whose_every_file_failed_is_failed_not_partial():
+    for outcomes, expected in ((((0, 0, 2), (0, 0, 2)), "failed"), (((0, 0, 2), (0, 1, 1)), "failed"),
+                               (((1, 0, 1), (0, 0, 2)), "partial_failure")):
+        req = request()
+        state, _ = lifecycle.request(None, command(req))
+        state, _, _ = lifecycle.start(state, command(req), chunks("scan-1", files(4), 2), "t1", enumeration())
+        for unit, (scanned, skipped, failed) in zip(("scan-1.c0", "scan-1.c1"), outcomes, strict=True):
+            state, _ = lifecycle.unit_done(state, chunk_done(unit, scanned, skipped, failed), "t2")
+        assert state["status"] == expected, outcomes
 
 
 def test_no_connector_listed_fails_the_scan_with_the_enumeration_recorded():

@@ -99,11 +99,15 @@ def baseline_versions(request: dict, files: list[dict], base: dict[str, dict[str
 
 
 def final_status(*, enumeration_status: str, target_met: bool, strategy: str, units_failed: int,
-                 units_completed: int) -> str:
+                 units_completed: int, files_read: int, files_failed: int) -> str:
     """completed: the enumeration is complete, every chunk completed and the coverage target is met;
-    failed: nothing could be enumerated, every chunk failed, or a strict scan missed its target;
-    partial otherwise (the ledger's partial_failure)."""
+    failed: nothing could be enumerated, every chunk failed, no file could be read and some failed
+    (a scan that read nothing has no verdict to give), or a strict scan missed its target;
+    partial otherwise (the ledger's partial_failure). `files_read`: scanned, or unchanged since a
+    baseline that read them."""
     if enumeration_status == "failed" or (units_failed and not units_completed):
+        return "failed"
+    if files_failed and not files_read:
         return "failed"
     if not target_met and strategy == "strict":
         return "failed"
@@ -112,14 +116,20 @@ def final_status(*, enumeration_status: str, target_met: bool, strategy: str, un
     return "partial_failure"
 
 
-def state_coverage(state: dict) -> dict:
-    """The coverage block of a scan's state in the coordinator (the counts its chunks reported)."""
-    opts = state["request"]["options"]
-    enumeration = state.get("enumeration") or {}
+def state_files(state: dict) -> dict[str, int]:
+    """{scanned, skipped, failed, unchanged}: the file counts a scan's chunks reported."""
     totals = {"scanned": 0, "skipped": 0, "failed": 0, "unchanged": 0}
     for unit in state["units"].values():
         for key in totals:
             totals[key] += (unit.get("files") or {}).get(key, 0)
+    return totals
+
+
+def state_coverage(state: dict) -> dict:
+    """The coverage block of a scan's state in the coordinator (the counts its chunks reported)."""
+    opts = state["request"]["options"]
+    enumeration = state.get("enumeration") or {}
+    totals = state_files(state)
     return coverage(target=opts.get("coverage_target", 1.0), strategy=opts.get("coverage_strategy", "best_effort"),
                     enumeration_status=enumeration.get("status", "in_progress"),
                     enumerated=enumeration.get("total_enumerated", 0), **totals)
@@ -157,12 +167,13 @@ class Sensitive:
 
     def outcome(self, state: dict) -> str:
         """The action that ends a scan whose chunks have all reported (services.domain.lifecycle)."""
-        block = state_coverage(state)
+        block, files = state_coverage(state), state_files(state)
         units = list(state["units"].values())
         status = final_status(enumeration_status=block["enumeration_status"], target_met=block["target_met"],
                               strategy=block["coverage_strategy"],
                               units_failed=sum(1 for u in units if u["status"] == "failed"),
-                              units_completed=sum(1 for u in units if u["status"] == "completed"))
+                              units_completed=sum(1 for u in units if u["status"] == "completed"),
+                              files_read=files["scanned"] + files["unchanged"], files_failed=files["failed"])
         return {"completed": "complete", "partial_failure": "partial_failure", "failed": "fail"}[status]
 
 
