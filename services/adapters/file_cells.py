@@ -16,18 +16,21 @@ Outcomes, as the scan reports them:
 
 Row numbers are 1-based record numbers (csv: the first record after the header is row 1;
 jsonl: the line number; json: the position in the top-level array); columns are names, and
-for nested JSON/parquet values dotted paths (`customer.email`, list items `tags[]`).
+for nested JSON/parquet values dotted paths (`customer.email`), a list item with its 0-based
+index (`team[2].mail`, `tags[0]`): every item is a place of its own, with its own finding id.
 """
 from __future__ import annotations
 
 import gzip
 import io
+import re
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import BinaryIO
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -41,6 +44,9 @@ from services.domain.detectors import Engine, Finding, LineState, Piece
 FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
            ".pq": "parquet", ".txt": "txt", ".log": "txt", ".text": "txt"}
 SKIP_BINARY, SKIP_UNSUPPORTED, SKIP_TOO_BIG = "binary", "unsupported type", "over the size limit"
+_LIST_INDEX = re.compile(r"\[\d+\]")
+_PATH_CHARS = re.compile(r'[.\[\]"]')
+_EMPTY_KEY = re.compile(rb'""\s*:')  # a JSON key "": pyarrow's reader mishandles it (_arrow_json)
 
 
 @dataclass(frozen=True)
@@ -220,30 +226,48 @@ def _parquet(data: bytes, limits: Limits) -> Iterator[Piece]:
 
 
 def _table_pieces(batch: pa.RecordBatch | pa.Table, first_row: int) -> Iterator[Piece]:
-    rows = None
     for name, column in zip(batch.schema.names, batch.columns, strict=True):
-        yield from _column_pieces(name, column, first_row, rows)
+        yield from _column_pieces(name, column, first_row, None, None)
 
 
-def _column_pieces(name: str, column: pa.Array | pa.ChunkedArray, first_row: int,
-                   rows: pa.Array | None) -> Iterator[Piece]:
+def _column_pieces(name: str, column: pa.Array | pa.ChunkedArray, first_row: int, rows: pa.Array | None,
+                   paths: pa.Array | None) -> Iterator[Piece]:
+    """`name`: the column's path with `[]` for list items; `paths`: under a list, each value's own path."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     kind = column.type
     if pa.types.is_dictionary(kind):
-        yield from _column_pieces(name, column.dictionary_decode(), first_row, rows)
+        yield from _column_pieces(name, column.dictionary_decode(), first_row, rows, paths)
     elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        yield Piece(name, column, first_row, rows)
+        yield Piece(name, column, first_row, rows, paths)
     elif pa.types.is_integer(kind) or pa.types.is_decimal(kind):
-        yield Piece(name, pc.cast(column, pa.string()), first_row, rows)  # card numbers stored as ints
+        yield Piece(name, pc.cast(column, pa.string()), first_row, rows, paths)  # card numbers stored as ints
     elif pa.types.is_struct(kind):
         for i, child in enumerate(kind):
-            yield from _column_pieces(f"{name}.{child.name}", column.field(i), first_row, rows)
+            step = _step(child.name)
+            child_paths = None if paths is None else pc.binary_join_element_wise(paths, step, "")
+            yield from _column_pieces(f"{name}{step}", column.field(i), first_row, rows, child_paths)
     elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
         parents = pc.list_parent_indices(column)
         item_rows = pc.add(parents, first_row) if rows is None else pc.take(rows, parents)
-        yield from _column_pieces(f"{name}[]", column.flatten(), first_row, item_rows)
+        yield from _column_pieces(f"{name}[]", column.flatten(), first_row, item_rows,
+                                  _item_paths(name, paths, parents))
     # floats, booleans, dates and times, binary: nothing a detector looks for survives in them
+
+
+def _step(key: str) -> str:
+    """A field's step in a path: `.name`, or `["a.b"]` for a name that would read as a path itself
+    (two places must never share a path: it is part of a finding's id)."""
+    return f".{key}" if key and not _PATH_CHARS.search(key) else "[" + orjson.dumps(key).decode() + "]"
+
+
+def _item_paths(name: str, paths: pa.Array | None, parents: pa.Array) -> pa.Array:
+    """Each item's path: its list's path and its index in that list (`team[2]`). `parents` (the
+    list each item belongs to) ascend, so an item's index is its distance from its list's first."""
+    at = parents.to_numpy(zero_copy_only=False)
+    index = np.arange(len(at)) - np.searchsorted(at, at, side="left")
+    base = pa.array(np.full(len(at), name, dtype=object), pa.string()) if paths is None else pc.take(paths, parents)
+    return pc.binary_join_element_wise(base, "[", pc.cast(pa.array(index), pa.string()), "]", "")
 
 
 # -- json ------------------------------------------------------------------------------------------------
@@ -284,28 +308,36 @@ def _arrow_json_array(data: bytes) -> pa.StructArray | None:
     """A top-level array of objects, parsed by pyarrow as it stands (the field of one object, a
     value that may span lines): no Python object per value, about twice as fast as orjson then
     pyarrow. None when it is anything else or pyarrow cannot (an item that is not an object, a
-    null item, a field that changes type, malformed JSON): then the orjson path decides, as before."""
+    null item, a field that changes type, malformed JSON, a key "" that it mishandles): then the
+    orjson path decides, as before."""
+    if _EMPTY_KEY.search(data):
+        return None
     body = b'{"r":' + data + b"}"
     try:
         table = pajson.read_json(pa.BufferReader(body),
                                  read_options=pajson.ReadOptions(use_threads=False, block_size=len(body) + 1),
                                  parse_options=pajson.ParseOptions(newlines_in_values=True))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        kind = table.schema.types[0] if table.num_columns == 1 and table.num_rows == 1 else None
+        if kind is None or not pa.types.is_list(kind) or not pa.types.is_struct(kind.value_type):
+            return None
+        records = table.column(0).combine_chunks().flatten()
+    except pa.ArrowException:  # what it refuses, and its own errors on odd documents (empty keys…)
         return None
-    kind = table.schema.types[0] if table.num_columns == 1 and table.num_rows == 1 else None
-    if kind is None or not pa.types.is_list(kind) or not pa.types.is_struct(kind.value_type):
-        return None
-    records = table.column(0).combine_chunks().flatten()
     return records if len(records) and not records.null_count else None
 
 
 def _arrow_json(lines: bytes) -> pa.Table | None:
     """One object per line, no blank lines, parsed by pyarrow (record i is line i + 1); None when
-    pyarrow cannot (a field that changes type, an integer past 64 bits): then Python walks it."""
+    pyarrow cannot (a field that changes type, an integer past 64 bits): then Python walks it.
+    Every line must open an object: pyarrow 26's reader crashes the process (SIGSEGV) on a first
+    line `null` followed by an object, and refuses other non-objects anyway. Nor a key "" (its
+    column comes back broken: ArrowIndexError)."""
+    if not lines.startswith(b"{") or lines.count(b"\n") != lines.count(b"\n{") or _EMPTY_KEY.search(lines):
+        return None
     try:
         return pajson.read_json(pa.BufferReader(lines), read_options=pajson.ReadOptions(use_threads=False),
                                 parse_options=pajson.ParseOptions(newlines_in_values=False))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+    except pa.ArrowException:
         return None
 
 
@@ -339,19 +371,24 @@ def _jsonl_python(block: bytes, line_no: int) -> Iterator[Piece]:
 def _record_pieces(numbered) -> Iterator[Piece]:
     columns: dict[str, tuple[list[int], list[str]]] = {}
     for row, record in numbered:
-        stack = [("", record)]
+        stack: list[tuple[str | None, object]] = [(None, record)]  # None: the record itself
         while stack:  # iterative: a deeply nested document cannot exhaust the Python stack
             path, value = stack.pop()
-            if isinstance(value, dict):
-                stack += [(f"{path}.{k}" if path else str(k), v) for k, v in reversed(value.items())]
+            if isinstance(value, dict):  # a record's own fields by their names, as a table's columns
+                stack += [(path + _step(k) if path is not None else k or '[""]', v) for k, v in reversed(value.items())]
             elif isinstance(value, list):
-                stack += [(f"{path}[]", v) for v in reversed(value)]
+                stack += [(f"{path or ''}[{i}]", v) for i, v in reversed(list(enumerate(value)))]
             elif isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
-                rows, values = columns.setdefault(path, ([], []))
+                # grouped by the path without list indexes (a column), each value keeping its own path
+                path = path or ""  # a record that is a value: its column is "$"
+                rows, values, paths = columns.setdefault(_LIST_INDEX.sub("[]", path) if "[" in path else path,
+                                                         ([], [], []))
                 rows.append(row)
                 values.append(value if isinstance(value, str) else str(value))
-    for path, (rows, values) in columns.items():
-        yield Piece(path or "$", pa.array(values, pa.string()), rows[0], pa.array(rows, pa.int64()))
+                paths.append(path)
+    for column, (rows, values, paths) in columns.items():
+        yield Piece(column or "$", pa.array(values, pa.string()), rows[0], pa.array(rows, pa.int64()),
+                    pa.array(paths, pa.string()) if "[" in column else None)
 
 
 # -- text -----------------------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def world(kafka, s3_server, tmp_path_factory):
         system.stop()
 
 
-def start_worker(world, environment: dict, name: str, root: Path | None | str = "", keys: bool = True,
+def start_worker(world, environment: dict, name: str, root: Path | str | None = "", keys: bool = True,
                  ) -> subprocess.Popen:
     """A customer's worker: the deployment-config's environment, its own S3 credentials and
     SCANLEDGER_DATASTORE_ROOT (its local_dir paths are read under it), run in an empty directory of

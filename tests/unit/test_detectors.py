@@ -176,7 +176,7 @@ def test_csv_rows_and_columns_and_numbers_kept_as_text():
 def test_json_nested_paths_and_jsonl_line_numbers():
     doc = [{"id": 1, "profile": {"email": "a.b@example.com", "tags": ["x", "123-45-6789"]}}, {"id": 2}]
     assert locations(scan_file(orjson.dumps(doc), "x.json")) == [
-        ("email", 1, "profile.email", None), ("ssn", 1, "profile.tags[]", None)]
+        ("email", 1, "profile.email", None), ("ssn", 1, "profile.tags[1]", None)]
     lines = b'{"a": "x"}\n\n{"a": "ip 10.1.2.3"}\n'
     assert locations(scan_file(lines, "x.jsonl")) == [("ip_address", 3, "a", None)]
 
@@ -187,7 +187,7 @@ def test_parquet_with_list_and_integer_columns():
     sink = io.BytesIO()
     pq.write_table(table, sink)
     assert locations(scan_file(sink.getvalue(), "t.parquet")) == [
-        ("email", 2, "emails[]", None), ("email", 2, "emails[]", None), ("payment_card", 1, "card", None)]
+        ("email", 2, "emails[0]", None), ("email", 2, "emails[1]", None), ("payment_card", 1, "card", None)]
 
 
 def test_text_lines_across_slices_and_gzip():

@@ -55,11 +55,14 @@ class Finding:
 class Piece:
     """Strings to scan: a column's cells (`column` set; cell i is record `first + i`, or
     `rows[i]` when given: the items of a list column share their record's number) or lines of
-    text (`column` None; line i is line `first + i`)."""
+    text (`column` None; line i is line `first + i`). `paths[i]`, when given, is cell i's own
+    column: the items of a list each have their index in it (`team[2].mail`), so two items of
+    one record are two places, never one finding."""
     column: str | None
     values: pa.Array
     first: int = 1
     rows: pa.Array | None = None
+    paths: pa.Array | None = None
 
 
 @dataclass
@@ -116,7 +119,8 @@ class Engine:
                 row = int(row_of[k][offset])
             else:
                 row = piece.first + offset
-            found[k].append(Finding(detector.name, detector.family, conf, masked, row=row, column=piece.column,
+            column = piece.column if piece.paths is None else piece.paths[offset].as_py()
+            found[k].append(Finding(detector.name, detector.family, conf, masked, row=row, column=column,
                                     start=a, end=b))
         return found
 
