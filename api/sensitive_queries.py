@@ -232,4 +232,6 @@ def finding_view(row) -> dict:
             "masked_sample": row["masked"], "found_at": row["found_at"],
             # LLM Assist: null unless the scan asked for it and this finding was below the threshold
             "llm_verdict": row["llm_verdict"], "llm_confidence": row["llm_confidence"], "llm_model": row["llm_model"],
-            "detector_confidence": row["detector_confidence"]}
+            # the detector's own, always: with no verdict it is the confidence itself
+            "detector_confidence": row["confidence"] if row["detector_confidence"] is None
+            else row["detector_confidence"]}

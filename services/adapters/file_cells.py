@@ -8,8 +8,9 @@ need never be held as a table.
 
 Outcomes, as the scan reports them:
 - skipped, before anything is decoded: `binary` (a NUL byte in the first 8 KiB of a text
-  format, or no format magic), `unsupported type` (an extension we do not read), `over the
-  size limit` (raw or decompressed size above max_bytes);
+  format, or no format magic; UTF-16 text with its BOM is decoded first, so it is text),
+  `unsupported type` (an extension we do not read), `over the size limit` (raw or
+  decompressed size above max_bytes);
 - failed: `parse error: …` (malformed csv/json/parquet/gzip), raised as FileFailed possibly
   after some pieces were already yielded;
 - scanned.
@@ -21,6 +22,7 @@ index (`team[2].mail`, `tags[0]`): every item is a place of its own, with its ow
 """
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
 import re
@@ -141,7 +143,13 @@ def load(source: bytes | BinaryIO, name: str, limits: Limits = Limits()) -> tupl
     if fmt == "parquet":
         if data[:4] != b"PAR1":
             raise FileSkipped(SKIP_BINARY) if b"\x00" in data[:8192] else FileFailed("parse error: not a Parquet file")
-    elif b"\x00" in data[:8192]:
+        return fmt, data
+    if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):  # Windows exports: text, not binary
+        try:
+            data = data.decode("utf-16").encode()
+        except UnicodeDecodeError as exc:
+            raise FileFailed(f"parse error: bad UTF-16 text ({exc.reason})") from None
+    if b"\x00" in data[:8192]:
         raise FileSkipped(SKIP_BINARY)
     return fmt, data
 

@@ -179,6 +179,6 @@ def test_without_llm_assist_nothing_is_sent_and_findings_carry_no_verdict(world,
     done, findings = run(world)
     assert done["status"] == "completed" and done["options"]["llm_assist"] is False
     assert findings and {f["llm_verdict"] for f in findings} == {None}
-    assert all(f["detector_confidence"] is None for f in findings)
+    assert all(f["detector_confidence"] == f["confidence"] for f in findings)  # always set (issue 19)
     assert {f["finding_id"] for f in findings} == {f["finding_id"] for f in assisted[1]}
     assert llm.taken() == []

@@ -190,6 +190,26 @@ def test_parquet_with_list_and_integer_columns():
         ("email", 2, "emails[0]", None), ("email", 2, "emails[1]", None), ("payment_card", 1, "card", None)]
 
 
+def test_a_value_ending_a_sentence_is_found_and_a_decimal_is_not():
+    text = (b"Card: 4111 1111 1111 1111.\nCard 5500-0000-0000-0004.\nssn 123-45-6789.\nmail jane@example.com.\n"
+            b"amount 4111111111111111.25\n")
+    assert locations(scan_file(text, "a.txt")) == [
+        ("email", None, None, 4), ("payment_card", None, None, 1), ("payment_card", None, None, 2),
+        ("ssn", None, None, 3)]
+
+
+def test_utf16_text_with_its_bom_is_decoded_not_skipped_as_binary():
+    text = "id,contact\n1,jane@example.com\n2,card 4111 1111 1111 1111\n"
+    for encoding in ("utf-16", "utf-16-le", "utf-16-be"):
+        bom = {"utf-16-le": b"\xff\xfe", "utf-16-be": b"\xfe\xff"}.get(encoding, b"")
+        data = bom + text.encode(encoding)
+        for name in ("a.csv", "a.txt"):
+            result = scan_file(data, name)
+            assert result.status == "scanned" and len(result.findings) == 2, (encoding, name, result)
+    assert scan_file("x".encode("utf-16-le"), "a.txt").reason == "binary"  # no BOM: still binary
+    assert scan_file(b"\xff\xfe\x00\xd8", "a.txt").status == "failed"  # a lone surrogate: not text
+
+
 def test_text_lines_across_slices_and_gzip():
     text = b"".join(b"line %d\n" % i for i in range(50_000)) + b"mail me@example.com\n"
     small = Limits(batch_bytes=4096)

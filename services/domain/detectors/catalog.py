@@ -45,10 +45,14 @@ def _alnum(ch: str) -> bool:
 
 
 def _free(cell: str, start: int, end: int, before: str = "", after: str = "") -> bool:
-    """No word character (nor one of `before`/`after`) touches the match on either side."""
+    """No word character (nor one of `before`) touches the match on either side; one of `after`
+    touches it only when a word character follows it: "4111111111111111.25" is a decimal, the
+    same number ending a sentence ("card 4111 1111 1111 1111.") is a card."""
     if start > 0 and (_alnum(cell[start - 1]) or cell[start - 1] in before):
         return False
-    return not (end < len(cell) and (_alnum(cell[end]) or cell[end] in after))
+    if end >= len(cell):
+        return True
+    return not (_alnum(cell[end]) or (cell[end] in after and end + 1 < len(cell) and _alnum(cell[end + 1])))
 
 
 def _finder(pattern: str, valid: Callable[[str], float | None], before: str = "", after: str = ""):
