@@ -31,9 +31,21 @@ def not_found(message: str) -> ApiError:
 
 
 def details_from(exc: ValidationError, prefix: tuple = ()) -> list[dict]:
-    """pydantic errors as [{path, message}], with "Required" for a missing field (seed 002)."""
-    return [{"path": [*prefix, *err["loc"]], "message": "Required" if err["type"] == "missing" else err["msg"]}
-            for err in exc.errors()]
+    """pydantic errors as [{path, message}], with "Required" for a missing field (seed 002). A tagged
+    union's missing or unknown tag names the tag's own field (`credentials.source`), not pydantic's
+    wording about discriminators."""
+    return [_detail(err, prefix) for err in exc.errors()]
+
+
+def _detail(err: dict, prefix: tuple) -> dict:
+    path, kind = [*prefix, *err["loc"]], err["type"]
+    ctx = err.get("ctx") or {}
+    if kind in ("union_tag_not_found", "union_tag_invalid") and isinstance(ctx.get("discriminator"), str):
+        tag = ctx["discriminator"].strip("'")
+        if kind == "union_tag_not_found":
+            return {"path": [*path, tag], "message": "Required"}
+        return {"path": [*path, tag], "message": f"Expected one of {ctx.get('expected_tags')}"}
+    return {"path": path, "message": "Required" if kind == "missing" else err["msg"]}
 
 
 def validation_error(exc: ValidationError, message: str = "Invalid request body", prefix: tuple = ()) -> ApiError:

@@ -182,7 +182,19 @@ def resolve_path(root: Path, path: str, type_: str, forbidden: list[Path] = ()) 
         raise ConnectorError(f'path "{path}" is not a directory')
     if type_ == "sqlite" and not resolved.is_file():
         raise ConnectorError(f'path "{path}" is not a file')
+    if type_ == "sqlite" and not _is_sqlite(resolved):
+        raise ConnectorError(f'path "{path}" is not a SQLite database')
     return resolved
+
+
+def _is_sqlite(path: Path) -> bool:
+    """Opens read-only as a database and has a schema to read (a CSV renamed .db does not)."""
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return True
+    except sqlite3.Error:
+        return False
 
 
 def check_allowed(settings, workspace_id: str, type_: str, path: str | Path) -> Path:

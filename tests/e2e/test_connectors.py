@@ -30,6 +30,7 @@ def world(kafka, s3_server, tmp_path_factory):
     (root / "lake" / "sub" / "notes.txt").write_text("nothing here")
     with sqlite3.connect(root / "shop.db") as db:
         db.execute("CREATE TABLE customers (id INTEGER, email TEXT)")
+    (root / "export.db").write_text("id,email\n1,a@example.com\n")  # a CSV named .db
     (secrets / "s3.json").write_text(json.dumps({"access_key_id": s3_server.keys["aws_access_key_id"],
                                                  "secret_access_key": FILE_SECRET}))
     bucket = s3_server.bucket(f"e2e-{uuid.uuid4().hex[:8]}", {"exports/a.csv": b"email\nb@example.com\n"})
@@ -115,9 +116,12 @@ def test_create_list_get_delete(world, kind):
     ({"name": "x", "type": "sqlite", "config": {"path": "missing.db"}}, ["config", "path"]),
     ({"name": "x", "type": "s3", "config": {"bucket": "Not_A_Bucket", "credentials": {"source": "anonymous"}}},
      ["config", "bucket"]),
+    ({"name": "x", "type": "sqlite", "config": {"path": "export.db"}}, ["config", "path"]),
     ({"name": "x", "type": "s3", "config": {"bucket": "lake"}}, ["config", "credentials"]),
+    ({"name": "x", "type": "s3", "config": {"bucket": "lake", "credentials": {"access_key_id_env": "X"}}},
+     ["config", "credentials", "source"]),
     ({"name": "x", "type": "s3", "config": {"bucket": "lake", "credentials": {"source": "vault"}}},
-     ["config", "credentials"]),
+     ["config", "credentials", "source"]),
     ({"name": "x", "type": "s3", "config": {"bucket": "lake", "endpoint_url": "file:///etc/passwd",
                                             "credentials": {"source": "anonymous"}}}, ["config", "endpoint_url"]),
     # an address the operator did not list in SCANLEDGER_S3_ENDPOINTS (here: the API's own metadata-like peer)

@@ -148,6 +148,9 @@ def test_local_configs_are_confined_as_seed_000_datastores(settings, lake):
             validate_config(settings, "w", "local_dir", {"path": path})
     with pytest.raises(ConnectorError, match="not a file"):
         validate_config(settings, "w", "sqlite", {"path": "lake"})
+    with pytest.raises(ConnectorError, match="not a SQLite database"):  # a CSV named .db: refused now, not at scan time
+        (settings.datastore_root / "export.db").write_text("id,email\n1,a@example.com\n")
+        validate_config(settings, "w", "sqlite", {"path": "export.db"})
     with pytest.raises(ValidationError):
         validate_config(settings, "w", "local_dir", {"path": "lake", "extra": 1})
     # the secrets dir is the system's own: never a source, even inside the root
@@ -349,3 +352,15 @@ def test_s3_through_the_registry_with_referenced_keys(settings, s3_server, bucke
                                                     "credentials": {"source": "anonymous"}})
     with pytest.raises(ConnectorError):  # this server checks credentials: unsigned requests are refused
         list(anonymous.list_resources())
+
+
+def test_a_missing_or_unknown_credentials_source_is_named_in_the_details():
+    from api.errors import details_from
+    from services.adapters.connectors import S3Config
+
+    for credentials, message in (({"access_key_id_env": "X"}, "Required"), ({"source": "vault"}, "Expected one of")):
+        with pytest.raises(ValidationError) as exc:
+            S3Config.model_validate({"bucket": "lake", "credentials": credentials})
+        [detail] = details_from(exc.value, ("config",))
+        assert detail["path"] == ["config", "credentials", "source"] and detail["message"].startswith(message)
+        assert "discriminator" not in detail["message"]
