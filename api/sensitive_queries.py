@@ -75,13 +75,14 @@ def list_scans(db, workspace_id: str, *, connector: str | None, status: str | No
 
 
 def file_counts(db, scan_id: str) -> dict:
-    """{scanned, skipped, failed, unchanged}: unchanged (an incremental scan's) are skipped files too."""
-    counts = {"scanned": 0, "skipped": 0, "failed": 0, "unchanged": 0}
-    for r in db.execute("SELECT status, reason = 'unchanged' AS unchanged, COUNT(*) AS n FROM rm_sensitive_files"
-                        " WHERE scan_id = ? GROUP BY status, reason = 'unchanged'", (scan_id,)):
+    """{scanned, skipped, failed, unchanged, timeout}: unchanged (an incremental scan's) and timeout (past
+    the scan's deadline, never read) are skipped files too."""
+    counts = {"scanned": 0, "skipped": 0, "failed": 0, "unchanged": 0, "timeout": 0}
+    for r in db.execute("SELECT status, reason, COUNT(*) AS n FROM rm_sensitive_files WHERE scan_id = ?"
+                        " GROUP BY status, reason", (scan_id,)):
         counts[r["status"]] += r["n"]
-        if r["status"] == "skipped" and r["unchanged"]:
-            counts["unchanged"] += r["n"]
+        if r["status"] == "skipped" and r["reason"] in ("unchanged", "timeout"):
+            counts[r["reason"]] += r["n"]
     return counts
 
 
@@ -116,13 +117,64 @@ def chunks(db, scan_id: str) -> list:
         " ORDER BY k.idx", (scan_id,)).fetchall()
 
 
-def findings(db, scan_id: str, limit: int, after: list | None) -> list:
-    where, args = "scan_id = ?", [scan_id]
+def findings(db, scan_id: str, limit: int, after: list | None, filters: dict | None = None) -> list:
+    """A page in (connector, file, finding id) order, on the index of that order. `filters`: detector,
+    connector, file (a prefix), min_confidence, llm_verdict ("none": findings not sent for review)."""
+    where, args = ["scan_id = ?"], [scan_id]
+    filters = filters or {}
+    for key, column in (("detector", "detector"), ("connector", "connector_id")):
+        if filters.get(key) is not None:
+            where.append(f"{column} = ?")
+            args.append(filters[key])
+    if filters.get("file") is not None:  # a prefix, as a range on the index (no LIKE and its escapes)
+        where.append("file >= ? AND file < ?")
+        args += [filters["file"], filters["file"] + "\U0010ffff"]
+    if filters.get("min_confidence") is not None:
+        where.append("confidence >= ?")
+        args.append(filters["min_confidence"])
+    if filters.get("llm_verdict") is not None:
+        where.append("llm_verdict IS NULL" if filters["llm_verdict"] == "none" else "llm_verdict = ?")
+        args += [] if filters["llm_verdict"] == "none" else [filters["llm_verdict"]]
     if after:
-        where += " AND (connector_id, file, finding_id) > (?, ?, ?)"
+        where.append("(connector_id, file, finding_id) > (?, ?, ?)")
         args += after
-    return db.execute(f"SELECT * FROM rm_sensitive_findings WHERE {where} ORDER BY connector_id, file, finding_id"
+    return db.execute(f"SELECT * FROM rm_sensitive_findings WHERE {' AND '.join(where)}"
+                      " ORDER BY connector_id, file, finding_id LIMIT ?", [*args, limit]).fetchall()
+
+
+def files(db, scan_id: str, limit: int, after: list | None, filters: dict) -> list:
+    """A page of the scan's file outcomes in (connector, name) order: the primary key's."""
+    where, args = ["scan_id = ?"], [scan_id]
+    for key, column in (("status", "status"), ("reason", "reason"), ("connector", "connector_id")):
+        if filters.get(key) is not None:
+            where.append(f"{column} = ?")
+            args.append(filters[key])
+    if after:
+        where.append("(connector_id, name) > (?, ?)")
+        args += after
+    return db.execute(f"SELECT * FROM rm_sensitive_files WHERE {' AND '.join(where)} ORDER BY connector_id, name"
                       " LIMIT ?", [*args, limit]).fetchall()
+
+
+def file_view(row) -> dict:
+    return {"connector_id": row["connector_id"], "file": row["name"], "status": row["status"],
+            "reason": row["reason"], "size": row["size"], "findings_count": row["findings"],
+            "worker_id": f"worker-{int(row['unit_id'].rsplit('.c', 1)[1]) + 1:03d}", "processed_at": row["at"]}
+
+
+def findings_by_detector(db, scan_id: str) -> dict[str, int]:
+    return {r[0]: r[1] for r in db.execute("SELECT detector, COUNT(*) FROM rm_sensitive_findings WHERE scan_id = ?"
+                                           " GROUP BY detector ORDER BY detector", (scan_id,))}
+
+
+def files_by_reason(db, scan_id: str) -> dict[str, dict[str, int]]:
+    """{"skipped": {reason: n}, "failed": {reason: n}}: why the files not scanned were not."""
+    out: dict[str, dict[str, int]] = {"skipped": {}, "failed": {}}
+    for r in db.execute("SELECT status, COALESCE(reason, 'unknown'), COUNT(*) FROM rm_sensitive_files"
+                        " WHERE scan_id = ? AND status != 'scanned' GROUP BY status, reason ORDER BY 1, 2",
+                        (scan_id,)):
+        out[r[0]][r[1]] = r[2]
+    return out
 
 
 # --- views ---
@@ -166,9 +218,11 @@ def scan_view(db, row, now: datetime | None = None) -> dict:
     now = now or datetime.now(UTC)
     scan_id, shown = row["scan_id"], row["shown_status"]
     files = file_counts(db, scan_id)
+    timed_out = files.pop("timeout")
     found = findings_count(db, scan_id)
     total = row["total_enumerated"]
-    processed = files["scanned"] + files["skipped"] + files["failed"]
+    # a file skipped at the deadline was never reached: it is not processed (a timed-out scan is not 100 %)
+    processed = files["scanned"] + files["skipped"] + files["failed"] - timed_out
     finished = shown in FINISHED
     elapsed = _seconds(row["started_at"], row["finished_at"] if finished else None, now)
     if finished:
@@ -192,6 +246,9 @@ def scan_view(db, row, now: datetime | None = None) -> dict:
                              enumeration_status=row["enumeration_status"], enumerated=total, **files),
         "workers": {"total": len(workers), "active": sum(1 for w in workers if w in ("queued", "running")),
                     "completed": workers.count("completed"), "failed": workers.count("failed")},
+        "findings_by_detector": findings_by_detector(db, scan_id),
+        "files_by_reason": files_by_reason(db, scan_id),
+        "message": _message(row, shown, files, timed_out),
         "created_at": row["created_at"],
         "started_at": row["started_at"],
     }
@@ -202,6 +259,21 @@ def scan_view(db, row, now: datetime | None = None) -> dict:
     if row["error"]:
         out["error"] = row["error"]
     return out
+
+
+def _message(row, shown: str, files: dict, timed_out: int) -> str | None:
+    """What a user should know of a scan that did not simply complete: why it failed, what the timeout left."""
+    parts = []
+    if shown == "failed":
+        parts.append(row["error"] or (f"No file could be read: {files['failed']} failed (GET …/files?status=failed"
+                                      " says why)" if files["failed"] and not files["scanned"] else "The scan failed"))
+    if timed_out:
+        parts.append(f"The scan's timeout ({row_timeout(row)} minutes) passed with {timed_out} files not read")
+    return "; ".join(parts) or None
+
+
+def row_timeout(row) -> int:
+    return orjson.loads(row["options"]).get("timeout_minutes", 120)
 
 
 def scan_options(opts: dict) -> dict:
@@ -217,6 +289,7 @@ def pending_view(request: dict) -> dict:
             "options": scan_options(opts),
             "progress": {"files_total": 0, "files_processed": 0, "files_failed": 0, "findings_count": 0,
                          "percent_complete": 0, "elapsed_seconds": 0, "estimated_remaining_seconds": None},
+            "findings_by_detector": {}, "files_by_reason": {"skipped": {}, "failed": {}}, "message": None,
             "coverage": coverage(target=opts.get("coverage_target", 1.0),
                                  strategy=opts.get("coverage_strategy", "best_effort"),
                                  enumeration_status="in_progress", enumerated=0, scanned=0, skipped=0, failed=0),

@@ -38,6 +38,7 @@ MAX_WORKERS = 64
 MAX_FILES = 1_000_000
 LIST_LIMIT, MAX_LIST_LIMIT = 20, 100
 FINDINGS_LIMIT, MAX_FINDINGS_LIMIT = 100, 1000
+FILES_LIMIT, MAX_FILES_LIMIT = 100, 1000
 
 FileType = Annotated[str, Field(min_length=1, max_length=20, pattern=r"^\.?[A-Za-z0-9]+(\.[A-Za-z0-9]+)*$")]
 Prefix = Annotated[str, Field(max_length=1024, pattern=r"^[^\x00]*$")]
@@ -217,22 +218,66 @@ def _cursor(request: Request, size: int) -> list | None:
         raise ApiError(400, "Invalid query parameters", [{"path": ["cursor"], "message": str(exc)}]) from None
 
 
-def _findings(db, workspace_id: str, scan_id: str, limit: int, after: list | None):
+Text = Annotated[str, Field(min_length=1, max_length=1000)]
+
+
+class FindingsFilters(BaseModel):
+    """GET …/findings: what to list (besides limit and cursor); any other parameter is a 400."""
+    model_config = ConfigDict(extra="forbid")
+    detector: Text | None = None
+    connector: Text | None = None
+    file: Text | None = Field(None, description="a prefix of the file's name")
+    min_confidence: float | None = Field(None, ge=0.0, le=1.0)
+    llm_verdict: Literal["confirmed", "rejected", "not_reviewed", "none"] | None = None
+
+
+class FilesFilters(BaseModel):
+    """GET …/files: which file outcomes to list (besides limit and cursor); any other parameter is a 400."""
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["scanned", "skipped", "failed"] | None = None
+    reason: Text | None = None
+    connector: Text | None = None
+
+
+def _filters(request: Request, model: type[BaseModel]) -> dict:
+    raw = {k: v for k, v in request.query_params.items() if k not in ("limit", "cursor")}
+    try:
+        return model.model_validate(raw).model_dump()
+    except ValidationError as exc:
+        raise validation_error(exc, "Invalid query parameters") from None
+
+
+def _page(db, workspace_id: str, scan_id: str, fetch, *args):
+    """None for no such scan; [] for one not taken up yet; else fetch(db, scan_id, *args)."""
     row, pending = _scan_or_pending(db, workspace_id, scan_id)
     if row is None and pending is None:
         return None
-    return sq.findings(db, scan_id, limit + 1, after) if row is not None else []
+    return fetch(db, scan_id, *args) if row is not None else []
 
 
 async def list_findings(request: Request):
-    """A scan's findings, a page at a time (masked samples only), in a stable order."""
+    """A scan's findings, a page at a time (masked samples only), in a stable order; filtered by detector,
+    connector, file prefix, minimum confidence or LLM verdict."""
     principal = await authenticate(request, "assets:read")
     limit, after = _limit(request, FINDINGS_LIMIT, MAX_FINDINGS_LIMIT), _cursor(request, 3)
-    rows = await _found(request, _findings, request.app.state.db, principal.workspace_id, request.path_params["id"],
-                        limit, after)
+    filters = _filters(request, FindingsFilters)
+    rows = await _found(request, _page, request.app.state.db, principal.workspace_id, request.path_params["id"],
+                        sq.findings, limit + 1, after, filters)
     page, more = rows[:limit], len(rows) > limit
     cursor = sq.encode_cursor(page[-1]["connector_id"], page[-1]["file"], page[-1]["finding_id"]) if more else None
     return success([sq.finding_view(r) for r in page], pagination={"limit": limit, "next_cursor": cursor})
+
+
+async def list_files(request: Request):
+    """Each enumerated file's outcome: scanned, skipped or failed with the reason, its size and findings."""
+    principal = await authenticate(request, "assets:read")
+    limit, after = _limit(request, FILES_LIMIT, MAX_FILES_LIMIT), _cursor(request, 2)
+    filters = _filters(request, FilesFilters)
+    rows = await _found(request, _page, request.app.state.db, principal.workspace_id, request.path_params["id"],
+                        sq.files, limit + 1, after, filters)
+    page, more = rows[:limit], len(rows) > limit
+    cursor = sq.encode_cursor(page[-1]["connector_id"], page[-1]["name"]) if more else None
+    return success([sq.file_view(r) for r in page], pagination={"limit": limit, "next_cursor": cursor})
 
 
 def _since(request: Request) -> str | None:
@@ -277,4 +322,5 @@ routes = [
     Route("/api/v1/scans/{id}/workers", get_workers, methods=["GET"]),
     Route("/api/v1/scans/{id}/cancel", cancel_scan, methods=["POST"]),
     Route("/api/v1/scans/{id}/findings", list_findings, methods=["GET"]),
+    Route("/api/v1/scans/{id}/files", list_files, methods=["GET"]),
 ]

@@ -87,6 +87,10 @@ CREATE TABLE IF NOT EXISTS rm_sensitive_findings (
     family TEXT NOT NULL, confidence REAL NOT NULL, masked TEXT NOT NULL, found_at TEXT NOT NULL,
     llm_verdict TEXT, llm_confidence REAL, llm_model TEXT, detector_confidence REAL,
     PRIMARY KEY (scan_id, finding_id));
+-- a page of findings in their keyset order, and the counts per detector, without sorting a scan's rows
+CREATE INDEX IF NOT EXISTS rm_sensitive_findings_page ON rm_sensitive_findings (scan_id, connector_id, file,
+    finding_id);
+CREATE INDEX IF NOT EXISTS rm_sensitive_findings_detector ON rm_sensitive_findings (scan_id, detector);
 CREATE TABLE IF NOT EXISTS rm_processed_events (event_id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS projector_offsets (
     topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,

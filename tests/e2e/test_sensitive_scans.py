@@ -130,6 +130,52 @@ def test_a_scan_over_local_dir_and_s3_finds_exactly_what_was_planted(world, scan
     assert done["created_at"] <= done["started_at"] <= done["completed_at"]
 
 
+def pages(client, path, **params) -> list:
+    out, cursor = [], None
+    while True:
+        r = client.get(path, params={**params, **({"cursor": cursor} if cursor else {})})
+        out += ok(r)
+        cursor = r.json()["pagination"]["next_cursor"]
+        if cursor is None:
+            return out
+
+
+def test_each_files_outcome_and_the_findings_by_any_filter(world, scan):
+    started, done = scan
+    viewer, scan_id = world["a"].viewer, started["scan_id"]
+    files = pages(viewer, f"/api/v1/scans/{scan_id}/files", limit=4)
+    assert len(files) == len({(f["connector_id"], f["file"]) for f in files}) == 21
+    assert [f["status"] for f in files].count("scanned") == 20
+    [skipped] = ok(viewer.get(f"/api/v1/scans/{scan_id}/files", params={"status": "skipped"}))
+    assert skipped["file"] == "data/blob.txt" and skipped["reason"] == "binary" and skipped["findings_count"] == 0
+    assert done["files_by_reason"] == {"skipped": {"binary": 1}, "failed": {}} and done["message"] is None
+    by_detector = done["findings_by_detector"]
+    assert sum(by_detector.values()) == done["progress"]["findings_count"] == sum(f["findings_count"] for f in files)
+    everything = pages(viewer, f"/api/v1/scans/{scan_id}/findings", limit=7)
+    for detector, n in by_detector.items():  # each filter a page at a time: exactly its share
+        found = pages(viewer, f"/api/v1/scans/{scan_id}/findings", detector=detector, limit=3)
+        assert len(found) == n and {f["detector"] for f in found} == {detector}
+    from_s3 = pages(viewer, f"/api/v1/scans/{scan_id}/findings", connector=world["s3"])
+    assert from_s3 and len(from_s3) == sum(f["connector_id"] == world["s3"] for f in everything)
+    some = everything[0]["file"]
+    prefix = some[:some.rindex("/") + 1]
+    assert {f["finding_id"] for f in pages(viewer, f"/api/v1/scans/{scan_id}/findings", file=prefix)} == \
+        {f["finding_id"] for f in everything if f["file"].startswith(prefix)}
+    sure = pages(viewer, f"/api/v1/scans/{scan_id}/findings", min_confidence=0.95)
+    assert {f["finding_id"] for f in sure} == {f["finding_id"] for f in everything if f["confidence"] >= 0.95}
+    assert len(pages(viewer, f"/api/v1/scans/{scan_id}/findings", llm_verdict="none")) == len(everything)
+    assert pages(viewer, f"/api/v1/scans/{scan_id}/findings", llm_verdict="rejected") == []
+    for path, params, where in ((f"/api/v1/scans/{scan_id}/findings", {"detectr": "email"}, ["detectr"]),
+                                (f"/api/v1/scans/{scan_id}/findings", {"min_confidence": "high"}, ["min_confidence"]),
+                                (f"/api/v1/scans/{scan_id}/findings", {"min_confidence": "2"}, ["min_confidence"]),
+                                (f"/api/v1/scans/{scan_id}/findings", {"llm_verdict": "maybe"}, ["llm_verdict"]),
+                                (f"/api/v1/scans/{scan_id}/files", {"status": "lost"}, ["status"]),
+                                (f"/api/v1/scans/{scan_id}/files", {"file": "x"}, ["file"])):
+        body = error(viewer.get(path, params=params), 400, "VALIDATION_ERROR")
+        assert [d["path"] for d in body["details"]] == [where], body
+    error(world["b"].admin.get(f"/api/v1/scans/{scan_id}/files"), 404, "NOT_FOUND")
+
+
 def test_workers_show_their_chunks(world, scan):
     started, _ = scan
     workers = ok(world["a"].admin.get(f"/api/v1/scans/{started['scan_id']}/workers"))
