@@ -27,7 +27,7 @@ FINDINGS_SEEN = "(SELECT COUNT(*) FROM rm_sensitive_findings f WHERE f.scan_id =
 SHOWN = (f"(CASE WHEN s.status IN {sql_list(FINISHED)} AND {FINDINGS_SEEN} < COALESCE(s.violation_count, 0)"
          " THEN 'running' ELSE s.status END)")
 SELECT = (f"SELECT x.*, s.status AS ledger_status, {SHOWN} AS shown_status, s.started_at, s.finished_at,"
-          " s.violation_count, s.error FROM rm_sensitive_scans x JOIN rm_scans s ON s.scan_id = x.scan_id")
+          " s.violation_count, s.error, s.request FROM rm_sensitive_scans x JOIN rm_scans s ON s.scan_id = x.scan_id")
 
 
 class BadCursor(ValueError):
@@ -87,12 +87,14 @@ def file_counts(db, scan_id: str) -> dict:
 
 
 def watermark(db, workspace_id: str, connector_id: str) -> tuple[str | None, dict[str, str]]:
-    """An incremental scan's baseline for a connector: its last completed scan's id and the versions of the
-    files that scan covered (scanned, or unchanged since the scan before). All of a completed scan's file
-    outcomes are projected: they precede its scan.finished on its partition."""
+    """An incremental scan's baseline for a connector: its newest completed or partial scan's id and the
+    versions of the files that scan covered (scanned, or unchanged since the scan before); the files it
+    did not cover (skipped, failed, new since) are scanned. A partial baseline counts: one unsupported
+    file makes a scan partial, and ignoring it made every later incremental scan a full one. All of a
+    finished scan's file outcomes are projected: they precede its scan.finished on its partition."""
     last = db.execute(
         "SELECT x.scan_id FROM rm_sensitive_scans x JOIN rm_scans s ON s.scan_id = x.scan_id"
-        " WHERE x.workspace_id = ? AND s.status = 'completed'"
+        " WHERE x.workspace_id = ? AND s.status IN ('completed', 'partial_failure')"
         " AND EXISTS (SELECT 1 FROM json_each(x.connectors) WHERE value = ?)"
         " ORDER BY x.created_at DESC, x.scan_id DESC LIMIT 1", (workspace_id, connector_id)).fetchone()
     if last is None:
@@ -252,6 +254,8 @@ def scan_view(db, row, now: datetime | None = None) -> dict:
         "created_at": row["created_at"],
         "started_at": row["started_at"],
     }
+    if row["type"] == "incremental":  # which scan each connector's unchanged files were judged against (None: none)
+        out["baseline_scans"] = baseline_scans(row)
     if finished and shown != "aborted":
         out["completed_at"] = row["finished_at"]
     if row["cancelled_at"] and shown == "aborted":
@@ -272,6 +276,11 @@ def _message(row, shown: str, files: dict, timed_out: int) -> str | None:
     return "; ".join(parts) or None
 
 
+def baseline_scans(row) -> dict[str, str | None]:
+    recorded = (orjson.loads(row["request"]) if row["request"] else {}).get("baseline_scans") or {}
+    return {cid: recorded.get(cid) for cid in orjson.loads(row["connectors"])}
+
+
 def row_timeout(row) -> int:
     return orjson.loads(row["options"]).get("timeout_minutes", 120)
 
@@ -284,8 +293,11 @@ def scan_options(opts: dict) -> dict:
 def pending_view(request: dict) -> dict:
     """A scan accepted on the ledger that the coordinator has not taken up yet: queued, nothing counted."""
     opts = request["options"]
+    incremental = request.get("type") == "incremental"
     return {"scan_id": request["scan_id"], "status": "queued", "type": request.get("type", "full"),
             "connectors": [s["id"] for s in request["connectors"]],
+            **({"baseline_scans": {s["id"]: (request.get("baseline_scans") or {}).get(s["id"])
+                                   for s in request["connectors"]}} if incremental else {}),
             "options": scan_options(opts),
             "progress": {"files_total": 0, "files_processed": 0, "files_failed": 0, "findings_count": 0,
                          "percent_complete": 0, "elapsed_seconds": 0, "estimated_remaining_seconds": None},

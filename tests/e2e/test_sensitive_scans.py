@@ -333,12 +333,42 @@ def test_an_incremental_scan_reads_only_new_or_changed_files(world):
         return (done["status"], cov["total_enumerated"], cov["total_scanned"], cov["total_skipped"],
                 cov["coverage_pct"], done["progress"]["findings_count"])
 
-    assert counts(scan("incremental")) == ("completed", 3, 3, 0, 1.0, 3)  # nothing before it: every file
+    first = scan("incremental")
+    assert counts(first) == ("completed", 3, 3, 0, 1.0, 3)  # nothing before it: every file
+    assert first["baseline_scans"] == {conn: None}  # and it says so
     (folder / "f1.txt").write_text("contact changed.person@example.com\nand b.person@example.com\n")
     (folder / "f3.txt").write_text("new x.person@example.com\n")
     second = scan("incremental")
-    assert counts(second) == ("completed", 4, 2, 2, 1.0, 3)
+    assert counts(second) == ("completed", 4, 2, 2, 1.0, 3) and second["baseline_scans"] == {conn: first["scan_id"]}
     findings = ok(admin.get(f"/api/v1/scans/{second['scan_id']}/findings"))
     assert sorted(f["file"] for f in findings) == ["f1.txt", "f1.txt", "f3.txt"]
     assert counts(scan("incremental")) == ("completed", 4, 0, 4, 1.0, 0)  # the watermark moved on
     assert counts(scan("full")) == ("completed", 4, 4, 0, 1.0, 5)
+
+
+def test_an_incremental_scan_builds_on_a_partial_baseline(world):
+    """A default scan with one file it cannot read ends partial; that is still a baseline for what it read."""
+    admin = world["a"].admin
+    root = Path(world["system"].env["SCANLEDGER_DATASTORE_ROOT"])
+    folder = root / f"inc-partial-{uuid.uuid4().hex[:6]}"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"f{i}.txt").write_text(f"contact a{i}.person@example.com\n")
+    (folder / "picture.bmp").write_bytes(b"BM\x00\x00 not a type the scan reads")
+    conn = ok(admin.post("/api/v1/connectors", json={"name": "IncPartial", "type": "local_dir",
+                                                      "config": {"path": folder.name}}), 201)["id"]
+
+    def scan(type_):
+        return settled(admin, ok(admin.post("/api/v1/scans/parallel", json={"connectors": [conn], "type": type_}),
+                                 201)["scan_id"])
+
+    base = scan("full")
+    assert base["status"] == "partial" and base["coverage"]["total_scanned"] == 4
+    assert base["files_by_reason"] == {"skipped": {"unsupported type": 1}, "failed": {}}
+    (folder / "f0.txt").write_text("changed c.person@example.com\n")
+    later = scan("incremental")
+    assert later["baseline_scans"] == {conn: base["scan_id"]}
+    cov = later["coverage"]
+    # f0 changed: read; f1-f3 unchanged since the partial baseline: not read; the picture: skipped again
+    assert (cov["total_scanned"], cov["total_skipped"], later["progress"]["findings_count"]) == (1, 4, 1)
+    assert later["files_by_reason"]["skipped"] == {"unchanged": 3, "unsupported type": 1}
