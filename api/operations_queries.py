@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.params import MAX_PAGE, QueryInt
-from services.domain.kinds import kinds_of_operation_type
+from services.domain.kinds import SENSITIVE, kinds_of_operation_type
 from services.domain.vocabulary import FINISHED, sql_list
 
 OperationType = Literal["catalog", "profile", "scan", "external_scan", "export", "materialize", "promote"]
@@ -45,8 +45,18 @@ SHOWN_STATUS = (f"(CASE WHEN s.finalized = 0 AND s.status IN {sql_list(FINISHED)
                 " THEN 'running' ELSE s.status END)")
 HAS_LOGS = "(s.error IS NOT NULL OR s.scan_id IN (SELECT scan_id FROM rm_units WHERE error IS NOT NULL))"
 DURATION = "(julianday(s.finished_at) - julianday(s.started_at))"
+# A sensitive-data scan's records are the files it scanned and its anomalies the findings, as its chunks
+# reported them so far (an aborted scan's unfinished chunks too), the counts of GET /api/v1/scans/:id
+# (api/sensitive_queries.py). CASE evaluates its subqueries only for the rows of that kind.
+IS_SENSITIVE = f"s.kind = '{SENSITIVE.name}'"
+RECORDS = (f"(CASE WHEN {IS_SENSITIVE} THEN (SELECT COUNT(*) FROM rm_sensitive_files f WHERE f.scan_id = s.scan_id"
+           " AND f.status = 'scanned') ELSE s.record_count END)")
+ANOMALIES = (f"(CASE WHEN {IS_SENSITIVE} THEN (SELECT COUNT(*) FROM rm_sensitive_findings f"
+             " WHERE f.scan_id = s.scan_id) WHEN s.violation_count IS NULL THEN s.violations_seen"
+             " ELSE MAX(s.violation_count, s.violations_seen) END)")
 COLUMNS = (f"s.*, {SHOWN_STATUS} AS shown_status, (SELECT COUNT(*) FROM rm_units cu WHERE cu.scan_id = s.scan_id"
-           " AND cu.status IN ('completed', 'failed')) AS units_done")
+           f" AND cu.status IN ('completed', 'failed')) AS units_done, {RECORDS} AS records_processed,"
+           f" {ANOMALIES} AS anomalies_identified")
 
 
 def _in(column: str, values, args: list) -> str:
@@ -120,4 +130,12 @@ def operation_id_of(db, scan_id: str) -> int | None:
 
 
 def units(db, scan_id: str) -> list:
-    return db.execute("SELECT * FROM rm_units WHERE scan_id = ? ORDER BY idx", (scan_id,)).fetchall()
+    """A run's units; a sensitive-data scan's chunks with the files they processed and the findings in
+    those files so far (as GET /api/v1/scans/:id/workers counts them), NULL for the other kinds' units."""
+    chunk = f"u.scan_kind = '{SENSITIVE.name}'"
+    return db.execute(
+        f"SELECT u.*, CASE WHEN {chunk} THEN (SELECT COUNT(*) FROM rm_sensitive_files f"
+        " WHERE f.unit_id = u.unit_id) END AS files_processed,"
+        f" CASE WHEN {chunk} THEN (SELECT COALESCE(SUM(f.findings), 0) FROM rm_sensitive_files f"
+        " WHERE f.unit_id = u.unit_id) END AS findings"
+        " FROM rm_units u WHERE u.scan_id = ? ORDER BY u.idx", (scan_id,)).fetchall()

@@ -1,6 +1,7 @@
 """Run operations (seed 003): list, inspect, abort, resume, rerun and delete any run."""
 from __future__ import annotations
 
+import orjson
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -9,6 +10,7 @@ from starlette.routing import Route
 from api import operations_queries as oq
 from api import operations_views as views
 from api import queries
+from api import sensitive_queries as sq
 from api.auth import Principal, authenticate
 from api.db_work import run_db
 from api.errors import ApiError, details_from, not_found
@@ -17,7 +19,8 @@ from api.responses import json_response
 from api.scan_commands import send_command, start_scan, wait_until
 from api.scan_requests import rerun_request
 from services.domain import contracts as c
-from services.domain.kinds import KINDS
+from services.domain.envelope import utcnow
+from services.domain.kinds import KINDS, SENSITIVE
 from services.domain.vocabulary import COMPLETED, FINISHED, IN_FLIGHT
 
 RUN_NOT_FOUND = "Run not found"
@@ -69,6 +72,10 @@ class Run:
     def view(self) -> dict:
         return views.item_view(self.row) if self.row else views.pending_item_view(self.pending)
 
+    def request(self) -> dict:
+        """The scan request the run was started with (its snapshot)."""
+        return orjson.loads(self.row["request"]) if self.row else self.pending
+
 
 async def get_operation(request: Request):
     """One run in full: the configuration it used, its summary metrics, who triggered it."""
@@ -78,7 +85,14 @@ async def get_operation(request: Request):
         return json_response(run.view())
     db = request.app.state.db
     rerun_of = await run_db(request, oq.operation_id_of, db, run.row["rerun_of"]) if run.row["rerun_of"] else None
-    return json_response(views.detail_view(run.row, rerun_of))
+    scan = await run_db(request, _sensitive_view, db, run.row) if KINDS[run.kind] is SENSITIVE else None
+    return json_response(views.detail_view(run.row, rerun_of, scan))
+
+
+def _sensitive_view(db, row) -> dict | None:
+    """A sensitive-data scan's view of GET /api/v1/scans/:id: its counts are the run's summary."""
+    found = sq.scan_row(db, row["workspace_id"], row["scan_id"])
+    return sq.scan_view(db, found) if found is not None else None
 
 
 async def list_containers(request: Request):
@@ -127,12 +141,15 @@ async def resume_operation(request: Request):
     kind = KINDS[run.kind]
     if not kind.resumable:
         raise ApiError(409, f"A {kind.label} cannot be resumed; rerun it")
+    if run.status == COMPLETED:
+        raise ApiError(409, "The run completed; there is nothing to resume")
+    refused = getattr(kind, "resume_refused", None)  # a kind's own reason (sensitive: its timeout passed)
+    if refused is not None and (reason := refused(run.request(), utcnow())):
+        raise ApiError(409, f"The run cannot be resumed: {reason}")
     if run.status in IN_FLIGHT:
         if force not in ("true", "1"):
             raise ApiError(409, "The run is still in progress; abort it first or pass force_abort=true")
         await _command(request, principal, c.ABORT_SCAN, run)
-    elif run.status == COMPLETED:
-        raise ApiError(409, "The run completed; there is nothing to resume")
     elif run.row and run.row["units_total"] == 0:
         raise ApiError(409, "The run never started, so there is nothing to resume; rerun it")
     before = run.row["started_at"] if run.row else None

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import orjson
 
+from api.sensitive_queries import scan_options
+from services.adapters.connectors import public_config
 from services.domain.kinds import KINDS, kind_of
 from services.domain.vocabulary import ABORTED
 
@@ -16,8 +18,7 @@ def _datastore(row) -> dict | None:
 
 
 def item_view(row) -> dict:
-    found = row["violations_seen"] if row["violation_count"] is None else max(row["violation_count"],
-                                                                               row["violations_seen"])
+    """A row of api.operations_queries (its COLUMNS count each kind's records and anomalies)."""
     return {
         "id": row["operation_id"],
         "type": KINDS[row["kind"]].operation_type,
@@ -32,8 +33,8 @@ def item_view(row) -> dict:
             "total_containers": row["units_total"],
             "containers_analyzed": row["units_done"],
             "partitions_scanned": row["units_done"],
-            "records_processed": row["record_count"],
-            "anomalies_identified": found,
+            "records_processed": row["records_processed"],
+            "anomalies_identified": row["anomalies_identified"],
         },
     }
 
@@ -55,27 +56,51 @@ def pending_item_view(request: dict) -> dict:
                        "partitions_scanned": 0, "records_processed": 0, "anomalies_identified": 0}}
 
 
-def detail_view(row, rerun_of: int | None) -> dict:
+def detail_view(row, rerun_of: int | None, scan: dict | None = None) -> dict:
+    """A run in full. `scan`: a sensitive-data scan's view (GET /api/v1/scans/:id), whose progress and
+    coverage are its summary, so both pages give the same numbers."""
     request = orjson.loads(row["request"])
+    if scan is not None:
+        configuration = sensitive_configuration(request)
+        summary = {"progress": scan["progress"], "coverage": scan["coverage"]}
+    else:
+        configuration = {k: request.get(k) for k in ("policy", "upload", "mapping", "targets", "datastore",
+                                                      "audit_id", "audit_name") if request.get(k) is not None}
+        summary = {"rules_total": row["rules_total"], "rules_processed": row["rules_processed"],
+                   "record_total": row["record_total"], "records_processed": row["record_count"],
+                   "violation_count": row["violation_count"],
+                   # only a completed run has a score (a failed one did not read all its data)
+                   "compliance_score": row["compliance_score"] if row["status"] == "completed" else 0}
     return {
         **item_view(row),
         "scan_id": row["scan_id"],
         "kind": row["kind"],
-        "configuration": {k: request.get(k) for k in ("policy", "upload", "mapping", "targets", "datastore",
-                                                       "audit_id", "audit_name") if request.get(k) is not None},
-        "summary": {"rules_total": row["rules_total"], "rules_processed": row["rules_processed"],
-                    "record_total": row["record_total"], "records_processed": row["record_count"],
-                    "violation_count": row["violation_count"],
-                    # only a completed run has a score (a failed one did not read all its data)
-                    "compliance_score": row["compliance_score"] if row["status"] == "completed" else 0},
+        "configuration": configuration,
+        "summary": summary,
         "trigger": {"triggered_by": row["requested_by"], "created": row["created_at"], "rerun_of": rerun_of},
     }
 
 
+def sensitive_configuration(request: dict) -> dict:
+    """What a sensitive-data scan ran with: its type, its connectors as registered (references to secrets,
+    never a secret, nor the server's resolved path: services.adapters.connectors.public_config), its
+    options and, incremental, the scans its watermark came from."""
+    return {"type": request.get("type", "full"),
+            "connectors": [{"id": s["id"], "name": s["name"], "type": s["type"],
+                            "config": public_config(s["type"], s["config"])} for s in request["connectors"]],
+            "options": scan_options(request["options"]),
+            "baseline_scans": request.get("baseline_scans") or {}}
+
+
 def container_view(unit, scan_status: str) -> dict:
+    """A unit of api.operations_queries.units."""
+    records, anomalies = unit["records_processed"], unit["violation_count"]
     if unit["container_id"] is not None:
         container = {"id": unit["container_id"], "name": unit["container_name"],
                      "container_type": unit["container_type"]}
+    elif unit["files_processed"] is not None:  # a sensitive-data scan's chunk: the files of one worker slot
+        container = {"id": None, "name": f"chunk {unit['idx']}", "container_type": "chunk"}
+        records, anomalies = unit["files_processed"], unit["findings"]  # so far, as its worker's progress shows
     else:  # a compliance scan's unit: a partition of its upload
         container = {"id": None, "name": f"partition {unit['idx']}", "container_type": "partition"}
     result = UNIT_RESULT[unit["status"]]
@@ -86,8 +111,8 @@ def container_view(unit, scan_status: str) -> dict:
         "container": container,
         "start_time": unit["started_at"],
         "end_time": unit["finished_at"],
-        "records_processed": unit["records_processed"],
-        "anomaly_count": unit["violation_count"],
+        "records_processed": records,
+        "anomaly_count": anomalies,
         "result": result,
         "message": unit["error"],
     }

@@ -23,12 +23,13 @@ M = TypeVar("M", bound=BaseModel)
 RETRY_IDS = uuid.UUID("6f9c1d2e-3b4a-5c6d-8e7f-90a1b2c3d4e5")  # the namespace of stable_id's uuid5s
 
 
-def stable_id(request: Request, fallback: str) -> str:
+def stable_id(request: Request, fallback: str, prefix: str = "") -> str:
     """The id of what a request creates: under an Idempotency-Key the same on every retry (an API that
     died after writing the scan's command but before keeping its answer is retried into the same scan,
-    which the ledger takes once), else `fallback` (a fresh uuid)."""
+    which the ledger takes once), else `fallback` (a fresh uuid, `prefix` and all). `prefix` begins
+    the retry's id as it begins the fallback (a kind's scan ids: services.domain.kinds)."""
     seed = getattr(request.state, "idempotency_seed", None)
-    return str(uuid.uuid5(RETRY_IDS, seed)) if seed else fallback
+    return f"{prefix}{uuid.uuid5(RETRY_IDS, seed)}" if seed else fallback
 
 
 async def json_body(request: Request, allow_empty: bool = False) -> dict:

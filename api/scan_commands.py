@@ -21,6 +21,7 @@ from services.adapters.command_writer import CommandNotWritten
 from services.domain import commands
 from services.domain import contracts as c
 from services.domain.envelope import deterministic_id, make_event
+from services.domain.kinds import kind_of
 from services.domain.vocabulary import API_SOURCE as SOURCE
 from services.stores import config_store
 from services.stores.config_store import new_id
@@ -53,7 +54,7 @@ async def start_scan(request: Request, scan_request: dict) -> int:
     does not wait for it and the scan is readable a little later.
     """
     db = request.app.state.db
-    scan_request["scan_id"] = stable_id(request, scan_request["scan_id"])
+    scan_request["scan_id"] = stable_id(request, scan_request["scan_id"], kind_of(scan_request).scan_id_prefix)
     scan_request["operation_id"] = await run_db(request, config_store.new_operation_id, db, scan_request["scan_id"])
     await send_command(request, c.RUN_SCAN, scan_request["scan_id"], scan_request["workspace_id"], scan_request)
     await wait_until(request, lambda: queries.is_known(db, scan_request["scan_id"]), VISIBLE_WAIT_S)

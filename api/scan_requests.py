@@ -15,7 +15,7 @@ from api.errors import ApiError, not_found
 from api.openapi import request_body
 from services.domain import contracts as c
 from services.domain.envelope import utcnow
-from services.domain.kinds import CATALOG, COMPLIANCE, MONITOR
+from services.domain.kinds import CATALOG, COMPLIANCE, MONITOR, kind_of
 from services.domain.policy import missing_columns
 from services.domain.rules import parse_rule
 from services.stores import catalog_store, config_store
@@ -120,8 +120,10 @@ def sync_request(principal: Principal, store: dict, assets: list[dict]) -> dict:
 # --- reruns (seed 003) ---
 
 def rerun_request(principal: Principal, recorded: str, rerun_of: str) -> dict:
-    """A new run of the snapshot a finished run used (`recorded`, as scan.requested recorded it)."""
-    scan_request = {**orjson.loads(recorded), "scan_id": new_id(), "requested_by": principal.user,
-                    "requested_at": utcnow(), "rerun_of": rerun_of}
+    """A new run of the snapshot a finished run used (`recorded`, as scan.requested recorded it),
+    with a scan id of its kind's shape (a sensitive-data scan's is read at /api/v1/scans/{id})."""
+    previous = orjson.loads(recorded)
+    scan_request = {**previous, "scan_id": f"{kind_of(previous).scan_id_prefix}{new_id()}",
+                    "requested_by": principal.user, "requested_at": utcnow(), "rerun_of": rerun_of}
     scan_request.pop("operation_id", None)
     return scan_request

@@ -4,7 +4,8 @@ POST /api/v1/scans/parallel writes a RunScan of the `sensitive` kind (services.d
 with a snapshot of each connector (its config as registered: references to secrets, never
 secrets); the coordinator enumerates the connectors and sends the chunks, and the read side
 (projections/sensitive_scans.py, api/sensitive_queries.py) shows progress, coverage,
-workers and findings. Cancel is the lifecycle's abort: what was found stays.
+workers and findings. Cancel is the lifecycle's abort: what was found stays. Each scan is also
+a `scan` run of seed 003's Activity list, with an integer run id (api/operations_routes.py).
 """
 from __future__ import annotations
 
@@ -23,11 +24,12 @@ from api.auth import authenticate
 from api.db_work import run_db
 from api.errors import ApiError, not_found, validation_error
 from api.openapi import request_body
-from api.requests import idempotent, json_body, stable_id
+from api.requests import idempotent, json_body
 from api.responses import json_response
-from api.scan_commands import send_command, wait_until
+from api.scan_commands import send_command, start_scan, wait_until
 from services.domain import contracts as c
 from services.domain.envelope import iso, utcnow
+from services.domain.kinds import SENSITIVE
 from services.domain.vocabulary import FINISHED
 from services.stores import catalog_store
 from services.stores.config_store import new_id
@@ -118,11 +120,12 @@ async def start_parallel_scan(request: Request):
             snapshots["baseline_blob"] = await run_in_threadpool(request.app.state.blobs.put, orjson.dumps(versions))
         options = body.options.model_dump()
         scan_request = c.SensitiveScanRequest(
-            scan_id=f"scan-{stable_id(request, new_id())}", kind="sensitive", workspace_id=principal.workspace_id,
+            scan_id=f"{SENSITIVE.scan_id_prefix}{new_id()}", kind=SENSITIVE.name, workspace_id=principal.workspace_id,
             requested_by=principal.user, requested_at=utcnow(), type=body.type, options=options,
             **snapshots).model_dump()
+        # its scan id (the same on an Idempotency-Key's retry) and its run id in the Activity list (seed 003)
+        await start_scan(request, scan_request)
         scan_id = scan_request["scan_id"]
-        await send_command(request, c.RUN_SCAN, scan_id, principal.workspace_id, scan_request)
         # briefly, until the coordinator has recorded it: then the scan history lists it too
         await wait_until(request, lambda: sq.scan_row(db, principal.workspace_id, scan_id) is not None, 2.0)
         return success({"scan_id": scan_id, "status": "queued", "connectors": body.connectors, "type": body.type,

@@ -81,6 +81,7 @@ def apply_batch(conn, records: list[Record]) -> None:
         elif rec.type in SELF_IDEMPOTENT:
             for apply in handlers:
                 apply(conn, rec)
+            touched.add(rec.event["data"]["scan_id"])  # a finding may be the last one its finished scan waits for
         elif _first_time(conn, rec.event["id"]):
             for apply in handlers:
                 apply(conn, rec)

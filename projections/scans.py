@@ -136,7 +136,7 @@ def finalize(conn, scan_id: str) -> None:
     """
     scan = conn.execute("SELECT * FROM rm_scans WHERE scan_id = :scan_id", {"scan_id": scan_id}).fetchone()
     if (scan is None or scan["finalized"] or scan["status"] not in FINISHED
-            or scan["violation_count"] is None or scan["violations_seen"] < scan["violation_count"]):
+            or scan["violation_count"] is None or _seen(conn, scan) < scan["violation_count"]):
         return
     conn.execute("UPDATE rm_scans SET finalized = 1 WHERE scan_id = :scan_id", {"scan_id": scan_id})
     if scan["status"] != "completed" or scan["kind"] not in delta_kinds():
@@ -148,6 +148,15 @@ def finalize(conn, scan_id: str) -> None:
         " ORDER BY created_at, scan_id LIMIT 1", _same_policy(scan)).fetchone()
     if successor is not None:
         _compute_delta(conn, successor)
+
+
+def _seen(conn, scan) -> int:
+    """The violations of a finished scan in the read models. A sensitive-data scan's violation_count
+    counts its findings (its chunks report them by detector), which rm_sensitive_findings holds once
+    each (projections.sensitive_scans); counted only here, once the scan has finished."""
+    findings = conn.execute("SELECT COUNT(*) FROM rm_sensitive_findings WHERE scan_id = :scan_id",
+                            {"scan_id": scan["scan_id"]}).fetchone()[0]
+    return scan["violations_seen"] + findings
 
 
 def _same_policy(scan) -> dict:

@@ -127,6 +127,7 @@ class SensitiveScanRequest(_ScanRequestBase):
     # store, JSON {connector id: {file: version}}) the versions of the files that scan covered
     baseline_scans: dict[str, str] = {}
     baseline_blob: str | None = None
+    rerun_of: str | None = None  # a rerun (seed 003) of this scan id: the same snapshot, a new scan
 
 
 # The request of each scan kind (services.domain.kinds has one kind per entry).

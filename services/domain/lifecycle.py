@@ -218,6 +218,9 @@ def resume(state: dict | None, command: dict, resumed_at: str) -> tuple[dict, li
     kind = KINDS[state["kind"]]
     if not kind.resumable:
         raise Rejected(f"a {kind.label} cannot be resumed; rerun it")
+    refused = getattr(kind, "resume_refused", None)  # a kind with a reason of its own (sensitive: its timeout)
+    if refused is not None and (reason := refused(state["request"], resumed_at)):
+        raise Rejected(reason)
     if not state["units"]:
         raise Rejected("the scan never started, so there is nothing to resume; rerun it")
     new = deepcopy(state)
@@ -240,8 +243,10 @@ def resume(state: dict | None, command: dict, resumed_at: str) -> tuple[dict, li
     ), command["id"], time=resumed_at)
     if not work:
         # every unit had completed (the last ones after the abort): no unit would ever report,
-        # so the new attempt finishes now, complete, with the counts its units reported
-        new["status"] = next_status(new["status"], "complete")
+        # so the new attempt finishes now, with the counts its units reported: complete, or as
+        # the kind's own rule says (a sensitive-data scan's coverage may still fall short)
+        decide = getattr(kind, "outcome", None)
+        new["status"] = next_status(new["status"], decide(new) if decide else "complete")
         new, finished = _finish(new, command, resumed_at)
         return new, [resumed, *finished], []
     return new, [resumed], work

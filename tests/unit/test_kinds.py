@@ -21,11 +21,14 @@ def test_what_each_kind_checks_and_how_the_activity_list_names_it():
     assert KINDS["compliance"].checks({"policy": {"rules": [{"id": "r"}]}}) == [{"id": "r"}]
     assert KINDS["monitor"].checks(targets) == [monitor]
     assert KINDS["catalog"].checks({"targets": [{"monitors": []}]}) == []
-    assert kinds_of_operation_type("scan") == ("compliance", "monitor")
+    assert kinds_of_operation_type("scan") == ("compliance", "monitor", "sensitive")  # seed 003 has no other type
     assert kinds_of_operation_type("catalog") == ("catalog",)
     assert kinds_of_operation_type("export") == ()
     assert [k.name for k in KINDS.values() if not k.resumable] == ["catalog"]
     assert asset_run_kinds() == ("monitor",) and delta_kinds() == ("compliance",)
+    # a sensitive-data scan's id reads as seed 004's ("scan-par-001"); the others' are bare uuids
+    assert {k.name: k.scan_id_prefix for k in KINDS.values()} == {
+        "compliance": "", "monitor": "", "catalog": "", "sensitive": "scan-"}
 
 
 def test_the_pure_half_imports_no_adapter():

@@ -23,6 +23,7 @@ class Kind(Protocol):
     name: str            # the `kind` on the ledger: ScanRequest, WorkUnit, rm_scans.kind
     label: str           # what a message calls one run of it ("a sync cannot be resumed")
     operation_type: str  # its `type` in the Activity list (seed 003)
+    scan_id_prefix: str  # how its scan ids begin ("scan-" for seed 004's, as in its "scan-par-001")
     resumable: bool      # an aborted or failed run can continue its remaining units (else: rerun it)
     asset_runs: bool     # its units are the per-asset runs of the Monitor Dashboard (seed 000)
     has_delta: bool      # a completed run gets a delta against the previous run of its policy (seed 001)

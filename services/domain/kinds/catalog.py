@@ -13,6 +13,7 @@ class Catalog:
     name = "catalog"
     label = "sync"
     operation_type = "catalog"
+    scan_id_prefix = ""
     resumable = False
     has_delta = False
     asset_runs = False

@@ -14,6 +14,7 @@ class Compliance:
     name = "compliance"
     label = "scan"
     operation_type = "scan"
+    scan_id_prefix = ""
     resumable = True
     has_delta = True
     asset_runs = False

@@ -44,6 +44,7 @@ class Monitor:
     name = "monitor"
     label = "monitor scan"
     operation_type = "scan"
+    scan_id_prefix = ""
     resumable = True
     has_delta = False
     asset_runs = True

@@ -138,7 +138,8 @@ def state_coverage(state: dict) -> dict:
 class Sensitive:
     name = "sensitive"
     label = "sensitive-data scan"
-    operation_type = "sensitive_scan"
+    operation_type = "scan"  # seed 003's types have no other: GET /api/operations/{id} has `kind` to tell it apart
+    scan_id_prefix = "scan-"
     resumable = True
     has_delta = False
     asset_runs = False
@@ -164,6 +165,14 @@ class Sensitive:
             **({"llm_assist": True} if request["options"].get("llm_assist") else {}),
         ).model_dump(exclude_unset=True), id=deterministic_id(type_, unit["unit_id"], attempt),
             source=COORDINATOR_SOURCE) for unit in units]
+
+    def resume_refused(self, request: dict, now: str) -> str | None:
+        """A resume past the scan's deadline would skip every file left (its chunks stop reading there)
+        and end with less than the uninterrupted scan: refused, a rerun gets a deadline of its own."""
+        if now >= deadline(request):
+            return (f"the scan's timeout ({request['options'].get('timeout_minutes', 120)} minutes from its"
+                    " request) has passed, so its remaining chunks would read nothing; rerun it")
+        return None
 
     def outcome(self, state: dict) -> str:
         """The action that ends a scan whose chunks have all reported (services.domain.lifecycle)."""
