@@ -106,7 +106,10 @@ def watermark(db, workspace_id: str, connector_id: str) -> tuple[str | None, dic
 
 
 def findings_count(db, scan_id: str) -> int:
-    return db.execute("SELECT COUNT(*) FROM rm_sensitive_findings WHERE scan_id = ?", (scan_id,)).fetchone()[0]
+    """The findings of the files counted so far, as each file's outcome says: exact as soon as the outcome
+    is in (the findings themselves travel on their own topic and may still be on their way to the list)."""
+    return db.execute("SELECT COALESCE(SUM(findings), 0) FROM rm_sensitive_files WHERE scan_id = ?",
+                      (scan_id,)).fetchone()[0]
 
 
 def chunks(db, scan_id: str) -> list:
@@ -247,7 +250,8 @@ def scan_view(db, row, now: datetime | None = None) -> dict:
         "coverage": coverage(target=row["coverage_target"], strategy=row["coverage_strategy"],
                              enumeration_status=row["enumeration_status"], enumerated=total, **files),
         "workers": {"total": len(workers), "active": sum(1 for w in workers if w in ("queued", "running")),
-                    "completed": workers.count("completed"), "failed": workers.count("failed")},
+                    "completed": workers.count("completed"), "failed": workers.count("failed"),
+                    "cancelled": workers.count("cancelled")},
         "findings_by_detector": findings_by_detector(db, scan_id),
         "files_by_reason": files_by_reason(db, scan_id),
         "message": _message(row, shown, files, timed_out),
@@ -256,7 +260,7 @@ def scan_view(db, row, now: datetime | None = None) -> dict:
     }
     if row["type"] == "incremental":  # which scan each connector's unchanged files were judged against (None: none)
         out["baseline_scans"] = baseline_scans(row)
-    if finished and shown != "aborted":
+    if finished:  # a cancelled scan too: when it settled (its cancelled_at says when it was asked)
         out["completed_at"] = row["finished_at"]
     if row["cancelled_at"] and shown == "aborted":
         out["cancelled_at"] = row["cancelled_at"]
@@ -305,7 +309,7 @@ def pending_view(request: dict) -> dict:
             "coverage": coverage(target=opts.get("coverage_target", 1.0),
                                  strategy=opts.get("coverage_strategy", "best_effort"),
                                  enumeration_status="in_progress", enumerated=0, scanned=0, skipped=0, failed=0),
-            "workers": {"total": 0, "active": 0, "completed": 0, "failed": 0},
+            "workers": {"total": 0, "active": 0, "completed": 0, "failed": 0, "cancelled": 0},
             "created_at": request["requested_at"], "started_at": None}
 
 

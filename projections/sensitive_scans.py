@@ -7,6 +7,12 @@ times are rm_units'); rm_sensitive_files one row per file outcome and rm_sensiti
 one per finding. Files and findings are idempotent on their primary keys (a file of a scan,
 a finding id of a scan), so a retried chunk or a replay never counts one twice; the coverage
 counters are counts over them (api/sensitive_queries.py).
+
+A cancel settles: a file outcome that comes after its scan's scan.aborted (the same partition,
+so the order is the log's, live and in a replay) is recorded in rm_sensitive_late_files and not
+counted, and so are that file's findings (rm_sensitive_late_findings), whichever of the two
+topics delivered them first. A resume counts them after all (the scan goes on). The result is
+the same in any interleaving of the findings and scan-events topics.
 """
 from __future__ import annotations
 
@@ -14,7 +20,10 @@ from projections.record import Record, to_json
 from services.domain import contracts as c
 
 TABLES = ("rm_sensitive_scans", "rm_sensitive_chunks", "rm_sensitive_offers", "rm_sensitive_files",
-          "rm_sensitive_findings")
+          "rm_sensitive_findings", "rm_sensitive_late_files", "rm_sensitive_late_findings")
+FILE_COLUMNS = "scan_id, connector_id, name, unit_id, idx, status, reason, size, version, findings, at"
+FINDING_COLUMNS = ("scan_id, finding_id, connector_id, file, row, col, line, start, end_, detector, family, confidence,"
+                   " masked, found_at, llm_verdict, llm_confidence, llm_model, detector_confidence")
 
 
 def scan_requested(conn, rec: Record) -> None:
@@ -63,24 +72,42 @@ def chunk_offered(conn, rec: Record) -> None:
         (d["unit_id"], d["scan_id"], d["index"], d.get("attempt", 0), to_json(rec.event)))
 
 
+_FILE = "scan_id = :scan_id AND connector_id = :connector_id AND {name} = :name"
+
+
+def _has(conn, table: str, d: dict, name: str = "name") -> bool:
+    return conn.execute(f"SELECT 1 FROM {table} WHERE {_FILE.format(name=name)}", d).fetchone() is not None
+
+
 def file_outcome(conn, rec: Record) -> None:
+    d = {**rec.event["data"], "at": rec.event["time"]}
+    cancelled = conn.execute("SELECT cancelled_at FROM rm_sensitive_scans WHERE scan_id = ?", (d["scan_id"],)
+                             ).fetchone()
+    late = cancelled is not None and cancelled[0] is not None and not _has(conn, "rm_sensitive_files", d)
+    table = "rm_sensitive_late_files" if late else "rm_sensitive_files"
     conn.execute(
-        "INSERT INTO rm_sensitive_files (scan_id, connector_id, name, unit_id, idx, status, reason, size, version,"
-        " findings, at) VALUES (:scan_id, :connector_id, :name, :unit_id, :index, :status, :reason, :size, :version,"
-        " :findings, :at) ON CONFLICT(scan_id, connector_id, name) DO NOTHING",
-        {**rec.event["data"], "at": rec.event["time"]})
+        f"INSERT INTO {table} ({FILE_COLUMNS}) VALUES (:scan_id, :connector_id, :name, :unit_id, :index, :status,"
+        " :reason, :size, :version, :findings, :at) ON CONFLICT(scan_id, connector_id, name) DO NOTHING", d)
+    if late:  # its findings that came first are not counted either
+        _move_findings(conn, "rm_sensitive_findings", "rm_sensitive_late_findings", _FILE.format(name="file"), d)
 
 
 def finding_detected(conn, rec: Record) -> None:
-    d = rec.event["data"]
+    d = {"llm_verdict": None, "llm_confidence": None, "llm_model": None, "detector_confidence": None,
+         **rec.event["data"], "found_at": rec.event["time"]}
+    d["name"] = d["file"]
+    late = _has(conn, "rm_sensitive_late_files", d) and not _has(conn, "rm_sensitive_files", d)
     conn.execute(
-        "INSERT INTO rm_sensitive_findings (scan_id, finding_id, connector_id, file, row, col, line, start, end_,"
-        " detector, family, confidence, masked, found_at, llm_verdict, llm_confidence, llm_model, detector_confidence)"
+        f"INSERT INTO {'rm_sensitive_late_findings' if late else 'rm_sensitive_findings'} ({FINDING_COLUMNS})"
         " VALUES (:scan_id, :finding_id, :connector_id, :file, :row, :column, :line, :start, :end, :detector,"
         " :family, :confidence, :masked, :found_at, :llm_verdict, :llm_confidence, :llm_model, :detector_confidence)"
-        " ON CONFLICT(scan_id, finding_id) DO NOTHING",
-        {"llm_verdict": None, "llm_confidence": None, "llm_model": None, "detector_confidence": None, **d,
-         "found_at": rec.event["time"]})
+        " ON CONFLICT(scan_id, finding_id) DO NOTHING", d)
+
+
+def _move_findings(conn, source: str, target: str, where: str, args: dict) -> None:
+    conn.execute(f"INSERT INTO {target} ({FINDING_COLUMNS}) SELECT {FINDING_COLUMNS} FROM {source} WHERE {where}"
+                 " ON CONFLICT(scan_id, finding_id) DO NOTHING", args)
+    conn.execute(f"DELETE FROM {source} WHERE {where}", args)
 
 
 def scan_aborted(conn, rec: Record) -> None:
@@ -89,7 +116,13 @@ def scan_aborted(conn, rec: Record) -> None:
 
 
 def scan_resumed(conn, rec: Record) -> None:
-    conn.execute("UPDATE rm_sensitive_scans SET cancelled_at = NULL WHERE scan_id = :scan_id", rec.event["data"])
+    """The scan goes on: what its chunks reported after the cancel counts after all."""
+    d = rec.event["data"]
+    conn.execute("UPDATE rm_sensitive_scans SET cancelled_at = NULL WHERE scan_id = :scan_id", d)
+    conn.execute(f"INSERT INTO rm_sensitive_files ({FILE_COLUMNS}) SELECT {FILE_COLUMNS} FROM rm_sensitive_late_files"
+                 " WHERE scan_id = :scan_id ON CONFLICT(scan_id, connector_id, name) DO NOTHING", d)
+    conn.execute("DELETE FROM rm_sensitive_late_files WHERE scan_id = :scan_id", d)
+    _move_findings(conn, "rm_sensitive_late_findings", "rm_sensitive_findings", "scan_id = :scan_id", d)
 
 
 HANDLERS = {

@@ -87,6 +87,20 @@ CREATE TABLE IF NOT EXISTS rm_sensitive_findings (
     family TEXT NOT NULL, confidence REAL NOT NULL, masked TEXT NOT NULL, found_at TEXT NOT NULL,
     llm_verdict TEXT, llm_confidence REAL, llm_model TEXT, detector_confidence REAL,
     PRIMARY KEY (scan_id, finding_id));
+-- A file outcome projected after its scan was cancelled (its scan.aborted is earlier on the partition),
+-- and the findings of such a file: recorded, not counted (projections.sensitive_scans); a resume counts them.
+CREATE TABLE IF NOT EXISTS rm_sensitive_late_files (
+    scan_id TEXT NOT NULL, connector_id TEXT NOT NULL, name TEXT NOT NULL, unit_id TEXT NOT NULL,
+    idx INTEGER NOT NULL, status TEXT NOT NULL, reason TEXT, size INTEGER NOT NULL, version TEXT NOT NULL,
+    findings INTEGER NOT NULL, at TEXT NOT NULL, PRIMARY KEY (scan_id, connector_id, name));
+CREATE TABLE IF NOT EXISTS rm_sensitive_late_findings (
+    scan_id TEXT NOT NULL, finding_id TEXT NOT NULL, connector_id TEXT NOT NULL, file TEXT NOT NULL,
+    row INTEGER, col TEXT, line INTEGER, start INTEGER NOT NULL, end_ INTEGER NOT NULL, detector TEXT NOT NULL,
+    family TEXT NOT NULL, confidence REAL NOT NULL, masked TEXT NOT NULL, found_at TEXT NOT NULL,
+    llm_verdict TEXT, llm_confidence REAL, llm_model TEXT, detector_confidence REAL,
+    PRIMARY KEY (scan_id, finding_id));
+CREATE INDEX IF NOT EXISTS rm_sensitive_late_findings_file ON rm_sensitive_late_findings (scan_id, connector_id,
+    file);
 -- a page of findings in their keyset order, and the counts per detector, without sorting a scan's rows
 CREATE INDEX IF NOT EXISTS rm_sensitive_findings_page ON rm_sensitive_findings (scan_id, connector_id, file,
     finding_id);

@@ -12,9 +12,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from harness.corpus import generate
 from harness.system import System
+from services.domain import contracts as c
+from services.domain.envelope import decode
 from services.stores.read_models import TABLES
 from tests.e2e.helpers import rows
 from tests.e2e.monitor_fixtures import in_workspace
@@ -126,7 +129,7 @@ def test_a_scan_over_local_dir_and_s3_finds_exactly_what_was_planted(world, scan
     assert progress["files_total"] == 21 and progress["files_processed"] == 21 and progress["files_failed"] == 0
     assert progress["findings_count"] == len(findings) and progress["percent_complete"] == 100
     assert progress["estimated_remaining_seconds"] == 0 and progress["elapsed_seconds"] >= 0
-    assert done["workers"] == {"total": 4, "active": 0, "completed": 4, "failed": 0}
+    assert done["workers"] == {"total": 4, "active": 0, "completed": 4, "failed": 0, "cancelled": 0}
     assert done["created_at"] <= done["started_at"] <= done["completed_at"]
 
 
@@ -282,6 +285,71 @@ def test_cancel_mid_scan_keeps_partial_results_and_a_finished_scan_is_409(world,
     assert worker["status"] == "cancelled"
     error(admin.post(f"/api/v1/scans/{scan_id}/cancel"), 409, "CONFLICT")
     error(admin.post(f"/api/v1/scans/{scan[0]['scan_id']}/cancel"), 409, "CONFLICT")
+
+
+def scan_events(system, scan_id: str) -> list[dict]:
+    """The scan's events on the scan-events topic as the log holds them (its key's partition, in order)."""
+    topic = f"{system.env['SCANLEDGER_TOPIC_PREFIX']}.scan-events"
+    consumer = Consumer({"bootstrap.servers": system.env["KAFKA_BOOTSTRAP_SERVERS"],
+                         "group.id": f"read-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in partitions}
+        consumer.assign([TopicPartition(topic, p, 0) for p, end in ends.items() if end])
+        out, left = [], sum(ends.values())
+        while left:
+            for m in consumer.consume(500, timeout=0.5):
+                if not m.error():
+                    left -= 1
+                    if m.key() == scan_id.encode():
+                        out.append(decode(m.value()))
+        return out
+    finally:
+        consumer.close()
+
+
+def test_a_cancel_settles_what_comes_after_it_is_not_counted(world):
+    """40 files of 100,000 rows (an email every 50): cancelled mid-scan, its numbers are those of the file
+    outcomes the ledger has before the cancel, whatever the chunks still reported after it; the cancel's
+    answer never says more than stays."""
+    admin, system = world["a"].admin, world["system"]
+    root = Path(system.env["SCANLEDGER_DATASTORE_ROOT"])
+    folder = root / f"settle-{uuid.uuid4().hex[:6]}"
+    folder.mkdir()
+    for i in range(40):
+        (folder / f"part_{i:02d}.csv").write_text("id,contact\n" + "".join(
+            f"{j},person{i}.{j}@example.com\n" if j % 50 == 0 else f"{j},no contact on file\n"
+            for j in range(100_000)))
+    conn = ok(admin.post("/api/v1/connectors", json={"name": "Settle", "type": "local_dir",
+                                                      "config": {"path": folder.name}}), 201)["id"]
+    scan_id = ok(admin.post("/api/v1/scans/parallel", json={"connectors": [conn], "type": "full",
+                                                             "options": {"max_workers": 2}}), 201)["scan_id"]
+    until(lambda: ok(admin.get(f"/api/v1/scans/{scan_id}"))["progress"]["files_processed"] > 0)
+    cancelled = ok(admin.post(f"/api/v1/scans/{scan_id}/cancel"))
+    answered = cancelled["partial_results"]
+
+    def quiet():  # the chunks have stopped (or finished) and the findings of the counted files are listed
+        before = ok(admin.get(f"/api/v1/scans/{scan_id}"))
+        time.sleep(1)
+        after = ok(admin.get(f"/api/v1/scans/{scan_id}"))
+        listed = len(pages(admin, f"/api/v1/scans/{scan_id}/findings", limit=1000))
+        return before == after and listed == after["progress"]["findings_count"] and after
+
+    done = until(quiet)
+    assert done["status"] == "cancelled" and done["completed_at"] and done["cancelled_at"]
+    events = scan_events(system, scan_id)
+    cut = next(i for i, e in enumerate(events) if e["type"] == c.SCAN_ABORTED)
+    before = [e["data"] for e in events[:cut] if e["type"] == c.FILE_OUTCOME]
+    counted = {(f["connector_id"], f["name"]) for f in before}
+    assert done["progress"]["files_processed"] == len(counted) < 40
+    assert done["progress"]["findings_count"] == sum(f["findings"] for f in before) == 2000 * len(counted)
+    # the answer was given once the cancel was on the ledger: what it said is what stays (files mid-read at most)
+    assert answered["files_processed"] <= done["progress"]["files_processed"]
+    assert answered["findings_count"] <= done["progress"]["findings_count"]
+    files = pages(admin, f"/api/v1/scans/{scan_id}/files", limit=1000)
+    assert {(f["connector_id"], f["file"]) for f in files} == counted
+    workers = done["workers"]
+    assert workers["active"] == 0 and workers["completed"] + workers["cancelled"] + workers["failed"] == 2
 
 
 def test_a_connector_that_cannot_be_listed_makes_the_enumeration_partial(world):
