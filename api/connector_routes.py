@@ -21,7 +21,7 @@ from api.errors import ApiError, not_found, validation_error
 from api.openapi import request_body
 from api.requests import idempotent, json_body, parse
 from api.responses import json_response
-from services.adapters.connectors import ConnectorError, public_config, validate_config
+from services.adapters.connectors import ConnectorError, connector_for, public_config, validate_config
 from services.stores import catalog_store
 
 MAX_NAME = 1000
@@ -59,6 +59,24 @@ def connector_view(row: dict) -> dict:
             "updated_at": row["updated_at"]}
 
 
+# the config field a registration's ConnectorError is about: an S3 probe's reason says which
+FIELD_OF_REASON = {"credentials": "credentials", "permission": "credentials", "endpoint": "endpoint_url",
+                   "unavailable": "endpoint_url", "missing": "bucket"}
+
+
+def _checked_config(settings, workspace_id: str, type_: str, config: dict) -> dict:
+    """The stored config, and for S3 the bucket answered with these keys (a one-key listing, as a scan's
+    enumeration lists it): a bucket that is not there or keys it refuses are a 400 now, not a failed scan."""
+    stored = validate_config(settings, workspace_id, type_, config)
+    if type_ == "s3":
+        connector = connector_for(settings, workspace_id, type_, stored)
+        try:
+            connector.probe()
+        finally:
+            connector.close()
+    return stored
+
+
 async def create_connector(request: Request):
     """Register a connector: a local directory or SQLite database under the datastore root, or an S3 bucket."""
     principal = await _principal(request, "config:write")
@@ -66,12 +84,12 @@ async def create_connector(request: Request):
     async def handler():
         body = parse(ConnectorBody, await json_body(request))
         try:
-            config = await run_in_threadpool(validate_config, request.app.state.settings, principal.workspace_id,
+            config = await run_in_threadpool(_checked_config, request.app.state.settings, principal.workspace_id,
                                              body.type, body.config)
         except ValidationError as exc:
             raise validation_error(exc, prefix=("config",)) from None
         except ConnectorError as exc:
-            field = {"credentials": "credentials", "endpoint": "endpoint_url"}.get(exc.reason, "path")
+            field = FIELD_OF_REASON.get(exc.reason, "path")
             raise ApiError(400, "Invalid request body", [{"path": ["config", field], "message": str(exc)}]) from None
         row = await run_in_threadpool(catalog_store.add_connector, request.app.state.db, principal.workspace_id,
                                       body.name, body.type, config)

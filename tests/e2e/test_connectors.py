@@ -32,7 +32,9 @@ def world(kafka, s3_server, tmp_path_factory):
         db.execute("CREATE TABLE customers (id INTEGER, email TEXT)")
     (root / "export.db").write_text("id,email\n1,a@example.com\n")  # a CSV named .db
     (secrets / "s3.json").write_text(json.dumps({"access_key_id": s3_server.keys["aws_access_key_id"],
-                                                 "secret_access_key": FILE_SECRET}))
+                                                 "secret_access_key": s3_server.keys["aws_secret_access_key"]}))
+    (secrets / "refused.json").write_text(json.dumps({"access_key_id": s3_server.keys["aws_access_key_id"],
+                                                      "secret_access_key": FILE_SECRET}))
     bucket = s3_server.bucket(f"e2e-{uuid.uuid4().hex[:8]}", {"exports/a.csv": b"email\nb@example.com\n"})
     system = System(kafka, tmp_path_factory.mktemp("connector-system"), SCANLEDGER_DATASTORE_ROOT=str(root),
                     SCANLEDGER_SECRETS_DIR=str(secrets), SCANLEDGER_S3_ENDPOINTS=s3_server.url,
@@ -193,10 +195,19 @@ def test_an_s3_connector_reads_the_bucket_it_names(world):
         assert conn.read_bytes("exports/a.csv") == b"email\nb@example.com\n"
     finally:
         del os.environ[KEY_ID_ENV], os.environ[SECRET_ENV]
-    # a secret file whose key the server refuses: a clear error with a reason, never the secret
-    refused = answer(world, world["a"].admin.post("/api/v1/connectors", json=BODIES["s3-file"](world)), 201)["data"]
+    # checked when registered, as the scan's enumeration would list it: a clear 400 with the field, never
+    # the secret; a key the server refuses, a bucket that is not there
+    for body, field, says in ((s3_body(world, source="file", path="refused.json"), "credentials",
+                               "SignatureDoesNotMatch"),
+                              ({**s3_body(world), "config": {**s3_body(world)["config"], "bucket": "no-such-bucket-x"}},
+                               "bucket", "NoSuchBucket")):
+        refused = answer(world, world["a"].admin.post("/api/v1/connectors", json=body), 400)
+        assert refused["details"][0]["path"] == ["config", field] and says in refused["details"][0]["message"]
+    # one whose keys stop working after it was registered: the scan's read says so, with the reason
+    stored = answer(world, world["a"].admin.post("/api/v1/connectors", json=BODIES["s3-file"](world)), 201)["data"]
     settings = Settings(secrets_dir=Path(world["system"].env["SCANLEDGER_SECRETS_DIR"]),
                         s3_endpoints=(origin(world["s3"].url),))
+    rotated = {**stored["config"], "credentials": {"source": "file", "path": "refused.json"}}
     with pytest.raises(ConnectorError) as exc:
-        list(connector_for(settings, world["a"].id, "s3", refused["config"]).list_resources())
+        list(connector_for(settings, world["a"].id, "s3", rotated).list_resources())
     assert exc.value.reason == "credentials" and FILE_SECRET not in str(exc.value)
