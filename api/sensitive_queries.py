@@ -24,8 +24,10 @@ LEDGER_STATUS = {seed: ledger for ledger, seed in SEED_STATUS.items()}
 SEED_STATUSES = tuple(SEED_STATUS.values())
 
 FINDINGS_SEEN = "(SELECT COUNT(*) FROM rm_sensitive_findings f WHERE f.scan_id = s.scan_id)"
-SHOWN = (f"(CASE WHEN s.status IN {sql_list(FINISHED)} AND {FINDINGS_SEEN} < COALESCE(s.violation_count, 0)"
-         " THEN 'running' ELSE s.status END)")
+# A finalized scan (projections.scans.finalize: every finding it counted is in) is shown as it is without
+# counting its findings, which on a scan of a million findings cost every read of it, a page of findings too.
+SHOWN = (f"(CASE WHEN s.status IN {sql_list(FINISHED)} AND s.finalized = 0"
+         f" AND {FINDINGS_SEEN} < COALESCE(s.violation_count, 0) THEN 'running' ELSE s.status END)")
 SELECT = (f"SELECT x.*, s.status AS ledger_status, {SHOWN} AS shown_status, s.started_at, s.finished_at,"
           " s.violation_count, s.error, s.request FROM rm_sensitive_scans x JOIN rm_scans s ON s.scan_id = x.scan_id")
 
