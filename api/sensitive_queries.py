@@ -166,7 +166,14 @@ def files(db, scan_id: str, limit: int, after: list | None, filters: dict) -> li
 def file_view(row) -> dict:
     return {"connector_id": row["connector_id"], "file": row["name"], "status": row["status"],
             "reason": row["reason"], "size": row["size"], "findings_count": row["findings"],
+            # every value found, over max_findings_per_file too (an outcome from before the cap: its findings)
+            "occurrences": row["findings"] if row["occurrences"] is None else row["occurrences"],
             "worker_id": f"worker-{int(row['unit_id'].rsplit('.c', 1)[1]) + 1:03d}", "processed_at": row["at"]}
+
+
+def occurrences_count(db, scan_id: str) -> int:
+    return db.execute("SELECT COALESCE(SUM(COALESCE(occurrences, findings)), 0) FROM rm_sensitive_files"
+                      " WHERE scan_id = ?", (scan_id,)).fetchone()[0]
 
 
 def findings_by_detector(db, scan_id: str) -> dict[str, int]:
@@ -255,6 +262,7 @@ def scan_view(db, row, now: datetime | None = None) -> dict:
                     "completed": workers.count("completed"), "failed": workers.count("failed"),
                     "cancelled": workers.count("cancelled")},
         "findings_by_detector": findings_by_detector(db, scan_id),
+        "occurrences_count": occurrences_count(db, scan_id),
         "files_by_reason": files_by_reason(db, scan_id),
         "message": _message(row, shown, files, timed_out),
         "created_at": row["created_at"],
@@ -307,7 +315,8 @@ def pending_view(request: dict) -> dict:
             "options": scan_options(opts),
             "progress": {"files_total": 0, "files_processed": 0, "files_failed": 0, "findings_count": 0,
                          "percent_complete": 0, "elapsed_seconds": 0, "estimated_remaining_seconds": None},
-            "findings_by_detector": {}, "files_by_reason": {"skipped": {}, "failed": {}}, "message": None,
+            "findings_by_detector": {}, "occurrences_count": 0, "files_by_reason": {"skipped": {}, "failed": {}},
+            "message": None,
             "coverage": coverage(target=opts.get("coverage_target", 1.0),
                                  strategy=opts.get("coverage_strategy", "best_effort"),
                                  enumeration_status="in_progress", enumerated=0, scanned=0, skipped=0, failed=0),

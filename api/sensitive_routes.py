@@ -41,6 +41,7 @@ MAX_FILES = 1_000_000
 LIST_LIMIT, MAX_LIST_LIMIT = 20, 100
 FINDINGS_LIMIT, MAX_FINDINGS_LIMIT = 100, 1000
 FILES_LIMIT, MAX_FILES_LIMIT = 100, 1000
+MAX_FINDINGS_PER_FILE = 1000  # per detector: a 20k-row column of emails is 1,000 findings and 20,000 occurrences
 
 FileType = Annotated[str, Field(min_length=1, max_length=20, pattern=r"^\.?[A-Za-z0-9]+(\.[A-Za-z0-9]+)*$")]
 Prefix = Annotated[str, Field(max_length=1024, pattern=r"^[^\x00]*$")]
@@ -57,6 +58,8 @@ class ScanOptions(BaseModel):
     coverage_target: float = Field(1.0, ge=0.0, le=1.0)
     coverage_strategy: Literal["best_effort", "strict"] = "best_effort"
     execution: Literal["in_cluster", "byoc"] = "in_cluster"  # byoc: GET …/deployment-config, scanledger scan-worker
+    # findings reported per file and detector; the others are counted (the file's occurrences); null: every one
+    max_findings_per_file: int | None = Field(MAX_FINDINGS_PER_FILE, ge=1, le=1_000_000)
 
 
 @request_body("POST", "/api/v1/scans/parallel")

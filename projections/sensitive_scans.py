@@ -21,7 +21,7 @@ from services.domain import contracts as c
 
 TABLES = ("rm_sensitive_scans", "rm_sensitive_chunks", "rm_sensitive_offers", "rm_sensitive_files",
           "rm_sensitive_findings", "rm_sensitive_late_files", "rm_sensitive_late_findings")
-FILE_COLUMNS = "scan_id, connector_id, name, unit_id, idx, status, reason, size, version, findings, at"
+FILE_COLUMNS = "scan_id, connector_id, name, unit_id, idx, status, reason, size, version, findings, at, occurrences"
 FINDING_COLUMNS = ("scan_id, finding_id, connector_id, file, row, col, line, start, end_, detector, family, confidence,"
                    " masked, found_at, llm_verdict, llm_confidence, llm_model, detector_confidence")
 
@@ -80,14 +80,15 @@ def _has(conn, table: str, d: dict, name: str = "name") -> bool:
 
 
 def file_outcome(conn, rec: Record) -> None:
-    d = {**rec.event["data"], "at": rec.event["time"]}
+    d = {"occurrences": None, **rec.event["data"], "at": rec.event["time"]}
     cancelled = conn.execute("SELECT cancelled_at FROM rm_sensitive_scans WHERE scan_id = ?", (d["scan_id"],)
                              ).fetchone()
     late = cancelled is not None and cancelled[0] is not None and not _has(conn, "rm_sensitive_files", d)
     table = "rm_sensitive_late_files" if late else "rm_sensitive_files"
     conn.execute(
         f"INSERT INTO {table} ({FILE_COLUMNS}) VALUES (:scan_id, :connector_id, :name, :unit_id, :index, :status,"
-        " :reason, :size, :version, :findings, :at) ON CONFLICT(scan_id, connector_id, name) DO NOTHING", d)
+        " :reason, :size, :version, :findings, :at, :occurrences) ON CONFLICT(scan_id, connector_id, name) DO NOTHING",
+        d)
     if late:  # its findings that came first are not counted either
         _move_findings(conn, "rm_sensitive_findings", "rm_sensitive_late_findings", _FILE.format(name="file"), d)
 

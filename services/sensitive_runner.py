@@ -237,6 +237,7 @@ def run_chunk(message: dict, blobs, publisher: Publisher, settings: Settings,
     timed_out = False
     by_detector: dict[str, int] = {}
     engine, limits = Engine(), Limits()
+    cap = work.get("max_findings_per_file")  # per file and detector: the rest are counted, not reported
     connectors = _Connectors(work, message["workspaceid"], settings)
     ahead = _ReadAhead(connectors, limits, groups(files))
     reviewer = Reviewer.for_work(work, settings)  # LLM Assist: None unless the scan asked for it
@@ -259,15 +260,13 @@ def run_chunk(message: dict, blobs, publisher: Publisher, settings: Settings,
                 scanned = iter(scan_group(connectors, [f for f in group if not f.get("unchanged")], engine, limits,
                                           ahead.reads()))
                 outcomes = [("skipped", UNCHANGED, 0, []) if f.get("unchanged") else next(scanned) for f in group]
+            kept = [_capped(file, findings, cap) for file, (_, _, _, findings) in zip(group, outcomes, strict=True)]
+            outcomes = [(status, reason, size, [f for _, f in mine])
+                        for (status, reason, size, _), (mine, _) in zip(outcomes, kept, strict=True)]
             verdicts = reviewer.review(group, outcomes, finding_id) if reviewer else {}  # before publishing
-            for i, (file, (status, reason, size, findings)) in enumerate(zip(group, outcomes, strict=True),
-                                                                            start=first):
-                ids = set()
-                for f in findings:
-                    fid = finding_id(file["connector_id"], file["name"], f)
-                    if fid in ids:
-                        continue
-                    ids.add(fid)
+            for i, (file, (status, reason, size, _), (mine, occurrences)) in enumerate(
+                    zip(group, outcomes, kept, strict=True), start=first):
+                for fid, f in mine:
                     by_detector[f.detector] = by_detector.get(f.detector, 0) + 1
                     publisher.publish(topics.findings, _finding(message, fid, file, f, verdicts.get(fid),
                                                                 reviewer and reviewer.model))
@@ -278,7 +277,8 @@ def run_chunk(message: dict, blobs, publisher: Publisher, settings: Settings,
                 publisher.publish(topics.scan_events, _event(message, c.FILE_OUTCOME, c.FileOutcome(
                     scan_id=work["scan_id"], unit_id=work["unit_id"], attempt=attempt,
                     connector_id=file["connector_id"], name=file["name"], index=work.get("start_index", 0) + i,
-                    status=status, reason=reason, size=size, version=file["version"], findings=len(ids),
+                    status=status, reason=reason, size=size, version=file["version"], findings=len(mine),
+                    occurrences=occurrences,
                 ).model_dump()))
             done = first + len(group)
             if time.monotonic() - last >= PROGRESS_EVERY_S or done == len(files):
@@ -298,6 +298,21 @@ def run_chunk(message: dict, blobs, publisher: Publisher, settings: Settings,
         rules_done=len(files), violations_by_rule=by_detector, violations_by_severity={}, files=counts,
     ).model_dump(exclude_unset=True)))
     publisher.flush()
+
+
+def _capped(file: dict, findings: list[Finding], cap: int | None) -> tuple[list[tuple[str, Finding]], int]:
+    """The findings reported, (id, finding), at most `cap` per detector in the order found; and how many
+    distinct values were found in all (the file's occurrences)."""
+    kept, seen, per_detector = [], set(), Counter()
+    for f in findings:
+        fid = finding_id(file["connector_id"], file["name"], f)
+        if fid in seen:
+            continue
+        seen.add(fid)
+        per_detector[f.detector] += 1
+        if cap is None or per_detector[f.detector] <= cap:
+            kept.append((fid, f))
+    return kept, len(seen)
 
 
 def _progress(cause: dict, done: int, total: int) -> dict:

@@ -115,6 +115,8 @@ class SensitiveScanOptions(Contract):
     llm_assist: bool = False  # low-confidence findings get a second opinion (services.domain.llm_review)
     # byoc: the chunks wait for workers the customer runs (scanledger scan-worker), not the in-cluster evaluators
     execution: Literal["in_cluster", "byoc"] = "in_cluster"
+    # findings kept per file and detector (the rest are counted in the file's occurrences); None: all of them
+    max_findings_per_file: int | None = None
 
 
 class SensitiveScanRequest(_ScanRequestBase):
@@ -277,7 +279,8 @@ class FileOutcome(Contract):
     reason: str | None = None
     size: int = 0
     version: str
-    findings: int = 0
+    findings: int = 0  # the findings reported (at most max_findings_per_file per detector)
+    occurrences: int | None = None  # every value found, over the cap too (None: an event from before the cap)
 
 
 class ScanFinished(Contract):
@@ -346,6 +349,7 @@ class WorkUnit(Contract):
     start_index: int | None = None
     deadline: str | None = None  # a sensitive chunk: files not reached by then are skipped (timeout_minutes)
     llm_assist: bool = False  # a sensitive chunk: its scan asked for LLM Assist
+    max_findings_per_file: int | None = None  # a sensitive chunk: findings kept per file and detector
 
 
 # --- findings (topic: violations, key: scan id) ---

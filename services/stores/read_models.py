@@ -79,7 +79,7 @@ CREATE INDEX IF NOT EXISTS rm_sensitive_offers_scan ON rm_sensitive_offers (scan
 CREATE TABLE IF NOT EXISTS rm_sensitive_files (
     scan_id TEXT NOT NULL, connector_id TEXT NOT NULL, name TEXT NOT NULL, unit_id TEXT NOT NULL,
     idx INTEGER NOT NULL, status TEXT NOT NULL, reason TEXT, size INTEGER NOT NULL, version TEXT NOT NULL,
-    findings INTEGER NOT NULL, at TEXT NOT NULL, PRIMARY KEY (scan_id, connector_id, name));
+    findings INTEGER NOT NULL, at TEXT NOT NULL, occurrences INTEGER, PRIMARY KEY (scan_id, connector_id, name));
 CREATE INDEX IF NOT EXISTS rm_sensitive_files_unit ON rm_sensitive_files (unit_id);
 CREATE TABLE IF NOT EXISTS rm_sensitive_findings (
     scan_id TEXT NOT NULL, finding_id TEXT NOT NULL, connector_id TEXT NOT NULL, file TEXT NOT NULL,
@@ -92,7 +92,7 @@ CREATE TABLE IF NOT EXISTS rm_sensitive_findings (
 CREATE TABLE IF NOT EXISTS rm_sensitive_late_files (
     scan_id TEXT NOT NULL, connector_id TEXT NOT NULL, name TEXT NOT NULL, unit_id TEXT NOT NULL,
     idx INTEGER NOT NULL, status TEXT NOT NULL, reason TEXT, size INTEGER NOT NULL, version TEXT NOT NULL,
-    findings INTEGER NOT NULL, at TEXT NOT NULL, PRIMARY KEY (scan_id, connector_id, name));
+    findings INTEGER NOT NULL, at TEXT NOT NULL, occurrences INTEGER, PRIMARY KEY (scan_id, connector_id, name));
 CREATE TABLE IF NOT EXISTS rm_sensitive_late_findings (
     scan_id TEXT NOT NULL, finding_id TEXT NOT NULL, connector_id TEXT NOT NULL, file TEXT NOT NULL,
     row INTEGER, col TEXT, line INTEGER, start INTEGER NOT NULL, end_ INTEGER NOT NULL, detector TEXT NOT NULL,
@@ -120,7 +120,8 @@ BOOKKEEPING = ("rm_processed_events", "projector_offsets")  # the projector's ow
 # starts (its rows get NULL: what an event from before the column carries).
 ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("rm_sensitive_findings", "llm_verdict", "TEXT"), ("rm_sensitive_findings", "llm_confidence", "REAL"),
-    ("rm_sensitive_findings", "llm_model", "TEXT"), ("rm_sensitive_findings", "detector_confidence", "REAL"))
+    ("rm_sensitive_findings", "llm_model", "TEXT"), ("rm_sensitive_findings", "detector_confidence", "REAL"),
+    ("rm_sensitive_files", "occurrences", "INTEGER"))
 
 
 def create(conn) -> None:

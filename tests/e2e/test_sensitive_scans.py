@@ -152,6 +152,8 @@ def test_each_files_outcome_and_the_findings_by_any_filter(world, scan):
     [skipped] = ok(viewer.get(f"/api/v1/scans/{scan_id}/files", params={"status": "skipped"}))
     assert skipped["file"] == "data/blob.txt" and skipped["reason"] == "binary" and skipped["findings_count"] == 0
     assert done["files_by_reason"] == {"skipped": {"binary": 1}, "failed": {}} and done["message"] is None
+    assert done["options"]["max_findings_per_file"] == 1000 and done["occurrences_count"] == len(pages(
+        viewer, f"/api/v1/scans/{scan_id}/findings", limit=1000))  # a few values a file: none over the cap
     by_detector = done["findings_by_detector"]
     assert sum(by_detector.values()) == done["progress"]["findings_count"] == sum(f["findings_count"] for f in files)
     everything = pages(viewer, f"/api/v1/scans/{scan_id}/findings", limit=7)
@@ -342,12 +344,15 @@ def test_a_cancel_settles_what_comes_after_it_is_not_counted(world):
     before = [e["data"] for e in events[:cut] if e["type"] == c.FILE_OUTCOME]
     counted = {(f["connector_id"], f["name"]) for f in before}
     assert done["progress"]["files_processed"] == len(counted) < 40
-    assert done["progress"]["findings_count"] == sum(f["findings"] for f in before) == 2000 * len(counted)
+    # 2,000 emails a file: 1,000 reported (max_findings_per_file's default), every one counted as an occurrence
+    assert done["progress"]["findings_count"] == sum(f["findings"] for f in before) == 1000 * len(counted)
+    assert done["occurrences_count"] == sum(f["occurrences"] for f in before) == 2000 * len(counted)
     # the answer was given once the cancel was on the ledger: what it said is what stays (files mid-read at most)
     assert answered["files_processed"] <= done["progress"]["files_processed"]
     assert answered["findings_count"] <= done["progress"]["findings_count"]
     files = pages(admin, f"/api/v1/scans/{scan_id}/files", limit=1000)
     assert {(f["connector_id"], f["file"]) for f in files} == counted
+    assert {(f["findings_count"], f["occurrences"]) for f in files} == {(1000, 2000)}
     workers = done["workers"]
     assert workers["active"] == 0 and workers["completed"] + workers["cancelled"] + workers["failed"] == 2
 

@@ -357,3 +357,30 @@ def test_files_are_scanned_in_groups_by_count_and_size():
         (0, ["0", "1", "2"]), (3, ["3", "4", "5"]), (6, ["6"])]
     assert [len(g) for _, g in groups(sized, max_files=10, max_bytes=7)] == [3, 4]
     assert list(groups([])) == []
+
+
+def test_findings_are_capped_per_file_and_detector_and_every_occurrence_is_counted(tmp_path):
+    root = tmp_path / "root"
+    (root / "many").mkdir(parents=True)
+    rows = [f"{i},person{i}@example.com,{'4111111111111111' if i < 3 else ''}" for i in range(30)]
+    (root / "many" / "contacts.csv").write_text("id,email,card\n" + "\n".join(rows) + "\n")
+    (root / "many" / "few.txt").write_text("one a@example.com and b@example.com\n")
+    settings = Settings(data_dir=tmp_path / "data", datastore_root=root)
+    connector = {**CONNECTOR, "config": {"path": "many", "resolved_path": str(root / "many")}}
+    for cap, kept in ((10, {"contacts.csv": 13, "few.txt": 2}), (None, {"contacts.csv": 33, "few.txt": 2})):
+        req = {**request(max_workers=1, max_findings_per_file=cap), "connectors": [connector]}
+        plan = plan_sensitive(req, store(settings), settings)
+        [work] = SENSITIVE.work(command(req), req, plan["units"])
+        assert work["data"].get("max_findings_per_file") == cap
+        out = Published()
+        run_chunk(work, store(settings), out, settings)
+        found = [e["data"] for _, e in out.events if e["type"] == c.FINDING_DETECTED]
+        outcomes = {e["data"]["name"]: e["data"] for _, e in out.events if e["type"] == c.FILE_OUTCOME}
+        assert {n: o["findings"] for n, o in outcomes.items()} == kept
+        assert {n: o["occurrences"] for n, o in outcomes.items()} == {"contacts.csv": 33, "few.txt": 2}
+        per_file = Counter((f["file"], f["detector"]) for f in found)
+        assert per_file[("contacts.csv", "email")] == (cap or 30) and per_file[("contacts.csv", "card_number")] == 3
+        emails = sorted(f["row"] for f in found if f["file"] == "contacts.csv" and f["detector"] == "email")
+        assert emails == list(range(1, (cap or 30) + 1))  # the first ones, in the file's order
+        [result] = [e["data"] for _, e in out.events if e["type"] == c.UNIT_COMPLETED]
+        assert sum(result["violations_by_rule"].values()) == len(found)  # the scan counts what it reports
