@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import Route
@@ -28,6 +28,7 @@ from api.requests import idempotent, json_body
 from api.responses import json_response
 from api.scan_commands import send_command, start_scan, wait_until
 from services.domain import contracts as c
+from services.domain.detectors import described
 from services.domain.envelope import iso, utcnow
 from services.domain.kinds import SENSITIVE
 from services.domain.vocabulary import FINISHED
@@ -60,6 +61,18 @@ class ScanOptions(BaseModel):
     execution: Literal["in_cluster", "byoc"] = "in_cluster"  # byoc: GET …/deployment-config, scanledger scan-worker
     # findings reported per file and detector; the others are counted (the file's occurrences); null: every one
     max_findings_per_file: int | None = Field(MAX_FINDINGS_PER_FILE, ge=1, le=1_000_000)
+    # the detectors to run, by name or family (GET /api/v1/detectors); null: all of them
+    detectors: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(None, min_length=1,
+                                                                                       max_length=100)
+
+    @field_validator("detectors")
+    @classmethod
+    def _known(cls, names: list[str] | None) -> list[str] | None:
+        known = {d["name"] for d in described()} | {d["family"] for d in described()}
+        unknown = [n for n in names or () if n not in known]
+        if unknown:
+            raise ValueError(f"unknown detector or family: {', '.join(unknown)} (GET /api/v1/detectors lists them)")
+        return names
 
 
 @request_body("POST", "/api/v1/scans/parallel")
@@ -321,7 +334,14 @@ async def list_scans(request: Request):
     return success(items, pagination={"limit": query["limit"], "next_cursor": cursor})
 
 
+async def list_detectors(request: Request):
+    """The detectors a sensitive-data scan runs: name, family, what each validates, the confidences it gives."""
+    await authenticate(request, "assets:read")
+    return success(described())
+
+
 routes = [
+    Route("/api/v1/detectors", list_detectors, methods=["GET"]),
     Route("/api/v1/scans/parallel", start_parallel_scan, methods=["POST"]),
     Route("/api/v1/scans", list_scans, methods=["GET"]),
     Route("/api/v1/scans/{id}", get_scan, methods=["GET"]),

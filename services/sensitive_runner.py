@@ -30,7 +30,7 @@ from services.adapters.file_cells import SKIP_TOO_BIG, FileScan, Limits, scan_fi
 from services.adapters.kafka import Publisher
 from services.domain import contracts as c
 from services.domain.chunk_reports import event_id, finding_key
-from services.domain.detectors import Engine, Finding
+from services.domain.detectors import Engine, Finding, selected_detectors
 from services.domain.envelope import follow, iso
 from services.domain.kinds.sensitive import baseline_versions, chunks
 from services.domain.llm_review import Verdict, adjusted_confidence
@@ -236,7 +236,7 @@ def run_chunk(message: dict, blobs, publisher: Publisher, settings: Settings,
     deadline = work.get("deadline")
     timed_out = False
     by_detector: dict[str, int] = {}
-    engine, limits = Engine(), Limits()
+    engine, limits = Engine(selected_detectors(work.get("detectors"))), Limits()
     cap = work.get("max_findings_per_file")  # per file and detector: the rest are counted, not reported
     connectors = _Connectors(work, message["workspaceid"], settings)
     ahead = _ReadAhead(connectors, limits, groups(files))

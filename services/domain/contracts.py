@@ -117,6 +117,7 @@ class SensitiveScanOptions(Contract):
     execution: Literal["in_cluster", "byoc"] = "in_cluster"
     # findings kept per file and detector (the rest are counted in the file's occurrences); None: all of them
     max_findings_per_file: int | None = None
+    detectors: list[str] | None = None  # the detectors run, by name or family (services.domain.detectors); None: all
 
 
 class SensitiveScanRequest(_ScanRequestBase):
@@ -350,6 +351,7 @@ class WorkUnit(Contract):
     deadline: str | None = None  # a sensitive chunk: files not reached by then are skipped (timeout_minutes)
     llm_assist: bool = False  # a sensitive chunk: its scan asked for LLM Assist
     max_findings_per_file: int | None = None  # a sensitive chunk: findings kept per file and detector
+    detectors: list[str] | None = None  # a sensitive chunk: the detectors its scan chose (None: all)
 
 
 # --- findings (topic: violations, key: scan id) ---

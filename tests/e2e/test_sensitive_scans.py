@@ -14,7 +14,7 @@ import httpx
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from harness.corpus import generate
+from harness.corpus import FAMILIES, generate
 from harness.system import System
 from services.domain import contracts as c
 from services.domain.envelope import decode
@@ -445,3 +445,25 @@ def test_an_incremental_scan_builds_on_a_partial_baseline(world):
     # f0 changed: read; f1-f3 unchanged since the partial baseline: not read; the picture: skipped again
     assert (cov["total_scanned"], cov["total_skipped"], later["progress"]["findings_count"]) == (1, 4, 1)
     assert later["files_by_reason"]["skipped"] == {"unchanged": 3, "unsupported type": 1}
+
+
+def test_the_detectors_are_listed_and_a_scan_runs_the_ones_it_names(world, scan):
+    """Last in this module: its scan would be one more in the history the paging test counts."""
+    viewer, admin = world["a"].viewer, world["a"].admin
+    detectors = ok(viewer.get("/api/v1/detectors"))
+    assert {d["family"] for d in detectors} == set(FAMILIES)
+    assert all(d["validates"] and d["confidence"] and all(0 < x <= 1 for x in d["confidence"]) for d in detectors)
+    card = next(d for d in detectors if d["name"] == "card_number")
+    assert "Luhn" in card["validates"] and card["family"] == "payment_card"
+    assert "EXAMPLE" in next(d for d in detectors if d["name"] == "aws_access_key_id")["validates"]
+    body = {"connectors": [world["lake"], world["s3"]], "type": "full",
+            "options": {"max_workers": 2, "file_types": FILE_TYPES, "prefixes": ["data/"], "coverage_target": 0.9,
+                        "detectors": ["email", "payment_card"]}}
+    chosen = settled(admin, ok(admin.post("/api/v1/scans/parallel", json=body), 201)["scan_id"])
+    assert chosen["status"] == "completed" and chosen["options"]["detectors"] == ["email", "payment_card"]
+    truth = Counter(family for _, _, family in world["corpus"].truth)
+    found = Counter(f["family"] for f in pages(viewer, f"/api/v1/scans/{chosen['scan_id']}/findings", limit=1000))
+    assert found == {family: truth[family] for family in ("email", "payment_card")}
+    bad = error(admin.post("/api/v1/scans/parallel", json={**body, "options": {"detectors": ["emails"]}}), 400,
+                "VALIDATION_ERROR")
+    assert bad["details"][0]["path"] == ["options", "detectors"] and "emails" in bad["details"][0]["message"]

@@ -51,7 +51,7 @@ KINDS = {
     ("POST", "/api/v1/scans/parallel"): TRIGGER, ("GET", "/api/v1/scans"): READ,
     ("GET", "/api/v1/scans/{id}"): READ, ("GET", "/api/v1/scans/{id}/workers"): READ,
     ("POST", "/api/v1/scans/{id}/cancel"): TRIGGER, ("GET", "/api/v1/scans/{id}/findings"): READ,
-    ("GET", "/api/v1/scans/{id}/files"): READ,
+    ("GET", "/api/v1/scans/{id}/files"): READ, ("GET", "/api/v1/detectors"): READ,
     ("GET", "/api/v1/scans/{id}/deployment-config"): TRIGGER, ("POST", "/api/v1/scans/{id}/report"): REPORT,
 }
 ALLOWED = {"admin": {PUBLIC, READ, WRITE, TRIGGER, TOKENS}, "member": {PUBLIC, READ, WRITE, TRIGGER},

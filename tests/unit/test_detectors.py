@@ -254,3 +254,15 @@ def test_the_upload_pii_scan_shares_the_linear_time_guarantee():
     assert time.process_time() - start < 10
     assert [(f["type"], f["samples"]) for f in found] == [("card_number", ["************1111"]),
                                                           ("email", ["b***@x.com"])]
+
+
+def test_the_catalog_describes_every_detector_and_a_scan_can_choose_them():
+    from services.domain.detectors import DETECTORS, described, selected_detectors
+    assert [d["name"] for d in described()] == [d.name for d in DETECTORS]
+    assert [d.name for d in selected_detectors(["email", "payment_card"])] == ["card_number", "email"]
+    assert [d.name for d in selected_detectors(["ip_address"])] == ["ipv4", "ipv6"]
+    assert selected_detectors(None) == list(DETECTORS)
+    text = b"mail jane@example.com, card 4111 1111 1111 1111, ip 10.1.2.3\n"
+    only = Engine(selected_detectors(["email"]))
+    assert [f.detector for f in scan_file(text, "a.txt", only).findings] == ["email"]
+    assert len(scan_file(text, "a.txt").findings) == 3

@@ -293,3 +293,48 @@ DETECTORS: list[Detector] = [
 ]
 
 FAMILIES = sorted({d.family for d in DETECTORS})
+
+# What each detector reports and checks beyond its pattern, and the confidences it gives
+# (GET /api/v1/detectors): the rules a user needs to trust a finding or to see why a value was not one.
+ABOUT: dict[str, tuple[str, tuple[float, ...]]] = {
+    "private_key": ("a PEM private key block: its BEGIN line, and its body up to the END line when one value holds it"
+                    " (the body lines are never reported again as tokens)", (0.99,)),
+    "aws_access_key_id": ("an AWS access key id (AKIA, ASIA… and 16 base-32 characters); AWS's documentation keys,"
+                          " ending in EXAMPLE, are not reported", (0.95,)),
+    "gcp_api_key": ("a Google API key (AIza and 35 characters)", (0.95,)),
+    "github_token": ("a GitHub token (ghp_, gho_, ghu_, ghs_, ghr_ and 36 characters, or github_pat_); a classic"
+                     " token whose CRC32 checksum holds is 0.99, one whose checksum fails 0.7", (0.7, 0.95, 0.99)),
+    "slack_token": ("a Slack token (xoxb-, xoxp-…) or an incoming-webhook URL", (0.95,)),
+    "azure_storage_key": ("an Azure storage AccountKey= whose value decodes to 64 bytes", (0.95,)),
+    "stripe_secret_key": ("a Stripe live secret or restricted key (sk_live_, rk_live_)", (0.95,)),
+    "iban": ("an IBAN (spaces between groups allowed): its country's length and the ISO 7064 mod-97 checksum",
+             (0.99,)),
+    "card_number": ("a payment card number: 13-19 digits, spaces or dashes between groups (one kind), an issuer"
+                    " prefix 2-6, the Luhn checksum; not part of a longer number or a decimal", (0.95,)),
+    "us_ssn": ("a US Social Security number NNN-NN-NNNN by the SSA's rules: no area 000, 666 or 900-999, no group"
+               " 00, no serial 0000, not a number the SSA has published as an example", (0.9,)),
+    "national_id": ("a Spanish DNI or NIE (check letter), an Italian codice fiscale (check character), a Brazilian"
+                    " CPF (check digits)", (0.9,)),
+    "email": ("an e-mail address (not a file name such as icon@2x.png)", (0.95,)),
+    "phone": ("a phone number, +country code or North American with separators, valid by libphonenumber; a bare"
+              " run of digits is never one", (0.85, 0.9)),
+    "ipv4": ("an IPv4 address, each part at most 255, not a version number (v1.2.3.4, version 10.0.0.1)", (0.85,)),
+    "ipv6": ("an IPv6 address (eight groups, or :: shortened) that parses as one", (0.85,)),
+    "high_entropy_token": ("a token of 32+ base64 or hex characters mixing letters and digits with high Shannon"
+                           " entropy; not a path, a UUID or a word", (0.8,)),
+}
+assert set(ABOUT) == {d.name for d in DETECTORS}
+
+
+def described() -> list[dict]:
+    """Every detector, in the order they claim a value."""
+    return [{"name": d.name, "family": d.family, "validates": ABOUT[d.name][0], "confidence": list(ABOUT[d.name][1])}
+            for d in DETECTORS]
+
+
+def selected_detectors(names: list[str] | None) -> list[Detector]:
+    """The detectors a scan runs: all (None), or those named, by name or family, in the catalog's order."""
+    if names is None:
+        return list(DETECTORS)
+    wanted = set(names)
+    return [d for d in DETECTORS if d.name in wanted or d.family in wanted]
