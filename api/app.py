@@ -17,6 +17,7 @@ from api import (
     compliance_routes,
     config_routes,
     connector_routes,
+    detector_routes,
     monitor_routes,
     operations_routes,
     scan_run_routes,
@@ -34,7 +35,7 @@ from services.adapters.command_writer import CommandWriter
 from services.adapters.db import ConnectionPerThread
 from services.health import Progress
 from services.settings import Settings
-from services.stores import byoc_store, catalog_store, config_store
+from services.stores import byoc_store, catalog_store, config_store, detector_store
 
 HEALTH_TTL_S = 1.0
 
@@ -44,7 +45,7 @@ HEALTH_TTL_S = 1.0
 # pair: monitor_routes before compliance_routes, so /api/scan/status/{executionId} wins
 # over /api/scan/{id}/violations for the path /api/scan/status/violations.
 ROUTERS = (scan_run_routes, monitor_routes, config_routes, compliance_routes, catalog_routes, token_routes,
-           operations_routes, connector_routes, sensitive_routes, byoc_routes)
+           operations_routes, connector_routes, sensitive_routes, byoc_routes, detector_routes)
 
 
 def _health(settings: Settings) -> dict:
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             config_store.init(db)
             catalog_store.init(db)
             byoc_store.init(db)
+            detector_store.init(db)
             if settings.admin_token:
                 config_store.bootstrap_admin(db, settings.admin_token)
 

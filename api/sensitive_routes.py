@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import Route
@@ -32,7 +32,7 @@ from services.domain.detectors import described
 from services.domain.envelope import iso, utcnow
 from services.domain.kinds import SENSITIVE
 from services.domain.vocabulary import FINISHED
-from services.stores import catalog_store
+from services.stores import catalog_store, detector_store
 from services.stores.config_store import new_id
 
 SCAN_NOT_FOUND = "Scan not found"
@@ -61,18 +61,9 @@ class ScanOptions(BaseModel):
     execution: Literal["in_cluster", "byoc"] = "in_cluster"  # byoc: GET …/deployment-config, scanledger scan-worker
     # findings reported per file and detector; the others are counted (the file's occurrences); null: every one
     max_findings_per_file: int | None = Field(MAX_FINDINGS_PER_FILE, ge=1, le=1_000_000)
-    # the detectors to run, by name or family (GET /api/v1/detectors); null: all of them
+    # the detectors to run, by name or family (GET /api/v1/detectors: the workspace's own too); null: all of them
     detectors: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(None, min_length=1,
                                                                                        max_length=100)
-
-    @field_validator("detectors")
-    @classmethod
-    def _known(cls, names: list[str] | None) -> list[str] | None:
-        known = {d["name"] for d in described()} | {d["family"] for d in described()}
-        unknown = [n for n in names or () if n not in known]
-        if unknown:
-            raise ValueError(f"unknown detector or family: {', '.join(unknown)} (GET /api/v1/detectors lists them)")
-        return names
 
 
 @request_body("POST", "/api/v1/scans/parallel")
@@ -98,6 +89,15 @@ def _llm_available(settings) -> None:
     problem = settings.llm_unconfigured()
     if problem:
         raise ApiError(422, problem, [{"path": ["options", "llm_assist"], "message": "No LLM endpoint configured"}])
+
+
+def _check_detectors(names: list[str] | None, custom: list[dict]) -> None:
+    known = {d["name"] for d in described()} | {d["family"] for d in described()} | {d["name"] for d in custom}
+    unknown = [n for n in names or () if n not in known] + (["custom"] if "custom" in (names or ()) and not custom
+                                                             else [])
+    if unknown:
+        raise ApiError(400, "Invalid request body", [{"path": ["options", "detectors"], "message": (
+            f"unknown detector or family: {', '.join(unknown)} (GET /api/v1/detectors lists them)")}])
 
 
 def _snapshots(db, workspace_id: str, ids: list[str], incremental: bool) -> tuple[dict, dict]:
@@ -132,6 +132,9 @@ async def start_parallel_scan(request: Request):
         db = request.app.state.db
         snapshots, versions = await run_db(request, _snapshots, db, principal.workspace_id, body.connectors,
                                            body.type == "incremental")
+        # the workspace's own detectors and allow-list as they are now: the scan runs with these
+        snapshots.update(await run_db(request, detector_store.snapshot, db, principal.workspace_id))
+        _check_detectors(body.options.detectors, snapshots["custom_detectors"])
         if versions:  # the watermark's versions by reference: a large connector's would not fit in a command
             snapshots["baseline_blob"] = await run_in_threadpool(request.app.state.blobs.put, orjson.dumps(versions))
         options = body.options.model_dump()
@@ -334,14 +337,7 @@ async def list_scans(request: Request):
     return success(items, pagination={"limit": query["limit"], "next_cursor": cursor})
 
 
-async def list_detectors(request: Request):
-    """The detectors a sensitive-data scan runs: name, family, what each validates, the confidences it gives."""
-    await authenticate(request, "assets:read")
-    return success(described())
-
-
 routes = [
-    Route("/api/v1/detectors", list_detectors, methods=["GET"]),
     Route("/api/v1/scans/parallel", start_parallel_scan, methods=["POST"]),
     Route("/api/v1/scans", list_scans, methods=["GET"]),
     Route("/api/v1/scans/{id}", get_scan, methods=["GET"]),

@@ -236,7 +236,9 @@ def run_chunk(message: dict, blobs, publisher: Publisher, settings: Settings,
     deadline = work.get("deadline")
     timed_out = False
     by_detector: dict[str, int] = {}
-    engine, limits = Engine(selected_detectors(work.get("detectors"))), Limits()
+    engine = Engine(selected_detectors(work.get("detectors"), work.get("custom_detectors") or ()),
+                    allow=frozenset(work.get("allowlist") or ()))
+    limits = Limits()
     cap = work.get("max_findings_per_file")  # per file and detector: the rest are counted, not reported
     connectors = _Connectors(work, message["workspaceid"], settings)
     ahead = _ReadAhead(connectors, limits, groups(files))

@@ -131,6 +131,10 @@ class SensitiveScanRequest(_ScanRequestBase):
     baseline_scans: dict[str, str] = {}
     baseline_blob: str | None = None
     rerun_of: str | None = None  # a rerun (seed 003) of this scan id: the same snapshot, a new scan
+    # the workspace's detection settings when the scan was requested (services/stores/detector_store.py):
+    # its own detectors' specs {name, pattern, checksum, confidence} and its allow-list's keys
+    custom_detectors: list[dict] = []
+    allowlist: list[str] = []
 
 
 # The request of each scan kind (services.domain.kinds has one kind per entry).
@@ -352,6 +356,8 @@ class WorkUnit(Contract):
     llm_assist: bool = False  # a sensitive chunk: its scan asked for LLM Assist
     max_findings_per_file: int | None = None  # a sensitive chunk: findings kept per file and detector
     detectors: list[str] | None = None  # a sensitive chunk: the detectors its scan chose (None: all)
+    custom_detectors: list[dict] = []  # a sensitive chunk: its workspace's own detectors (SensitiveScanRequest)
+    allowlist: list[str] = []  # a sensitive chunk: its workspace's allow-list keys
 
 
 # --- findings (topic: violations, key: scan id) ---

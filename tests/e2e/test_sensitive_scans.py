@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, TopicPartition
 from harness.corpus import FAMILIES, generate
 from harness.system import System
 from services.domain import contracts as c
+from services.domain.detectors import described
 from services.domain.envelope import decode
 from services.stores.read_models import TABLES
 from tests.e2e.helpers import rows
@@ -467,3 +468,66 @@ def test_the_detectors_are_listed_and_a_scan_runs_the_ones_it_names(world, scan)
     bad = error(admin.post("/api/v1/scans/parallel", json={**body, "options": {"detectors": ["emails"]}}), 400,
                 "VALIDATION_ERROR")
     assert bad["details"][0]["path"] == ["options", "detectors"] and "emails" in bad["details"][0]["message"]
+
+
+def test_custom_detectors_and_an_allow_list_of_the_workspace(world):
+    a, b = world["a"], world["b"]
+    admin, viewer = a.admin, a.viewer
+    root = Path(world["system"].env["SCANLEDGER_DATASTORE_ROOT"])
+    folder = root / f"custom-{uuid.uuid4().hex[:6]}"
+    folder.mkdir()
+    (folder / "staff.csv").write_text("employee,card,note\nEMP-123456,4111 1111 1111 1111,ok\n"
+                                      "EMP-654321,4111-1111-1111-1111,\nEMP-000042,5500 0000 0000 0004,EMP-12345\n")
+    (folder / "notes.txt").write_text("test card 4111111111111111 and ticket EMP-777777 for ops@example.com\n")
+    conn = ok(admin.post("/api/v1/connectors", json={"name": "Custom", "type": "local_dir",
+                                                      "config": {"path": folder.name}}), 201)["id"]
+    # a detector of the workspace's own: an RE2 pattern checked now, a name that is not a built-in's, once
+    employee = ok(admin.post("/api/v1/detectors/custom", json={"name": "employee_id", "pattern": r"EMP-[0-9]{6}",
+                                                                "confidence": 0.9}), 201)
+    assert employee["name"] == "employee_id" and employee["id"].startswith("det-")
+    for body, path in (({"name": "lookahead", "pattern": r"EMP-(?=\d)"}, ["pattern"]),
+                       ({"name": "empty", "pattern": r"x*"}, ["pattern"]),
+                       ({"name": "email", "pattern": r"abc"}, ["name"]),
+                       ({"name": "Bad Name", "pattern": r"abc"}, ["name"]),
+                       ({"name": "sum", "pattern": r"\d+", "checksum": "crc"}, ["checksum"]),
+                       ({"name": "conf", "pattern": r"\d+", "confidence": 2}, ["confidence"])):
+        assert error(admin.post("/api/v1/detectors/custom", json=body), 400, "VALIDATION_ERROR")["details"][0][
+            "path"] == path, body
+    error(admin.post("/api/v1/detectors/custom", json={"name": "employee_id", "pattern": "E"}), 409, "CONFLICT")
+    error(viewer.post("/api/v1/detectors/custom", json={"name": "x_id", "pattern": "X"}), 403, "FORBIDDEN")
+    listed = ok(viewer.get("/api/v1/detectors"))
+    [mine] = [d for d in listed if d["custom"]]
+    assert (mine["name"], mine["family"], mine["confidence"], mine["id"]) == ("employee_id", "custom", [0.9],
+                                                                              employee["id"])
+    assert [d["name"] for d in listed] == [d["name"] for d in described()] + ["employee_id"]  # built-ins, then its own
+    assert "employee_id" not in {d["name"] for d in ok(b.admin.get("/api/v1/detectors"))}
+    # an allow-list: a test card never reported, however it is written; kept as a hash, shown masked
+    allowed = ok(admin.post("/api/v1/allowlist", json={"value": "4111111111111111", "label": "test card"}), 201)
+    assert allowed["masked"].endswith("1111") and "4111111111111111" not in str(allowed)
+    assert ok(admin.post("/api/v1/allowlist", json={"value": "4111 1111 1111 1111"}), 201)["id"] == allowed["id"]
+    assert [x["id"] for x in ok(viewer.get("/api/v1/allowlist"))] == [allowed["id"]]
+    assert ok(b.admin.get("/api/v1/allowlist")) == []
+    assert "4111111111111111" not in Path(world["system"].db_path).read_bytes().decode("latin-1")
+
+    def findings_of(**options) -> list[tuple]:
+        done = settled(admin, ok(admin.post("/api/v1/scans/parallel", json={
+            "connectors": [conn], "type": "full", "options": options}), 201)["scan_id"])
+        assert done["status"] == "completed", done
+        return sorted((f["file"], f["detector"], f["masked_sample"])
+                      for f in pages(viewer, f"/api/v1/scans/{done['scan_id']}/findings"))
+
+    found = findings_of()
+    assert [f for f in found if f[1] == "employee_id"] == [
+        ("notes.txt", "employee_id", "*******777"), ("staff.csv", "employee_id", "*******042"),
+        ("staff.csv", "employee_id", "*******321"), ("staff.csv", "employee_id", "*******456")]  # a third shown
+    assert [f[:2] for f in found if f[1] == "card_number"] == [("staff.csv", "card_number")]  # 5500…, not 4111…
+    assert ("notes.txt", "email") in {f[:2] for f in found}
+    assert {f[1] for f in findings_of(detectors=["employee_id"])} == {"employee_id"}
+    assert error(admin.post("/api/v1/scans/parallel", json={"connectors": [conn], "type": "full", "options": {
+        "detectors": ["employee_idd"]}}), 400, "VALIDATION_ERROR")["details"][0]["path"] == ["options", "detectors"]
+    # the settings are the scan's snapshot: removed, the next scan reports the card; the last one is unchanged
+    ok(admin.delete(f"/api/v1/allowlist/{allowed['id']}"))
+    ok(admin.delete(f"/api/v1/detectors/custom/{employee['id']}"))
+    error(admin.delete(f"/api/v1/allowlist/{allowed['id']}"), 404, "NOT_FOUND")
+    again = findings_of()
+    assert sum(f[1] == "card_number" for f in again) == 4 and not any(f[1] == "employee_id" for f in again)

@@ -52,6 +52,9 @@ KINDS = {
     ("GET", "/api/v1/scans/{id}"): READ, ("GET", "/api/v1/scans/{id}/workers"): READ,
     ("POST", "/api/v1/scans/{id}/cancel"): TRIGGER, ("GET", "/api/v1/scans/{id}/findings"): READ,
     ("GET", "/api/v1/scans/{id}/files"): READ, ("GET", "/api/v1/detectors"): READ,
+    ("POST", "/api/v1/detectors/custom"): WRITE, ("GET", "/api/v1/detectors/custom"): READ,
+    ("DELETE", "/api/v1/detectors/custom/{id}"): WRITE, ("POST", "/api/v1/allowlist"): WRITE,
+    ("GET", "/api/v1/allowlist"): READ, ("DELETE", "/api/v1/allowlist/{id}"): WRITE,
     ("GET", "/api/v1/scans/{id}/deployment-config"): TRIGGER, ("POST", "/api/v1/scans/{id}/report"): REPORT,
 }
 ALLOWED = {"admin": {PUBLIC, READ, WRITE, TRIGGER, TOKENS}, "member": {PUBLIC, READ, WRITE, TRIGGER},

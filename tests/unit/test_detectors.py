@@ -266,3 +266,29 @@ def test_the_catalog_describes_every_detector_and_a_scan_can_choose_them():
     only = Engine(selected_detectors(["email"]))
     assert [f.detector for f in scan_file(text, "a.txt", only).findings] == ["email"]
     assert len(scan_file(text, "a.txt").findings) == 3
+
+
+def test_a_workspaces_own_detectors_run_after_the_built_ins_with_their_checksum():
+    from services.domain.detectors import selected_detectors
+    from services.domain.detectors.catalog import pattern_problem
+    own = [{"name": "employee_id", "pattern": r"EMP-[0-9]{6}", "checksum": None, "confidence": 0.9},
+           {"name": "loyalty_card", "pattern": r"LC[0-9]{12,16}", "checksum": "luhn", "confidence": 0.85}]
+    detectors = selected_detectors(None, own)
+    names = [d.name for d in detectors]
+    assert names.index("employee_id") < names.index("high_entropy_token") and names[-1] == "high_entropy_token"
+    text = b"EMP-123456 and LC4111111111111111 and LC4111111111111112 and EMP-12345\n"
+    found = scan_file(text, "a.txt", Engine(detectors)).findings
+    assert sorted((f.detector, f.confidence) for f in found) == [("employee_id", 0.9), ("loyalty_card", 0.85)]
+    assert [d.name for d in selected_detectors(["custom"], own)] == ["employee_id", "loyalty_card"]
+    assert pattern_problem(r"EMP-(?=\d)") and pattern_problem(r"(a)\1") and pattern_problem(r"x*")
+    assert pattern_problem(r"EMP-[0-9]{6}") is None
+
+
+def test_an_allow_listed_value_is_never_reported_however_it_is_written():
+    from services.domain.detectors.validate import allow_key
+    allow = frozenset({allow_key("4111 1111 1111 1111"), allow_key("Ops@Example.com")})
+    assert allow_key("4111-1111-1111-1111") in allow and allow_key("4111111111111112") not in allow
+    text = (b"cards 4111111111111111, 4111-1111-1111-1111 and 5500 0000 0000 0004; mail ops@example.com,"
+            b" dev@example.com\n")
+    found = scan_file(text, "a.txt", Engine(allow=allow)).findings
+    assert sorted(f.masked for f in found) == ["************0004", "d***@example.com"]

@@ -27,6 +27,7 @@ from stdnum.es import dni, nie
 from stdnum.it import codicefiscale
 
 from services.domain.detectors import validate as v
+from services.domain.regex import re2_error
 
 Hit = tuple[int, int, float]  # [start, end) in the cell, confidence
 
@@ -332,9 +333,50 @@ def described() -> list[dict]:
             for d in DETECTORS]
 
 
-def selected_detectors(names: list[str] | None) -> list[Detector]:
-    """The detectors a scan runs: all (None), or those named, by name or family, in the catalog's order."""
+# -- a workspace's own detectors -------------------------------------------------------------------
+# An RE2 pattern (no look-arounds or back-references: linear time on any input), optionally a
+# built-in checksum on the match, a confidence. They claim values after the built-ins and before
+# the high-entropy tokens, so a pattern for an internal key is named as that key, not as a token.
+
+CUSTOM_FAMILY = "custom"
+CHECKSUMS: dict[str, Callable[[str], bool]] = {
+    "luhn": lambda t: (d := "".join(ch for ch in t if ch.isdigit())) != "" and v.luhn(d),
+    "iban": lambda t: v.iban_ok(t.replace(" ", "")) and std_iban.is_valid(t.replace(" ", "")),
+}
+
+
+def custom_detector(spec: dict) -> Detector:
+    """{name, pattern, checksum?, confidence}: a Detector (the pattern is one CustomDetector validated)."""
+    compiled, check, confidence = re2.compile(spec["pattern"]), CHECKSUMS.get(spec.get("checksum") or ""), \
+        spec["confidence"]
+
+    def find(cell: str) -> list[Hit]:
+        return [(a, b, confidence) for a, b in v.spans(compiled, cell)
+                if b > a and (check is None or check(cell[a:b]))]
+    return Detector(spec["name"], CUSTOM_FAMILY, spec["pattern"], find, lambda t: v.mask_tail(t, min(4, len(t) // 3)))
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why a custom pattern cannot be one (None: it can): what the engine's RE2 (pyarrow's prefilter and
+    google-re2's extraction) refuses, or a pattern that matches the empty string."""
+    reason = re2_error(pattern)
+    if reason is not None:
+        return f"not a pattern RE2 runs (no look-arounds or back-references): {reason}"
+    try:
+        if re2.compile(pattern).fullmatch("") is not None:
+            return "it matches the empty string"
+    except Exception as exc:  # google-re2 refusing what pyarrow took: its message names why
+        return f"not a pattern RE2 runs: {exc}"
+    return None
+
+
+def selected_detectors(names: list[str] | None, custom: list[dict] = ()) -> list[Detector]:
+    """The detectors a scan runs: all (None), or those named, by name or family, in the catalog's order,
+    with the workspace's own (`custom` specs) among them before the high-entropy tokens."""
+    own = [custom_detector(spec) for spec in custom]
+    catalog = [d for d in DETECTORS if d.family != "high_entropy"] + own + \
+        [d for d in DETECTORS if d.family == "high_entropy"]
     if names is None:
-        return list(DETECTORS)
+        return catalog
     wanted = set(names)
-    return [d for d in DETECTORS if d.name in wanted or d.family in wanted]
+    return [d for d in catalog if d.name in wanted or d.family in wanted]

@@ -165,6 +165,8 @@ class Sensitive:
             **({"llm_assist": True} if request["options"].get("llm_assist") else {}),
             **({"max_findings_per_file": cap} if (cap := request["options"].get("max_findings_per_file")) else {}),
             **({"detectors": chosen} if (chosen := request["options"].get("detectors")) else {}),
+            **({"custom_detectors": own} if (own := request.get("custom_detectors")) else {}),
+            **({"allowlist": allowed} if (allowed := request.get("allowlist")) else {}),
         ).model_dump(exclude_unset=True), id=deterministic_id(type_, unit["unit_id"], attempt),
             source=COORDINATOR_SOURCE) for unit in units]
 
