@@ -11,6 +11,9 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
@@ -531,3 +534,59 @@ def test_custom_detectors_and_an_allow_list_of_the_workspace(world):
     error(admin.delete(f"/api/v1/allowlist/{allowed['id']}"), 404, "NOT_FOUND")
     again = findings_of()
     assert sum(f[1] == "card_number" for f in again) == 4 and not any(f[1] == "employee_id" for f in again)
+
+
+def nested_files() -> dict[str, bytes]:
+    """Files shaped like users' exports, each value planted once at a place of its own."""
+    team = {"team": [{"mail": "n1@example.com"}, {"mail": "n2@example.com"}, {"mail": "n3@example.com"}],
+            "cards": ["4111111111111111", "5500000000000004"], "meta": {"owner": {"mail": "boss@example.com"}}}
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table({"id": [1, 2], "contacts": [[{"mails": ["p1@example.com", "p2@example.com"]}],
+                                                        [{"mails": []}, {"mails": ["p3@example.com"]}]],
+                             "tags": [["x", "t1@example.com"], []]}), sink)
+    return {
+        "nested/team.json": orjson.dumps(team),
+        "nested/teams.jsonl": orjson.dumps(team) + b"\n" + orjson.dumps({"team": [{"mail": "n4@example.com"}]}),
+        "nested/lists.parquet": sink.getvalue().to_pybytes(),
+        "nested/windows.csv": "\ufeffid,contact\r\n1,u16@example.com\r\n".encode("utf-16"),
+        "nested/sentence.txt": b"Pay with card 4111 1111 1111 1111. Thanks\n",
+    }
+
+
+EXPECTED_PLACES = {  # (file, row or line, column): one finding each
+    ("nested/team.json", 1, "team[0].mail"), ("nested/team.json", 1, "team[1].mail"),
+    ("nested/team.json", 1, "team[2].mail"), ("nested/team.json", 1, "cards[0]"), ("nested/team.json", 1, "cards[1]"),
+    ("nested/team.json", 1, "meta.owner.mail"),
+    ("nested/teams.jsonl", 1, "team[0].mail"), ("nested/teams.jsonl", 1, "team[1].mail"),
+    ("nested/teams.jsonl", 1, "team[2].mail"), ("nested/teams.jsonl", 1, "cards[0]"),
+    ("nested/teams.jsonl", 1, "cards[1]"), ("nested/teams.jsonl", 1, "meta.owner.mail"),
+    ("nested/teams.jsonl", 2, "team[0].mail"),
+    ("nested/lists.parquet", 1, "contacts[0].mails[0]"), ("nested/lists.parquet", 1, "contacts[0].mails[1]"),
+    ("nested/lists.parquet", 2, "contacts[1].mails[0]"), ("nested/lists.parquet", 1, "tags[1]"),
+    ("nested/windows.csv", 1, "contact"), ("nested/sentence.txt", 1, None),
+}
+
+
+def test_nested_json_parquet_lists_utf16_and_a_card_ending_a_sentence_locally_and_on_s3(world, s3_server):
+    admin, root = world["a"].admin, Path(world["system"].env["SCANLEDGER_DATASTORE_ROOT"])
+    files = nested_files()
+    folder = root / f"shapes-{uuid.uuid4().hex[:6]}"
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    local = ok(admin.post("/api/v1/connectors", json={"name": "Shapes", "type": "local_dir",
+                                                       "config": {"path": folder.name}}), 201)["id"]
+    bucket = s3_server.bucket(f"shapes-{uuid.uuid4().hex[:8]}", files)
+    remote = ok(admin.post("/api/v1/connectors", json={"name": "Shapes S3", "type": "s3", "config": {
+        "bucket": bucket, "endpoint_url": s3_server.url, "credentials": {
+            "source": "env", "access_key_id_env": KEY_ID_ENV, "secret_access_key_env": SECRET_ENV}}}), 201)["id"]
+    done = settled(admin, ok(admin.post("/api/v1/scans/parallel", json={
+        "connectors": [local, remote], "type": "full", "options": {"max_workers": 3}}), 201)["scan_id"])
+    assert done["status"] == "completed" and done["coverage"]["total_scanned"] == 2 * len(files)
+    found = pages(admin, f"/api/v1/scans/{done['scan_id']}/findings", limit=1000)
+    for connector in (local, remote):
+        mine = [f for f in found if f["connector_id"] == connector]
+        places = {(f["file"], f["location"].get("row", f["location"].get("line")), f["location"].get("column"))
+                  for f in mine}
+        assert len(mine) == len(places) == len(EXPECTED_PLACES) and places == EXPECTED_PLACES, connector
+        assert all(f["detector_confidence"] == f["confidence"] for f in mine)
