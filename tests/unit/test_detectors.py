@@ -198,6 +198,11 @@ def test_a_value_ending_a_sentence_is_found_and_a_decimal_is_not():
         ("ssn", None, None, 3)]
 
 
+def test_a_card_written_with_no_break_spaces_is_found():
+    text = "pasted from a page: 4111\u00a01111\u00a01111\u00a01111 and 5500\u202f0000\u202f0000\u202f0004\n"
+    assert locations(scan_file(text.encode(), "a.txt")) == [("payment_card", None, None, 1)] * 2
+
+
 def test_utf16_text_with_its_bom_is_decoded_not_skipped_as_binary():
     text = "id,contact\n1,jane@example.com\n2,card 4111 1111 1111 1111\n"
     for encoding in ("utf-16", "utf-16-le", "utf-16-be"):

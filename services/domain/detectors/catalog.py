@@ -277,7 +277,7 @@ DETECTORS: list[Detector] = [
              _finder(r"[rs]k_live_[0-9A-Za-z]{24,99}", lambda _: 0.95), v.mask_prefix),
     Detector("iban", "iban", r"[A-Z]{2}\d{2} ?[A-Z0-9]{4}",
              _finder(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?", _iban), v.mask_iban),
-    Detector("card_number", "payment_card", r"\d(?:[ -]?\d){12}", _find_cards, v.mask_card),
+    Detector("card_number", "payment_card", "\\d(?:[ \u00a0\u202f-]?\\d){12}", _find_cards, v.mask_card),
     Detector("us_ssn", "ssn", r"\d{3}-\d{2}-\d{4}", _finder(r"\d{3}-\d{2}-\d{4}", _ssn, "-", "-"), v.mask_ssn),
     Detector("national_id", "national_id",
              r"\d{8}-?[A-Z]|[XYZ]-?\d{7}-?[A-Z]|[A-Z]{6}\d\d[A-Z]\d\d[A-Z]\d{3}[A-Z]|\d{3}\.\d{3}\.\d{3}-\d\d",

@@ -43,15 +43,21 @@ def luhn(digits: str) -> bool:
     return (sum(map(int, digits[-1::-2])) + sum(map(int, digits[-2::-2].translate(_DOUBLED)))) % 10 == 0
 
 
+# A space between digit groups may be a no-break one (U+00A0, U+202F): text copied from a page or a
+# document. It counts as a space.
+_SPACES = str.maketrans({"\u00a0": " ", "\u202f": " "})
+
+
 def is_card(text: str) -> bool:
     """13-19 digits, separated (if at all) by one kind of separator, passing Luhn."""
+    text = text.translate(_SPACES)
     digits = text.replace(" ", "").replace("-", "")
     return 13 <= len(digits) <= 19 and not (" " in text and "-" in text) and luhn(digits)
 
 
-# Digit groups split by single spaces/dashes. RE2 has no look-arounds and needs none here: a
-# greedy run starts at the first digit after a non-digit and takes every digit after it.
-_DIGIT_RUN = re2.compile(r"\d+(?:[ -]\d+)*")
+# Digit groups split by single spaces (no-break ones too) or dashes. RE2 has no look-arounds and needs
+# none here: a greedy run starts at the first digit after a non-digit and takes every digit after it.
+_DIGIT_RUN = re2.compile("\\d+(?:[ \u00a0\u202f-]\\d+)*")
 _DIGIT_GROUP = re2.compile(r"\d+")
 # A run of more groups is a list of numbers ("1-1-1-…", a column of ids joined by spaces): it is
 # not searched for a card inside, which would cost ~7 checks per group.
