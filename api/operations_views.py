@@ -56,6 +56,18 @@ def pending_item_view(request: dict) -> dict:
                        "partitions_scanned": 0, "records_processed": 0, "anomalies_identified": 0}}
 
 
+def _without_server_paths(value):
+    """A snapshot as a reader may see it: a datastore's path as registered, never where the server keeps it
+    (`resolved_path`; a snapshot from before it was kept apart has only the server's path, so none is shown)."""
+    if isinstance(value, list):
+        return [_without_server_paths(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "resolved_path" not in value and {"type", "path"} <= value.keys() and str(value["path"]).startswith("/"):
+        value = {k: v for k, v in value.items() if k != "path"}
+    return {k: _without_server_paths(v) for k, v in value.items() if k != "resolved_path"}
+
+
 def detail_view(row, rerun_of: int | None, scan: dict | None = None) -> dict:
     """A run in full. `scan`: a sensitive-data scan's view (GET /api/v1/scans/:id), whose progress and
     coverage are its summary, so both pages give the same numbers."""
@@ -64,8 +76,9 @@ def detail_view(row, rerun_of: int | None, scan: dict | None = None) -> dict:
         configuration = sensitive_configuration(request)
         summary = {"progress": scan["progress"], "coverage": scan["coverage"]}
     else:
-        configuration = {k: request.get(k) for k in ("policy", "upload", "mapping", "targets", "datastore",
-                                                      "audit_id", "audit_name") if request.get(k) is not None}
+        configuration = {k: _without_server_paths(request.get(k)) for k in (
+            "policy", "upload", "mapping", "targets", "datastore", "audit_id", "audit_name")
+            if request.get(k) is not None}
         summary = {"rules_total": row["rules_total"], "rules_processed": row["rules_processed"],
                    "record_total": row["record_total"], "records_processed": row["record_count"],
                    "violation_count": row["violation_count"],

@@ -76,7 +76,15 @@ def compliance_request(db, principal: Principal, body: ScanRunBody) -> dict:
 # --- the catalog's shapes, shared by monitor scans and syncs ---
 
 def datastore_ref(store: dict) -> dict:
-    return {"id": store["id"], "name": store["name"], "type": store["type"], "path": store["resolved_path"]}
+    """A datastore in a scan's snapshot: its path as registered (what the views show) and as the server
+    resolved it (what the evaluators read; never shown, as a connector's resolved_path)."""
+    return {"id": store["id"], "name": store["name"], "type": store["type"], "path": store["path"],
+            "resolved_path": store["resolved_path"]}
+
+
+def _store_of(asset: dict) -> dict:
+    return {"id": asset["datastore_id"], "name": asset["datastore_name"], "type": asset["datastore_type"],
+            "path": asset["datastore_path"], "resolved_path": asset["resolved_path"]}
 
 
 def container_ref(asset: dict) -> dict:
@@ -94,10 +102,7 @@ def monitor_scan_request(db, principal: Principal) -> dict:
     for m in monitors:
         if m["asset_id"] in assets:  # monitors of a removed datastore's assets do not run
             by_asset.setdefault(m["asset_id"], []).append({k: m[k] for k in MONITOR_FIELDS})
-    targets = [{"container": container_ref(assets[aid]),
-                "datastore": datastore_ref({"id": assets[aid]["datastore_id"], "name": assets[aid]["datastore_name"],
-                                            "type": assets[aid]["datastore_type"],
-                                            "resolved_path": assets[aid]["resolved_path"]}),
+    targets = [{"container": container_ref(assets[aid]), "datastore": datastore_ref(_store_of(assets[aid])),
                 "monitors": ms} for aid, ms in sorted(by_asset.items())]
     stores = {t["datastore"]["id"]: t["datastore"] for t in targets}
     return c.MonitorScanRequest(scan_id=new_id(), kind=MONITOR.name, workspace_id=principal.workspace_id,

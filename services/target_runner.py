@@ -27,10 +27,11 @@ log = logging.getLogger("scanledger.targets")
 def _read(target: dict, settings: Settings, workspace_id: str) -> pa.Table:
     store, container = target["datastore"], target["container"]
     try:  # checked again at every read: a symlink may have moved since the datastore was registered
-        check_allowed(settings, workspace_id, store["type"], store["path"])
+        # a snapshot from before resolved_path was kept apart holds the resolved path as its path
+        path = check_allowed(settings, workspace_id, store["type"], store.get("resolved_path") or store["path"])
     except DatastoreError as exc:
         raise AssetReadError(str(exc)) from None
-    return read_asset(store["type"], store["path"], container["name"], settings.max_asset_records)
+    return read_asset(store["type"], path, container["name"], settings.max_asset_records)
 
 
 def run_catalog_unit(message: dict, _blobs, publisher: Publisher, settings: Settings,

@@ -50,7 +50,8 @@ class DatastoreRef(Contract):
     id: int
     name: str
     type: Literal["local_dir", "sqlite"]
-    path: str  # resolved, inside the configured datastore root
+    path: str  # as registered (relative to the workspace's datastore root); before resolved_path: the resolved one
+    resolved_path: str | None = None  # resolved, inside the configured datastore root: what the evaluators read
 
 
 class Target(Contract):

@@ -75,7 +75,8 @@ def register_assets(conn, workspace_id: str, datastore_id: int, found: list[tupl
                      [(workspace_id, datastore_id, name, kind, now) for name, kind in found])
 
 
-ASSET_SELECT = ("SELECT a.*, d.name AS datastore_name, d.type AS datastore_type, d.resolved_path"
+ASSET_SELECT = ("SELECT a.*, d.name AS datastore_name, d.type AS datastore_type, d.path AS datastore_path,"
+                " d.resolved_path"
                 " FROM assets a JOIN datastores d ON d.id = a.datastore_id AND d.deleted_at IS NULL")
 
 

@@ -156,9 +156,15 @@ def test_invalid_query_values_are_422(runs, params):
     assert r.json()["error"] == "UNPROCESSABLE_ENTITY" and r.json()["details"]
 
 
-def test_detail_and_containers(runs):
+def test_detail_and_containers(runs, system):
     detail = runs.viewer.get(f"/api/operations/{runs.monitor}").json()
     assert detail["configuration"]["targets"][0]["container"]["id"] == runs.asset["id"]
+    # the datastore's path as registered, to a Viewer as to anyone: never where the server keeps it
+    for run in (runs.monitor, runs.catalog):
+        text = runs.viewer.get(f"/api/operations/{run}").text
+        assert str(system.datastore_root) not in text and "resolved_path" not in text
+    sync = runs.viewer.get(f"/api/operations/{runs.catalog}").json()["configuration"]
+    assert sync["datastore"]["path"] == "ops" and detail["configuration"]["targets"][0]["datastore"]["path"] == "ops"
     assert detail["trigger"] == {"triggered_by": "admin", "created": detail["created"], "rerun_of": None}
     containers = runs.viewer.get(f"/api/operations/{runs.monitor}/containers").json()
     assert containers["total"] == 1
