@@ -17,9 +17,9 @@ from api.limits import MAX_DESCRIPTION, MAX_RULES, MAX_TEXT, rule_problems
 from api.openapi import request_body
 from api.requests import idempotent, json_body, parse
 from api.responses import json_response
-from services.adapters.readers import InputError, detect_format, read_table, to_ipc
+from services.adapters.readers import InputError, detect_format, ipc_head, read_table, to_ipc
 from services.domain.pii import scan_pii
-from services.domain.rules import parse_rule
+from services.domain.rules import MAPPING_TARGETS, mapping_warnings, parse_rule
 from services.stores import config_store
 from services.stores.config_store import new_id
 
@@ -72,13 +72,25 @@ async def create_upload(request: Request):
 class MappingBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     upload_id: str = Field(min_length=1)
-    mapping: dict[str, str] = Field(min_length=1)
+    mapping: dict[str, str] = Field(min_length=1,
+                                    description=f"{{target: column}}, targets: {', '.join(MAPPING_TARGETS)}")
     temporal_scale: Literal["daily", "weekly", "monthly"] = "daily"
 
 
-def mapping_view(m: dict) -> dict:
+MAPPING_SAMPLE_ROWS = 100_000  # the upload's first rows a confirmed mapping's columns are checked on
+
+
+def mapping_view(m: dict, warnings: list[dict] | None = None) -> dict:
     return {"mapping_id": m["id"], "upload_id": m["upload_id"], "mapping": m["mapping"],
-            "temporal_scale": m["temporal_scale"], "confirmed": True, "created_at": m["created_at"]}
+            "temporal_scale": m["temporal_scale"], "confirmed": True, "created_at": m["created_at"],
+            **({"warnings": warnings} if warnings is not None else {})}
+
+
+def _mapping_warnings(blobs, upload: dict, mapping: dict[str, str]) -> list[dict]:
+    """A column mapped as a number or a timestamp whose first rows do not all read as one (CPU and file
+    work: run in a thread)."""
+    sample = ipc_head(blobs.path(upload["blob"]), list(mapping.values()), MAPPING_SAMPLE_ROWS)
+    return mapping_warnings(mapping, sample)
 
 
 async def confirm_mapping(request: Request):
@@ -87,6 +99,11 @@ async def confirm_mapping(request: Request):
 
     async def handler():
         body = parse(MappingBody, await json_body(request))
+        # "amountz" would map a column to nothing a rule reads: the scan would fail on it only later
+        unknown = [{"path": ["mapping", target], "message": f"Unknown target: one of {', '.join(MAPPING_TARGETS)}"}
+                   for target in body.mapping if target not in MAPPING_TARGETS]
+        if unknown:
+            raise ApiError(400, "Invalid request body", unknown)
         db = request.app.state.db
 
         def confirm() -> dict:
@@ -97,10 +114,13 @@ async def confirm_mapping(request: Request):
                        for field, column in body.mapping.items() if column not in upload["columns"]]
             if missing:
                 raise ApiError(400, "Invalid request body", missing)
-            return config_store.add_mapping(db, principal.workspace_id, body.upload_id, body.mapping,
-                                            body.temporal_scale)
+            return upload
 
-        return json_response(mapping_view(await run_db(request, confirm)), 201)
+        upload = await run_db(request, confirm)
+        warnings = await run_in_threadpool(_mapping_warnings, request.app.state.blobs, upload, body.mapping)
+        row = await run_db(request, config_store.add_mapping, db, principal.workspace_id, body.upload_id,
+                           body.mapping, body.temporal_scale)
+        return json_response(mapping_view(row, warnings), 201)
 
     return await idempotent(request, principal, handler)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
 import orjson
 import pyarrow as pa
@@ -92,6 +92,21 @@ def to_ipc(table: pa.Table) -> bytes:
 
 def from_ipc(data: bytes) -> pa.Table:
     return pa.ipc.open_file(pa.BufferReader(data)).read_all()
+
+
+def ipc_head(path: Path, columns: list[str], rows: int) -> pa.Table:
+    """The first `rows` rows of some columns of an IPC file, memory-mapped: a look at a large upload
+    that reads no more of it than that."""
+    reader = pa.ipc.open_file(pa.memory_map(str(path)))
+    wanted = [c for c in dict.fromkeys(columns) if c in reader.schema.names]
+    batches, taken = [], 0
+    for i in range(reader.num_record_batches):
+        if taken >= rows:
+            break
+        batch = reader.get_batch(i).select(wanted)
+        batches.append(batch.slice(0, rows - taken))
+        taken += batches[-1].num_rows
+    return pa.Table.from_batches(batches, reader.schema.empty_table().select(wanted).schema)
 
 
 # -- shared checks ---------------------------------------------------------------------------

@@ -49,6 +49,15 @@ class ThresholdParams(_Params):
     op: Literal["gt", "gte", "lt", "lte", "eq", "ne"]
     value: int | float | str
 
+    @field_validator("value")
+    @classmethod
+    def _a_number_to_order_by(cls, value, info):
+        """gt/gte/lt/lte order numbers: "abc" would compare as text, so no amount would ever be over it and
+        the rule would pass every record silently. eq/ne compare text too (an account id)."""
+        if info.data.get("op") in ("gt", "gte", "lt", "lte") and isinstance(value, str) and _as_float(value) is None:
+            raise ValueError(f"'{info.data['op']}' compares numbers: value must be a number, not {value!r}")
+        return value
+
 
 class RangeParams(_Params):
     field: str = Name
@@ -358,9 +367,10 @@ _OPS = {"gt": pc.greater, "gte": pc.greater_equal, "lt": pc.less, "lte": pc.less
 def _threshold(table, spec: ThresholdParams, mapping, _scale) -> pa.Table:
     name, col = _column(table, spec.field, mapping)
     value = spec.value
-    # A number compares numerically; a string compares as text unless it is a number and
-    # the column's values all read as numbers.
-    if not isinstance(value, str):
+    # A number compares numerically, and so does any value of gt/gte/lt/lte (a column whose cells do not
+    # all read as numbers fails the rule, naming a cell: "$9,500" > "10000" as text would pass silently);
+    # an eq/ne string compares as text unless it is a number and the column's values all read as numbers.
+    if not isinstance(value, str) or spec.op not in ("eq", "ne"):
         mask = _OPS[spec.op](_numbers(col, name), _as_float(value))
     elif _as_float(value) is not None and (numbers := parsed_numbers(col)) is not None:
         mask = _OPS[spec.op](numbers, _as_float(value))
@@ -510,3 +520,43 @@ def evaluate(table: pa.Table, rule: Rule, mapping: dict[str, str], temporal_scal
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
         # Column types no rule anticipated (lists, structs, ...): the data's problem, not a crash.
         raise RuleError(f"cannot evaluate on this data: {exc}") from None
+
+
+# --- a mapping, checked when it is confirmed --------------------------------------------------------
+
+# The canonical fields a mapping may name, and what a rule reads each as (README "Rules").
+MAPPING_TARGETS = {"amount": "number", "account": "text", "timestamp": "timestamp", "transaction_id": "text",
+                   "currency": "text", "counterparty": "text", "description": "text"}
+
+
+def mapping_warnings(mapping: dict[str, str], sample: pa.Table) -> list[dict]:
+    """Mapped columns whose values (in `sample`, the upload's first rows) do not read as what their target
+    is read as: the rules on that field would fail on them. [{path, message}], said before any scan runs."""
+    out = []
+    for target, column in mapping.items():
+        kind = MAPPING_TARGETS.get(target)
+        if kind not in ("number", "timestamp") or column not in sample.column_names:
+            continue
+        bad = _unreadable(sample.column(column), kind)
+        if bad:
+            count, example = bad
+            out.append({"path": ["mapping", target], "message": (
+                f"column '{column}': {count} of the first {sample.num_rows:,} values do not read as a {kind}"
+                f" (e.g. '{example}'); rules on {target} fail on them")})
+    return out
+
+
+def _unreadable(col: pa.ChunkedArray, kind: str) -> tuple[int, str] | None:
+    """How many non-blank values of a text column do not read as a number or a timestamp, and one of them."""
+    if not _is_text(col.type):
+        return None
+    text = pc.utf8_trim_whitespace(col.cast(pa.string()))
+    present = pc.and_(pc.is_valid(text), pc.not_equal(text, ""))
+    fine = pc.fill_null(pc.match_substring_regex(text, _NUMBER_TEXT if kind == "number" else _ISO_TEXT), False)
+    failing = pc.and_(present, pc.invert(fine))
+    count = pc.sum(failing).as_py() or 0
+    return (count, pc.filter(text, failing)[0].as_py()) if count else None
+
+
+# what _parse_utc reads: a date, or a date and time (T or a space), seconds and fractions optional, a zone
+_ISO_TEXT = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$"

@@ -110,6 +110,29 @@ def test_bad_policy_rules_are_rejected_with_their_path(api):
         {"id": "a", "name": "a", "type": "threshold", "severity": "extreme", "params": {"field": "amount"}}]})
     assert r.status_code == 400
     assert all(d["path"][:2] == ["rules", 0] for d in r.json()["details"])
+    # an ordering against text would pass every record silently: refused when the policy is saved
+    r = api.post("/api/policies", json={"name": "silent", "rules": [
+        {"id": "big", "name": "Big", "type": "threshold", "severity": "high",
+         "params": {"field": "amount", "op": "gt", "value": "abc"}}]})
+    assert r.status_code == 400 and r.json()["details"] == [
+        {"path": ["rules", 0, "params", "value"],
+         "message": "Value error, 'gt' compares numbers: value must be a number, not 'abc'"}]
+
+
+def test_a_mapping_names_known_targets_and_warns_of_columns_that_do_not_read_as_them(api):
+    csv = ("Txn ID,Account ID,Amount,Date\nT1,A1,9500.00,2024-01-15T10:00:00Z\nT2,A2,\"$9,500.00\",15/01/2024\n"
+           "T3,A3,120,2024-01-16\n")
+    up = api.post("/api/upload", files={"file": ("messy.csv", csv.encode(), "text/csv")}).json()
+    r = api.post("/api/mapping/confirm", json={"upload_id": up["upload_id"], "mapping": {"amountz": "Amount",
+                                                                                        "account": "Account ID"}})
+    assert r.status_code == 400 and [d["path"] for d in r.json()["details"]] == [["mapping", "amountz"]]
+    assert "amount, account, timestamp" in r.json()["details"][0]["message"]
+    r = api.post("/api/mapping/confirm", json={"upload_id": up["upload_id"], "mapping": {
+        "amount": "Amount", "account": "Account ID", "timestamp": "Date", "transaction_id": "Txn ID"}})
+    assert r.status_code == 201, r.text
+    assert [(w["path"], w["message"].split(" (")[0]) for w in r.json()["warnings"]] == [
+        (["mapping", "amount"], "column 'Amount': 1 of the first 3 values do not read as a number"),
+        (["mapping", "timestamp"], "column 'Date': 1 of the first 3 values do not read as a timestamp")]
 
 
 def test_another_workspace_sees_nothing(api, system, ready):

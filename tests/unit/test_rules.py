@@ -69,6 +69,21 @@ def test_threshold_non_numeric_strings_is_rule_error():
         run(table, "threshold", field="amount", op="gt", value=10)
 
 
+def test_an_ordering_threshold_needs_a_number_and_never_compares_text():
+    """{"op": "gt", "value": "abc"} passed every record silently (issue 20): refused when saved; a number
+    written as a string still orders numbers, and a column that does not read as numbers fails the rule."""
+    raw = {"id": "big", "name": "Big", "type": "threshold", "severity": "high"}
+    for op in ("gt", "gte", "lt", "lte"):
+        with pytest.raises(ValidationError, match="compares numbers") as exc:
+            parse_rule({**raw, "params": {"field": "amount", "op": op, "value": "abc"}})
+        assert exc.value.errors()[0]["loc"] == ("params", "value")
+    assert parse_rule({**raw, "params": {"field": "account", "op": "eq", "value": "abc"}}).params["value"] == "abc"
+    assert rows_of(run(make_table(amt=["9500.00", "12000"]), "threshold", field="amount", op="gt",
+                       value="10000")) == [1]
+    with pytest.raises(RuleError, match=r"\$9,500"):  # as text "$9,500.00" > "10000": never that silent pass
+        run(make_table(amt=["$9,500.00", "12000"]), "threshold", field="amount", op="gt", value="10000")
+
+
 def test_threshold_string_value_compares_text():
     table = make_table(status=["open", "closed", None])
     assert rows_of(run(table, "threshold", field="status", op="eq", value="closed")) == [1]
@@ -425,3 +440,16 @@ def test_duplicate_matches_reference(seed):
     expected = reference_duplicates(table.to_pylist())
     assert expected
     assert list(zip(rows_of(result), result.column("account").to_pylist(), values_of(result), strict=True)) == expected
+
+
+def test_a_mapped_column_that_does_not_read_as_its_target_is_a_warning():
+    from services.domain.rules import mapping_warnings
+    table = pa.table({"Amount": ["9500.00", "$9,500.00", "1.234,56", "", None, " 12 "],
+                      "Date": ["2024-01-15T10:00:00Z", "15/01/2024", "2024-01-16", "2024-01-16 10:00", None, ""],
+                      "Account": ["A", "B", "C", "D", "E", "F"]})
+    warnings = mapping_warnings({"amount": "Amount", "timestamp": "Date", "account": "Account"}, table)
+    assert [w["path"] for w in warnings] == [["mapping", "amount"], ["mapping", "timestamp"]]
+    assert "2 of the first 6 values do not read as a number (e.g. '$9,500.00')" in warnings[0]["message"]
+    assert "1 of the first 6 values do not read as a timestamp (e.g. '15/01/2024')" in warnings[1]["message"]
+    clean = pa.table({"Amount": ["1", "2.5"], "Date": ["2024-01-15", "2024-01-15T10:00:00+02:00"]})
+    assert mapping_warnings({"amount": "Amount", "timestamp": "Date"}, clean) == []
