@@ -99,12 +99,12 @@ def _run_monitors(message: dict, publisher: Publisher, settings: Settings, shoul
         publisher.publish(topics.scan_events, _progress(message, done, outcome))
     publisher.flush()  # anomalies are on the ledger before the result that counts them
     errors = [f"{o['monitor_name']}: {o['error']}" for o in outcomes if o["stage"] == "failed"]
-    base = {"violations_by_rule": by_rule, "violations_by_severity": by_severity, "monitors": outcomes}
+    base = {"violations_by_rule": by_rule, "violations_by_severity": by_severity, "monitors": outcomes,
+            "record_count": table.num_rows if table is not None else 0}  # read, whether a monitor failed or not
     if errors:
         result = _result(message, c.UNIT_FAILED, {**base, "error": "; ".join(errors)})
     else:
-        rows = table.num_rows if table is not None else 0
-        result = _result(message, c.UNIT_COMPLETED, {**base, "record_count": rows, "rules_done": len(monitors)})
+        result = _result(message, c.UNIT_COMPLETED, {**base, "rules_done": len(monitors)})
     publisher.publish(topics.scan_events, result)
 
 

@@ -267,6 +267,7 @@ class UnitFailed(Contract):
     unit_id: str
     error: str
     attempt: int = 0
+    record_count: int = 0  # rows read before it failed: an asset whose other monitors ran over them
     violations_by_rule: dict[str, int] = {}
     violations_by_severity: dict[str, int] = {}
     monitors: list[MonitorOutcome] = []

@@ -167,7 +167,7 @@ def unit_done(state: dict, event: dict, finished_at: str) -> tuple[dict, list[di
     failed = event["type"] == c.UNIT_FAILED
     new["units"][data["unit_id"]].update(
         status="failed" if failed else "completed",
-        records=0 if failed else data["record_count"],
+        records=data.get("record_count", 0),  # a failed monitor unit's rows were read all the same
         by_rule=data.get("violations_by_rule", {}),
         by_severity=data.get("violations_by_severity", {}),
         files=data.get("files") or {},

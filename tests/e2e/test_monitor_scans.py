@@ -143,6 +143,14 @@ def test_monitor_scan_followed_live_then_final(workspace):
     assert board["products"] == {"assetId": str(workspace.assets["products"]["id"]), "assetName": "products",
                                  "status": "idle", "lastCompletedAt": None, "currentRun": None, "lastRun": None}
 
+    # the run's containers: events.jsonl's 2 rows were read, though one of its monitors failed
+    run = max(workspace.viewer.get("/api/operations", params={"operation_type": "scan"}).json()["items"],
+              key=lambda r: r["id"])
+    containers = {c["container"]["name"]: c for c in
+                  workspace.viewer.get(f"/api/operations/{run['id']}/containers").json()["items"]}
+    assert (containers["events.jsonl"]["result"], containers["events.jsonl"]["records_processed"]) == ("failure", 2)
+    assert containers["customers"]["records_processed"] == 3 and containers["broken.csv"]["records_processed"] == 0
+
     anomalies = workspace.viewer.get(f"/api/scan/{execution}/violations").json()
     assert anomalies["total"] == 1
     (anomaly,) = anomalies["items"]
