@@ -30,7 +30,9 @@ def scan_view(db, row) -> dict:
     return {
         "id": row["scan_id"],
         "status": status,
-        "violation_count": row["violation_count"] if settled else 0,
+        # every violation of the scan in the read model: its list's total and its run's count (one truth: an
+        # aborted scan's ledger count leaves out the units it cut short); 0 in progress, as seed 001 says
+        "violation_count": row["violations_seen"] if settled else 0,
         # a score only for a scan that completed: a failed or aborted one shows 0, as a running one
         # does (seed 001: a number), never the 100 of "no violations found" in data it never read
         "compliance_score": row["compliance_score"] if settled and status == "completed" else 0,

@@ -51,9 +51,12 @@ DURATION = "(julianday(s.finished_at) - julianday(s.started_at))"
 IS_SENSITIVE = f"s.kind = '{SENSITIVE.name}'"
 RECORDS = (f"(CASE WHEN {IS_SENSITIVE} THEN (SELECT COUNT(*) FROM rm_sensitive_files f WHERE f.scan_id = s.scan_id"
            " AND f.status = 'scanned') ELSE s.record_count END)")
-ANOMALIES = (f"(CASE WHEN {IS_SENSITIVE} THEN (SELECT COUNT(*) FROM rm_sensitive_findings f"
-             " WHERE f.scan_id = s.scan_id) WHEN s.violation_count IS NULL THEN s.violations_seen"
-             " ELSE MAX(s.violation_count, s.violations_seen) END)")
+# One count per run (issue 20): the violations on the ledger as the read model holds them, the number the
+# scan's violation list totals, its GET /api/scan/{id} once settled, and its summary, at every moment of an
+# abort, a resume or a rerun (the ledger's count at an abort leaves out the units cut short, whose
+# violations are listed all the same). A sensitive scan's: its counted files' findings, as its own view's.
+ANOMALIES = (f"(CASE WHEN {IS_SENSITIVE} THEN (SELECT COALESCE(SUM(f.findings), 0) FROM rm_sensitive_files f"
+             " WHERE f.scan_id = s.scan_id) ELSE s.violations_seen END)")
 COLUMNS = (f"s.*, {SHOWN_STATUS} AS shown_status, (SELECT COUNT(*) FROM rm_units cu WHERE cu.scan_id = s.scan_id"
            f" AND cu.status IN ('completed', 'failed')) AS units_done, {RECORDS} AS records_processed,"
            f" {ANOMALIES} AS anomalies_identified")

@@ -81,7 +81,7 @@ def detail_view(row, rerun_of: int | None, scan: dict | None = None) -> dict:
             if request.get(k) is not None}
         summary = {"rules_total": row["rules_total"], "rules_processed": row["rules_processed"],
                    "record_total": row["record_total"], "records_processed": row["record_count"],
-                   "violation_count": row["violation_count"],
+                   "violation_count": row["anomalies_identified"],  # the run's one count (operations_queries)
                    # only a completed run has a score (a failed one did not read all its data)
                    "compliance_score": row["compliance_score"] if row["status"] == "completed" else 0}
     return {
