@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from services.domain.rules import ISO_TEXT, NUMBER_TEXT
 from services.domain.vocabulary import Severity
 
 MONITOR_TYPES = ("record_count", "null_rate", "uniqueness", "freshness", "value_range", "allowed_values",
@@ -329,11 +330,30 @@ def _type_ok(actual: pa.DataType, expected: str) -> bool:
     }[expected](actual)
 
 
+_TEXT_READS_AS = {  # what a text column's values must all read as, as the rule engine reads them
+    "integer": r"^[+-]?[0-9]+$", "float": NUMBER_TEXT, "timestamp": ISO_TEXT, "date": r"^\d{4}-\d{2}-\d{2}$",
+    "boolean": r"^(?i:true|false)$"}
+
+
+def _text_reads_as(col: pa.ChunkedArray, expected: str) -> bool:
+    """A text column (a CSV's, a JSON's) whose every non-blank value reads as `expected`: the type a CSV
+    cannot carry, judged by its values as the compliance engine parses them, so a CSV and a parquet file of
+    the same data pass or fail a schema monitor alike."""
+    pattern = _TEXT_READS_AS.get(expected)
+    if pattern is None:
+        return False
+    text = pc.utf8_trim_whitespace(col)
+    present = pc.and_(pc.is_valid(text), pc.not_equal(text, ""))
+    fine = pc.fill_null(pc.match_substring_regex(text, pattern), False)
+    return not (pc.sum(pc.and_(present, pc.invert(fine))).as_py() or 0)
+
+
 def _schema(table, spec: SchemaParams, _now):
     present = {f.name: f.type for f in table.schema}
     missing = [c for c in spec.columns if c not in present]
     mismatched = [{"column": c, "expected": t, "actual": str(present[c])} for c, t in spec.columns.items()
-                  if c in present and not _type_ok(present[c], t)]
+                  if c in present and not _type_ok(present[c], t)
+                  and not (_type_ok(present[c], "string") and _text_reads_as(table.column(c), t))]
     if missing or mismatched:
         parts = ([f"missing {', '.join(missing)}"] if missing else []) + \
                 [f"{m['column']} is {m['actual']}, expected {m['expected']}" for m in mismatched]

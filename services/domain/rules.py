@@ -259,12 +259,12 @@ def parsed_numbers(col: pa.ChunkedArray) -> pa.ChunkedArray | None:
         return None
 
 
-_NUMBER_TEXT = r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"
+NUMBER_TEXT = r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"
 
 
 def _numbers_where_they_read(text: pa.ChunkedArray) -> pa.ChunkedArray:
     """float64 for the values that read as numbers, null for the rest."""
-    numeric = pc.fill_null(pc.match_substring_regex(text, _NUMBER_TEXT), False)
+    numeric = pc.fill_null(pc.match_substring_regex(text, NUMBER_TEXT), False)
     return pc.if_else(numeric, text, pa.scalar(None, pa.string())).cast(pa.float64())
 
 
@@ -552,11 +552,11 @@ def _unreadable(col: pa.ChunkedArray, kind: str) -> tuple[int, str] | None:
         return None
     text = pc.utf8_trim_whitespace(col.cast(pa.string()))
     present = pc.and_(pc.is_valid(text), pc.not_equal(text, ""))
-    fine = pc.fill_null(pc.match_substring_regex(text, _NUMBER_TEXT if kind == "number" else _ISO_TEXT), False)
+    fine = pc.fill_null(pc.match_substring_regex(text, NUMBER_TEXT if kind == "number" else ISO_TEXT), False)
     failing = pc.and_(present, pc.invert(fine))
     count = pc.sum(failing).as_py() or 0
     return (count, pc.filter(text, failing)[0].as_py()) if count else None
 
 
 # what _parse_utc reads: a date, or a date and time (T or a space), seconds and fractions optional, a zone
-_ISO_TEXT = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
+ISO_TEXT = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$"

@@ -116,3 +116,16 @@ def test_referenced_columns():
                                              "params": {"columns": ["a", "b"]}})) == ["a", "b"]
     assert referenced_columns(parse_monitor({"id": "m", "name": "M", "type": "record_count",
                                              "params": {"min": 1}})) == []
+
+
+def test_a_schema_monitor_judges_csv_text_by_its_values_as_parquet_by_its_types():
+    """The same data as CSV (text) and as parquet (typed) pass or fail a schema monitor alike (issue 20)."""
+    typed = pa.table({"Date": pa.array([datetime(2024, 1, 15, 10), None], pa.timestamp("s")),
+                      "Amount": pa.array([9500.0, 12.5]), "Count": pa.array([1, 2])})
+    text = pa.table({"Date": ["2024-01-15T10:00:00Z", ""], "Amount": ["9500.00", " 12.5 "], "Count": ["1", "2"]})
+    ok = {"columns": {"Date": "timestamp", "Amount": "float", "Count": "integer"}}
+    for table in (typed, text):
+        assert run("schema", ok, table) is None
+    messy = pa.table({"Date": ["15/01/2024"], "Amount": ["$9,500.00"], "Count": ["1.5"]})
+    anomaly = run("schema", ok, messy)
+    assert [m["column"] for m in anomaly.observed["mismatched"]] == ["Date", "Amount", "Count"]
