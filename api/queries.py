@@ -74,7 +74,12 @@ def is_settled(row) -> bool:
 
 VIOLATION_COLUMNS = ("v.violation_id AS id, v.scan_id, v.rule_id, v.rule_name, v.rule_type, v.severity, v.account,"
                      " v.record_index, v.record_key, v.value, v.window, v.signature,"
-                     " COALESCE(s.status, 'open') AS status, v.detected_at")
+                     " COALESCE(s.status, 'open') AS status, v.detected_at, v.record")
+
+
+def violation_view(row) -> dict:
+    """A violation with its record's mapped fields ({} when it has none: a group's, a monitor's anomaly)."""
+    return {**row, "record": loads(row["record"]) or {}}
 
 
 def violations_page(db, scan_id: str, page: int, size: int, rule_id: str | None, status: str | None,
@@ -94,7 +99,7 @@ def violations_page(db, scan_id: str, page: int, size: int, rule_id: str | None,
     total = db.execute(f"SELECT COUNT(*) {base}", args).fetchone()[0]
     rows = db.execute(f"SELECT {VIOLATION_COLUMNS} {base} ORDER BY v.rule_id, v.record_index, v.record_key"
                       " LIMIT ? OFFSET ?", [*args, size, (page - 1) * size])
-    return {"items": [dict(r) for r in rows], "total": total, "page": page, "size": size,
+    return {"items": [violation_view(dict(r)) for r in rows], "total": total, "page": page, "size": size,
             "pages": math.ceil(total / size) if total else 0}
 
 

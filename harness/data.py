@@ -71,21 +71,23 @@ def _when(row) -> datetime:
 
 
 def expected(rows: list[dict]) -> dict[str, list[str]]:
-    """Signature (rule_id:account) of every violation, per rule: one entry per violation."""
+    """Signature of every violation, per rule: one entry per violation. rule_id:account (seed 001), and
+    for a record without an account rule_id:#<its record index> (MAPPING maps no transaction id)."""
     out: dict[str, list[str]] = {r["id"]: [] for r in RULES}
     seen = set()
-    for row in rows:
+    for number, row in enumerate(rows):  # record_index: 0-based
         acct = row["Account ID"]
+        who = acct if acct is not None else f"#{number}"
         if row["Amount"] > 9500:
-            out["big"].append(f"big:{acct or ''}")
+            out["big"].append(f"big:{who}")
         if acct is None:
-            out["acct"].append("acct:")
+            out["acct"].append(f"acct:{who}")
         if row["Currency"] not in ("USD", "EUR"):
-            out["ccy"].append(f"ccy:{acct or ''}")
+            out["ccy"].append(f"ccy:{who}")
         if acct is not None and not re.search(r"^ACC-\d{3}$", acct):
             out["fmt"].append(f"fmt:{acct}")
         if row["Txn ID"] in seen:
-            out["dup"].append(f"dup:{acct or ''}")
+            out["dup"].append(f"dup:{who}")
         seen.add(row["Txn ID"])
     daily = Counter((r["Account ID"], _when(r).date()) for r in rows if r["Account ID"] is not None)
     out["vel"] = [f"vel:{acct}" for (acct, _), n in sorted(daily.items()) if n > 3]

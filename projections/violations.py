@@ -16,7 +16,7 @@ TABLES = ("rm_violations", "rm_violation_status")
 # The hot path (the bulk of the ledger): bound by position, ~25% faster than by name on
 # SQLite, but the positions come from these names, so a column cannot slip.
 COLUMNS = ("violation_id", "scan_id", "rule_id", "rule_name", "rule_type", "severity", "account", "record_index",
-           "record_key", "value", "window", "signature", "detected_at", "container_id", "observed")
+           "record_key", "value", "window", "signature", "detected_at", "container_id", "observed", "record")
 INSERT = (f"INSERT INTO rm_violations ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
           " ON CONFLICT(violation_id) DO NOTHING")
 _row = itemgetter(*COLUMNS)
@@ -26,9 +26,10 @@ def violations_detected(conn, recs: list[Record]) -> None:
     rows = []
     for rec in recs:
         d = rec.event["data"]
-        observed = d.get("observed")
+        observed, record = d.get("observed"), d.get("record")
         rows.append(_row({**d, "detected_at": rec.event["time"], "container_id": d.get("container_id"),
-                          "observed": to_json(observed) if observed else None}))
+                          "observed": to_json(observed) if observed else None,
+                          "record": to_json(record) if record else None}))
     conn.executemany(INSERT, rows)
 
 

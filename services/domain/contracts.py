@@ -377,7 +377,9 @@ class ViolationDetected(Contract):
     record_key: str
     value: str | None
     window: str | None
-    signature: str  # rule_id:account, or monitor_id:container_id for an anomaly
+    signature: str  # rule_id:account (rule_id:#record without an account), or monitor_id:container_id
+    # the record's mapped fields (account, transaction_id, amount, timestamp: those mapped); None for a group's
+    record: dict[str, str] | None = None
     container_id: int | None = None  # the asset an anomaly was found on
     observed: dict[str, Any] | None = None  # what the monitor measured
 

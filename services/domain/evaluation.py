@@ -9,7 +9,7 @@ import pyarrow as pa
 from services.domain import contracts as c
 from services.domain.delta import signature
 from services.domain.envelope import deterministic_id, follow, utcnow
-from services.domain.rules import Rule, RuleError, evaluate, parse_rule
+from services.domain.rules import RECORD_FIELDS, Rule, RuleError, evaluate, parse_rule
 from services.domain.vocabulary import EVALUATOR_SOURCE as SOURCE
 
 
@@ -35,9 +35,13 @@ def violation_events(cause: dict, work: dict, rule: Rule, violations: pa.Table) 
     columns = violations.to_pydict()
     found_at = utcnow()  # one timestamp per batch: the clock is a real cost at this rate
     events = []
-    for row, account, key, value, window in zip(columns["row"], columns["account"], columns["key"],
-                                                 columns["value"], columns["window"], strict=True):
+    records = zip(*(columns[f] for f in RECORD_FIELDS), strict=True)
+    for row, account, key, value, window, fields in zip(columns["row"], columns["account"], columns["key"],
+                                                         columns["value"], columns["window"], records, strict=True):
         vid = deterministic_id("violation", scan_id, unit_id, rule.id, key)
+        # the record's mapped fields (a group's violation has none): who, how much, when, which transaction
+        record = {k: v for k, v in zip(("account", *RECORD_FIELDS), (account, *fields), strict=True)
+                  if v is not None} if row is not None else None
         events.append(follow(cause, c.VIOLATION_DETECTED, {
             "violation_id": vid,
             "scan_id": scan_id,
@@ -51,7 +55,8 @@ def violation_events(cause: dict, work: dict, rule: Rule, violations: pa.Table) 
             "record_key": key,
             "value": value,
             "window": window,
-            "signature": signature(rule.id, account),
+            "signature": signature(rule.id, account, (fields[0] or key) if row is not None else None),
+            **({"record": record} if record else {}),
         }, id=vid, source=SOURCE, time=found_at))
     return events
 

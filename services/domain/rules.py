@@ -25,12 +25,16 @@ RuleType = Literal["threshold", "range", "required", "allowed_values", "blocked_
 Window = Literal["daily", "weekly", "monthly", "temporal_scale"]
 Name = Field(min_length=1)
 
+# The record a violation is about, besides its account: its mapped fields as text (null for a group's).
+RECORD_FIELDS = ("transaction_id", "amount", "timestamp")
+
 VIOLATION_SCHEMA = pa.schema([
     pa.field("row", pa.int64()),
     pa.field("account", pa.string()),
     pa.field("key", pa.string(), nullable=False),
     pa.field("value", pa.string()),
     pa.field("window", pa.string()),
+    *(pa.field(f, pa.string()) for f in RECORD_FIELDS),
 ])
 
 
@@ -335,27 +339,27 @@ def empty_violations() -> pa.Table:
     return VIOLATION_SCHEMA.empty_table()
 
 
-def _account(table: pa.Table, mapping: dict[str, str]) -> pa.ChunkedArray | None:
-    """The column mapped as "account", if the upload has it (it only labels violations)."""
-    name = resolve_column("account", mapping) if "account" in mapping else None
-    return table.column(name) if name in table.column_names else None
+def _record_violations(table: pa.Table, mapping: dict[str, str], positions: Any, values: Any) -> pa.Table:
+    """One violation per record at `positions` of `table` (aligned with `values`), sorted by row, with the
+    record's account and mapped fields."""
+    rows = pc.take(table.column(ROW), positions).cast(pa.int64())
+    fields = [_mapped_text(table, mapping, name, positions) for name in ("account", *RECORD_FIELDS)]
+    return pa.table([rows, fields[0], rows.cast(pa.string()), values.cast(pa.string()),
+                     pa.nulls(len(rows), pa.string()), *fields[1:]], schema=VIOLATION_SCHEMA).sort_by("row")
 
 
-def _record_violations(rows: Any, account: Any | None, values: Any) -> pa.Table:
-    """One violation per record, sorted by row; all arguments are aligned arrays."""
-    rows = rows.cast(pa.int64())
-    account = account.cast(pa.string()) if account is not None else pa.nulls(len(rows), pa.string())
-    return pa.table([rows, account, rows.cast(pa.string()), values.cast(pa.string()),
-                     pa.nulls(len(rows), pa.string())], schema=VIOLATION_SCHEMA).sort_by("row")
+def _mapped_text(table: pa.Table, mapping: dict[str, str], target: str, positions: Any) -> Any:
+    """The records' values of a mapped field as text (nulls when it is not mapped or not in the upload)."""
+    name = mapping.get(target)
+    if name is None or name not in table.column_names:
+        return pa.nulls(len(positions), pa.string())
+    return pc.take(table.column(name), positions).cast(pa.string())
 
 
 def _where(table: pa.Table, mapping: dict[str, str], mask: pa.ChunkedArray, values: pa.ChunkedArray) -> pa.Table:
     """Record-rule violations from a per-record mask; a null in the mask (null value) is no violation."""
     positions = pc.indices_nonzero(pc.fill_null(mask, False))
-    account = _account(table, mapping)
-    return _record_violations(pc.take(table.column(ROW), positions),
-                              pc.take(account, positions) if account is not None else None,
-                              pc.take(values, positions))
+    return _record_violations(table, mapping, positions, pc.take(values, positions))
 
 
 # --- record rules -------------------------------------------------------------------------------------
@@ -440,9 +444,8 @@ def _duplicate(table, spec: DuplicateParams, mapping, _scale) -> pa.Table:
     fields = list(dict.fromkeys(spec.fields))
     keys = [_column(table, f, mapping)[1] for f in fields]
     names = [f"k{i}" for i in range(len(keys))]
-    account = _account(table, mapping)
-    sub = pa.table(dict(zip(names, keys, strict=True)) | {"row": table.column(ROW)}
-                   | ({"account": account} if account is not None else {}))
+    sub = pa.table(dict(zip(names, keys, strict=True)) | {"row": table.column(ROW),
+                                                          "at": pa.array(range(table.num_rows), pa.int64())})
     complete = _all([pc.is_valid(k) for k in keys])
     sub = sub.filter(complete).sort_by([(n, "ascending") for n in names] + [("row", "ascending")])
     if sub.num_rows < 2:
@@ -453,7 +456,7 @@ def _duplicate(table, spec: DuplicateParams, mapping, _scale) -> pa.Table:
     hits = sub.filter(dup)
     texts = [_text(hits.column(n), n) for n in names]
     values = texts[0] if len(texts) == 1 else pc.binary_join_element_wise(*texts, "|")
-    return _record_violations(hits["row"], hits["account"] if account is not None else None, values)
+    return _record_violations(table, mapping, hits["at"], values)
 
 
 def _grouped(table, mapping, group_by: str, field: str, window: str, band: tuple[float, float] | None) -> pa.Table:
@@ -484,6 +487,7 @@ def _group_violations(agg: pa.Table, mask: Any, window: str) -> pa.Table:
         "key": [f"{g}|{label}" for g, label, *_ in found],
         "value": [f"count={n} sum={s:.2f}" for _, _, n, s in found],
         "window": [label for _, label, *_ in found],
+        **{f: [None] * len(found) for f in RECORD_FIELDS},  # a group's, not one record's
     }, schema=VIOLATION_SCHEMA)
 
 

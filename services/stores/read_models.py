@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS rm_violations (
     violation_id TEXT PRIMARY KEY, scan_id TEXT NOT NULL, rule_id TEXT NOT NULL, rule_name TEXT,
     rule_type TEXT, severity TEXT NOT NULL, account TEXT, record_index INTEGER, record_key TEXT NOT NULL,
     value TEXT, window TEXT, signature TEXT NOT NULL, detected_at TEXT NOT NULL, container_id INTEGER,
-    observed TEXT);
+    observed TEXT, record TEXT);
 CREATE INDEX IF NOT EXISTS rm_violations_scan ON rm_violations (scan_id, rule_id, record_key);
 CREATE TABLE IF NOT EXISTS rm_violation_status (
     violation_id TEXT PRIMARY KEY, scan_id TEXT NOT NULL, status TEXT NOT NULL, changed_at TEXT NOT NULL,
@@ -121,7 +121,7 @@ BOOKKEEPING = ("rm_processed_events", "projector_offsets")  # the projector's ow
 ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("rm_sensitive_findings", "llm_verdict", "TEXT"), ("rm_sensitive_findings", "llm_confidence", "REAL"),
     ("rm_sensitive_findings", "llm_model", "TEXT"), ("rm_sensitive_findings", "detector_confidence", "REAL"),
-    ("rm_sensitive_files", "occurrences", "INTEGER"))
+    ("rm_sensitive_files", "occurrences", "INTEGER"), ("rm_violations", "record", "TEXT"))
 
 
 def create(conn) -> None:

@@ -32,6 +32,15 @@ def test_scan_gives_exact_violations_score_history_and_delta(api):
     for rule_id, signatures in want.items():
         got = sorted(v["signature"] for v in violations if v["rule_id"] == rule_id)
         assert got == sorted(signatures), rule_id
+    # each record's violation carries its mapped fields: who, how much, when (a group's carries none)
+    by_index = dict(enumerate(rows))
+    for v in violations:
+        if v["rule_id"] in ("vel", "struct"):
+            assert v["record"] == {}
+            continue
+        row = by_index[v["record_index"]]
+        assert float(v["record"]["amount"]) == row["Amount"] and v["record"]["timestamp"] == row["Date"]
+        assert v["record"].get("account") == row["Account ID"]
     page = api.get(f"/api/scan/{scan_id}/violations", params={"rule_id": "dup", "size": 2}).json()
     assert page["total"] == len(want["dup"]) and len(page["items"]) == min(2, len(want["dup"]))
     assert page["pages"] == data.ceil_pages(len(want["dup"]), 2)

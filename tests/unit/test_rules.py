@@ -44,10 +44,16 @@ def test_threshold_each_op_and_null_ignored(op, expected):
     assert rows_of(run(table, "threshold", field="amount", op=op, value=10)) == expected
 
 
+def core(violations: pa.Table) -> list[dict]:
+    """A violation's own columns (not its record's mapped fields)."""
+    return violations.select(["row", "account", "key", "value", "window"]).to_pylist()
+
+
 def test_record_violation_shape():
     table = make_table(rows=[7, 3], amt=[20000, 50], acct=["A1", "A2"])
     result = run(table, "threshold", field="amount", op="gt", value=10000)
-    assert result.to_pylist() == [{"row": 7, "account": "A1", "key": "7", "value": "20000", "window": None}]
+    assert result.to_pylist() == [{"row": 7, "account": "A1", "key": "7", "value": "20000", "window": None,
+                                   "transaction_id": None, "amount": "20000", "timestamp": None}]
 
 
 def test_account_is_null_without_account_mapping():
@@ -174,7 +180,7 @@ def test_duplicate_keeps_earliest_row_even_out_of_order():
     # "a" is at rows 5, 9, 0 (earliest 0); "b" at rows 2, 7 (earliest 2).
     table = make_table(rows=[5, 2, 9, 0, 7], acct=["a", "b", "a", "a", "b"])
     result = run(table, "duplicate", fields=["account"])
-    assert result.to_pylist() == [
+    assert core(result) == [
         {"row": 5, "account": "a", "key": "5", "value": "a", "window": None},
         {"row": 7, "account": "b", "key": "7", "value": "b", "window": None},
         {"row": 9, "account": "a", "key": "9", "value": "a", "window": None},
@@ -197,7 +203,7 @@ def test_velocity_count_daily():
             "2024-01-16T00:00:00"],
         amt=[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
     result = run(table, "velocity", group_by="account", window="daily", max_count=2)
-    assert result.to_pylist() == [
+    assert core(result) == [
         {"row": None, "account": "A", "key": "A|2024-01-15", "value": "count=3 sum=7.00", "window": "2024-01-15"}]
 
 
@@ -239,7 +245,7 @@ def test_velocity_ignores_null_group_and_timestamp_and_sums_skip_null_amounts():
 def test_velocity_group_value_is_text():
     table = make_table(cust=pa.array([7, 7], pa.int64()), ts=["2024-01-01", "2024-01-01"], amt=[1.0, 2.0])
     result = run(table, "velocity", group_by="cust", window="daily", max_count=1)
-    assert result.to_pylist() == [
+    assert core(result) == [
         {"row": None, "account": "7", "key": "7|2024-01-01", "value": "count=2 sum=3.00", "window": "2024-01-01"}]
 
 
@@ -289,7 +295,7 @@ def test_structuring_lower_inclusive_upper_exclusive():
                        amt=[9000.0, 9999.99, 10000.0, 8999.99, 9500.0, 9100.0, 9200.0])
     result = run(table, "structuring", group_by="account", window="daily", lower=9000, upper=10000, min_count=3)
     # A in band: 9000, 9999.99, 9500 -> 3; B has only 2.
-    assert result.to_pylist() == [{"row": None, "account": "A", "key": "A|2024-01-15",
+    assert core(result) == [{"row": None, "account": "A", "key": "A|2024-01-15",
                                    "value": "count=3 sum=28499.99", "window": "2024-01-15"}]
 
 
@@ -453,3 +459,23 @@ def test_a_mapped_column_that_does_not_read_as_its_target_is_a_warning():
     assert "1 of the first 6 values do not read as a timestamp (e.g. '15/01/2024')" in warnings[1]["message"]
     clean = pa.table({"Amount": ["1", "2.5"], "Date": ["2024-01-15", "2024-01-15T10:00:00+02:00"]})
     assert mapping_warnings({"amount": "Amount", "timestamp": "Date"}, clean) == []
+
+
+def test_a_violation_carries_its_records_mapped_fields_and_an_accountless_one_its_own_signature():
+    from services.domain.delta import signature
+    from services.domain.evaluation import violation_events
+    table = pa.table({"id": ["T1", "T2", "T3"], "amt": ["20000", "15000", "5"], "acct": ["A1", None, None],
+                      "ts": ["2024-01-15T10:00:00Z", "2024-01-16T10:00:00Z", None],
+                      "__row": pa.array([1, 2, 3], pa.int64())})
+    mapping = {"amount": "amt", "account": "acct", "timestamp": "ts", "transaction_id": "id"}
+    rule = parse_rule({"id": "big", "name": "Big", "type": "threshold", "severity": "high",
+                       "params": {"field": "amount", "op": "gt", "value": 10000}})
+    found = evaluate(table, rule, mapping, None)
+    events = violation_events({"id": "c", "subject": "s", "workspaceid": "w"},
+                              {"scan_id": "s", "unit_id": "s.u0"}, rule, found)
+    assert [e["data"]["record"] for e in events] == [
+        {"account": "A1", "transaction_id": "T1", "amount": "20000", "timestamp": "2024-01-15T10:00:00Z"},
+        {"transaction_id": "T2", "amount": "15000", "timestamp": "2024-01-16T10:00:00Z"}]
+    # with an account, seed 001's rule_id:account; without, the record's own: never one signature for all
+    assert [e["data"]["signature"] for e in events] == ["big:A1", "big:#T2"]
+    assert signature("big", None, "7") == "big:#7" and signature("big", "A1", "7") == "big:A1"
