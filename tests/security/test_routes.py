@@ -120,6 +120,9 @@ def world(system):
         byoc = ok(a.admin.post("/api/v1/scans/parallel", json={"connectors": [connector["id"]], "type": "full",
                                                                 "options": {"execution": "byoc"}}), 201)["data"]
         deployment = ok(a.member.get(f"/api/v1/scans/{byoc['scan_id']}/deployment-config"))["data"]
+        detector = ok(a.admin.post("/api/v1/detectors/custom", json={"name": "employee_id",
+                                                                    "pattern": "EMP-[0-9]{6}"}), 201)["data"]
+        allowed = ok(a.admin.post("/api/v1/allowlist", json={"value": "4111111111111111"}), 201)["data"]
         spare = ok(a.admin.post("/api/tokens", json={"role": "Viewer", "user": "spare@example.com"}), 201)
         revoked = ok(a.admin.post("/api/tokens", json={"role": "Admin", "user": "gone@example.com"}), 201)
         ok(a.admin.delete(f"/api/tokens/{revoked['id']}"), 204)
@@ -127,6 +130,7 @@ def world(system):
                "/api/violations/": violation["id"], "/api/datastores/": store["id"],
                "/api/tokens/": spare["id"], "/api/operations/": sync["operation_id"],
                "/api/v1/connectors/": connector["id"], "/api/v1/scans/": sensitive,
+               "/api/v1/detectors/custom/": detector["id"], "/api/v1/allowlist/": allowed["id"],
                "{assetId}": asset["id"], "{monitorId}": monitor["id"], "{executionId}": execution}
         with system.client(revoked["token"]) as gone, system.client("no-such-token") as nobody, \
                 httpx.Client(base_url=system.url, timeout=60) as anonymous, \
@@ -137,7 +141,7 @@ def world(system):
 
 
 OWNERS = ("/api/policies/", "/api/scan/", "/api/violations/", "/api/datastores/", "/api/tokens/", "/api/operations/",
-          "/api/v1/connectors/", "/api/v1/scans/")
+          "/api/v1/connectors/", "/api/v1/scans/", "/api/v1/detectors/custom/", "/api/v1/allowlist/")
 
 
 def fill(template: str, ids: dict | None) -> str:
@@ -235,6 +239,9 @@ def test_another_workspaces_admin_gets_404_for_every_resource(world):
     assert ok(a.get(f"/api/assets/{ids['{assetId}']}/monitors/{ids['{monitorId}']}"))["enabled"] is True
     assert ids["/api/tokens/"] in {t["id"] for t in ok(a.get("/api/tokens"))["items"]}
     assert ok(a.get(f"/api/v1/connectors/{ids['/api/v1/connectors/']}"))["data"]["name"] == "Lake"
+    assert ids["/api/v1/detectors/custom/"] in {d["id"] for d in ok(a.get("/api/v1/detectors/custom"))["data"]}
+    assert ids["/api/v1/allowlist/"] in {x["id"] for x in ok(a.get("/api/v1/allowlist"))["data"]}
+    assert ok(other.get("/api/v1/detectors/custom"))["data"] == [] and ok(other.get("/api/v1/allowlist"))["data"] == []
 
 
 # --- Idempotency-Key ---------------------------------------------------------------------
