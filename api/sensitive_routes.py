@@ -277,29 +277,29 @@ def _page(db, workspace_id: str, scan_id: str, fetch, *args):
     return fetch(db, scan_id, *args) if row is not None else []
 
 
+async def _keyset_listing(request: Request, fetch, filters: type[BaseModel], key: tuple[str, ...], view,
+                          limits: tuple[int, int]):
+    """A page of a scan's rows in the order of `key` (its index's), from an opaque cursor: the last key shown."""
+    principal = await authenticate(request, "assets:read")
+    limit, after = _limit(request, *limits), _cursor(request, len(key))
+    rows = await _found(request, _page, request.app.state.db, principal.workspace_id, request.path_params["id"],
+                        fetch, limit + 1, after, _filters(request, filters))
+    page, more = rows[:limit], len(rows) > limit
+    cursor = sq.encode_cursor(*(page[-1][k] for k in key)) if more else None
+    return success([view(r) for r in page], pagination={"limit": limit, "next_cursor": cursor})
+
+
 async def list_findings(request: Request):
     """A scan's findings, a page at a time (masked samples only), in a stable order; filtered by detector,
     connector, file prefix, minimum confidence or LLM verdict."""
-    principal = await authenticate(request, "assets:read")
-    limit, after = _limit(request, FINDINGS_LIMIT, MAX_FINDINGS_LIMIT), _cursor(request, 3)
-    filters = _filters(request, FindingsFilters)
-    rows = await _found(request, _page, request.app.state.db, principal.workspace_id, request.path_params["id"],
-                        sq.findings, limit + 1, after, filters)
-    page, more = rows[:limit], len(rows) > limit
-    cursor = sq.encode_cursor(page[-1]["connector_id"], page[-1]["file"], page[-1]["finding_id"]) if more else None
-    return success([sq.finding_view(r) for r in page], pagination={"limit": limit, "next_cursor": cursor})
+    return await _keyset_listing(request, sq.findings, FindingsFilters, ("connector_id", "file", "finding_id"),
+                                 sq.finding_view, (FINDINGS_LIMIT, MAX_FINDINGS_LIMIT))
 
 
 async def list_files(request: Request):
     """Each enumerated file's outcome: scanned, skipped or failed with the reason, its size and findings."""
-    principal = await authenticate(request, "assets:read")
-    limit, after = _limit(request, FILES_LIMIT, MAX_FILES_LIMIT), _cursor(request, 2)
-    filters = _filters(request, FilesFilters)
-    rows = await _found(request, _page, request.app.state.db, principal.workspace_id, request.path_params["id"],
-                        sq.files, limit + 1, after, filters)
-    page, more = rows[:limit], len(rows) > limit
-    cursor = sq.encode_cursor(page[-1]["connector_id"], page[-1]["name"]) if more else None
-    return success([sq.file_view(r) for r in page], pagination={"limit": limit, "next_cursor": cursor})
+    return await _keyset_listing(request, sq.files, FilesFilters, ("connector_id", "name"), sq.file_view,
+                                 (FILES_LIMIT, MAX_FILES_LIMIT))
 
 
 def _since(request: Request) -> str | None:

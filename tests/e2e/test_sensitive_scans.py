@@ -319,15 +319,9 @@ def test_a_cancel_settles_what_comes_after_it_is_not_counted(world):
     outcomes the ledger has before the cancel, whatever the chunks still reported after it; the cancel's
     answer never says more than stays."""
     admin, system = world["a"].admin, world["system"]
-    root = Path(system.env["SCANLEDGER_DATASTORE_ROOT"])
-    folder = root / f"settle-{uuid.uuid4().hex[:6]}"
-    folder.mkdir()
-    for i in range(40):
-        (folder / f"part_{i:02d}.csv").write_text("id,contact\n" + "".join(
-            f"{j},person{i}.{j}@example.com\n" if j % 50 == 0 else f"{j},no contact on file\n"
-            for j in range(100_000)))
-    conn = ok(admin.post("/api/v1/connectors", json={"name": "Settle", "type": "local_dir",
-                                                      "config": {"path": folder.name}}), 201)["id"]
+    _, conn = lake_of(world, "Settle", {f"part_{i:02d}.csv": "id,contact\n" + "".join(
+        f"{j},person{i}.{j}@example.com\n" if j % 50 == 0 else f"{j},no contact on file\n" for j in range(100_000))
+        for i in range(40)})
     scan_id = ok(admin.post("/api/v1/scans/parallel", json={"connectors": [conn], "type": "full",
                                                              "options": {"max_workers": 2}}), 201)["scan_id"]
     until(lambda: ok(admin.get(f"/api/v1/scans/{scan_id}"))["progress"]["files_processed"] > 0)
@@ -391,19 +385,29 @@ def test_replay_rebuilds_the_same_rows(world, scan, tmp_path):
             assert rows(target, table) == rows(system.db_path, table), table
 
 
+def lake_of(world, name: str, files: dict[str, bytes | str]) -> tuple[Path, str]:
+    """A folder of these files under the system's datastore root, and a local_dir connector on it."""
+    folder = Path(world["system"].env["SCANLEDGER_DATASTORE_ROOT"]) / f"{name.lower()}-{uuid.uuid4().hex[:6]}"
+    folder.mkdir()
+    for rel, data in files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(data if isinstance(data, bytes) else data.encode())
+    return folder, ok(world["a"].admin.post("/api/v1/connectors", json={
+        "name": name, "type": "local_dir", "config": {"path": folder.name}}), 201)["id"]
+
+
+def scan_of(admin, conn: str, type_: str = "full", **options) -> dict:
+    """A scan of one connector, once it has settled."""
+    return settled(admin, ok(admin.post("/api/v1/scans/parallel", json={
+        "connectors": [conn], "type": type_, "options": options}), 201)["scan_id"])
+
+
 def test_an_incremental_scan_reads_only_new_or_changed_files(world):
     admin = world["a"].admin
-    root = Path(world["system"].env["SCANLEDGER_DATASTORE_ROOT"])
-    folder = root / f"inc-{uuid.uuid4().hex[:6]}"
-    folder.mkdir()
-    for i in range(3):
-        (folder / f"f{i}.txt").write_text(f"contact a{i}.person@example.com\n")
-    conn = ok(admin.post("/api/v1/connectors", json={"name": "Inc", "type": "local_dir",
-                                                      "config": {"path": folder.name}}), 201)["id"]
+    folder, conn = lake_of(world, "Inc", {f"f{i}.txt": f"contact a{i}.person@example.com\n" for i in range(3)})
 
     def scan(type_):
-        return settled(admin, ok(admin.post("/api/v1/scans/parallel", json={"connectors": [conn], "type": type_}),
-                                 201)["scan_id"])
+        return scan_of(admin, conn, type_)
 
     def counts(done):
         cov = done["coverage"]
@@ -426,18 +430,11 @@ def test_an_incremental_scan_reads_only_new_or_changed_files(world):
 def test_an_incremental_scan_builds_on_a_partial_baseline(world):
     """A default scan with one file it cannot read ends partial; that is still a baseline for what it read."""
     admin = world["a"].admin
-    root = Path(world["system"].env["SCANLEDGER_DATASTORE_ROOT"])
-    folder = root / f"inc-partial-{uuid.uuid4().hex[:6]}"
-    folder.mkdir()
-    for i in range(4):
-        (folder / f"f{i}.txt").write_text(f"contact a{i}.person@example.com\n")
-    (folder / "picture.bmp").write_bytes(b"BM\x00\x00 not a type the scan reads")
-    conn = ok(admin.post("/api/v1/connectors", json={"name": "IncPartial", "type": "local_dir",
-                                                      "config": {"path": folder.name}}), 201)["id"]
+    files = {f"f{i}.txt": f"contact a{i}.person@example.com\n" for i in range(4)}
+    folder, conn = lake_of(world, "IncPartial", {**files, "picture.bmp": b"BM\x00\x00 not a type the scan reads"})
 
     def scan(type_):
-        return settled(admin, ok(admin.post("/api/v1/scans/parallel", json={"connectors": [conn], "type": type_}),
-                                 201)["scan_id"])
+        return scan_of(admin, conn, type_)
 
     base = scan("full")
     assert base["status"] == "partial" and base["coverage"]["total_scanned"] == 4
@@ -476,14 +473,10 @@ def test_the_detectors_are_listed_and_a_scan_runs_the_ones_it_names(world, scan)
 def test_custom_detectors_and_an_allow_list_of_the_workspace(world):
     a, b = world["a"], world["b"]
     admin, viewer = a.admin, a.viewer
-    root = Path(world["system"].env["SCANLEDGER_DATASTORE_ROOT"])
-    folder = root / f"custom-{uuid.uuid4().hex[:6]}"
-    folder.mkdir()
-    (folder / "staff.csv").write_text("employee,card,note\nEMP-123456,4111 1111 1111 1111,ok\n"
-                                      "EMP-654321,4111-1111-1111-1111,\nEMP-000042,5500 0000 0000 0004,EMP-12345\n")
-    (folder / "notes.txt").write_text("test card 4111111111111111 and ticket EMP-777777 for ops@example.com\n")
-    conn = ok(admin.post("/api/v1/connectors", json={"name": "Custom", "type": "local_dir",
-                                                      "config": {"path": folder.name}}), 201)["id"]
+    _, conn = lake_of(world, "Custom", {
+        "staff.csv": "employee,card,note\nEMP-123456,4111 1111 1111 1111,ok\n"
+                     "EMP-654321,4111-1111-1111-1111,\nEMP-000042,5500 0000 0000 0004,EMP-12345\n",
+        "notes.txt": "test card 4111111111111111 and ticket EMP-777777 for ops@example.com\n"})
     # a detector of the workspace's own: an RE2 pattern checked now, a name that is not a built-in's, once
     employee = ok(admin.post("/api/v1/detectors/custom", json={"name": "employee_id", "pattern": r"EMP-[0-9]{6}",
                                                                 "confidence": 0.9}), 201)
@@ -513,8 +506,7 @@ def test_custom_detectors_and_an_allow_list_of_the_workspace(world):
     assert "4111111111111111" not in Path(world["system"].db_path).read_bytes().decode("latin-1")
 
     def findings_of(**options) -> list[tuple]:
-        done = settled(admin, ok(admin.post("/api/v1/scans/parallel", json={
-            "connectors": [conn], "type": "full", "options": options}), 201)["scan_id"])
+        done = scan_of(admin, conn, **options)
         assert done["status"] == "completed", done
         return sorted((f["file"], f["detector"], f["masked_sample"])
                       for f in pages(viewer, f"/api/v1/scans/{done['scan_id']}/findings"))
@@ -568,14 +560,8 @@ EXPECTED_PLACES = {  # (file, row or line, column): one finding each
 
 
 def test_nested_json_parquet_lists_utf16_and_a_card_ending_a_sentence_locally_and_on_s3(world, s3_server):
-    admin, root = world["a"].admin, Path(world["system"].env["SCANLEDGER_DATASTORE_ROOT"])
-    files = nested_files()
-    folder = root / f"shapes-{uuid.uuid4().hex[:6]}"
-    for name, data in files.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_bytes(data)
-    local = ok(admin.post("/api/v1/connectors", json={"name": "Shapes", "type": "local_dir",
-                                                       "config": {"path": folder.name}}), 201)["id"]
+    admin, files = world["a"].admin, nested_files()
+    _, local = lake_of(world, "Shapes", files)
     bucket = s3_server.bucket(f"shapes-{uuid.uuid4().hex[:8]}", files)
     remote = ok(admin.post("/api/v1/connectors", json={"name": "Shapes S3", "type": "s3", "config": {
         "bucket": bucket, "endpoint_url": s3_server.url, "credentials": {
