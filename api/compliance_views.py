@@ -24,6 +24,14 @@ def rules_processed(row) -> int:
     return row["rules_total"] * row["rule_evals_done"] // row["rule_evals_total"]
 
 
+def unevaluated(row) -> list[dict]:
+    """Per rule, the records it could not judge (a value that does not read as a number or a time): left out
+    of the rule, so neither a violation nor a pass; a few of their record indexes to look at."""
+    found = queries.loads(row["unevaluated"]) or {}
+    return [{"rule_id": rule_id, "count": got["count"], "sample_record_indexes": got["rows"]}
+            for rule_id, got in sorted(found.items())]
+
+
 def scan_view(db, row) -> dict:
     settled = queries.is_settled(row)
     status = scan_status(row)
@@ -51,6 +59,7 @@ def scan_view(db, row) -> dict:
         "score_history": queries.score_history(db, row["scan_id"]) if settled else [],
         "delta": queries.loads(row["delta"]) if settled else None,
         "error": row["error"] if settled else None,
+        "unevaluated": unevaluated(row) if settled else [],
         "pii_findings": queries.loads(row["pii_findings"]) or [],
     }
 

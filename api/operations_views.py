@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import orjson
 
+from api.compliance_views import unevaluated
 from api.sensitive_queries import scan_options
 from services.adapters.connectors import public_config
 from services.domain.kinds import KINDS, kind_of
@@ -83,7 +84,8 @@ def detail_view(row, rerun_of: int | None, scan: dict | None = None) -> dict:
                    "record_total": row["record_total"], "records_processed": row["record_count"],
                    "violation_count": row["anomalies_identified"],  # the run's one count (operations_queries)
                    # only a completed run has a score (a failed one did not read all its data)
-                   "compliance_score": row["compliance_score"] if row["status"] == "completed" else 0}
+                   "compliance_score": row["compliance_score"] if row["status"] == "completed" else 0,
+                   "unevaluated": unevaluated(row)}
     return {
         **item_view(row),
         "scan_id": row["scan_id"],

@@ -72,10 +72,12 @@ def unit_completed(conn, rec: Record) -> None:
 
 
 def scan_finished(conn, rec: Record) -> None:
+    d = rec.event["data"]
     conn.execute(
         "UPDATE rm_scans SET status = :status, record_count = :record_count, rules_processed = :rules_processed,"
         " violation_count = :violation_count, compliance_score = :compliance_score, error = :error,"
-        " finished_at = :finished_at WHERE scan_id = :scan_id", rec.event["data"])
+        " finished_at = :finished_at, unevaluated = :unevaluated WHERE scan_id = :scan_id",
+        {**d, "unevaluated": to_json(d["unevaluated"]) if d.get("unevaluated") else None})
 
 
 def scan_aborted(conn, rec: Record) -> None:

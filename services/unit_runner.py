@@ -52,6 +52,7 @@ def run_unit(message: dict, blobs: BlobStore, publisher: Publisher, settings: Se
     by_rule: dict[str, int] = {}
     by_severity: dict[str, int] = {}
     errors: list[str] = []
+    unevaluated: dict[str, dict] = {}
     rules_done = 0
     try:
         table = from_ipc(blobs.get(work["blob"]))
@@ -69,6 +70,9 @@ def run_unit(message: dict, blobs: BlobStore, publisher: Publisher, settings: Se
                         publisher.publish(topics.violations, event)
                 by_rule[outcome.rule.id] = found
                 by_severity[outcome.rule.severity] = by_severity.get(outcome.rule.severity, 0) + found
+                if outcome.unevaluated is not None:
+                    unevaluated[outcome.rule.id] = {"count": outcome.unevaluated.count,
+                                                    "rows": outcome.unevaluated.rows}
             publisher.publish(topics.scan_events, progress_event(message, work, rules_done))
             if should_stop():
                 raise Aborted
@@ -80,5 +84,6 @@ def run_unit(message: dict, blobs: BlobStore, publisher: Publisher, settings: Se
         log.exception("unit %s failed", work["unit_id"])
         errors.append(f"unit {work['unit_id']}: {exc}")
     publisher.flush()
-    publisher.publish(topics.scan_events, unit_result_event(message, work, by_rule, by_severity, errors, rules_done))
+    publisher.publish(topics.scan_events, unit_result_event(message, work, by_rule, by_severity, errors, rules_done,
+                                                            unevaluated))
     publisher.flush()

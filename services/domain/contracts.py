@@ -260,6 +260,8 @@ class UnitCompleted(Contract):
     monitors: list[MonitorOutcome] = []
     profile: list[dict[str, Any]] = []  # a sync's finding: the container's columns and row count
     files: dict[str, int] | None = None  # a sensitive chunk: files scanned, skipped and failed
+    # a compliance unit: per rule id, {count, rows} of the records the rule could not judge (left out of it)
+    unevaluated: dict[str, dict[str, Any]] = {}
 
 
 class UnitFailed(Contract):
@@ -301,6 +303,7 @@ class ScanFinished(Contract):
     compliance_score: float
     error: str | None = None
     finished_at: str
+    unevaluated: dict[str, dict[str, Any]] = {}  # per rule id, {count, rows}: summed over the scan's units
 
 
 class ScanAborted(Contract):

@@ -9,7 +9,7 @@ import pyarrow as pa
 from services.domain import contracts as c
 from services.domain.delta import signature
 from services.domain.envelope import deterministic_id, follow, utcnow
-from services.domain.rules import RECORD_FIELDS, Rule, RuleError, evaluate, parse_rule
+from services.domain.rules import RECORD_FIELDS, Rule, RuleError, Unevaluated, evaluate_counted, parse_rule
 from services.domain.vocabulary import EVALUATOR_SOURCE as SOURCE
 
 
@@ -18,6 +18,7 @@ class RuleOutcome:
     rule: Rule
     violations: pa.Table | None
     error: str | None
+    unevaluated: Unevaluated | None = None  # records the rule could not judge (left out, counted)
 
 
 def evaluate_unit(table: pa.Table, work: dict) -> Iterator[RuleOutcome]:
@@ -25,7 +26,8 @@ def evaluate_unit(table: pa.Table, work: dict) -> Iterator[RuleOutcome]:
     for raw in work["rules"]:
         rule = parse_rule(raw)
         try:
-            yield RuleOutcome(rule, evaluate(table, rule, work["mapping"], work.get("temporal_scale")), None)
+            violations, unevaluated = evaluate_counted(table, rule, work["mapping"], work.get("temporal_scale"))
+            yield RuleOutcome(rule, violations, None, unevaluated)
         except RuleError as exc:
             yield RuleOutcome(rule, None, f"rule {rule.id} ({rule.name}): {exc}")
 
@@ -70,7 +72,8 @@ def progress_event(cause: dict, work: dict, rules_done: int) -> dict:
 
 
 def unit_result_event(cause: dict, work: dict, by_rule: dict[str, int], by_severity: dict[str, int],
-                      errors: list[str], rules_done: int) -> dict:
+                      errors: list[str], rules_done: int, unevaluated: dict[str, dict] | None = None) -> dict:
+    """`unevaluated`: per rule id, {count, rows} of the records it could not judge (only when some)."""
     attempt = work.get("attempt", 0)
     base = {"scan_id": work["scan_id"], "unit_id": work["unit_id"], "attempt": attempt,
             "violations_by_rule": by_rule, "violations_by_severity": by_severity}
@@ -78,6 +81,7 @@ def unit_result_event(cause: dict, work: dict, by_rule: dict[str, int], by_sever
         type_, result = c.UNIT_FAILED, c.UnitFailed(**base, error="; ".join(errors))
     else:
         type_, result = c.UNIT_COMPLETED, c.UnitCompleted(**base, record_count=work["counted_records"],
-                                                          rules_done=rules_done)
+                                                          rules_done=rules_done,
+                                                          **({"unevaluated": unevaluated} if unevaluated else {}))
     data = result.model_dump(exclude_unset=True)
     return follow(cause, type_, data, id=deterministic_id(type_, work["unit_id"], attempt), source=SOURCE)

@@ -18,6 +18,7 @@ from services.domain import contracts as c
 from services.domain import scoring
 from services.domain.envelope import deterministic_id, follow
 from services.domain.kinds import KINDS, kind_of
+from services.domain.rules import UNREAD_SAMPLES
 from services.domain.vocabulary import COORDINATOR_SOURCE as SOURCE
 from services.domain.vocabulary import FINISHED, TERMINAL
 
@@ -171,6 +172,7 @@ def unit_done(state: dict, event: dict, finished_at: str) -> tuple[dict, list[di
         by_rule=data.get("violations_by_rule", {}),
         by_severity=data.get("violations_by_severity", {}),
         files=data.get("files") or {},
+        unevaluated=data.get("unevaluated") or {},
         error=data.get("error") if failed else None)
     if new["status"] != "running" or any(u["status"] == "pending" for u in new["units"].values()):
         return _totalled(new), []
@@ -309,9 +311,21 @@ def _totalled(state: dict) -> dict:
         _add_counts(by_severity, u["by_severity"])
     state["violations_by_rule"], state["violations_by_severity"] = by_rule, by_severity
     state["record_count"] = sum(u["records"] for u in reported)
+    state["unevaluated"] = _unevaluated(reported)
     if state["units"]:  # without units, the error is the planning failure fail() recorded
         state["errors"] = [u["error"] for u in reported if u["error"]]
     return state
+
+
+def _unevaluated(units: list[dict]) -> dict[str, dict]:
+    """Per rule, the records its units could not judge: counts summed, the first sample rows kept."""
+    out: dict[str, dict] = {}
+    for unit in units:
+        for rule_id, got in (unit.get("unevaluated") or {}).items():
+            mine = out.setdefault(rule_id, {"count": 0, "rows": []})
+            mine["count"] += got["count"]
+            mine["rows"] = sorted(mine["rows"] + got["rows"])[:UNREAD_SAMPLES]
+    return out
 
 
 def _finish(state: dict, cause: dict, finished_at: str) -> tuple[dict, list[dict]]:
@@ -329,6 +343,7 @@ def _finish(state: dict, cause: dict, finished_at: str) -> tuple[dict, list[dict
         compliance_score=compliance_score(state) if state["status"] == "completed" else 0.0,
         error="; ".join(state["errors"]) or None,
         finished_at=finished_at,
+        **({"unevaluated": state["unevaluated"]} if state["unevaluated"] else {}),
     ))
     return state, [_finished_event(state, cause)]
 

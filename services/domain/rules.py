@@ -10,6 +10,7 @@ import datetime as dt
 import functools
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -252,6 +253,42 @@ def _numbers(col: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
         raise RuleError(f"column '{name}' is not numeric: cannot read '{bad}' as a number") from None
 
 
+def _amounts(col: pa.ChunkedArray, name: str) -> tuple[pa.ChunkedArray, pa.ChunkedArray | None]:
+    """The column as float64 where a value reads as a number, and which non-blank values do not (None: all
+    do). Text as exports write amounts reads too: a currency symbol or code before or after ($9,500.00,
+    9500 EUR) and comma thousands separators (12,345.67). A value that still does not read is not a
+    number the rule can judge: it is left out of the rule and counted (the rule's unevaluated)."""
+    if _is_number(col.type):
+        return col.cast(pa.float64()), None
+    if not _is_text(col.type):
+        raise RuleError(f"column '{name}' of type {col.type} is not numeric")
+    text = pc.utf8_trim_whitespace(col.cast(pa.string()))
+    text = pc.replace_substring_regex(text, _CURRENCY, "")
+    thousands = pc.fill_null(pc.match_substring_regex(text, _THOUSANDS), False)
+    text = pc.if_else(thousands, pc.replace_substring(text, ",", ""), text)
+    numeric = pc.fill_null(pc.match_substring_regex(text, NUMBER_TEXT), False)
+    present = pc.fill_null(pc.not_equal(text, ""), False)
+    values = pc.if_else(numeric, text, pa.scalar(None, pa.string())).cast(pa.float64())
+    unread = pc.and_(present, pc.invert(numeric))
+    return values, _unread_or_fail(col, unread, present, name, "a number")
+
+
+def _unread_or_fail(col: pa.ChunkedArray, unread: pa.ChunkedArray, present: pa.ChunkedArray, name: str,
+                    what: str) -> pa.ChunkedArray | None:
+    """The unread mask (None when every value reads); a column none of whose values reads is not of that
+    type at all: the rule fails visibly, naming a value, rather than pass on nothing it could judge."""
+    if not pc.any(unread).as_py():
+        return None
+    if pc.sum(unread).as_py() == pc.sum(present).as_py():
+        raise RuleError(f"column '{name}' is not {what}: cannot read '{pc.filter(col, unread)[0].as_py()}'"
+                        f" as {what}")
+    return unread
+
+
+_CURRENCY = r"^[$€£¥]\s*|\s*[$€£¥]$|^[A-Z]{3}\s+|\s+[A-Z]{3}$"
+_THOUSANDS = r"^[+-]?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]*)?$"
+
+
 def parsed_numbers(col: pa.ChunkedArray) -> pa.ChunkedArray | None:
     """A text column as float64 if every non-blank value reads as a number, else None: CSV
     uploads are text, and this is the inference a rule makes where a number is wanted."""
@@ -307,6 +344,22 @@ def _utc_timestamps(col: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
     except pa.ArrowInvalid:
         bad = _first_failure(col, _parse_utc)
         raise RuleError(f"column '{name}' has a value that is not an ISO 8601 timestamp: '{bad}'") from None
+
+
+def _timestamps(col: pa.ChunkedArray, name: str) -> tuple[pa.ChunkedArray, pa.ChunkedArray | None]:
+    """As _utc_timestamps, with the text values that are not ISO 8601 times left null and marked (None: none
+    is): a record whose time does not read is left out of a windowed rule and counted as unevaluated."""
+    if not _is_text(col.type):
+        return _utc_timestamps(col, name), None
+    text = pc.utf8_trim_whitespace(col.cast(pa.string()))
+    iso = pc.fill_null(pc.match_substring_regex(text, ISO_TEXT), False)
+    present = pc.fill_null(pc.not_equal(text, ""), False)
+    unread = pc.and_(present, pc.invert(iso))
+    try:
+        times = _parse_utc(pc.if_else(iso, text, pa.scalar(None, pa.string())))
+    except pa.ArrowInvalid:  # shaped like ISO 8601 but not a time (2024-13-45): the strict path names it
+        return _utc_timestamps(col, name), None
+    return times, _unread_or_fail(col, unread, present, name, "an ISO 8601 timestamp")
 
 
 def _window_keys(ts: pa.ChunkedArray, window: str) -> pa.ChunkedArray:
@@ -375,23 +428,24 @@ def _threshold(table, spec: ThresholdParams, mapping, _scale) -> pa.Table:
     # all read as numbers fails the rule, naming a cell: "$9,500" > "10000" as text would pass silently);
     # an eq/ne string compares as text unless it is a number and the column's values all read as numbers.
     if not isinstance(value, str) or spec.op not in ("eq", "ne"):
-        mask = _OPS[spec.op](_numbers(col, name), _as_float(value))
-    elif _as_float(value) is not None and (numbers := parsed_numbers(col)) is not None:
+        numbers, unread = _amounts(col, name)
+        return _where(table, mapping, _OPS[spec.op](numbers, _as_float(value)), col), unread
+    if _as_float(value) is not None and (numbers := parsed_numbers(col)) is not None:
         mask = _OPS[spec.op](numbers, _as_float(value))
     else:
         mask = _OPS[spec.op](_text(col, name), value)
     return _where(table, mapping, mask, col)
 
 
-def _range(table, spec: RangeParams, mapping, _scale) -> pa.Table:
+def _range(table, spec: RangeParams, mapping, _scale) -> tuple[pa.Table, pa.ChunkedArray | None]:
     name, col = _column(table, spec.field, mapping)
-    numbers = _numbers(col, name)
+    numbers, unread = _amounts(col, name)
     outside = []
     if spec.min is not None:
         outside.append(pc.less(numbers, spec.min))
     if spec.max is not None:
         outside.append(pc.greater(numbers, spec.max))
-    return _where(table, mapping, _any(outside), col)
+    return _where(table, mapping, _any(outside), col), unread
 
 
 def _required(table, spec: RequiredParams, mapping, _scale) -> pa.Table:
@@ -459,20 +513,26 @@ def _duplicate(table, spec: DuplicateParams, mapping, _scale) -> pa.Table:
     return _record_violations(table, mapping, hits["at"], values)
 
 
-def _grouped(table, mapping, group_by: str, field: str, window: str, band: tuple[float, float] | None) -> pa.Table:
-    """Per (group, window): group value as text, window key, record count and amount sum.
-    Records with a null group or timestamp are left out; with a band, only amounts inside it count."""
+def _grouped(table, mapping, group_by: str, field: str, window: str, band: tuple[float, float] | None
+             ) -> tuple[pa.Table, pa.ChunkedArray | None]:
+    """Per (group, window): group value as text, window key, record count and amount sum; and the records
+    whose amount or time does not read (left out, counted as unevaluated). Records with a null group or
+    timestamp are left out; with a band, only amounts inside it count."""
     _, group = _column(table, group_by, mapping)
     ts_name, ts = _column(table, "timestamp", mapping)
     amount_name, amount = _column(table, field, mapping)
-    sub = pa.table({"g": group, "w": _window_keys(_utc_timestamps(ts, ts_name), window),
-                    "a": _numbers(amount, amount_name)})
+    times, bad_times = _timestamps(ts, ts_name)
+    amounts, bad_amounts = _amounts(amount, amount_name)
+    sub = pa.table({"g": group, "w": _window_keys(times, window), "a": amounts})
+    unread = [m for m in (bad_times, bad_amounts) if m is not None]
     keep = pc.and_(pc.is_valid(sub["g"]), pc.is_valid(sub["w"]))
+    if unread:  # left out whole: neither its count nor its sum is known to be right
+        keep = pc.and_(keep, pc.invert(_any(unread)))
     if band is not None:
         keep = pc.and_(keep, pc.and_(pc.greater_equal(sub["a"], band[0]), pc.less(sub["a"], band[1])))
     agg = sub.filter(pc.fill_null(keep, False)).group_by(["g", "w"]).aggregate([("a", "sum"), ([], "count_all")])
-    return pa.table({"g": _text(agg["g"], group_by), "w": agg["w"], "count": agg["count_all"],
-                     "sum": pc.fill_null(agg["a_sum"], 0.0)})
+    return (pa.table({"g": _text(agg["g"], group_by), "w": agg["w"], "count": agg["count_all"],
+                      "sum": pc.fill_null(agg["a_sum"], 0.0)}), _any(unread) if unread else None)
 
 
 def _group_violations(agg: pa.Table, mask: Any, window: str) -> pa.Table:
@@ -491,21 +551,21 @@ def _group_violations(agg: pa.Table, mask: Any, window: str) -> pa.Table:
     }, schema=VIOLATION_SCHEMA)
 
 
-def _velocity(table, spec: VelocityParams, mapping, scale) -> pa.Table:
+def _velocity(table, spec: VelocityParams, mapping, scale) -> tuple[pa.Table, pa.ChunkedArray | None]:
     window = _window(spec.window, scale)
-    agg = _grouped(table, mapping, spec.group_by, spec.field, window, None)
+    agg, unread = _grouped(table, mapping, spec.group_by, spec.field, window, None)
     over = []
     if spec.max_count is not None:
         over.append(pc.greater(agg["count"], spec.max_count))
     if spec.max_sum is not None:
         over.append(pc.greater(agg["sum"], spec.max_sum))
-    return _group_violations(agg, _any(over), window)
+    return _group_violations(agg, _any(over), window), unread
 
 
-def _structuring(table, spec: StructuringParams, mapping, scale) -> pa.Table:
+def _structuring(table, spec: StructuringParams, mapping, scale) -> tuple[pa.Table, pa.ChunkedArray | None]:
     window = _window(spec.window, scale)
-    agg = _grouped(table, mapping, spec.group_by, spec.field, window, (spec.lower, spec.upper))
-    return _group_violations(agg, pc.greater_equal(agg["count"], spec.min_count), window)
+    agg, unread = _grouped(table, mapping, spec.group_by, spec.field, window, (spec.lower, spec.upper))
+    return _group_violations(agg, pc.greater_equal(agg["count"], spec.min_count), window), unread
 
 
 _EVALUATORS = {
@@ -515,15 +575,37 @@ _EVALUATORS = {
 }
 
 
+UNREAD_SAMPLES = 5  # record indexes of a rule's unevaluated records shown
+
+
+@dataclass(frozen=True)
+class Unevaluated:
+    """Records a rule could not judge (a value that does not read as a number or a time): left out of the
+    rule, counted, a few of their record indexes kept, as Great Expectations' unexpected_count."""
+    count: int
+    rows: list[int]
+
+
 def evaluate(table: pa.Table, rule: Rule, mapping: dict[str, str], temporal_scale: str | None) -> pa.Table:
     """The rule's violations in `table`, as a VIOLATION_SCHEMA table. Raises RuleError if it cannot run."""
+    return evaluate_counted(table, rule, mapping, temporal_scale)[0]
+
+
+def evaluate_counted(table: pa.Table, rule: Rule, mapping: dict[str, str], temporal_scale: str | None
+                     ) -> tuple[pa.Table, Unevaluated | None]:
+    """The rule's violations, and the records it could not evaluate (None: it judged every one)."""
     if ROW not in table.column_names:
         raise RuleError(f"column '{ROW}' not found")
     try:
-        return _EVALUATORS[rule.type](table, rule.spec, mapping, temporal_scale)
+        result = _EVALUATORS[rule.type](table, rule.spec, mapping, temporal_scale)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
         # Column types no rule anticipated (lists, structs, ...): the data's problem, not a crash.
         raise RuleError(f"cannot evaluate on this data: {exc}") from None
+    violations, unread = result if isinstance(result, tuple) else (result, None)
+    if unread is None:
+        return violations, None
+    rows = pc.filter(table.column(ROW), unread)
+    return violations, Unevaluated(len(rows), rows.slice(0, UNREAD_SAMPLES).to_pylist())
 
 
 # --- a mapping, checked when it is confirmed --------------------------------------------------------

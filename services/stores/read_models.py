@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS rm_scans (
     violation_count INTEGER, violations_seen INTEGER NOT NULL DEFAULT 0, compliance_score REAL,
     error TEXT, created_at TEXT NOT NULL, started_at TEXT, finished_at TEXT,
     finalized INTEGER NOT NULL DEFAULT 0, delta TEXT,
-    operation_id INTEGER, datastore_id INTEGER, datastore_name TEXT, request TEXT, deleted_at TEXT);
+    operation_id INTEGER, datastore_id INTEGER, datastore_name TEXT, request TEXT, deleted_at TEXT,
+    unevaluated TEXT);
 CREATE INDEX IF NOT EXISTS rm_scans_operation ON rm_scans (workspace_id, operation_id);
 CREATE INDEX IF NOT EXISTS rm_scans_policy ON rm_scans (workspace_id, policy_id, created_at);
 CREATE TABLE IF NOT EXISTS rm_units (
@@ -121,7 +122,8 @@ BOOKKEEPING = ("rm_processed_events", "projector_offsets")  # the projector's ow
 ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("rm_sensitive_findings", "llm_verdict", "TEXT"), ("rm_sensitive_findings", "llm_confidence", "REAL"),
     ("rm_sensitive_findings", "llm_model", "TEXT"), ("rm_sensitive_findings", "detector_confidence", "REAL"),
-    ("rm_sensitive_files", "occurrences", "INTEGER"), ("rm_violations", "record", "TEXT"))
+    ("rm_sensitive_files", "occurrences", "INTEGER"), ("rm_violations", "record", "TEXT"),
+    ("rm_scans", "unevaluated", "TEXT"))
 
 
 def create(conn) -> None:

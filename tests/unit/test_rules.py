@@ -7,7 +7,15 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
-from services.domain.rules import VIOLATION_SCHEMA, RuleError, evaluate, parse_rule, partition_key
+from services.domain.rules import (
+    VIOLATION_SCHEMA,
+    RuleError,
+    Unevaluated,
+    evaluate,
+    evaluate_counted,
+    parse_rule,
+    partition_key,
+)
 
 MAPPING = {"amount": "amt", "account": "acct", "timestamp": "ts"}
 
@@ -69,10 +77,22 @@ def test_threshold_on_numbers_held_as_strings():
     assert values_of(result) == [" 12.5 ", "10000.01"]
 
 
-def test_threshold_non_numeric_strings_is_rule_error():
-    table = make_table(amt=["5", "lots"])
-    with pytest.raises(RuleError, match="lots"):
-        run(table, "threshold", field="amount", op="gt", value=10)
+def test_cells_that_do_not_read_as_numbers_are_counted_per_rule_not_failing_it():
+    """One bad cell failed the rule for the whole file (issue 20): it is left out and counted, with its row."""
+    table = make_table(amt=["5", "lots", "20000", "", None, "1.234,56", "99"])
+    violations, unread = evaluate_counted(table, make_rule("threshold", field="amount", op="gt", value=10),
+                                          MAPPING, None)
+    assert rows_of(violations) == [2, 6] and unread == Unevaluated(2, [1, 5])
+    _, unread = evaluate_counted(table, make_rule("range", field="amount", min=0, max=10), MAPPING, None)
+    assert unread == Unevaluated(2, [1, 5])
+    assert evaluate_counted(make_table(amt=["1", "2"]), make_rule("threshold", field="amount", op="gt",
+                                                                 value=1), MAPPING, None)[1] is None
+    # a column none of whose values reads as a number is not one: the rule fails visibly, it never passes
+    with pytest.raises(RuleError, match="cannot read 'USD' as a number"):
+        run(make_table(amt=["USD", "EUR", ""]), "threshold", field="amount", op="gt", value=1)
+    with pytest.raises(RuleError, match="cannot read '15/01/2024' as an ISO 8601 timestamp"):
+        run(make_table(acct=["A"], ts=["15/01/2024"], amt=["1"]), "velocity", group_by="account", window="daily",
+            max_count=1)
 
 
 def test_an_ordering_threshold_needs_a_number_and_never_compares_text():
@@ -86,8 +106,9 @@ def test_an_ordering_threshold_needs_a_number_and_never_compares_text():
     assert parse_rule({**raw, "params": {"field": "account", "op": "eq", "value": "abc"}}).params["value"] == "abc"
     assert rows_of(run(make_table(amt=["9500.00", "12000"]), "threshold", field="amount", op="gt",
                        value="10000")) == [1]
-    with pytest.raises(RuleError, match=r"\$9,500"):  # as text "$9,500.00" > "10000": never that silent pass
-        run(make_table(amt=["$9,500.00", "12000"]), "threshold", field="amount", op="gt", value="10000")
+    # "$9,500.00" reads as 9500 (a currency symbol, a thousands separator): never compared as text
+    assert rows_of(run(make_table(amt=["$9,500.00", "12,000", "9,500 USD"]), "threshold", field="amount",
+                       op="gt", value="10000")) == [1]
 
 
 def test_threshold_string_value_compares_text():
@@ -281,10 +302,14 @@ def test_naive_and_date32_timestamps():
         assert result.column("window").to_pylist() == ["2024-03-01"]
 
 
-def test_unparseable_timestamp_is_rule_error():
-    table = make_table(acct=["A", "A", "A"], ts=["2024-01-15", "15/01/2024", None], amt=[1.0, 1.0, 1.0])
-    with pytest.raises(RuleError, match=r"'ts'.*15/01/2024"):
-        run(table, "velocity", group_by="account", window="daily", max_count=1)
+def test_a_record_whose_time_or_amount_does_not_read_is_left_out_of_its_window_and_counted():
+    table = make_table(acct=["A", "A", "A", "A"], ts=["2024-01-15", "15/01/2024", None, "2024-01-15T10:00:00Z"],
+                       amt=["1", "1", "1", "n/a"])
+    violations, unread = evaluate_counted(table, make_rule("velocity", group_by="account", window="daily",
+                                                           max_count=0), MAPPING, None)
+    assert core(violations) == [{"row": None, "account": "A", "key": "A|2024-01-15", "value": "count=1 sum=1.00",
+                                 "window": "2024-01-15"}]
+    assert unread == Unevaluated(2, [1, 3])  # 15/01/2024 (a day-first date) and n/a; the null time is no record
 
 
 # --- structuring -------------------------------------------------------------------------------------

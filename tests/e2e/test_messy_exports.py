@@ -1,0 +1,111 @@
+"""A compliance scan over an export as users have them (issue 20), on the real broker: a BOM, currency
+symbols and thousands separators in amounts, amounts and dates that do not read, quoted notes with
+line breaks, ~3,000 rows over several units. Every expected count is computed here, independently,
+from the rows as the test wrote them: the violations of each rule, the records each rule could not
+judge (left out of it, counted, with sample rows), the score. Waits poll: no time limits."""
+from __future__ import annotations
+
+import csv
+import io
+import random
+from collections import Counter
+from datetime import datetime
+
+from harness import data
+from tests.e2e.helpers import all_violations, confirm, policy, run, upload, wait_settled
+
+ROWS = 3000
+RULES = [
+    {"id": "big", "name": "Large amount", "type": "threshold", "severity": "high",
+     "params": {"field": "amount", "op": "gt", "value": 9000}},
+    {"id": "band", "name": "Amount band", "type": "range", "severity": "low",
+     "params": {"field": "amount", "min": 0, "max": 9999}},
+    {"id": "vel", "name": "Daily velocity", "type": "velocity", "severity": "medium",
+     "params": {"group_by": "account", "window": "daily", "max_count": 2}},
+]
+SEVERITY = {"big": "high", "band": "low", "vel": "medium"}
+
+
+def messy_rows(rng: random.Random) -> list[dict]:
+    rows = []
+    for i in range(ROWS):
+        amount = round(rng.uniform(10, 12000), 2)
+        shape = rng.random()
+        written = (f"${amount:,.2f}" if shape < 0.3 else f"{amount:,.2f} USD" if shape < 0.4 else
+                   "n/a" if shape < 0.43 else f"{amount:.2f}")
+        day = rng.randint(1, 20)
+        when = "15/01/2024" if rng.random() < 0.03 else f"2024-01-{day:02d}T{rng.randint(0, 23):02d}:00:00Z"
+        note = "two\nlines" if rng.random() < 0.05 else "ok"
+        rows.append({"Txn ID": f"T{i}", "Account ID": f"ACC-{rng.randint(1, 40):03d}", "Amount": written,
+                     "Date": when, "Note": note})
+    return rows
+
+
+def as_csv(rows: list[dict]) -> bytes:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return b"\xef\xbb\xbf" + out.getvalue().encode()  # a BOM, as Excel writes it
+
+
+def amount_of(text: str) -> float | None:
+    """What an amount reads as, by this test's own reading: symbol or code off, thousands commas off."""
+    text = text.removeprefix("$").removesuffix(" USD").replace(",", "")
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def time_of(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def expected(rows: list[dict]) -> tuple[Counter, dict[str, list[int]]]:
+    """(violations per rule, record indexes each rule could not judge)."""
+    found, unread = Counter(), {"big": [], "band": [], "vel": []}
+    per_day = Counter()
+    for i, row in enumerate(rows):
+        amount, when = amount_of(row["Amount"]), time_of(row["Date"])
+        if amount is None:
+            unread["big"].append(i)
+            unread["band"].append(i)
+        else:
+            found["big"] += amount > 9000
+            found["band"] += amount > 9999
+        if amount is None or when is None:
+            unread["vel"].append(i)
+        else:
+            per_day[(row["Account ID"], when.date())] += 1
+    found["vel"] = sum(1 for n in per_day.values() if n > 2)
+    return found, unread
+
+
+def test_a_messy_export_is_scanned_cell_by_cell_with_what_could_not_be_judged_counted(api):
+    rows = messy_rows(random.Random(2026))
+    want, unread = expected(rows)
+    assert all(unread.values()) and want["vel"]  # the fixture has every kind of mess it is meant to
+    up = upload(api, as_csv(rows))
+    assert up["record_count"] == ROWS and up["columns"] == ["Txn ID", "Account ID", "Amount", "Date", "Note"]
+    mapping = confirm(api, up["upload_id"], {"amount": "Amount", "account": "Account ID", "timestamp": "Date",
+                                             "transaction_id": "Txn ID"})
+    assert {w["path"][1] for w in mapping["warnings"]} == {"amount", "timestamp"}  # said before any scan
+    scan_id = run(api, policy(api, RULES, "Messy")["id"], up["upload_id"], mapping["mapping_id"])
+    scan = wait_settled(api, scan_id)
+    assert scan["status"] == "completed", scan
+    violations = all_violations(api, scan_id)
+    assert Counter(v["rule_id"] for v in violations) == +want
+    assert scan["violation_count"] == sum(want.values())
+    assert {u["rule_id"]: u["count"] for u in scan["unevaluated"]} == {r: len(ix) for r, ix in unread.items()}
+    for u in scan["unevaluated"]:
+        assert u["sample_record_indexes"] == unread[u["rule_id"]][:5]
+    assert scan["compliance_score"] == data.score(ROWS, Counter({SEVERITY[r]: n for r, n in want.items()}))
+    # the record behind each large amount, with its amount as the export wrote it
+    for v in violations:
+        if v["rule_id"] == "big":
+            row = rows[v["record_index"]]
+            assert v["record"]["transaction_id"] == row["Txn ID"] and v["record"]["amount"] == row["Amount"]
