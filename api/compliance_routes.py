@@ -64,7 +64,7 @@ class ViolationPatch(BaseModel):
 def violation_view(row) -> dict:
     return queries.violation_view({k: row[k] for k in (
         "id", "scan_id", "rule_id", "rule_name", "rule_type", "severity", "account", "record_index", "record_key",
-        "value", "window", "signature", "status", "detected_at", "record")})
+        "value", "window", "signature", "status", "detected_at", "record", "observed")})
 
 
 async def patch_violation(request: Request):

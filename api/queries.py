@@ -74,12 +74,13 @@ def is_settled(row) -> bool:
 
 VIOLATION_COLUMNS = ("v.violation_id AS id, v.scan_id, v.rule_id, v.rule_name, v.rule_type, v.severity, v.account,"
                      " v.record_index, v.record_key, v.value, v.window, v.signature,"
-                     " COALESCE(s.status, 'open') AS status, v.detected_at, v.record")
+                     " COALESCE(s.status, 'open') AS status, v.detected_at, v.record, v.observed")
 
 
 def violation_view(row) -> dict:
-    """A violation with its record's mapped fields ({} when it has none: a group's, a monitor's anomaly)."""
-    return {**row, "record": loads(row["record"]) or {}}
+    """A violation with its record's mapped fields ({} when it has none: a group's, a monitor's anomaly) and,
+    a monitor's anomaly, what the monitor measured ({} for a rule's violation): counts and sample rows."""
+    return {**row, "record": loads(row["record"]) or {}, "observed": loads(row["observed"]) or {}}
 
 
 def violations_page(db, scan_id: str, page: int, size: int, rule_id: str | None, status: str | None,

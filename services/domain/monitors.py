@@ -222,6 +222,14 @@ def evaluate_monitor(table: pa.Table, monitor: Monitor, now: datetime) -> Anomal
     return Anomaly(monitor.id, monitor.name, monitor.type, monitor.severity, message, observed)
 
 
+SAMPLE_ROWS = 5  # an anomaly's first failing records, by row number (1-based, as the file shows them)
+
+
+def _sample_rows(mask: pa.ChunkedArray | pa.Array) -> list[int]:
+    """The row numbers of the first records `mask` flags: where to look, not only how many."""
+    return [i + 1 for i in pc.indices_nonzero(pc.fill_null(mask, False)).slice(0, SAMPLE_ROWS).to_pylist()]
+
+
 def _record_count(table, spec: RecordCountParams, _now):
     n = table.num_rows
     if (spec.min is not None and n < spec.min) or (spec.max is not None and n > spec.max):
@@ -243,7 +251,8 @@ def _null_rate(table, spec: NullRateParams, _now):
     rate = nulls / rows if rows else 0.0
     if rate > spec.max:
         return (f'{nulls} of {rows} values of "{spec.column}" are null ({rate:.2%}), allowed {spec.max:.2%}',
-                {"null_rate": round(rate, 6), "nulls": nulls, "rows": rows, "max": spec.max})
+                {"null_rate": round(rate, 6), "nulls": nulls, "rows": rows, "max": spec.max,
+                 "sample_rows": _sample_rows(pc.is_null(col))})
     return None
 
 
@@ -258,7 +267,20 @@ def _uniqueness(table, spec: UniquenessParams, _now):
     samples = [list(r.values())[:-1] for r in repeated.slice(0, 5).to_pylist()]
     samples = [s[0] if len(s) == 1 else s for s in samples]
     return (f"{duplicates} rows repeat the key ({', '.join(spec.columns)}) of an earlier row",
-            {"duplicate_rows": duplicates, "duplicate_keys": repeated.num_rows, "samples": samples})
+            {"duplicate_rows": duplicates, "duplicate_keys": repeated.num_rows, "samples": samples,
+             "sample_rows": _repeating_rows(keys)})
+
+
+def _repeating_rows(keys: pa.Table) -> list[int]:
+    """The row numbers of the first records whose key an earlier record has (nulls are one value)."""
+    seen, rows = set(), []
+    for i, key in enumerate(zip(*(keys.column(n).to_pylist() for n in keys.column_names), strict=True)):
+        if key in seen:
+            rows.append(i + 1)
+            if len(rows) == SAMPLE_ROWS:
+                break
+        seen.add(key)
+    return rows
 
 
 def _freshness(table, spec: FreshnessParams, now: datetime):
@@ -287,7 +309,7 @@ def _value_range(table, spec: ValueRangeParams, _now):
         lo, hi = ("-inf" if spec.min is None else spec.min), ("inf" if spec.max is None else spec.max)
         return (f'{count} values of "{spec.column}" are outside [{lo}, {hi}]',
                 {"outside": count, "min": spec.min, "max": spec.max, "observed_min": pc.min(values).as_py(),
-                 "observed_max": pc.max(values).as_py()})
+                 "observed_max": pc.max(values).as_py(), "sample_rows": _sample_rows(outside)})
     return None
 
 
@@ -298,7 +320,8 @@ def _allowed_values(table, spec: AllowedValuesParams, _now):
     count = pc.sum(pc.cast(bad, pa.int64())).as_py() or 0
     if count:
         samples = pc.unique(col.filter(bad)).slice(0, 5).to_pylist()
-        return (f'{count} values of "{spec.column}" are not allowed', {"not_allowed": count, "samples": samples})
+        return (f'{count} values of "{spec.column}" are not allowed', {"not_allowed": count, "samples": samples,
+                                                                      "sample_rows": _sample_rows(bad)})
     return None
 
 
@@ -314,7 +337,7 @@ def _pattern(table, spec: PatternParams, _now):
     if count:
         samples = pc.unique(col.filter(bad)).slice(0, 5).to_pylist()
         return (f'{count} values of "{spec.column}" do not match {spec.regex}',
-                {"not_matching": count, "samples": samples})
+                {"not_matching": count, "samples": samples, "sample_rows": _sample_rows(bad)})
     return None
 
 

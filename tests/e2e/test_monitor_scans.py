@@ -155,6 +155,7 @@ def test_monitor_scan_followed_live_then_final(workspace):
     assert anomalies["total"] == 1
     (anomaly,) = anomalies["items"]
     assert anomaly["rule_name"] == "Email nulls" and anomaly["severity"] == "high"
+    assert anomaly["observed"]["sample_rows"] == [2] and anomaly["observed"]["nulls"] == 1  # where to look
     assert anomaly["record_key"] == "orders.csv"
 
 

@@ -32,7 +32,7 @@ def test_record_count(params, fails):
 
 def test_null_rate_counts_blank_text_as_null():
     anomaly = run("null_rate", {"column": "email", "max": 0.25})
-    assert anomaly.observed == {"null_rate": 0.5, "nulls": 2, "rows": 4, "max": 0.25}
+    assert anomaly.observed == {"null_rate": 0.5, "nulls": 2, "rows": 4, "max": 0.25, "sample_rows": [2, 3]}
     assert run("null_rate", {"column": "email", "max": 0.5}) is None
 
 
@@ -79,7 +79,7 @@ def test_value_range_on_numbers_and_numeric_text():
 
 def test_allowed_values_ignores_nulls():
     anomaly = run("allowed_values", {"column": "country", "values": ["US", "DE"]})
-    assert anomaly.observed == {"not_allowed": 1, "samples": ["FR"]}
+    assert anomaly.observed == {"not_allowed": 1, "samples": ["FR"], "sample_rows": [3]}
     assert run("allowed_values", {"column": "order_id", "values": [1, 2, 3]}) is None  # compared as text
 
 
@@ -129,3 +129,12 @@ def test_a_schema_monitor_judges_csv_text_by_its_values_as_parquet_by_its_types(
     messy = pa.table({"Date": ["15/01/2024"], "Amount": ["$9,500.00"], "Count": ["1.5"]})
     anomaly = run("schema", ok, messy)
     assert [m["column"] for m in anomaly.observed["mismatched"]] == ["Date", "Amount", "Count"]
+
+
+def test_an_anomaly_names_the_rows_to_look_at_not_only_how_many():
+    """Row numbers as the file shows them (1-based): the first few records that fail (issue 20)."""
+    assert run("uniqueness", {"columns": ["order_id"]}).observed["sample_rows"] == [3]
+    assert run("value_range", {"column": "amount", "max": 100}).observed["sample_rows"] == [3]
+    assert run("pattern", {"column": "country", "regex": "[A-Z]"}).observed["sample_rows"] == [1, 2, 3]
+    many = pa.table({"v": [str(i % 3) for i in range(50)]})
+    assert run("uniqueness", {"columns": ["v"]}, many).observed["sample_rows"] == [4, 5, 6, 7, 8]

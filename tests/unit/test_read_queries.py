@@ -107,7 +107,7 @@ def exercise_violations_page(db):
     assert {i["status"] for i in out["items"]} == {"open", "resolved"}  # status overrides joined in
     assert set(out["items"][0]) == {"id", "scan_id", "rule_id", "rule_name", "rule_type", "severity", "account",
                                     "record_index", "record_key", "value", "window", "signature", "status",
-                                    "detected_at", "record"}
+                                    "detected_at", "record", "observed"}
 
 
 def exercise_violation(db):
