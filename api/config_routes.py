@@ -1,10 +1,11 @@
 """Configuration API: uploads, column mappings and policies (ours to define; seeds 001/002 use them)."""
 from __future__ import annotations
 
+import codecs
 from collections import Counter
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,7 +18,7 @@ from api.limits import MAX_DESCRIPTION, MAX_RULES, MAX_TEXT, rule_problems
 from api.openapi import request_body
 from api.requests import idempotent, json_body, parse
 from api.responses import json_response
-from services.adapters.readers import InputError, detect_format, ipc_head, read_table, to_ipc
+from services.adapters.readers import Dialect, InputError, detect_format, ipc_head, read_with_dialect, to_ipc
 from services.domain.pii import scan_pii
 from services.domain.rules import MAPPING_TARGETS, mapping_warnings, parse_rule
 from services.stores import config_store
@@ -26,18 +27,43 @@ from services.stores.config_store import new_id
 UPLOAD_NOT_FOUND = "Upload not found. Upload data first."
 
 
-def upload_view(u: dict) -> dict:
+def upload_view(u: dict, read_as: dict | None = None) -> dict:
+    """`read_as`: how a CSV was read (its dialect, the header names made unique), as the upload's answer says."""
     return {"upload_id": u["id"], "filename": u["filename"], "record_count": u["record_count"],
-            "columns": u["columns"], "pii_findings": u["pii_findings"], "created_at": u["created_at"]}
+            "columns": u["columns"], "pii_findings": u["pii_findings"], "created_at": u["created_at"],
+            **(read_as or {})}
 
 
-def _ingest(data: bytes, filename: str | None, content_type: str | None, max_records: int, blobs):
+class UploadDialect(BaseModel):
+    """A CSV's dialect, each field sniffed from the file unless the upload's form says (issue 20)."""
+    model_config = ConfigDict(extra="ignore")
+    delimiter: Literal[",", ";", "\t", "|", "tab"] | None = None
+    decimal: Literal[".", ","] | None = None
+    encoding: str | None = Field(None, max_length=40)
+    skip_footer: int = Field(0, ge=0, le=1000)
+
+    @field_validator("encoding")
+    @classmethod
+    def _known(cls, encoding: str | None) -> str | None:
+        if encoding is not None:
+            try:
+                codecs.lookup(encoding)
+            except LookupError:
+                raise ValueError(f"unknown encoding '{encoding}'") from None
+        return encoding
+
+    def dialect(self) -> Dialect:
+        return Dialect("\t" if self.delimiter == "tab" else self.delimiter, self.decimal, self.encoding,
+                       self.skip_footer)
+
+
+def _ingest(data: bytes, filename: str | None, content_type: str | None, max_records: int, blobs, dialect: Dialect):
     fmt = detect_format(filename, content_type)
     # Kept as text, so identifiers stay exact; a scan decides amounts per mapping. The PII
     # scan reads inferred types: an integer column is not text a person typed.
-    table = read_table(data, fmt, max_records, as_text=True)
-    findings = scan_pii(read_table(data, fmt, max_records) if fmt == "csv" else table)
-    return blobs.put(data), blobs.put(to_ipc(table)), table.num_rows, table.column_names, findings
+    table, read_as = read_with_dialect(data, fmt, max_records, as_text=True, dialect=dialect)
+    findings = scan_pii(read_with_dialect(data, fmt, max_records, dialect=dialect)[0] if fmt == "csv" else table)
+    return blobs.put(data), blobs.put(to_ipc(table)), table.num_rows, table.column_names, findings, read_as
 
 
 async def create_upload(request: Request):
@@ -54,16 +80,21 @@ async def create_upload(request: Request):
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise ApiError(400, "Invalid request body", [{"path": ["file"], "message": "Required"}])
+        try:
+            dialect = UploadDialect.model_validate({k: v for k, v in form.items() if k != "file"}).dialect()
+        except ValidationError as exc:
+            raise validation_error(exc) from None
         data = await upload.read()
         state = request.app.state
         try:
-            raw_blob, blob, count, columns, findings = await run_in_threadpool(
-                _ingest, data, upload.filename, upload.content_type, state.settings.max_upload_records, state.blobs)
+            raw_blob, blob, count, columns, findings, read_as = await run_in_threadpool(
+                _ingest, data, upload.filename, upload.content_type, state.settings.max_upload_records, state.blobs,
+                dialect)
         except InputError as exc:
             raise ApiError(exc.status, exc.message) from None
         row = await run_db(request, config_store.add_upload, state.db, principal.workspace_id, upload.filename,
                            raw_blob, blob, count, columns, findings)
-        return json_response(upload_view(row), 201)
+        return json_response(upload_view(row, read_as), 201)
 
     return await idempotent(request, principal, handler)
 

@@ -15,11 +15,20 @@ else escapes read_table for bad data. Decisions the API relies on:
   "NA" or "null" stay text.
 - JSON is an array of flat objects, JSON Lines one object per line; both go through
   pyarrow.json so they infer types alike. Nested values are refused in every format.
+- CSV dialects (issue 20), sniffed unless a `Dialect` says: the delimiter (`,` `;` tab `|`,
+  by csv.Sniffer on the first 64 KiB), the decimal separator (a `;` or tab file whose number
+  columns write `1.234,56`: those columns are rewritten `1234.56`, so every reader after this
+  one sees plain numbers), an encoding to decode from (UTF-8 and UTF-16 with a BOM are known
+  without one), footer lines to drop (a `TOTAL` line), and duplicate header names made unique
+  as pandas does (`Amount`, `Amount.1`). What was used comes back with the table.
 """
 from __future__ import annotations
 
+import codecs
 import contextlib
+import csv
 import re
+from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 import orjson
@@ -42,6 +51,21 @@ _CONTENT_TYPES = {
     "application/vnd.apache.parquet": "parquet", "application/x-parquet": "parquet",
     "application/parquet": "parquet",
 }
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How a CSV is written; None: sniffed from the file."""
+    delimiter: str | None = None
+    decimal: str | None = None
+    encoding: str | None = None
+    skip_footer: int = 0
+
+
+DELIMITERS = (",", ";", "\t", "|")
+_SNIFF_BYTES = 64 << 10
+# a number as a decimal-comma locale writes it: 1.234,56 / 1234,56 / -12 (one comma at most, no other mark)
+_DECIMAL_COMMA = r"^[+-]?([0-9]{1,3}(\.[0-9]{3})+|[0-9]+)(,[0-9]+)?$"
 
 
 class InputError(Exception):
@@ -68,17 +92,92 @@ def detect_format(filename: str | None, content_type: str | None) -> str:
 
 
 def read_table(data: bytes, fmt: str, max_records: int, as_text: bool = False) -> pa.Table:
+    return read_with_dialect(data, fmt, max_records, as_text)[0]
+
+
+def read_with_dialect(data: bytes, fmt: str, max_records: int, as_text: bool = False,
+                      dialect: Dialect | None = None) -> tuple[pa.Table, dict]:
+    """The table, and for a CSV what it was read as: {"dialect": {...}, "renamed_columns": {new: header}}."""
     if fmt not in ("csv", "json", "jsonl", "parquet"):
         raise InputError(f"unsupported format '{fmt}'")
+    dialect = dialect or Dialect()
+    if fmt != "parquet":
+        data = _decoded(data, dialect.encoding)
     if _is_blank(data):
         raise InputError("file is empty")
+    info: dict = {}
     if fmt == "parquet":
         table = _read_parquet(data, max_records)
     else:
         _require_utf8(data)
-        table = _read_csv(data, as_text) if fmt == "csv" else {"json": _read_json, "jsonl": _read_jsonl}[fmt](data)
+        if fmt == "csv":
+            table, info = _read_csv_dialect(data, as_text, dialect)
+        else:
+            table = {"json": _read_json, "jsonl": _read_jsonl}[fmt](data)
     _check_count(table.num_rows, max_records)
     _require_flat(table)
+    return table, info
+
+
+def _decoded(data: bytes, encoding: str | None) -> bytes:
+    """UTF-8 bytes: as they are, or decoded from the named encoding, or from UTF-16 with its BOM."""
+    if encoding is None and data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        encoding = "utf-16"
+    if encoding is None or codecs.lookup(encoding).name == "utf-8":
+        return data
+    try:
+        return data.decode(encoding).encode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"file is not {encoding} text (byte 0x{data[exc.start]:02x} at offset {exc.start})") \
+            from None
+
+
+def _read_csv_dialect(data: bytes, as_text: bool, dialect: Dialect) -> tuple[pa.Table, dict]:
+    if dialect.skip_footer:
+        lines = data.rstrip(b"\r\n").rsplit(b"\n", dialect.skip_footer)
+        data = lines[0] + b"\n" if len(lines) > dialect.skip_footer else b""
+        if _is_blank(data):
+            raise InputError("file is empty once its footer lines are dropped")
+    delimiter = dialect.delimiter or _sniff_delimiter(data)
+    table, renamed = _read_csv(data, as_text, delimiter)
+    decimal = dialect.decimal or ("," if delimiter != "," and _decimal_comma_columns(table) else ".")
+    if decimal == ",":
+        table = _plain_numbers(table)
+    return table, {"dialect": {"delimiter": delimiter, "decimal": decimal, "encoding": dialect.encoding or "utf-8",
+                               "skip_footer": dialect.skip_footer}, "renamed_columns": renamed}
+
+
+def _sniff_delimiter(data: bytes) -> str:
+    """csv.Sniffer on the first lines; a comma when it cannot tell (one column, no delimiter at all)."""
+    sample = data[:_SNIFF_BYTES].decode("utf-8", errors="replace").removeprefix("\ufeff")
+    if len(data) > _SNIFF_BYTES:
+        sample = sample[:sample.rfind("\n") + 1] or sample
+    try:
+        return csv.Sniffer().sniff(sample, delimiters="".join(DELIMITERS)).delimiter
+    except csv.Error:
+        return ","
+
+
+def _decimal_comma_columns(table: pa.Table) -> list[str]:
+    """Text columns whose every non-blank value is a decimal-comma number, one of them with a comma."""
+    out = []
+    for name in table.column_names:
+        col = table.column(name)
+        if not pa.types.is_string(col.type) or col.null_count == len(col):
+            continue
+        text = pc.utf8_trim_whitespace(col)
+        present = pc.fill_null(pc.not_equal(text, ""), False)
+        fits = pc.fill_null(pc.match_substring_regex(text, _DECIMAL_COMMA), False)
+        if pc.all(pc.or_(pc.invert(present), fits)).as_py() and pc.any(pc.match_substring(text, ",")).as_py():
+            out.append(name)
+    return out
+
+
+def _plain_numbers(table: pa.Table) -> pa.Table:
+    """Decimal-comma number columns written as plain numbers: 1.234,56 → 1234.56."""
+    for name in _decimal_comma_columns(table):
+        col = pc.replace_substring(pc.replace_substring(table.column(name), ".", ""), ",", ".")
+        table = table.set_column(table.column_names.index(name), name, col)
     return table
 
 
@@ -142,39 +241,74 @@ def _temporal(schema: pa.Schema) -> set[str]:
 
 # -- CSV ---------------------------------------------------------------------------------------
 
-def _read_csv(data: bytes, all_text: bool) -> pa.Table:
+def _read_csv(data: bytes, all_text: bool, delimiter: str = ",") -> tuple[pa.Table, dict[str, str]]:
+    """The table and the header names made unique ({new name: the header's})."""
     buf = pa.py_buffer(data)  # zero-copy; slicing off the BOM copies nothing either
     if data.startswith(_BOM):
         buf = buf[len(_BOM):]
+    csv_ = _Csv(delimiter)
     try:
-        sample = _csv_sample_schema(buf)
-        _check_header(sample.names)
+        sample = _csv_sample_schema(buf, csv_)
+        names, renamed = _unique_header(sample.names)
+        csv_ = _Csv(delimiter, names)
+        sample = _csv_sample_schema(buf, csv_)
         if all_text:
-            table = _parse_csv(buf, set(sample.names))
+            table = _parse_csv(buf, set(sample.names), csv_)
         else:
             as_text = _temporal(sample)
-            table = _parse_csv(buf, as_text)
+            table = _parse_csv(buf, as_text, csv_)
             late = _temporal(table.schema)  # a date column the sample saw only empty cells of
             if late:
-                table = _parse_csv(buf, as_text | late)
-            table = _keep_identifier_text(buf, table)
+                table = _parse_csv(buf, as_text | late, csv_)
+            table = _keep_identifier_text(buf, table, csv_)
     except pa.ArrowInvalid as exc:
-        raise _csv_error(exc, buf) from None
+        raise _csv_error(exc, buf, csv_) from None
     _check_quotes_closed(table, data)
-    return table
+    return table, renamed
 
 
-def _csv_sample_schema(buf: pa.Buffer) -> pa.Schema:
+@dataclass(frozen=True)
+class _Csv:
+    """How to read this CSV: its delimiter, and its header names once made unique (None: as the file has them)."""
+    delimiter: str = ","
+    names: list[str] | None = None
+
+    def read_options(self, **kw) -> pacsv.ReadOptions:
+        return pacsv.ReadOptions(**kw) if self.names is None else \
+            pacsv.ReadOptions(column_names=self.names, skip_rows=1, **kw)
+
+
+def _unique_header(names: list[str]) -> tuple[list[str], dict[str, str]]:
+    """pandas' way: a repeated name gets .1, .2 … (never a name the header has elsewhere)."""
+    if any(not name.strip() for name in names):
+        raise InputError(f"CSV header has an empty column name (column {_first_blank(names) + 1})")
+    taken, used, counts = set(names), set(), {}
+    out, renamed = [], {}
+    for name in names:
+        new = name
+        while new in used or (new != name and new in taken):
+            counts[name] = counts.get(name, 0) + 1
+            new = f"{name}.{counts[name]}"
+        used.add(new)
+        out.append(new)
+        if new != name:
+            renamed[new] = name
+    return out, renamed
+
+
+def _csv_sample_schema(buf: pa.Buffer, csv_: _Csv) -> pa.Schema:
     """Infer types from the first block only, to learn which columns to keep as text
     without parsing the whole file twice."""
-    reader = pacsv.open_csv(pa.BufferReader(buf), read_options=pacsv.ReadOptions(block_size=_SAMPLE_BYTES),
-                            parse_options=_csv_parse_options(), convert_options=_csv_convert_options(set()))
+    reader = pacsv.open_csv(pa.BufferReader(buf), read_options=csv_.read_options(block_size=_SAMPLE_BYTES),
+                            parse_options=_csv_parse_options(delimiter=csv_.delimiter),
+                            convert_options=_csv_convert_options(set()))
     return reader.schema
 
 
-def _parse_csv(buf: pa.Buffer, as_text: set[str], use_threads: bool = True, on_invalid=None) -> pa.Table:
-    return pacsv.read_csv(pa.BufferReader(buf), read_options=pacsv.ReadOptions(use_threads=use_threads),
-                          parse_options=_csv_parse_options(on_invalid),
+def _parse_csv(buf: pa.Buffer, as_text: set[str], csv_: _Csv, use_threads: bool = True, on_invalid=None
+               ) -> pa.Table:
+    return pacsv.read_csv(pa.BufferReader(buf), read_options=csv_.read_options(use_threads=use_threads),
+                          parse_options=_csv_parse_options(on_invalid, csv_.delimiter),
                           convert_options=_csv_convert_options(as_text))
 
 
@@ -183,12 +317,13 @@ def _parse_csv(buf: pa.Buffer, as_text: set[str], use_threads: bool = True, on_i
 _LOSSY_NUMBER = r"^\s*(\+|-?0[0-9])|^\s*[+-]?[0-9]{16,}"
 
 
-def _keep_identifier_text(buf: pa.Buffer, table: pa.Table) -> pa.Table:
+def _keep_identifier_text(buf: pa.Buffer, table: pa.Table, csv_: _Csv) -> pa.Table:
     """Number columns that would lose their text are read again as text."""
     numeric = [f.name for f in table.schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)]
     if not numeric:
         return table
-    text = pacsv.read_csv(pa.BufferReader(buf), parse_options=_csv_parse_options(),
+    text = pacsv.read_csv(pa.BufferReader(buf), read_options=csv_.read_options(),
+                          parse_options=_csv_parse_options(delimiter=csv_.delimiter),
                           convert_options=pacsv.ConvertOptions(
                               column_types={name: pa.string() for name in numeric}, include_columns=numeric,
                               null_values=[""], strings_can_be_null=True))
@@ -199,24 +334,14 @@ def _keep_identifier_text(buf: pa.Buffer, table: pa.Table) -> pa.Table:
     return table
 
 
-def _csv_parse_options(on_invalid=None) -> pacsv.ParseOptions:
+def _csv_parse_options(on_invalid=None, delimiter: str = ",") -> pacsv.ParseOptions:
     # Quoted fields may span lines (free-text notes do); it costs ~30% parse time, still ~0.1 s/M rows.
-    return pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid)
+    return pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid)
 
 
 def _csv_convert_options(as_text: set[str]) -> pacsv.ConvertOptions:
     return pacsv.ConvertOptions(column_types={name: pa.string() for name in as_text},
                                 null_values=[""], strings_can_be_null=True)
-
-
-def _check_header(names: list[str]) -> None:
-    if any(not name.strip() for name in names):
-        raise InputError(f"CSV header has an empty column name (column {_first_blank(names) + 1})")
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise InputError(f"CSV header has duplicate column name '{name}'")
-        seen.add(name)
 
 
 def _check_quotes_closed(table: pa.Table, data: bytes) -> None:
@@ -234,16 +359,16 @@ def _first_blank(names: list[str]) -> int:
     return next(i for i, name in enumerate(names) if not name.strip())
 
 
-def _csv_error(exc: pa.ArrowInvalid, buf: pa.Buffer) -> InputError:
+def _csv_error(exc: pa.ArrowInvalid, buf: pa.Buffer, csv_: _Csv) -> InputError:
     message = str(exc).removeprefix("CSV parse error: ")
     if "Empty CSV" in message:
         return InputError("CSV header has no columns")
     if re.match(r"(Row #\d+: )?Expected \d+ columns, got \d+", message):
-        return InputError(_ragged_row_message(buf))
+        return InputError(_ragged_row_message(buf, csv_))
     return InputError(f"malformed CSV: {message}")
 
 
-def _ragged_row_message(buf: pa.Buffer) -> str:
+def _ragged_row_message(buf: pa.Buffer, csv_: _Csv) -> str:
     """Only a single-threaded parse knows row numbers, so the error path parses again to
     find the first bad row (counting the header as row 1, skipping blank lines)."""
     bad: list = []
@@ -253,7 +378,7 @@ def _ragged_row_message(buf: pa.Buffer) -> str:
         return "error"
 
     with contextlib.suppress(pa.ArrowInvalid):
-        _parse_csv(buf, set(), use_threads=False, on_invalid=on_invalid)
+        _parse_csv(buf, set(), csv_, use_threads=False, on_invalid=on_invalid)
     if not bad:
         return "malformed CSV: a row does not have the header's number of fields"
     row = bad[0]

@@ -109,3 +109,31 @@ def test_a_messy_export_is_scanned_cell_by_cell_with_what_could_not_be_judged_co
         if v["rule_id"] == "big":
             row = rows[v["record_index"]]
             assert v["record"]["transaction_id"] == row["Txn ID"] and v["record"]["amount"] == row["Amount"]
+
+
+def test_a_european_export_with_a_footer_and_repeated_headers_is_read_as_written(api):
+    """; between fields, decimal commas, a TOTAL line, two 'Amount' columns: said by the upload's answer."""
+    rng = random.Random(7)
+    amounts = [round(rng.uniform(1, 20000), 2) for _ in range(400)]
+    lines = ["Txn ID;Account ID;Amount;Date;Amount"]
+    for i, amount in enumerate(amounts):
+        euro = f"{amount:,.2f}".replace(",", "_").replace(".", ",").replace("_", ".")  # 12.345,67
+        lines.append(f"T{i};ACC-{i % 9:03d};{euro};2024-02-{1 + i % 28:02d};{i}")
+    lines.append(f"TOTAL;;{sum(amounts):.2f};;")
+    r = api.post("/api/upload", files={"file": ("eu.csv", ("\n".join(lines) + "\n").encode(), "text/csv")},
+                 data={"skip_footer": "1"})
+    assert r.status_code == 201, r.text
+    up = r.json()
+    assert up["record_count"] == 400 and up["columns"] == ["Txn ID", "Account ID", "Amount", "Date", "Amount.1"]
+    assert up["dialect"] == {"delimiter": ";", "decimal": ",", "encoding": "utf-8", "skip_footer": 1}
+    assert up["renamed_columns"] == {"Amount.1": "Amount"}
+    mapping = confirm(api, up["upload_id"], {"amount": "Amount", "account": "Account ID", "timestamp": "Date"})
+    assert mapping["warnings"] == []  # the amounts read as numbers now
+    scan_id = run(api, policy(api, RULES[:1], "EU")["id"], up["upload_id"], mapping["mapping_id"])
+    scan = wait_settled(api, scan_id)
+    assert scan["status"] == "completed" and scan["unevaluated"] == []
+    assert scan["violation_count"] == sum(a > 9000 for a in amounts)  # the TOTAL line is no transaction
+    bad = api.post("/api/upload", files={"file": ("eu.csv", b"a;b\n1;2\n", "text/csv")},
+                   data={"delimiter": "#", "encoding": "klingon"})
+    assert bad.status_code == 400 and {tuple(d["path"]) for d in bad.json()["details"]} == {("delimiter",),
+                                                                                           ("encoding",)}

@@ -4,7 +4,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from services.adapters.readers import InputError, detect_format, from_ipc, read_table, to_ipc
+from services.adapters.readers import (
+    Dialect,
+    InputError,
+    detect_format,
+    from_ipc,
+    read_table,
+    read_with_dialect,
+    to_ipc,
+)
 
 CAP = 1000
 
@@ -46,8 +54,31 @@ def test_csv_quoted_values_may_span_lines():
 
 
 def test_csv_header_problems():
-    assert bad(b"a,b,a\n1,2,3\n").message == "CSV header has duplicate column name 'a'"
     assert bad(b"a,,b\n1,2,3\n").message == "CSV header has an empty column name (column 2)"
+
+
+def test_duplicate_header_names_are_made_unique_as_pandas_does():
+    table, read_as = read_with_dialect(b"a,b,a,a,a.1\n1,2,3,4,5\n", "csv", CAP, as_text=True)
+    assert table.column_names == ["a", "b", "a.2", "a.3", "a.1"]  # never a name the header has elsewhere
+    assert table.to_pylist() == [{"a": "1", "b": "2", "a.2": "3", "a.3": "4", "a.1": "5"}]
+    assert read_as["renamed_columns"] == {"a.2": "a", "a.3": "a"}
+
+
+@pytest.mark.parametrize("data, dialect, delimiter, rows", [
+    # a European export: ; between fields, decimal commas, a TOTAL line at the end
+    (b"Txn;Amount;Date\nT1;1.234,56;2024-01-15\nT2;-99,5;2024-01-16\nTOTAL;1.135,06\n",
+     Dialect(skip_footer=1), ";", [["T1", "1234.56", "2024-01-15"], ["T2", "-99.5", "2024-01-16"]]),
+    # tabs; Windows-1252 text; a decimal comma said by the upload in a comma file (quoted)
+    ("Name\tAmount\nJosé\t12,5\n".encode("cp1252"), Dialect(encoding="cp1252"), "\t", [["José", "12.5"]]),
+    (b'Name,Amount\nA,"1.234,5"\n', Dialect(decimal=","), ",", [["A", "1234.5"]]),
+    (b'Name,Amount\nA,"1,234.5"\n', Dialect(), ",", [["A", "1,234.5"]]),  # not a decimal comma: kept as written
+    (b"a|b\n1|2\n", Dialect(), "|", [["1", "2"]]),
+    ("a;b\n1;2\n".encode("utf-16"), Dialect(), ";", [["1", "2"]]),  # UTF-16 with its BOM
+])
+def test_csv_dialects_are_sniffed_or_said(data, dialect, delimiter, rows):
+    table, read_as = read_with_dialect(data, "csv", CAP, as_text=True, dialect=dialect)
+    assert [list(r.values()) for r in table.to_pylist()] == rows
+    assert read_as["dialect"]["delimiter"] == delimiter
 
 
 def test_csv_ragged_row_names_the_row():
