@@ -41,6 +41,7 @@ class UploadDialect(BaseModel):
     decimal: Literal[".", ","] | None = None
     encoding: str | None = Field(None, max_length=40)
     skip_footer: int = Field(0, ge=0, le=1000)
+    dates: Literal["DMY", "MDY"] | None = None
 
     @field_validator("encoding")
     @classmethod
@@ -54,7 +55,7 @@ class UploadDialect(BaseModel):
 
     def dialect(self) -> Dialect:
         return Dialect("\t" if self.delimiter == "tab" else self.delimiter, self.decimal, self.encoding,
-                       self.skip_footer)
+                       self.skip_footer, self.dates)
 
 
 def _ingest(data: bytes, filename: str | None, content_type: str | None, max_records: int, blobs, dialect: Dialect):

@@ -48,7 +48,9 @@ FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"
 SKIP_BINARY, SKIP_UNSUPPORTED, SKIP_TOO_BIG = "binary", "unsupported type", "over the size limit"
 _LIST_INDEX = re.compile(r"\[\d+\]")
 _PATH_CHARS = re.compile(r'[.\[\]"]')
-_EMPTY_KEY = re.compile(rb'""\s*:')  # a JSON key "": pyarrow's reader mishandles it (_arrow_json)
+# A JSON key "": pyarrow makes it a column named "", which the walk over records names [""]: the orjson
+# path takes such documents, so a value has one path whichever parser read it.
+_EMPTY_KEY = re.compile(rb'""\s*:')
 
 
 @dataclass(frozen=True)
@@ -316,8 +318,8 @@ def _arrow_json_array(data: bytes) -> pa.StructArray | None:
     """A top-level array of objects, parsed by pyarrow as it stands (the field of one object, a
     value that may span lines): no Python object per value, about twice as fast as orjson then
     pyarrow. None when it is anything else or pyarrow cannot (an item that is not an object, a
-    null item, a field that changes type, malformed JSON, a key "" that it mishandles): then the
-    orjson path decides, as before."""
+    null item, a field that changes type, malformed JSON, a key "", an array pyarrow 26 builds broken):
+    then the orjson path decides, as before."""
     if _EMPTY_KEY.search(data):
         return None
     body = b'{"r":' + data + b"}"
@@ -328,8 +330,9 @@ def _arrow_json_array(data: bytes) -> pa.StructArray | None:
         kind = table.schema.types[0] if table.num_columns == 1 and table.num_rows == 1 else None
         if kind is None or not pa.types.is_list(kind) or not pa.types.is_struct(kind.value_type):
             return None
+        table.validate(full=True)  # pyarrow 26 builds a list whose first item is null broken: [null, "x"]
         records = table.column(0).combine_chunks().flatten()
-    except pa.ArrowException:  # what it refuses, and its own errors on odd documents (empty keys…)
+    except pa.ArrowException:  # what it refuses, and the broken arrays validate() finds
         return None
     return records if len(records) and not records.null_count else None
 
@@ -338,13 +341,16 @@ def _arrow_json(lines: bytes) -> pa.Table | None:
     """One object per line, no blank lines, parsed by pyarrow (record i is line i + 1); None when
     pyarrow cannot (a field that changes type, an integer past 64 bits): then Python walks it.
     Every line must open an object: pyarrow 26's reader crashes the process (SIGSEGV) on a first
-    line `null` followed by an object, and refuses other non-objects anyway. Nor a key "" (its
-    column comes back broken: ArrowIndexError)."""
+    line `null` followed by an object, and refuses other non-objects anyway. A list whose first
+    item is null comes back broken (offsets past its values: ArrowIndexError later): validate()
+    finds it. A key "" goes to the orjson path too (see _EMPTY_KEY)."""
     if not lines.startswith(b"{") or lines.count(b"\n") != lines.count(b"\n{") or _EMPTY_KEY.search(lines):
         return None
     try:
-        return pajson.read_json(pa.BufferReader(lines), read_options=pajson.ReadOptions(use_threads=False),
-                                parse_options=pajson.ParseOptions(newlines_in_values=False))
+        table = pajson.read_json(pa.BufferReader(lines), read_options=pajson.ReadOptions(use_threads=False),
+                                 parse_options=pajson.ParseOptions(newlines_in_values=False))
+        table.validate(full=True)
+        return table
     except pa.ArrowException:
         return None
 

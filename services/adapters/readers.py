@@ -38,6 +38,8 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from services.domain.rules import ISO_TEXT
+
 _BOM = b"\xef\xbb\xbf"
 _SAMPLE_BYTES = 1 << 20  # the first block is enough to see which columns look like dates
 
@@ -60,12 +62,16 @@ class Dialect:
     decimal: str | None = None
     encoding: str | None = None
     skip_footer: int = 0
+    dates: str | None = None  # "DMY" or "MDY": how a date written 03/04/2024 reads
 
 
 DELIMITERS = (",", ";", "\t", "|")
 _SNIFF_BYTES = 64 << 10
 # a number as a decimal-comma locale writes it: 1.234,56 / 1234,56 / -12 (one comma at most, no other mark)
 _DECIMAL_COMMA = r"^[+-]?([0-9]{1,3}(\.[0-9]{3})+|[0-9]+)(,[0-9]+)?$"
+# a date as people write it, day and month either way round, with a time after it or not
+_SLASH_DATE = (r"^(?P<a>[0-9]{1,2})[/.-](?P<b>[0-9]{1,2})[/.-](?P<y>[0-9]{4})"
+               r"(?:[ T](?P<h>[0-9]{1,2}):(?P<mi>[0-9]{2})(?::(?P<s>[0-9]{2}))?)?$")
 
 
 class InputError(Exception):
@@ -143,8 +149,60 @@ def _read_csv_dialect(data: bytes, as_text: bool, dialect: Dialect) -> tuple[pa.
     decimal = dialect.decimal or ("," if delimiter != "," and _decimal_comma_columns(table) else ".")
     if decimal == ",":
         table = _plain_numbers(table)
+    table, dates = _iso_dates(table, dialect.dates)
     return table, {"dialect": {"delimiter": delimiter, "decimal": decimal, "encoding": dialect.encoding or "utf-8",
-                               "skip_footer": dialect.skip_footer}, "renamed_columns": renamed}
+                               "skip_footer": dialect.skip_footer, "dates": dates}, "renamed_columns": renamed}
+
+
+def _iso_dates(table: pa.Table, order: str | None) -> tuple[pa.Table, str | None]:
+    """Text columns of dates written dd/mm/yyyy or mm/dd/yyyy (some may be ISO already), as ISO 8601:
+    the order said (DMY, MDY), or sniffed from the file (a first part over 12 is a day: DMY; a second one:
+    MDY). When nothing tells (every part at most 12) and nothing is said, they stay as written (a rule
+    counts them unevaluated rather than guess). The order used, or None."""
+    found = []
+    for name in table.column_names:
+        col = table.column(name)
+        if not pa.types.is_string(col.type) or col.null_count == len(col):
+            continue
+        text = pc.utf8_trim_whitespace(col)
+        present = pc.fill_null(pc.not_equal(text, ""), False)
+        slashed = pc.fill_null(pc.match_substring_regex(text, _SLASH_DATE), False)
+        iso = pc.fill_null(pc.match_substring_regex(text, ISO_TEXT), False)  # mixed formats: the rest is ISO
+        if pc.all(pc.or_(pc.invert(present), pc.or_(slashed, iso))).as_py() and pc.any(slashed).as_py():
+            found.append(name)
+    if not found:
+        return table, order
+    if order is None:
+        firsts = any(_part_over_12(table.column(n), "a") for n in found)
+        seconds = any(_part_over_12(table.column(n), "b") for n in found)
+        order = "DMY" if firsts and not seconds else "MDY" if seconds and not firsts else None
+        if order is None:
+            return table, None
+    for name in found:
+        table = table.set_column(table.column_names.index(name), name, _as_iso(table.column(name), order))
+    return table, order
+
+
+def _part_over_12(col: pa.ChunkedArray, part: str) -> bool:
+    parts = pc.extract_regex(pc.utf8_trim_whitespace(col), _SLASH_DATE)
+    return bool(pc.any(pc.greater(pc.cast(pc.struct_field(parts, part), pa.int64()), 12)).as_py())
+
+
+def _as_iso(col: pa.ChunkedArray, order: str) -> pa.ChunkedArray:
+    """dd/mm/yyyy [hh:mm[:ss]] (or mm/dd/…) as yyyy-mm-dd[Thh:mm[:ss]]; blanks and nulls as they were."""
+    parts = pc.extract_regex(pc.utf8_trim_whitespace(col), _SLASH_DATE)
+
+    def padded(name: str):
+        return pc.utf8_lpad(pc.struct_field(parts, name), 2, "0")
+
+    day, month = (padded("a"), padded("b")) if order == "DMY" else (padded("b"), padded("a"))
+    date = pc.binary_join_element_wise(pc.struct_field(parts, "y"), month, day, "-")
+    seconds = pc.struct_field(parts, "s")
+    time = pc.binary_join_element_wise("T", padded("h"), ":", pc.struct_field(parts, "mi"),
+                                       pc.if_else(pc.equal(seconds, ""), "", pc.binary_join_element_wise(":", seconds,
+                                                                                                         "")), "")
+    iso = pc.binary_join_element_wise(date, pc.if_else(pc.equal(pc.struct_field(parts, "h"), ""), "", time), "")
+    return pc.if_else(pc.is_valid(parts), iso, col)
 
 
 def _sniff_delimiter(data: bytes) -> str:

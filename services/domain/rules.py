@@ -262,10 +262,7 @@ def _amounts(col: pa.ChunkedArray, name: str) -> tuple[pa.ChunkedArray, pa.Chunk
         return col.cast(pa.float64()), None
     if not _is_text(col.type):
         raise RuleError(f"column '{name}' of type {col.type} is not numeric")
-    text = pc.utf8_trim_whitespace(col.cast(pa.string()))
-    text = pc.replace_substring_regex(text, _CURRENCY, "")
-    thousands = pc.fill_null(pc.match_substring_regex(text, _THOUSANDS), False)
-    text = pc.if_else(thousands, pc.replace_substring(text, ",", ""), text)
+    text = _amount_text(col)
     numeric = pc.fill_null(pc.match_substring_regex(text, NUMBER_TEXT), False)
     present = pc.fill_null(pc.not_equal(text, ""), False)
     values = pc.if_else(numeric, text, pa.scalar(None, pa.string())).cast(pa.float64())
@@ -283,6 +280,13 @@ def _unread_or_fail(col: pa.ChunkedArray, unread: pa.ChunkedArray, present: pa.C
         raise RuleError(f"column '{name}' is not {what}: cannot read '{pc.filter(col, unread)[0].as_py()}'"
                         f" as {what}")
     return unread
+
+
+def _amount_text(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """An amount's text as a plain number would be written: trimmed, no currency, no comma thousands."""
+    text = pc.replace_substring_regex(pc.utf8_trim_whitespace(col.cast(pa.string())), _CURRENCY, "")
+    thousands = pc.fill_null(pc.match_substring_regex(text, _THOUSANDS), False)
+    return pc.if_else(thousands, pc.replace_substring(text, ",", ""), text)
 
 
 _CURRENCY = r"^[$€£¥]\s*|\s*[$€£¥]$|^[A-Z]{3}\s+|\s+[A-Z]{3}$"
@@ -636,7 +640,7 @@ def _unreadable(col: pa.ChunkedArray, kind: str) -> tuple[int, str] | None:
     """How many non-blank values of a text column do not read as a number or a timestamp, and one of them."""
     if not _is_text(col.type):
         return None
-    text = pc.utf8_trim_whitespace(col.cast(pa.string()))
+    text = _amount_text(col) if kind == "number" else pc.utf8_trim_whitespace(col.cast(pa.string()))
     present = pc.and_(pc.is_valid(text), pc.not_equal(text, ""))
     fine = pc.fill_null(pc.match_substring_regex(text, NUMBER_TEXT if kind == "number" else ISO_TEXT), False)
     failing = pc.and_(present, pc.invert(fine))

@@ -59,10 +59,14 @@ def amount_of(text: str) -> float | None:
 
 
 def time_of(text: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
+    """ISO 8601, or day-first as the export's 15/01/2024 (a day over 12 says which)."""
+    for parse in (lambda t: datetime.fromisoformat(t.replace("Z", "+00:00")),
+                  lambda t: datetime.strptime(t, "%d/%m/%Y")):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    return None
 
 
 def expected(rows: list[dict]) -> tuple[Counter, dict[str, list[int]]]:
@@ -93,7 +97,8 @@ def test_a_messy_export_is_scanned_cell_by_cell_with_what_could_not_be_judged_co
     assert up["record_count"] == ROWS and up["columns"] == ["Txn ID", "Account ID", "Amount", "Date", "Note"]
     mapping = confirm(api, up["upload_id"], {"amount": "Amount", "account": "Account ID", "timestamp": "Date",
                                              "transaction_id": "Txn ID"})
-    assert {w["path"][1] for w in mapping["warnings"]} == {"amount", "timestamp"}  # said before any scan
+    assert {w["path"][1] for w in mapping["warnings"]} == {"amount"}  # n/a, said before any scan
+    assert up["dialect"]["dates"] == "DMY"  # 15/01/2024 among ISO times: read day-first, stored as ISO
     scan_id = run(api, policy(api, RULES, "Messy")["id"], up["upload_id"], mapping["mapping_id"])
     scan = wait_settled(api, scan_id)
     assert scan["status"] == "completed", scan
@@ -125,7 +130,8 @@ def test_a_european_export_with_a_footer_and_repeated_headers_is_read_as_written
     assert r.status_code == 201, r.text
     up = r.json()
     assert up["record_count"] == 400 and up["columns"] == ["Txn ID", "Account ID", "Amount", "Date", "Amount.1"]
-    assert up["dialect"] == {"delimiter": ";", "decimal": ",", "encoding": "utf-8", "skip_footer": 1}
+    assert up["dialect"] == {"delimiter": ";", "decimal": ",", "encoding": "utf-8", "skip_footer": 1,
+                             "dates": None}  # its dates are ISO already
     assert up["renamed_columns"] == {"Amount.1": "Amount"}
     mapping = confirm(api, up["upload_id"], {"amount": "Amount", "account": "Account ID", "timestamp": "Date"})
     assert mapping["warnings"] == []  # the amounts read as numbers now

@@ -64,6 +64,19 @@ def test_duplicate_header_names_are_made_unique_as_pandas_does():
     assert read_as["renamed_columns"] == {"a.2": "a", "a.3": "a"}
 
 
+def test_dates_written_day_or_month_first_are_stored_as_iso_when_the_file_or_the_upload_says_which():
+    def dates(data: bytes, order=None):
+        table, read_as = read_with_dialect(data, "csv", CAP, as_text=True, dialect=Dialect(dates=order))
+        return table.column("d").to_pylist(), read_as["dialect"]["dates"]
+
+    assert dates(b"d\n15/01/2024\n3/2/2024 9:30\n\"\"\n2024-02-05T10:00:00Z\n") == (
+        ["2024-01-15", "2024-02-03T09:30", None, "2024-02-05T10:00:00Z"], "DMY")  # 15: a day
+    assert dates(b"d\n01/15/2024\n03.02.2024\n") == (["2024-01-15", "2024-03-02"], "MDY")  # 15: a day, second
+    assert dates(b"d\n01/05/2024\n03/02/2024\n") == (["01/05/2024", "03/02/2024"], None)  # nothing tells: as is
+    assert dates(b"d\n01/05/2024\n03/02/2024\n", "DMY") == (["2024-05-01", "2024-02-03"], "DMY")
+    assert dates(b"d\n15/01/2024\nsoon\n") == (["15/01/2024", "soon"], None)  # not a date column
+
+
 @pytest.mark.parametrize("data, dialect, delimiter, rows", [
     # a European export: ; between fields, decimal commas, a TOTAL line at the end
     (b"Txn;Amount;Date\nT1;1.234,56;2024-01-15\nT2;-99,5;2024-01-16\nTOTAL;1.135,06\n",
