@@ -13,6 +13,7 @@ from starlette.routing import Route
 from api import queries
 from api.auth import Principal, authenticate
 from api.db_work import run_db
+from api.dialects import DatastoreDialect
 from api.errors import ApiError, not_found, validation_error
 from api.limits import monitor_problems
 from api.openapi import request_body
@@ -52,6 +53,7 @@ class DatastoreBody(BaseModel):
     name: str = Field(min_length=1, max_length=MAX_NAME)
     type: Literal["local_dir", "sqlite"]
     path: str = Field(min_length=1, max_length=MAX_PATH)
+    dialect: DatastoreDialect | None = None  # how its CSV files are written (each field left out: sniffed)
 
     @field_validator("name", "path")
     @classmethod
@@ -62,7 +64,8 @@ class DatastoreBody(BaseModel):
 
 
 def datastore_view(d: dict) -> dict:
-    return {"id": d["id"], "name": d["name"], "type": d["type"], "path": d["path"], "created_at": d["created_at"]}
+    return {"id": d["id"], "name": d["name"], "type": d["type"], "path": d["path"], "created_at": d["created_at"],
+            **({"dialect": d["dialect"]} if d.get("dialect") else {})}
 
 
 async def create_datastore(request: Request):
@@ -71,6 +74,9 @@ async def create_datastore(request: Request):
 
     async def handler():
         body = parse(DatastoreBody, await json_body(request))
+        if body.dialect is not None and body.type != "local_dir":
+            raise ApiError(400, "Invalid request body", [{"path": ["dialect"], "message": (
+                "a dialect says how CSV files are written: a local_dir datastore's, not a database's")}])
         try:
             settings = request.app.state.settings
             resolved = resolve_path(workspace_root(settings, principal.workspace_id), body.path, body.type,
@@ -82,7 +88,8 @@ async def create_datastore(request: Request):
             raise ApiError(400, "Invalid request body",
                            [{"path": ["path"], "message": f"invalid path: {reason}"}]) from None
         row = await run_db(request, catalog_store.add_datastore, request.app.state.db, principal.workspace_id,
-                           body.name, body.type, body.path, str(resolved))
+                           body.name, body.type, body.path, str(resolved),
+                           body.dialect.stored() if body.dialect else None)
         return json_response(datastore_view(row), 201)
 
     return await idempotent(request, principal, handler)

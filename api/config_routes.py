@@ -1,11 +1,10 @@
 """Configuration API: uploads, column mappings and policies (ours to define; seeds 001/002 use them)."""
 from __future__ import annotations
 
-import codecs
 from collections import Counter
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -13,6 +12,7 @@ from starlette.routing import Route
 
 from api.auth import authenticate
 from api.db_work import run_db
+from api.dialects import DialectBody
 from api.errors import ApiError, not_found, validation_error
 from api.limits import MAX_DESCRIPTION, MAX_RULES, MAX_TEXT, rule_problems
 from api.openapi import request_body
@@ -32,30 +32,6 @@ def upload_view(u: dict, read_as: dict | None = None) -> dict:
     return {"upload_id": u["id"], "filename": u["filename"], "record_count": u["record_count"],
             "columns": u["columns"], "pii_findings": u["pii_findings"], "created_at": u["created_at"],
             **(read_as or {})}
-
-
-class UploadDialect(BaseModel):
-    """A CSV's dialect, each field sniffed from the file unless the upload's form says (issue 20)."""
-    model_config = ConfigDict(extra="ignore")
-    delimiter: Literal[",", ";", "\t", "|", "tab"] | None = None
-    decimal: Literal[".", ","] | None = None
-    encoding: str | None = Field(None, max_length=40)
-    skip_footer: int = Field(0, ge=0, le=1000)
-    dates: Literal["DMY", "MDY"] | None = None
-
-    @field_validator("encoding")
-    @classmethod
-    def _known(cls, encoding: str | None) -> str | None:
-        if encoding is not None:
-            try:
-                codecs.lookup(encoding)
-            except LookupError:
-                raise ValueError(f"unknown encoding '{encoding}'") from None
-        return encoding
-
-    def dialect(self) -> Dialect:
-        return Dialect("\t" if self.delimiter == "tab" else self.delimiter, self.decimal, self.encoding,
-                       self.skip_footer, self.dates)
 
 
 def _ingest(data: bytes, filename: str | None, content_type: str | None, max_records: int, blobs, dialect: Dialect):
@@ -82,7 +58,7 @@ async def create_upload(request: Request):
         if upload is None or isinstance(upload, str):
             raise ApiError(400, "Invalid request body", [{"path": ["file"], "message": "Required"}])
         try:
-            dialect = UploadDialect.model_validate({k: v for k, v in form.items() if k != "file"}).dialect()
+            dialect = DialectBody.model_validate({k: v for k, v in form.items() if k != "file"}).dialect()
         except ValidationError as exc:
             raise validation_error(exc) from None
         data = await upload.read()

@@ -79,12 +79,14 @@ def datastore_ref(store: dict) -> dict:
     """A datastore in a scan's snapshot: its path as registered (what the views show) and as the server
     resolved it (what the evaluators read; never shown, as a connector's resolved_path)."""
     return {"id": store["id"], "name": store["name"], "type": store["type"], "path": store["path"],
-            "resolved_path": store["resolved_path"]}
+            "resolved_path": store["resolved_path"], **({"dialect": store["dialect"]} if store.get("dialect") else {})}
 
 
 def _store_of(asset: dict) -> dict:
+    dialect = asset.get("datastore_dialect")
     return {"id": asset["datastore_id"], "name": asset["datastore_name"], "type": asset["datastore_type"],
-            "path": asset["datastore_path"], "resolved_path": asset["resolved_path"]}
+            "path": asset["datastore_path"], "resolved_path": asset["resolved_path"],
+            "dialect": orjson.loads(dialect) if dialect else None}
 
 
 def container_ref(asset: dict) -> dict:

@@ -31,7 +31,7 @@ def _read(target: dict, settings: Settings, workspace_id: str) -> pa.Table:
         path = check_allowed(settings, workspace_id, store["type"], store.get("resolved_path") or store["path"])
     except DatastoreError as exc:
         raise AssetReadError(str(exc)) from None
-    return read_asset(store["type"], path, container["name"], settings.max_asset_records)
+    return read_asset(store["type"], path, container["name"], settings.max_asset_records, store.get("dialect"))
 
 
 def run_catalog_unit(message: dict, _blobs, publisher: Publisher, settings: Settings,

@@ -37,7 +37,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.adapters.db import UnsupportedDatabase, sqlite_path
-from services.adapters.readers import InputError, detect_format, read_table
+from services.adapters.readers import Dialect, InputError, detect_format, read_with_dialect
 from services.settings import origin
 
 TYPES = ("local_dir", "sqlite", "s3")
@@ -120,11 +120,13 @@ class Connector:
             raise ResourceError(f'"{name}" is larger than {max_bytes} bytes', "too_large")
         return data
 
-    def read_table(self, name: str, max_records: int) -> pa.Table:
-        """The resource as a table (csv, json, jsonl, parquet files; a sqlite table)."""
+    def read_table(self, name: str, max_records: int, dialect: dict | None = None) -> pa.Table:
+        """The resource as a table (csv, json, jsonl, parquet files; a sqlite table). `dialect`: how a CSV
+        is written, as its datastore was registered (the fields not given are sniffed)."""
         data = self.read_bytes(name)
         try:
-            return read_table(data, detect_format(name, None), max_records)
+            return read_with_dialect(data, detect_format(name, None), max_records,
+                                     dialect=Dialect(**dialect) if dialect else None)[0]
         except InputError as exc:
             raise ResourceError(f'cannot read "{name}": {exc.message}') from None
 
@@ -335,8 +337,8 @@ class SqliteConnector(Connector):
         writer.writerows(rows)
         return io.BytesIO(text.getvalue().encode())
 
-    def read_table(self, name: str, max_records: int) -> pa.Table:
-        columns, rows = self._rows(name, max_records + 1)
+    def read_table(self, name: str, max_records: int, dialect: dict | None = None) -> pa.Table:
+        columns, rows = self._rows(name, max_records + 1)  # a table has types of its own: no dialect
         if len(rows) > max_records:
             raise ResourceError(f'table "{name}" has more than {max_records} rows', "too_large")
         arrays = {}

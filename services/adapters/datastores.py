@@ -42,5 +42,6 @@ def list_containers(type_: str, path: str | Path) -> list[tuple[str, str]]:
     return [(r.name, r.kind) for r in _connector(type_, path).list_resources(extensions=extensions)]
 
 
-def read_asset(type_: str, path: str | Path, name: str, max_records: int) -> pa.Table:
-    return _connector(type_, path).read_table(name, max_records)
+def read_asset(type_: str, path: str | Path, name: str, max_records: int, dialect: dict | None = None) -> pa.Table:
+    """An asset as a table; `dialect`: how the datastore's CSV files are written, as registered."""
+    return _connector(type_, path).read_table(name, max_records, dialect)

@@ -52,6 +52,7 @@ class DatastoreRef(Contract):
     type: Literal["local_dir", "sqlite"]
     path: str  # as registered (relative to the workspace's datastore root); before resolved_path: the resolved one
     resolved_path: str | None = None  # resolved, inside the configured datastore root: what the evaluators read
+    dialect: dict[str, Any] | None = None  # how its CSV files are written, as registered (None: sniffed)
 
 
 class Target(Contract):

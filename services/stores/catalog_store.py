@@ -14,12 +14,12 @@ from typing import Any
 import orjson
 
 from services.domain.envelope import utcnow
-from services.stores.config_store import _one, _row, new_id
+from services.stores.config_store import _row, new_id
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS datastores (
     id INTEGER PRIMARY KEY AUTOINCREMENT, workspace_id TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL,
-    path TEXT NOT NULL, resolved_path TEXT NOT NULL, created_at TEXT NOT NULL, deleted_at TEXT);
+    path TEXT NOT NULL, resolved_path TEXT NOT NULL, created_at TEXT NOT NULL, deleted_at TEXT, dialect TEXT);
 CREATE TABLE IF NOT EXISTS assets (
     id INTEGER PRIMARY KEY AUTOINCREMENT, workspace_id TEXT NOT NULL, datastore_id INTEGER NOT NULL,
     name TEXT NOT NULL, container_type TEXT NOT NULL, created_at TEXT NOT NULL, UNIQUE (datastore_id, name));
@@ -37,26 +37,38 @@ CREATE INDEX IF NOT EXISTS connectors_workspace ON connectors (workspace_id, del
 
 def init(conn) -> None:
     conn.executescript(SCHEMA)
+    # a database from before datastores had a dialect (issue 20): the column, null (sniffed)
+    if "dialect" not in {r[1] for r in conn.execute("PRAGMA table_info(datastores)")}:
+        conn.execute("ALTER TABLE datastores ADD COLUMN dialect TEXT")
 
 
 # --- datastores ---
 
-def add_datastore(conn, workspace_id: str, name: str, type_: str, path: str, resolved_path: str) -> dict[str, Any]:
+def add_datastore(conn, workspace_id: str, name: str, type_: str, path: str, resolved_path: str,
+                  dialect: dict | None = None) -> dict[str, Any]:
     now = utcnow()
-    cur = conn.execute("INSERT INTO datastores (workspace_id, name, type, path, resolved_path, created_at)"
-                       " VALUES (?, ?, ?, ?, ?, ?)", (workspace_id, name, type_, path, resolved_path, now))
+    cur = conn.execute("INSERT INTO datastores (workspace_id, name, type, path, resolved_path, created_at, dialect)"
+                       " VALUES (?, ?, ?, ?, ?, ?, ?)", (workspace_id, name, type_, path, resolved_path, now,
+                                                        orjson.dumps(dialect).decode() if dialect else None))
     return get_datastore(conn, workspace_id, cur.lastrowid)
 
 
+def _datastore(row) -> dict[str, Any] | None:
+    out = _row(row)
+    if out is not None:
+        out["dialect"] = orjson.loads(out["dialect"]) if out.get("dialect") else None
+    return out
+
+
 def get_datastore(conn, workspace_id: str, datastore_id: int) -> dict[str, Any] | None:
-    return _one(conn, "SELECT * FROM datastores WHERE id = ? AND workspace_id = ? AND deleted_at IS NULL",
-                datastore_id, workspace_id)
+    return _datastore(conn.execute("SELECT * FROM datastores WHERE id = ? AND workspace_id = ? AND deleted_at IS NULL",
+                                   (datastore_id, workspace_id)).fetchone())
 
 
 def list_datastores(conn, workspace_id: str) -> list[dict[str, Any]]:
     rows = conn.execute("SELECT * FROM datastores WHERE workspace_id = ? AND deleted_at IS NULL ORDER BY id",
                         (workspace_id,))
-    return [_row(r) for r in rows]
+    return [_datastore(r) for r in rows]
 
 
 def delete_datastore(conn, workspace_id: str, datastore_id: int) -> bool:
@@ -76,7 +88,7 @@ def register_assets(conn, workspace_id: str, datastore_id: int, found: list[tupl
 
 
 ASSET_SELECT = ("SELECT a.*, d.name AS datastore_name, d.type AS datastore_type, d.path AS datastore_path,"
-                " d.resolved_path"
+                " d.resolved_path, d.dialect AS datastore_dialect"
                 " FROM assets a JOIN datastores d ON d.id = a.datastore_id AND d.deleted_at IS NULL")
 
 

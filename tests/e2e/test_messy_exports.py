@@ -13,6 +13,7 @@ from datetime import datetime
 
 from harness import data
 from tests.e2e.helpers import all_violations, confirm, policy, run, upload, wait_settled
+from tests.e2e.monitor_fixtures import in_workspace, sync, wait_finished
 
 ROWS = 3000
 RULES = [
@@ -143,3 +144,47 @@ def test_a_european_export_with_a_footer_and_repeated_headers_is_read_as_written
                    data={"delimiter": "#", "encoding": "klingon"})
     assert bad.status_code == 400 and {tuple(d["path"]) for d in bad.json()["details"]} == {("delimiter",),
                                                                                            ("encoding",)}
+
+
+def test_a_datastore_says_how_its_csv_files_are_written(system):
+    """A comma file with quoted decimal-comma amounts and dates whose order nothing in the file tells:
+    registered with its dialect, its monitors read 1.234,5 as 1234.5 and 03/04/2024 as a date; the same
+    folder registered without one fails the amounts monitor visibly, never passes it."""
+    folder = system.datastore_root / "eu-exports"
+    folder.mkdir()
+    (folder / "ledger.csv").write_text('id,Amount,Date\n1,"1.234,5",03/04/2024\n2,"12,5",04/03/2024\n'
+                                       '3,"999,99",01/02/2024\n')
+    with in_workspace(system, "Dialects") as ws:
+        api = ws.admin
+        said = api.post("/api/datastores", json={"name": "EU", "type": "local_dir", "path": folder.name,
+                                                 "dialect": {"decimal": ",", "dates": "DMY"}})
+        assert said.status_code == 201, said.text
+        assert said.json()["dialect"] == {"decimal": ",", "dates": "DMY"}
+        sniffed = api.post("/api/datastores", json={"name": "EU sniffed", "type": "local_dir", "path": folder.name})
+        for bad in ({"dialect": {"decimal": ";"}}, {"dialect": {"delimiter": ","}, "type": "sqlite"},
+                    {"dialect": {"decimals": ","}}):
+            r = api.post("/api/datastores", json={"name": "x", "type": "local_dir", "path": folder.name, **bad})
+            assert r.status_code == 400 and r.json()["details"][0]["path"][0] == "dialect", r.text
+        monitors = [{"name": "Amounts", "type": "value_range", "params": {"column": "Amount", "min": 0, "max": 1000}},
+                    {"name": "Dates", "type": "schema", "params": {"columns": {"Date": "date"}}}]
+        assets = {}
+        for store in (said.json(), sniffed.json()):
+            (asset,) = sync(api, store["id"])
+            assets[store["name"]] = asset["id"]
+            for monitor in monitors:
+                assert api.post(f"/api/assets/{asset['id']}/monitors", json=monitor).status_code == 201
+        execution = api.post("/api/scan/run").json()["data"]["executionId"]
+        wait_finished(api, execution)
+        board = {a["assetId"]: a for a in api.get("/api/assets/scan-status").json()["data"]}
+        runs = {name: {m["monitorName"]: m for m in board[str(aid)]["lastRun"]["monitors"]}
+                for name, aid in assets.items()}
+        anomalies = api.get(f"/api/scan/{execution}/violations").json()["items"]
+    assert runs["EU"]["Amounts"]["stage"] == runs["EU"]["Dates"]["stage"] == "completed"
+    amounts = [(v["observed"]["outside"], v["observed"]["sample_rows"]) for v in anomalies
+               if v["rule_name"] == "Amounts"]
+    assert amounts == [(1, [1])]  # 1234.5 > 1000, on row 1: the EU store's (the sniffed one's failed)
+    # 03/04/2024 is a date for the store that says DMY; the sniffed store cannot tell, so its schema differs
+    dates = [v["observed"]["mismatched"] for v in anomalies if v["rule_name"] == "Dates"]
+    assert dates == [[{"column": "Date", "expected": "date", "actual": "string"}]]
+    # without the dialect, "1.234,5" is no number a monitor can judge: it says so, it does not pass
+    assert runs["EU sniffed"]["Amounts"]["stage"] == "failed" and runs["EU sniffed"]["Amounts"]["error"]
