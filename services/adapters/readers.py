@@ -159,17 +159,8 @@ def _iso_dates(table: pa.Table, order: str | None) -> tuple[pa.Table, str | None
     the order said (DMY, MDY), or sniffed from the file (a first part over 12 is a day: DMY; a second one:
     MDY). When nothing tells (every part at most 12) and nothing is said, they stay as written (a rule
     counts them unevaluated rather than guess). The order used, or None."""
-    found = []
-    for name in table.column_names:
-        col = table.column(name)
-        if not pa.types.is_string(col.type) or col.null_count == len(col):
-            continue
-        text = pc.utf8_trim_whitespace(col)
-        present = pc.fill_null(pc.not_equal(text, ""), False)
-        slashed = pc.fill_null(pc.match_substring_regex(text, _SLASH_DATE), False)
-        iso = pc.fill_null(pc.match_substring_regex(text, ISO_TEXT), False)  # mixed formats: the rest is ISO
-        if pc.all(pc.or_(pc.invert(present), pc.or_(slashed, iso))).as_py() and pc.any(slashed).as_py():
-            found.append(name)
+    # mixed formats: the values not written dd/mm/yyyy are ISO already
+    found = _text_columns(table, f"{_SLASH_DATE}|{ISO_TEXT}", _SLASH_DATE)
     if not found:
         return table, order
     if order is None:
@@ -218,6 +209,11 @@ def _sniff_delimiter(data: bytes) -> str:
 
 def _decimal_comma_columns(table: pa.Table) -> list[str]:
     """Text columns whose every non-blank value is a decimal-comma number, one of them with a comma."""
+    return _text_columns(table, _DECIMAL_COMMA, ",")
+
+
+def _text_columns(table: pa.Table, every: str, some: str) -> list[str]:
+    """The text columns whose every non-blank value matches `every`, at least one of them `some`."""
     out = []
     for name in table.column_names:
         col = table.column(name)
@@ -225,8 +221,8 @@ def _decimal_comma_columns(table: pa.Table) -> list[str]:
             continue
         text = pc.utf8_trim_whitespace(col)
         present = pc.fill_null(pc.not_equal(text, ""), False)
-        fits = pc.fill_null(pc.match_substring_regex(text, _DECIMAL_COMMA), False)
-        if pc.all(pc.or_(pc.invert(present), fits)).as_py() and pc.any(pc.match_substring(text, ",")).as_py():
+        fits = pc.fill_null(pc.match_substring_regex(text, every), False)
+        if pc.all(pc.or_(pc.invert(present), fits)).as_py() and pc.any(pc.match_substring_regex(text, some)).as_py():
             out.append(name)
     return out
 
