@@ -8,10 +8,12 @@ FROM python:3.11-slim
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
-COPY services ./services
+COPY cli ./cli
+COPY api ./api
 COPY streams ./streams
 COPY projections ./projections
-COPY api ./api
+COPY byoc ./byoc
+COPY services ./services
 RUN pip install . && useradd --create-home --uid 10001 scanner
 # a local_dir connector's path is read under SCANLEDGER_DATASTORE_ROOT: mount the data there
 ENV SCANLEDGER_DATASTORE_ROOT=/data

@@ -26,6 +26,7 @@ from api import (
 )
 from api.db_work import DbWork
 from api.errors import ApiError, handle_api_error, handle_http_exception, handle_unexpected
+from api.health import Progress
 from api.limits import BodyLimit
 from api.openapi import openapi_document
 from api.responses import json_response
@@ -33,7 +34,6 @@ from services.adapters import deadletter, kafka
 from services.adapters.blobstore import BlobStore
 from services.adapters.command_writer import CommandWriter
 from services.adapters.db import ConnectionPerThread
-from services.health import Progress
 from services.settings import Settings
 from services.stores import byoc_store, catalog_store, config_store, detector_store
 

@@ -89,7 +89,7 @@ class Api:
         self.port = free_port()
         env = {**os.environ, "SCANLEDGER_DATA_DIR": str(data_dir), "SCANLEDGER_ADMIN_TOKEN": TOKEN,
                "SCANLEDGER_PORT": str(self.port), "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}
-        self.process = subprocess.Popen([sys.executable, "-m", "services.cli", "api"], env=env, cwd=ROOT,
+        self.process = subprocess.Popen([sys.executable, "-m", "cli.main", "api"], env=env, cwd=ROOT,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=120,
                                    headers={"Authorization": f"Bearer {TOKEN}"})

@@ -34,7 +34,7 @@ from services.adapters.file_cells import scan_files
 from services.domain.detectors import Engine
 
 KEY_ID_ENV, SECRET_ENV = "SCANLEDGER_SECRET_BENCH_KEY_ID", "SCANLEDGER_SECRET_BENCH_SECRET"
-WORKER_NICE = int(os.environ.get("SCANLEDGER_WORKER_NICE", "5"))  # as services/cli.py's worker
+WORKER_NICE = int(os.environ.get("SCANLEDGER_WORKER_NICE", "5"))  # as cli/main.py's worker
 
 
 def timed(fn):

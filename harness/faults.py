@@ -287,7 +287,7 @@ class Procs(Running):
         with open(self.data_dir / f"{name}.log", "ab") as out:
             out.write(f"\n=== {name} started at {time.strftime('%H:%M:%S')} ===\n".encode())
             out.flush()
-            self.processes[name] = subprocess.Popen([sys.executable, "-m", "services.cli", self.commands[name]],
+            self.processes[name] = subprocess.Popen([sys.executable, "-m", "cli.main", self.commands[name]],
                                                     env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
         return self.processes[name]
 
@@ -409,7 +409,7 @@ class Up(Running):
         with open(self.data_dir / "up.log", "ab") as out:
             out.write(f"\n=== up #{self.starts} at {time.strftime('%H:%M:%S')} ===\n".encode())
             out.flush()
-            self.process = subprocess.Popen([sys.executable, "-m", "services.cli", "up"], env=self.env, cwd=ROOT,
+            self.process = subprocess.Popen([sys.executable, "-m", "cli.main", "up"], env=self.env, cwd=ROOT,
                                             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -447,7 +447,7 @@ class Up(Running):
         if self.process is not None and self.process.poll() is None:
             self.ctrl_c()
         if self.own_broker:  # up stops its broker itself; this is for an up that was killed
-            from services.adapters import localbroker
+            from cli import localbroker
 
             with contextlib.suppress(Exception):
                 localbroker.stop(Settings(data_dir=self.data_dir, broker_port=int(self.env["SCANLEDGER_BROKER_PORT"])))
@@ -1121,21 +1121,21 @@ class BrokerStop(Campaign):
         return 1
 
     def make_target(self):
-        from services.adapters import localbroker
+        from cli import localbroker
 
         self.broker = Settings(data_dir=self.tmp / "broker-stop-kafka", broker_port=free_port(2))
         localbroker.start(self.broker)
         return Procs(self.broker.bootstrap_servers, self.tmp / f"{self.kind}-system", rows=self.rows).start()
 
     def teardown(self) -> None:
-        from services.adapters import localbroker
+        from cli import localbroker
 
         super().teardown()
         with contextlib.suppress(Exception):
             localbroker.stop(self.broker)
 
     def inject(self, trial: Trial) -> None:
-        from services.adapters import localbroker
+        from cli import localbroker
 
         known = set(all_scan_ids(self.target))
         localbroker.stop(self.broker)

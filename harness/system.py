@@ -76,7 +76,7 @@ class Broker:
             self._stop = container.stop
             self.bootstrap = container.get_bootstrap_server()
             return self.bootstrap
-        from services.adapters import localbroker
+        from cli import localbroker
         from services.settings import Settings
 
         settings = Settings.from_env(data_dir=self.tmp / "broker", broker_port=free_port(2), kafka_bootstrap=None)
@@ -106,7 +106,7 @@ class Running:
         return self.data_dir / "scanledger.db"
 
     def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "services.cli", *args], env=self.env, cwd=ROOT,
+        return subprocess.run([sys.executable, "-m", "cli.main", *args], env=self.env, cwd=ROOT,
                               capture_output=True, text=True, timeout=timeout, check=True)
 
     def client(self, token: str = TOKEN) -> httpx.Client:
@@ -144,7 +144,7 @@ class System(Running):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         for name in ("worker", "projector", "api"):
             log = open(self.data_dir / f"{name}.log", "ab")  # noqa: SIM115 (the child's stdout for its life)
-            self.processes[name] = subprocess.Popen([sys.executable, "-m", "services.cli", name], env=self.env,
+            self.processes[name] = subprocess.Popen([sys.executable, "-m", "cli.main", name], env=self.env,
                                                     cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         self.wait_healthy()
         return self

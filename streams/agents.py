@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 
-from services.coordinator import Coordinator
 from services.domain import contracts as c
 from services.domain.envelope import header_type
-from services.record_handling import Handler, Record, RecordHandling
+from streams.coordinator import Coordinator
+from streams.record_handling import Handler, Record, RecordHandling
 
 
 def record(event) -> Record:

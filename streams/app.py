@@ -1,10 +1,10 @@
 """The Faust streams app, wiring only: config, topics, the scans table, agents and timers.
 
-Every decision is made in services/: the coordinator (services/coordinator.py), the evaluator
-(services/evaluator.py), the record pipeline that decodes, retries, dead-letters and acks at
-least once (services/record_handling.py, looped in streams/agents.py) and the watchdogs
-(services/domain/watchdog.py, read from Faust in streams/watchdogs.py). Faust's own commit and
-recovery bugs are fixed in streams/faust_fixes.py.
+Every decision is made in Faust-free modules beside it: the coordinator (coordinator.py), the
+evaluator (evaluator.py), the record pipeline that decodes, retries, dead-letters and acks at
+least once (record_handling.py, looped in agents.py) and the watchdogs (services/domain/watchdog.py,
+read from Faust in watchdogs.py); a contract (.importlinter) keeps Faust and aiokafka out of
+them. Faust's own commit and recovery bugs are fixed in faust_fixes.py.
 """
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from services.adapters.abort_watch import AbortWatch
 from services.adapters.blobstore import BlobStore
 from services.adapters.deadletter import DeadLetters
 from services.adapters.kafka import Publisher
-from services.coordinator import Coordinator
 from services.domain.watchdog import Reoffers
-from services.evaluator import Evaluator
-from services.record_handling import RecordHandling
 from services.runners import plan_scan
 from services.settings import Settings
 from streams import agents, faust_fixes, watchdogs
+from streams.coordinator import Coordinator
+from streams.evaluator import Evaluator
+from streams.record_handling import RecordHandling
 
 EVALUATORS = 2  # units evaluated at once per worker (pyarrow releases the GIL)
 WATCH_EVERY_S = 5.0

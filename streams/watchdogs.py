@@ -15,10 +15,10 @@ from aiokafka.partitioner import murmur2
 from confluent_kafka import KafkaException
 
 from services.adapters.kafka import group_lag
-from services.coordinator import Coordinator
 from services.domain.watchdog import StallWatch
-from services.record_handling import Activity
 from services.settings import Settings
+from streams.coordinator import Coordinator
+from streams.record_handling import Activity
 
 log = logging.getLogger("scanledger.streams")
 

@@ -1,7 +1,7 @@
 """A sensitive-data chunk's report events, wherever the chunk ran: their ids, and the checks on what an
 external (BYOC) worker reports before the API writes it to the ledger.
 
-The in-cluster evaluator (services.sensitive_runner) and `scanledger scan-worker` run the same code,
+The in-cluster evaluator (services.runners.sensitive) and `scanledger scan-worker` run the same code,
 so they report the same events; an external worker's reach the ledger through the API, which keeps
 only each event's type and data, checks them against the chunk it leased, and gives them the id
 and envelope the in-cluster path would have. So a worker can neither count a finding twice (the id

@@ -2,7 +2,7 @@
 
 A finding whose detector confidence is below the threshold is sent, with others, to an
 OpenAI-compatible chat-completions endpoint (services.adapters.llm does the HTTP; the service
-layer, services.llm_assist, batches and remembers). This module builds the request and reads
+layer, services.runners.llm_assist, batches and remembers). This module builds the request and reads
 the answer, and decides what a verdict changes:
 
 - Only masked context ever leaves: the masked sample (the same the API shows), the detector and

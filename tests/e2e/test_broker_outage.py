@@ -7,8 +7,8 @@ import time
 
 from confluent_kafka import Consumer, TopicPartition
 
+from cli import localbroker
 from harness.system import System, free_port
-from services.adapters import localbroker
 from services.domain import commands
 from services.domain import contracts as c
 from services.domain.envelope import decode

@@ -74,7 +74,7 @@ def start_worker(world, environment: dict, name: str, root: Path | str | None = 
     cwd = world["root"] if root is None else world["logs"] / f"{name}-cwd"
     cwd.mkdir(exist_ok=True)
     log = open(world["logs"] / f"{name}.log", "ab")  # noqa: SIM115 (the child's output for its life)
-    return subprocess.Popen([sys.executable, "-m", "services.cli", "scan-worker"], env=env, cwd=cwd,
+    return subprocess.Popen([sys.executable, "-m", "cli.main", "scan-worker"], env=env, cwd=cwd,
                             stdout=log, stderr=subprocess.STDOUT)
 
 

@@ -5,11 +5,11 @@ import sqlite3
 import orjson
 import pytest
 
+from byoc.worker import Misconfigured, check_reachable
 from services.domain import contracts as c
 from services.domain.chunk_reports import BadReport, ChunkFiles, checked, event_id
 from services.domain.kinds import SENSITIVE
-from services.scan_worker import Misconfigured, check_reachable
-from services.sensitive_runner import plan_sensitive, run_chunk
+from services.runners.sensitive import plan_sensitive, run_chunk
 from services.settings import Settings
 from services.stores import byoc_store, read_models
 from tests.unit.test_sensitive import Published, command, lake, request, store  # noqa: F401 (a fixture)

@@ -14,7 +14,7 @@ from services.domain.kinds.monitor import target_units
 from services.domain.monitors import evaluate_monitor, parse_monitor
 from services.domain.planning import plan, with_row_numbers
 from services.domain.rules import evaluate, parse_rule
-from services.target_runner import anomaly_event
+from services.runners.targets import anomaly_event
 
 RULES = [parse_rule({"id": "big", "name": "Big", "type": "threshold", "severity": "high",
                      "params": {"field": "amount", "op": "gt", "value": 10}}).model_dump()]

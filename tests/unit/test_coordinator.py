@@ -2,12 +2,12 @@
 import asyncio
 
 from services.adapters.kafka import DeliveryFailed
-from services.coordinator import Coordinator
 from services.domain import contracts as c
 from services.domain.envelope import make_event
 from services.domain.kinds.sensitive import chunks
 from services.domain.watchdog import Reoffers
 from services.settings import Settings
+from streams.coordinator import Coordinator
 
 TOPICS = Settings().topics
 RULES = [{"id": "r1", "name": "big", "type": "threshold", "severity": "high", "active": True,

@@ -32,7 +32,7 @@ def test_what_each_kind_checks_and_how_the_activity_list_names_it():
 
 
 def test_the_pure_half_imports_no_adapter():
-    io = ("services.runners", "services.unit_runner", "services.target_runner", "services.adapters.kafka",
+    io = ("services.runners", "services.runners.compliance", "services.runners.targets", "services.adapters.kafka",
           "services.adapters.blobstore", "services.adapters.db", "sqlite3", "confluent_kafka")
     code = ("import sys, services.domain.kinds, services.domain.lifecycle; "
             f"print(sorted(m for m in sys.modules if m in {io!r}))")

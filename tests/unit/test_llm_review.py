@@ -8,14 +8,14 @@ import orjson
 import pytest
 
 from harness.corpus import generate
-from services import llm_assist
 from services.adapters.file_cells import Limits, scan_files
 from services.adapters.llm import LlmUnavailable
 from services.domain import contracts as c
 from services.domain import llm_review as lr
 from services.domain.detectors import Engine, Finding
 from services.domain.kinds import SENSITIVE
-from services.sensitive_runner import finding_id, plan_sensitive, run_chunk
+from services.runners import llm_assist
+from services.runners.sensitive import finding_id, plan_sensitive, run_chunk
 from services.settings import Settings
 from tests.unit.test_sensitive import Published, command, request, store
 

@@ -7,9 +7,9 @@ from services.adapters.kafka import DeliveryFailed
 from services.domain import contracts as c
 from services.domain.commands import with_expiry
 from services.domain.envelope import encode, headers, make_event
-from services.evaluator import Evaluator
-from services.record_handling import Record, RecordHandling
 from services.settings import Settings
+from streams.evaluator import Evaluator
+from streams.record_handling import Record, RecordHandling
 from tests.unit.test_lifecycle import run_scan_command
 
 COMMANDS = "t.commands"

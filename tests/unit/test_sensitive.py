@@ -6,14 +6,14 @@ import orjson
 import pytest
 
 from harness.corpus import generate
-from services import sensitive_runner
 from services.adapters.blobstore import BlobStore
 from services.domain import contracts as c
 from services.domain import lifecycle
 from services.domain.envelope import make_event, utcnow
 from services.domain.kinds import SENSITIVE, kind_of
 from services.domain.kinds.sensitive import baseline_versions, chunks, coverage, deadline, final_status
-from services.sensitive_runner import groups, plan_sensitive, run_chunk
+from services.runners import sensitive as sensitive_runner
+from services.runners.sensitive import groups, plan_sensitive, run_chunk
 from services.settings import Settings
 
 

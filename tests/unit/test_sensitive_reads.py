@@ -1,11 +1,11 @@
-"""A chunk's reads (services.sensitive_runner._ReadAhead): a group ahead of the detectors, on a few
+"""A chunk's reads (services.runners.sensitive._ReadAhead): a group ahead of the detectors, on a few
 threads, never more than two groups' files, with the same outcomes as reading in place."""
 import threading
 
 from services.adapters.connectors import ResourceError
 from services.adapters.file_cells import SKIP_TOO_BIG, Limits
 from services.domain.detectors import Engine
-from services.sensitive_runner import _ReadAhead, groups, read_one, scan_group
+from services.runners.sensitive import _ReadAhead, groups, read_one, scan_group
 
 
 class Source:

@@ -1,7 +1,7 @@
 """A monitor scan (seed 000): every enabled monitor of a workspace, one unit per asset.
 
 A monitor scan needs no splitting: each target (a container with its monitors) is one unit,
-which reads the container and runs its monitors (services.target_runner). Syncs share the
+which reads the container and runs its monitors (services.runners.targets). Syncs share the
 target units and work (services.domain.kinds.catalog).
 """
 from __future__ import annotations

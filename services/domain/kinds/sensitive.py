@@ -1,6 +1,6 @@
 """A sensitive-data scan (seed 004): every file of some connectors, split into chunks, through the detectors.
 
-The coordinator enumerates the connectors (services.sensitive_runner) and records what it found
+The coordinator enumerates the connectors (services.runners.sensitive) and records what it found
 (scan.enumerated); the files are split into contiguous chunks, one per worker slot
 (`workers_requested` = min(max_workers, files)), and each chunk is a unit of work. A chunk
 reports every file's outcome (scanned, skipped or failed, with the reason) and the findings,

@@ -300,7 +300,7 @@ def _cluster_id() -> str:
 def _server_properties(settings, broker_dir: Path) -> str:
     port = int(settings.broker_port)
     return "\n".join([
-        "# Written by scan-ledger (services/localbroker) on every start; edits are overwritten.",
+        "# Written by scan-ledger (cli/localbroker) on every start; edits are overwritten.",
         "process.roles=broker,controller",
         "node.id=1",
         f"controller.quorum.voters=1@127.0.0.1:{port + 1}",
@@ -325,7 +325,7 @@ def _server_properties(settings, broker_dir: Path) -> str:
 def _log4j2_properties(broker_dir: Path) -> str:
     log = broker_dir / "server.log"
     return "\n".join([
-        "# Written by scan-ledger (services/localbroker) on every start.",
+        "# Written by scan-ledger (cli/localbroker) on every start.",
         "status = warn",
         "name = scanledger-local-broker",
         "appender.file.type = RollingFile",

@@ -1,4 +1,4 @@
 """The project's own single-node Kafka broker for `scanledger up` and the tests (see broker.py)."""
-from services.adapters.localbroker.broker import BrokerError, ensure_jars, start, status, stop
+from cli.localbroker.broker import BrokerError, ensure_jars, start, status, stop
 
 __all__ = ["BrokerError", "ensure_jars", "start", "status", "stop"]

@@ -10,7 +10,7 @@ It claims a chunk, checks that it can reach the chunk's data at all (the directo
 root, the bucket with its keys, the endpoint): if not, that is its own configuration, not the
 data's, so it scans nothing, releases the chunk for a worker that can, logs one line naming the
 setting to fix and exits 2. Otherwise it scans the chunk with the same code as the in-cluster evaluators
-(services.sensitive_runner.run_chunk), and reports what it found through `Reporter`, which
+(services.runners.sensitive.run_chunk), and reports what it found through `Reporter`, which
 stands where the evaluator's Kafka publisher stands: events are sent in batches, every send is
 also a heartbeat that keeps the lease, and a heartbeat thread keeps it while a large file is
 scanned. It claims again until no chunk is left; it exits when its scan has ended or was
@@ -28,7 +28,7 @@ from dataclasses import replace
 import httpx
 
 from services.adapters.connectors import ConnectorError, connector_for, origin
-from services.sensitive_runner import run_chunk
+from services.runners.sensitive import run_chunk
 from services.settings import Settings
 
 log = logging.getLogger("scanledger.scan_worker")

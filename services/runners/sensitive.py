@@ -35,7 +35,7 @@ from services.domain.envelope import follow, iso
 from services.domain.kinds.sensitive import baseline_versions, chunks
 from services.domain.llm_review import Verdict, adjusted_confidence
 from services.domain.vocabulary import EVALUATOR_SOURCE as SOURCE
-from services.llm_assist import Reviewer
+from services.runners.llm_assist import Reviewer
 from services.settings import Settings
 
 log = logging.getLogger("scanledger.sensitive")
@@ -229,7 +229,7 @@ def run_chunk(message: dict, blobs, publisher: Publisher, settings: Settings,
     work = message["data"]
     topics = settings.topics
     attempt = work.get("attempt", 0)
-    # an external worker's chunk carries its files (services.scan_worker); an evaluator's, a blob reference
+    # an external worker's chunk carries its files (byoc.worker); an evaluator's, a blob reference
     files = work["files"] if "files" in work else orjson.loads(blobs.get(work["blob"])) if work.get("blob") else []
     counts = {"scanned": 0, "skipped": 0, "failed": 0, "unchanged": 0}
     why: Counter[tuple[str, str]] = Counter()  # (status, reason) of the files not scanned

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import orjson
 
+from cli.supervisor import Supervisor, install_stop_handlers
 from services.settings import Settings
-from services.supervisor import Supervisor, install_stop_handlers
 
 
 def _settings(args) -> Settings:
@@ -67,7 +67,7 @@ def cmd_worker(args) -> None:
 
 
 def cmd_scan_worker(_args) -> None:
-    from services.scan_worker import main_from_env
+    from byoc.worker import main_from_env
 
     raise SystemExit(main_from_env())
 
@@ -104,7 +104,7 @@ def cmd_dead_letters(args) -> None:
 
 
 def cmd_broker(args) -> None:
-    from services.adapters import localbroker
+    from cli import localbroker
 
     settings = _settings(args)
     if args.action == "fetch":
@@ -143,7 +143,8 @@ def admin_token(settings: Settings) -> str:
 
 
 def cmd_up(args) -> None:
-    from services.adapters import kafka, localbroker
+    from cli import localbroker
+    from services.adapters import kafka
 
     settings = _settings(args)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -159,7 +160,7 @@ def cmd_up(args) -> None:
     prepare_database(settings)
     logs = settings.data_dir / "logs"
     stop_asked = install_stop_handlers()
-    me = [sys.executable, "-m", "services.cli"]
+    me = [sys.executable, "-m", "cli.main"]
     supervisor = Supervisor([("worker", [*me, "worker"]), ("projector", [*me, "projector"]),
                              ("api", [*me, "api", "--host", args.host])], logs, env=os.environ.copy(),
                             say=lambda line: print(line, file=sys.stderr, flush=True))

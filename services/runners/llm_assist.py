@@ -1,4 +1,4 @@
-"""LLM Assist in a sensitive-data chunk (services.sensitive_runner.run_chunk): the findings of a group of
+"""LLM Assist in a sensitive-data chunk (services.runners.sensitive.run_chunk): the findings of a group of
 files whose detector confidence is below SCANLEDGER_LLM_CONFIDENCE_THRESHOLD get a verdict from the
 configured chat-completions endpoint before they are published, so the verdict is part of the finding's
 event (services.domain.llm_review builds the requests and reads the answers; services.adapters.llm sends them).

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from services import sensitive_runner, target_runner, unit_runner
 from services.adapters.blobstore import BlobStore
 from services.adapters.kafka import Publisher
 from services.domain.kinds import CATALOG, COMPLIANCE, MONITOR, SENSITIVE, kind_of
 from services.domain.kinds.monitor import target_units
+from services.runners import compliance, sensitive, targets
 from services.settings import Settings
 
 
@@ -30,10 +30,10 @@ def _one_unit_per_target(request: dict, _blobs: BlobStore, _settings: Settings) 
 
 
 IO: dict[str, KindIO] = {
-    COMPLIANCE.name: KindIO(plan=unit_runner.plan_upload, run=unit_runner.run_unit),
-    MONITOR.name: KindIO(plan=_one_unit_per_target, run=target_runner.run_monitor_unit),
-    CATALOG.name: KindIO(plan=_one_unit_per_target, run=target_runner.run_catalog_unit),
-    SENSITIVE.name: KindIO(plan=sensitive_runner.plan_sensitive, run=sensitive_runner.run_chunk),
+    COMPLIANCE.name: KindIO(plan=compliance.plan_upload, run=compliance.run_unit),
+    MONITOR.name: KindIO(plan=_one_unit_per_target, run=targets.run_monitor_unit),
+    CATALOG.name: KindIO(plan=_one_unit_per_target, run=targets.run_catalog_unit),
+    SENSITIVE.name: KindIO(plan=sensitive.plan_sensitive, run=sensitive.run_chunk),
 }
 
 

@@ -1,0 +1,1 @@
+"""The BYOC scan worker: a customer runs it next to their data; it claims chunks from the coordinator over HTTP."""
