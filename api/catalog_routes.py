@@ -22,7 +22,7 @@ from api.requests import idempotent, json_body, parse
 from api.responses import json_response
 from api.scan_commands import start_scan
 from api.scan_requests import sync_request
-from services.adapters.datastores import (
+from services.adapters.connectors.datastores import (
     DatastoreError,
     check_allowed,
     list_containers,

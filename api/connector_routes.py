@@ -2,7 +2,7 @@
 
 The `{"status": "success", "data": …}` envelope of seed 004; errors have the API's one error
 body (api/errors.py: seed 004 shows none). A connector's config is validated and confined by
-services/adapters/connectors.py, the registry seed 000's datastores use too; an s3
+services/adapters/connectors/, the registry seed 000's datastores use too; an s3
 connector's credentials are references (an env var's name, a secret file's path), and no
 response ever holds the secret they point at.
 """

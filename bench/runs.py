@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from harness.system import Broker, System
-from services.adapters.datastores import read_asset
+from services.adapters.connectors.datastores import read_asset
 from services.domain.monitors import evaluate_monitor, parse_monitor
 
 MONITORS = [

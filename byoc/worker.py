@@ -27,9 +27,9 @@ from dataclasses import replace
 
 import httpx
 
-from services.adapters.connectors import ConnectorError, connector_for, origin
+from services.adapters.connectors import ConnectorError, connector_for
 from services.runners.sensitive import run_chunk
-from services.settings import Settings
+from services.settings import Settings, origin
 
 log = logging.getLogger("scanledger.scan_worker")
 

@@ -88,9 +88,9 @@ class Settings:
     broker_heap_mb: int = 512
     # Datastore paths must resolve inside this directory (a path that escapes it is a 400).
     datastore_root: Path = Path(".")
-    # Each workspace reaches only <datastore_root>/<workspace_id>/ (services/adapters/datastores.py).
+    # Each workspace reaches only <datastore_root>/<workspace_id>/ (services/adapters/connectors/confinement.py).
     datastore_root_per_workspace: bool = False
-    # Connectors' secret files (services/adapters/s3.py): None means no secret files; never a datastore.
+    # Connectors' secret files (services/adapters/connectors/s3.py): None means no secret files; never a datastore.
     secrets_dir: Path | None = None
     # Environment variables a connector may name for its credentials start with this.
     secrets_env_prefix: str = "SCANLEDGER_SECRET_"

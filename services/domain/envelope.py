@@ -36,8 +36,10 @@ def utcnow() -> str:
     return iso(datetime.now(UTC))
 
 
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def iso(moment: datetime | float) -> str:
+    """ISO-8601 UTC to the millisecond, of a datetime or a POSIX timestamp (a file's mtime)."""
+    when = moment if isinstance(moment, datetime) else datetime.fromtimestamp(moment, UTC)
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def make_event(

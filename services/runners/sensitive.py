@@ -135,7 +135,7 @@ def read_one(connectors: _Connectors, file: dict, limits: Limits):
     except Exception as exc:  # a reader's error no connector wrapped: this file fails with its kind
         log.warning("reading %s failed", file["name"], exc_info=True)
         return "failed", f"unreadable: {type(exc).__name__}", 0, []
-    # a sqlite table's bytes are the table as CSV (services/adapters/connectors.py)
+    # a sqlite table's bytes are the table as CSV (services/adapters/connectors/)
     name = file["name"] + ".csv" if connectors.snaps[file["connector_id"]]["type"] == "sqlite" else file["name"]
     return data, name
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
-from services.adapters.datastores import AssetReadError, DatastoreError, check_allowed, read_asset
+from services.adapters.connectors.datastores import AssetReadError, DatastoreError, check_allowed, read_asset
 from services.adapters.kafka import Publisher
 from services.domain import contracts as c
 from services.domain.envelope import deterministic_id, follow

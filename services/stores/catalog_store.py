@@ -1,5 +1,5 @@
 """Configuration tables of the monitor side: datastores, their assets, the assets' monitors;
-and seed 004's connectors (the same sources: services/adapters/connectors.py reads both).
+and seed 004's connectors (the same sources: services/adapters/connectors/ reads both).
 
 Datastores and assets (the operations API calls them containers) get integer ids, as
 seed 003 shows them. An asset row is registered the first time a sync finds it and keeps

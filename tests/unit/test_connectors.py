@@ -1,4 +1,4 @@
-"""The connector abstraction (services/adapters/connectors.py, s3.py) on real sources: temp dirs,
+"""The connector abstraction (services/adapters/connectors/, s3.py) on real sources: temp dirs,
 SQLite files and a real S3 server (moto's, over HTTP; `s3_server` checks credentials). No client is mocked."""
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ import pytest
 from pydantic import ValidationError
 
 from harness.system import free_port
-from services.adapters import datastores
 from services.adapters.connectors import (
     ConnectorError,
     LocalDirConnector,
     ResourceError,
     SqliteConnector,
     connector_for,
+    datastores,
     selected,
     validate_config,
 )
-from services.adapters.s3 import S3Connector
+from services.adapters.connectors.s3 import S3Connector
 from services.settings import Settings, origin
 
 OBJECTS = {"data/a.csv": b"email\na@example.com\n", "data/sub/b.json": b'[{"k": 1}]', "data/c.txt": b"hello",
@@ -356,7 +356,7 @@ def test_s3_through_the_registry_with_referenced_keys(settings, s3_server, bucke
 
 def test_a_missing_or_unknown_credentials_source_is_named_in_the_details():
     from api.errors import details_from
-    from services.adapters.connectors import S3Config
+    from services.adapters.connectors.config import S3Config
 
     for credentials, message in (({"access_key_id_env": "X"}, "Required"), ({"source": "vault"}, "Expected one of")):
         with pytest.raises(ValidationError) as exc:

@@ -2,7 +2,13 @@ import sqlite3
 
 import pytest
 
-from services.adapters.datastores import AssetReadError, DatastoreError, list_containers, read_asset, resolve_path
+from services.adapters.connectors.datastores import (
+    AssetReadError,
+    DatastoreError,
+    list_containers,
+    read_asset,
+    resolve_path,
+)
 
 
 @pytest.fixture

@@ -3,17 +3,23 @@ bootstrap token rotation, CSV identifiers that keep their text, no score for a f
 from __future__ import annotations
 
 import sqlite3
-from types import SimpleNamespace
 
 import pyarrow as pa
 import pytest
 
-from services.adapters.datastores import DatastoreError, check_allowed, resolve_path, system_paths, workspace_root
+from services.adapters.connectors.datastores import (
+    DatastoreError,
+    check_allowed,
+    resolve_path,
+    system_paths,
+    workspace_root,
+)
 from services.adapters.readers import read_table
 from services.domain import contracts as c
 from services.domain import lifecycle
 from services.domain.planning import typed_for_scan, with_row_numbers
 from services.domain.rules import evaluate, parse_rule
+from services.settings import Settings
 from services.stores import config_store
 from tests.unit.test_lifecycle import change, started_scan, unit_event
 
@@ -21,9 +27,8 @@ from tests.unit.test_lifecycle import change, started_scan, unit_event
 def settings_for(tmp_path, per_workspace=False):
     data = tmp_path / "root" / ".scanledger"
     data.mkdir(parents=True)
-    return SimpleNamespace(datastore_root=tmp_path / "root", datastore_root_per_workspace=per_workspace,
-                           data_dir=data, blob_dir=data / "blobs", broker_dir=data / "kafka",
-                           cache_dir=tmp_path / "cache", db_url=f"sqlite:///{data / 'scanledger.db'}")
+    return Settings(datastore_root=tmp_path / "root", datastore_root_per_workspace=per_workspace,
+                    data_dir=data, cache_dir=tmp_path / "cache")
 
 
 def test_the_data_dir_is_never_a_datastore_even_inside_the_root(tmp_path):

@@ -28,17 +28,10 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from services.adapters.connectors import (
-    Connector,
-    ConnectorError,
-    Resource,
-    ResourceError,
-    env_prefix,
-    env_value,
-    iso,
-    secrets_root,
-    selected,
-)
+from services.adapters.connectors.base import Connector, ConnectorError, Resource, ResourceError, selected
+from services.adapters.connectors.confinement import env_prefix, env_value, secrets_root
+from services.domain.envelope import iso
+from services.settings import Settings
 
 CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
                     "AuthorizationHeaderMalformed", "InvalidSecurity", "TokenRefreshRequired"}
@@ -61,7 +54,7 @@ def _client(**kwargs: Any):
         return _session.client("s3", **kwargs)
 
 
-def _keys_from_file(settings, workspace_id: str, path: str, status: int) -> dict[str, str]:
+def _keys_from_file(settings: Settings, workspace_id: str, path: str, status: int) -> dict[str, str]:
     root = secrets_root(settings, workspace_id)
     if root is None:
         raise ConnectorError("secret files are not enabled: SCANLEDGER_SECRETS_DIR is not set", status, "credentials")
@@ -85,7 +78,7 @@ def _keys_from_file(settings, workspace_id: str, path: str, status: int) -> dict
     return keys
 
 
-def _keys_from_env(settings, workspace_id: str, credentials: dict, status: int) -> dict[str, str]:
+def _keys_from_env(settings: Settings, workspace_id: str, credentials: dict, status: int) -> dict[str, str]:
     prefix = env_prefix(settings, workspace_id)
     keys = {}
     for field, arg in (("access_key_id_env", "aws_access_key_id"), ("secret_access_key_env", "aws_secret_access_key"),
@@ -103,7 +96,8 @@ def _keys_from_env(settings, workspace_id: str, credentials: dict, status: int) 
     return keys
 
 
-def resolve_credentials(settings, workspace_id: str, credentials: dict, status: int = 409) -> dict[str, str] | None:
+def resolve_credentials(settings: Settings, workspace_id: str, credentials: dict,
+                        status: int = 409) -> dict[str, str] | None:
     """boto3's keyword arguments for the referenced keys (None: unsigned). ConnectorError (reason
     credentials) when the reference names nothing this workspace may use."""
     source = credentials.get("source")
@@ -116,7 +110,7 @@ def resolve_credentials(settings, workspace_id: str, credentials: dict, status: 
     raise ConnectorError(f'unknown credentials source "{source}"', status, "credentials")
 
 
-def check_credentials(settings, workspace_id: str, credentials: dict) -> None:
+def check_credentials(settings: Settings, workspace_id: str, credentials: dict) -> None:
     """When a connector is registered: the reference resolves (400 otherwise). The keys are dropped."""
     resolve_credentials(settings, workspace_id, credentials, status=400)
 
@@ -187,13 +181,12 @@ class S3Connector(Connector):
         self.client = _client(endpoint_url=endpoint_url, region_name=region, config=config, **(keys or {}))
 
     @classmethod
-    def from_config(cls, settings, workspace_id: str, config: dict[str, Any]) -> S3Connector:
+    def from_config(cls, settings: Settings, workspace_id: str, config: dict[str, Any]) -> S3Connector:
         return cls(config["bucket"], config.get("prefix", ""), config.get("endpoint_url"),
                    config.get("region", "us-east-1"),
                    resolve_credentials(settings, workspace_id, config["credentials"]),
-                   connect_timeout_s=getattr(settings, "s3_connect_timeout_s", 5.0),
-                   read_timeout_s=getattr(settings, "s3_read_timeout_s", 30.0),
-                   max_attempts=getattr(settings, "s3_max_attempts", 3))
+                   connect_timeout_s=settings.s3_connect_timeout_s, read_timeout_s=settings.s3_read_timeout_s,
+                   max_attempts=settings.s3_max_attempts)
 
     @property
     def where(self) -> str:

@@ -1,6 +1,6 @@
 """Seed 000's datastores: a directory of files or a SQLite database, read as Arrow tables.
 
-A thin face over services/adapters/connectors.py, the one registry and set of readers that
+A thin face over the connectors package, the one registry and set of readers that
 seed 004's connectors use too (the confinement rules are there). Every file with a data
 extension in a directory is an asset (named by its path relative to the directory); every
 table of a SQLite database is one.
@@ -11,16 +11,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from services.adapters.connectors import (
-    ConnectorError,
-    LocalDirConnector,
-    ResourceError,
-    SqliteConnector,
-    check_allowed,
-    resolve_path,
-    system_paths,
-    workspace_root,
-)
+from services.adapters.connectors.base import ConnectorError, ResourceError
+from services.adapters.connectors.confinement import check_allowed, resolve_path, system_paths, workspace_root
+from services.adapters.connectors.local import LocalDirConnector
+from services.adapters.connectors.sqlite import SqliteConnector
 
 DATA_EXTENSIONS = (".csv", ".json", ".jsonl", ".ndjson", ".parquet")
 

@@ -1,0 +1,68 @@
+"""`local_dir`: every file under a directory; a resource is its path relative to the directory."""
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from services.adapters.connectors.base import Connector, ConnectorError, Resource, ResourceError, selected
+from services.domain.envelope import iso
+
+
+class LocalDirConnector(Connector):
+    type = "local_dir"
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def list_resources(self, prefixes=(), extensions=None) -> Iterator[Resource]:
+        if not self.path.is_dir():
+            raise ConnectorError(f'directory "{self.path.name}" is gone', 409, "missing")
+        inside = self.path.resolve()
+        # os.walk and DirEntry, not rglob and Path: a listing of 100k files took 11 s in pathlib's
+        # per-file resolve and sort. Linked directories are not followed (as rglob); a linked file
+        # counts only if it resolves inside the directory. Ordered by path components, as before.
+        found = []
+        for top, dirs, files in os.walk(self.path):
+            dirs.sort()
+            base = os.path.relpath(top, self.path)
+            parts = () if base == "." else tuple(Path(base).parts)
+            found += [((*parts, f), top, f) for f in files]
+        found.sort()
+        for parts, top, file in found:
+            name = "/".join(parts)
+            if not selected(name, prefixes, extensions):
+                continue
+            path = os.path.join(top, file)
+            try:
+                st = os.stat(path)  # follows a link: its target's size and mtime
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                if os.path.islink(path) and inside not in Path(path).resolve().parents:  # a link out of the directory
+                    continue
+            except OSError:  # gone or unreadable since the walk saw it: the read will say which
+                continue
+            yield Resource(name, st.st_size, iso(st.st_mtime))
+
+    def probe(self, sample: str | None = None) -> None:
+        if not self.path.is_dir():
+            raise ConnectorError(f'directory "{self.path}" does not exist', 409, "missing")
+
+    def _file(self, name: str) -> Path:
+        file = (self.path / name).resolve()
+        if self.path.resolve() not in file.parents or not file.is_file():
+            raise ResourceError(f'file "{name}" not found', "missing")
+        return file
+
+    def open(self, name: str) -> BinaryIO:
+        file = self._file(name)
+        try:
+            return open(file, "rb")  # the caller closes it
+        except PermissionError:
+            raise ResourceError(f'file "{name}": permission denied', "permission") from None
+        except FileNotFoundError:
+            raise ResourceError(f'file "{name}" not found', "missing") from None
+        except OSError as exc:
+            raise ResourceError(f'cannot open "{name}": {exc.strerror or exc}', "unavailable") from None
