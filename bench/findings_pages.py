@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from api.sensitive_queries import encode_cursor
+from api.sensitive.queries import encode_cursor
 from harness.system import ROOT, free_port
 from services.stores import byoc_store, catalog_store, config_store, read_models
 

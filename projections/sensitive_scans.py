@@ -6,7 +6,7 @@ enumeration); rm_sensitive_chunks each chunk's place in the enumeration (its sta
 times are rm_units'); rm_sensitive_files one row per file outcome and rm_sensitive_findings
 one per finding. Files and findings are idempotent on their primary keys (a file of a scan,
 a finding id of a scan), so a retried chunk or a replay never counts one twice; the coverage
-counters are counts over them (api/sensitive_queries.py).
+counters are counts over them (api/sensitive/queries.py).
 
 A cancel settles: a file outcome that comes after its scan's scan.aborted (the same partition,
 so the order is the log's, live and in a replay) is recorded in rm_sensitive_late_files and not
@@ -62,7 +62,7 @@ def scan_started(conn, rec: Record) -> None:
 
 
 def chunk_offered(conn, rec: Record) -> None:
-    """A BYOC scan's chunk, waiting for an external worker to claim it (api/byoc_routes.py): the
+    """A BYOC scan's chunk, waiting for an external worker to claim it (api/sensitive/byoc_routes.py): the
     latest offer (a resume offers again with the next attempt) with its work, files by reference."""
     d = rec.event["data"]
     conn.execute(

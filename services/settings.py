@@ -107,7 +107,7 @@ class Settings:
     stall_s: float = 30.0
     # The coordinator offers a unit's work again after this long without a sign of life.
     unit_reoffer_s: float = 60.0
-    # BYOC scans (api/byoc_routes.py): an external worker's hold on a chunk lasts this long after its last
+    # BYOC scans (api/sensitive/byoc_routes.py): an external worker's hold on a chunk lasts this long after its last
     # report; the image and the API's own address that GET …/deployment-config gives the workers.
     worker_lease_s: float = 30.0
     worker_image: str = "scanledger/scan-worker:0.1.0"

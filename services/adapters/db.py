@@ -5,7 +5,7 @@ the API's small config writes wait for the projector's batch instead of failing.
 
 The API uses ConnectionPerThread: one object its code passes around as `db`, which runs each
 statement on the calling thread's own connection. The API calls it from a few database
-threads, never from the event loop (api/db_work.py), so a write waiting out the busy
+threads, never from the event loop (api/web/db_work.py), so a write waiting out the busy
 timeout holds up one thread, not every request; and a `with transaction(db):` stays on one
 connection, so it is atomic against the other threads as against the projector.
 """

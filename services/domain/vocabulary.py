@@ -2,7 +2,7 @@
 
 A scan's state on the ledger (the coordinator's lifecycle, the read models, the API) is one
 of `STATUSES`. The seeds' own names for these states are views of them and stay beside the
-views that show them (api/*_views.py).
+views that show them (each family's views.py under api/).
 
     queued ──▶ running ──▶ completed | partial_failure | failed   (TERMINAL)
        │          │

@@ -26,8 +26,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from api.errors import ApiError, handle_api_error, handle_unexpected
-from api.limits import BodyLimit
+from api.web.errors import ApiError, handle_api_error, handle_unexpected
+from api.web.limits import BodyLimit
 from harness import data
 from tests.e2e.helpers import confirm, run, upload
 

@@ -6,10 +6,10 @@ import threading
 
 from starlette.routing import Mount, Route
 
-from api import openapi
 from api.app import ROUTERS
-from api.openapi import flat_routes, openapi_document
-from api.params import Int64Convertor
+from api.web import openapi
+from api.web.openapi import flat_routes, openapi_document
+from api.web.params import Int64Convertor
 from services.adapters.db import ConnectionPerThread, transaction
 
 

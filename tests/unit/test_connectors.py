@@ -355,7 +355,7 @@ def test_s3_through_the_registry_with_referenced_keys(settings, s3_server, bucke
 
 
 def test_a_missing_or_unknown_credentials_source_is_named_in_the_details():
-    from api.errors import details_from
+    from api.web.errors import details_from
     from services.adapters.connectors.config import S3Config
 
     for credentials, message in (({"access_key_id_env": "X"}, "Required"), ({"source": "vault"}, "Expected one of")):

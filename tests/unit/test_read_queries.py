@@ -6,7 +6,7 @@ filled by projecting the test ledgers (tests/unit/ledger.py: two compliance scan
 scans and syncs) plus one RunScan not yet taken up, so the reads return rows and their
 columns are read by name as the views read them.
 
-EXERCISES has an entry per function of api.queries and api.operations_queries that takes the
+EXERCISES has an entry per function of api.scans.reads and api.operations.queries that takes the
 database: a new query without one fails test_every_query_function_is_exercised.
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ import sqlite3
 
 import pytest
 
-from api import operations_queries as oq
-from api import queries
+from api.operations import queries as oq
+from api.scans import reads
 from projections.apply import apply_batch
 from projections.record import Record
 from services.adapters.db import transaction
@@ -58,39 +58,39 @@ def unit_ids(db) -> list[str]:
     return [r[0] for r in db.execute("SELECT unit_id FROM rm_units ORDER BY 1")]
 
 
-# --- api.queries -------------------------------------------------------------------------------------
+# --- api.scans.reads -------------------------------------------------------------------------------------
 
 def exercise_scan(db):
-    assert queries.scan(db, WORKSPACE, "s2")["status"] == "completed"
-    assert queries.scan(db, OTHER, "s2") is None  # scoped to the workspace
-    assert queries.scan(db, WORKSPACE, "s3") is None  # not projected yet
+    assert reads.scan(db, WORKSPACE, "s2")["status"] == "completed"
+    assert reads.scan(db, OTHER, "s2") is None  # scoped to the workspace
+    assert reads.scan(db, WORKSPACE, "s3") is None  # not projected yet
 
 
 def exercise_pending_request(db):
-    assert queries.pending_request(db, WORKSPACE, "s3")["request"]["scan_id"] == "s3"
-    assert queries.pending_request(db, WORKSPACE, "s1") is None  # taken up
-    assert queries.pending_request(db, OTHER, "s3") is None
+    assert reads.pending_request(db, WORKSPACE, "s3")["request"]["scan_id"] == "s3"
+    assert reads.pending_request(db, WORKSPACE, "s1") is None  # taken up
+    assert reads.pending_request(db, OTHER, "s3") is None
 
 
 def exercise_pending_operation(db):
-    assert queries.pending_operation(db, WORKSPACE, 3)["scan_id"] == "s3"
-    assert queries.pending_operation(db, WORKSPACE, 2) is None
+    assert reads.pending_operation(db, WORKSPACE, 3)["scan_id"] == "s3"
+    assert reads.pending_operation(db, WORKSPACE, 2) is None
 
 
 def exercise_scan_or_pending(db):
-    row, pending = queries.scan_or_pending(db, WORKSPACE, "s1")
+    row, pending = reads.scan_or_pending(db, WORKSPACE, "s1")
     assert row["scan_id"] == "s1" and pending is None
-    row, pending = queries.scan_or_pending(db, WORKSPACE, "s3")
+    row, pending = reads.scan_or_pending(db, WORKSPACE, "s3")
     assert row is None and pending["kind"] == "compliance"
-    assert queries.scan_or_pending(db, WORKSPACE, "nope") == (None, None)
+    assert reads.scan_or_pending(db, WORKSPACE, "nope") == (None, None)
 
 
 def exercise_is_known(db):
-    assert queries.is_known(db, "s3") and queries.is_known(db, "s2") and not queries.is_known(db, "nope")
+    assert reads.is_known(db, "s3") and reads.is_known(db, "s2") and not reads.is_known(db, "nope")
 
 
 def exercise_score_history(db):
-    history = queries.score_history(db, "s1")
+    history = reads.score_history(db, "s1")
     assert [h["action"] for h in history] == [
         "scan_completed", "violation_dismissed", "violation_resolved", "violation_reopened"]
     assert set(history[0]) == {"score", "timestamp", "action", "violation_id"}
@@ -100,9 +100,9 @@ def exercise_violations_page(db):
     total = len(violation_ids(db, "s1"))
     for page, size, rule_id, status, severity in itertools.product(
             (1, 2), (1, 100), (None, "r1", "r9"), (None, "open", "resolved", "dismissed"), (None, "high", "low")):
-        out = queries.violations_page(db, "s1", page, size, rule_id, status, severity)
+        out = reads.violations_page(db, "s1", page, size, rule_id, status, severity)
         assert out["total"] <= total and len(out["items"]) <= size
-    out = queries.violations_page(db, "s1", 1, 100, None, None, None)
+    out = reads.violations_page(db, "s1", 1, 100, None, None, None)
     assert out["total"] == total == len(out["items"]) and out["pages"] == 1
     assert {i["status"] for i in out["items"]} == {"open", "resolved"}  # status overrides joined in
     assert set(out["items"][0]) == {"id", "scan_id", "rule_id", "rule_name", "rule_type", "severity", "account",
@@ -112,34 +112,34 @@ def exercise_violations_page(db):
 
 def exercise_violation(db):
     vid = violation_ids(db, "s2")[0]
-    row = queries.violation(db, WORKSPACE, vid)
+    row = reads.violation(db, WORKSPACE, vid)
     assert row["id"] == vid and row["finalized"] == 1 and row["scan_status"] == "completed"
-    assert queries.violation(db, OTHER, vid) is None
+    assert reads.violation(db, OTHER, vid) is None
 
 
 def exercise_asset_profile(db):
-    profile = queries.asset_profile(db, 1)
-    assert profile["row_count"] == 130 and queries.loads(profile["columns"])[0]["name"] == "id"  # sync2's
-    assert queries.asset_profile(db, 99) is None
+    profile = reads.asset_profile(db, 1)
+    assert profile["row_count"] == 130 and reads.loads(profile["columns"])[0]["name"] == "id"  # sync2's
+    assert reads.asset_profile(db, 99) is None
 
 
 def exercise_asset_runs(db):
-    current, last = queries.asset_runs(db, [1, 2, 99])
+    current, last = reads.asset_runs(db, [1, 2, 99])
     assert current == {}  # every run has finished
     assert {asset: unit["scan_id"] for asset, unit in last.items()} == {1: "mon2", 2: "mon2"}
     assert last[1]["scan_started_at"] is not None
-    assert queries.asset_runs(db, []) == ({}, {})
+    assert reads.asset_runs(db, []) == ({}, {})
 
 
 def exercise_unit_monitors(db):
-    monitors = queries.unit_monitors(db, unit_ids(db))
+    monitors = reads.unit_monitors(db, unit_ids(db))
     assert set(monitors) == {"mon1.u0", "mon1.u1", "mon2.u0", "mon2.u1"}
     assert [(m["monitor_name"], m["stage"], m["anomalies"]) for m in monitors["mon2.u0"]] == [
         ("Row count", "completed", 1), ("Freshness", "failed", 0)]
-    assert queries.unit_monitors(db, []) == {}
+    assert reads.unit_monitors(db, []) == {}
 
 
-# --- api.operations_queries --------------------------------------------------------------------------
+# --- api.operations.queries --------------------------------------------------------------------------
 
 OPERATION_FILTERS = [
     {}, {"id": "2"}, {"id": "1"}, {"schedule_id": "5"}, {"finished": "true"}, {"finished": "false"},
@@ -192,17 +192,17 @@ def exercise_units(db):
 
 
 EXERCISES = {
-    (queries, "scan"): exercise_scan,
-    (queries, "pending_request"): exercise_pending_request,
-    (queries, "pending_operation"): exercise_pending_operation,
-    (queries, "scan_or_pending"): exercise_scan_or_pending,
-    (queries, "is_known"): exercise_is_known,
-    (queries, "score_history"): exercise_score_history,
-    (queries, "violations_page"): exercise_violations_page,
-    (queries, "violation"): exercise_violation,
-    (queries, "asset_profile"): exercise_asset_profile,
-    (queries, "asset_runs"): exercise_asset_runs,
-    (queries, "unit_monitors"): exercise_unit_monitors,
+    (reads, "scan"): exercise_scan,
+    (reads, "pending_request"): exercise_pending_request,
+    (reads, "pending_operation"): exercise_pending_operation,
+    (reads, "scan_or_pending"): exercise_scan_or_pending,
+    (reads, "is_known"): exercise_is_known,
+    (reads, "score_history"): exercise_score_history,
+    (reads, "violations_page"): exercise_violations_page,
+    (reads, "violation"): exercise_violation,
+    (reads, "asset_profile"): exercise_asset_profile,
+    (reads, "asset_runs"): exercise_asset_runs,
+    (reads, "unit_monitors"): exercise_unit_monitors,
     (oq, "operations_page"): exercise_operations_page,
     (oq, "operation"): exercise_operation,
     (oq, "operation_id_of"): exercise_operation_id_of,
@@ -212,7 +212,7 @@ EXERCISES = {
 
 def query_functions() -> set[tuple]:
     """The functions of the API's query modules that take the database (`db`) first."""
-    return {(module, name) for module in (queries, oq) for name, fn in inspect.getmembers(module, inspect.isfunction)
+    return {(module, name) for module in (reads, oq) for name, fn in inspect.getmembers(module, inspect.isfunction)
             if fn.__module__ == module.__name__ and next(iter(inspect.signature(fn).parameters), None) == "db"}
 
 
@@ -230,9 +230,9 @@ def test_every_statement_prepares_on_empty_tables():
     conn = sqlite3.connect(":memory:", isolation_level=None)
     conn.row_factory = sqlite3.Row
     read_models.create(conn)
-    assert queries.scan_or_pending(conn, WORKSPACE, "s1") == (None, None)
-    assert queries.violations_page(conn, "s1", 1, 10, "r1", "open", "high")["total"] == 0
-    assert queries.asset_runs(conn, [1]) == ({}, {})
+    assert reads.scan_or_pending(conn, WORKSPACE, "s1") == (None, None)
+    assert reads.violations_page(conn, "s1", 1, 10, "r1", "open", "high")["total"] == 0
+    assert reads.asset_runs(conn, [1]) == ({}, {})
     for raw in OPERATION_FILTERS:
         assert oq.operations_page(conn, WORKSPACE, oq.OperationsQuery.model_validate(raw)) == ([], 0)
     assert oq.operation(conn, WORKSPACE, 1) is None and oq.units(conn, "s1") == []

@@ -11,11 +11,11 @@ import orjson
 import pytest
 from starlette.requests import Request
 
-from api import operations_queries as oq
-from api import operations_views as views
-from api.auth import Principal
-from api.requests import stable_id
-from api.scan_requests import rerun_request
+from api.operations import queries as oq
+from api.operations import views
+from api.scans.snapshots import rerun_request
+from api.web.auth import Principal
+from api.web.requests import stable_id
 from projections.apply import apply_batch
 from projections.record import Record
 from services.adapters.db import transaction

@@ -1,7 +1,7 @@
 """The JSON shapes of seed 001 (GET /api/scan/{id}) from the read model."""
 from __future__ import annotations
 
-from api import queries
+from api.scans import reads
 from services.domain.kinds import kind_of
 from services.domain.vocabulary import FINISHED
 
@@ -27,13 +27,13 @@ def rules_processed(row) -> int:
 def unevaluated(row) -> list[dict]:
     """Per rule, the records it could not judge (a value that does not read as a number or a time): left out
     of the rule, so neither a violation nor a pass; a few of their record indexes to look at."""
-    found = queries.loads(row["unevaluated"]) or {}
+    found = reads.loads(row["unevaluated"]) or {}
     return [{"rule_id": rule_id, "count": got["count"], "sample_record_indexes": got["rows"]}
             for rule_id, got in sorted(found.items())]
 
 
 def scan_view(db, row) -> dict:
-    settled = queries.is_settled(row)
+    settled = reads.is_settled(row)
     status = scan_status(row)
     return {
         "id": row["scan_id"],
@@ -54,13 +54,13 @@ def scan_view(db, row) -> dict:
         "upload_id": row["upload_id"],
         "mapping_id": row["mapping_id"],
         "audit_id": row["audit_id"],
-        "mapping_config": queries.loads(row["mapping_config"]) or {},
+        "mapping_config": reads.loads(row["mapping_config"]) or {},
         "temporal_scale": row["temporal_scale"],
-        "score_history": queries.score_history(db, row["scan_id"]) if settled else [],
-        "delta": queries.loads(row["delta"]) if settled else None,
+        "score_history": reads.score_history(db, row["scan_id"]) if settled else [],
+        "delta": reads.loads(row["delta"]) if settled else None,
         "error": row["error"] if settled else None,
         "unevaluated": unevaluated(row) if settled else [],
-        "pii_findings": queries.loads(row["pii_findings"]) or [],
+        "pii_findings": reads.loads(row["pii_findings"]) or [],
     }
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import orjson
 from pydantic import BaseModel, Field
 
-from api.auth import Principal
-from api.errors import ApiError, not_found
-from api.openapi import request_body
+from api.web.auth import Principal
+from api.web.errors import ApiError, not_found
+from api.web.openapi import request_body
 from services.domain import contracts as c
 from services.domain.envelope import utcnow
 from services.domain.kinds import CATALOG, COMPLIANCE, MONITOR, kind_of

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.params import MAX_PAGE, QueryInt
+from api.web.params import MAX_PAGE, QueryInt
 from services.domain.kinds import SENSITIVE, kinds_of_operation_type
 from services.domain.vocabulary import FINISHED, sql_list
 
@@ -47,7 +47,7 @@ HAS_LOGS = "(s.error IS NOT NULL OR s.scan_id IN (SELECT scan_id FROM rm_units W
 DURATION = "(julianday(s.finished_at) - julianday(s.started_at))"
 # A sensitive-data scan's records are the files it scanned and its anomalies the findings, as its chunks
 # reported them so far (an aborted scan's unfinished chunks too), the counts of GET /api/v1/scans/:id
-# (api/sensitive_queries.py). CASE evaluates its subqueries only for the rows of that kind.
+# (api/sensitive/queries.py). CASE evaluates its subqueries only for the rows of that kind.
 IS_SENSITIVE = f"s.kind = '{SENSITIVE.name}'"
 RECORDS = (f"(CASE WHEN {IS_SENSITIVE} THEN (SELECT COUNT(*) FROM rm_sensitive_files f WHERE f.scan_id = s.scan_id"
            " AND f.status = 'scanned') ELSE s.record_count END)")

@@ -1,7 +1,7 @@
 """Read models shaped into seed 000's JSON: executions and per-asset scan status."""
 from __future__ import annotations
 
-from api import queries
+from api.scans import reads
 
 EXECUTION_STATUS = {"queued": "running", "running": "running", "completed": "finished",
                     "partial_failure": "finished", "failed": "failed", "aborted": "failed"}
@@ -44,9 +44,9 @@ def run_view(unit, monitors: list[dict]) -> dict:
 
 
 def assets_status(db, assets: list[dict]) -> list[dict]:
-    current, last = queries.asset_runs(db, [a["id"] for a in assets])
+    current, last = reads.asset_runs(db, [a["id"] for a in assets])
     units = [*current.values(), *last.values()]
-    monitors = queries.unit_monitors(db, [u["unit_id"] for u in units])
+    monitors = reads.unit_monitors(db, [u["unit_id"] for u in units])
     out = []
     for a in assets:
         cur, prev = current.get(a["id"]), last.get(a["id"])

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from api.db_work import run_db
-from api.errors import ApiError
+from api.web.db_work import run_db
+from api.web.errors import ApiError
 from services.domain.vocabulary import FINISHED
 from services.stores import byoc_store, config_store
 from services.stores.byoc_store import WORKER_TOKEN_PREFIX

@@ -7,17 +7,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api import operations_queries as oq
-from api import operations_views as views
-from api import queries
-from api import sensitive_queries as sq
-from api.auth import Principal, authenticate
-from api.db_work import run_db
-from api.errors import ApiError, details_from, not_found
-from api.params import path_id
-from api.responses import json_response
-from api.scan_commands import send_command, start_scan, wait_until
-from api.scan_requests import rerun_request
+from api.operations import queries as oq
+from api.operations import views
+from api.scans import reads
+from api.scans.commands import send_command, start_scan, wait_until
+from api.scans.snapshots import rerun_request
+from api.sensitive import queries as sq
+from api.web.auth import Principal, authenticate
+from api.web.db_work import run_db
+from api.web.errors import ApiError, details_from, not_found
+from api.web.params import path_id
+from api.web.responses import json_response
 from services.domain import contracts as c
 from services.domain.envelope import utcnow
 from services.domain.kinds import KINDS, SENSITIVE
@@ -52,9 +52,9 @@ def _operation_id(request: Request) -> int:
 async def find_run(request: Request, principal: Principal) -> Run:
     """The run named by the path's id (400 if it is not an integer, 404 if there is none)."""
     db, operation_id = request.app.state.db, _operation_id(request)
-    row, pending = await run_db(request, queries.projected_or_pending,
+    row, pending = await run_db(request, reads.projected_or_pending,
                                 lambda: oq.operation(db, principal.workspace_id, operation_id),
-                                lambda: queries.pending_operation(db, principal.workspace_id, operation_id))
+                                lambda: reads.pending_operation(db, principal.workspace_id, operation_id))
     if row is None and pending is None:  # unknown, another workspace's, or deleted
         raise not_found(RUN_NOT_FOUND)
     return Run(operation_id, row, pending["request"] if pending is not None else None)

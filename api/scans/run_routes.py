@@ -9,13 +9,13 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.routing import Route
 
-from api import queries
-from api.auth import Principal, authenticate, require
-from api.db_work import run_db
-from api.requests import idempotent, json_body, parse
-from api.responses import json_response
-from api.scan_commands import start_scan, wait_until
-from api.scan_requests import ScanRunBody, compliance_request, monitor_scan_request
+from api.scans import reads
+from api.scans.commands import start_scan, wait_until
+from api.scans.snapshots import ScanRunBody, compliance_request, monitor_scan_request
+from api.web.auth import Principal, authenticate, require
+from api.web.db_work import run_db
+from api.web.requests import idempotent, json_body, parse
+from api.web.responses import json_response
 
 
 async def run_monitor_scan(request: Request, principal: Principal):
@@ -35,7 +35,7 @@ async def run_compliance_scan(request: Request, principal: Principal, body: dict
     # Seed 002 scans "run synchronously": answer once the results are final, or after the wait,
     # unless the client asks not to wait (RFC 7240 `Prefer: respond-async`).
     if "respond-async" not in request.headers.get("prefer", ""):
-        await wait_until(request, lambda: queries.is_settled(queries.scan(db, principal.workspace_id, scan_id)),
+        await wait_until(request, lambda: reads.is_settled(reads.scan(db, principal.workspace_id, scan_id)),
                          request.app.state.settings.scan_sync_wait_s)
     return json_response({"scan_id": scan_id, "status": "running"})
 

@@ -1,19 +1,20 @@
-"""Compliance scans (seeds 001 and 002) and their violations; POST /api/scan/run is in scan_run_routes."""
+"""Compliance scans (seeds 001 and 002) and their violations; POST /api/scan/run is in api/scans/run_routes.py."""
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.routing import Route
 
-from api import compliance_views, queries
-from api.auth import authenticate
-from api.db_work import run_db
-from api.errors import ApiError, not_found
-from api.openapi import request_body
-from api.params import MAX_PAGE, QueryInt
-from api.requests import json_body, parse
-from api.responses import json_response
-from api.scan_commands import send_command, wait_until
+from api.compliance import views
+from api.scans import reads
+from api.scans.commands import send_command, wait_until
+from api.web.auth import authenticate
+from api.web.db_work import run_db
+from api.web.errors import ApiError, not_found
+from api.web.openapi import request_body
+from api.web.params import MAX_PAGE, QueryInt
+from api.web.requests import json_body, parse
+from api.web.responses import json_response
 from services.domain import contracts as c
 from services.domain.vocabulary import FINISHED, FindingStatus, Severity
 
@@ -25,15 +26,15 @@ async def get_scan(request: Request):
     scan_id = request.path_params["id"]
 
     def lookup():
-        row, pending = queries.scan_or_pending(db, principal.workspace_id, scan_id)
-        return (compliance_views.scan_view(db, row) if row is not None else None), pending
+        row, pending = reads.scan_or_pending(db, principal.workspace_id, scan_id)
+        return (views.scan_view(db, row) if row is not None else None), pending
 
     view, pending = await run_db(request, lookup)
     if view is not None:
         return json_response(view)
     if pending is None:
         raise not_found("Scan not found")
-    return json_response(compliance_views.pending_view(pending))
+    return json_response(views.pending_view(pending))
 
 
 class ViolationQuery(BaseModel):
@@ -49,10 +50,10 @@ async def list_violations(request: Request):
     principal = await authenticate(request, "assets:read")
     db = request.app.state.db
     scan_id = request.path_params["id"]
-    if await run_db(request, queries.scan_or_pending, db, principal.workspace_id, scan_id) == (None, None):
+    if await run_db(request, reads.scan_or_pending, db, principal.workspace_id, scan_id) == (None, None):
         raise not_found("Scan not found")
     query = parse(ViolationQuery, dict(request.query_params))
-    return json_response(await run_db(request, queries.violations_page, db, scan_id, query.page, query.size,
+    return json_response(await run_db(request, reads.violations_page, db, scan_id, query.page, query.size,
                                       query.rule_id, query.status, query.severity))
 
 
@@ -62,7 +63,7 @@ class ViolationPatch(BaseModel):
 
 
 def violation_view(row) -> dict:
-    return queries.violation_view({k: row[k] for k in (
+    return reads.violation_view({k: row[k] for k in (
         "id", "scan_id", "rule_id", "rule_name", "rule_type", "severity", "account", "record_index", "record_key",
         "value", "window", "signature", "status", "detected_at", "record", "observed")})
 
@@ -73,7 +74,7 @@ async def patch_violation(request: Request):
     db = request.app.state.db
     vid = request.path_params["id"]
     patch = parse(ViolationPatch, await json_body(request))
-    row = await run_db(request, queries.violation, db, principal.workspace_id, vid)
+    row = await run_db(request, reads.violation, db, principal.workspace_id, vid)
     if row is None:
         raise not_found("Violation not found")
     if not (row["finalized"] and row["scan_status"] in FINISHED):
@@ -83,7 +84,7 @@ async def patch_violation(request: Request):
                            c.ChangeViolationStatus(scan_id=row["scan_id"], violation_id=vid, severity=row["severity"],
                                                    status=patch.status, changed_by=principal.user).model_dump())
         await wait_until(request,
-                         lambda: queries.violation(db, principal.workspace_id, vid)["status"] == patch.status,
+                         lambda: reads.violation(db, principal.workspace_id, vid)["status"] == patch.status,
                          request.app.state.settings.scan_sync_wait_s)
     return json_response({**violation_view(row), "status": patch.status})
 

@@ -3,9 +3,9 @@
 POST /api/v1/scans/parallel writes a RunScan of the `sensitive` kind (services.domain.kinds.sensitive)
 with a snapshot of each connector (its config as registered: references to secrets, never
 secrets); the coordinator enumerates the connectors and sends the chunks, and the read side
-(projections/sensitive_scans.py, api/sensitive_queries.py) shows progress, coverage,
+(projections/sensitive_scans.py, api/sensitive/queries.py) shows progress, coverage,
 workers and findings. Cancel is the lifecycle's abort: what was found stays. Each scan is also
-a `scan` run of seed 003's Activity list, with an integer run id (api/operations_routes.py).
+a `scan` run of seed 003's Activity list, with an integer run id (api/operations/routes.py).
 """
 from __future__ import annotations
 
@@ -18,15 +18,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import Route
 
-from api import queries
-from api import sensitive_queries as sq
-from api.auth import authenticate
-from api.db_work import run_db
-from api.errors import ApiError, not_found, validation_error
-from api.openapi import request_body
-from api.requests import idempotent, json_body
-from api.responses import json_response
-from api.scan_commands import send_command, start_scan, wait_until
+from api.scans import reads
+from api.scans.commands import send_command, start_scan, wait_until
+from api.sensitive import queries as sq
+from api.web.auth import authenticate
+from api.web.db_work import run_db
+from api.web.errors import ApiError, not_found, validation_error
+from api.web.openapi import request_body
+from api.web.requests import idempotent, json_body
+from api.web.responses import json_response
 from services.domain import contracts as c
 from services.domain.detectors import described
 from services.domain.envelope import iso, utcnow
@@ -157,9 +157,9 @@ async def start_parallel_scan(request: Request):
 def _scan_or_pending(db, workspace_id: str, scan_id: str):
     """(row, None), (None, pending request) or (None, None)."""
     def pending():
-        found = queries.pending_request(db, workspace_id, scan_id)
+        found = reads.pending_request(db, workspace_id, scan_id)
         return found if found is not None and found["kind"] == "sensitive" else None
-    return queries.projected_or_pending(lambda: sq.scan_row(db, workspace_id, scan_id), pending)
+    return reads.projected_or_pending(lambda: sq.scan_row(db, workspace_id, scan_id), pending)
 
 
 def _view(db, workspace_id: str, scan_id: str) -> dict | None:

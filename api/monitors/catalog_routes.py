@@ -10,18 +10,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api import queries
-from api.auth import Principal, authenticate
-from api.db_work import run_db
-from api.dialects import DatastoreDialect
-from api.errors import ApiError, not_found, validation_error
-from api.limits import monitor_problems
-from api.openapi import request_body
-from api.params import path_int, query_id
-from api.requests import idempotent, json_body, parse
-from api.responses import json_response
-from api.scan_commands import start_scan
-from api.scan_requests import sync_request
+from api.scans import reads
+from api.scans.commands import start_scan
+from api.scans.dialects import DatastoreDialect
+from api.scans.snapshots import sync_request
+from api.web.auth import Principal, authenticate
+from api.web.db_work import run_db
+from api.web.errors import ApiError, not_found, validation_error
+from api.web.limits import monitor_problems
+from api.web.openapi import request_body
+from api.web.params import path_int, query_id
+from api.web.requests import idempotent, json_body, parse
+from api.web.responses import json_response
 from services.adapters.connectors.datastores import (
     DatastoreError,
     check_allowed,
@@ -156,7 +156,7 @@ async def sync_datastore(request: Request):
 # --- assets ---
 
 def asset_view(db, a: dict) -> dict:
-    profile = queries.asset_profile(db, a["id"])
+    profile = reads.asset_profile(db, a["id"])
     return {"id": a["id"], "name": a["name"], "container_type": a["container_type"],
             "datastore": {"id": a["datastore_id"], "name": a["datastore_name"]},
             "columns": orjson.loads(profile["columns"]) if profile else None,

@@ -1,14 +1,15 @@
-"""Data-quality monitor scans (seed 000): execution status, per-asset scan status (the trigger: scan_run_routes)."""
+"""Data-quality monitor scans (seed 000): execution status, per-asset scan status (trigger: api/scans/run_routes.py)."""
 from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.routing import Route
 
-from api import monitor_views, queries
-from api.auth import authenticate
-from api.db_work import run_db
-from api.errors import not_found
-from api.responses import json_response
+from api.monitors import views
+from api.scans import reads
+from api.web.auth import authenticate
+from api.web.db_work import run_db
+from api.web.errors import not_found
+from api.web.responses import json_response
 from services.stores import catalog_store
 
 
@@ -17,12 +18,12 @@ async def scan_status(request: Request):
     principal = await authenticate(request, "scan:trigger")
     db = request.app.state.db
     execution_id = request.path_params["executionId"]
-    row, pending = await run_db(request, queries.scan_or_pending, db, principal.workspace_id, execution_id)
+    row, pending = await run_db(request, reads.scan_or_pending, db, principal.workspace_id, execution_id)
     if row is not None:
-        return json_response({"data": monitor_views.execution_view(row)})
+        return json_response({"data": views.execution_view(row)})
     if pending is None:
         raise not_found("Scan execution not found")
-    return json_response({"data": monitor_views.pending_execution_view(pending)})
+    return json_response({"data": views.pending_execution_view(pending)})
 
 
 async def assets_scan_status(request: Request):
@@ -31,7 +32,7 @@ async def assets_scan_status(request: Request):
     db = request.app.state.db
 
     def status():
-        return monitor_views.assets_status(db, catalog_store.list_assets(db, principal.workspace_id))
+        return views.assets_status(db, catalog_store.list_assets(db, principal.workspace_id))
 
     return json_response({"data": await run_db(request, status)})
 

@@ -10,14 +10,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api.auth import authenticate
-from api.db_work import run_db
-from api.dialects import DialectBody
-from api.errors import ApiError, not_found, validation_error
-from api.limits import MAX_DESCRIPTION, MAX_RULES, MAX_TEXT, rule_problems
-from api.openapi import request_body
-from api.requests import idempotent, json_body, parse
-from api.responses import json_response
+from api.scans.dialects import DialectBody
+from api.web.auth import authenticate
+from api.web.db_work import run_db
+from api.web.errors import ApiError, not_found, validation_error
+from api.web.limits import MAX_DESCRIPTION, MAX_RULES, MAX_TEXT, rule_problems
+from api.web.openapi import request_body
+from api.web.requests import idempotent, json_body, parse
+from api.web.responses import json_response
 from services.adapters.readers import Dialect, InputError, detect_format, ipc_head, read_with_dialect, to_ipc
 from services.domain.pii import scan_pii
 from services.domain.rules import MAPPING_TARGETS, mapping_warnings, parse_rule

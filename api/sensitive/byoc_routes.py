@@ -29,14 +29,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import Route
 
-from api import sensitive_queries as sq
-from api.auth import authenticate
-from api.db_work import run_db
-from api.errors import ApiError, not_found, unavailable
-from api.openapi import request_body
-from api.requests import json_body, parse
-from api.responses import json_response
-from api.scan_commands import wait_until
+from api.scans.commands import wait_until
+from api.sensitive import queries as sq
+from api.web.auth import authenticate
+from api.web.db_work import run_db
+from api.web.errors import ApiError, not_found, unavailable
+from api.web.openapi import request_body
+from api.web.requests import json_body, parse
+from api.web.responses import json_response
 from services.adapters.command_writer import CommandNotWritten
 from services.domain import contracts as c
 from services.domain.chunk_reports import BadReport, ChunkFiles, checked, event_id

@@ -1,4 +1,4 @@
-"""Sensitive-data scans (seed 004) on the read side: the queries and the views of api/sensitive_routes.py.
+"""Sensitive-data scans (seed 004) on the read side: the queries and the views of api/sensitive/routes.py.
 
 A scan's status is rm_scans' (the lifecycle's), shown in the seed's words: partial_failure is
 `partial`, aborted is `cancelled`; a finished scan shows `running` until every finding it

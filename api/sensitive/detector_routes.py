@@ -7,7 +7,7 @@
 - /api/v1/allowlist: values never reported in this workspace (test card numbers, a shared mailbox),
   kept as keys (services.domain.detectors.validate.allow_key) and shown masked; never the value.
 
-A scan takes a snapshot of both when it is requested (api/sensitive_routes.py): changing them
+A scan takes a snapshot of both when it is requested (api/sensitive/routes.py): changing them
 touches no scan already requested.
 """
 from __future__ import annotations
@@ -19,11 +19,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import Route
 
-from api.auth import authenticate
-from api.errors import ApiError, not_found
-from api.openapi import request_body
-from api.requests import idempotent, json_body, parse
-from api.responses import json_response
+from api.web.auth import authenticate
+from api.web.errors import ApiError, not_found
+from api.web.openapi import request_body
+from api.web.requests import idempotent, json_body, parse
+from api.web.responses import json_response
 from services.domain.detectors import described
 from services.domain.detectors.catalog import CHECKSUMS, CUSTOM_FAMILY, pattern_problem
 from services.domain.detectors.validate import allow_key, mask_tail

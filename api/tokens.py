@@ -9,14 +9,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, Router
 
-from api.auth import Principal, authenticate
-from api.db_work import run_db
-from api.errors import ApiError, not_found
-from api.openapi import request_body
-from api.requests import idempotent, json_body, parse
-from api.responses import json_response
+from api.web.auth import Principal, authenticate
+from api.web.db_work import run_db
+from api.web.errors import ApiError, not_found
+from api.web.openapi import request_body
+from api.web.requests import idempotent, json_body, parse
+from api.web.responses import json_response
 from services.adapters.db import transaction
 from services.stores import config_store
 
@@ -122,9 +122,9 @@ async def create_workspace(request: Request):
     return await idempotent(request, principal, handler, redact=redact)
 
 
-routes = [
+router = Router(routes=[
     Route("/api/tokens", create_token, methods=["POST"]),
     Route("/api/tokens", list_tokens, methods=["GET"]),
     Route("/api/tokens/{id}", revoke_token, methods=["DELETE"]),
     Route("/api/workspaces", create_workspace, methods=["POST"]),
-]
+])

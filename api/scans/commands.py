@@ -13,10 +13,10 @@ import time
 
 from starlette.requests import Request
 
-from api import queries
-from api.db_work import run_db
-from api.errors import unavailable
-from api.requests import stable_id
+from api.scans import reads
+from api.web.db_work import run_db
+from api.web.errors import unavailable
+from api.web.requests import stable_id
 from services.adapters.command_writer import CommandNotWritten
 from services.domain import commands
 from services.domain import contracts as c
@@ -46,7 +46,7 @@ async def send_command(request: Request, type_: str, scan_id: str, workspace_id:
 
 async def start_scan(request: Request, scan_request: dict) -> int:
     """Give the scan its run id and write its RunScan; returns the run id. A retry under the same
-    Idempotency-Key gets the same scan id and run id (api.requests.stable_id).
+    Idempotency-Key gets the same scan id and run id (api.web.requests.stable_id).
 
     The run id comes from an API-side sequence: one allocated for a command that was never
     written is a harmless gap. Once written, the scan is waited for (briefly) until the
@@ -57,7 +57,7 @@ async def start_scan(request: Request, scan_request: dict) -> int:
     scan_request["scan_id"] = stable_id(request, scan_request["scan_id"], kind_of(scan_request).scan_id_prefix)
     scan_request["operation_id"] = await run_db(request, config_store.new_operation_id, db, scan_request["scan_id"])
     await send_command(request, c.RUN_SCAN, scan_request["scan_id"], scan_request["workspace_id"], scan_request)
-    await wait_until(request, lambda: queries.is_known(db, scan_request["scan_id"]), VISIBLE_WAIT_S)
+    await wait_until(request, lambda: reads.is_known(db, scan_request["scan_id"]), VISIBLE_WAIT_S)
     return scan_request["operation_id"]
 
 

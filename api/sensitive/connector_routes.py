@@ -1,7 +1,7 @@
 """Seed 004's connectors: the sources a sensitive-data scan reads, by `conn-…` id.
 
 The `{"status": "success", "data": …}` envelope of seed 004; errors have the API's one error
-body (api/errors.py: seed 004 shows none). A connector's config is validated and confined by
+body (api/web/errors.py: seed 004 shows none). A connector's config is validated and confined by
 services/adapters/connectors/, the registry seed 000's datastores use too; an s3
 connector's credentials are references (an env var's name, a secret file's path), and no
 response ever holds the secret they point at.
@@ -16,11 +16,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import Route
 
-from api.auth import Principal, authenticate
-from api.errors import ApiError, not_found, validation_error
-from api.openapi import request_body
-from api.requests import idempotent, json_body, parse
-from api.responses import json_response
+from api.web.auth import Principal, authenticate
+from api.web.errors import ApiError, not_found, validation_error
+from api.web.openapi import request_body
+from api.web.requests import idempotent, json_body, parse
+from api.web.responses import json_response
 from services.adapters.connectors import ConnectorError, connector_for, public_config, validate_config
 from services.stores import catalog_store
 

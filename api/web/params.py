@@ -13,7 +13,7 @@ from pydantic import BeforeValidator
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 
-from api.errors import ApiError
+from api.web.errors import ApiError
 
 INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
 # Pages are bounded so that (page - 1) * size still fits in 64 bits for any size up to 1000.

@@ -14,9 +14,9 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.auth import Principal
-from api.db_work import run_db
-from api.errors import ApiError, validation_error
+from api.web.auth import Principal
+from api.web.db_work import run_db
+from api.web.errors import ApiError, validation_error
 from services.stores import config_store
 
 M = TypeVar("M", bound=BaseModel)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import orjson
 
-from api.compliance_views import unevaluated
-from api.sensitive_queries import scan_options
+from api.compliance.views import unevaluated
+from api.sensitive.queries import scan_options
 from services.adapters.connectors import public_config
 from services.domain.kinds import KINDS, kind_of
 from services.domain.vocabulary import ABORTED
@@ -19,7 +19,7 @@ def _datastore(row) -> dict | None:
 
 
 def item_view(row) -> dict:
-    """A row of api.operations_queries (its COLUMNS count each kind's records and anomalies)."""
+    """A row of api.operations.queries (its COLUMNS count each kind's records and anomalies)."""
     return {
         "id": row["operation_id"],
         "type": KINDS[row["kind"]].operation_type,
@@ -82,7 +82,7 @@ def detail_view(row, rerun_of: int | None, scan: dict | None = None) -> dict:
             if request.get(k) is not None}
         summary = {"rules_total": row["rules_total"], "rules_processed": row["rules_processed"],
                    "record_total": row["record_total"], "records_processed": row["record_count"],
-                   "violation_count": row["anomalies_identified"],  # the run's one count (operations_queries)
+                   "violation_count": row["anomalies_identified"],  # the run's one count (operations/queries.py)
                    # only a completed run has a score (a failed one did not read all its data)
                    "compliance_score": row["compliance_score"] if row["status"] == "completed" else 0,
                    "unevaluated": unevaluated(row)}
@@ -108,7 +108,7 @@ def sensitive_configuration(request: dict) -> dict:
 
 
 def container_view(unit, scan_status: str) -> dict:
-    """A unit of api.operations_queries.units."""
+    """A unit of api.operations.queries.units."""
     records, anomalies = unit["records_processed"], unit["violation_count"]
     if unit["container_id"] is not None:
         container = {"id": unit["container_id"], "name": unit["container_name"],

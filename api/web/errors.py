@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.responses import json_response
+from api.web.responses import json_response
 
 log = logging.getLogger("scanledger.api")
 

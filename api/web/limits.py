@@ -13,8 +13,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import ApiError, body
-from api.responses import json_response
+from api.web.errors import ApiError, body
+from api.web.responses import json_response
 from services.domain.regex import re2_error
 
 MAX_RULES = 1000           # rules per policy

@@ -1,0 +1,9 @@
+"""Compliance scans (seeds 001, 002): uploads, mappings and policies, then scans and their violations."""
+from __future__ import annotations
+
+from starlette.routing import Router
+
+from api.compliance import config_routes, routes
+
+# in this order: the first match wins
+router = Router(routes=[*config_routes.routes, *routes.routes])
