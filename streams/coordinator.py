@@ -31,7 +31,6 @@ from services.domain import lifecycle
 from services.domain.envelope import utcnow
 from services.domain.evaluation import unit_result_event
 from services.domain.kinds import kind_of
-from services.domain.kinds.sensitive import external, overdue
 from services.domain.watchdog import Reoffers, WorkMotion
 from services.settings import Topics
 
@@ -71,17 +70,13 @@ class Coordinator:
         self._emit(events)
         if state["status"] == "queued":
             try:
-                units = await asyncio.to_thread(self.plan, message["data"])
+                plan = await asyncio.to_thread(self.plan, message["data"])
             except Exception as exc:  # unreadable data: the scan fails, the worker does not
                 log.exception("planning scan %s failed", scan_id)
                 state, events = lifecycle.fail(state, message, f"could not plan the scan: {exc}", self.now())
                 self._emit(events)
             else:
-                # a sensitive-data scan's plan is {"units", "enumeration"}: what its listing found goes on the ledger
-                enumeration = None
-                if isinstance(units, dict):
-                    units, enumeration = units["units"], units["enumeration"]
-                state, events, work = lifecycle.start(state, message, units, self.now(), enumeration)
+                state, events, work = lifecycle.start(state, message, plan.units, self.now(), plan.enumeration)
                 self._emit(events)
                 self._send_work(message, message["data"], work, 0)
         await self._commit(scan_id, state)
@@ -139,10 +134,10 @@ class Coordinator:
         owned = [state for scan_id, state in list(self.scans.items())
                  if state and state["status"] == "running" and self.partition_of(scan_id) in owned_partitions]
         for state in owned:
-            for unit_id in overdue(state, self.now(), self.reoffers.after_s):
+            for unit_id in kind_of(state["request"]).overdue(state, self.now(), self.reoffers.after_s):
                 log.warning("unit %s: its scan's timeout passed with no worker on it; failing it", unit_id)
                 self._fail(state, unit_id, "the scan's timeout passed before a worker scanned this chunk")
-        running = [state for state in owned if not external(state["request"])]  # BYOC leases expire in the API
+        running = [s for s in owned if not kind_of(s["request"]).external(s["request"])]  # BYOC: leases, in the API
         max_offers = self.reoffers.max_offers
 
         def waiting(unit_id: str) -> bool:

@@ -143,8 +143,7 @@ async def resume_operation(request: Request):
         raise ApiError(409, f"A {kind.label} cannot be resumed; rerun it")
     if run.status == COMPLETED:
         raise ApiError(409, "The run completed; there is nothing to resume")
-    refused = getattr(kind, "resume_refused", None)  # a kind's own reason (sensitive: its timeout passed)
-    if refused is not None and (reason := refused(run.request(), utcnow())):
+    if reason := kind.resume_refused(run.request(), utcnow()):  # sensitive: its timeout passed
         raise ApiError(409, f"The run cannot be resumed: {reason}")
     if run.status in IN_FLIGHT:
         if force not in ("true", "1"):

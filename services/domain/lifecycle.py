@@ -134,8 +134,7 @@ def start(state: dict, cause: dict, units: list[dict], started_at: str,
         "started_at": started_at,
     }, state["scan_id"])
     if not units:
-        decide = getattr(KINDS[new["kind"]], "outcome", None)
-        new["status"] = next_status(new["status"], decide(new) if decide else "complete")
+        new["status"] = next_status(new["status"], KINDS[new["kind"]].outcome(new))
         new, finished = _finish(new, cause, started_at)
         return new, [*enumerated, started, *finished], []
     return new, [*enumerated, started], units
@@ -176,15 +175,7 @@ def unit_done(state: dict, event: dict, finished_at: str) -> tuple[dict, list[di
         error=data.get("error") if failed else None)
     if new["status"] != "running" or any(u["status"] == "pending" for u in new["units"].values()):
         return _totalled(new), []
-    units = new["units"].values()
-    decide = getattr(KINDS[new["kind"]], "outcome", None)  # a kind with its own rule (sensitive: coverage)
-    if decide is not None:
-        action = decide(new)
-    elif not any(u["status"] == "failed" for u in units):
-        action = "complete"
-    else:
-        action = "partial_failure" if any(u["status"] == "completed" for u in units) else "fail"
-    new["status"] = next_status("running", action)
+    new["status"] = next_status("running", KINDS[new["kind"]].outcome(new))  # sensitive: by coverage
     return _finish(new, event, finished_at)
 
 
@@ -220,8 +211,7 @@ def resume(state: dict | None, command: dict, resumed_at: str) -> tuple[dict, li
     kind = KINDS[state["kind"]]
     if not kind.resumable:
         raise Rejected(f"a {kind.label} cannot be resumed; rerun it")
-    refused = getattr(kind, "resume_refused", None)  # a kind with a reason of its own (sensitive: its timeout)
-    if refused is not None and (reason := refused(state["request"], resumed_at)):
+    if reason := kind.resume_refused(state["request"], resumed_at):  # sensitive: its timeout passed
         raise Rejected(reason)
     if not state["units"]:
         raise Rejected("the scan never started, so there is nothing to resume; rerun it")
@@ -247,8 +237,7 @@ def resume(state: dict | None, command: dict, resumed_at: str) -> tuple[dict, li
         # every unit had completed (the last ones after the abort): no unit would ever report,
         # so the new attempt finishes now, with the counts its units reported: complete, or as
         # the kind's own rule says (a sensitive-data scan's coverage may still fall short)
-        decide = getattr(kind, "outcome", None)
-        new["status"] = next_status(new["status"], decide(new) if decide else "complete")
+        new["status"] = next_status(new["status"], kind.outcome(new))
         new, finished = _finish(new, command, resumed_at)
         return new, [resumed, *finished], []
     return new, [resumed], work

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from services.adapters.blobstore import BlobStore
 from services.adapters.kafka import Publisher
-from services.domain.kinds import CATALOG, COMPLIANCE, MONITOR, SENSITIVE, kind_of
+from services.domain.kinds import CATALOG, COMPLIANCE, MONITOR, SENSITIVE, Plan, kind_of
 from services.domain.kinds.monitor import target_units
 from services.runners import compliance, sensitive, targets
 from services.settings import Settings
@@ -20,13 +20,12 @@ from services.settings import Settings
 
 @dataclass(frozen=True)
 class KindIO:
-    plan: Callable[[dict, BlobStore, Settings], list[dict] | dict]  # the unit plans (contracts.UnitPlan),
-    # or {"units", "enumeration"} (a sensitive-data scan: what its listing found goes on the ledger)
+    plan: Callable[[dict, BlobStore, Settings], Plan]  # the unit plans, writing any unit data to the blob store
     run: Callable[[dict, BlobStore, Publisher, Settings, Callable[[], bool]], None]  # publishes, flushes
 
 
-def _one_unit_per_target(request: dict, _blobs: BlobStore, _settings: Settings) -> list[dict]:
-    return target_units(request)
+def _one_unit_per_target(request: dict, _blobs: BlobStore, _settings: Settings) -> Plan:
+    return Plan(target_units(request))
 
 
 IO: dict[str, KindIO] = {
@@ -37,7 +36,7 @@ IO: dict[str, KindIO] = {
 }
 
 
-def plan_scan(request: dict, blobs: BlobStore, settings: Settings) -> list[dict] | dict:
+def plan_scan(request: dict, blobs: BlobStore, settings: Settings) -> Plan:
     """The scan's unit plans, writing any unit data to the blob store."""
     return IO[kind_of(request).name].plan(request, blobs, settings)
 

@@ -13,6 +13,7 @@ from services.adapters.blobstore import BlobStore
 from services.adapters.kafka import Publisher
 from services.adapters.readers import from_ipc, to_ipc
 from services.domain.evaluation import evaluate_unit, progress_event, unit_result_event, violation_events
+from services.domain.kinds import Plan
 from services.domain.planning import plan
 from services.domain.rules import parse_rule
 from services.settings import Settings
@@ -20,12 +21,12 @@ from services.settings import Settings
 log = logging.getLogger("scanledger.units")
 
 
-def plan_upload(request: dict, blobs: BlobStore, settings: Settings) -> list[dict]:
+def plan_upload(request: dict, blobs: BlobStore, settings: Settings) -> Plan:
     """A compliance scan: split its upload into unit files in the blob store; return the unit plans."""
     table = from_ipc(blobs.get(request["upload"]["blob"]))
     rules = [parse_rule(r) for r in request["policy"]["rules"]]
     slices = plan(table, rules, request["mapping"]["mapping"], settings.unit_records, settings.work_partitions)
-    return [{
+    return Plan([{
         "unit_id": f"{request['scan_id']}.u{s.index}",
         "index": s.index,
         "blob": blobs.put(to_ipc(s.table)),
@@ -33,7 +34,7 @@ def plan_upload(request: dict, blobs: BlobStore, settings: Settings) -> list[dic
         "counted_records": s.table.num_rows if s.counts_records else 0,
         "partition_key": list(s.partition_key),
         "rule_ids": s.rule_ids,
-    } for s in slices]
+    } for s in slices])
 
 
 # Violations are published in slices of this many, checking for an abort between slices.

@@ -32,6 +32,7 @@ from services.domain import contracts as c
 from services.domain.chunk_reports import event_id, finding_key
 from services.domain.detectors import Engine, Finding, selected_detectors
 from services.domain.envelope import follow, iso
+from services.domain.kinds import Plan
 from services.domain.kinds.sensitive import baseline_versions, chunks
 from services.domain.llm_review import Verdict, adjusted_confidence
 from services.domain.vocabulary import EVALUATOR_SOURCE as SOURCE
@@ -48,7 +49,7 @@ READ_THREADS = 4  # a chunk's reads in flight at once (the next group's files, w
 UNCHANGED, TIMEOUT = "unchanged", "timeout"  # skip reasons: an incremental scan's baseline covers it; past the deadline
 
 
-def plan_sensitive(request: dict, blobs, settings: Settings) -> dict:
+def plan_sensitive(request: dict, blobs, settings: Settings) -> Plan:
     """{"units": the chunks' plans, "enumeration": what ScanEnumerated records (without scan_id and time)}."""
     opts = request["options"]
     max_files = opts.get("max_files")
@@ -81,8 +82,8 @@ def plan_sensitive(request: dict, blobs, settings: Settings) -> dict:
     units = chunks(request["scan_id"], files, opts["max_workers"]) if status != "failed" else []
     for unit in units:  # a chunk's files go to the blob store: events and work stay small at any scan size
         unit["blob"] = blobs.put(orjson.dumps(unit.pop("files")))
-    return {"units": units, "enumeration": {"status": status, "total_enumerated": len(files),
-                                            "connectors": listings, "workers_requested": len(units)}}
+    return Plan(units, {"status": status, "total_enumerated": len(files), "connectors": listings,
+                        "workers_requested": len(units)})
 
 
 def finding_id(connector_id: str, name: str, f: Finding) -> str:

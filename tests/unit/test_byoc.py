@@ -21,7 +21,7 @@ def reported(lake):  # noqa: F811 (the fixture imported above)
     _corpus, connector, settings = lake
     req = {**request(max_workers=2, execution="byoc"), "connectors": [connector]}
     plan = plan_sensitive(req, store(settings), settings)
-    [offer, _] = SENSITIVE.work(command(req), req, plan["units"])
+    [offer, _] = SENSITIVE.work(command(req), req, plan.units)
     assert offer["type"] == c.CHUNK_OFFERED  # not work for the evaluators
     files = orjson.loads(store(settings).get(offer["data"]["blob"]))
     work = {**offer, "data": {**offer["data"], "files": files}}

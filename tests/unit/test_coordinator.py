@@ -4,6 +4,7 @@ import asyncio
 from services.adapters.kafka import DeliveryFailed
 from services.domain import contracts as c
 from services.domain.envelope import make_event
+from services.domain.kinds import Plan
 from services.domain.kinds.sensitive import chunks
 from services.domain.watchdog import Reoffers
 from services.settings import Settings
@@ -60,8 +61,8 @@ class Setup:
             self.planned.append(request["scan_id"])
             if plan_error:
                 raise plan_error
-            return [{"unit_id": f"{request['scan_id']}.u{i}", "index": i, "blob": f"b{i}", "record_count": 50,
-                     "counted_records": 50, "partition_key": [], "rule_ids": ["r1"]} for i in range(units)]
+            return Plan([{"unit_id": f"{request['scan_id']}.u{i}", "index": i, "blob": f"b{i}", "record_count": 50,
+                          "counted_records": 50, "partition_key": [], "rule_ids": ["r1"]} for i in range(units)])
 
         self.coordinator = Coordinator(self.scans, self.publisher, plan, self.reoffers, TOPICS,
                                        partition_of=lambda scan_id: owned_by,
@@ -328,9 +329,9 @@ def sensitive_scan(scan_id, requested_at, execution="byoc"):
 def test_a_byoc_scans_chunks_wait_on_the_ledger_and_fail_once_its_timeout_passed_without_a_worker():
     s = Setup()  # the coordinator's clock reads 2024-01-01T00:00:01Z
     files = [{"connector_id": "conn-a", "name": f"f{i}.csv", "size": 1, "version": "v"} for i in range(4)]
-    s.coordinator.plan = lambda request: {"units": chunks(request["scan_id"], files, 2), "enumeration": {
+    s.coordinator.plan = lambda request: Plan(chunks(request["scan_id"], files, 2), {
         "status": "complete", "total_enumerated": 4, "workers_requested": 2,
-        "connectors": [{"connector_id": "conn-a", "status": "listed", "files": 4, "error": None}]}}
+        "connectors": [{"connector_id": "conn-a", "status": "listed", "files": 4, "error": None}]})
     s.handle(sensitive_scan("late", "2023-12-31T23:58:00.000Z"))  # deadline 23:59:00, past by more than AFTER_S
     s.handle(sensitive_scan("fresh", "2024-01-01T00:00:00.000Z"))  # deadline 00:01:00, not yet
     assert s.publisher.published(TOPICS.work) == []  # BYOC: no work for the in-cluster evaluators

@@ -140,7 +140,7 @@ def chunk(tmp_path, monkeypatch):
                  "config": {"path": "lake", "resolved_path": str(root / "lake")}}
     req = {**request(max_workers=1, llm_assist=True), "connectors": [connector]}
     plan = plan_sensitive(req, store(settings), settings)
-    [work] = SENSITIVE.work(command(req), req, plan["units"])
+    [work] = SENSITIVE.work(command(req), req, plan.units)
     assert work["data"]["llm_assist"] is True
     monkeypatch.setattr(llm_assist, "ChatCompletions", FakeEndpoint)
     FakeEndpoint.requests, FakeEndpoint.mode = [], "confirm"
@@ -188,7 +188,7 @@ def test_an_endpoint_that_is_down_loses_no_finding(chunk):
         assert d["llm_confidence"] is None and d["llm_model"] is None
     plain = Published()
     no_llm = {**req, "options": {**req["options"], "llm_assist": False}}
-    run_chunk(SENSITIVE.work(command(no_llm), no_llm, plan["units"])[0], store(settings), plain, settings)
+    run_chunk(SENSITIVE.work(command(no_llm), no_llm, plan.units)[0], store(settings), plain, settings)
     assert set(findings_of(plain)) == set(found)  # the same finding ids with or without LLM Assist
     assert all(e["data"]["llm_verdict"] is None for e in findings_of(plain).values())
 

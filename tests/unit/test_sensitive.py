@@ -198,12 +198,12 @@ def test_plan_and_run_chunks_find_what_was_planted_once(lake):
     req = {**request(max_workers=3, file_types=["csv", "json", "jsonl", "parquet", "txt", "gz"]),
            "connectors": [connector, missing]}
     plan = plan_sensitive(req, store(settings), settings)
-    assert plan["enumeration"]["status"] == "partial"
-    assert plan["enumeration"]["total_enumerated"] == len(corpus.files) == 10
-    assert len(plan["units"]) == 3
+    assert plan.enumeration["status"] == "partial"
+    assert plan.enumeration["total_enumerated"] == len(corpus.files) == 10
+    assert len(plan.units) == 3
     cmd = command(req)
     out = Published()
-    for work in SENSITIVE.work(cmd, req, plan["units"]):
+    for work in SENSITIVE.work(cmd, req, plan.units):
         run_chunk(work, store(settings), out, settings)
         run_chunk(work, store(settings), out, settings)  # a retried chunk: the same events, the same ids
     outcomes = {e["id"]: e["data"] for e in out.of(c.FILE_OUTCOME)}
@@ -224,13 +224,13 @@ def test_files_outside_the_filter_are_not_enumerated_and_a_binary_is_skipped(lak
     _, connector, settings = lake
     req = {**request(max_workers=1, max_files=5), "connectors": [connector]}
     plan = plan_sensitive(req, store(settings), settings)
-    assert plan["enumeration"]["total_enumerated"] == 5
+    assert plan.enumeration["total_enumerated"] == 5
     req = {**request(max_workers=1, file_types=["bin"]), "connectors": [connector]}
     plan = plan_sensitive(req, store(settings), settings)
     blobs = store(settings)
-    assert [f["name"] for u in plan["units"] for f in orjson.loads(blobs.get(u["blob"]))] == ["data/image.bin"]
+    assert [f["name"] for u in plan.units for f in orjson.loads(blobs.get(u["blob"]))] == ["data/image.bin"]
     out = Published()
-    run_chunk(SENSITIVE.work(command(req), req, plan["units"])[0], store(settings), out, settings)
+    run_chunk(SENSITIVE.work(command(req), req, plan.units)[0], store(settings), out, settings)
     [outcome] = out.of(c.FILE_OUTCOME)
     assert outcome["data"]["status"] == "skipped" and outcome["data"]["reason"]
 
@@ -242,7 +242,7 @@ def test_a_cancel_stops_between_files_without_a_result(lake, monkeypatch):
     plan = plan_sensitive(req, store(settings), settings)
     out = Published()
     calls = iter([False, False, True])
-    run_chunk(SENSITIVE.work(command(req), req, plan["units"])[0], store(settings), out, settings, lambda: next(calls))
+    run_chunk(SENSITIVE.work(command(req), req, plan.units)[0], store(settings), out, settings, lambda: next(calls))
     assert len(out.of(c.FILE_OUTCOME)) == 2 and out.of(c.UNIT_COMPLETED) == []
 
 
@@ -253,7 +253,7 @@ def test_a_chunk_past_the_scans_timeout_skips_the_files_left(lake):
     assert deadline(req) == "2024-01-01T00:05:00.000Z"
     plan = plan_sensitive(req, store(settings), settings)
     out = Published()
-    run_chunk(SENSITIVE.work(command(req), req, plan["units"])[0], store(settings), out, settings)
+    run_chunk(SENSITIVE.work(command(req), req, plan.units)[0], store(settings), out, settings)
     assert {(e["data"]["status"], e["data"]["reason"]) for e in out.of(c.FILE_OUTCOME)} == {("skipped", "timeout")}
     [result] = out.of(c.UNIT_COMPLETED)
     assert result["data"]["files"]["skipped"] == 11 and result["data"]["files"]["scanned"] == 0
@@ -263,7 +263,7 @@ def test_an_incremental_scan_skips_the_files_its_baseline_covered(lake):
     _, connector, settings = lake
     full = {**request(max_workers=2), "connectors": [connector]}
     blobs = store(settings)
-    files_ = [f for u in plan_sensitive(full, blobs, settings)["units"] for f in orjson.loads(blobs.get(u["blob"]))]
+    files_ = [f for u in plan_sensitive(full, blobs, settings).units for f in orjson.loads(blobs.get(u["blob"]))]
     base = {f["name"]: f["version"] for f in files_[:4]}
     base[files_[4]["name"]] = "an older version"
     inc = {**full, "type": "incremental", "baseline_blob": blobs.put(orjson.dumps({"conn-a": base})),
@@ -273,7 +273,7 @@ def test_an_incremental_scan_skips_the_files_its_baseline_covered(lake):
     assert baseline_versions(full, files_, {"conn-a": base}) == files_  # a full scan reads all
     plan = plan_sensitive(inc, store(settings), settings)
     out = Published()
-    for work in SENSITIVE.work(command(inc), inc, plan["units"]):
+    for work in SENSITIVE.work(command(inc), inc, plan.units):
         run_chunk(work, store(settings), out, settings)
     outcomes = Counter((e["data"]["status"], e["data"]["reason"]) for e in out.of(c.FILE_OUTCOME))
     assert outcomes[("skipped", "unchanged")] == 4
@@ -299,9 +299,9 @@ def test_a_large_enumeration_keeps_every_event_and_work_unit_small(tmp_path):
     connector = {**CONNECTOR, "config": {"path": "many", "resolved_path": str(root / "many")}}
     req = {**request(max_workers=10), "connectors": [connector]}
     plan = plan_sensitive(req, store(settings), settings)
-    assert plan["enumeration"]["total_enumerated"] == 12_000 and len(plan["units"]) == 10
+    assert plan.enumeration["total_enumerated"] == 12_000 and len(plan.units) == 10
     state, _ = lifecycle.request(None, command(req))
-    _, events, units = lifecycle.start(state, command(req), plan["units"], "t1", plan["enumeration"])
+    _, events, units = lifecycle.start(state, command(req), plan.units, "t1", plan.enumeration)
     work = SENSITIVE.work(command(req), req, units)
     assert max(len(orjson.dumps(m)) for m in [*events, *work]) < 20_000
 
@@ -318,9 +318,9 @@ def test_a_sqlite_connectors_tables_are_scanned_as_csv(tmp_path):
             "config": {"path": "shop.db", "resolved_path": str(root / "shop.db")}}
     req = {**request(max_workers=1), "connectors": [shop]}
     plan = plan_sensitive(req, store(settings), settings)
-    assert plan["enumeration"]["total_enumerated"] == 1
+    assert plan.enumeration["total_enumerated"] == 1
     out = Published()
-    run_chunk(SENSITIVE.work(command(req), req, plan["units"])[0], store(settings), out, settings)
+    run_chunk(SENSITIVE.work(command(req), req, plan.units)[0], store(settings), out, settings)
     [outcome] = out.of(c.FILE_OUTCOME)
     assert (outcome["data"]["name"], outcome["data"]["status"], outcome["data"]["findings"]) == ("customers",
                                                                                                   "scanned", 1)
@@ -343,7 +343,7 @@ def test_an_unexpected_read_error_fails_that_file_only(lake, monkeypatch):
     req = {**request(max_workers=1, file_types=["csv", "txt"]), "connectors": [connector]}
     plan = plan_sensitive(req, store(settings), settings)
     out = Published()
-    run_chunk(SENSITIVE.work(command(req), req, plan["units"])[0], store(settings), out, settings)
+    run_chunk(SENSITIVE.work(command(req), req, plan.units)[0], store(settings), out, settings)
     outcomes = {e["data"]["name"]: (e["data"]["status"], e["data"]["reason"]) for e in out.of(c.FILE_OUTCOME)}
     assert outcomes.pop(broken) == ("failed", "unreadable: RuntimeError")
     assert outcomes and {s for s, _ in outcomes.values()} == {"scanned"}
@@ -370,7 +370,7 @@ def test_findings_are_capped_per_file_and_detector_and_every_occurrence_is_count
     for cap, kept in ((10, {"contacts.csv": 13, "few.txt": 2}), (None, {"contacts.csv": 33, "few.txt": 2})):
         req = {**request(max_workers=1, max_findings_per_file=cap), "connectors": [connector]}
         plan = plan_sensitive(req, store(settings), settings)
-        [work] = SENSITIVE.work(command(req), req, plan["units"])
+        [work] = SENSITIVE.work(command(req), req, plan.units)
         assert work["data"].get("max_findings_per_file") == cap
         out = Published()
         run_chunk(work, store(settings), out, settings)

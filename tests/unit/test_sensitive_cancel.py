@@ -42,9 +42,9 @@ def chunk(lake):  # noqa: F811 (the fixture imported above)
     req = {**request(max_workers=1), "connectors": [connector]}
     plan = plan_sensitive(req, store(settings), settings)
     state, requested = lifecycle.request(None, command(req))
-    state, started, _ = lifecycle.start(state, command(req), plan["units"], "2024-03-01T10:00:01.000Z",
-                                        plan["enumeration"])
-    [work] = SENSITIVE.work(command(req), req, plan["units"])
+    state, started, _ = lifecycle.start(state, command(req), plan.units, "2024-03-01T10:00:01.000Z",
+                                        plan.enumeration)
+    [work] = SENSITIVE.work(command(req), req, plan.units)
     out = Published()
     run_chunk(work, store(settings), out, settings)
     return state, [*requested, *started], out.events

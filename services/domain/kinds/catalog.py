@@ -6,17 +6,11 @@ datastore as it is now.
 """
 from __future__ import annotations
 
+from services.domain.kinds.base import Kind
 from services.domain.kinds.monitor import target_work
 
 
-class Catalog:
-    name = "catalog"
-    label = "sync"
-    operation_type = "catalog"
-    scan_id_prefix = ""
-    resumable = False
-    has_delta = False
-    asset_runs = False
+class Catalog(Kind):
 
     def checks(self, request: dict) -> list[dict]:
         return [m for t in request.get("targets") or [] for m in t["monitors"]]  # none: a sync only profiles
@@ -25,4 +19,4 @@ class Catalog:
         return target_work(cause, request, units, attempt)
 
 
-CATALOG = Catalog()
+CATALOG = Catalog(name="catalog", label="sync", operation_type="catalog", resumable=False)

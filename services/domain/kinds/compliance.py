@@ -7,17 +7,11 @@ from __future__ import annotations
 
 from services.domain import contracts as c
 from services.domain.envelope import deterministic_id, follow
+from services.domain.kinds.base import Kind
 from services.domain.vocabulary import COORDINATOR_SOURCE
 
 
-class Compliance:
-    name = "compliance"
-    label = "scan"
-    operation_type = "scan"
-    scan_id_prefix = ""
-    resumable = True
-    has_delta = True
-    asset_runs = False
+class Compliance(Kind):
 
     def checks(self, request: dict) -> list[dict]:
         """The policy's active rules, as the request snapshot carries them."""
@@ -41,4 +35,4 @@ class Compliance:
             source=COORDINATOR_SOURCE) for unit in units]
 
 
-COMPLIANCE = Compliance()
+COMPLIANCE = Compliance(name="compliance", label="scan", has_delta=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from services.domain import contracts as c
 from services.domain.envelope import deterministic_id, follow
+from services.domain.kinds.base import Kind
 from services.domain.vocabulary import COORDINATOR_SOURCE
 
 
@@ -40,14 +41,7 @@ def target_work(cause: dict, request: dict, units: list[dict], attempt: int = 0)
         source=COORDINATOR_SOURCE) for unit in units]
 
 
-class Monitor:
-    name = "monitor"
-    label = "monitor scan"
-    operation_type = "scan"
-    scan_id_prefix = ""
-    resumable = True
-    has_delta = False
-    asset_runs = True
+class Monitor(Kind):
 
     def checks(self, request: dict) -> list[dict]:
         """The monitors of every target."""
@@ -57,4 +51,4 @@ class Monitor:
         return target_work(cause, request, units, attempt)
 
 
-MONITOR = Monitor()
+MONITOR = Monitor(name="monitor", label="monitor scan", asset_runs=True)

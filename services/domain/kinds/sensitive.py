@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from services.domain import contracts as c
 from services.domain.envelope import deterministic_id, follow, iso
+from services.domain.kinds.base import Kind
 from services.domain.vocabulary import COORDINATOR_SOURCE
 
 ENUMERATION_FACTOR = {"complete": 1.0, "in_progress": 1.0, "partial": 0.5, "failed": 0.0}
@@ -135,14 +136,7 @@ def state_coverage(state: dict) -> dict:
                     enumerated=enumeration.get("total_enumerated", 0), **totals)
 
 
-class Sensitive:
-    name = "sensitive"
-    label = "sensitive-data scan"
-    operation_type = "scan"  # seed 003's types have no other: GET /api/operations/{id} has `kind` to tell it apart
-    scan_id_prefix = "scan-"
-    resumable = True
-    has_delta = False
-    asset_runs = False
+class Sensitive(Kind):
 
     def checks(self, request: dict) -> list[dict]:
         return []  # the detectors are the same for every scan (services.domain.detectors)
@@ -178,8 +172,14 @@ class Sensitive:
                     " request) has passed, so its remaining chunks would read nothing; rerun it")
         return None
 
+    def overdue(self, state: dict, now: str, grace_s: float) -> list[str]:
+        return overdue(state, now, grace_s)
+
+    def external(self, request: dict) -> bool:
+        return external(request)
+
     def outcome(self, state: dict) -> str:
-        """The action that ends a scan whose chunks have all reported (services.domain.lifecycle)."""
+        """By coverage, not only by units: see final_status."""
         block, files = state_coverage(state), state_files(state)
         units = list(state["units"].values())
         status = final_status(enumeration_status=block["enumeration_status"], target_met=block["target_met"],
@@ -190,4 +190,5 @@ class Sensitive:
         return {"completed": "complete", "partial_failure": "partial_failure", "failed": "fail"}[status]
 
 
-SENSITIVE = Sensitive()
+# seed 003's operation types have no other than "scan": GET /api/operations/{id} has `kind` to tell it apart
+SENSITIVE = Sensitive(name="sensitive", label="sensitive-data scan", scan_id_prefix="scan-")
