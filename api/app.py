@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TypedDict
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -59,15 +62,32 @@ def _stalled(progress: Progress) -> list[dict]:
         return [{"component": "health", "lag": None, "error": str(exc)}]
 
 
+@dataclass
+class HealthCache:
+    """The last /healthz answer's parts and when they were taken: a probe costs broker round trips."""
+    at: float = float("-inf")
+    parts: dict = field(default_factory=dict)
+
+
+class State(TypedDict):
+    """What the lifespan gives every request, as `request.state.<name>`."""
+    settings: Settings
+    db: ConnectionPerThread    # used on the database threads only (api/web/db_work.py)
+    db_work: DbWork
+    blobs: BlobStore
+    progress: Progress
+    commands: CommandWriter    # the API's one producer: commands, and BYOC workers' reports as events
+    health: HealthCache
+
+
 async def healthz(request: Request):
     """200 only when every process is up and nothing with work left has stopped moving."""
-    state = request.app.state
-    cached = getattr(state, "health", None)
-    if cached is None or time.monotonic() - cached[0] > HEALTH_TTL_S:
+    state, cache = request.state, request.state.health
+    if time.monotonic() - cache.at > HEALTH_TTL_S:
         parts = await asyncio.to_thread(_health, state.settings)
         parts["stalled"] = await asyncio.to_thread(_stalled, state.progress) if parts["broker"] else []
-        cached = state.health = (time.monotonic(), parts)
-    parts = cached[1]
+        cache.at, cache.parts = time.monotonic(), parts
+    parts = cache.parts
     ok = all(parts[name] for name in ("broker", "worker", "projector")) and not parts["stalled"]
     return json_response({"status": "ok" if ok else "unavailable", **parts}, 200 if ok else 503)
 
@@ -80,8 +100,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
 
     @asynccontextmanager
-    async def lifespan(app: Starlette):
-        db = ConnectionPerThread(settings.db_url)  # used on the database threads only (api/web/db_work.py)
+    async def lifespan(app: Starlette) -> AsyncIterator[State]:
+        db = ConnectionPerThread(settings.db_url)
         db_work = DbWork()
 
         def init() -> None:
@@ -93,16 +113,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 config_store.bootstrap_admin(db, settings.admin_token)
 
         await db_work.run(init)
-        app.state.settings = settings
-        app.state.db = db
-        app.state.db_work = db_work
-        app.state.blobs = BlobStore(settings.blob_dir)
-        app.state.progress = Progress(settings)
-        app.state.commands = CommandWriter(settings)  # the only way the API writes to the ledger
+        commands = CommandWriter(settings)
         try:
-            yield
+            yield State(settings=settings, db=db, db_work=db_work, blobs=BlobStore(settings.blob_dir),
+                        progress=Progress(settings), commands=commands, health=HealthCache())
         finally:
-            app.state.commands.close(10)
+            commands.close(10)
             db_work.close()
             db.close()
 

@@ -45,7 +45,7 @@ async def create_token(request: Request):
 
     async def handler():
         body = parse(TokenBody, await json_body(request))
-        db = request.app.state.db
+        db = request.state.db
         token = new_token()
 
         def issue() -> dict:
@@ -62,7 +62,7 @@ async def create_token(request: Request):
 async def list_tokens(request: Request):
     """The workspace's live tokens (never their secrets)."""
     principal = await authenticate(request, "tokens:manage")
-    tokens = await run_db(request, config_store.list_tokens, request.app.state.db, principal.workspace_id)
+    tokens = await run_db(request, config_store.list_tokens, request.state.db, principal.workspace_id)
     items = [token_view(t, principal.workspace_id) for t in tokens]
     return json_response({"items": items, "total": len(items)})
 
@@ -70,7 +70,7 @@ async def list_tokens(request: Request):
 async def revoke_token(request: Request):
     """Revoke a token: it stops working at once."""
     principal = await authenticate(request, "tokens:manage")
-    if not await run_db(request, config_store.revoke_token, request.app.state.db, principal.workspace_id,
+    if not await run_db(request, config_store.revoke_token, request.state.db, principal.workspace_id,
                         request.path_params["id"]):
         raise not_found("Token not found")
     return Response(status_code=204)
@@ -84,7 +84,7 @@ class WorkspaceBody(BaseModel):
 
 
 def _is_bootstrap_admin(request: Request) -> bool:
-    configured = request.app.state.settings.admin_token
+    configured = request.state.settings.admin_token
     given = request.headers.get("authorization", "").partition(" ")[2].strip()
     return bool(configured) and hmac.compare_digest(given.encode(), configured.encode())
 
@@ -101,7 +101,7 @@ async def create_workspace(request: Request):
 
     async def handler():
         body = parse(WorkspaceBody, await json_body(request))
-        db = request.app.state.db
+        db = request.state.db
         workspace_id = f"{_slug(body.name)}-{secrets.token_hex(3)}"
         token = new_token()
 

@@ -62,7 +62,7 @@ async def create_upload(request: Request):
         except ValidationError as exc:
             raise validation_error(exc) from None
         data = await upload.read()
-        state = request.app.state
+        state = request.state
         try:
             raw_blob, blob, count, columns, findings, read_as = await run_in_threadpool(
                 _ingest, data, upload.filename, upload.content_type, state.settings.max_upload_records, state.blobs,
@@ -112,7 +112,7 @@ async def confirm_mapping(request: Request):
                    for target in body.mapping if target not in MAPPING_TARGETS]
         if unknown:
             raise ApiError(400, "Invalid request body", unknown)
-        db = request.app.state.db
+        db = request.state.db
 
         def confirm() -> dict:
             upload = config_store.get_upload(db, principal.workspace_id, body.upload_id)
@@ -125,7 +125,7 @@ async def confirm_mapping(request: Request):
             return upload
 
         upload = await run_db(request, confirm)
-        warnings = await run_in_threadpool(_mapping_warnings, request.app.state.blobs, upload, body.mapping)
+        warnings = await run_in_threadpool(_mapping_warnings, request.state.blobs, upload, body.mapping)
         row = await run_db(request, config_store.add_mapping, db, principal.workspace_id, body.upload_id,
                            body.mapping, body.temporal_scale)
         return json_response(mapping_view(row, warnings), 201)
@@ -177,7 +177,7 @@ async def create_policy(request: Request):
 
     async def handler():
         policy = await run_in_threadpool(_policy_from, await json_body(request))
-        row = await run_db(request, config_store.add_policy, request.app.state.db, principal.workspace_id,
+        row = await run_db(request, config_store.add_policy, request.state.db, principal.workspace_id,
                            policy.name, policy.description, policy.rules)
         return json_response(policy_view(row), 201)
 
@@ -187,7 +187,7 @@ async def create_policy(request: Request):
 async def list_policies(request: Request):
     """List the workspace's policies."""
     principal = await authenticate(request, "assets:read")
-    policies = await run_db(request, config_store.list_policies, request.app.state.db, principal.workspace_id)
+    policies = await run_db(request, config_store.list_policies, request.state.db, principal.workspace_id)
     items = [policy_view(p) for p in policies]
     return json_response({"items": items, "total": len(items)})
 
@@ -195,7 +195,7 @@ async def list_policies(request: Request):
 async def get_policy(request: Request):
     """Get a policy."""
     principal = await authenticate(request, "assets:read")
-    row = await run_db(request, config_store.get_policy, request.app.state.db, principal.workspace_id,
+    row = await run_db(request, config_store.get_policy, request.state.db, principal.workspace_id,
                        request.path_params["id"])
     if row is None:
         raise not_found("Policy not found")
@@ -206,7 +206,7 @@ async def update_policy(request: Request):
     """Replace a policy's name, description and rules."""
     principal = await authenticate(request, "config:write")
     policy = await run_in_threadpool(_policy_from, await json_body(request))
-    row = await run_db(request, config_store.update_policy, request.app.state.db, principal.workspace_id,
+    row = await run_db(request, config_store.update_policy, request.state.db, principal.workspace_id,
                        request.path_params["id"], policy.name, policy.description, policy.rules)
     if row is None:
         raise not_found("Policy not found")
@@ -216,7 +216,7 @@ async def update_policy(request: Request):
 async def delete_policy(request: Request):
     """Delete a policy; scans that used it keep their snapshot."""
     principal = await authenticate(request, "config:write")
-    if not await run_db(request, config_store.delete_policy, request.app.state.db, principal.workspace_id,
+    if not await run_db(request, config_store.delete_policy, request.state.db, principal.workspace_id,
                         request.path_params["id"]):
         raise not_found("Policy not found")
     return Response(status_code=204)

@@ -22,7 +22,7 @@ from services.domain.vocabulary import FINISHED, FindingStatus, Severity
 async def get_scan(request: Request):
     """Status, results, score history and delta of a compliance scan (seed 001)."""
     principal = await authenticate(request, "assets:read")
-    db = request.app.state.db
+    db = request.state.db
     scan_id = request.path_params["id"]
 
     def lookup():
@@ -48,7 +48,7 @@ class ViolationQuery(BaseModel):
 async def list_violations(request: Request):
     """The violations of a scan, paginated, filtered by rule, status and severity."""
     principal = await authenticate(request, "assets:read")
-    db = request.app.state.db
+    db = request.state.db
     scan_id = request.path_params["id"]
     if await run_db(request, reads.scan_or_pending, db, principal.workspace_id, scan_id) == (None, None):
         raise not_found("Scan not found")
@@ -71,7 +71,7 @@ def violation_view(row) -> dict:
 async def patch_violation(request: Request):
     """Resolve, dismiss or reopen a violation; the score follows."""
     principal = await authenticate(request, "config:write")
-    db = request.app.state.db
+    db = request.state.db
     vid = request.path_params["id"]
     patch = parse(ViolationPatch, await json_body(request))
     row = await run_db(request, reads.violation, db, principal.workspace_id, vid)
@@ -85,7 +85,7 @@ async def patch_violation(request: Request):
                                                    status=patch.status, changed_by=principal.user).model_dump())
         await wait_until(request,
                          lambda: reads.violation(db, principal.workspace_id, vid)["status"] == patch.status,
-                         request.app.state.settings.scan_sync_wait_s)
+                         request.state.settings.scan_sync_wait_s)
     return json_response({**violation_view(row), "status": patch.status})
 
 

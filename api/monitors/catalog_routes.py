@@ -78,7 +78,7 @@ async def create_datastore(request: Request):
             raise ApiError(400, "Invalid request body", [{"path": ["dialect"], "message": (
                 "a dialect says how CSV files are written: a local_dir datastore's, not a database's")}])
         try:
-            settings = request.app.state.settings
+            settings = request.state.settings
             resolved = resolve_path(workspace_root(settings, principal.workspace_id), body.path, body.type,
                                     system_paths(settings))
         except DatastoreError as exc:
@@ -87,7 +87,7 @@ async def create_datastore(request: Request):
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise ApiError(400, "Invalid request body",
                            [{"path": ["path"], "message": f"invalid path: {reason}"}]) from None
-        row = await run_db(request, catalog_store.add_datastore, request.app.state.db, principal.workspace_id,
+        row = await run_db(request, catalog_store.add_datastore, request.state.db, principal.workspace_id,
                            body.name, body.type, body.path, str(resolved),
                            body.dialect.stored() if body.dialect else None)
         return json_response(datastore_view(row), 201)
@@ -98,13 +98,13 @@ async def create_datastore(request: Request):
 async def list_datastores(request: Request):
     """List the workspace's datastores."""
     principal = await authenticate(request, "assets:read")
-    stores = await run_db(request, catalog_store.list_datastores, request.app.state.db, principal.workspace_id)
+    stores = await run_db(request, catalog_store.list_datastores, request.state.db, principal.workspace_id)
     items = [datastore_view(d) for d in stores]
     return json_response({"items": items, "total": len(items)})
 
 
 async def _datastore(request: Request, principal: Principal) -> dict:
-    row = await run_db(request, catalog_store.get_datastore, request.app.state.db, principal.workspace_id,
+    row = await run_db(request, catalog_store.get_datastore, request.state.db, principal.workspace_id,
                        _int_id(request, "id", DATASTORE_NOT_FOUND))
     if row is None:
         raise not_found(DATASTORE_NOT_FOUND)
@@ -121,7 +121,7 @@ async def delete_datastore(request: Request):
     """Remove a datastore; its past runs and findings stay on the ledger."""
     principal = await authenticate(request, "config:write")
     row = await _datastore(request, principal)
-    await run_db(request, catalog_store.delete_datastore, request.app.state.db, principal.workspace_id, row["id"])
+    await run_db(request, catalog_store.delete_datastore, request.state.db, principal.workspace_id, row["id"])
     return Response(status_code=204)
 
 
@@ -130,10 +130,10 @@ async def sync_datastore(request: Request):
     principal = await authenticate(request, "scan:trigger")
 
     async def handler():
-        db = request.app.state.db
+        db = request.state.db
         store = await _datastore(request, principal)
         try:
-            check_allowed(request.app.state.settings, principal.workspace_id, store["type"], store["resolved_path"])
+            check_allowed(request.state.settings, principal.workspace_id, store["type"], store["resolved_path"])
             found = await run_in_threadpool(list_containers, store["type"], store["resolved_path"])
         except DatastoreError as exc:
             raise ApiError(exc.status, str(exc)) from None
@@ -171,7 +171,7 @@ def asset_views(db, assets: list[dict]) -> list[dict]:
 async def list_assets(request: Request):
     """The workspace's assets (tables and files), optionally of one datastore (?datastore=ID)."""
     principal = await authenticate(request, "assets:read")
-    db = request.app.state.db
+    db = request.state.db
     datastore_id = query_id(request, "datastore")
 
     def views() -> list[dict]:
@@ -182,7 +182,7 @@ async def list_assets(request: Request):
 
 
 async def _asset(request: Request, principal: Principal) -> dict:
-    row = await run_db(request, catalog_store.get_asset, request.app.state.db, principal.workspace_id,
+    row = await run_db(request, catalog_store.get_asset, request.state.db, principal.workspace_id,
                        _int_id(request, "assetId", ASSET_NOT_FOUND))
     if row is None:
         raise not_found(ASSET_NOT_FOUND)
@@ -193,7 +193,7 @@ async def get_asset(request: Request):
     """Get an asset with its latest profile."""
     principal = await authenticate(request, "assets:read")
     asset = await _asset(request, principal)
-    return json_response(await run_db(request, asset_view, request.app.state.db, asset))
+    return json_response(await run_db(request, asset_view, request.state.db, asset))
 
 
 # --- monitors ---
@@ -244,7 +244,7 @@ async def create_monitor(request: Request):
     async def handler():
         asset = await _asset(request, principal)
         spec = _checked(parse(MonitorBody, await json_body(request)).model_dump())
-        row = await run_db(request, catalog_store.add_monitor, request.app.state.db, principal.workspace_id,
+        row = await run_db(request, catalog_store.add_monitor, request.state.db, principal.workspace_id,
                            asset["id"], spec)
         return json_response(monitor_view(row), 201)
 
@@ -255,7 +255,7 @@ async def list_monitors(request: Request):
     """The monitors of an asset."""
     principal = await authenticate(request, "assets:read")
     asset = await _asset(request, principal)
-    monitors = await run_db(request, catalog_store.list_monitors, request.app.state.db, principal.workspace_id,
+    monitors = await run_db(request, catalog_store.list_monitors, request.state.db, principal.workspace_id,
                             asset["id"])
     items = [monitor_view(m) for m in monitors]
     return json_response({"items": items, "total": len(items)})
@@ -263,7 +263,7 @@ async def list_monitors(request: Request):
 
 async def _monitor(request: Request, principal: Principal) -> dict:
     asset = await _asset(request, principal)
-    row = await run_db(request, catalog_store.get_monitor, request.app.state.db, principal.workspace_id, asset["id"],
+    row = await run_db(request, catalog_store.get_monitor, request.state.db, principal.workspace_id, asset["id"],
                        request.path_params["monitorId"])
     if row is None:
         raise not_found(MONITOR_NOT_FOUND)
@@ -282,7 +282,7 @@ async def patch_monitor(request: Request):
     current = await _monitor(request, principal)
     patch = parse(MonitorPatch, await json_body(request)).model_dump(exclude_none=True)
     spec = _checked({k: current[k] for k in ("name", "type", "severity", "enabled", "params")} | patch)
-    row = await run_db(request, catalog_store.update_monitor, request.app.state.db, principal.workspace_id,
+    row = await run_db(request, catalog_store.update_monitor, request.state.db, principal.workspace_id,
                        current["asset_id"], current["id"], spec)
     return json_response(monitor_view(row))
 
@@ -291,7 +291,7 @@ async def delete_monitor(request: Request):
     """Remove a monitor; its past anomalies stay."""
     principal = await authenticate(request, "config:write")
     current = await _monitor(request, principal)
-    await run_db(request, catalog_store.delete_monitor, request.app.state.db, principal.workspace_id,
+    await run_db(request, catalog_store.delete_monitor, request.state.db, principal.workspace_id,
                  current["asset_id"], current["id"])
     return Response(status_code=204)
 

@@ -16,7 +16,7 @@ from services.stores import catalog_store
 async def scan_status(request: Request):
     """The progress of a scan triggered by POST /api/scan/run: running, finished or failed."""
     principal = await authenticate(request, "scan:trigger")
-    db = request.app.state.db
+    db = request.state.db
     execution_id = request.path_params["executionId"]
     row, pending = await run_db(request, reads.scan_or_pending, db, principal.workspace_id, execution_id)
     if row is not None:
@@ -29,7 +29,7 @@ async def scan_status(request: Request):
 async def assets_scan_status(request: Request):
     """The current and last completed monitor run of every asset, for the Monitor Dashboard."""
     principal = await authenticate(request, "assets:read")
-    db = request.app.state.db
+    db = request.state.db
 
     def status():
         return views.assets_status(db, catalog_store.list_assets(db, principal.workspace_id))

@@ -39,7 +39,7 @@ async def list_operations(request: Request):
     """Every run of the workspace, filtered, sorted and paginated."""
     principal = await authenticate(request, "assets:read")
     q = _query(request)
-    rows, total = await run_db(request, oq.operations_page, request.app.state.db, principal.workspace_id, q)
+    rows, total = await run_db(request, oq.operations_page, request.state.db, principal.workspace_id, q)
     return json_response({"items": [views.item_view(r) for r in rows], "total": total, "page": q.page,
                           "size": q.size, "pages": oq.pages(total, q.size)})
 
@@ -51,7 +51,7 @@ def _operation_id(request: Request) -> int:
 
 async def find_run(request: Request, principal: Principal) -> Run:
     """The run named by the path's id (400 if it is not an integer, 404 if there is none)."""
-    db, operation_id = request.app.state.db, _operation_id(request)
+    db, operation_id = request.state.db, _operation_id(request)
     row, pending = await run_db(request, reads.projected_or_pending,
                                 lambda: oq.operation(db, principal.workspace_id, operation_id),
                                 lambda: reads.pending_operation(db, principal.workspace_id, operation_id))
@@ -83,7 +83,7 @@ async def get_operation(request: Request):
     run = await find_run(request, principal)
     if run.row is None:
         return json_response(run.view())
-    db = request.app.state.db
+    db = request.state.db
     rerun_of = await run_db(request, oq.operation_id_of, db, run.row["rerun_of"]) if run.row["rerun_of"] else None
     scan = await run_db(request, _sensitive_view, db, run.row) if KINDS[run.kind] is SENSITIVE else None
     return json_response(views.detail_view(run.row, rerun_of, scan))
@@ -99,7 +99,7 @@ async def list_containers(request: Request):
     """The per-container breakdown of a run."""
     principal = await authenticate(request, "assets:read")
     run = await find_run(request, principal)
-    units = await run_db(request, oq.units, request.app.state.db, run.scan_id) if run.row else []
+    units = await run_db(request, oq.units, request.state.db, run.scan_id) if run.row else []
     return json_response({"items": [views.container_view(u, run.status) for u in units], "total": len(units)})
 
 
@@ -110,13 +110,13 @@ async def _command(request: Request, principal: Principal, type_: str, run: Run)
 
 async def _settled_view(request: Request, principal: Principal, run: Run, done) -> Response:
     """Answer once the projector shows the change (or after the sync wait), with the run as it is."""
-    db = request.app.state.db
+    db = request.state.db
 
     def current():
         return oq.operation(db, principal.workspace_id, run.operation_id)
 
     await wait_until(request, lambda: (row := current()) is not None and done(row),
-                     request.app.state.settings.scan_sync_wait_s)
+                     request.state.settings.scan_sync_wait_s)
     row = await run_db(request, current)
     return json_response(views.item_view(row) if row else run.view())
 
@@ -156,13 +156,13 @@ async def resume_operation(request: Request):
     # Seed 003: the answer is the new attempt, running, with its new dispatch (start) time, even
     # when it has already finished by now. scan.resumed sets that start time; until the projector
     # shows it (it may lag), the dispatch time is the command's.
-    db = request.app.state.db
+    db = request.state.db
 
     def resumed():
         row = oq.operation(db, principal.workspace_id, run.operation_id)
         return row if row is not None and row["started_at"] != before else None
 
-    await wait_until(request, lambda: resumed() is not None, request.app.state.settings.scan_sync_wait_s)
+    await wait_until(request, lambda: resumed() is not None, request.state.settings.scan_sync_wait_s)
     row = await run_db(request, resumed)
     if row is None:
         return json_response({**views.as_dispatched(run.view()), "start_time": command["time"]})
@@ -175,13 +175,13 @@ async def rerun_operation(request: Request):
     run = await find_run(request, principal)
     if run.status not in FINISHED:
         raise ApiError(409, "The run is still in progress; rerun it once it has finished")
-    db = request.app.state.db
+    db = request.state.db
     scan_request = rerun_request(principal, run.row["request"], run.scan_id)
     operation_id = await start_scan(request, scan_request)
     # Seed 003: the new run, queued or running, never its result even if it is already there.
     # Answer once it has started (or after the sync wait, queued).
     await wait_until(request, lambda: (row := oq.operation(db, principal.workspace_id, operation_id)) is not None
-                     and row["status"] != "queued", request.app.state.settings.scan_sync_wait_s)
+                     and row["status"] != "queued", request.state.settings.scan_sync_wait_s)
     row = await run_db(request, oq.operation, db, principal.workspace_id, operation_id)
     return json_response(views.as_dispatched(views.item_view(row)) if row else views.pending_item_view(scan_request))
 
@@ -193,9 +193,9 @@ async def delete_operation(request: Request):
     if run.status not in FINISHED:
         raise ApiError(409, "The run is still in progress; abort it before deleting it")
     await _command(request, principal, c.DELETE_SCAN, run)
-    db = request.app.state.db
+    db = request.state.db
     await wait_until(request, lambda: oq.operation(db, principal.workspace_id, run.operation_id) is None,
-                     request.app.state.settings.scan_sync_wait_s)
+                     request.state.settings.scan_sync_wait_s)
     return Response(status_code=204)
 
 

@@ -32,7 +32,7 @@ VISIBLE_WAIT_S = 2.0  # how long a new scan's POST waits for the projector to sh
 
 async def send_command(request: Request, type_: str, scan_id: str, workspace_id: str, data: dict) -> dict:
     """Produce a command (acks=all, idempotent) before the API answers; 503 if the broker does not take it."""
-    state = request.app.state
+    state = request.state
     command = make_event(type_, scan_id, data, id=deterministic_id(type_, scan_id, new_id()), source=SOURCE,
                          workspace_id=workspace_id)
     command = commands.with_expiry(command, state.commands.timeout_s)
@@ -53,7 +53,7 @@ async def start_scan(request: Request, scan_request: dict) -> int:
     projector shows it, so a client's next GET finds it; if the projector lags, the answer
     does not wait for it and the scan is readable a little later.
     """
-    db = request.app.state.db
+    db = request.state.db
     scan_request["scan_id"] = stable_id(request, scan_request["scan_id"], kind_of(scan_request).scan_id_prefix)
     scan_request["operation_id"] = await run_db(request, config_store.new_operation_id, db, scan_request["scan_id"])
     await send_command(request, c.RUN_SCAN, scan_request["scan_id"], scan_request["workspace_id"], scan_request)

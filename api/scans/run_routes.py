@@ -21,14 +21,14 @@ from api.web.responses import json_response
 async def run_monitor_scan(request: Request, principal: Principal):
     """Scan every enabled monitor of the caller's workspace (202 with the executionId)."""
     require(principal, "scan:trigger")
-    scan_request = await run_db(request, monitor_scan_request, request.app.state.db, principal)
+    scan_request = await run_db(request, monitor_scan_request, request.state.db, principal)
     await start_scan(request, scan_request)
     return json_response({"data": {"executionId": scan_request["scan_id"], "status": "running"}}, 202)
 
 
 async def run_compliance_scan(request: Request, principal: Principal, body: dict):
     require(principal, "scan:trigger")
-    db = request.app.state.db
+    db = request.state.db
     scan_request = await run_db(request, compliance_request, db, principal, parse(ScanRunBody, body))
     await start_scan(request, scan_request)
     scan_id = scan_request["scan_id"]
@@ -36,7 +36,7 @@ async def run_compliance_scan(request: Request, principal: Principal, body: dict
     # unless the client asks not to wait (RFC 7240 `Prefer: respond-async`).
     if "respond-async" not in request.headers.get("prefer", ""):
         await wait_until(request, lambda: reads.is_settled(reads.scan(db, principal.workspace_id, scan_id)),
-                         request.app.state.settings.scan_sync_wait_s)
+                         request.state.settings.scan_sync_wait_s)
     return json_response({"scan_id": scan_id, "status": "running"})
 
 

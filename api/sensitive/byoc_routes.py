@@ -36,7 +36,7 @@ from api.web.db_work import run_db
 from api.web.errors import ApiError, not_found, unavailable
 from api.web.openapi import request_body
 from api.web.requests import json_body, parse
-from api.web.responses import json_response
+from api.web.responses import success
 from services.adapters.command_writer import CommandNotWritten
 from services.domain import contracts as c
 from services.domain.chunk_reports import BadReport, ChunkFiles, checked, event_id
@@ -80,8 +80,7 @@ class ReportBody(RootModel[Annotated[Claim | Heartbeat | Events | Release, Field
     """One report: its `type` says which."""
 
 
-def success(data, status: int = 200) -> object:
-    return json_response({"status": "success", "data": data}, status, headers={"Cache-Control": "no-store"})
+NO_STORE = {"Cache-Control": "no-store"}  # a lease, a token, a chunk: never from a cache
 
 
 # --- deployment-config ---
@@ -136,7 +135,7 @@ def _issue_token(db, workspace_id: str, scan_id: str) -> str:
 async def deployment_config(request: Request):
     """What it takes to run a BYOC scan's workers in your own infrastructure (issues a worker token)."""
     principal = await authenticate(request, "scan:trigger")
-    state, scan_id, ws = request.app.state, request.path_params["id"], principal.workspace_id
+    state, scan_id, ws = request.state, request.path_params["id"], principal.workspace_id
     db = state.db
     # a scan just started: briefly, until the coordinator has enumerated it and offered its chunks
     await wait_until(request, lambda: sq.scan_row(db, ws, scan_id) is not None, 2.0)
@@ -156,12 +155,12 @@ async def deployment_config(request: Request):
     return success({"container_image": state.settings.worker_image,
                     "environment": {"SCAN_ID": scan_id, "COORDINATOR_URL": f"{base}/api/v1/scans/{scan_id}/report",
                                     "AUTH_TOKEN": token},
-                    "chunks": chunks})
+                    "chunks": chunks}, headers=NO_STORE)
 
 
 async def chunk_files(request: Request, work: dict) -> list[dict]:
     """A chunk's files (in the blob store, by reference from its work), kept at hand for its reports."""
-    return await run_in_threadpool(_files, request.app.state.blobs, work["blob"]) if work.get("blob") else []
+    return await run_in_threadpool(_files, request.state.blobs, work["blob"]) if work.get("blob") else []
 
 
 @lru_cache(maxsize=FILES_CACHE)
@@ -178,7 +177,7 @@ async def report(request: Request):
     if principal.scan_id != scan_id:
         raise ApiError(403, "This worker token reports on its own scan only")
     body = parse(ReportBody, await json_body(request)).root
-    settings, db = request.app.state.settings, request.app.state.db
+    settings, db = request.state.settings, request.state.db
     if isinstance(body, Claim):
         return await _claim(request, body.worker_id)
     found = await run_db(request, byoc_store.lease, db, scan_id, body.chunk_id, body.lease_id)
@@ -190,7 +189,7 @@ async def report(request: Request):
         await run_db(request, byoc_store.release, db, body.chunk_id, body.lease_id, time.time())
         log.warning("scan %s: worker %s released chunk %s: %s", scan_id, found["worker_id"], body.chunk_id,
                     body.reason or "no reason given")
-        return success({"accepted": 0, "released": True})
+        return success({"accepted": 0, "released": True}, headers=NO_STORE)
     done, accepted = False, 0
     if isinstance(body, Events):
         work = orjson.loads(found["work"])
@@ -208,15 +207,17 @@ async def report(request: Request):
                         time.time(), done):
         raise ApiError(409, "This worker no longer holds the chunk: its lease passed to another worker. Claim"
                             " another.")
-    return success({"accepted": accepted, "lease_seconds": settings.worker_lease_s, "chunk_done": done})
+    return success({"accepted": accepted, "lease_seconds": settings.worker_lease_s, "chunk_done": done},
+                   headers=NO_STORE)
 
 
 async def _claim(request: Request, worker_id: str):
-    settings, db, scan_id = request.app.state.settings, request.app.state.db, request.path_params["id"]
+    settings, db, scan_id = request.state.settings, request.state.db, request.path_params["id"]
     got = await run_db(request, byoc_store.claim, db, scan_id, worker_id, settings.worker_lease_s, time.time())
     chunk = got["chunk"]
     if chunk is None:
-        return success({"chunk": None, "open_chunks": got["open"], "retry_after_seconds": HEARTBEAT_S})
+        return success({"chunk": None, "open_chunks": got["open"], "retry_after_seconds": HEARTBEAT_S},
+                       headers=NO_STORE)
     work = orjson.loads(chunk["work"])
     files = await chunk_files(request, work["data"])
     data = {k: v for k, v in work["data"].items() if k != "blob"}
@@ -226,12 +227,12 @@ async def _claim(request: Request, worker_id: str):
     return success({"chunk": {"chunk_id": chunk["unit_id"], "lease_id": chunk["lease_id"],
                               "attempt": chunk["attempt"], "work": {**work, "data": data}},
                     "open_chunks": got["open"], "lease_seconds": settings.worker_lease_s,
-                    "heartbeat_seconds": HEARTBEAT_S})
+                    "heartbeat_seconds": HEARTBEAT_S}, headers=NO_STORE)
 
 
 async def _write(request: Request, work: dict, events: list[tuple[str, dict]]) -> None:
     """The reported events on the ledger, as the in-cluster evaluator writes them, before the answer."""
-    topics, writer = request.app.state.settings.topics, request.app.state.commands
+    topics, writer = request.state.settings.topics, request.state.commands
     try:
         await asyncio.gather(*(writer.write(
             topics.findings if type_ == c.FINDING_DETECTED else topics.scan_events,

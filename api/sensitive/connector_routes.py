@@ -8,7 +8,6 @@ response ever holds the secret they point at.
 """
 from __future__ import annotations
 
-import inspect
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -17,10 +16,11 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from api.web.auth import Principal, authenticate
+from api.web.db_work import run_db
 from api.web.errors import ApiError, not_found, validation_error
 from api.web.openapi import request_body
 from api.web.requests import idempotent, json_body, parse
-from api.web.responses import json_response
+from api.web.responses import success
 from services.adapters.connectors import ConnectorError, connector_for, public_config, validate_config
 from services.stores import catalog_store
 
@@ -41,16 +41,6 @@ class ConnectorBody(BaseModel):
         if "\x00" in value:
             raise ValueError("must not contain a NUL character")
         return value
-
-
-async def _principal(request: Request, permission: str) -> Principal:
-    """authenticate() whether it is a plain or an async function (the API is moving its database work off the loop)."""
-    principal = authenticate(request, permission)
-    return await principal if inspect.isawaitable(principal) else principal
-
-
-def success(data, status: int = 200):
-    return json_response({"status": "success", "data": data}, status)
 
 
 def connector_view(row: dict) -> dict:
@@ -79,20 +69,21 @@ def _checked_config(settings, workspace_id: str, type_: str, config: dict) -> di
 
 async def create_connector(request: Request):
     """Register a connector: a local directory or SQLite database under the datastore root, or an S3 bucket."""
-    principal = await _principal(request, "config:write")
+    principal = await authenticate(request, "config:write")
 
     async def handler():
         body = parse(ConnectorBody, await json_body(request))
         try:
-            config = await run_in_threadpool(_checked_config, request.app.state.settings, principal.workspace_id,
+            # not a database thread: an s3 config is checked against its endpoint
+            config = await run_in_threadpool(_checked_config, request.state.settings, principal.workspace_id,
                                              body.type, body.config)
         except ValidationError as exc:
             raise validation_error(exc, prefix=("config",)) from None
         except ConnectorError as exc:
             field = FIELD_OF_REASON.get(exc.reason, "path")
             raise ApiError(400, "Invalid request body", [{"path": ["config", field], "message": str(exc)}]) from None
-        row = await run_in_threadpool(catalog_store.add_connector, request.app.state.db, principal.workspace_id,
-                                      body.name, body.type, config)
+        row = await run_db(request, catalog_store.add_connector, request.state.db, principal.workspace_id,
+                           body.name, body.type, config)
         return success(connector_view(row), 201)
 
     return await idempotent(request, principal, handler)
@@ -100,14 +91,14 @@ async def create_connector(request: Request):
 
 async def list_connectors(request: Request):
     """List the workspace's connectors."""
-    principal = await _principal(request, "assets:read")
-    rows = await run_in_threadpool(catalog_store.list_connectors, request.app.state.db, principal.workspace_id)
+    principal = await authenticate(request, "assets:read")
+    rows = await run_db(request, catalog_store.list_connectors, request.state.db, principal.workspace_id)
     return success([connector_view(r) for r in rows])
 
 
 async def _connector(request: Request, principal: Principal) -> dict:
-    row = await run_in_threadpool(catalog_store.get_connector, request.app.state.db, principal.workspace_id,
-                                  request.path_params["id"])
+    row = await run_db(request, catalog_store.get_connector, request.state.db, principal.workspace_id,
+                       request.path_params["id"])
     if row is None:
         raise not_found(CONNECTOR_NOT_FOUND)
     return row
@@ -115,15 +106,15 @@ async def _connector(request: Request, principal: Principal) -> dict:
 
 async def get_connector(request: Request):
     """Get a connector."""
-    principal = await _principal(request, "assets:read")
+    principal = await authenticate(request, "assets:read")
     return success(connector_view(await _connector(request, principal)))
 
 
 async def delete_connector(request: Request):
     """Remove a connector; scans that read it stay on the ledger."""
-    principal = await _principal(request, "config:write")
+    principal = await authenticate(request, "config:write")
     row = await _connector(request, principal)
-    await run_in_threadpool(catalog_store.delete_connector, request.app.state.db, principal.workspace_id, row["id"])
+    await run_db(request, catalog_store.delete_connector, request.state.db, principal.workspace_id, row["id"])
     return success({"id": row["id"], "deleted": True})
 
 

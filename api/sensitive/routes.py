@@ -26,7 +26,7 @@ from api.web.db_work import run_db
 from api.web.errors import ApiError, not_found, validation_error
 from api.web.openapi import request_body
 from api.web.requests import idempotent, json_body
-from api.web.responses import json_response
+from api.web.responses import success
 from services.domain import contracts as c
 from services.domain.detectors import described
 from services.domain.envelope import iso, utcnow
@@ -117,10 +117,6 @@ def _snapshots(db, workspace_id: str, ids: list[str], incremental: bool) -> tupl
     return out, versions
 
 
-def success(data, status: int = 200, **extra):
-    return json_response({"status": "success", "data": data, **extra}, status)
-
-
 async def start_parallel_scan(request: Request):
     """Start a parallel sensitive-data scan over connectors of the caller's workspace (201, queued)."""
     principal = await authenticate(request, "scan:trigger")
@@ -128,15 +124,15 @@ async def start_parallel_scan(request: Request):
     async def handler():
         body = _parse(await json_body(request))
         if body.options.llm_assist:
-            _llm_available(request.app.state.settings)
-        db = request.app.state.db
+            _llm_available(request.state.settings)
+        db = request.state.db
         snapshots, versions = await run_db(request, _snapshots, db, principal.workspace_id, body.connectors,
                                            body.type == "incremental")
         # the workspace's own detectors and allow-list as they are now: the scan runs with these
         snapshots.update(await run_db(request, detector_store.snapshot, db, principal.workspace_id))
         _check_detectors(body.options.detectors, snapshots["custom_detectors"])
         if versions:  # the watermark's versions by reference: a large connector's would not fit in a command
-            snapshots["baseline_blob"] = await run_in_threadpool(request.app.state.blobs.put, orjson.dumps(versions))
+            snapshots["baseline_blob"] = await run_in_threadpool(request.state.blobs.put, orjson.dumps(versions))
         options = body.options.model_dump()
         scan_request = c.SensitiveScanRequest(
             scan_id=f"{SENSITIVE.scan_id_prefix}{new_id()}", kind=SENSITIVE.name, workspace_id=principal.workspace_id,
@@ -179,7 +175,7 @@ async def _found(request: Request, fn, *args):
 async def get_scan(request: Request):
     """A scan's status, progress, coverage block, workers and timestamps."""
     principal = await authenticate(request, "assets:read")
-    view = await _found(request, _view, request.app.state.db, principal.workspace_id, request.path_params["id"])
+    view = await _found(request, _view, request.state.db, principal.workspace_id, request.path_params["id"])
     return success(view)
 
 
@@ -193,14 +189,14 @@ def _workers(db, workspace_id: str, scan_id: str) -> list | None:
 async def get_workers(request: Request):
     """Each parallel worker of a scan: its chunk of the enumerated files and its progress."""
     principal = await authenticate(request, "assets:read")
-    return success(await _found(request, _workers, request.app.state.db, principal.workspace_id,
+    return success(await _found(request, _workers, request.state.db, principal.workspace_id,
                                 request.path_params["id"]))
 
 
 async def cancel_scan(request: Request):
     """Cancel a queued or running scan: its workers stop between files; what they found stays (409 if finished)."""
     principal = await authenticate(request, "scan:trigger")
-    db, scan_id, ws = request.app.state.db, request.path_params["id"], principal.workspace_id
+    db, scan_id, ws = request.state.db, request.path_params["id"], principal.workspace_id
     before = await _found(request, _view, db, ws, scan_id)
     if before["status"] not in ("queued", "running"):
         raise ApiError(409, f"The scan has already finished ({before['status']})")
@@ -211,7 +207,7 @@ async def cancel_scan(request: Request):
         row = sq.scan_row(db, ws, scan_id)
         return row is not None and row["ledger_status"] in FINISHED
 
-    await wait_until(request, settled, request.app.state.settings.scan_sync_wait_s)
+    await wait_until(request, settled, request.state.settings.scan_sync_wait_s)
     view = await run_db(request, _view, db, ws, scan_id)
     if view["status"] not in ("cancelled", "queued", "running"):
         raise ApiError(409, f"The scan has already finished ({view['status']})")
@@ -282,7 +278,7 @@ async def _keyset_listing(request: Request, fetch, filters: type[BaseModel], key
     """A page of a scan's rows in the order of `key` (its index's), from an opaque cursor: the last key shown."""
     principal = await authenticate(request, "assets:read")
     limit, after = _limit(request, *limits), _cursor(request, len(key))
-    rows = await _found(request, _page, request.app.state.db, principal.workspace_id, request.path_params["id"],
+    rows = await _found(request, _page, request.state.db, principal.workspace_id, request.path_params["id"],
                         fetch, limit + 1, after, _filters(request, filters))
     page, more = rows[:limit], len(rows) > limit
     cursor = sq.encode_cursor(*(page[-1][k] for k in key)) if more else None
@@ -333,7 +329,7 @@ async def list_scans(request: Request):
                        [{"path": ["status"], "message": f"One of {', '.join(sq.SEED_STATUSES)}"}])
     query = {"connector": request.query_params.get("connector"), "status": status, "since": _since(request),
              "limit": _limit(request, LIST_LIMIT, MAX_LIST_LIMIT), "after": _cursor(request, 2)}
-    items, cursor = await run_db(request, _list, request.app.state.db, principal.workspace_id, query)
+    items, cursor = await run_db(request, _list, request.state.db, principal.workspace_id, query)
     return success(items, pagination={"limit": query["limit"], "next_cursor": cursor})
 
 

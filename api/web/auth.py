@@ -40,7 +40,7 @@ async def authenticate(request: Request, permission: str | None = None) -> Princ
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "Missing or invalid API token")
-    principal = await run_db(request, _principal, request.app.state.db, token.strip())
+    principal = await run_db(request, _principal, request.state.db, token.strip())
     if principal is None:
         raise ApiError(401, "Missing or invalid API token")
     if permission:

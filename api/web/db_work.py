@@ -37,4 +37,4 @@ class DbWork:
 
 async def run_db(request: Request, fn: Callable[..., T], *args, **kwargs) -> T:
     """`fn(*args, **kwargs)` on a database thread: `await run_db(request, store.get_x, db, ws, id)`."""
-    return await request.app.state.db_work.run(fn, *args, **kwargs)
+    return await request.state.db_work.run(fn, *args, **kwargs)

@@ -83,8 +83,8 @@ async def idempotent(request: Request, principal: Principal, handler,
     key = request.headers.get("idempotency-key")
     if not key:
         return await handler()
-    db = request.app.state.db
-    ttl_s = request.app.state.settings.idempotency_ttl_s
+    db = request.state.db
+    ttl_s = request.state.settings.idempotency_ttl_s
     route = f"{request.method} {request.url.path}"
     body_hash = _body_hash(request, await request.body())
     give_up = time.monotonic() + IDEMPOTENCY_WAIT_S
