@@ -4,7 +4,7 @@ Each batch is applied and its offsets stored in one database transaction, and on
 partition assignment the consumer seeks to the offsets stored in the database (never the
 ones in Kafka), so a crash between the two can neither skip nor double-apply a batch.
 
-A poison record (one `services.adapters.deadletter.decode_checked` refuses, or whose apply raises) is
+A poison record (one `services.domain.codec.decode_checked` refuses, or whose apply raises) is
 sent to the dead-letter topic and stands in its batch as a placeholder that applies nothing
 but stores its offset, in the same transaction as the good records around it. A batch whose
 apply raises is rolled back and applied again one record at a time (each in a savepoint),
@@ -27,8 +27,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from projections.apply import Record, apply_batch, needs_timestamp
 from services.adapters.db import connect, transaction
-from services.adapters.deadletter import DeadLetters, PoisonRecord, dead_lettered, decode_checked
+from services.adapters.deadletter import DeadLetters, dead_lettered
 from services.adapters.kafka import DeliveryFailed, Publisher, consumer_config, ensure_topics, watermarks
+from services.domain.codec import PoisonRecord, decode_checked
 from services.settings import Settings
 from services.stores import read_models
 

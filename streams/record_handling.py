@@ -18,8 +18,9 @@ from typing import Any, Self
 
 from confluent_kafka import KafkaException
 
-from services.adapters.deadletter import DeadLetters, PoisonRecord, decode_checked
+from services.adapters.deadletter import DeadLetters
 from services.adapters.kafka import DeliveryFailed
+from services.domain.codec import PoisonRecord, decode_checked
 from services.domain.commands import is_expired
 
 log = logging.getLogger("scanledger.streams")

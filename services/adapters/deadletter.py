@@ -1,7 +1,7 @@
-"""Poison records: the one place that decides what a consumer cannot use, and where it goes.
+"""Poison records: where what a consumer cannot use goes.
 
-`decode_checked` decodes a CloudEvents record and validates what every consumer relies on,
-raising `PoisonRecord` otherwise. `DeadLetters` produces such a record, unchanged, to the
+`decode_checked` (services.domain.codec) decodes a record and raises `PoisonRecord` for one no
+consumer can use. `DeadLetters` produces such a record, unchanged, to the
 dead-letter topic (`<prefix>.dead-letter`, keyed by the source key) with the source
 coordinates and the error in headers, so the consumer can go on:
 
@@ -14,11 +14,6 @@ plus the record's own headers. A consumer commits the offset that skips a record
 crash are possible and harmless: (dl.consumer, source topic, partition, offset) identifies
 one dead letter, and `dead_lettered()` gives the coordinates already sent, which `replay`
 uses so a rebuild does not send the live projector's dead letters again.
-
-Validation cost: the violations topic carries one event per violation (millions per large
-scan), so `violation.detected` gets a cheap check of the keys and types the read models
-need (about a microsecond); every other type with a contract is validated in full with its
-pydantic model (scan lifecycle events, commands and work units are few).
 """
 from __future__ import annotations
 
@@ -27,15 +22,9 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import orjson
-from pydantic import ValidationError
-
-from services.domain import contracts as c
-from services.domain.envelope import TYPE_HEADER
-from services.domain.vocabulary import SEVERITIES
+from services.domain.codec import PoisonRecord
 from services.settings import Settings
 
-_loads, _JSONDecodeError = orjson.loads, orjson.JSONDecodeError
 log = logging.getLogger("scanledger.deadletter")
 
 SOURCE_TOPIC = "dl.source.topic"
@@ -45,136 +34,6 @@ ERROR = "dl.error"
 CONSUMER = "dl.consumer"
 DL_HEADERS = (SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET, ERROR, CONSUMER)
 MAX_ERROR = 1000  # characters of the error kept in its header
-
-
-class PoisonRecord(Exception):
-    """A record no consumer can use: not JSON, not our envelope, or not its type's contract."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-# --- decoding and validation -------------------------------------------------------------
-
-_SEVERITIES = frozenset(SEVERITIES)
-# every key the read model reads from a violation (the model's required fields)
-_VIOLATION_KEYS = frozenset(name for name, f in c.ViolationDetected.model_fields.items() if f.is_required())
-# and those it stores in NOT NULL columns or keys by: strings, always
-_VIOLATION_STRINGS = ("violation_id", "scan_id", "rule_id", "record_key", "signature")
-
-
-def _check_violation(data: dict) -> None:
-    """The cheap check of the high-volume type: keys present, keys and non-null columns strings.
-    It allocates nothing (no keys view, no generator): the projector runs it per violation,
-    and every allocation brings the next garbage-collector pass closer."""
-    try:
-        if (type(data["violation_id"]) is not str or type(data["scan_id"]) is not str
-                or type(data["rule_id"]) is not str or type(data["record_key"]) is not str
-                or type(data["signature"]) is not str):
-            bad = next(name for name in _VIOLATION_STRINGS if type(data[name]) is not str)
-            raise PoisonRecord(f"data.{bad} is not a string")
-        if data["severity"] not in _SEVERITIES:
-            raise PoisonRecord(f"data.severity {data['severity']!r} is not one of {sorted(_SEVERITIES)}")
-        # present (one statement each: a tuple of them would be an allocation)
-        data["unit_id"]
-        data["rule_name"]
-        data["rule_type"]
-        data["account"]
-        data["record_index"]
-        data["value"]
-        data["window"]
-    except KeyError:
-        raise PoisonRecord(f"data lacks {', '.join(sorted(_VIOLATION_KEYS - data.keys()))}") from None
-
-
-def _full(model) -> Callable[[dict], None]:
-    validate = model.model_validate
-
-    def check(data: dict) -> None:
-        try:
-            validate(data)
-        except ValidationError as exc:
-            errors = exc.errors()
-            detail = "; ".join(f"data.{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in errors[:3])
-            raise PoisonRecord(f"invalid {model.__name__}: {detail}"
-                               + (f" (+{len(errors) - 3} more)" if len(errors) > 3 else "")) from None
-    return check
-
-
-_CHECKS: dict[str, Callable[[dict], None]] = {type_: _full(model) for type_, model in c.MODELS.items()}
-_CHECKS[c.VIOLATION_DETECTED] = _check_violation
-
-
-def _header(headers, name: str):
-    if not headers:
-        return None
-    items = headers.items() if isinstance(headers, dict) else headers
-    for key, value in items:
-        if key == name:
-            return value.decode(errors="replace") if isinstance(value, (bytes, bytearray)) else value
-    return None
-
-
-def _envelope_error(event) -> PoisonRecord:
-    """Why an event failed the fast envelope check (the slow path names the field)."""
-    if type(event) is not dict:
-        return PoisonRecord(f"not a JSON object but {type(event).__name__}")
-    for name in ("type", "id", "subject"):
-        field = event.get(name)
-        if type(field) is not str or not field:
-            return PoisonRecord(f"envelope: {name} is missing or not a non-empty string")
-    return PoisonRecord("envelope: data is missing or not an object")
-
-
-_TYPE_BYTES = {type_: type_.encode() for type_ in c.MODELS}
-
-
-def decode_checked(value: bytes | None, headers=None) -> dict[str, Any]:
-    """The event of a record, or PoisonRecord(reason).
-
-    Checks: JSON object; `type`, `id`, `subject` non-empty strings; `data` an object; the
-    `ce_type` header (when headers are given and have it) equal to the body's type, since
-    consumers filter on it; and for a type with a contract, a string `time` and `data` valid
-    for it. A type without a contract passes with the envelope checks alone: consumers skip
-    what they do not know. Written for speed: the projector calls it once per event.
-    """
-    if value is None:
-        raise PoisonRecord("no value (tombstone)")
-    try:
-        event = _loads(value)
-    except _JSONDecodeError as exc:
-        raise PoisonRecord(f"not JSON: {exc}") from None
-    if type(event) is not dict:
-        raise _envelope_error(event)
-    try:  # one name at a time: a 4-tuple unpacking would allocate a tuple per event
-        type_ = event["type"]
-        id_ = event["id"]
-        subject = event["subject"]
-        data = event["data"]
-    except KeyError:
-        raise _envelope_error(event) from None
-    if not (type(type_) is str and type(id_) is str and type(subject) is str and type(data) is dict
-            and type_ and id_ and subject):
-        raise _envelope_error(event)
-    if headers:
-        if type(headers) is list:
-            for key, declared in headers:
-                if key == TYPE_HEADER:
-                    if declared != (_TYPE_BYTES.get(type_) or type_.encode()) and declared != type_:
-                        raise PoisonRecord(f"envelope: {TYPE_HEADER} header {_header(headers, TYPE_HEADER)!r}"
-                                           f" is not the body's type {type_!r}")
-                    break
-        else:
-            declared = _header(headers, TYPE_HEADER)
-            if declared is not None and declared != type_:
-                raise PoisonRecord(f"envelope: {TYPE_HEADER} header {declared!r} is not the body's type {type_!r}")
-    check = _CHECKS.get(type_)
-    if check is not None:
-        if type(event.get("time")) is not str:
-            raise PoisonRecord("envelope: time is missing or not a string")
-        check(data)
-    return event
 
 
 # --- sending -----------------------------------------------------------------------------

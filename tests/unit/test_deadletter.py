@@ -7,8 +7,9 @@ import pytest
 
 from projections.projector import apply_messages
 from services.adapters.db import connect
-from services.adapters.deadletter import DeadLetters, PoisonRecord, decode_checked
+from services.adapters.deadletter import DeadLetters
 from services.domain import contracts as c
+from services.domain.codec import PoisonRecord, decode_checked
 from services.domain.envelope import encode, headers, make_event
 from services.stores import read_models as schema
 

@@ -16,8 +16,8 @@ import pytest
 from projections import apply as projection
 from projections.record import Record
 from services.adapters.db import transaction
-from services.adapters.deadletter import decode_checked
 from services.domain import contracts as c
+from services.domain.codec import decode_checked
 from services.domain.envelope import encode
 from services.stores import read_models
 from tests.unit.ledger import COMMANDS, SCAN_EVENTS, VIOLATIONS, Ledger, asset_runs, two_scans
