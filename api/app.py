@@ -21,12 +21,12 @@ from api.web.errors import ApiError, handle_api_error, handle_http_exception, ha
 from api.web.limits import BodyLimit
 from api.web.openapi import openapi_document
 from api.web.responses import json_response
+from services import stores
 from services.adapters import deadletter, kafka
 from services.adapters.blobstore import BlobStore
 from services.adapters.command_writer import CommandWriter
 from services.adapters.db import ConnectionPerThread
 from services.settings import Settings
-from services.stores import byoc_store, catalog_store, config_store, detector_store
 
 HEALTH_TTL_S = 1.0
 
@@ -105,12 +105,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         db_work = DbWork()
 
         def init() -> None:
-            config_store.init(db)
-            catalog_store.init(db)
-            byoc_store.init(db)
-            detector_store.init(db)
-            if settings.admin_token:
-                config_store.bootstrap_admin(db, settings.admin_token)
+            stores.init(db, settings.admin_token)
 
         await db_work.run(init)
         commands = CommandWriter(settings)

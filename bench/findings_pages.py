@@ -26,7 +26,8 @@ import httpx
 
 from api.sensitive.queries import encode_cursor
 from harness.system import ROOT, free_port
-from services.stores import byoc_store, catalog_store, config_store, read_models
+from services import stores
+from services.stores import config_store, read_models
 
 TOKEN = "bench-admin-token"
 SCAN = "scan-bench"
@@ -38,9 +39,7 @@ INDEXES = ("rm_sensitive_findings_page", "rm_sensitive_findings_detector")
 def build(db_path: Path, n_findings: int, n_files: int, rng: random.Random) -> list[tuple]:
     """The database, and the keyset of every finding (connector, file, finding id) to draw cursors from."""
     conn = sqlite3.connect(db_path, isolation_level=None)
-    config_store.init(conn)
-    catalog_store.init(conn)
-    byoc_store.init(conn)
+    stores.init(conn)
     read_models.create(conn)
     config_store.bootstrap_admin(conn, TOKEN)
     now = "2026-12-06T08:00:00.000Z"

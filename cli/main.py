@@ -34,16 +34,13 @@ def _settings(args) -> Settings:
 
 
 def prepare_database(settings: Settings) -> None:
+    from services import stores
     from services.adapters.db import connect
-    from services.stores import catalog_store, config_store, detector_store, read_models
+    from services.stores import read_models
 
     conn = connect(settings.db_url)
-    config_store.init(conn)
-    catalog_store.init(conn)
-    detector_store.init(conn)
+    stores.init(conn, settings.admin_token)
     read_models.create(conn)
-    if settings.admin_token:
-        config_store.bootstrap_admin(conn, settings.admin_token)
     conn.close()
 
 

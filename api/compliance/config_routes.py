@@ -19,10 +19,10 @@ from api.web.openapi import request_body
 from api.web.requests import idempotent, json_body, parse
 from api.web.responses import json_response
 from services.adapters.readers import Dialect, InputError, detect_format, ipc_head, read_with_dialect, to_ipc
+from services.domain.envelope import new_id
 from services.domain.pii import scan_pii
 from services.domain.rules import MAPPING_TARGETS, mapping_warnings, parse_rule
 from services.stores import config_store
-from services.stores.config_store import new_id
 
 UPLOAD_NOT_FOUND = "Upload not found. Upload data first."
 

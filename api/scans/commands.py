@@ -20,11 +20,10 @@ from api.web.requests import stable_id
 from services.adapters.command_writer import CommandNotWritten
 from services.domain import commands
 from services.domain import contracts as c
-from services.domain.envelope import deterministic_id, make_event
+from services.domain.envelope import deterministic_id, make_event, new_id
 from services.domain.kinds import kind_of
 from services.domain.vocabulary import API_SOURCE as SOURCE
-from services.stores import config_store
-from services.stores.config_store import new_id
+from services.stores import request_store
 
 POLL_S = 0.02
 VISIBLE_WAIT_S = 2.0  # how long a new scan's POST waits for the projector to show it (it answers anyway)
@@ -55,7 +54,7 @@ async def start_scan(request: Request, scan_request: dict) -> int:
     """
     db = request.state.db
     scan_request["scan_id"] = stable_id(request, scan_request["scan_id"], kind_of(scan_request).scan_id_prefix)
-    scan_request["operation_id"] = await run_db(request, config_store.new_operation_id, db, scan_request["scan_id"])
+    scan_request["operation_id"] = await run_db(request, request_store.new_operation_id, db, scan_request["scan_id"])
     await send_command(request, c.RUN_SCAN, scan_request["scan_id"], scan_request["workspace_id"], scan_request)
     await wait_until(request, lambda: reads.is_known(db, scan_request["scan_id"]), VISIBLE_WAIT_S)
     return scan_request["operation_id"]

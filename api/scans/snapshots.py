@@ -14,12 +14,11 @@ from api.web.auth import Principal
 from api.web.errors import ApiError, not_found
 from api.web.openapi import request_body
 from services.domain import contracts as c
-from services.domain.envelope import utcnow
+from services.domain.envelope import new_id, utcnow
 from services.domain.kinds import CATALOG, COMPLIANCE, MONITOR, kind_of
 from services.domain.policy import missing_columns
 from services.domain.rules import parse_rule
 from services.stores import catalog_store, config_store
-from services.stores.config_store import new_id
 
 MONITOR_FIELDS = ("id", "name", "type", "severity", "params")
 

@@ -29,11 +29,10 @@ from api.web.requests import idempotent, json_body
 from api.web.responses import success
 from services.domain import contracts as c
 from services.domain.detectors import described
-from services.domain.envelope import iso, utcnow
+from services.domain.envelope import iso, new_id, utcnow
 from services.domain.kinds import SENSITIVE
 from services.domain.vocabulary import FINISHED
 from services.stores import catalog_store, detector_store
-from services.stores.config_store import new_id
 
 SCAN_NOT_FOUND = "Scan not found"
 DEFAULT_WORKERS = 10  # the tier limits of the seed: max_workers and max_files when not given

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from api.web.auth import Principal
 from api.web.db_work import run_db
 from api.web.errors import ApiError, validation_error
-from services.stores import config_store
+from services.stores import request_store
 
 M = TypeVar("M", bound=BaseModel)
 RETRY_IDS = uuid.UUID("6f9c1d2e-3b4a-5c6d-8e7f-90a1b2c3d4e5")  # the namespace of stable_id's uuid5s
@@ -90,11 +90,11 @@ async def idempotent(request: Request, principal: Principal, handler,
     give_up = time.monotonic() + IDEMPOTENCY_WAIT_S
 
     def reserve():  # one transaction, on one database thread: of concurrent requests one reserves the key
-        return config_store.reserve_key(db, principal.token_id, key, route, body_hash, time.time(), ttl_s,
+        return request_store.reserve_key(db, principal.token_id, key, route, body_hash, time.time(), ttl_s,
                                         IDEMPOTENCY_PENDING_S)
 
     def held_now():
-        return config_store.idempotent_row(db, principal.token_id, key, route) or reserve()
+        return request_store.idempotent_row(db, principal.token_id, key, route) or reserve()
 
     request.state.idempotency_seed = f"{principal.token_id}|{key}|{route}|{body_hash}"
     held = await run_db(request, reserve)
@@ -114,14 +114,14 @@ async def idempotent(request: Request, principal: Principal, handler,
         response = await handler()
     except BaseException:
         # on the loop, not awaited: a cancelled request must still free its key
-        config_store.release_key(db, principal.token_id, key, route)
+        request_store.release_key(db, principal.token_id, key, route)
         raise
     if response.status_code >= 500:
-        await run_db(request, config_store.release_key, db, principal.token_id, key, route)
+        await run_db(request, request_store.release_key, db, principal.token_id, key, route)
         return response
     kept = response.body
     if redact is not None and response.body:
         kept = orjson.dumps(redact(orjson.loads(response.body)))
-    await run_db(request, config_store.remember_answer, db, principal.token_id, key, route, response.status_code,
+    await run_db(request, request_store.remember_answer, db, principal.token_id, key, route, response.status_code,
                  kept)
     return response

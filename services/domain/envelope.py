@@ -32,6 +32,12 @@ def deterministic_id(*parts: object) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def new_id() -> str:
+    """A random id, for what is named once (a scan, a policy, a command); what may be sent again
+    gets a deterministic_id instead."""
+    return str(uuid.uuid4())
+
+
 def utcnow() -> str:
     return iso(datetime.now(UTC))
 

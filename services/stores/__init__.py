@@ -1,0 +1,16 @@
+"""The configuration the API writes directly (not projections: replay leaves it alone) and the
+read-model schema the projector builds."""
+from __future__ import annotations
+
+import sqlite3
+
+from services.stores import byoc_store, catalog_store, config_store, detector_store, request_store
+
+
+def init(conn: sqlite3.Connection, admin_token: str | None = None) -> None:
+    """Every configuration table, as each process that opens the database needs them; the bootstrap
+    admin token of the default workspace when one is given."""
+    for store in (config_store, request_store, catalog_store, byoc_store, detector_store):
+        store.init(conn)
+    if admin_token:
+        config_store.bootstrap_admin(conn, admin_token)

@@ -13,8 +13,7 @@ from typing import Any
 
 import orjson
 
-from services.domain.envelope import utcnow
-from services.stores.config_store import _row, new_id
+from services.domain.envelope import new_id, utcnow
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS datastores (
@@ -54,7 +53,7 @@ def add_datastore(conn, workspace_id: str, name: str, type_: str, path: str, res
 
 
 def _datastore(row) -> dict[str, Any] | None:
-    out = _row(row)
+    out = dict(row) if row is not None else None
     if out is not None:
         out["dialect"] = orjson.loads(out["dialect"]) if out.get("dialect") else None
     return out

@@ -7,6 +7,7 @@ import sqlite3
 import pyarrow as pa
 import pytest
 
+from services import stores
 from services.adapters.connectors.datastores import (
     DatastoreError,
     check_allowed,
@@ -20,7 +21,7 @@ from services.domain import lifecycle
 from services.domain.planning import typed_for_scan, with_row_numbers
 from services.domain.rules import evaluate, parse_rule
 from services.settings import Settings
-from services.stores import config_store
+from services.stores import config_store, request_store
 from tests.unit.test_lifecycle import change, started_scan, unit_event
 
 
@@ -65,29 +66,29 @@ def test_a_workspace_reaches_only_its_own_root(tmp_path):
 def db():
     conn = sqlite3.connect(":memory:", isolation_level=None)
     conn.row_factory = sqlite3.Row
-    config_store.init(conn)
+    stores.init(conn)
     yield conn
     conn.close()
 
 
 def test_a_key_is_reserved_once_bound_to_its_body_and_expires(db):
     args = ("tok", "k1", "POST /api/scan/run")
-    assert config_store.reserve_key(db, *args, "h1", 1000.0, 86400, 120) is None
-    held = config_store.reserve_key(db, *args, "h1", 1001.0, 86400, 120)
+    assert request_store.reserve_key(db, *args, "h1", 1000.0, 86400, 120) is None
+    held = request_store.reserve_key(db, *args, "h1", 1001.0, 86400, 120)
     assert held["state"] == "pending" and held["body_hash"] == "h1"
-    assert config_store.reserve_key(db, "other-token", "k1", args[2], "h1", 1001.0, 86400, 120) is None
-    config_store.remember_answer(db, *args, 200, b'{"a": 1}')
-    held = config_store.reserve_key(db, *args, "h2", 1002.0, 86400, 120)
+    assert request_store.reserve_key(db, "other-token", "k1", args[2], "h1", 1001.0, 86400, 120) is None
+    request_store.remember_answer(db, *args, 200, b'{"a": 1}')
+    held = request_store.reserve_key(db, *args, "h2", 1002.0, 86400, 120)
     assert held["state"] == "done" and held["body_hash"] == "h1" and bytes(held["body"]) == b'{"a": 1}'
-    assert config_store.reserve_key(db, *args, "h2", 1000.0 + 86401, 86400, 120) is None  # expired: ours again
+    assert request_store.reserve_key(db, *args, "h2", 1000.0 + 86401, 86400, 120) is None  # expired: ours again
 
 
 def test_a_released_or_abandoned_reservation_lets_a_retry_run(db):
     args = ("tok", "k", "POST /api/tokens")
-    assert config_store.reserve_key(db, *args, "h", 0.0, 86400, 120) is None
-    config_store.release_key(db, *args)
-    assert config_store.reserve_key(db, *args, "h", 1.0, 86400, 120) is None
-    assert config_store.reserve_key(db, *args, "h", 200.0, 86400, 120) is None  # pending since 1.0: abandoned
+    assert request_store.reserve_key(db, *args, "h", 0.0, 86400, 120) is None
+    request_store.release_key(db, *args)
+    assert request_store.reserve_key(db, *args, "h", 1.0, 86400, 120) is None
+    assert request_store.reserve_key(db, *args, "h", 200.0, 86400, 120) is None  # pending since 1.0: abandoned
 
 
 def test_rotating_the_bootstrap_token_revokes_the_previous_one(db):
