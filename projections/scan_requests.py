@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from projections.record import Record, to_json
 from services.domain import contracts as c
-from services.domain.commands import is_expired
+from services.domain.command_expiry import is_expired
 from services.domain.kinds import kind_of
 
 TABLES = ("rm_scan_requests",)

@@ -21,7 +21,7 @@ from confluent_kafka import KafkaException
 from services.adapters.deadletter import DeadLetters
 from services.adapters.kafka import DeliveryFailed
 from services.domain.codec import PoisonRecord, decode_checked
-from services.domain.commands import is_expired
+from services.domain.command_expiry import is_expired
 
 log = logging.getLogger("scanledger.streams")
 RETRY_MAX_S = 10.0

@@ -4,7 +4,7 @@ The command is the record: the API writes nothing else for a decision (a scan re
 a RunScan on the commands topic, which the projector shows as a queued scan until the
 coordinator takes it up). A command the broker does not take within the command timeout is
 a 503 with Retry-After, and that 503 is a promise: the command carries an expiry
-(services.domain.commands) by which every consumer ignores it if it reaches the log later.
+(services.domain.command_expiry) by which every consumer ignores it if it reaches the log later.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from api.web.db_work import run_db
 from api.web.errors import unavailable
 from api.web.requests import stable_id
 from services.adapters.command_writer import CommandNotWritten
-from services.domain import commands
+from services.domain import command_expiry
 from services.domain import contracts as c
 from services.domain.envelope import deterministic_id, make_event, new_id
 from services.domain.kinds import kind_of
@@ -34,7 +34,7 @@ async def send_command(request: Request, type_: str, scan_id: str, workspace_id:
     state = request.state
     command = make_event(type_, scan_id, data, id=deterministic_id(type_, scan_id, new_id()), source=SOURCE,
                          workspace_id=workspace_id)
-    command = commands.with_expiry(command, state.commands.timeout_s)
+    command = command_expiry.with_expiry(command, state.commands.timeout_s)
     try:
         await state.commands.write(state.settings.topics.commands, command)
     except CommandNotWritten as exc:

@@ -5,7 +5,7 @@ poll thread hands each delivery report to the request waiting for it, so one req
 waits on another's messages. A write ends in one of two ways:
 
 - acked, with a record timestamp (the broker's LogAppendTime on the commands topic) not
-  after the command's `expiresat` (services.domain.commands): it is on the ledger and will be
+  after the command's `expiresat` (services.domain.command_expiry): it is on the ledger and will be
   acted on;
 - anything else (no ack by the deadline, a delivery error, a full queue, an ack whose
   append time is after the expiry): `CommandNotWritten`, and the API answers 503. The
@@ -28,7 +28,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from services.domain.commands import is_expired
+from services.domain.command_expiry import is_expired
 from services.domain.envelope import encode, headers
 from services.settings import Settings
 

@@ -34,7 +34,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     forever = {"retention.ms": "-1", "cleanup.policy": "delete"}
     week = {"retention.ms": str(WEEK_MS), "cleanup.policy": "delete"}
     return [
-        # records carry the broker's append time: services.domain.commands.is_expired judges by it
+        # records carry the broker's append time: services.domain.command_expiry.is_expired judges by it
         NewTopic(t.commands, settings.commands_partitions, rf, config={**week, **COMMAND_TIMESTAMPS}),
         NewTopic(t.scan_events, settings.events_partitions, rf, config=forever),
         NewTopic(t.work, settings.work_partitions, rf, config=week),

@@ -9,7 +9,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from cli import localbroker
 from harness.system import System, free_port
-from services.domain import commands
+from services.domain import command_expiry
 from services.domain import contracts as c
 from services.domain.envelope import decode
 from services.settings import Settings
@@ -82,9 +82,9 @@ def test_a_command_the_broker_cannot_take_is_a_503_and_never_happens(tmp_path):
             assert api.get(f"/api/operations/{run['id']}").json()["result"] == "success"
 
         written = command_records(broker.bootstrap_servers, system.env["SCANLEDGER_TOPIC_PREFIX"] + ".commands")
-        counted = [cmd for cmd, stamp in written if not commands.is_expired(cmd, stamp)]
+        counted = [cmd for cmd, stamp in written if not command_expiry.is_expired(cmd, stamp)]
         assert {(cmd["type"], cmd["subject"]) for cmd in counted} == {(c.RUN_SCAN, before), (c.RUN_SCAN, after)}
-        assert all(commands.EXPIRES in cmd for cmd, _ in written)
+        assert all(command_expiry.EXPIRES in cmd for cmd, _ in written)
     finally:
         system.stop()
         localbroker.stop(broker)

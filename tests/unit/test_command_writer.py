@@ -6,7 +6,7 @@ import pytest
 
 from harness.system import free_port
 from services.adapters.command_writer import CommandNotWritten, CommandWriter
-from services.domain.commands import with_expiry
+from services.domain.command_expiry import with_expiry
 from services.domain.envelope import make_event
 from services.settings import Settings
 

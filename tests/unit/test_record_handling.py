@@ -5,7 +5,7 @@ import pytest
 
 from services.adapters.kafka import DeliveryFailed
 from services.domain import contracts as c
-from services.domain.commands import with_expiry
+from services.domain.command_expiry import with_expiry
 from services.domain.envelope import encode, headers, make_event
 from services.settings import Settings
 from streams.evaluator import Evaluator
