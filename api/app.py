@@ -14,7 +14,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.routing import Route
 
-from api import compliance, monitors, operations, scans, sensitive, tokens
+from api import audit, compliance, monitors, operations, scans, sensitive, tokens
 from api.health import Progress
 from api.web.db_work import DbWork
 from api.web.errors import ApiError, handle_api_error, handle_http_exception, handle_unexpected
@@ -35,7 +35,8 @@ HEALTH_TTL_S = 1.0
 # Integer ids take the `id64` convertor (api/web/params.py), so /api/assets/scan-status cannot be
 # read as an asset id. Order still matters for one pair: monitors before compliance, so
 # /api/scan/status/{executionId} wins over /api/scan/{id}/violations for /api/scan/status/violations.
-ROUTERS = (scans.router, monitors.router, compliance.router, tokens.router, operations.router, sensitive.router)
+ROUTERS = (scans.router, monitors.router, compliance.router, tokens.router, operations.router, sensitive.router,
+           audit.router)
 
 
 def _health(settings: Settings) -> dict:

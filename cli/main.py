@@ -4,6 +4,7 @@
     scanledger api|worker|projector
     scanledger broker start|stop|status|fetch
     scanledger replay [--into URL]
+    scanledger history SCAN_ID [--json]
     scanledger dead-letters list [--limit N]
     scanledger schemas [--out DIR]
 
@@ -84,6 +85,33 @@ def cmd_replay(args) -> None:
     started = time.perf_counter()
     applied = replay(settings, args.into)
     print(f"replayed {applied} events in {time.perf_counter() - started:.2f}s into {args.into or settings.db_url}")
+
+
+def cmd_history(args) -> None:
+    from cli.progress import metered
+    from services.audit.ledger import scan_ledger
+    from services.domain.envelope import ACTOR_ID, ACTOR_ROLE, WORKER_ID
+
+    settings = _settings(args)
+    with metered("read the log") as meter:
+        entries = scan_ledger(settings, args.scan_id, meter)
+    if not entries:
+        print(f"no record of scan {args.scan_id} on the log", file=sys.stderr)
+        sys.exit(1)
+    for e in entries:
+        where = f"{e.topic}[{e.partition}]@{e.offset}"
+        if e.event is None:
+            print(orjson.dumps({"position": where, "unreadable": e.error}).decode() if args.json
+                  else f"{where}  UNREADABLE: {e.error}")
+            continue
+        ev = e.event
+        if args.json:
+            print(orjson.dumps({"position": where, **ev}).decode())
+            continue
+        actor = (f"{ev[ACTOR_ROLE]} {ev[ACTOR_ID]}" + (f" worker {ev[WORKER_ID]}" if ev.get(WORKER_ID) else "")
+                 if ev.get(ACTOR_ID) else ev.get("source", ""))
+        print(f"{ev['time']}  {ev['type']:<42} {actor:<48} {where}")
+    print(f"{len(entries)} events of scan {args.scan_id}", file=sys.stderr)
 
 
 def cmd_dead_letters(args) -> None:
@@ -219,6 +247,9 @@ def main(argv: list[str] | None = None) -> None:
             " AUTH_TOKEN (GET /api/v1/scans/:id/deployment-config)", data_dir=False)
     replay = command("replay", cmd_replay, "rebuild the read models from the ledger (projector stopped)")
     replay.add_argument("--into", help="database URL to rebuild into (default: the configured one)")
+    history = command("history", cmd_history, "one scan's ledger, read from the log: its commands and events")
+    history.add_argument("scan_id")
+    history.add_argument("--json", action="store_true", help="each event as JSON, one per line")
     dead_letters = command("dead-letters", cmd_dead_letters, "the records consumers refused (dead-letter topic)")
     dead_letters.add_argument("action", choices=["list"])
     dead_letters.add_argument("--limit", type=int, default=100, help="the newest N (default 100; 0 for all)")

@@ -19,7 +19,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from types import ModuleType
 
-from projections import asset_profiles, scan_requests, scans, score_history, sensitive_scans, units, violations
+from projections import (
+    asset_profiles,
+    scan_history,
+    scan_requests,
+    scans,
+    score_history,
+    sensitive_scans,
+    units,
+    violations,
+)
 from projections.record import Record
 from services.domain import contracts as c
 
@@ -29,14 +38,12 @@ __all__ = ["HANDLERS", "IGNORED", "READ_MODELS", "Record", "apply_batch", "needs
 # it before that model applies the same event: scans counts what units and violations are
 # about to add, so it comes before them.
 READ_MODELS: tuple[ModuleType, ...] = (scan_requests, scans, units, asset_profiles, violations, score_history,
-                                       sensitive_scans)
+                                       sensitive_scans, scan_history)
 
 # The contract types deliberately not applied, each with its reason.
+# (Commands the coordinator decides on, abort, resume, delete and violation status changes, only go
+# into the scan's history: what was decided arrives as its own event.)
 IGNORED: dict[str, str] = {
-    c.ABORT_SCAN: "the coordinator decides; what it decided arrives as scan.aborted",
-    c.RESUME_SCAN: "the coordinator decides; what it decided arrives as scan.resumed",
-    c.DELETE_SCAN: "the coordinator decides; what it decided arrives as scan.deleted",
-    c.CHANGE_VIOLATION_STATUS: "the coordinator decides; what it decided arrives as violation.status-changed",
     c.WORK_UNIT: "on the work topic, which the projector does not read",
 }
 # Idempotent by themselves, so not recorded in rm_processed_events: a RunScan adds a pending
@@ -58,9 +65,13 @@ def _merge(models: tuple[ModuleType, ...]) -> dict[str, tuple[Callable, ...]]:
 HANDLERS: dict[str, tuple[Callable, ...]] = _merge(READ_MODELS)
 
 
+_UNTIMED = frozenset({c.VIOLATION_DETECTED, c.FINDING_DETECTED})
+
+
 def needs_timestamp(event: dict) -> bool:
-    """Whether applying the event reads its record's timestamp (only a RunScan's expiry does)."""
-    return event["type"] == c.RUN_SCAN
+    """Whether applying the event reads its record's timestamp: a RunScan's expiry does, and a scan's
+    history orders by it; the bulk of the ledger (violations, findings) does not, so is spared the call."""
+    return event["type"] not in _UNTIMED
 
 
 def _first_time(conn, event_id: str) -> bool:

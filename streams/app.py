@@ -14,6 +14,7 @@ from services.adapters.abort_watch import AbortWatch
 from services.adapters.blobstore import BlobStore
 from services.adapters.deadletter import DeadLetters
 from services.adapters.kafka import Publisher
+from services.domain.partitioning import partition_of
 from services.domain.watchdog import Reoffers
 from services.runners import plan_scan
 from services.settings import Settings
@@ -46,8 +47,8 @@ def create_app(settings: Settings) -> faust.App:
     records = RecordHandling(DeadLetters(publisher, "streams", settings), settings.topics.commands)
     coordinator = Coordinator(scans, publisher, lambda request: plan_scan(request, blobs, settings),
                               Reoffers(settings.unit_reoffer_s, MAX_OFFERS), settings.topics,
-                              lambda scan_id: watchdogs.key_partition(scan_id, settings.commands_partitions),
-                              lambda unit_id: watchdogs.key_partition(unit_id, settings.work_partitions))
+                              lambda scan_id: partition_of(scan_id, settings.commands_partitions),
+                              lambda unit_id: partition_of(unit_id, settings.work_partitions))
     evaluator = Evaluator(publisher, blobs, settings, aborted)
 
     @app.task

@@ -11,7 +11,6 @@ import os
 import time
 
 import faust
-from aiokafka.partitioner import murmur2
 from confluent_kafka import KafkaException
 
 from services.adapters.kafka import group_lag
@@ -21,11 +20,6 @@ from streams.coordinator import Coordinator
 from streams.record_handling import Activity
 
 log = logging.getLogger("scanledger.streams")
-
-
-def key_partition(key: str, partitions: int) -> int:
-    """The partition the Java client (and confluent-kafka with murmur2_random) puts a key in."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 def reoffer_silent_units(app: faust.App, settings: Settings, coordinator: Coordinator):

@@ -20,7 +20,7 @@ from api.web.requests import stable_id
 from services.adapters.command_writer import CommandNotWritten
 from services.domain import command_expiry
 from services.domain import contracts as c
-from services.domain.envelope import deterministic_id, make_event, new_id
+from services.domain.envelope import deterministic_id, make_event, new_id, with_actor
 from services.domain.kinds import kind_of
 from services.domain.vocabulary import API_SOURCE as SOURCE
 from services.stores import request_store
@@ -34,7 +34,9 @@ async def send_command(request: Request, type_: str, scan_id: str, workspace_id:
     state = request.state
     command = make_event(type_, scan_id, data, id=deterministic_id(type_, scan_id, new_id()), source=SOURCE,
                          workspace_id=workspace_id)
-    command = command_expiry.with_expiry(command, state.commands.timeout_s)
+    principal = state.principal  # authenticate() set it: no command without a caller
+    command = command_expiry.with_expiry(with_actor(command, principal.token_id, principal.role),
+                                         state.commands.timeout_s)
     try:
         await state.commands.write(state.settings.topics.commands, command)
     except CommandNotWritten as exc:

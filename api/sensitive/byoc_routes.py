@@ -40,7 +40,7 @@ from api.web.responses import success
 from services.adapters.command_writer import CommandNotWritten
 from services.domain import contracts as c
 from services.domain.chunk_reports import BadReport, ChunkFiles, checked, event_id
-from services.domain.envelope import follow, utcnow
+from services.domain.envelope import follow, utcnow, with_actor
 from services.domain.vocabulary import BYOC_WORKER_SOURCE, FINISHED
 from services.stores import byoc_store
 
@@ -201,7 +201,7 @@ async def report(request: Request):
         except BadReport as exc:
             raise ApiError(400, "Invalid report", [{"path": ["events", exc.index, *exc.path],
                                                     "message": str(exc)}]) from None
-        await _write(request, work, events)
+        await _write(request, work, events, found["worker_id"])
         done, accepted = any(t == c.UNIT_COMPLETED for t, _ in events), len(events)
     if not await run_db(request, byoc_store.renew, db, body.chunk_id, body.lease_id, settings.worker_lease_s,
                         time.time(), done):
@@ -230,13 +230,15 @@ async def _claim(request: Request, worker_id: str):
                     "heartbeat_seconds": HEARTBEAT_S}, headers=NO_STORE)
 
 
-async def _write(request: Request, work: dict, events: list[tuple[str, dict]]) -> None:
-    """The reported events on the ledger, as the in-cluster evaluator writes them, before the answer."""
-    topics, writer = request.state.settings.topics, request.state.commands
+async def _write(request: Request, work: dict, events: list[tuple[str, dict]], worker_id: str) -> None:
+    """The reported events on the ledger, as the in-cluster evaluator writes them (and naming the worker
+    and its token), before the answer."""
+    topics, writer, principal = request.state.settings.topics, request.state.commands, request.state.principal
     try:
         await asyncio.gather(*(writer.write(
             topics.findings if type_ == c.FINDING_DETECTED else topics.scan_events,
-            follow(work, type_, data, id=event_id(type_, data), source=BYOC_WORKER_SOURCE))
+            with_actor(follow(work, type_, data, id=event_id(type_, data), source=BYOC_WORKER_SOURCE),
+                       principal.token_id, principal.role, worker_id))
             for type_, data in events))
     except CommandNotWritten as exc:
         raise unavailable(f"The ledger is unavailable ({exc}): send the report again", writer.timeout_s) from None

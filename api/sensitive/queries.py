@@ -8,8 +8,6 @@ computed by services.domain.kinds.sensitive.coverage.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 from datetime import UTC, datetime
 
@@ -30,25 +28,6 @@ SHOWN = (f"(CASE WHEN s.status IN {sql_list(FINISHED)} AND s.finalized = 0"
          f" AND {FINDINGS_SEEN} < COALESCE(s.violation_count, 0) THEN 'running' ELSE s.status END)")
 SELECT = (f"SELECT x.*, s.status AS ledger_status, {SHOWN} AS shown_status, s.started_at, s.finished_at,"
           " s.violation_count, s.error, s.request FROM rm_sensitive_scans x JOIN rm_scans s ON s.scan_id = x.scan_id")
-
-
-class BadCursor(ValueError):
-    pass
-
-
-def encode_cursor(*key) -> str:
-    """An opaque cursor: the sort key of the last item of a page."""
-    return base64.urlsafe_b64encode(orjson.dumps(list(key))).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, size: int) -> list:
-    try:
-        key = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, binascii.Error, orjson.JSONDecodeError):
-        raise BadCursor("not a cursor this API gave") from None
-    if not isinstance(key, list) or len(key) != size or not all(isinstance(k, str) for k in key):
-        raise BadCursor("not a cursor this API gave")
-    return key
 
 
 def scan_row(db, workspace_id: str, scan_id: str):

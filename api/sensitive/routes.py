@@ -25,6 +25,7 @@ from api.web.auth import authenticate
 from api.web.db_work import run_db
 from api.web.errors import ApiError, not_found, validation_error
 from api.web.openapi import request_body
+from api.web.params import encode_cursor, page_cursor, page_limit
 from api.web.requests import idempotent, json_body
 from api.web.responses import success
 from services.domain import contracts as c
@@ -216,25 +217,6 @@ async def cancel_scan(request: Request):
                     "cancelled_at": view.get("cancelled_at") or command["time"]})
 
 
-def _limit(request: Request, default: int, most: int) -> int:
-    raw = request.query_params.get("limit")
-    if raw is None:
-        return default
-    if not raw.isdigit() or not 1 <= int(raw) <= most:
-        raise ApiError(400, "Invalid query parameters", [{"path": ["limit"], "message": f"An integer 1-{most}"}])
-    return int(raw)
-
-
-def _cursor(request: Request, size: int) -> list | None:
-    raw = request.query_params.get("cursor")
-    if raw is None:
-        return None
-    try:
-        return sq.decode_cursor(raw, size)
-    except sq.BadCursor as exc:
-        raise ApiError(400, "Invalid query parameters", [{"path": ["cursor"], "message": str(exc)}]) from None
-
-
 Text = Annotated[str, Field(min_length=1, max_length=1000)]
 
 
@@ -276,11 +258,11 @@ async def _keyset_listing(request: Request, fetch, filters: type[BaseModel], key
                           limits: tuple[int, int]):
     """A page of a scan's rows in the order of `key` (its index's), from an opaque cursor: the last key shown."""
     principal = await authenticate(request, "assets:read")
-    limit, after = _limit(request, *limits), _cursor(request, len(key))
+    limit, after = page_limit(request, *limits), page_cursor(request, len(key))
     rows = await _found(request, _page, request.state.db, principal.workspace_id, request.path_params["id"],
                         fetch, limit + 1, after, _filters(request, filters))
     page, more = rows[:limit], len(rows) > limit
-    cursor = sq.encode_cursor(*(page[-1][k] for k in key)) if more else None
+    cursor = encode_cursor(*(page[-1][k] for k in key)) if more else None
     return success([view(r) for r in page], pagination={"limit": limit, "next_cursor": cursor})
 
 
@@ -315,7 +297,7 @@ def _list(db, workspace_id: str, query: dict) -> tuple[list, str | None]:
     rows = sq.list_scans(db, workspace_id, connector=query["connector"], status=query["status"],
                          since=query["since"], limit=limit + 1, after=query["after"])
     page = rows[:limit]
-    cursor = sq.encode_cursor(page[-1]["created_at"], page[-1]["scan_id"]) if len(rows) > limit else None
+    cursor = encode_cursor(page[-1]["created_at"], page[-1]["scan_id"]) if len(rows) > limit else None
     return [sq.scan_view(db, r) for r in page], cursor
 
 
@@ -327,7 +309,7 @@ async def list_scans(request: Request):
         raise ApiError(400, "Invalid query parameters",
                        [{"path": ["status"], "message": f"One of {', '.join(sq.SEED_STATUSES)}"}])
     query = {"connector": request.query_params.get("connector"), "status": status, "since": _since(request),
-             "limit": _limit(request, LIST_LIMIT, MAX_LIST_LIMIT), "after": _cursor(request, 2)}
+             "limit": page_limit(request, LIST_LIMIT, MAX_LIST_LIMIT), "after": page_cursor(request, 2)}
     items, cursor = await run_db(request, _list, request.state.db, principal.workspace_id, query)
     return success(items, pagination={"limit": query["limit"], "next_cursor": cursor})
 

@@ -45,6 +45,7 @@ async def authenticate(request: Request, permission: str | None = None) -> Princ
         raise ApiError(401, "Missing or invalid API token")
     if permission:
         require(principal, permission)
+    request.state.principal = principal  # what the request writes to the ledger names it (its actor)
     return principal
 
 

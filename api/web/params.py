@@ -1,4 +1,4 @@
-"""The one way the API reads an integer from a path or a query string.
+"""The one way the API reads an integer from a path or a query string, and a page's limit and cursor.
 
 ASCII digits only (str.isdigit() also takes "²" and "٣", and int() takes "٣" as 3), no sign,
 blanks, underscores or exponents, and within SQLite's signed 64-bit range: anything else is
@@ -6,9 +6,12 @@ not an id (the route's 400 or 404), never an OverflowError (500) or another reso
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from typing import Annotated
 
+import orjson
 from pydantic import BeforeValidator
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
@@ -92,3 +95,32 @@ def query_id(request: Request, name: str) -> int | None:
     if value is None:
         raise ApiError(400, "Invalid query", [{"path": [name], "message": "Expected an integer"}])
     return value
+
+
+# --- keyset pages: a limit, and an opaque cursor that is the sort key of the last item shown ---
+
+def encode_cursor(*key: str | int) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(list(key))).decode().rstrip("=")
+
+
+def page_limit(request: Request, default: int, most: int) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= most:
+        raise ApiError(400, "Invalid query parameters", [{"path": ["limit"], "message": f"An integer 1-{most}"}])
+    return int(raw)
+
+
+def page_cursor(request: Request, size: int) -> list | None:
+    """The key a `cursor` query parameter holds (None without one); a 400 for one this API did not give."""
+    raw = request.query_params.get("cursor")
+    if raw is None:
+        return None
+    try:
+        key = orjson.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+    except (ValueError, binascii.Error, orjson.JSONDecodeError):
+        key = None
+    if not isinstance(key, list) or len(key) != size or not all(type(k) in (str, int) for k in key):
+        raise ApiError(400, "Invalid query parameters", [{"path": ["cursor"], "message": "not a cursor this API gave"}])
+    return key

@@ -75,6 +75,19 @@ def make_event(
     }
 
 
+# Who caused an event the API wrote (CloudEvents extension attributes): the token's id and role, never
+# the token; for a BYOC worker's report also the worker's own id. Events the system decides carry
+# none: their `source` says which part of it (coordinator, evaluator).
+ACTOR_ID, ACTOR_ROLE, WORKER_ID = "actorid", "actorrole", "workerid"
+
+
+def with_actor(event: dict[str, Any], token_id: str, role: str, worker_id: str | None = None) -> dict[str, Any]:
+    event[ACTOR_ID], event[ACTOR_ROLE] = token_id, role
+    if worker_id is not None:
+        event[WORKER_ID] = worker_id
+    return event
+
+
 def follow(cause: dict[str, Any], type_: str, data: dict[str, Any], *, id: str, source: str,
            time: str | None = None) -> dict[str, Any]:
     """An event caused by another message: same subject, workspace and correlation."""

@@ -106,6 +106,13 @@ CREATE INDEX IF NOT EXISTS rm_sensitive_late_findings_file ON rm_sensitive_late_
 CREATE INDEX IF NOT EXISTS rm_sensitive_findings_page ON rm_sensitive_findings (scan_id, connector_id, file,
     finding_id);
 CREATE INDEX IF NOT EXISTS rm_sensitive_findings_detector ON rm_sensitive_findings (scan_id, detector);
+-- each scan's ledger, in log order (projections.scan_history)
+CREATE TABLE IF NOT EXISTS rm_scan_history (
+    scan_id TEXT NOT NULL, event_id TEXT NOT NULL, workspace_id TEXT NOT NULL, logged_at INTEGER NOT NULL,
+    topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL, type TEXT NOT NULL, time TEXT NOT NULL,
+    source TEXT NOT NULL, actor_id TEXT, actor_role TEXT, worker_id TEXT, event TEXT NOT NULL,
+    PRIMARY KEY (scan_id, event_id));
+CREATE INDEX IF NOT EXISTS rm_scan_history_order ON rm_scan_history (scan_id, logged_at, topic, offset);
 CREATE TABLE IF NOT EXISTS rm_processed_events (event_id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS projector_offsets (
     topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,

@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from harness.corpus import generate
@@ -277,3 +278,30 @@ def test_the_worker_token_reaches_its_scans_report_only(world):
                   "UNAUTHORIZED")
     stored = Path(world["system"].db_path).read_bytes()
     assert token.encode() not in stored  # hashed at rest
+
+
+def test_a_byoc_scans_history_names_its_worker_for_each_report(world):
+    member = world["a"].member
+    scan_id, config = byoc(world, [world["lake"]], 2)
+    worker = start_worker(world, config["environment"], "history")
+    assert exited(worker) == 0
+    assert settled(member, scan_id)["status"] == "completed"
+    tokens = {t["role"]: t["id"] for t in world["a"].admin.get("/api/tokens").json()["items"]}
+    r = member.get(f"/api/scans/{scan_id}/history", params={"limit": 1000})
+    items = r.json()["items"]
+    kinds = [i["type"] for i in items]
+    assert kinds[:2] == ["scanledger.command.run-scan.v1", "scanledger.scan.requested.v1"]
+    assert kinds.count("scanledger.scan.chunk.offered.v1") == 2 and kinds[-1] == "scanledger.scan.finished.v1"
+    assert items[0]["actor"] == {"token_id": tokens["Member"], "role": "Member"}
+    reports = [i for i in items if i["source"] == "scanledger/byoc-worker"]
+    assert {i["type"] for i in reports} >= {"scanledger.scan.file.outcome.v1", "scanledger.scan.unit.completed.v1"}
+    worker_id = f"{socket.gethostname()}-{worker.pid}"
+    assert all(i["actor"]["role"] == "Worker" and i["actor"]["worker_id"] == worker_id for i in reports)
+    assert len({i["actor"]["token_id"] for i in reports}) == 1  # the scan's worker token, by its id
+    assert env_token_absent(items, config["environment"]["AUTH_TOKEN"])
+    log = world["system"].cli("history", scan_id, "--json").stdout.splitlines()
+    assert [orjson.loads(line)["id"] for line in log] == [i["id"] for i in items]
+
+
+def env_token_absent(items, token: str) -> bool:
+    return token not in orjson.dumps(items).decode()

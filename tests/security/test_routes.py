@@ -56,6 +56,7 @@ KINDS = {
     ("DELETE", "/api/v1/detectors/custom/{id}"): WRITE, ("POST", "/api/v1/allowlist"): WRITE,
     ("GET", "/api/v1/allowlist"): READ, ("DELETE", "/api/v1/allowlist/{id}"): WRITE,
     ("GET", "/api/v1/scans/{id}/deployment-config"): TRIGGER, ("POST", "/api/v1/scans/{id}/report"): REPORT,
+    ("GET", "/api/scans/{id}/history"): READ,
 }
 ALLOWED = {"admin": {PUBLIC, READ, WRITE, TRIGGER, TOKENS}, "member": {PUBLIC, READ, WRITE, TRIGGER},
            "viewer": {PUBLIC, READ}}
@@ -131,6 +132,7 @@ def world(system):
                "/api/tokens/": spare["id"], "/api/operations/": sync["operation_id"],
                "/api/v1/connectors/": connector["id"], "/api/v1/scans/": sensitive,
                "/api/v1/detectors/custom/": detector["id"], "/api/v1/allowlist/": allowed["id"],
+               "/api/scans/": scan_id,
                "{assetId}": asset["id"], "{monitorId}": monitor["id"], "{executionId}": execution}
         with system.client(revoked["token"]) as gone, system.client("no-such-token") as nobody, \
                 httpx.Client(base_url=system.url, timeout=60) as anonymous, \
@@ -141,7 +143,7 @@ def world(system):
 
 
 OWNERS = ("/api/policies/", "/api/scan/", "/api/violations/", "/api/datastores/", "/api/tokens/", "/api/operations/",
-          "/api/v1/connectors/", "/api/v1/scans/", "/api/v1/detectors/custom/", "/api/v1/allowlist/")
+          "/api/v1/connectors/", "/api/v1/scans/", "/api/v1/detectors/custom/", "/api/v1/allowlist/", "/api/scans/")
 
 
 def fill(template: str, ids: dict | None) -> str:

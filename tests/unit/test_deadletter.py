@@ -176,6 +176,9 @@ class Msg:
     def key(self):
         return self._v[3]
 
+    def timestamp(self):
+        return 1, 1_700_000_000_000 + self._v[2]  # (TIMESTAMP_CREATE_TIME, ms), as confluent-kafka gives it
+
     def value(self):
         return self._v[4]
 

@@ -196,11 +196,10 @@ class ProjectionCase:
         before = self.rows(conn, skip=("projector_offsets",))
         end = len(ledger.streams[(SCAN_EVENTS, 0)])
         unknown = {"id": "x1", "type": "scanledger.scan.renamed.v9", "subject": "s1", "time": "t", "data": {}}
-        abort = {"id": "x2", "type": c.ABORT_SCAN, "subject": "s1", "time": "t",
-                 "data": {"scan_id": "s1", "requested_by": "me"}}
+        ignored = {"id": "x2", "type": c.WORK_UNIT, "subject": "s1", "time": "t", "data": {"scan_id": "s1"}}
         self.apply(conn, [Record(SCAN_EVENTS, 0, end, None, {}),  # a refused record's placeholder
                           Record(SCAN_EVENTS, 0, end + 1, unknown["type"], unknown),
-                          Record(SCAN_EVENTS, 0, end + 2, c.ABORT_SCAN, abort)])
+                          Record(SCAN_EVENTS, 0, end + 2, c.WORK_UNIT, ignored)])
         assert self.rows(conn, skip=("projector_offsets",)) == before
         offset = conn.execute("SELECT next_offset FROM projector_offsets WHERE topic = ? AND partition = 0",
                               (SCAN_EVENTS,)).fetchone()[0]

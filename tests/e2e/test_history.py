@@ -1,0 +1,161 @@
+"""The ledger of one scan (issue 22): GET /api/scans/{id}/history and `scanledger history`, on the real
+system. A compliance scan aborted mid-run, resumed, one of its violations dismissed and the scan rerun;
+a monitor scan: each history holds every command and event of the scan in log order, the token id and
+role of whoever caused each command (never the token), pages with a cursor, and equals what
+`scanledger history` reads from the log itself."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from harness import data
+from services.domain import contracts as c
+from tests.e2e.helpers import confirm, upload
+from tests.e2e.monitor_fixtures import in_workspace, wait_finished
+from tests.e2e.test_operations import HEAVY_RULES, start_compliance, wait_result
+
+
+def history(client, scan_id, of: str | None = None, **params) -> list[dict]:
+    """Every item, page after page (the cursor of one page gives the next); `of`: the scan a run id names."""
+    items, cursor = [], None
+    while True:
+        r = client.get(f"/api/scans/{scan_id}/history", params={**params, **({"cursor": cursor} if cursor else {})})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["scan_id"] == (of or scan_id)
+        items += body["items"]
+        cursor = body["pagination"]["next_cursor"]
+        if cursor is None:
+            return items
+
+
+def types(items) -> list[str]:
+    return [i["type"] for i in items]
+
+
+def from_the_log(system, scan_id) -> list[dict]:
+    out = system.cli("history", scan_id, "--json").stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def ws(system):
+    with in_workspace(system, "History") as ws:
+        tokens = ws.admin.get("/api/tokens").json()["items"]
+        ws.token = {t["role"]: t["id"] for t in tokens}
+        yield ws
+
+
+@pytest.fixture(scope="module")
+def aborted_resumed_rerun(ws):
+    """A heavy compliance scan aborted under way by the Admin, resumed by the Member, a violation
+    dismissed, then the scan rerun."""
+    a, m = ws.admin, ws.member
+    heavy = a.post("/api/policies", json={"name": "heavy", "rules": HEAVY_RULES}).json()
+    up = upload(a, data.to_csv(data.transactions(20_000, seed=22)))
+    mapping = confirm(a, up["upload_id"])
+    scan_id, op = start_compliance(a, heavy["id"], up, mapping)
+    while a.get(f"/api/operations/{op}").json()["status"]["anomalies_identified"] == 0:  # under way
+        time.sleep(0.02)
+    assert a.put(f"/api/operations/abort/{op}").status_code == 200
+    wait_result(a, op, ("aborted",))
+    r = m.put(f"/api/operations/run/{op}")
+    assert r.status_code == 200, r.text
+    assert wait_result(a, op)["result"] == "success"
+    violation = a.get(f"/api/scan/{scan_id}/violations", params={"size": 1}).json()["items"][0]
+    assert m.patch(f"/api/violations/{violation['id']}", json={"status": "dismissed"}).status_code == 200
+    r = a.put(f"/api/operations/rerun/{op}")
+    assert r.status_code == 200, r.text
+    rerun = r.json()
+    assert wait_result(a, rerun["id"])["result"] == "success"
+    return {"scan_id": scan_id, "op": op, "violation": violation["id"], "rerun": rerun}
+
+
+def test_a_compliance_scans_history_holds_every_command_and_event_with_its_actor(ws, aborted_resumed_rerun):
+    run = aborted_resumed_rerun
+    items = history(ws.viewer, run["scan_id"])  # a read: the Viewer may
+    kinds = types(items)
+    assert kinds[:3] == [c.RUN_SCAN, c.SCAN_REQUESTED, c.SCAN_STARTED]
+    for before, after in ((c.RUN_SCAN, c.ABORT_SCAN), (c.ABORT_SCAN, c.SCAN_ABORTED), (c.SCAN_ABORTED, c.RESUME_SCAN),
+                          (c.RESUME_SCAN, c.SCAN_RESUMED), (c.SCAN_RESUMED, c.SCAN_FINISHED),
+                          (c.SCAN_FINISHED, c.CHANGE_VIOLATION_STATUS),
+                          (c.CHANGE_VIOLATION_STATUS, c.VIOLATION_STATUS_CHANGED)):
+        assert kinds.index(before) < kinds.index(after), (before, after, kinds)
+    assert kinds.count(c.SCAN_FINISHED) == 1 and c.UNIT_COMPLETED in kinds
+    by_type = {i["type"]: i for i in items}
+    assert by_type[c.RUN_SCAN]["actor"] == {"token_id": ws.token["Admin"], "role": "Admin"}
+    assert by_type[c.ABORT_SCAN]["actor"] == {"token_id": ws.token["Admin"], "role": "Admin"}
+    assert by_type[c.RESUME_SCAN]["actor"] == {"token_id": ws.token["Member"], "role": "Member"}
+    assert by_type[c.CHANGE_VIOLATION_STATUS]["actor"] == {"token_id": ws.token["Member"], "role": "Member"}
+    assert by_type[c.CHANGE_VIOLATION_STATUS]["data"]["violation_id"] == run["violation"]
+    assert by_type[c.SCAN_REQUESTED]["actor"] is None and by_type[c.SCAN_REQUESTED]["source"]  # the system decided
+    assert by_type[c.RUN_SCAN]["data"]["policy"]["rules"] == HEAVY_RULES or \
+        [r["id"] for r in by_type[c.RUN_SCAN]["data"]["policy"]["rules"]] == [r["id"] for r in HEAVY_RULES]
+    # the rerun is in this history too, and the rerun's own history starts with the same command
+    reruns = [i for i in items if i["type"] == c.RUN_SCAN and i["data"].get("rerun_of") == run["scan_id"]]
+    assert len(reruns) == 1
+    rerun_items = history(ws.admin, reruns[0]["data"]["scan_id"])
+    assert rerun_items[0]["id"] == reruns[0]["id"] and types(rerun_items)[-1] == c.SCAN_FINISHED
+    # positions: one partition per topic for the scan, offsets rising along each topic
+    for topic in {i["position"]["topic"] for i in items if i["data"].get("scan_id") == run["scan_id"]
+                  and not i["data"].get("rerun_of")}:
+        mine = [i["position"] for i in items if i["position"]["topic"] == topic and i["id"] != reruns[0]["id"]]
+        assert len({p["partition"] for p in mine}) == 1
+        assert [p["offset"] for p in mine] == sorted(p["offset"] for p in mine)
+    assert "token" not in json.dumps(items).replace("token_id", "")  # ids of tokens, never a token
+
+
+def test_the_history_pages_filters_and_stays_in_its_workspace(ws, system, aborted_resumed_rerun):
+    scan_id, op = aborted_resumed_rerun["scan_id"], aborted_resumed_rerun["op"]
+    everything = history(ws.admin, scan_id)
+    assert history(ws.admin, scan_id, limit=3) == everything  # pages of 3, cursor to cursor
+    assert history(ws.admin, str(op), of=scan_id) == everything  # by its run id too
+    commands = history(ws.admin, scan_id, type=[c.ABORT_SCAN, c.RESUME_SCAN])
+    assert types(commands) == [c.ABORT_SCAN, c.RESUME_SCAN]
+    for params, field in (({"limit": "0"}, "limit"), ({"cursor": "not-a-cursor"}, "cursor"),
+                          ({"type": "scanledger.nothing.v1"}, "type"), ({"since": "yesterday"}, "since")):
+        r = ws.admin.get(f"/api/scans/{scan_id}/history", params=params)
+        assert r.status_code == 400 and r.json()["details"][0]["path"] == [field], r.text
+    with system.client() as other_workspace:
+        r = other_workspace.get(f"/api/scans/{scan_id}/history")
+        assert r.status_code == 404 and r.json()["message"] == "Scan not found"
+    assert ws.admin.get("/api/scans/no-such-scan/history").status_code == 404
+
+
+def test_the_history_from_the_log_is_the_apis(system, ws, aborted_resumed_rerun):
+    scan_id = aborted_resumed_rerun["scan_id"]
+    api = history(ws.admin, scan_id)
+    log = from_the_log(system, scan_id)
+    assert [e["id"] for e in log] == [i["id"] for i in api]
+    assert [e["position"] for e in log] == [f"{i['position']['topic']}[{i['position']['partition']}]@"
+                                            f"{i['position']['offset']}" for i in api]
+    assert all(e.get("actorid") == (i["actor"] or {}).get("token_id") for e, i in zip(log, api, strict=True))
+
+
+def test_a_monitor_scans_history(system, ws):
+    root = system.datastore_root / "history-lake"
+    root.mkdir()
+    (root / "a.csv").write_text("x\n1\n2\n3\n")
+    store = ws.admin.post("/api/datastores", json={"name": "Lake", "type": "local_dir", "path": root.name}).json()
+    r = ws.admin.post(f"/api/datastores/{store['id']}/sync")
+    sync_id = r.json()["scan_id"]
+    wait_finished(ws.admin, sync_id)
+    asset = ws.admin.get("/api/assets", params={"datastore": store["id"]}).json()["items"][0]
+    assert ws.admin.post(f"/api/assets/{asset['id']}/monitors", json={
+        "name": "Rows", "type": "record_count", "params": {"min": 1}}).status_code == 201
+    execution = ws.member.post("/api/scan/run").json()["data"]["executionId"]
+    wait_finished(ws.admin, execution)
+    items = history(ws.admin, execution)
+    kinds = types(items)
+    assert [t for t in kinds if t != c.UNIT_PROGRESSED] == [c.RUN_SCAN, c.SCAN_REQUESTED, c.SCAN_STARTED,
+                                                            c.UNIT_COMPLETED, c.SCAN_FINISHED], kinds
+    assert all(kinds.index(c.SCAN_STARTED) < i < kinds.index(c.UNIT_COMPLETED)
+               for i, t in enumerate(kinds) if t == c.UNIT_PROGRESSED)
+    assert items[0]["actor"] == {"token_id": ws.token["Member"], "role": "Member"}
+    completed = items[kinds.index(c.UNIT_COMPLETED)]
+    assert items[0]["data"]["kind"] == "monitor" and completed["data"]["unit_id"].startswith(execution)
+    sync = history(ws.admin, sync_id)
+    assert types(sync)[0] == c.RUN_SCAN and sync[0]["data"]["kind"] == "catalog" and types(sync)[-1] == c.SCAN_FINISHED
+    assert [e["id"] for e in from_the_log(system, execution)] == [i["id"] for i in items]
