@@ -78,13 +78,29 @@ def cmd_projector(args) -> None:
     run_forever(settings)
 
 
+def _instant(text: str) -> int:
+    """An ISO 8601 time with its zone (`2026-11-30T12:00:00Z`) as epoch milliseconds."""
+    from datetime import datetime
+
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        sys.exit(f"--as-of: not an ISO 8601 time: {text!r}")
+    if moment.tzinfo is None:
+        sys.exit(f"--as-of: give the time's zone (e.g. {text}Z)")
+    return int(moment.timestamp() * 1000)
+
+
 def cmd_replay(args) -> None:
+    from cli.progress import metered
     from projections.projector import replay
 
     settings = _settings(args)
-    started = time.perf_counter()
-    applied = replay(settings, args.into)
-    print(f"replayed {applied} events in {time.perf_counter() - started:.2f}s into {args.into or settings.db_url}")
+    as_of_ms = None if args.as_of is None else _instant(args.as_of)
+    with metered("replay" if as_of_ms is None else f"replay as of {args.as_of}", "events") as meter:
+        applied = replay(settings, args.into, as_of_ms, meter)
+    print(f"replayed {applied} events{'' if as_of_ms is None else f' as of {args.as_of}'} into"
+          f" {args.into or settings.db_url}")
 
 
 def cmd_history(args) -> None:
@@ -247,6 +263,8 @@ def main(argv: list[str] | None = None) -> None:
             " AUTH_TOKEN (GET /api/v1/scans/:id/deployment-config)", data_dir=False)
     replay = command("replay", cmd_replay, "rebuild the read models from the ledger (projector stopped)")
     replay.add_argument("--into", help="database URL to rebuild into (default: the configured one)")
+    replay.add_argument("--as-of", metavar="TIME",
+                        help="only the log up to this instant, e.g. 2026-11-30T12:00:00Z (read models as they were)")
     history = command("history", cmd_history, "one scan's ledger, read from the log: its commands and events")
     history.add_argument("scan_id")
     history.add_argument("--json", action="store_true", help="each event as JSON, one per line")

@@ -23,13 +23,14 @@ import threading
 import time
 from contextlib import contextmanager
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer
 
-from projections.apply import Record, apply_batch, needs_timestamp
 from services.adapters.db import connect, transaction
 from services.adapters.deadletter import DeadLetters, dead_lettered
 from services.adapters.kafka import DeliveryFailed, Publisher, consumer_config, ensure_topics, watermarks
+from services.adapters.ledger_reader import LedgerReader, Meter
 from services.domain.codec import PoisonRecord, decode_checked
+from services.readmodels.apply import Record, apply_batch, needs_timestamp
 from services.settings import Settings
 from services.stores import read_models
 
@@ -217,11 +218,16 @@ def run_forever(settings: Settings) -> None:
     run(settings, stop)
 
 
-def replay(settings: Settings, db_url: str | None = None) -> int:
-    """Drop the read models and rebuild them from offset zero up to the current end of the log.
+def replay(settings: Settings, db_url: str | None = None, as_of_ms: int | None = None,
+           meter: Meter | None = None) -> int:
+    """Drop the read models and rebuild them from offset zero up to the current end of the log, or with
+    `as_of_ms` up to that instant: in each partition, the records before the first one the log
+    stamped at or after it (the commands topic is stamped by the broker, the others by their
+    producers), so the read models are what the projector would have shown had it caught up then.
 
     Run it with the projector stopped (or into another database with `db_url`). Returns the
-    number of events applied (refused ones included).
+    number of events applied (refused ones included); `meter` is told how many there are and
+    each batch applied.
 
     Replay refuses exactly what the live projector refuses (the same decode_checked, the
     same apply, hence the same rows), but does not send those records to the dead-letter
@@ -238,33 +244,15 @@ def replay(settings: Settings, db_url: str | None = None) -> int:
     read_models.create(conn)
     # A replay that dies half-way is simply run again, so it need not wait for fsync.
     conn.execute("PRAGMA synchronous=OFF")
-    consumer = Consumer(consumer_config(settings, f"{settings.projector_group}-replay",
-                                        **{"fetch.max.bytes": 64 << 20, "max.partition.fetch.bytes": 8 << 20}))
-    end: dict[tuple[str, int], int] = {}
-    assignment = []
-    metadata = consumer.list_topics(timeout=10)
-    for topic in topics(settings):
-        for partition in metadata.topics[topic].partitions:
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            if high > 0:
-                end[(topic, partition)] = high
-                assignment.append(TopicPartition(topic, partition, OFFSET_BEGINNING))
-    consumer.assign(assignment)
-    position: dict[tuple[str, int], int] = {}
+    reader = LedgerReader(settings, "replay")
     applied = 0
     try:
+        span = reader.ends([(t, p) for t in topics(settings) for p in reader.partitions(t)], as_of_ms)
         with fewer_gc_passes():
-            while (remaining := sum(high - position.get(tp, 0) for tp, high in end.items())) > 0:
-                # ask for no more than is left, or consume() waits out its timeout for a full batch
-                batch = consumer.consume(num_messages=min(BATCH, remaining), timeout=0.1)
-                # events written after the replay began wait (and are not judged either)
-                batch = [m for m in batch if m.error() or m.offset() < end[(m.topic(), m.partition())]]
-                records, sources = to_records(batch, dead)
-                for r in records:
-                    position[(r.topic, r.partition)] = r.offset + 1
-                applied += apply_records(conn, records, sources, dead)
+            for batch in reader.batches(span, meter, BATCH):
+                applied += apply_records(conn, *to_records(batch, dead), dead)
     finally:
-        consumer.close()
+        reader.close()
         conn.close()
     if dead.count:
         log.warning("replay refused %d records: %d sent to %s, %d were there already",

@@ -1,11 +1,11 @@
-"""The SQL of a scan's history (rm_scan_history, projections.scan_history)."""
+"""The SQL of a scan's history (rm_scan_history, services.readmodels.scan_history)."""
 from __future__ import annotations
 
 import orjson
 
 from services.domain.envelope import iso
 
-ORDER = ("logged_at", "topic", "offset")  # log order (projections.scan_history); a scan: one partition a topic
+ORDER = ("logged_at", "topic", "offset")  # log order (services.readmodels.scan_history); a scan: one partition a topic
 
 
 def scan_id_of_run(db, workspace_id: str, operation_id: int) -> str | None:

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import Route
 
 from api.compliance import views
 from api.scans import reads
+from api.scans.as_of import as_of_param, scan_then
 from api.scans.commands import send_command, wait_until
 from api.web.auth import authenticate
 from api.web.db_work import run_db
@@ -20,16 +22,20 @@ from services.domain.vocabulary import FINISHED, FindingStatus, Severity
 
 
 async def get_scan(request: Request):
-    """Status, results, score history and delta of a compliance scan (seed 001)."""
+    """Status, results, score history and delta of a compliance scan (seed 001); with `as_of` (an ISO 8601
+    time), as they stood then, computed from the log."""
     principal = await authenticate(request, "assets:read")
-    db = request.state.db
     scan_id = request.path_params["id"]
 
-    def lookup():
+    def lookup(db):
         row, pending = reads.scan_or_pending(db, principal.workspace_id, scan_id)
         return (views.scan_view(db, row) if row is not None else None), pending
 
-    view, pending = await run_db(request, lookup)
+    if (moment := as_of_param(request)) is not None:
+        async with scan_then(request, scan_id, moment) as then:
+            view, pending = await run_in_threadpool(lookup, then) if then is not None else (None, None)
+    else:
+        view, pending = await run_db(request, lookup, request.state.db)
     if view is not None:
         return json_response(view)
     if pending is None:

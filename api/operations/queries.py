@@ -142,3 +142,9 @@ def units(db, scan_id: str) -> list:
         f" CASE WHEN {chunk} THEN (SELECT COALESCE(SUM(f.findings), 0) FROM rm_sensitive_files f"
         " WHERE f.unit_id = u.unit_id) END AS findings"
         " FROM rm_units u WHERE u.scan_id = ? ORDER BY u.idx", (scan_id,)).fetchall()
+
+
+def completed_units(db, scan_id: str) -> list[str]:
+    """The units whose completion the read models show: their results are on the log (ResumeScan)."""
+    return [r[0] for r in db.execute("SELECT unit_id FROM rm_units WHERE scan_id = ? AND status = 'completed'"
+                                     " ORDER BY idx", (scan_id,))]

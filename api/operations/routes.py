@@ -103,9 +103,10 @@ async def list_containers(request: Request):
     return json_response({"items": [views.container_view(u, run.status) for u in units], "total": len(units)})
 
 
-async def _command(request: Request, principal: Principal, type_: str, run: Run) -> dict:
+async def _command(request: Request, principal: Principal, type_: str, run: Run, **extra) -> dict:
+    model = c.ResumeScan if type_ == c.RESUME_SCAN else c.ScanCommand
     return await send_command(request, type_, run.scan_id, principal.workspace_id,
-                              c.ScanCommand(scan_id=run.scan_id, requested_by=principal.user).model_dump())
+                              model(scan_id=run.scan_id, requested_by=principal.user, **extra).model_dump())
 
 
 async def _settled_view(request: Request, principal: Principal, run: Run, done) -> Response:
@@ -152,7 +153,8 @@ async def resume_operation(request: Request):
     elif run.row and run.row["units_total"] == 0:
         raise ApiError(409, "The run never started, so there is nothing to resume; rerun it")
     before = run.row["started_at"] if run.row else None
-    command = await _command(request, principal, c.RESUME_SCAN, run)
+    reported = await run_db(request, oq.completed_units, request.state.db, run.scan_id)
+    command = await _command(request, principal, c.RESUME_SCAN, run, reported_units=reported)
     # Seed 003: the answer is the new attempt, running, with its new dispatch (start) time, even
     # when it has already finished by now. scan.resumed sets that start time; until the projector
     # shows it (it may lag), the dispatch time is the command's.

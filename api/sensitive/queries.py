@@ -22,7 +22,7 @@ LEDGER_STATUS = {seed: ledger for ledger, seed in SEED_STATUS.items()}
 SEED_STATUSES = tuple(SEED_STATUS.values())
 
 FINDINGS_SEEN = "(SELECT COUNT(*) FROM rm_sensitive_findings f WHERE f.scan_id = s.scan_id)"
-# A finalized scan (projections.scans.finalize: every finding it counted is in) is shown as it is without
+# A finalized scan (services.readmodels.scans.finalize: every finding it counted is in) is shown as it is without
 # counting its findings, which on a scan of a million findings cost every read of it, a page of findings too.
 SHOWN = (f"(CASE WHEN s.status IN {sql_list(FINISHED)} AND s.finalized = 0"
          f" AND {FINDINGS_SEEN} < COALESCE(s.violation_count, 0) THEN 'running' ELSE s.status END)")

@@ -3,7 +3,7 @@
 POST /api/v1/scans/parallel writes a RunScan of the `sensitive` kind (services.domain.kinds.sensitive)
 with a snapshot of each connector (its config as registered: references to secrets, never
 secrets); the coordinator enumerates the connectors and sends the chunks, and the read side
-(projections/sensitive_scans.py, api/sensitive/queries.py) shows progress, coverage,
+(services/readmodels/sensitive_scans.py, api/sensitive/queries.py) shows progress, coverage,
 workers and findings. Cancel is the lifecycle's abort: what was found stays. Each scan is also
 a `scan` run of seed 003's Activity list, with an integer run id (api/operations/routes.py).
 """
@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from api.scans import reads
+from api.scans.as_of import as_of_param, scan_then
 from api.scans.commands import send_command, start_scan, wait_until
 from api.sensitive import queries as sq
 from api.web.auth import authenticate
@@ -158,10 +159,10 @@ def _scan_or_pending(db, workspace_id: str, scan_id: str):
     return reads.projected_or_pending(lambda: sq.scan_row(db, workspace_id, scan_id), pending)
 
 
-def _view(db, workspace_id: str, scan_id: str) -> dict | None:
+def _view(db, workspace_id: str, scan_id: str, now: datetime | None = None) -> dict | None:
     row, pending = _scan_or_pending(db, workspace_id, scan_id)
     if row is not None:
-        return sq.scan_view(db, row)
+        return sq.scan_view(db, row, now)
     return sq.pending_view(pending["request"]) if pending is not None else None
 
 
@@ -173,9 +174,16 @@ async def _found(request: Request, fn, *args):
 
 
 async def get_scan(request: Request):
-    """A scan's status, progress, coverage block, workers and timestamps."""
+    """A scan's status, progress, coverage block, workers and timestamps; with `as_of` (an ISO 8601 time),
+    as they stood then, computed from the log."""
     principal = await authenticate(request, "assets:read")
-    view = await _found(request, _view, request.state.db, principal.workspace_id, request.path_params["id"])
+    scan_id = request.path_params["id"]
+    if (moment := as_of_param(request)) is None:
+        return success(await _found(request, _view, request.state.db, principal.workspace_id, scan_id))
+    async with scan_then(request, scan_id, moment) as then:
+        view = await run_in_threadpool(_view, then, principal.workspace_id, scan_id, moment) if then else None
+    if view is None:
+        raise not_found(SCAN_NOT_FOUND)
     return success(view)
 
 

@@ -28,7 +28,7 @@ class LedgerEntry:
 
     @property
     def order(self) -> tuple:
-        """Log order, as projections.scan_history orders the API's history."""
+        """Log order, as services.readmodels.scan_history orders the API's history."""
         return (self.logged_at, self.topic, self.offset)
 
 
@@ -48,6 +48,8 @@ def scan_ledger(settings: Settings, scan_id: str, meter: Meter | None = None) ->
         key = scan_id.encode()
         found = []
         for m in reader.read(reader.ends(tps), meter):
+            if m.error():
+                continue
             try:
                 event = decode_checked(m.value())
             except PoisonRecord as exc:

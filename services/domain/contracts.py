@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, RootModel, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, RootModel, Tag
 
 from services.domain.vocabulary import FindingStatus as ViolationStatus
 from services.domain.vocabulary import Severity, TerminalStatus
@@ -171,6 +171,13 @@ class ScanCommand(Contract):
     """AbortScan, ResumeScan, DeleteScan: an operator acting on a run."""
     scan_id: str
     requested_by: str
+
+
+class ResumeScan(ScanCommand):
+    # The units the read models showed completed when the resume was asked. Their results are on the
+    # log, though the coordinator may not have read them yet (it reads commands and scan events apart):
+    # it waits for them instead of running them again.
+    reported_units: list[str] = Field(default_factory=list)
 
 
 class ChangeViolationStatus(Contract):
@@ -450,7 +457,7 @@ VIOLATION_DETECTED = _t("violation.detected")
 MODELS: dict[str, type[BaseModel]] = {
     RUN_SCAN: RunScan,
     ABORT_SCAN: ScanCommand,
-    RESUME_SCAN: ScanCommand,
+    RESUME_SCAN: ResumeScan,
     DELETE_SCAN: ScanCommand,
     CHANGE_VIOLATION_STATUS: ChangeViolationStatus,
     SCAN_REQUESTED: ScanRequest,

@@ -220,11 +220,12 @@ def resume(state: dict | None, command: dict, resumed_at: str) -> tuple[dict, li
     new["attempt"] = state.get("attempt", 0) + 1
     new["finished"] = None
     new["errors"] = []
-    work = []
-    for unit in new["units"].values():
-        if unit["status"] != "completed":
-            unit.update(_unit(unit["plan"]), attempt=new["attempt"])
-            work.append(unit["plan"])
+    work, reported = [], set(command["data"].get("reported_units") or ())
+    for unit_id, unit in new["units"].items():
+        if unit["status"] == "completed" or (unit["status"] == "pending" and unit_id in reported):
+            continue  # done, or its result is on the log and on its way here: not run again
+        unit.update(_unit(unit["plan"]), attempt=new["attempt"])
+        work.append(unit["plan"])
     new = _totalled(new)
     resumed = _event(command, c.SCAN_RESUMED, c.ScanResumed(
         scan_id=state["scan_id"],
@@ -233,7 +234,7 @@ def resume(state: dict | None, command: dict, resumed_at: str) -> tuple[dict, li
         resumed_at=resumed_at,
         resumed_by=command["data"]["requested_by"],
     ), command["id"], time=resumed_at)
-    if not work:
+    if not any(u["status"] == "pending" for u in new["units"].values()):
         # every unit had completed (the last ones after the abort): no unit would ever report,
         # so the new attempt finishes now, with the counts its units reported: complete, or as
         # the kind's own rule says (a sensitive-data scan's coverage may still fall short)

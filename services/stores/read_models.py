@@ -89,7 +89,7 @@ CREATE TABLE IF NOT EXISTS rm_sensitive_findings (
     llm_verdict TEXT, llm_confidence REAL, llm_model TEXT, detector_confidence REAL,
     PRIMARY KEY (scan_id, finding_id));
 -- A file outcome projected after its scan was cancelled (its scan.aborted is earlier on the partition),
--- and the findings of such a file: recorded, not counted (projections.sensitive_scans); a resume counts them.
+-- and the findings of such a file: recorded, not counted (services.readmodels.sensitive_scans); a resume counts them.
 CREATE TABLE IF NOT EXISTS rm_sensitive_late_files (
     scan_id TEXT NOT NULL, connector_id TEXT NOT NULL, name TEXT NOT NULL, unit_id TEXT NOT NULL,
     idx INTEGER NOT NULL, status TEXT NOT NULL, reason TEXT, size INTEGER NOT NULL, version TEXT NOT NULL,
@@ -106,7 +106,7 @@ CREATE INDEX IF NOT EXISTS rm_sensitive_late_findings_file ON rm_sensitive_late_
 CREATE INDEX IF NOT EXISTS rm_sensitive_findings_page ON rm_sensitive_findings (scan_id, connector_id, file,
     finding_id);
 CREATE INDEX IF NOT EXISTS rm_sensitive_findings_detector ON rm_sensitive_findings (scan_id, detector);
--- each scan's ledger, in log order (projections.scan_history)
+-- each scan's ledger, in log order (services.readmodels.scan_history)
 CREATE TABLE IF NOT EXISTS rm_scan_history (
     scan_id TEXT NOT NULL, event_id TEXT NOT NULL, workspace_id TEXT NOT NULL, logged_at INTEGER NOT NULL,
     topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL, type TEXT NOT NULL, time TEXT NOT NULL,

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -282,10 +283,21 @@ def test_the_worker_token_reaches_its_scans_report_only(world):
 
 def test_a_byoc_scans_history_names_its_worker_for_each_report(world):
     member = world["a"].member
+    before = datetime.now(UTC)
     scan_id, config = byoc(world, [world["lake"]], 2)
+    waiting, waiting_at = ok(member.get(f"/api/v1/scans/{scan_id}")), datetime.now(UTC)  # no worker yet
     worker = start_worker(world, config["environment"], "history")
     assert exited(worker) == 0
-    assert settled(member, scan_id)["status"] == "completed"
+    done = settled(member, scan_id)
+    assert done["status"] == "completed"
+    done_at = datetime.now(UTC)
+    # as of those instants, from the log: what the API said then (the clock-driven elapsed time aside)
+    then = ok(member.get(f"/api/v1/scans/{scan_id}", params={"as_of": waiting_at.isoformat()}))
+    assert then["status"] == waiting["status"] == "running"
+    assert {**then, "progress": {**then["progress"], "elapsed_seconds": 0}} == \
+        {**waiting, "progress": {**waiting["progress"], "elapsed_seconds": 0}}
+    assert ok(member.get(f"/api/v1/scans/{scan_id}", params={"as_of": done_at.isoformat()})) == done
+    error(member.get(f"/api/v1/scans/{scan_id}", params={"as_of": before.isoformat()}), 404, "NOT_FOUND")
     tokens = {t["role"]: t["id"] for t in world["a"].admin.get("/api/tokens").json()["items"]}
     r = member.get(f"/api/scans/{scan_id}/history", params={"limit": 1000})
     items = r.json()["items"]

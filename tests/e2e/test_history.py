@@ -1,12 +1,18 @@
-"""The ledger of one scan (issue 22): GET /api/scans/{id}/history and `scanledger history`, on the real
-system. A compliance scan aborted mid-run, resumed, one of its violations dismissed and the scan rerun;
-a monitor scan: each history holds every command and event of the scan in log order, the token id and
-role of whoever caused each command (never the token), pages with a cursor, and equals what
-`scanledger history` reads from the log itself."""
+"""The ledger of one scan (issue 22): GET /api/scans/{id}/history and `scanledger history`, and a scan as
+of an instant, on the real system. A compliance scan aborted mid-run, resumed, one of its violations
+dismissed and the scan rerun; a monitor scan: each history holds every command and event of the scan
+in log order, the token id and role of whoever caused each command (never the token), pages with a
+cursor, and equals what `scanledger history` reads from the log itself. What GET /api/scan/{id} said
+at instants of the scan's life (recorded as it went) is what `?as_of=` those instants says later,
+computed from the log."""
 from __future__ import annotations
 
 import json
+import sqlite3
+import subprocess
+import sys
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -29,6 +35,18 @@ def history(client, scan_id, of: str | None = None, **params) -> list[dict]:
         cursor = body["pagination"]["next_cursor"]
         if cursor is None:
             return items
+
+
+def settled_answer(client, path: str) -> tuple[dict, str]:
+    """The answer once two reads a second apart agree (nothing of the scan still arriving), and an instant
+    just after them, as an ISO 8601 time."""
+    before = client.get(path).json()
+    while True:
+        time.sleep(1)
+        now = client.get(path).json()
+        if now == before:
+            return now, datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        before = now
 
 
 def types(items) -> list[str]:
@@ -56,21 +74,30 @@ def aborted_resumed_rerun(ws):
     heavy = a.post("/api/policies", json={"name": "heavy", "rules": HEAVY_RULES}).json()
     up = upload(a, data.to_csv(data.transactions(20_000, seed=22)))
     mapping = confirm(a, up["upload_id"])
+    before_it = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     scan_id, op = start_compliance(a, heavy["id"], up, mapping)
     while a.get(f"/api/operations/{op}").json()["status"]["anomalies_identified"] == 0:  # under way
         time.sleep(0.02)
+    path = f"/api/scan/{scan_id}"
+    said = []  # (path, what GET said, an instant just after)
     assert a.put(f"/api/operations/abort/{op}").status_code == 200
     wait_result(a, op, ("aborted",))
+    said.append((path, *settled_answer(a, path)))
     r = m.put(f"/api/operations/run/{op}")
     assert r.status_code == 200, r.text
     assert wait_result(a, op)["result"] == "success"
+    said.append((path, *settled_answer(a, path)))
     violation = a.get(f"/api/scan/{scan_id}/violations", params={"size": 1}).json()["items"][0]
     assert m.patch(f"/api/violations/{violation['id']}", json={"status": "dismissed"}).status_code == 200
+    said.append((path, *settled_answer(a, path)))
     r = a.put(f"/api/operations/rerun/{op}")
     assert r.status_code == 200, r.text
     rerun = r.json()
     assert wait_result(a, rerun["id"])["result"] == "success"
-    return {"scan_id": scan_id, "op": op, "violation": violation["id"], "rerun": rerun}
+    rerun_scan = a.get(f"/api/operations/{rerun['id']}").json()["scan_id"]
+    said.append((f"/api/scan/{rerun_scan}", *settled_answer(a, f"/api/scan/{rerun_scan}")))
+    return {"scan_id": scan_id, "op": op, "violation": violation["id"], "rerun": rerun, "said": said,
+            "before": before_it}
 
 
 def test_a_compliance_scans_history_holds_every_command_and_event_with_its_actor(ws, aborted_resumed_rerun):
@@ -159,3 +186,51 @@ def test_a_monitor_scans_history(system, ws):
     sync = history(ws.admin, sync_id)
     assert types(sync)[0] == c.RUN_SCAN and sync[0]["data"]["kind"] == "catalog" and types(sync)[-1] == c.SCAN_FINISHED
     assert [e["id"] for e in from_the_log(system, execution)] == [i["id"] for i in items]
+
+
+def test_as_of_an_instant_the_scan_is_what_the_api_said_then(ws, aborted_resumed_rerun):
+    run = aborted_resumed_rerun
+    said = run["said"]
+    aborted, completed, dismissed, rerun = (answer for _, answer, _ in said)
+    assert aborted["status"] != "completed" and aborted != completed
+    assert completed["status"] == "completed" and dismissed != completed
+    assert len(dismissed["score_history"]) == len(completed["score_history"]) + 1
+    assert rerun["delta"] is not None and rerun["delta"]["previous_scan_id"] == run["scan_id"]
+    for path, answer, instant in said:
+        r = ws.viewer.get(path, params={"as_of": instant})
+        assert r.status_code == 200, r.text
+        assert r.json() == answer, (path, instant)
+    r = ws.admin.get(f"/api/scan/{run['scan_id']}", params={"as_of": run["before"]})
+    assert r.status_code == 404 and r.json()["message"] == "Scan not found"  # not requested by then
+    r = ws.admin.get(f"/api/scan/{run['scan_id']}", params={"as_of": "yesterday"})
+    assert r.status_code == 400 and r.json()["details"][0]["path"] == ["as_of"]
+    r = ws.admin.get(f"/api/scan/{run['scan_id']}", params={"as_of": "2026-11-30T12:00:00"})  # no zone
+    assert r.status_code == 400
+
+
+def test_as_of_stays_in_the_callers_workspace(system, aborted_resumed_rerun):
+    path, _, instant = aborted_resumed_rerun["said"][1]
+    with system.client() as other_workspace:
+        r = other_workspace.get(path, params={"as_of": instant})
+        assert r.status_code == 404 and r.json()["message"] == "Scan not found"
+
+
+def test_replay_as_of_an_instant_rebuilds_the_read_models_as_they_were(system, tmp_path, aborted_resumed_rerun):
+    run = aborted_resumed_rerun
+    (_, aborted, at_abort), (_, completed, at_completion) = run["said"][:2]
+    statuses = {}
+    for name, instant in (("abort", at_abort), ("completion", at_completion)):
+        target = tmp_path / f"{name}.db"
+        out = system.cli("replay", "--as-of", instant, "--into", f"sqlite:///{target}")
+        assert f"as of {instant}" in out.stdout and "events/s" in out.stderr  # its throughput
+        with sqlite3.connect(target) as db:
+            statuses[name] = db.execute("SELECT status, violations_seen FROM rm_scans WHERE scan_id = ?",
+                                        (run["scan_id"],)).fetchone()
+            rerun = db.execute("SELECT COUNT(*) FROM rm_scans WHERE rerun_of = ?", (run["scan_id"],)).fetchone()[0]
+        assert rerun == 0  # requested later
+    assert statuses["abort"] == ("aborted", aborted["violation_count"])
+    assert statuses["completion"] == ("completed", completed["violation_count"])
+    bad = subprocess.run([sys.executable, "-m", "cli.main", "replay", "--as-of", "2026-11-30T12:00:00",
+                          "--into", f"sqlite:///{tmp_path / 'bad.db'}"], env=system.env, capture_output=True,
+                         text=True)
+    assert bad.returncode != 0 and "zone" in bad.stderr

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from projections.record import Record
 from services.domain import contracts as c
 from services.domain import lifecycle
 from services.domain.envelope import deterministic_id, follow, make_event
 from services.domain.evaluation import evaluate_unit, progress_event, unit_result_event, violation_events
+from services.readmodels.record import Record
 
 COMMANDS, SCAN_EVENTS, VIOLATIONS = "t.commands", "t.scan-events", "t.violations"
 WORKSPACE = "w1"

@@ -199,6 +199,35 @@ def test_resume_sends_only_units_not_completed_and_ends_with_the_uninterrupted_c
     assert finished["data"]["record_count"] == 150
 
 
+def test_a_resume_waits_for_the_units_the_read_models_showed_completed_instead_of_running_them_again():
+    # the projector applied s1.u1's result before the coordinator read it (they read apart): the resume
+    # names it, so it is not run again, and its result, read after the resume, still counts
+    state = started_scan(3)
+    state, _ = lifecycle.unit_done(state, unit_event("s1.u0", r1=2), "t2")
+    state, _ = lifecycle.abort(state, operator(c.ABORT_SCAN), "t3")
+    resume = operator(c.RESUME_SCAN, "op-2")
+    resume["data"]["reported_units"] = ["s1.u0", "s1.u1"]
+    state, [resumed], work = lifecycle.resume(state, resume, "t4")
+    assert resumed["data"]["unit_ids"] == ["s1.u2"]
+    assert [u["unit_id"] for u in work] == ["s1.u2"] and state["status"] == "running"
+    assert state["units"]["s1.u1"]["status"] == "pending" and state["units"]["s1.u1"]["attempt"] == 0
+    state, _ = lifecycle.unit_done(state, unit_event("s1.u1", r1=3), "t5")
+    state, [finished] = lifecycle.unit_done(state, unit_event("s1.u2", r1=4), "t6")
+    assert finished["data"]["status"] == "completed" and finished["data"]["violation_count"] == 9
+
+
+def test_a_resume_whose_only_unit_left_was_reported_waits_for_it_and_then_completes():
+    state = started_scan(2)
+    state, _ = lifecycle.unit_done(state, unit_event("s1.u0", r1=2), "t2")
+    state, _ = lifecycle.abort(state, operator(c.ABORT_SCAN), "t3")
+    resume = operator(c.RESUME_SCAN, "op-2")
+    resume["data"]["reported_units"] = ["s1.u1"]
+    state, events, work = lifecycle.resume(state, resume, "t4")
+    assert work == [] and [e["type"] for e in events] == [c.SCAN_RESUMED] and state["status"] == "running"
+    state, [finished] = lifecycle.unit_done(state, unit_event("s1.u1", r1=1), "t5")
+    assert finished["data"]["status"] == "completed" and finished["data"]["violation_count"] == 3
+
+
 def test_resume_of_a_failed_scan_reruns_the_failed_units_and_drops_their_counts():
     state = started_scan(2)
     state, _ = lifecycle.unit_done(state, unit_event("s1.u0", r1=2), "t2")

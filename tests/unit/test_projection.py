@@ -2,7 +2,7 @@
 the topics are consumed in, nor of how the records are cut into batches, nor of redelivery.
 
 The events are the pure code's (tests/unit/ledger.py: services.domain.lifecycle and
-services.domain.evaluation); they go through projections.apply.apply_batch as the projector feeds
+services.domain.evaluation); they go through services.readmodels.apply.apply_batch as the projector feeds
 it, a batch per transaction. The case is written against `create_connection()`, so another
 database (PostgreSQL) subclasses it with its own connection and runs the same tests.
 """
@@ -13,12 +13,12 @@ import sqlite3
 
 import pytest
 
-from projections import apply as projection
-from projections.record import Record
 from services.adapters.db import transaction
 from services.domain import contracts as c
 from services.domain.codec import decode_checked
 from services.domain.envelope import encode
+from services.readmodels import apply as projection
+from services.readmodels.record import Record
 from services.stores import read_models
 from tests.unit.ledger import COMMANDS, SCAN_EVENTS, VIOLATIONS, Ledger, asset_runs, two_scans
 

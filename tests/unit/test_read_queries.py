@@ -17,13 +17,14 @@ import sqlite3
 
 import pytest
 
+from api.audit import queries as audit
 from api.operations import queries as oq
 from api.scans import reads
-from projections.apply import apply_batch
-from projections.record import Record
 from services.adapters.db import transaction
 from services.domain import contracts as c
 from services.domain.envelope import make_event
+from services.readmodels.apply import apply_batch
+from services.readmodels.record import Record
 from services.stores import read_models
 from tests.unit.ledger import COMMANDS, WORKSPACE, asset_runs, two_scans
 
@@ -191,6 +192,29 @@ def exercise_units(db):
     assert oq.units(db, "nope") == []
 
 
+def exercise_completed_units(db):
+    assert oq.completed_units(db, "s2") == [u["unit_id"] for u in oq.units(db, "s2") if u["status"] == "completed"]
+    assert oq.completed_units(db, "s2") and oq.completed_units(db, "nope") == []
+
+
+def exercise_scan_id_of_run(db):
+    assert audit.scan_id_of_run(db, WORKSPACE, 1) == "s1" and audit.scan_id_of_run(db, WORKSPACE, 999) is None
+
+
+def exercise_has_history(db):
+    assert audit.has_history(db, WORKSPACE, "s1") and not audit.has_history(db, "elsewhere", "s1")
+
+
+def exercise_page(db):
+    everything = audit.page(db, WORKSPACE, "s1", 1000, None, [])
+    assert everything[0]["type"] == c.RUN_SCAN and len(everything) > 3
+    after = [everything[1][k] for k in audit.ORDER]
+    assert [r["event_id"] for r in audit.page(db, WORKSPACE, "s1", 2, after, [])] == \
+        [r["event_id"] for r in everything[2:4]]
+    assert {r["type"] for r in audit.page(db, WORKSPACE, "s1", 1000, None, [c.SCAN_FINISHED])} == {c.SCAN_FINISHED}
+    assert audit.item_view(everything[0])["position"]["offset"] == everything[0]["offset"]
+
+
 EXERCISES = {
     (reads, "scan"): exercise_scan,
     (reads, "pending_request"): exercise_pending_request,
@@ -207,12 +231,17 @@ EXERCISES = {
     (oq, "operation"): exercise_operation,
     (oq, "operation_id_of"): exercise_operation_id_of,
     (oq, "units"): exercise_units,
+    (oq, "completed_units"): exercise_completed_units,
+    (audit, "scan_id_of_run"): exercise_scan_id_of_run,
+    (audit, "has_history"): exercise_has_history,
+    (audit, "page"): exercise_page,
 }
 
 
 def query_functions() -> set[tuple]:
     """The functions of the API's query modules that take the database (`db`) first."""
-    return {(module, name) for module in (reads, oq) for name, fn in inspect.getmembers(module, inspect.isfunction)
+    return {(module, name) for module in (reads, oq, audit)
+            for name, fn in inspect.getmembers(module, inspect.isfunction)
             if fn.__module__ == module.__name__ and next(iter(inspect.signature(fn).parameters), None) == "db"}
 
 

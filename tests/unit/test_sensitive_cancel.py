@@ -11,11 +11,11 @@ import sqlite3
 
 import pytest
 
-from projections.record import Record
 from services.domain import contracts as c
 from services.domain import lifecycle
 from services.domain.envelope import make_event
 from services.domain.kinds import SENSITIVE
+from services.readmodels.record import Record
 from services.runners.sensitive import plan_sensitive, run_chunk
 from tests.unit.test_projection import ProjectionCase, batches, interleave
 from tests.unit.test_sensitive import Published, command, lake, request, store  # noqa: F401 (a fixture)

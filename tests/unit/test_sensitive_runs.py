@@ -16,14 +16,14 @@ from api.operations import views
 from api.scans.snapshots import rerun_request
 from api.web.auth import Principal
 from api.web.requests import stable_id
-from projections.apply import apply_batch
-from projections.record import Record
 from services.adapters.db import transaction
 from services.domain import contracts as c
 from services.domain import lifecycle
 from services.domain.envelope import deterministic_id, follow, iso, make_event
 from services.domain.kinds import SENSITIVE
 from services.domain.kinds.sensitive import chunks
+from services.readmodels.apply import apply_batch
+from services.readmodels.record import Record
 from services.stores import read_models
 
 WS = "w1"

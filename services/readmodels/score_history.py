@@ -5,8 +5,8 @@ ledger order on live and on replay alike.
 """
 from __future__ import annotations
 
-from projections.record import Record
 from services.domain import contracts as c
+from services.readmodels.record import Record
 
 TABLES = ("rm_score_history",)
 

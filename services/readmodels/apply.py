@@ -1,6 +1,6 @@
 """The batch that applies records to every read model in one transaction.
 
-One module per read model registers `{event type: handler}` (projections.scan_requests,
+One module per read model registers `{event type: handler}` (services.readmodels.scan_requests,
 scans, units, asset_profiles, violations, score_history); apply_batch merges them and runs
 every handler of a record in READ_MODELS order, then finalizes the scans the batch touched
 and stores the offsets, all in the caller's transaction.
@@ -19,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from types import ModuleType
 
-from projections import (
+from services.domain import contracts as c
+from services.readmodels import (
     asset_profiles,
     scan_history,
     scan_requests,
@@ -29,8 +30,7 @@ from projections import (
     units,
     violations,
 )
-from projections.record import Record
-from services.domain import contracts as c
+from services.readmodels.record import Record
 
 __all__ = ["HANDLERS", "IGNORED", "READ_MODELS", "Record", "apply_batch", "needs_timestamp"]
 

@@ -17,9 +17,9 @@ is shown once, at its first position, the same for the live projector and replay
 """
 from __future__ import annotations
 
-from projections.record import Record, to_json
 from services.domain import contracts as c
 from services.domain.envelope import ACTOR_ID, ACTOR_ROLE, WORKER_ID
+from services.readmodels.record import Record, to_json
 
 TABLES = ("rm_scan_history",)
 

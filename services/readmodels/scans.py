@@ -1,8 +1,8 @@
 """rm_scans: one row per scan, its status and counters, and its delta once finalized.
 
 Its counters follow what the other read models are about to add, so for an event they
-share this module's handler runs before theirs (projections.apply.READ_MODELS): on
-scan.unit.progressed it reads the unit's rules_done in rm_units before projections.units
+share this module's handler runs before theirs (services.readmodels.apply.READ_MODELS): on
+scan.unit.progressed it reads the unit's rules_done in rm_units before services.readmodels.units
 raises it, on scan.resumed the units before they are reset, and on a batch of violations
 which of them rm_violations does not hold yet. scan.requested counts the violations that
 arrived first (they travel on another topic).
@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import orjson
 
-from projections.record import Record, to_json
 from services.domain import contracts as c
 from services.domain import delta as deltas
 from services.domain.kinds import delta_kinds, kind_of
 from services.domain.vocabulary import FINISHED
+from services.readmodels.record import Record, to_json
 
 TABLES = ("rm_scans",)
 
@@ -57,7 +57,7 @@ def scan_started(conn, rec: Record) -> None:
 
 
 def unit_progressed(conn, rec: Record) -> None:
-    """The rules the unit has newly done (read before projections.units records them)."""
+    """The rules the unit has newly done (read before services.readmodels.units records them)."""
     d = rec.event["data"]
     row = conn.execute("SELECT rules_done FROM rm_units WHERE unit_id = :unit_id", d).fetchone()
     if row is None or row["rules_done"] >= d["rules_done"]:
@@ -90,7 +90,7 @@ def scan_resumed(conn, rec: Record) -> None:
 
     The run is dispatched again: its start time is the resume's (seed 003's "new dispatch
     timestamp"). A resume with no unit left to run is followed at once by scan.finished.
-    Read before projections.units resets the resumed units: their rules done are taken off,
+    Read before services.readmodels.units resets the resumed units: their rules done are taken off,
     and the records are those of the completed units that are not resumed.
     """
     d = rec.event["data"]
@@ -116,7 +116,7 @@ def violation_status_changed(conn, rec: Record) -> None:
 
 def violations_detected(conn, recs: list[Record]) -> None:
     """Count the batch's violations that rm_violations does not hold yet (read before
-    projections.violations inserts them), so a re-delivered violation counts once."""
+    services.readmodels.violations inserts them), so a re-delivered violation counts once."""
     per_scan: dict[str, list[str]] = {}
     for rec in recs:
         d = rec.event["data"]
@@ -155,7 +155,7 @@ def finalize(conn, scan_id: str) -> None:
 def _seen(conn, scan) -> int:
     """The violations of a finished scan in the read models. A sensitive-data scan's violation_count
     counts its findings (its chunks report them by detector), which rm_sensitive_findings holds once
-    each (projections.sensitive_scans); counted only here, once the scan has finished."""
+    each (services.readmodels.sensitive_scans); counted only here, once the scan has finished."""
     findings = conn.execute("SELECT COUNT(*) FROM rm_sensitive_findings WHERE scan_id = :scan_id",
                             {"scan_id": scan["scan_id"]}).fetchone()[0]
     return scan["violations_seen"] + findings

@@ -1,8 +1,8 @@
 """rm_asset_profiles: each asset's columns and row count, as its latest sync found them."""
 from __future__ import annotations
 
-from projections.record import Record, to_json
 from services.domain import contracts as c
+from services.readmodels.record import Record, to_json
 
 TABLES = ("rm_asset_profiles",)
 

@@ -16,8 +16,8 @@ the same in any interleaving of the findings and scan-events topics.
 """
 from __future__ import annotations
 
-from projections.record import Record, to_json
 from services.domain import contracts as c
+from services.readmodels.record import Record, to_json
 
 TABLES = ("rm_sensitive_scans", "rm_sensitive_chunks", "rm_sensitive_offers", "rm_sensitive_files",
           "rm_sensitive_findings", "rm_sensitive_late_files", "rm_sensitive_late_findings")

@@ -1,14 +1,14 @@
 """rm_violations and rm_violation_status: what the evaluators found, and what analysts decided.
 
 Violations are idempotent on their deterministic id (the primary key), so they do not go
-through rm_processed_events; they are inserted a batch at a time (projections.apply).
+through rm_processed_events; they are inserted a batch at a time (services.readmodels.apply).
 """
 from __future__ import annotations
 
 from operator import itemgetter
 
-from projections.record import Record, to_json
 from services.domain import contracts as c
+from services.readmodels.record import Record, to_json
 
 TABLES = ("rm_violations", "rm_violation_status")
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import orjson
 
-from projections.record import Record, to_json
 from services.domain import contracts as c
+from services.readmodels.record import Record, to_json
 
 TABLES = ("rm_units", "rm_unit_monitors")
 
@@ -86,7 +86,7 @@ def unit_finished(conn, rec: Record) -> None:
 
 
 def scan_resumed(conn, rec: Record) -> None:
-    """The resumed units start over (projections.scans has taken their share off the scan)."""
+    """The resumed units start over (services.readmodels.scans has taken their share off the scan)."""
     unit_ids = {"unit_ids": to_json(rec.event["data"]["unit_ids"])}
     resumed = "unit_id IN (SELECT value FROM json_each(:unit_ids))"
     conn.execute("UPDATE rm_units SET status = 'pending', rules_done = 0, violation_count = 0, error = NULL,"

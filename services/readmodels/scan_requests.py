@@ -2,14 +2,14 @@
 
 The table holds only what the coordinator has not requested yet: scan.requested removes the
 scan, and a RunScan whose scan is already projected adds nothing, on live and on replay alike.
-Reads rm_scans (owned by projections.scans) to know that.
+Reads rm_scans (owned by services.readmodels.scans) to know that.
 """
 from __future__ import annotations
 
-from projections.record import Record, to_json
 from services.domain import contracts as c
 from services.domain.command_expiry import is_expired
 from services.domain.kinds import kind_of
+from services.readmodels.record import Record, to_json
 
 TABLES = ("rm_scan_requests",)
 

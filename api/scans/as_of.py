@@ -1,0 +1,41 @@
+"""`?as_of=`: a scan as the API would have shown it at an instant, computed from the log (services.audit.as_of)
+in read models of its own, never from the live ones. Shared by GET /api/scan/{id} and GET /api/v1/scans/{id}."""
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from api.web.errors import ApiError
+from services.audit.as_of import scan_as_of
+
+
+def as_of_param(request: Request) -> datetime | None:
+    """The `as_of` query parameter: an ISO 8601 time with its zone (a 400 otherwise); None without one."""
+    raw = request.query_params.get("as_of")
+    if raw is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise ApiError(400, "Invalid query parameters",
+                       [{"path": ["as_of"], "message": "An ISO 8601 time with its zone, e.g. 2026-11-30T12:00:00Z"}])
+    return moment
+
+
+@asynccontextmanager
+async def scan_then(request: Request, scan_id: str, moment: datetime) -> AsyncIterator[sqlite3.Connection | None]:
+    """Read models holding the scan as of `moment` (None: not requested by then), for the request's views.
+    The log is read on a worker thread, not a database thread: it is Kafka work, not SQLite's."""
+    conn = await run_in_threadpool(scan_as_of, request.state.settings, scan_id, int(moment.timestamp() * 1000))
+    try:
+        yield conn
+    finally:
+        if conn is not None:
+            conn.close()
