@@ -5,6 +5,7 @@
     scanledger broker start|stop|status|fetch
     scanledger replay [--into URL]
     scanledger history SCAN_ID [--json]
+    scanledger verify [--scan SCAN_ID]
     scanledger dead-letters list [--limit N]
     scanledger schemas [--out DIR]
 
@@ -128,6 +129,30 @@ def cmd_history(args) -> None:
                  if ev.get(ACTOR_ID) else ev.get("source", ""))
         print(f"{ev['time']}  {ev['type']:<42} {actor:<48} {where}")
     print(f"{len(entries)} events of scan {args.scan_id}", file=sys.stderr)
+
+
+def cmd_verify(args) -> None:
+    from cli.progress import metered
+    from services.audit.verify import verify
+
+    settings = _settings(args)
+    with metered("verify", "records") as meter:
+        reports = verify(settings, args.scan, meter)
+    failed = 0
+    for r in reports:
+        if r.ok:
+            print(f"scan {r.scan_id}: ok, {r.verified} of {r.records} records vouched for by its chains, "
+                  f"head {r.head or '(none)'}" + (f"; {len(r.unvouched)} not reached by them" if r.unvouched else ""))
+        else:
+            failed += 1
+            print(f"scan {r.scan_id}: FAILED: {r.first_problem}"
+                  + (f" (and {len(r.problems) - 1} more)" if len(r.problems) > 1 else ""))
+            for _, what in sorted(r.problems)[1:args.show]:
+                print(f"    {what}")
+    if args.scan and not reports[0].records:
+        sys.exit(f"no record of scan {args.scan} on the log")
+    print(f"{len(reports)} scan(s), {failed} failed", file=sys.stderr)
+    sys.exit(1 if failed else 0)
 
 
 def cmd_dead_letters(args) -> None:
@@ -268,6 +293,9 @@ def main(argv: list[str] | None = None) -> None:
     history = command("history", cmd_history, "one scan's ledger, read from the log: its commands and events")
     history.add_argument("scan_id")
     history.add_argument("--json", action="store_true", help="each event as JSON, one per line")
+    verify = command("verify", cmd_verify, "recompute the scans' hash chains from the log: name what was changed")
+    verify.add_argument("--scan", help="one scan (default: every scan on the log)")
+    verify.add_argument("--show", type=int, default=10, help="problems shown per failed scan (default 10)")
     dead_letters = command("dead-letters", cmd_dead_letters, "the records consumers refused (dead-letter topic)")
     dead_letters.add_argument("action", choices=["list"])
     dead_letters.add_argument("--limit", type=int, default=100, help="the newest N (default 100; 0 for all)")

@@ -31,6 +31,7 @@ from services.domain import lifecycle
 from services.domain.envelope import utcnow
 from services.domain.evaluation import unit_result_event
 from services.domain.kinds import kind_of
+from services.domain.ledger_chain import Chain
 from services.domain.watchdog import Reoffers, WorkMotion
 from services.settings import Topics
 
@@ -57,31 +58,34 @@ class Coordinator:
         """Whether a message of this type is the coordinator's (violation progress etc. is not)."""
         return type_ in self._handlers
 
-    async def handle(self, message: dict) -> None:
+    async def handle(self, message: dict, digest: str = "") -> None:
+        """Handle a consumed message; `digest`: its record's (services.domain.ledger_chain), which the
+        next event of its scan names, so the scan's chain vouches for what it acted on."""
         handler = self._handlers.get(message["type"])
         if handler is not None:
-            await handler(message)
+            await handler(message, digest)
 
     # -- the messages ----------------------------------------------------------------------------
 
-    async def _run_scan(self, message: dict) -> None:
+    async def _run_scan(self, message: dict, digest: str) -> None:
         scan_id = message["subject"]
         state, events = lifecycle.request(self.scans.get(scan_id), message)
-        self._emit(events)
+        chain = _chain(state, message, digest)
+        self._emit(state, events, chain)
         if state["status"] == "queued":
             try:
                 plan = await asyncio.to_thread(self.plan, message["data"])
             except Exception as exc:  # unreadable data: the scan fails, the worker does not
                 log.exception("planning scan %s failed", scan_id)
                 state, events = lifecycle.fail(state, message, f"could not plan the scan: {exc}", self.now())
-                self._emit(events)
+                self._emit(state, events, chain)
             else:
                 state, events, work = lifecycle.start(state, message, plan.units, self.now(), plan.enumeration)
-                self._emit(events)
-                self._send_work(message, message["data"], work, 0)
+                self._emit(state, events, chain)
+                self._send_work(message, message["data"], work, 0, state, chain)
         await self._commit(scan_id, state)
 
-    async def _operator_command(self, message: dict) -> None:
+    async def _operator_command(self, message: dict, digest: str) -> None:
         """Abort, resume or delete: rejected ones are logged (the API checked the state before)."""
         scan_id, type_ = message["subject"], message["type"]
         state = self.scans.get(scan_id)
@@ -94,32 +98,33 @@ class Coordinator:
         except lifecycle.Rejected as exc:
             log.warning("rejected %s for scan %s: %s", type_, scan_id, exc)
             return
-        self._emit(events)
+        chain = _chain(state, message, digest)
+        self._emit(state, events, chain)
         if work:
-            self._send_work(message, state["request"], work, state["attempt"])
+            self._send_work(message, state["request"], work, state["attempt"], state, chain)
         await self._commit(scan_id, state)
 
-    async def _unit_done(self, message: dict) -> None:
+    async def _unit_done(self, message: dict, digest: str) -> None:
         scan_id = message["subject"]
         self.reoffers.reported(scan_id, message["data"]["unit_id"], self.clock())
         state = self.scans.get(scan_id)
         if state is None:
             return
         state, events = lifecycle.unit_done(state, message, self.now())
-        self._emit(events)
+        self._emit(state, events, _chain(state, message, digest))  # covered even when it ends nothing yet
         await self._commit(scan_id, state)
 
-    async def _unit_progressed(self, message: dict) -> None:
+    async def _unit_progressed(self, message: dict, _digest: str) -> None:
         self.reoffers.seen(message["subject"], message["data"]["unit_id"], self.clock())
 
-    async def _change_violation_status(self, message: dict) -> None:
+    async def _change_violation_status(self, message: dict, digest: str) -> None:
         scan_id = message["subject"]
         try:
             state, events = lifecycle.change_violation_status(self.scans.get(scan_id), message, message["time"])
         except lifecycle.Rejected as exc:
             log.warning("rejected %s for scan %s: %s", message["type"], scan_id, exc)
             return
-        self._emit(events)
+        self._emit(state, events, _chain(state, message, digest))
         await self._commit(scan_id, state)
 
     # -- the silent-unit watchdog ----------------------------------------------------------------
@@ -170,15 +175,18 @@ class Coordinator:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def _emit(self, events: list[dict]) -> None:
+    def _emit(self, state: dict, events: list[dict], chain: Chain) -> None:
+        """The scan's events on the ledger as the next links of its chain, which the state keeps."""
         for event in events:
-            self.publisher.publish(self.topics.scan_events, event)
+            self.publisher.publish_sealed(self.topics.scan_events, event, chain)
+        state["chain"] = chain.as_dict()
 
-    def _send_work(self, cause: dict, request: dict, units: list[dict], attempt: int) -> None:
+    def _send_work(self, cause: dict, request: dict, units: list[dict], attempt: int, state: dict,
+                   chain: Chain) -> None:
         now = self.clock()
         for unit_event in kind_of(request).work(cause, request, units, attempt):
             if unit_event["type"] == c.CHUNK_OFFERED:  # an external worker's: claimed through the API, leased there
-                self.publisher.publish(self.topics.scan_events, unit_event)
+                self._emit(state, [unit_event], chain)
                 continue
             self.publisher.publish(self.topics.work, unit_event, key=unit_event["data"]["unit_id"])
             self.reoffers.seen(request["scan_id"], unit_event["data"]["unit_id"], now)
@@ -187,3 +195,11 @@ class Coordinator:
         """The events are on the ledger before the state that follows from them is written."""
         await self.publisher.flush_async()
         self.scans[scan_id] = state
+
+
+def _chain(state: dict, message: dict, digest: str) -> Chain:
+    """The scan's chain as its state keeps it (a new one for a new scan), naming the message it acts on."""
+    chain = Chain.from_dict(state["chain"]) if state.get("chain") else Chain(state["scan_id"])
+    if digest:
+        chain.cover(message["id"], digest)
+    return chain

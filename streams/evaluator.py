@@ -16,6 +16,7 @@ from services.adapters.abort_watch import AbortWatch
 from services.adapters.blobstore import BlobStore
 from services.adapters.kafka import DeliveryFailed, Publisher
 from services.domain.evaluation import unit_result_event
+from services.domain.ledger_chain import unit_stream
 from services.runners import run_work
 from services.settings import Settings
 
@@ -27,7 +28,7 @@ class Evaluator:
                  run: Callable[..., None] = run_work) -> None:
         self.publisher, self.blobs, self.settings, self.aborted, self.run = publisher, blobs, settings, aborted, run
 
-    async def evaluate(self, message: dict) -> None:
+    async def evaluate(self, message: dict, _digest: str = "") -> None:
         scan_id, attempt = message["subject"], message["data"].get("attempt", 0)
         if self.aborted.is_aborted(scan_id, attempt):
             return
@@ -35,12 +36,14 @@ class Evaluator:
         def stop() -> bool:
             return self.aborted.is_aborted(scan_id, attempt)
 
+        # everything this attempt writes is one chain (services.domain.ledger_chain), its result last
+        chained = self.publisher.chained(unit_stream(message["data"]["unit_id"], attempt))
         try:
-            await asyncio.to_thread(self.run, message, self.blobs, self.publisher, self.settings, stop)
+            await asyncio.to_thread(self.run, message, self.blobs, chained, self.settings, stop)
         except (DeliveryFailed, KafkaException):
             raise
         except Exception as exc:  # a unit the code cannot evaluate fails; its scan goes on
             log.exception("unit %s failed", message["data"]["unit_id"])
-            self.publisher.publish(self.settings.topics.scan_events,
-                                   unit_result_event(message, message["data"], {}, {}, [f"unit failed: {exc}"], 0))
+            chained.publish(self.settings.topics.scan_events,
+                            unit_result_event(message, message["data"], {}, {}, [f"unit failed: {exc}"], 0))
             await self.publisher.flush_async()

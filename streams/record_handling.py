@@ -22,11 +22,12 @@ from services.adapters.deadletter import DeadLetters
 from services.adapters.kafka import DeliveryFailed
 from services.domain.codec import PoisonRecord, decode_checked
 from services.domain.command_expiry import is_expired
+from services.domain.ledger_chain import digest
 
 log = logging.getLogger("scanledger.streams")
 RETRY_MAX_S = 10.0
 
-Handler = Callable[[dict], Awaitable[None]]
+Handler = Callable[[dict, str], Awaitable[None]]  # the message, its record's digest (services.domain.ledger_chain)
 
 
 @dataclass(frozen=True)
@@ -82,10 +83,10 @@ class RecordHandling:
 
     async def _until_written(self, handler: Handler, message: dict, record: Record) -> None:
         """Retry while the ledger cannot be written: the record is acked only once it was."""
-        delay = min(0.5, self.retry_max_s)
+        delay, raw_digest = min(0.5, self.retry_max_s), digest(record.value)
         while True:
             try:
-                return await handler(message)
+                return await handler(message, raw_digest)
             except (DeliveryFailed, KafkaException) as exc:
                 log.warning("could not write what %s caused, retrying in %.1fs: %s", message["type"], delay, exc)
                 await asyncio.sleep(delay)

@@ -41,6 +41,7 @@ from services.adapters.command_writer import CommandNotWritten
 from services.domain import contracts as c
 from services.domain.chunk_reports import BadReport, ChunkFiles, checked, event_id
 from services.domain.envelope import follow, utcnow, with_actor
+from services.domain.ledger_chain import Chain, unit_stream
 from services.domain.vocabulary import BYOC_WORKER_SOURCE, FINISHED
 from services.stores import byoc_store
 
@@ -201,10 +202,12 @@ async def report(request: Request):
         except BadReport as exc:
             raise ApiError(400, "Invalid report", [{"path": ["events", exc.index, *exc.path],
                                                     "message": str(exc)}]) from None
-        await _write(request, work, events, found["worker_id"])
+        chain = await _write(request, work, events, found)
         done, accepted = any(t == c.UNIT_COMPLETED for t, _ in events), len(events)
+    else:
+        chain = None
     if not await run_db(request, byoc_store.renew, db, body.chunk_id, body.lease_id, settings.worker_lease_s,
-                        time.time(), done):
+                        time.time(), done, chain):
         raise ApiError(409, "This worker no longer holds the chunk: its lease passed to another worker. Claim"
                             " another.")
     return success({"accepted": accepted, "lease_seconds": settings.worker_lease_s, "chunk_done": done},
@@ -230,18 +233,23 @@ async def _claim(request: Request, worker_id: str):
                     "heartbeat_seconds": HEARTBEAT_S}, headers=NO_STORE)
 
 
-async def _write(request: Request, work: dict, events: list[tuple[str, dict]], worker_id: str) -> None:
-    """The reported events on the ledger, as the in-cluster evaluator writes them (and naming the worker
-    and its token), before the answer."""
+async def _write(request: Request, work: dict, events: list[tuple[str, dict]], lease: dict) -> tuple[int, str]:
+    """The reported events on the ledger, as the in-cluster evaluator writes them (naming the worker and
+    its token), links of the chunk's chain in the order reported, before the answer. Returns where the
+    chain stands after them."""
     topics, writer, principal = request.state.settings.topics, request.state.commands, request.state.principal
+    chain = Chain(unit_stream(lease["unit_id"], lease["attempt"]), lease["chain_seq"], lease["chain_prev"])
+    sealed = []
+    for type_, data in events:
+        event = with_actor(follow(work, type_, data, id=event_id(type_, data), source=BYOC_WORKER_SOURCE),
+                           principal.token_id, principal.role, lease["worker_id"])
+        sealed.append((topics.findings if type_ == c.FINDING_DETECTED else topics.scan_events, event,
+                       chain.seal(event)))
     try:
-        await asyncio.gather(*(writer.write(
-            topics.findings if type_ == c.FINDING_DETECTED else topics.scan_events,
-            with_actor(follow(work, type_, data, id=event_id(type_, data), source=BYOC_WORKER_SOURCE),
-                       principal.token_id, principal.role, worker_id))
-            for type_, data in events))
+        await asyncio.gather(*(writer.write(topic, event, raw=raw) for topic, event, raw in sealed))
     except CommandNotWritten as exc:
         raise unavailable(f"The ledger is unavailable ({exc}): send the report again", writer.timeout_s) from None
+    return chain.seq, chain.prev
 
 
 routes = [

@@ -106,8 +106,9 @@ class CommandWriter:
             if self._generation is generation:
                 self._generation = _Generation(self._config, self.timeout_s + 1)
 
-    async def write(self, topic: str, command: dict, key: str | None = None) -> int:
-        """Produce the command and wait for its ack; returns the record's timestamp (ms).
+    async def write(self, topic: str, command: dict, key: str | None = None, raw: bytes | None = None) -> int:
+        """Produce the command and wait for its ack; returns the record's timestamp (ms). `raw`: its bytes,
+        already encoded (a sealed event's: services.domain.ledger_chain).
 
         Raises CommandNotWritten within the timeout when the command is not (validly) on the log.
         """
@@ -123,7 +124,7 @@ class CommandWriter:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(settle, (err, None if err else msg.timestamp()[1]))
 
-        value, key_bytes = encode(command), (key or command["subject"]).encode()
+        value, key_bytes = raw if raw is not None else encode(command), (key or command["subject"]).encode()
         generation = None
         for _ in range(2):  # a producer found broken is replaced once
             generation = self._current()

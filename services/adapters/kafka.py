@@ -21,6 +21,7 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 
 from services.domain.delivery import Batch, producer_stalled
 from services.domain.envelope import encode, headers
+from services.domain.ledger_chain import Chain
 from services.settings import Settings
 
 log = logging.getLogger("scanledger.kafka")
@@ -188,6 +189,14 @@ class Publisher:
     def publish(self, topic: str, event: dict, key: str | None = None) -> None:
         self._produce(topic, encode(event), (key or event["subject"]).encode(), headers(event))
 
+    def publish_sealed(self, topic: str, event: dict, chain: Chain, key: str | None = None) -> None:
+        """Publish the event as the next link of `chain` (services.domain.ledger_chain)."""
+        self._produce(topic, chain.seal(event), (key or event["subject"]).encode(), headers(event))
+
+    def chained(self, stream: str) -> ChainedPublisher:
+        """This publisher, writing every event as the next link of one chain (one unit attempt's)."""
+        return ChainedPublisher(self, Chain(stream))
+
     def publish_raw(self, topic: str, value: bytes | None, key: bytes | None,
                     headers: list[tuple[str, bytes]] | None = None) -> None:
         """Produce bytes as they are (the dead-letter topic keeps a poison record unchanged)."""
@@ -267,6 +276,22 @@ class Publisher:
             old.purge(in_queue=True, in_flight=True, blocking=True)
         old.flush(RETIRED_FLUSH_S)  # serves the purge reports: each batch learns its messages failed
         return f"; the producer was stuck ({state}) and was replaced"
+
+
+class ChainedPublisher:
+    """A Publisher whose every event is the next link of one chain; flushing is the publisher's."""
+
+    def __init__(self, publisher: Publisher, chain: Chain):
+        self.publisher, self.chain = publisher, chain
+
+    def publish(self, topic: str, event: dict, key: str | None = None) -> None:
+        self.publisher.publish_sealed(topic, event, self.chain, key)
+
+    def flush(self, *args, **kwargs):
+        return self.publisher.flush(*args, **kwargs)
+
+    def chained(self, stream: str) -> ChainedPublisher:
+        return self if stream == self.chain.stream else self.publisher.chained(stream)
 
 
 def _serve_while_alive(ref: weakref.ref) -> None:

@@ -24,8 +24,10 @@ CREATE TABLE IF NOT EXISTS worker_tokens (
 CREATE TABLE IF NOT EXISTS chunk_leases (
     unit_id TEXT PRIMARY KEY, scan_id TEXT NOT NULL, attempt INTEGER NOT NULL, lease_id TEXT NOT NULL,
     worker_id TEXT NOT NULL, expires_at REAL NOT NULL, done INTEGER NOT NULL DEFAULT 0,
-    claims INTEGER NOT NULL DEFAULT 1);
+    claims INTEGER NOT NULL DEFAULT 1, chain_seq INTEGER NOT NULL DEFAULT 0, chain_prev TEXT NOT NULL DEFAULT '');
 """
+# Columns added after the table first shipped (the chunk's chain: services.domain.ledger_chain).
+ADDED_COLUMNS = (("chain_seq", "INTEGER NOT NULL DEFAULT 0"), ("chain_prev", "TEXT NOT NULL DEFAULT ''"))
 
 # an offer still to be scanned: its unit has not reported, and no current lease says it is done
 _OPEN = ("FROM rm_sensitive_offers o JOIN rm_units u ON u.unit_id = o.unit_id"
@@ -36,6 +38,10 @@ _OPEN = ("FROM rm_sensitive_offers o JOIN rm_units u ON u.unit_id = o.unit_id"
 
 def init(conn) -> None:
     conn.executescript(SCHEMA)
+    have = {r[1] for r in conn.execute("PRAGMA table_info(chunk_leases)")}
+    for column, decl in ADDED_COLUMNS:
+        if column not in have:
+            conn.execute(f"ALTER TABLE chunk_leases ADD COLUMN {column} {decl}")
 
 
 def add_worker_token(conn, token: str, workspace_id: str, scan_id: str, created_at: str) -> str:
@@ -66,7 +72,10 @@ def claim(conn, scan_id: str, worker_id: str, lease_s: float, now: float) -> dic
             "INSERT INTO chunk_leases (unit_id, scan_id, attempt, lease_id, worker_id, expires_at)"
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(unit_id) DO UPDATE SET attempt = excluded.attempt,"
             " lease_id = excluded.lease_id, worker_id = excluded.worker_id, expires_at = excluded.expires_at,"
-            " done = 0, claims = chunk_leases.claims + 1"
+            " done = 0, claims = chunk_leases.claims + 1,"
+            # a new attempt starts its chain; a taken-over lease continues the attempt's
+            " chain_seq = CASE WHEN chunk_leases.attempt < excluded.attempt THEN 0 ELSE chunk_leases.chain_seq END,"
+            " chain_prev = CASE WHEN chunk_leases.attempt < excluded.attempt THEN '' ELSE chunk_leases.chain_prev END"
             " WHERE chunk_leases.attempt < excluded.attempt"
             " OR (chunk_leases.done = 0 AND chunk_leases.expires_at <= ?)",
             (offer["unit_id"], scan_id, offer["attempt"], lease_id, worker_id, now + lease_s, now)).rowcount
@@ -82,17 +91,23 @@ def open_chunks(conn, scan_id: str) -> int:
 
 def lease(conn, scan_id: str, unit_id: str, lease_id: str) -> dict[str, Any] | None:
     """The lease a report names, while it is its holder's (not taken over, not done)."""
-    row = conn.execute("SELECT l.unit_id, l.attempt, l.worker_id, o.work FROM chunk_leases l"
+    row = conn.execute("SELECT l.unit_id, l.attempt, l.worker_id, l.chain_seq, l.chain_prev, o.work FROM chunk_leases l"
                        " JOIN rm_sensitive_offers o ON o.unit_id = l.unit_id AND o.attempt = l.attempt"
                        " WHERE l.unit_id = ? AND l.scan_id = ? AND l.lease_id = ? AND l.done = 0",
                        (unit_id, scan_id, lease_id)).fetchone()
     return dict(row) if row is not None else None
 
 
-def renew(conn, unit_id: str, lease_id: str, lease_s: float, now: float, done: bool = False) -> bool:
-    """A report is a heartbeat: the lease runs another lease_s (or ends, done, with the chunk's result)."""
-    return conn.execute("UPDATE chunk_leases SET expires_at = ?, done = ? WHERE unit_id = ? AND lease_id = ?"
-                        " AND done = 0", (now + lease_s, int(done), unit_id, lease_id)).rowcount == 1
+def renew(conn, unit_id: str, lease_id: str, lease_s: float, now: float, done: bool = False,
+          chain: tuple[int, str] | None = None) -> bool:
+    """A report is a heartbeat: the lease runs another lease_s (or ends, done, with the chunk's result);
+    `chain`: where the chunk's chain stands after the events the report wrote."""
+    if chain is None:
+        return conn.execute("UPDATE chunk_leases SET expires_at = ?, done = ? WHERE unit_id = ? AND lease_id = ?"
+                            " AND done = 0", (now + lease_s, int(done), unit_id, lease_id)).rowcount == 1
+    return conn.execute("UPDATE chunk_leases SET expires_at = ?, done = ?, chain_seq = ?, chain_prev = ?"
+                        " WHERE unit_id = ? AND lease_id = ? AND done = 0",
+                        (now + lease_s, int(done), *chain, unit_id, lease_id)).rowcount == 1
 
 
 def release(conn, unit_id: str, lease_id: str, now: float) -> bool:

@@ -313,6 +313,9 @@ def test_a_byoc_scans_history_names_its_worker_for_each_report(world):
     assert env_token_absent(items, config["environment"]["AUTH_TOKEN"])
     log = world["system"].cli("history", scan_id, "--json").stdout.splitlines()
     assert [orjson.loads(line)["id"] for line in log] == [i["id"] for i in items]
+    # the API chained the worker's reports (one chain per chunk): every record of the scan is vouched for
+    verified = world["system"].cli("verify", "--scan", scan_id).stdout
+    assert verified.startswith(f"scan {scan_id}: ok, ") and "not reached" not in verified, verified
 
 
 def env_token_absent(items, token: str) -> bool:

@@ -12,12 +12,17 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from datetime import UTC, datetime
 
+import orjson
 import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from harness import data
 from services.domain import contracts as c
+from services.domain.partitioning import partition_of
 from tests.e2e.helpers import confirm, upload
 from tests.e2e.monitor_fixtures import in_workspace, wait_finished
 from tests.e2e.test_operations import HEAVY_RULES, start_compliance, wait_result
@@ -234,3 +239,78 @@ def test_replay_as_of_an_instant_rebuilds_the_read_models_as_they_were(system, t
                           "--into", f"sqlite:///{tmp_path / 'bad.db'}"], env=system.env, capture_output=True,
                          text=True)
     assert bad.returncode != 0 and "zone" in bad.stderr
+
+
+def copy_log(system, scan_id: str, alter) -> str:
+    """The scan's partitions of the projector's topics copied record for record (same partitions, keys,
+    values, headers, timestamps) under another prefix, `alter(topic, key, value)` changing what it returns
+    for the record it picks.
+    Returns the copy's prefix: a copied log, as an auditor or an attacker would hold one."""
+    prefix = system.env["SCANLEDGER_TOPIC_PREFIX"]
+    copy = f"{prefix}-copy-{uuid.uuid4().hex[:6]}"
+    bootstrap = system.env["KAFKA_BOOTSTRAP_SERVERS"]
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": copy, "enable.auto.commit": False})
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    try:
+        metadata = consumer.list_topics(timeout=10)
+        names = [f"{prefix}.{t}" for t in ("commands", "scan-events", "violations", "findings")]
+        for future in admin.create_topics([NewTopic(n.replace(prefix, copy, 1), len(metadata.topics[n].partitions),
+                                                    1) for n in names]).values():
+            future.result()
+        for name in names:  # the scan's partition of each (verify --scan reads no other)
+            for p in [partition_of(scan_id, len(metadata.topics[name].partitions))]:
+                tp = TopicPartition(name, p)
+                low, high = consumer.get_watermark_offsets(tp, timeout=10)
+                if high <= low:
+                    continue
+                consumer.assign([TopicPartition(name, p, low)])
+                done = low
+                while done < high:
+                    for m in consumer.consume(500, timeout=5):
+                        if m.error() or m.offset() >= high:
+                            continue
+                        value = alter(name, m.key(), m.value())
+                        while True:
+                            try:
+                                producer.produce(name.replace(prefix, copy, 1), value=value, key=m.key(),
+                                                 partition=p, headers=m.headers(), timestamp=m.timestamp()[1])
+                                break
+                            except BufferError:  # its queue is full: let it deliver some first
+                                producer.poll(0.5)
+                        done = m.offset() + 1
+        producer.flush(30)
+    finally:
+        consumer.close()
+    return copy
+
+
+def verify_cli(system, *args, prefix=None) -> subprocess.CompletedProcess:
+    env = {**system.env, **({"SCANLEDGER_TOPIC_PREFIX": prefix} if prefix else {})}
+    return subprocess.run([sys.executable, "-m", "cli.main", "verify", *args], env=env, capture_output=True,
+                          text=True, cwd=system.data_dir)
+
+
+def test_verify_holds_on_the_log_and_names_a_byte_changed_in_a_copy_of_it(system, aborted_resumed_rerun):
+    scan_id = aborted_resumed_rerun["scan_id"]
+    live = verify_cli(system, "--scan", scan_id)
+    assert live.returncode == 0, live.stdout + live.stderr
+    assert f"scan {scan_id}: ok" in live.stdout and "head " in live.stdout and "records/s" in live.stderr
+    untouched = copy_log(system, scan_id, lambda topic, key, value: value)
+    same = verify_cli(system, "--scan", scan_id, prefix=untouched)
+    assert same.returncode == 0 and same.stdout == live.stdout  # a faithful copy: the same head
+    picked = {}
+
+    def one_byte(topic, key, value):
+        if not picked and topic.endswith(".violations") and key == scan_id.encode() and b'"value":' in value:
+            at = value.index(b'"value":') + len(b'"value":')
+            while not value[at:at + 1].isdigit():
+                at += 1
+            picked["id"] = orjson.loads(value)["id"]
+            return value[:at] + (b"1" if value[at:at + 1] != b"1" else b"2") + value[at + 1:]
+        return value
+
+    tampered = copy_log(system, scan_id, one_byte)
+    out = verify_cli(system, "--scan", scan_id, prefix=tampered)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"scan {scan_id}: FAILED: {c.VIOLATION_DETECTED} {picked['id']} at " in out.stdout, out.stdout

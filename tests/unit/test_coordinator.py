@@ -26,6 +26,10 @@ class Recorder:
     def publish(self, topic, event, key=None):
         self.log.append(("publish", topic, key or event["subject"], event))
 
+    def publish_sealed(self, topic, event, chain, key=None):
+        chain.seal(event)
+        self.publish(topic, event, key)
+
     async def flush_async(self, timeout=60):
         if self.fail_flushes:
             self.fail_flushes -= 1

@@ -45,7 +45,7 @@ def pipeline(dead=None):
 
 def test_a_record_that_is_no_cloudevent_is_dead_lettered_and_flushed_before_the_ack():
     dead, handled = DeadLetters(), []
-    asyncio.run(pipeline(dead).process(record(b"\xff not json"), lambda m: handled.append(m)))
+    asyncio.run(pipeline(dead).process(record(b"\xff not json"), lambda m, _digest="": handled.append(m)))
     assert handled == [] and dead.sent[0][0] == ("raw", b"\xff not json") and dead.flushes == 1
 
 
@@ -53,7 +53,7 @@ def test_a_command_appended_after_its_expiry_never_happened_elsewhere_expiry_is_
     command = with_expiry(run_scan(), timeout_s=5, now_ms=1_000_000)
     handled = []
 
-    async def handler(message):
+    async def handler(message, _digest=""):
         handled.append(message["id"])
 
     asyncio.run(pipeline().process(record(command, timestamp_ms=1_000_000 + 10_000), handler))
@@ -67,7 +67,7 @@ def test_a_command_appended_after_its_expiry_never_happened_elsewhere_expiry_is_
 def test_a_ledger_that_cannot_be_written_is_retried_until_it_is_never_skipped():
     dead, calls = DeadLetters(), []
 
-    async def handler(message):
+    async def handler(message, _digest=""):
         calls.append(message["id"])
         if len(calls) < 3:
             raise DeliveryFailed("2 messages undelivered")
@@ -79,7 +79,7 @@ def test_a_ledger_that_cannot_be_written_is_retried_until_it_is_never_skipped():
 def test_a_record_the_code_cannot_handle_is_dead_lettered_with_its_error_and_the_worker_goes_on():
     dead = DeadLetters(fail_flushes=1)  # and the dead letter itself waits for the broker
 
-    async def handler(message):
+    async def handler(message, _digest=""):
         raise KeyError("policy")
 
     asyncio.run(pipeline(dead).process(record(run_scan()), handler))
@@ -89,7 +89,7 @@ def test_a_record_the_code_cannot_handle_is_dead_lettered_with_its_error_and_the
 def test_activity_counts_a_record_while_it_is_handled():
     records, seen = pipeline(), []
 
-    async def handler(message):
+    async def handler(message, _digest=""):
         seen.append(records.activity.busy)
 
     before = records.activity.last
@@ -102,6 +102,9 @@ def test_activity_counts_a_record_while_it_is_handled():
 class Publisher:
     def __init__(self):
         self.events, self.flushes = [], 0
+
+    def chained(self, stream):
+        return self
 
     def publish(self, topic, event, key=None):
         self.events.append((topic, event))
