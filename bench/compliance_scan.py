@@ -8,6 +8,7 @@ Starts its own local broker (or uses KAFKA_BOOTSTRAP_SERVERS), worker, projector
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import tempfile
 import time
@@ -23,6 +24,16 @@ from harness.system import Broker, System
 from services.adapters.readers import read_table
 from services.domain.planning import typed_for_scan, with_row_numbers
 from services.domain.rules import evaluate, parse_rule
+
+METERED = re.compile(r": (?P<n>[\d,]+) (?P<unit>\w+) in (?P<s>[\d.]+) s \(")
+
+
+def metered(stderr: str) -> tuple[int, float]:
+    """(count, seconds) from a command's throughput line (cli/progress.py)."""
+    found = METERED.findall(stderr)
+    assert found, stderr
+    n, _, s = found[-1]
+    return int(n.replace(",", "")), float(s)
 
 
 def make_csv(n: int, seed: int = 7) -> bytes:
@@ -104,8 +115,7 @@ def main() -> None:
                           f"{p99(reads) * 1000:>13.1f}",
                           flush=True)
                 replay_into = f"sqlite:///{Path(tmp) / 'replay.db'}"
-                out = system.cli("replay", "--into", replay_into).stdout.split()
-                events, seconds = int(out[1]), float(out[4].rstrip("s"))
+                events, seconds = metered(system.cli("replay", "--into", replay_into).stderr)
                 print(f"replay: {events} events in {seconds:.2f} s = {events / seconds:,.0f} events/s "
                       f"(budget 50,000/s)", flush=True)
         finally:

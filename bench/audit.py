@@ -1,0 +1,92 @@
+"""Audit benchmark: replay, replay as of an instant, verify and a scan's history, each beside a plain
+read of the same log in the same run (the ratio is what applying or checking costs over reading).
+
+    python -m bench.audit [--records 200000]
+
+Starts its own local broker (or uses KAFKA_BOOTSTRAP_SERVERS), worker, projector and API, runs two
+compliance scans of `--records` transactions (the second is the as-of instant's far side), then times
+each audit command as a user runs it (`scanledger …`, its throughput line) and the API's as-of answer.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.compliance_scan import ledger_scan, make_csv, metered
+from harness.data import MAPPING, RULES
+from harness.system import Broker, System
+from services.adapters.ledger_reader import LedgerReader
+from services.settings import Settings, Topics
+
+
+def plain_read(system: System) -> tuple[int, float]:
+    """Every record of the projector's topics read and nothing else: the floor for replay and verify."""
+    settings = Settings.from_env(kafka_bootstrap=system.env["KAFKA_BOOTSTRAP_SERVERS"],
+                                 topics=Topics(system.env["SCANLEDGER_TOPIC_PREFIX"]))
+    t = settings.topics
+    reader = LedgerReader(settings, "bench")
+    started = time.perf_counter()
+    try:
+        tps = [(topic, p) for topic in (t.commands, t.scan_events, t.violations, t.findings)
+               for p in reader.partitions(topic)]
+        n = sum(1 for _ in reader.read(reader.ends(tps)))
+    finally:
+        reader.close()
+    return n, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=200_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = Broker(Path(tmp))
+        system = System(broker.start(), Path(tmp) / "system", SCANLEDGER_SCAN_SYNC_WAIT="30")
+        try:
+            system.start()
+            with system.client() as api:
+                api.timeout = 120
+                policy = api.post("/api/policies", json={"name": "bench", "rules": RULES}).json()["id"]
+                up = api.post("/api/upload", files={"file": ("b.csv", make_csv(args.records), "text/csv")}).json()
+                mapping = api.post("/api/mapping/confirm", json={"upload_id": up["upload_id"],
+                                                                 "mapping": MAPPING}).json()
+                _, first, _ = ledger_scan(api, policy, up["upload_id"], mapping["mapping_id"])
+                between = datetime.now(UTC).isoformat()
+                _, second, _ = ledger_scan(api, policy, up["upload_id"], mapping["mapping_id"])
+                time.sleep(2)  # the projector caught up
+                n, floor = plain_read(system)
+                rows = [("plain read (baseline)", n, floor)]
+                for label, cli_args in (
+                        ("replay", ("replay", "--into", f"sqlite:///{Path(tmp) / 'r.db'}")),
+                        ("replay --as-of (first scan only)",
+                         ("replay", "--as-of", between, "--into", f"sqlite:///{Path(tmp) / 'a.db'}")),
+                        ("verify (every scan)", ("verify",)),
+                        ("verify --scan", ("verify", "--scan", second["id"])),
+                        ("history (from the log)", ("history", second["id"]))):
+                    out = system.cli(*cli_args)
+                    rows.append((label, *metered(out.stderr)))
+                latencies = []
+                for _ in range(5):
+                    t = time.perf_counter()
+                    r = api.get(f"/api/scan/{second['id']}", params={"as_of": datetime.now(UTC).isoformat()})
+                    latencies.append(time.perf_counter() - t)
+                    assert r.json() == second, "as of now is the scan as the API shows it"
+                assert api.get(f"/api/scan/{first['id']}", params={"as_of": between}).json() == first
+            print(f"{args.records:,} records a scan, 2 scans, {second['violation_count']:,} violations each")
+            print(f"{'':<34} {'records':>10} {'seconds':>8} {'records/s':>11} {'× plain read':>13}")
+            for label, count, seconds in rows:
+                rate = count / seconds if seconds else 0.0
+                print(f"{label:<34} {count:>10,} {seconds:>8.2f} {rate:>11,.0f} {seconds / floor:>13.1f}")
+            print(f"GET /api/scan/{{id}}?as_of= (a scan of {args.records:,}): median "
+                  f"{statistics.median(latencies) * 1000:,.0f} ms, max {max(latencies) * 1000:,.0f} ms")
+        finally:
+            system.stop()
+            broker.stop()
+
+
+if __name__ == "__main__":
+    main()
