@@ -40,11 +40,10 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from services.adapters.readers import _BOM, _csv_parse_options, _is_blank
+from services.adapters.readers import BOM, TABLE_EXTENSIONS, csv_parse_options, is_blank
 from services.domain.detectors import Engine, Finding, LineState, Piece
 
-FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
-           ".pq": "parquet", ".txt": "txt", ".log": "txt", ".text": "txt"}
+FORMATS = {**TABLE_EXTENSIONS, ".txt": "txt", ".log": "txt", ".text": "txt"}  # and plain text, for detectors
 SKIP_BINARY, SKIP_UNSUPPORTED, SKIP_TOO_BIG = "binary", "unsupported type", "over the size limit"
 _LIST_INDEX = re.compile(r"\[\d+\]")
 _PATH_CHARS = re.compile(r'[.\[\]"]')
@@ -157,7 +156,7 @@ def load(source: bytes | BinaryIO, name: str, limits: Limits = Limits()) -> tupl
 
 
 def pieces(fmt: str, data: bytes, limits: Limits = Limits()) -> Iterator[Piece]:
-    if fmt != "parquet" and _is_blank(data):
+    if fmt != "parquet" and is_blank(data):
         return iter(())  # an empty file is scanned and holds nothing
     return {"csv": _csv, "json": _json, "jsonl": _jsonl, "parquet": _parquet, "txt": _txt}[fmt](data, limits)
 
@@ -190,14 +189,14 @@ def _gunzip(data: bytes, max_bytes: int) -> bytes:
 
 def _csv(data: bytes, limits: Limits) -> Iterator[Piece]:
     buf = pa.py_buffer(data)
-    if data.startswith(_BOM):
-        buf = buf[len(_BOM):]
+    if data.startswith(BOM):
+        buf = buf[len(BOM):]
     try:
         names = _csv_header(buf)
         # Every column as text: a card number column must not become a float.
         reader = pacsv.open_csv(
             pa.BufferReader(buf), read_options=pacsv.ReadOptions(block_size=limits.batch_bytes),
-            parse_options=_csv_parse_options(),
+            parse_options=csv_parse_options(),
             convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
                                                  null_values=[""], strings_can_be_null=True))
         row = 1
@@ -219,7 +218,7 @@ def _csv_header(buf: pa.Buffer) -> list[str]:
         except UnicodeDecodeError:
             pass
     return pacsv.open_csv(pa.BufferReader(buf), read_options=pacsv.ReadOptions(block_size=1 << 16),
-                          parse_options=_csv_parse_options()).schema.names
+                          parse_options=csv_parse_options()).schema.names
 
 
 # -- parquet -------------------------------------------------------------------------------------------
@@ -283,7 +282,7 @@ def _item_paths(name: str, paths: pa.Array | None, parents: pa.Array) -> pa.Arra
 # -- json ------------------------------------------------------------------------------------------------
 
 def _json(data: bytes, limits: Limits) -> Iterator[Piece]:
-    data = data.removeprefix(_BOM)
+    data = data.removeprefix(BOM)
     records = _arrow_json_array(data) if data.lstrip()[:1] == b"[" else None
     if records is not None:
         for start in range(0, len(records), limits.batch_rows):
@@ -356,7 +355,7 @@ def _arrow_json(lines: bytes) -> pa.Table | None:
 
 
 def _jsonl(data: bytes, limits: Limits) -> Iterator[Piece]:
-    data = data.removeprefix(_BOM)
+    data = data.removeprefix(BOM)
     line_no = 1
     for block in _blocks(data, limits.batch_bytes):
         body = block.rstrip(b"\n")
@@ -409,7 +408,7 @@ def _record_pieces(numbered) -> Iterator[Piece]:
 
 def _txt(data: bytes, limits: Limits) -> Iterator[Piece]:
     line = 1
-    for block in _blocks(data.removeprefix(_BOM), limits.batch_bytes):
+    for block in _blocks(data.removeprefix(BOM), limits.batch_bytes):
         try:
             text = pa.array([block], pa.binary()).cast(pa.string())
         except pa.ArrowInvalid:  # not UTF-8: scan what decodes, the rest becomes U+FFFD

@@ -40,10 +40,10 @@ import pyarrow.parquet as pq
 
 from services.domain.rules import ISO_TEXT
 
-_BOM = b"\xef\xbb\xbf"
+BOM = b"\xef\xbb\xbf"
 _SAMPLE_BYTES = 1 << 20  # the first block is enough to see which columns look like dates
 
-_EXTENSIONS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl",
+TABLE_EXTENSIONS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl",
                ".parquet": "parquet", ".pq": "parquet"}
 _CONTENT_TYPES = {
     "text/csv": "csv", "application/csv": "csv", "text/comma-separated-values": "csv",
@@ -87,8 +87,8 @@ def detect_format(filename: str | None, content_type: str | None) -> str:
     """A known extension wins, then a known content type; a file with some other extension
     (.txt, .xlsx, ...) is refused rather than guessed at; with neither, CSV."""
     suffix = PurePath(filename or "").suffix.lower()
-    if suffix in _EXTENSIONS:
-        return _EXTENSIONS[suffix]
+    if suffix in TABLE_EXTENSIONS:
+        return TABLE_EXTENSIONS[suffix]
     media = (content_type or "").split(";")[0].strip().lower()
     if media in _CONTENT_TYPES:
         return _CONTENT_TYPES[media]
@@ -109,7 +109,7 @@ def read_with_dialect(data: bytes, fmt: str, max_records: int, as_text: bool = F
     dialect = dialect or Dialect()
     if fmt != "parquet":
         data = _decoded(data, dialect.encoding)
-    if _is_blank(data):
+    if is_blank(data):
         raise InputError("file is empty")
     info: dict = {}
     if fmt == "parquet":
@@ -142,7 +142,7 @@ def _read_csv_dialect(data: bytes, as_text: bool, dialect: Dialect) -> tuple[pa.
     if dialect.skip_footer:
         lines = data.rstrip(b"\r\n").rsplit(b"\n", dialect.skip_footer)
         data = lines[0] + b"\n" if len(lines) > dialect.skip_footer else b""
-        if _is_blank(data):
+        if is_blank(data):
             raise InputError("file is empty once its footer lines are dropped")
     delimiter = dialect.delimiter or _sniff_delimiter(data)
     table, renamed = _read_csv(data, as_text, delimiter)
@@ -264,7 +264,7 @@ def ipc_head(path: Path, columns: list[str], rows: int) -> pa.Table:
 
 # -- shared checks ---------------------------------------------------------------------------
 
-def _is_blank(data: bytes) -> bool:
+def is_blank(data: bytes) -> bool:
     # A regex stops at the first non-blank byte; data.strip() would copy the whole upload.
     return re.match(rb"(?:\xef\xbb\xbf)?\s*\Z", data) is not None
 
@@ -298,8 +298,8 @@ def _temporal(schema: pa.Schema) -> set[str]:
 def _read_csv(data: bytes, all_text: bool, delimiter: str = ",") -> tuple[pa.Table, dict[str, str]]:
     """The table and the header names made unique ({new name: the header's})."""
     buf = pa.py_buffer(data)  # zero-copy; slicing off the BOM copies nothing either
-    if data.startswith(_BOM):
-        buf = buf[len(_BOM):]
+    if data.startswith(BOM):
+        buf = buf[len(BOM):]
     csv_ = _Csv(delimiter)
     try:
         sample = _csv_sample_schema(buf, csv_)
@@ -354,7 +354,7 @@ def _csv_sample_schema(buf: pa.Buffer, csv_: _Csv) -> pa.Schema:
     """Infer types from the first block only, to learn which columns to keep as text
     without parsing the whole file twice."""
     reader = pacsv.open_csv(pa.BufferReader(buf), read_options=csv_.read_options(block_size=_SAMPLE_BYTES),
-                            parse_options=_csv_parse_options(delimiter=csv_.delimiter),
+                            parse_options=csv_parse_options(delimiter=csv_.delimiter),
                             convert_options=_csv_convert_options(set()))
     return reader.schema
 
@@ -362,7 +362,7 @@ def _csv_sample_schema(buf: pa.Buffer, csv_: _Csv) -> pa.Schema:
 def _parse_csv(buf: pa.Buffer, as_text: set[str], csv_: _Csv, use_threads: bool = True, on_invalid=None
                ) -> pa.Table:
     return pacsv.read_csv(pa.BufferReader(buf), read_options=csv_.read_options(use_threads=use_threads),
-                          parse_options=_csv_parse_options(on_invalid, csv_.delimiter),
+                          parse_options=csv_parse_options(on_invalid, csv_.delimiter),
                           convert_options=_csv_convert_options(as_text))
 
 
@@ -377,7 +377,7 @@ def _keep_identifier_text(buf: pa.Buffer, table: pa.Table, csv_: _Csv) -> pa.Tab
     if not numeric:
         return table
     text = pacsv.read_csv(pa.BufferReader(buf), read_options=csv_.read_options(),
-                          parse_options=_csv_parse_options(delimiter=csv_.delimiter),
+                          parse_options=csv_parse_options(delimiter=csv_.delimiter),
                           convert_options=pacsv.ConvertOptions(
                               column_types={name: pa.string() for name in numeric}, include_columns=numeric,
                               null_values=[""], strings_can_be_null=True))
@@ -388,7 +388,7 @@ def _keep_identifier_text(buf: pa.Buffer, table: pa.Table, csv_: _Csv) -> pa.Tab
     return table
 
 
-def _csv_parse_options(on_invalid=None, delimiter: str = ",") -> pacsv.ParseOptions:
+def csv_parse_options(on_invalid=None, delimiter: str = ",") -> pacsv.ParseOptions:
     # Quoted fields may span lines (free-text notes do); it costs ~30% parse time, still ~0.1 s/M rows.
     return pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid)
 
@@ -444,7 +444,7 @@ def _ragged_row_message(buf: pa.Buffer, csv_: _Csv) -> str:
 # -- JSON / JSON Lines -----------------------------------------------------------------------
 
 def _read_json(data: bytes) -> pa.Table:
-    data = data.removeprefix(_BOM)
+    data = data.removeprefix(BOM)
     if re.match(rb"\s*\{", data):
         return _read_jsonl(data)  # many ".json" exports are really one object per line
     try:
@@ -461,7 +461,7 @@ def _read_json(data: bytes) -> pa.Table:
 
 
 def _read_jsonl(data: bytes) -> pa.Table:
-    data = data.removeprefix(_BOM)
+    data = data.removeprefix(BOM)
     return _read_json_lines(data, lambda: _json_problem(_numbered_lines(data), "JSON Lines line"))
 
 

@@ -15,8 +15,9 @@ from services.adapters.connectors.base import ConnectorError, ResourceError
 from services.adapters.connectors.confinement import check_allowed, resolve_path, system_paths, workspace_root
 from services.adapters.connectors.local import LocalDirConnector
 from services.adapters.connectors.sqlite import SqliteConnector
+from services.adapters.readers import TABLE_EXTENSIONS
 
-DATA_EXTENSIONS = (".csv", ".json", ".jsonl", ".ndjson", ".parquet")
+DATA_EXTENSIONS = tuple(TABLE_EXTENSIONS)  # every file a table can be read from
 
 # The names seed 000's code knows them by: a datastore that cannot be used, an asset that cannot be read.
 DatastoreError = ConnectorError
