@@ -22,7 +22,7 @@ from api.web.limits import BodyLimit
 from api.web.openapi import openapi_document
 from api.web.responses import json_response
 from services import stores
-from services.adapters import deadletter, kafka
+from services.adapters import deadletter, kafka_admin
 from services.adapters.blobstore import BlobStore
 from services.adapters.command_writer import CommandWriter
 from services.adapters.db import ConnectionPerThread
@@ -40,11 +40,11 @@ ROUTERS = (scans.router, monitors.router, compliance.router, tokens.router, oper
 
 
 def _health(settings: Settings) -> dict:
-    broker = kafka.broker_answers(settings)
+    broker = kafka_admin.broker_answers(settings)
     return {
         "broker": broker,
-        "worker": broker and kafka.group_has_members(settings, settings.streams_group),
-        "projector": broker and kafka.group_has_members(settings, settings.projector_group),
+        "worker": broker and kafka_admin.group_has_members(settings, settings.streams_group),
+        "projector": broker and kafka_admin.group_has_members(settings, settings.projector_group),
         "dead_letters": _dead_letters(settings) if broker else None,  # informative: never fails health
     }
 

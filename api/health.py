@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from services.adapters import kafka
+from services.adapters import kafka_admin
 from services.adapters.db import connect
 from services.domain.watchdog import StallWatch
 from services.settings import Settings
@@ -23,9 +23,9 @@ class Progress:
     def stalled(self) -> list[dict]:
         """[{component, lag, detail}] for each component that has lag and is not moving."""
         s, t = self.settings, self.settings.topics
-        marks = kafka.watermarks(s, [t.commands, t.scan_events, t.work, t.violations, t.findings])
+        marks = kafka_admin.watermarks(s, [t.commands, t.scan_events, t.work, t.violations, t.findings])
         worker_in = [tp for tp in marks if tp[0] in (t.commands, t.scan_events, t.work)]
-        worker_lag = kafka.group_lag(s, s.streams_group, worker_in)
+        worker_lag = kafka_admin.group_lag(s, s.streams_group, worker_in)
         written = {tp: high for tp, (_low, high) in marks.items() if tp[0] != t.commands}
         projector_lag = self._projector_lag(marks)
         now, out = time.monotonic(), []

@@ -210,7 +210,7 @@ def admin_token(settings: Settings) -> str:
 
 def cmd_up(args) -> None:
     from cli import localbroker
-    from services.adapters import kafka
+    from services.adapters import kafka_admin
 
     settings = _settings(args)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -222,7 +222,7 @@ def cmd_up(args) -> None:
         print(f"starting the local Kafka broker on {settings.bootstrap_servers} …", flush=True)
         localbroker.start(settings)
         started_broker = True
-    kafka.ensure_topics(settings)
+    kafka_admin.ensure_topics(settings)
     prepare_database(settings)
     logs = settings.data_dir / "logs"
     stop_asked = install_stop_handlers()

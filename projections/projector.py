@@ -27,7 +27,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer
 
 from services.adapters.db import connect, transaction
 from services.adapters.deadletter import DeadLetters, dead_lettered
-from services.adapters.kafka import DeliveryFailed, Publisher, consumer_config, ensure_topics, watermarks
+from services.adapters.kafka import DeliveryFailed, Publisher, consumer_config
+from services.adapters.kafka_admin import ensure_topics, watermarks
 from services.adapters.ledger_reader import LedgerReader, Meter
 from services.domain.codec import PoisonRecord, decode_checked
 from services.readmodels.apply import Record, apply_batch, needs_timestamp

@@ -65,7 +65,7 @@ def create_app(settings: Settings) -> faust.App:
 
 
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
-    from services.adapters.kafka import ensure_topics
+    from services.adapters.kafka_admin import ensure_topics
 
     ensure_topics(settings)
     app = create_app(settings)

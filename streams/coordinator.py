@@ -133,7 +133,7 @@ class Coordinator:
         """Send again the work of units that show no sign of life; fail one that never does.
 
         `work_lag`: work partition -> (committed, end) for the stream group's partitions with
-        records left (services.adapters.kafka.group_lag)."""
+        records left (services.adapters.kafka_admin.group_lag)."""
         now = self.clock()
         self.motion.observe(now, work_lag)
         owned = [state for scan_id, state in list(self.scans.items())

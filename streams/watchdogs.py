@@ -13,7 +13,7 @@ import time
 import faust
 from confluent_kafka import KafkaException
 
-from services.adapters.kafka import group_lag
+from services.adapters.kafka_admin import group_lag
 from services.domain.watchdog import StallWatch
 from services.settings import Settings
 from streams.coordinator import Coordinator

@@ -15,7 +15,8 @@ import time
 
 from confluent_kafka import Consumer, TopicPartition
 
-from services.adapters.kafka import WEEK_MS, consumer_config
+from services.adapters.kafka import consumer_config
+from services.adapters.kafka_admin import WEEK_MS
 from services.domain import contracts as c
 from services.domain.envelope import decode, header_type
 from services.settings import Settings

@@ -1,0 +1,119 @@
+"""Kafka's administration and health: the topics (created with their settings), and what the
+processes' health reads of the broker: does it answer, does a group have members, how far behind it is.
+"""
+from __future__ import annotations
+
+import logging
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
+
+from services.settings import Settings
+
+log = logging.getLogger("scanledger.kafka")
+
+WEEK_MS = 7 * 24 * 3600 * 1000
+COMMAND_TIMESTAMPS = {"message.timestamp.type": "LogAppendTime"}
+
+
+def topic_specs(settings: Settings) -> list[NewTopic]:
+    t, rf = settings.topics, settings.replication_factor
+    forever = {"retention.ms": "-1", "cleanup.policy": "delete"}
+    week = {"retention.ms": str(WEEK_MS), "cleanup.policy": "delete"}
+    return [
+        # records carry the broker's append time: services.domain.command_expiry.is_expired judges by it
+        NewTopic(t.commands, settings.commands_partitions, rf, config={**week, **COMMAND_TIMESTAMPS}),
+        NewTopic(t.scan_events, settings.events_partitions, rf, config=forever),
+        NewTopic(t.work, settings.work_partitions, rf, config=week),
+        NewTopic(t.violations, settings.violations_partitions, rf, config=forever),
+        NewTopic(t.findings, settings.violations_partitions, rf, config=forever),
+        NewTopic(t.dead_letter, settings.dead_letter_partitions, rf, config=forever),
+    ]
+
+
+def admin(settings: Settings) -> AdminClient:
+    return AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+
+
+def ensure_topics(settings: Settings, timeout: float = 30) -> None:
+    """Create our topics with their configs; topics that exist already are left as they are."""
+    client = admin(settings)  # must outlive the futures: a collected client cancels them
+    specs = [*topic_specs(settings), table_changelog_spec(settings)]
+    futures = client.create_topics(specs, operation_timeout=timeout, request_timeout=timeout)
+    for _name, future in futures.items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    ensure_command_timestamps(client, settings, timeout)
+
+
+def ensure_command_timestamps(client: AdminClient, settings: Settings, timeout: float = 30) -> None:
+    """A commands topic made before commands expired gets the broker's append time too (idempotent)."""
+    resource = ConfigResource(ResourceType.TOPIC, settings.topics.commands, incremental_configs=[
+        ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+        for name, value in COMMAND_TIMESTAMPS.items()])
+    for future in client.incremental_alter_configs([resource], request_timeout=timeout).values():
+        future.result()
+
+
+def table_changelog_spec(settings: Settings) -> NewTopic:
+    """The coordinator table's changelog, made before any worker starts: one that Faust finds
+    with no partitions yet ends the worker in PartitionsMismatch."""
+    return NewTopic(settings.table_changelog, settings.events_partitions, settings.replication_factor,
+                    config={"cleanup.policy": "compact"})
+
+
+def group_has_members(settings: Settings, group_id: str, timeout: float = 3) -> bool:
+    """Whether a consumer group has live members (how /healthz knows a process is up)."""
+    client = admin(settings)
+    futures = client.describe_consumer_groups([group_id], request_timeout=timeout)
+    try:
+        description = futures[group_id].result(timeout=timeout)
+    except Exception:
+        return False
+    return len(description.members) > 0
+
+
+def broker_answers(settings: Settings, timeout: float = 3) -> bool:
+    try:
+        admin(settings).list_topics(timeout=timeout)
+        return True
+    except Exception:
+        return False
+
+
+def group_lag(settings: Settings, group_id: str, partitions: list[tuple[str, int]],
+              timeout: float = 5) -> dict[tuple[str, int], tuple[int, int]]:
+    """(topic, partition) -> (committed, end) for the group's partitions that have records left.
+
+    A partition with no commit counts from the log start. Read with a consumer that never
+    subscribes, so it does not join (or disturb) the group.
+    """
+    if not partitions:
+        return {}
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": group_id,
+                         "enable.auto.commit": False})
+    try:
+        committed = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=timeout)
+        lag = {}
+        for tp in committed:
+            low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+            position = tp.offset if tp.offset >= 0 else low
+            if high > max(position, low):
+                lag[(tp.topic, tp.partition)] = (max(position, low), high)
+        return lag
+    finally:
+        consumer.close()
+
+
+def watermarks(settings: Settings, topics: list[str], timeout: float = 5) -> dict[tuple[str, int], tuple[int, int]]:
+    """(topic, partition) -> (low, high) offsets of every partition of these topics."""
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "scanledger-watermarks"})
+    try:
+        metadata = consumer.list_topics(timeout=timeout)
+        return {(topic, p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+                for topic in topics if topic in metadata.topics for p in metadata.topics[topic].partitions}
+    finally:
+        consumer.close()
