@@ -165,15 +165,6 @@ class Anomaly:
     observed: dict = field(default_factory=dict)
 
 
-def referenced_columns(monitor: Monitor) -> list[str]:
-    spec = monitor.spec()
-    if isinstance(spec, UniquenessParams):
-        return list(spec.columns)
-    if isinstance(spec, SchemaParams):
-        return []  # a schema monitor reports missing columns, it does not need them
-    return [spec.column] if hasattr(spec, "column") else []
-
-
 def _column(table: pa.Table, name: str) -> pa.ChunkedArray:
     if name not in table.column_names:
         raise MonitorError(f'column "{name}" not found; columns are: {", ".join(table.column_names)}')

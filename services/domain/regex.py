@@ -22,11 +22,3 @@ def re2_error(regex: str) -> str | None:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         return str(exc).removeprefix("Invalid regular expression: ")
     return None
-
-
-def check_re2(regex: str) -> str:
-    """A pydantic validator body: the regex, or ValueError naming what RE2 refuses."""
-    reason = re2_error(regex)
-    if reason is not None:
-        raise ValueError(f"regular expression not supported by the scan engine (RE2): {reason}")
-    return regex

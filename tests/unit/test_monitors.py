@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pytest
 
-from services.domain.monitors import MonitorError, evaluate_monitor, parse_monitor, referenced_columns
+from services.domain.monitors import MonitorError, evaluate_monitor, parse_monitor
 
 NOW = datetime(2024, 1, 3, 12, tzinfo=UTC)
 TABLE = pa.table({
@@ -109,13 +109,6 @@ def test_a_missing_column_is_a_monitor_error_naming_the_columns():
 def test_bad_monitors_are_refused_when_parsed(type_, params):
     with pytest.raises(ValueError):
         parse_monitor({"id": "m", "name": "M", "type": type_, "params": params})
-
-
-def test_referenced_columns():
-    assert referenced_columns(parse_monitor({"id": "m", "name": "M", "type": "uniqueness",
-                                             "params": {"columns": ["a", "b"]}})) == ["a", "b"]
-    assert referenced_columns(parse_monitor({"id": "m", "name": "M", "type": "record_count",
-                                             "params": {"min": 1}})) == []
 
 
 def test_a_schema_monitor_judges_csv_text_by_its_values_as_parquet_by_its_types():

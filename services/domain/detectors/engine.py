@@ -84,10 +84,6 @@ class Engine:
                              + [_PEM_END])
         self._token = "|".join(f"(?:{d.prefilter})" for d in self.detectors if d.family == "high_entropy")
 
-    @property
-    def families(self) -> list[str]:
-        return sorted({d.family for d in self.detectors})
-
     def scan(self, pieces: list[Piece], states: list[LineState | None] | None = None) -> list[list[Finding]]:
         """Findings of each piece, in one batch. `states[i]` carries a text file's state from
         its previous slice to pieces[i] (a fresh one when None)."""
