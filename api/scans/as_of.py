@@ -10,23 +10,13 @@ from datetime import datetime
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from api.web.errors import ApiError
+from api.web.params import time_param
 from services.audit.as_of import scan_as_of
 
 
 def as_of_param(request: Request) -> datetime | None:
     """The `as_of` query parameter: an ISO 8601 time with its zone (a 400 otherwise); None without one."""
-    raw = request.query_params.get("as_of")
-    if raw is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise ApiError(400, "Invalid query parameters",
-                       [{"path": ["as_of"], "message": "An ISO 8601 time with its zone, e.g. 2026-11-30T12:00:00Z"}])
-    return moment
+    return time_param(request, "as_of")
 
 
 @asynccontextmanager

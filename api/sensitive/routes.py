@@ -26,7 +26,7 @@ from api.web.auth import authenticate
 from api.web.db_work import run_db
 from api.web.errors import ApiError, not_found, validation_error
 from api.web.openapi import request_body
-from api.web.params import encode_cursor, page_cursor, page_limit
+from api.web.params import encode_cursor, page_cursor, page_limit, time_param
 from api.web.requests import idempotent, json_body
 from api.web.responses import success
 from services.domain import contracts as c
@@ -288,16 +288,8 @@ async def list_files(request: Request):
 
 
 def _since(request: Request) -> str | None:
-    raw = request.query_params.get("since")
-    if raw is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(400, "Invalid query parameters", [{"path": ["since"], "message": "An ISO 8601 time"}]) from None
-    if moment.tzinfo is None:
-        raise ApiError(400, "Invalid query parameters", [{"path": ["since"], "message": "With a time zone"}])
-    return iso(moment)
+    moment = time_param(request, "since")
+    return iso(moment) if moment is not None else None
 
 
 def _list(db, workspace_id: str, query: dict) -> tuple[list, str | None]:

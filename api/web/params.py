@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from datetime import datetime
 from typing import Annotated
 
 import orjson
@@ -124,3 +125,17 @@ def page_cursor(request: Request, size: int) -> list | None:
     if not isinstance(key, list) or len(key) != size or not all(type(k) in (str, int) for k in key):
         raise ApiError(400, "Invalid query parameters", [{"path": ["cursor"], "message": "not a cursor this API gave"}])
     return key
+
+
+def time_param(request: Request, name: str) -> datetime | None:
+    """A query parameter that is an ISO 8601 time with its zone (a 400 naming it otherwise); None if absent."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, "Invalid query parameters", [{"path": [name], "message": "An ISO 8601 time"}]) from None
+    if moment.tzinfo is None:
+        raise ApiError(400, "Invalid query parameters", [{"path": [name], "message": "With a time zone"}])
+    return moment
