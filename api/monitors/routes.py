@@ -10,6 +10,7 @@ from api.web.auth import authenticate
 from api.web.db_work import run_db
 from api.web.errors import not_found
 from api.web.responses import json_response
+from services.adapters.db import snapshot
 from services.stores import catalog_store
 
 
@@ -32,7 +33,10 @@ async def assets_scan_status(request: Request):
     db = request.state.db
 
     def status():
-        return views.assets_status(db, catalog_store.list_assets(db, principal.workspace_id))
+        # which run is current and what its unit says, read in one snapshot: between two reads the
+        # projector may finish the run, and the board would show a current run that has failed
+        with snapshot(db):
+            return views.assets_status(db, catalog_store.list_assets(db, principal.workspace_id))
 
     return json_response({"data": await run_db(request, status)})
 

@@ -56,6 +56,22 @@ class transaction:
         self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
 
 
+class snapshot:
+    """`with snapshot(conn):` the reads inside see one state of the database: a deferred read
+    transaction (in WAL mode it blocks no writer), so a view built from several queries is never
+    half from before and half from after a commit of the projector's."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def __enter__(self):
+        self.conn.execute("BEGIN DEFERRED")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.conn.execute("COMMIT")  # nothing was written: there is nothing to roll back
+
+
 class ConnectionPerThread:
     """`db.execute(...)` on the calling thread's own connection, opened on its first use.
 
