@@ -17,6 +17,7 @@ from api.web.openapi import request_body
 from api.web.params import MAX_PAGE, QueryInt
 from api.web.requests import json_body, parse
 from api.web.responses import json_response
+from services.adapters.db import snapshot
 from services.domain import contracts as c
 from services.domain.vocabulary import FINISHED, FindingStatus, Severity
 
@@ -28,8 +29,9 @@ async def get_scan(request: Request):
     scan_id = request.path_params["id"]
 
     def lookup(db):
-        row, pending = reads.scan_or_pending(db, principal.workspace_id, scan_id)
-        return (views.scan_view(db, row) if row is not None else None), pending
+        with snapshot(db):  # the scan and its score history as of one commit
+            row, pending = reads.scan_or_pending(db, principal.workspace_id, scan_id)
+            return (views.scan_view(db, row) if row is not None else None), pending
 
     if (moment := as_of_param(request)) is not None:
         async with scan_then(request, scan_id, moment) as then:

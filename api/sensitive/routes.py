@@ -29,6 +29,7 @@ from api.web.openapi import request_body
 from api.web.params import encode_cursor, page_cursor, page_limit, time_param
 from api.web.requests import idempotent, json_body
 from api.web.responses import success
+from services.adapters.db import snapshot
 from services.domain import contracts as c
 from services.domain.detectors import described
 from services.domain.envelope import iso, new_id, utcnow
@@ -160,10 +161,11 @@ def _scan_or_pending(db, workspace_id: str, scan_id: str):
 
 
 def _view(db, workspace_id: str, scan_id: str, now: datetime | None = None) -> dict | None:
-    row, pending = _scan_or_pending(db, workspace_id, scan_id)
-    if row is not None:
-        return sq.scan_view(db, row, now)
-    return sq.pending_view(pending["request"]) if pending is not None else None
+    with snapshot(db):  # the scan, its file counts, findings and chunks as of one commit
+        row, pending = _scan_or_pending(db, workspace_id, scan_id)
+        if row is not None:
+            return sq.scan_view(db, row, now)
+        return sq.pending_view(pending["request"]) if pending is not None else None
 
 
 async def _found(request: Request, fn, *args):
@@ -188,10 +190,11 @@ async def get_scan(request: Request):
 
 
 def _workers(db, workspace_id: str, scan_id: str) -> list | None:
-    row, pending = _scan_or_pending(db, workspace_id, scan_id)
-    if row is None:
-        return [] if pending is not None else None
-    return [sq.worker_view(k, row["ledger_status"]) for k in sq.chunks(db, scan_id)]
+    with snapshot(db):
+        row, pending = _scan_or_pending(db, workspace_id, scan_id)
+        if row is None:
+            return [] if pending is not None else None
+        return [sq.worker_view(k, row["ledger_status"]) for k in sq.chunks(db, scan_id)]
 
 
 async def get_workers(request: Request):
