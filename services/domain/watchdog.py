@@ -3,6 +3,9 @@
 Two guards, so that an unknown bug in the stream processor still cannot leave a scan stuck:
 - `StallWatch`: a worker whose assigned partitions have lag while it has handled nothing and
   has nothing in flight for `after_s` is stalled; it exits and its supervisor restarts it.
+- `recovery_stalled`: a worker whose table recovery has read no changelog record for a while is
+  stuck in the stream processor's recovery (no unit can move meanwhile, and re-offers cannot run):
+  it exits too, and a fresh worker recovers again.
 - `Silence`: the coordinator re-offers a unit that has shown no sign of life (sent, progress,
   result) for `after_s`. Unit event ids are deterministic, so a duplicate run is harmless.
   A unit whose work partition still has records left, while the work topic's commit points
@@ -13,6 +16,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+RECOVERY_WINDOWS = 4  # a recovery is stalled after this many stall windows without a changelog record
+
+
+def recovery_stalled(now: float, started_at: float | None, last_record_at: float | None,
+                     after_s: float) -> str | None:
+    """Why a table recovery in progress counts as stalled (None while it is not): no changelog record
+    read for RECOVERY_WINDOWS × `after_s` since it started or since its last record."""
+    if started_at is None:
+        return None
+    quiet = now - (last_record_at if last_record_at is not None else started_at)
+    if quiet <= RECOVERY_WINDOWS * after_s:
+        return None
+    return f"table recovery read no changelog record for {quiet:.0f} s"
 
 
 @dataclass

@@ -63,3 +63,13 @@ def test_a_reported_unit_is_never_offered():
     r.seen("s", "s.u0", 0)
     r.reported("s", "s.u0", 1)
     assert r.due([running("s", **{"s.u0": "completed"})], 100) == []
+
+
+def test_a_table_recovery_that_reads_nothing_for_four_stall_windows_is_stalled():
+    from services.domain.watchdog import recovery_stalled
+
+    assert recovery_stalled(100.0, None, None, 30.0) is None  # not recovering
+    assert recovery_stalled(100.0, 0.0, None, 30.0) is None  # 100 s into it, nothing read yet: not yet
+    assert "121 s" in recovery_stalled(121.0, 0.0, None, 30.0)  # two minutes, nothing read
+    assert recovery_stalled(200.0, 0.0, 90.0, 30.0) is None  # long, but it read a record 110 s ago
+    assert recovery_stalled(211.0, 0.0, 90.0, 30.0)  # and then nothing for 121 s
