@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from typing import Any
+from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -34,6 +34,11 @@ from services.settings import Settings
 
 log = logging.getLogger("scanledger.commands")
 POLL_S = 0.05
+
+
+class Written(NamedTuple):
+    timestamp: int  # ms: the broker's append time on the commands and config topics
+    offset: int
 
 
 class CommandNotWritten(Exception):
@@ -106,9 +111,9 @@ class CommandWriter:
             if self._generation is generation:
                 self._generation = _Generation(self._config, self.timeout_s + 1)
 
-    async def write(self, topic: str, command: dict, key: str | None = None, raw: bytes | None = None) -> int:
-        """Produce the command and wait for its ack; returns the record's timestamp (ms). `raw`: its bytes,
-        already encoded (a sealed event's: services.domain.ledger_chain).
+    async def write(self, topic: str, command: dict, key: str | None = None, raw: bytes | None = None) -> Written:
+        """Produce the command and wait for its ack; returns the record's timestamp (ms) and offset. `raw`: its
+        bytes, already encoded (a sealed event's: services.domain.ledger_chain).
 
         Raises CommandNotWritten within the timeout when the command is not (validly) on the log.
         """
@@ -122,7 +127,8 @@ class CommandWriter:
         def on_delivery(err, msg) -> None:  # on a poll thread
             # the loop may have closed (shutdown): nobody waits for this answer any more
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(settle, (err, None if err else msg.timestamp()[1]))
+                result = (err, None) if err else (None, Written(msg.timestamp()[1], msg.offset()))
+                loop.call_soon_threadsafe(settle, result)
 
         value, key_bytes = raw if raw is not None else encode(command), (key or command["subject"]).encode()
         generation = None
@@ -141,7 +147,7 @@ class CommandWriter:
         else:
             raise CommandNotWritten(f"the producer failed: {generation.broken}")
         try:
-            err, timestamp = await asyncio.wait_for(asyncio.shield(done), self.timeout_s)
+            err, written = await asyncio.wait_for(asyncio.shield(done), self.timeout_s)
         except TimeoutError:
             # purge: whatever still waits in the queue is never sent, and the expiry covers
             # what was already on the wire
@@ -151,9 +157,9 @@ class CommandWriter:
             if err.fatal():
                 generation.broken = str(err)
             raise CommandNotWritten(str(err))
-        if is_expired(command, timestamp):
+        if is_expired(command, written.timestamp):
             raise CommandNotWritten("the broker took the command after it expired")
-        return timestamp
+        return written
 
     def close(self, timeout: float = 10) -> None:
         """Deliver what is queued (up to timeout), then stop polling."""

@@ -43,17 +43,28 @@ def connect(url: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connect
 
 
 class transaction:
-    """`with transaction(conn):` BEGIN IMMEDIATE … COMMIT, or ROLLBACK on error."""
+    """`with transaction(conn):` BEGIN IMMEDIATE … COMMIT, or ROLLBACK on error. Inside a transaction
+    already (a config change's: services.stores.config_log), a savepoint of it instead, so a store
+    function that keeps its own writes atomic can run within a larger unit of work."""
 
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
+        self.nested = False
 
     def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
+        conn = self.conn.connection if isinstance(self.conn, ConnectionPerThread) else self.conn
+        self.nested = conn.in_transaction
+        self.conn.execute("SAVEPOINT nested" if self.nested else "BEGIN IMMEDIATE")
         return self.conn
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if not self.nested:
+            self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        elif exc_type is None:
+            self.conn.execute("RELEASE nested")
+        else:
+            self.conn.execute("ROLLBACK TO nested")
+            self.conn.execute("RELEASE nested")
 
 
 class snapshot:
