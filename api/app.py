@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from api import audit, compliance, monitors, operations, scans, sensitive, tokens
 from api.health import Progress
+from api.web import changes
 from api.web.db_work import DbWork
 from api.web.errors import ApiError, handle_api_error, handle_http_exception, handle_unexpected
 from api.web.limits import BodyLimit
@@ -77,7 +78,7 @@ class State(TypedDict):
     db_work: DbWork
     blobs: BlobStore
     progress: Progress
-    commands: CommandWriter    # the API's one producer: commands, and BYOC workers' reports as events
+    commands: CommandWriter    # the API's one producer: commands, config changes, BYOC workers' reports as events
     health: HealthCache
 
 
@@ -110,10 +111,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
         await db_work.run(init)
         commands = CommandWriter(settings)
+        relaying = asyncio.create_task(changes.relay(db, db_work, commands, settings))
         try:
             yield State(settings=settings, db=db, db_work=db_work, blobs=BlobStore(settings.blob_dir),
                         progress=Progress(settings), commands=commands, health=HealthCache())
         finally:
+            relaying.cancel()
             commands.close(10)
             db_work.close()
             db.close()

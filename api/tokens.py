@@ -12,12 +12,12 @@ from starlette.responses import Response
 from starlette.routing import Route, Router
 
 from api.web.auth import Principal, authenticate
+from api.web.changes import change
 from api.web.db_work import run_db
 from api.web.errors import ApiError, not_found
 from api.web.openapi import request_body
 from api.web.requests import idempotent, json_body, parse
 from api.web.responses import json_response
-from services.adapters.db import transaction
 from services.stores import config_store
 
 Role = Literal["Admin", "Member", "Viewer"]
@@ -52,7 +52,7 @@ async def create_token(request: Request):
             token_id = config_store.add_token(db, token, principal.workspace_id, body.role, body.user)
             return next(t for t in config_store.list_tokens(db, principal.workspace_id) if t["id"] == token_id)
 
-        row = await run_db(request, issue)
+        row = await change(request, issue)
         return json_response({**token_view(row, principal.workspace_id), "token": token}, 201)
 
     # a retry with the same Idempotency-Key gets the same token back without its secret ("token": null)
@@ -70,7 +70,7 @@ async def list_tokens(request: Request):
 async def revoke_token(request: Request):
     """Revoke a token: it stops working at once."""
     principal = await authenticate(request, "tokens:manage")
-    if not await run_db(request, config_store.revoke_token, request.state.db, principal.workspace_id,
+    if not await change(request, config_store.revoke_token, request.state.db, principal.workspace_id,
                         request.path_params["id"]):
         raise not_found("Token not found")
     return Response(status_code=204)
@@ -105,13 +105,12 @@ async def create_workspace(request: Request):
         workspace_id = f"{_slug(body.name)}-{secrets.token_hex(3)}"
         token = new_token()
 
-        def create() -> tuple[str, dict]:  # one transaction on one database thread
-            with transaction(db):
-                config_store.ensure_workspace(db, workspace_id, body.name)
-                token_id = config_store.add_token(db, token, workspace_id, "Admin", body.admin_user)
+        def create() -> tuple[str, dict]:  # one change: the workspace and its Admin token, or neither
+            config_store.ensure_workspace(db, workspace_id, body.name)
+            token_id = config_store.add_token(db, token, workspace_id, "Admin", body.admin_user)
             return token_id, config_store.get_workspace(db, workspace_id)
 
-        token_id, workspace = await run_db(request, create)
+        token_id, workspace = await change(request, create)
         return json_response({"id": workspace_id, "name": workspace["name"], "created_at": workspace["created_at"],
                               "admin_token": {"id": token_id, "token": token, "role": "Admin",
                                               "user": body.admin_user}}, 201)

@@ -5,6 +5,7 @@
     scanledger broker start|stop|status|fetch
     scanledger replay [--into URL]
     scanledger history SCAN_ID [--json]
+    scanledger config-history [--table T] [--key K] [--json]
     scanledger verify [--scan SCAN_ID]
     scanledger dead-letters list [--limit N]
     scanledger schemas [--out DIR]
@@ -129,6 +130,28 @@ def cmd_history(args) -> None:
                  if ev.get(ACTOR_ID) else ev.get("source", ""))
         print(f"{ev['time']}  {ev['type']:<42} {actor:<48} {where}")
     print(f"{len(entries)} events of scan {args.scan_id}", file=sys.stderr)
+
+
+def cmd_config_history(args) -> None:
+    from cli.progress import metered
+    from services.audit.config_history import config_history
+    from services.domain.envelope import ACTOR_ID, ACTOR_ROLE
+
+    settings = _settings(args)
+    with metered("read the log") as meter:
+        versions = config_history(settings, args.table, args.key, meter)
+    for v in versions:
+        ev = v.event
+        if args.json:
+            print(orjson.dumps({"version": v.version, "logged_at": v.logged_at, "time": ev["time"],
+                                "workspace_id": ev["workspaceid"], "actor_id": ev.get(ACTOR_ID),
+                                "actor_role": ev.get(ACTOR_ROLE), "table": v.table, "key": v.key,
+                                "row": v.row}).decode())
+            continue
+        actor = f"{ev[ACTOR_ROLE]} {ev[ACTOR_ID]}" if ev.get(ACTOR_ID) else "system"
+        what = "deleted" if v.row is None else orjson.dumps(v.row).decode()
+        print(f"v{v.version:<6} {ev['time']}  {actor:<46} {v.table}/{v.key}  {what}")
+    print(f"{len(versions)} versions", file=sys.stderr)
 
 
 def cmd_verify(args) -> None:
@@ -293,6 +316,11 @@ def main(argv: list[str] | None = None) -> None:
     history = command("history", cmd_history, "one scan's ledger, read from the log: its commands and events")
     history.add_argument("scan_id")
     history.add_argument("--json", action="store_true", help="each event as JSON, one per line")
+    config = command("config-history", cmd_config_history,
+                     "every version of the config rows, read from the log (the versions a scan's RunScan names)")
+    config.add_argument("--table", help="one table: policies, mappings, uploads, datastores, monitors, connectors, ...")
+    config.add_argument("--key", help="one row, by its key (an id; a token's hash)")
+    config.add_argument("--json", action="store_true", help="each version as JSON, one per line")
     verify = command("verify", cmd_verify, "recompute the scans' hash chains from the log: name what was changed")
     verify.add_argument("--scan", help="one scan (default: every scan on the log)")
     verify.add_argument("--show", type=int, default=10, help="problems shown per failed scan (default 10)")

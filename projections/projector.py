@@ -25,15 +25,17 @@ from contextlib import contextmanager
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer
 
+from services import stores
 from services.adapters.db import connect, transaction
 from services.adapters.deadletter import DeadLetters, dead_lettered
 from services.adapters.kafka import DeliveryFailed, Publisher, consumer_config
 from services.adapters.kafka_admin import ensure_topics, watermarks
 from services.adapters.ledger_reader import LedgerReader, Meter
 from services.domain.codec import PoisonRecord, decode_checked
+from services.domain.contracts import CONFIG_CHANGED
 from services.readmodels.apply import Record, apply_batch, needs_timestamp
 from services.settings import Settings
-from services.stores import read_models
+from services.stores import config_log, read_models
 
 log = logging.getLogger("scanledger.projector")
 PROJECTOR_CONSUMER, REPLAY_CONSUMER = "projector", "replay"  # their dl.consumer names
@@ -43,8 +45,16 @@ POLL_S = 0.05  # consume() waits this long for a full batch: the read models lag
 
 
 def topics(settings: Settings) -> list[str]:
-    # commands too: a RunScan is a pending scan until the coordinator requests it (scan_requests.run_scan)
-    return [settings.topics.commands, settings.topics.scan_events, settings.topics.violations, settings.topics.findings]
+    # commands too: a RunScan is a pending scan until the coordinator requests it (scan_requests.run_scan);
+    # config: the configuration tables follow its changes (services.stores.config_log)
+    return [settings.topics.commands, settings.topics.scan_events, settings.topics.violations, settings.topics.findings,
+            settings.topics.config]
+
+
+def apply_all(conn, records: list[Record]) -> None:
+    """A batch's config changes, then everything else and every offset, in the caller's transaction."""
+    config_log.apply(conn, [rec for rec in records if rec.type == CONFIG_CHANGED])
+    apply_batch(conn, records)
 
 
 def placeholder(topic: str, partition: int, offset: int) -> Record:
@@ -122,7 +132,7 @@ def apply_records(conn, records: list[Record], sources: list, dead: DeadLetters)
         dead.flush()  # refused by decode_checked: on the dead-letter topic before their offsets commit
     try:
         with transaction(conn):
-            apply_batch(conn, records)
+            apply_all(conn, records)
     except Exception as exc:
         if not record_fault(exc):
             raise
@@ -137,7 +147,7 @@ def _apply_one_by_one(conn, records: list[Record], sources: list, dead: DeadLett
         for rec, message in zip(records, sources, strict=True):
             conn.execute("SAVEPOINT record")
             try:
-                apply_batch(conn, [rec])
+                apply_all(conn, [rec])
             except Exception as exc:
                 conn.execute("ROLLBACK TO record")
                 conn.execute("RELEASE record")
@@ -243,6 +253,9 @@ def replay(settings: Settings, db_url: str | None = None, as_of_ms: int | None =
     with transaction(conn):
         read_models.drop(conn)
     read_models.create(conn)
+    # the config tables of a database replayed into; in the live one, the rows already at the version
+    # the log has are left as they are (services.stores.config_log.apply)
+    stores.init(conn)
     # A replay that dies half-way is simply run again, so it need not wait for fsync.
     conn.execute("PRAGMA synchronous=OFF")
     reader = LedgerReader(settings, "replay")

@@ -52,6 +52,10 @@ class Topics:
         return f"{self.prefix}.findings"
 
     @property
+    def config(self) -> str:
+        return f"{self.prefix}.config"
+
+    @property
     def dead_letter(self) -> str:
         return f"{self.prefix}.dead-letter"
 

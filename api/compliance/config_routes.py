@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from api.scans.dialects import DialectBody
 from api.web.auth import authenticate
+from api.web.changes import change
 from api.web.db_work import run_db
 from api.web.errors import ApiError, not_found, validation_error
 from api.web.limits import MAX_DESCRIPTION, MAX_RULES, MAX_TEXT, rule_problems
@@ -69,7 +70,7 @@ async def create_upload(request: Request):
                 dialect)
         except InputError as exc:
             raise ApiError(exc.status, exc.message) from None
-        row = await run_db(request, config_store.add_upload, state.db, principal.workspace_id, upload.filename,
+        row = await change(request, config_store.add_upload, state.db, principal.workspace_id, upload.filename,
                            raw_blob, blob, count, columns, findings)
         return json_response(upload_view(row, read_as), 201)
 
@@ -126,7 +127,7 @@ async def confirm_mapping(request: Request):
 
         upload = await run_db(request, confirm)
         warnings = await run_in_threadpool(_mapping_warnings, request.state.blobs, upload, body.mapping)
-        row = await run_db(request, config_store.add_mapping, db, principal.workspace_id, body.upload_id,
+        row = await change(request, config_store.add_mapping, db, principal.workspace_id, body.upload_id,
                            body.mapping, body.temporal_scale)
         return json_response(mapping_view(row, warnings), 201)
 
@@ -177,7 +178,7 @@ async def create_policy(request: Request):
 
     async def handler():
         policy = await run_in_threadpool(_policy_from, await json_body(request))
-        row = await run_db(request, config_store.add_policy, request.state.db, principal.workspace_id,
+        row = await change(request, config_store.add_policy, request.state.db, principal.workspace_id,
                            policy.name, policy.description, policy.rules)
         return json_response(policy_view(row), 201)
 
@@ -206,7 +207,7 @@ async def update_policy(request: Request):
     """Replace a policy's name, description and rules."""
     principal = await authenticate(request, "config:write")
     policy = await run_in_threadpool(_policy_from, await json_body(request))
-    row = await run_db(request, config_store.update_policy, request.state.db, principal.workspace_id,
+    row = await change(request, config_store.update_policy, request.state.db, principal.workspace_id,
                        request.path_params["id"], policy.name, policy.description, policy.rules)
     if row is None:
         raise not_found("Policy not found")
@@ -216,7 +217,7 @@ async def update_policy(request: Request):
 async def delete_policy(request: Request):
     """Delete a policy; scans that used it keep their snapshot."""
     principal = await authenticate(request, "config:write")
-    if not await run_db(request, config_store.delete_policy, request.state.db, principal.workspace_id,
+    if not await change(request, config_store.delete_policy, request.state.db, principal.workspace_id,
                         request.path_params["id"]):
         raise not_found("Policy not found")
     return Response(status_code=204)

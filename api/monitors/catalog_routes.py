@@ -13,8 +13,9 @@ from starlette.routing import Route
 from api.scans import reads
 from api.scans.commands import start_scan
 from api.scans.dialects import DatastoreDialect
-from api.scans.snapshots import sync_request
+from api.scans.snapshots import sync_request, target_refs
 from api.web.auth import Principal, authenticate
+from api.web.changes import change
 from api.web.db_work import run_db
 from api.web.errors import ApiError, not_found, validation_error
 from api.web.limits import monitor_problems
@@ -32,7 +33,7 @@ from services.adapters.connectors.datastores import (
 )
 from services.domain.monitors import parse_monitor
 from services.domain.vocabulary import DEFAULT_SEVERITY, Severity
-from services.stores import catalog_store
+from services.stores import catalog_store, config_log
 
 MAX_NAME, MAX_PATH = 1000, 4096
 DATASTORE_NOT_FOUND = "Datastore not found"
@@ -87,7 +88,7 @@ async def create_datastore(request: Request):
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise ApiError(400, "Invalid request body",
                            [{"path": ["path"], "message": f"invalid path: {reason}"}]) from None
-        row = await run_db(request, catalog_store.add_datastore, request.state.db, principal.workspace_id,
+        row = await change(request, catalog_store.add_datastore, request.state.db, principal.workspace_id,
                            body.name, body.type, body.path, str(resolved),
                            body.dialect.stored() if body.dialect else None)
         return json_response(datastore_view(row), 201)
@@ -121,7 +122,7 @@ async def delete_datastore(request: Request):
     """Remove a datastore; its past runs and findings stay on the ledger."""
     principal = await authenticate(request, "config:write")
     row = await _datastore(request, principal)
-    await run_db(request, catalog_store.delete_datastore, request.state.db, principal.workspace_id, row["id"])
+    await change(request, catalog_store.delete_datastore, request.state.db, principal.workspace_id, row["id"])
     return Response(status_code=204)
 
 
@@ -144,8 +145,10 @@ async def sync_datastore(request: Request):
             return [a for a in catalog_store.list_assets(db, principal.workspace_id, store["id"])
                     if a["name"] in present]
 
-        synced = await run_db(request, register)
-        scan_request = sync_request(principal, store, synced)
+        synced = await change(request, register)
+        versions = await run_db(request, config_log.versions, db,
+                                [("datastores", store["id"]), *target_refs(synced)])
+        scan_request = sync_request(principal, store, synced, versions)
         operation_id = await start_scan(request, scan_request)
         return json_response({"operation_id": operation_id, "scan_id": scan_request["scan_id"], "status": "running",
                               "assets": await run_db(request, asset_views, db, synced)}, 202)
@@ -244,7 +247,7 @@ async def create_monitor(request: Request):
     async def handler():
         asset = await _asset(request, principal)
         spec = _checked(parse(MonitorBody, await json_body(request)).model_dump())
-        row = await run_db(request, catalog_store.add_monitor, request.state.db, principal.workspace_id,
+        row = await change(request, catalog_store.add_monitor, request.state.db, principal.workspace_id,
                            asset["id"], spec)
         return json_response(monitor_view(row), 201)
 
@@ -282,7 +285,7 @@ async def patch_monitor(request: Request):
     current = await _monitor(request, principal)
     patch = parse(MonitorPatch, await json_body(request)).model_dump(exclude_none=True)
     spec = _checked({k: current[k] for k in ("name", "type", "severity", "enabled", "params")} | patch)
-    row = await run_db(request, catalog_store.update_monitor, request.state.db, principal.workspace_id,
+    row = await change(request, catalog_store.update_monitor, request.state.db, principal.workspace_id,
                        current["asset_id"], current["id"], spec)
     return json_response(monitor_view(row))
 
@@ -291,7 +294,7 @@ async def delete_monitor(request: Request):
     """Remove a monitor; its past anomalies stay."""
     principal = await authenticate(request, "config:write")
     current = await _monitor(request, principal)
-    await run_db(request, catalog_store.delete_monitor, request.state.db, principal.workspace_id,
+    await change(request, catalog_store.delete_monitor, request.state.db, principal.workspace_id,
                  current["asset_id"], current["id"])
     return Response(status_code=204)
 

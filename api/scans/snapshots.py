@@ -13,12 +13,13 @@ from pydantic import BaseModel, Field
 from api.web.auth import Principal
 from api.web.errors import ApiError, not_found
 from api.web.openapi import request_body
+from services.adapters.db import snapshot
 from services.domain import contracts as c
 from services.domain.envelope import new_id, utcnow
 from services.domain.kinds import CATALOG, COMPLIANCE, MONITOR, kind_of
 from services.domain.policy import missing_columns
 from services.domain.rules import parse_rule
-from services.stores import catalog_store, config_store
+from services.stores import catalog_store, config_log, config_store
 
 MONITOR_FIELDS = ("id", "name", "type", "severity", "params")
 
@@ -36,6 +37,11 @@ class ScanRunBody(BaseModel):
 
 def compliance_request(db, principal: Principal, body: ScanRunBody) -> dict:
     """Resolve everything the scan will use into the snapshot it carries (404s as seed 002)."""
+    with snapshot(db):  # the rows and their versions as of one commit
+        return _compliance_request(db, principal, body)
+
+
+def _compliance_request(db, principal: Principal, body: ScanRunBody) -> dict:
     ws = principal.workspace_id
     mapping = config_store.get_mapping(db, ws, body.mapping_id)
     if mapping is None:
@@ -69,6 +75,8 @@ def compliance_request(db, principal: Principal, body: ScanRunBody) -> dict:
         audit_id=body.audit_id,
         audit_name=body.audit_name,
         rerun_of=None,
+        config_versions=config_log.versions(db, [("policies", policy["id"]), ("uploads", upload["id"]),
+                                                 ("mappings", mapping["id"])]),
     ).model_dump(exclude_unset=True)
 
 
@@ -97,12 +105,15 @@ def container_ref(asset: dict) -> dict:
 
 def monitor_scan_request(db, principal: Principal) -> dict:
     """Snapshot every enabled monitor of the workspace, grouped by asset: one target per asset."""
-    monitors = catalog_store.list_monitors(db, principal.workspace_id, enabled_only=True)
-    assets = {a["id"]: a for a in catalog_store.list_assets(db, principal.workspace_id)}
-    by_asset: dict[int, list[dict]] = {}
-    for m in monitors:
-        if m["asset_id"] in assets:  # monitors of a removed datastore's assets do not run
-            by_asset.setdefault(m["asset_id"], []).append({k: m[k] for k in MONITOR_FIELDS})
+    with snapshot(db):  # the rows and their versions as of one commit
+        monitors = catalog_store.list_monitors(db, principal.workspace_id, enabled_only=True)
+        assets = {a["id"]: a for a in catalog_store.list_assets(db, principal.workspace_id)}
+        by_asset: dict[int, list[dict]] = {}
+        for m in monitors:
+            if m["asset_id"] in assets:  # monitors of a removed datastore's assets do not run
+                by_asset.setdefault(m["asset_id"], []).append({k: m[k] for k in MONITOR_FIELDS})
+        versions = config_log.versions(db, [("monitors", m["id"]) for ms in by_asset.values() for m in ms]
+                                       + target_refs(assets[aid] for aid in sorted(by_asset)))
     targets = [{"container": container_ref(assets[aid]), "datastore": datastore_ref(_store_of(assets[aid])),
                 "monitors": ms} for aid, ms in sorted(by_asset.items())]
     stores = {t["datastore"]["id"]: t["datastore"] for t in targets}
@@ -110,17 +121,26 @@ def monitor_scan_request(db, principal: Principal) -> dict:
                                 requested_by=principal.user, requested_at=utcnow(), targets=targets,
                                 # the run's datastore in the Activity list, when it covers just one
                                 datastore=next(iter(stores.values())) if len(stores) == 1 else None,
-                                ).model_dump(exclude_unset=True)
+                                config_versions=versions).model_dump(exclude_unset=True)
 
 
 # --- catalog syncs ---
 
-def sync_request(principal: Principal, store: dict, assets: list[dict]) -> dict:
-    """A sync of `store` profiling `assets` (the containers found there now)."""
+def sync_request(principal: Principal, store: dict, assets: list[dict], versions: list[dict]) -> dict:
+    """A sync of `store` profiling `assets` (the containers found there now; `versions`: of those and the store)."""
     targets = [{"container": container_ref(a), "datastore": datastore_ref(store), "monitors": []} for a in assets]
     return c.CatalogSyncRequest(scan_id=new_id(), kind=CATALOG.name, workspace_id=principal.workspace_id,
                                 requested_by=principal.user, requested_at=utcnow(), targets=targets,
-                                datastore=datastore_ref(store)).model_dump(exclude_unset=True)
+                                datastore=datastore_ref(store), config_versions=versions,
+                                ).model_dump(exclude_unset=True)
+
+
+def target_refs(assets) -> list[tuple[str, object]]:
+    """The config rows behind targets: each asset and its datastore (services.stores.config_log.versions)."""
+    refs: list[tuple[str, object]] = []
+    for a in assets:
+        refs += [("assets", a["id"]), ("datastores", a["datastore_id"])]
+    return refs
 
 
 # --- reruns (seed 003) ---

@@ -32,6 +32,7 @@ from starlette.routing import Route
 from api.scans.commands import wait_until
 from api.sensitive import queries as sq
 from api.web.auth import authenticate
+from api.web.changes import change
 from api.web.db_work import run_db
 from api.web.errors import ApiError, not_found, unavailable
 from api.web.openapi import request_body
@@ -151,7 +152,7 @@ async def deployment_config(request: Request):
     await wait_until(request, enumerated, state.settings.scan_sync_wait_s)
     offers = await run_db(request, _offers, db, scan_id)
     chunks = [chunk_view(o, await chunk_files(request, o["data"])) for o in offers]
-    token = await run_db(request, _issue_token, db, ws, scan_id)
+    token = await change(request, _issue_token, db, ws, scan_id)
     base = state.settings.public_url or str(request.base_url).rstrip("/")
     return success({"container_image": state.settings.worker_image,
                     "environment": {"SCAN_ID": scan_id, "COORDINATOR_URL": f"{base}/api/v1/scans/{scan_id}/report",

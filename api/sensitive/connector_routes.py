@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from api.web.auth import Principal, authenticate
+from api.web.changes import change
 from api.web.db_work import run_db
 from api.web.errors import ApiError, not_found, validation_error
 from api.web.openapi import request_body
@@ -82,7 +83,7 @@ async def create_connector(request: Request):
         except ConnectorError as exc:
             field = FIELD_OF_REASON.get(exc.reason, "path")
             raise ApiError(400, "Invalid request body", [{"path": ["config", field], "message": str(exc)}]) from None
-        row = await run_db(request, catalog_store.add_connector, request.state.db, principal.workspace_id,
+        row = await change(request, catalog_store.add_connector, request.state.db, principal.workspace_id,
                            body.name, body.type, config)
         return success(connector_view(row), 201)
 
@@ -114,7 +115,7 @@ async def delete_connector(request: Request):
     """Remove a connector; scans that read it stay on the ledger."""
     principal = await authenticate(request, "config:write")
     row = await _connector(request, principal)
-    await run_db(request, catalog_store.delete_connector, request.state.db, principal.workspace_id, row["id"])
+    await change(request, catalog_store.delete_connector, request.state.db, principal.workspace_id, row["id"])
     return success({"id": row["id"], "deleted": True})
 
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import Route
 
 from api.web.auth import authenticate
+from api.web.changes import change
+from api.web.db_work import run_db
 from api.web.errors import ApiError, not_found
 from api.web.openapi import request_body
 from api.web.requests import idempotent, json_body, parse
@@ -68,7 +69,7 @@ class AllowedBody(BaseModel):
 async def list_detectors(request: Request):
     """Every detector a scan can run here: the built-ins, then the workspace's own."""
     principal = await authenticate(request, "assets:read")
-    own = await run_in_threadpool(detector_store.list_custom, request.state.db, principal.workspace_id)
+    own = await run_db(request, detector_store.list_custom, request.state.db, principal.workspace_id)
     return success([*({**d, "custom": False} for d in described()),
                     *({"name": d["name"], "family": CUSTOM_FAMILY, "validates": _validates(d),
                        "confidence": [d["confidence"]], "custom": True, "id": d["id"]} for d in own)])
@@ -84,7 +85,7 @@ async def create_custom(request: Request):
 
     async def handler():
         body = parse(CustomDetectorBody, await json_body(request))
-        row = await run_in_threadpool(detector_store.add_custom, request.state.db, principal.workspace_id,
+        row = await change(request, detector_store.add_custom, request.state.db, principal.workspace_id,
                                       body.model_dump())
         if row is None:
             raise ApiError(409, f'The workspace has a detector named "{body.name}" already, or'
@@ -96,7 +97,7 @@ async def create_custom(request: Request):
 
 async def list_custom(request: Request):
     principal = await authenticate(request, "assets:read")
-    return success(await run_in_threadpool(detector_store.list_custom, request.state.db, principal.workspace_id))
+    return success(await run_db(request, detector_store.list_custom, request.state.db, principal.workspace_id))
 
 
 async def create_allowed(request: Request):
@@ -105,7 +106,7 @@ async def create_allowed(request: Request):
 
     async def handler():
         body = parse(AllowedBody, await json_body(request))
-        row = await run_in_threadpool(detector_store.add_allowed, request.state.db, principal.workspace_id,
+        row = await change(request, detector_store.add_allowed, request.state.db, principal.workspace_id,
                                       allow_key(body.value), mask_tail(body.value, min(4, len(body.value) // 3)),
                                       body.label)
         if row is None:
@@ -117,14 +118,14 @@ async def create_allowed(request: Request):
 
 async def list_allowed(request: Request):
     principal = await authenticate(request, "assets:read")
-    return success(await run_in_threadpool(detector_store.list_allowed, request.state.db, principal.workspace_id))
+    return success(await run_db(request, detector_store.list_allowed, request.state.db, principal.workspace_id))
 
 
 def _deleter(table: str, what: str):
     async def delete(request: Request):
         principal = await authenticate(request, "config:write")
         item_id = request.path_params["id"]
-        if not await run_in_threadpool(detector_store.delete, request.state.db, table, principal.workspace_id,
+        if not await change(request, detector_store.delete, request.state.db, table, principal.workspace_id,
                                        item_id):
             raise not_found(f"{what} not found")
         return success({"id": item_id, "deleted": True})

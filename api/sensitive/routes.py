@@ -35,7 +35,7 @@ from services.domain.detectors import described
 from services.domain.envelope import iso, new_id, utcnow
 from services.domain.kinds import SENSITIVE
 from services.domain.vocabulary import FINISHED
-from services.stores import catalog_store, detector_store
+from services.stores import catalog_store, config_log, detector_store
 
 SCAN_NOT_FOUND = "Scan not found"
 DEFAULT_WORKERS = 10  # the tier limits of the seed: max_workers and max_files when not given
@@ -103,14 +103,24 @@ def _check_detectors(names: list[str] | None, custom: list[dict]) -> None:
 
 
 def _snapshots(db, workspace_id: str, ids: list[str], incremental: bool) -> tuple[dict, dict]:
-    """The connectors' snapshots and, for an incremental scan, each one's watermark (sq.watermark)."""
+    """The connectors', detectors' and allow-list's snapshots with their versions, and, for an incremental
+    scan, each connector's watermark (sq.watermark): all as of one commit."""
+    with snapshot(db):
+        return _snapshots_now(db, workspace_id, ids, incremental)
+
+
+def _snapshots_now(db, workspace_id: str, ids: list[str], incremental: bool) -> tuple[dict, dict]:
     rows = [catalog_store.get_connector(db, workspace_id, cid) for cid in ids]
     missing = [{"path": ["connectors", i], "message": f'Connector "{cid}" not found'}
                for i, (cid, row) in enumerate(zip(ids, rows, strict=True)) if row is None]
     if missing:
         raise ApiError(400, "Invalid request body", missing)
     out = {"connectors": [{"id": r["id"], "name": r["name"], "type": r["type"], "config": r["config"]} for r in rows],
-           "baseline_scans": {}}
+           "baseline_scans": {},
+           # the workspace's own detectors and allow-list as they are now: the scan runs with these
+           **detector_store.snapshot(db, workspace_id),
+           "config_versions": config_log.versions(db, [("connectors", cid) for cid in ids]
+                                                  + detector_store.refs(db, workspace_id))}
     versions: dict[str, dict[str, str]] = {}
     for cid in ids if incremental else ():
         scan_id, found = sq.watermark(db, workspace_id, cid)
@@ -130,8 +140,6 @@ async def start_parallel_scan(request: Request):
         db = request.state.db
         snapshots, versions = await run_db(request, _snapshots, db, principal.workspace_id, body.connectors,
                                            body.type == "incremental")
-        # the workspace's own detectors and allow-list as they are now: the scan runs with these
-        snapshots.update(await run_db(request, detector_store.snapshot, db, principal.workspace_id))
         _check_detectors(body.options.detectors, snapshots["custom_detectors"])
         if versions:  # the watermark's versions by reference: a large connector's would not fit in a command
             snapshots["baseline_blob"] = await run_in_threadpool(request.state.blobs.put, orjson.dumps(versions))

@@ -27,6 +27,9 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(t.work, settings.work_partitions, rf, config=week),
         NewTopic(t.violations, settings.violations_partitions, rf, config=forever),
         NewTopic(t.findings, settings.violations_partitions, rf, config=forever),
+        # one partition: the config's changes in the order they were committed; append time: a config
+        # change, like a command, carries an expiry it is judged by (services.domain.command_expiry)
+        NewTopic(t.config, 1, rf, config={**forever, **COMMAND_TIMESTAMPS}),
         NewTopic(t.dead_letter, settings.dead_letter_partitions, rf, config=forever),
     ]
 

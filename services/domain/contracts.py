@@ -62,6 +62,14 @@ class Target(Contract):
     monitors: list[dict[str, Any]] = []  # the enabled monitors, as services.domain.monitors.Monitor dumps
 
 
+class ConfigVersion(Contract):
+    """One piece of configuration a scan was requested with, at the version it had then: the offset of
+    its latest change on the config topic (ConfigChanged), so an auditor reads exactly what was in force."""
+    table: str
+    key: str
+    version: int
+
+
 class _ScanRequestBase(Contract):
     scan_id: str
     operation_id: int | None = None  # the integer run id of the operations API (seed 003)
@@ -69,6 +77,7 @@ class _ScanRequestBase(Contract):
     workspace_id: str
     requested_by: str
     requested_at: str
+    config_versions: list[ConfigVersion] | None = None  # None: requested before config was on the log
 
 
 class ComplianceScanRequest(_ScanRequestBase):
@@ -428,6 +437,23 @@ class FindingDetected(Contract):
     detector_confidence: float | None = None
 
 
+# --- configuration (topic: config, key: table/key) ---
+
+class ConfigRow(Contract):
+    """A row of configuration as it is after a change (row None: deleted). Tokens appear by their hash
+    only, connectors with their credential references: never a secret."""
+    table: str
+    key: str
+    row: dict[str, Any] | None
+
+
+class ConfigChanged(Contract):
+    """One change to the configuration (one transaction's rows, all or none), written to the log before
+    the change is answered; the database rows follow it (services.stores.config_log). Its offset on
+    the config topic is the version of each row it carries."""
+    changes: list[ConfigRow]
+
+
 def _t(name: str) -> str:
     return f"scanledger.{name}.v1"
 
@@ -453,6 +479,7 @@ FINDING_DETECTED = _t("finding.detected")
 WORK_UNIT = _t("work.unit")
 CHUNK_OFFERED = _t("scan.chunk.offered")  # a BYOC scan's chunk, waiting on scan events for an external worker
 VIOLATION_DETECTED = _t("violation.detected")
+CONFIG_CHANGED = _t("config.changed")
 
 MODELS: dict[str, type[BaseModel]] = {
     RUN_SCAN: RunScan,
@@ -476,6 +503,7 @@ MODELS: dict[str, type[BaseModel]] = {
     CHUNK_OFFERED: WorkUnit,
     VIOLATION_DETECTED: ViolationDetected,
     FINDING_DETECTED: FindingDetected,
+    CONFIG_CHANGED: ConfigChanged,
 }
 
 

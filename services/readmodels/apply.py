@@ -45,6 +45,7 @@ READ_MODELS: tuple[ModuleType, ...] = (scan_requests, scans, units, asset_profil
 # into the scan's history: what was decided arrives as its own event.)
 IGNORED: dict[str, str] = {
     c.WORK_UNIT: "on the work topic, which the projector does not read",
+    c.CONFIG_CHANGED: "a config table's row, not a read model: services.stores.config_log.apply (the projector)",
 }
 # Idempotent by themselves, so not recorded in rm_processed_events: a RunScan adds a pending
 # scan by its id only while the scan is not projected; a violation's id is its primary key.

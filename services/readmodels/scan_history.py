@@ -48,7 +48,8 @@ def run_scan(conn, rec: Record) -> None:
         _insert(conn, rec, rerun_of)
 
 
-# Everything on the commands and scan-events topics; not the high-volume violations and findings.
+# Everything on the commands and scan-events topics; not the high-volume violations and findings, nor
+# config changes (no scan's: a scan names the versions it ran with in its RunScan).
 HANDLERS = {type_: recorded for type_ in c.MODELS if type_ not in (c.VIOLATION_DETECTED, c.FINDING_DETECTED,
-                                                                      c.WORK_UNIT)}
+                                                                      c.WORK_UNIT, c.CONFIG_CHANGED)}
 HANDLERS[c.RUN_SCAN] = run_scan  # self-idempotent (apply.SELF_IDEMPOTENT): the primary key makes it so

@@ -1,10 +1,10 @@
-"""The configuration the API writes directly (not projections: replay leaves it alone) and the
+"""The configuration tables (each change on the log first: services.stores.config_log) and the
 read-model schema the projector builds."""
 from __future__ import annotations
 
 import sqlite3
 
-from services.stores import byoc_store, catalog_store, config_store, detector_store, request_store
+from services.stores import byoc_store, catalog_store, config_log, config_store, detector_store, request_store
 
 
 def init(conn: sqlite3.Connection, admin_token: str | None = None) -> None:
@@ -12,5 +12,6 @@ def init(conn: sqlite3.Connection, admin_token: str | None = None) -> None:
     admin token of the default workspace when one is given."""
     for store in (config_store, request_store, catalog_store, byoc_store, detector_store):
         store.init(conn)
+    config_log.init(conn)  # after the tables it logs: its triggers read their columns
     if admin_token:
         config_store.bootstrap_admin(conn, admin_token)

@@ -1,7 +1,8 @@
 """Configuration tables: workspaces, tokens, uploads, mappings, policies.
 
-Configuration is not a projection: the API writes it directly and replay never touches it.
-Scans never read it after they are requested; the ledger carries a snapshot instead. A scan
+Every change to these rows goes on the log before it is answered (services.stores.config_log), so
+replay rebuilds them too. Scans never read them after they are requested; the ledger carries a
+snapshot instead, and the version of each row it was taken from. A scan
 request itself is not configuration: it is its RunScan command on the ledger, which the
 projector shows (projections: rm_scan_requests, then rm_scans).
 """
@@ -96,8 +97,10 @@ def bootstrap_admin(conn, token: str) -> None:
             conn.execute("UPDATE tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
                          (utcnow(), row["token_hash"]))
         add_token(conn, token, DEFAULT_WORKSPACE, "Admin", "admin")
-        conn.execute("INSERT INTO bootstrap_token (id, token_hash) VALUES (1, ?)"
-                     " ON CONFLICT(id) DO UPDATE SET token_hash = excluded.token_hash", (new_hash,))
+        # unchanged, it is not written: every process that starts would otherwise log a change to it
+        conn.execute("INSERT INTO bootstrap_token (id, token_hash) VALUES (1, ?) ON CONFLICT(id)"
+                     " DO UPDATE SET token_hash = excluded.token_hash WHERE token_hash != excluded.token_hash",
+                     (new_hash,))
 
 
 def list_tokens(conn, workspace_id: str) -> list[dict[str, Any]]:

@@ -89,5 +89,11 @@ def snapshot(conn, workspace_id: str) -> dict[str, Any]:
     return {"custom_detectors": custom, "allowlist": keys}
 
 
+def refs(conn, workspace_id: str) -> list[tuple[str, str]]:
+    """The rows a snapshot is taken from (services.stores.config_log.versions)."""
+    return [(table, r[0]) for table in ("custom_detectors", "allowlist") for r in conn.execute(
+        f"SELECT id FROM {table} WHERE workspace_id = ? ORDER BY id", (workspace_id,))]
+
+
 def _public(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k not in ("workspace_id", "value_key")}

@@ -8,6 +8,7 @@ import time
 from confluent_kafka import Consumer, TopicPartition
 
 from cli import localbroker
+from harness.data import RULES
 from harness.system import System, free_port
 from services.domain import command_expiry
 from services.domain import contracts as c
@@ -61,10 +62,17 @@ def test_a_command_the_broker_cannot_take_is_a_503_and_never_happens(tmp_path):
         with system.client() as api:
             before = scan(api)
             (run,) = api.get("/api/operations").json()["items"]
+            kept = api.post("/api/policies", json={"name": "kept", "rules": RULES})
+            assert kept.status_code == 201, kept.text
+            kept = kept.json()
 
             localbroker.stop(broker)
-            for method, path in (("POST", "/api/scan/run"), ("DELETE", f"/api/operations/{run['id']}")):
-                r = api.request(method, path)  # how fast the 503 comes is bench work, not a test's
+            # commands, and config changes (on the config topic before they commit)
+            for method, path, body in (("POST", "/api/scan/run", None),
+                                       ("DELETE", f"/api/operations/{run['id']}", None),
+                                       ("POST", "/api/policies", {"name": "refused", "rules": RULES}),
+                                       ("DELETE", f"/api/policies/{kept['id']}", None)):
+                r = api.request(method, path, json=body)  # how fast the 503 comes is bench work, not a test's
                 assert r.status_code == 503, r.text
                 assert r.headers["Retry-After"] == str(TIMEOUT_S)
                 body = r.json()
@@ -80,11 +88,17 @@ def test_a_command_the_broker_cannot_take_is_a_503_and_never_happens(tmp_path):
             # scan's run id is a gap
             assert [i["id"] for i in runs] == [run["id"] + 2, run["id"]], runs
             assert api.get(f"/api/operations/{run['id']}").json()["result"] == "success"
+            # the refused config changes were not made, and their events, if they reached the log late, expired
+            assert [p["id"] for p in api.get("/api/policies").json()["items"]] == [kept["id"]]
 
         written = command_records(broker.bootstrap_servers, system.env["SCANLEDGER_TOPIC_PREFIX"] + ".commands")
         counted = [cmd for cmd, stamp in written if not command_expiry.is_expired(cmd, stamp)]
         assert {(cmd["type"], cmd["subject"]) for cmd in counted} == {(c.RUN_SCAN, before), (c.RUN_SCAN, after)}
         assert all(command_expiry.EXPIRES in cmd for cmd, _ in written)
+        changes = command_records(broker.bootstrap_servers, system.env["SCANLEDGER_TOPIC_PREFIX"] + ".config")
+        made = [ch for event, stamp in changes if not command_expiry.is_expired(event, stamp)
+                for ch in event["data"]["changes"] if ch["table"] == "policies"]
+        assert [(ch["key"], ch["row"]["name"]) for ch in made] == [(kept["id"], "kept")]
     finally:
         system.stop()
         localbroker.stop(broker)

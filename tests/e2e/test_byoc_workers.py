@@ -7,6 +7,7 @@ cancel stops the workers; the worker token reaches its scan's report and nothing
 with its scan. Waits poll until the system answers: no time limits."""
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import socket
@@ -23,6 +24,7 @@ import pytest
 
 from harness.corpus import generate
 from harness.system import ROOT, System
+from tests.e2e.helpers import rows
 from tests.e2e.monitor_fixtures import in_workspace
 from tests.e2e.test_sensitive_scans import error, ok, settled, until
 
@@ -316,6 +318,13 @@ def test_a_byoc_scans_history_names_its_worker_for_each_report(world):
     # the API chained the worker's reports (one chain per chunk): every record of the scan is vouched for
     verified = world["system"].cli("verify", "--scan", scan_id).stdout
     assert verified.startswith(f"scan {scan_id}: ok, ") and "not reached" not in verified, verified
+    # the scan's worker token is config on the log: its hash, never the token; replay rebuilds it
+    token_hash = hashlib.sha256(config["environment"]["AUTH_TOKEN"].encode()).hexdigest()
+    versions = world["system"].cli("config-history", "--table", "worker_tokens", "--json").stdout
+    assert token_hash in versions and config["environment"]["AUTH_TOKEN"] not in versions
+    target = world["logs"] / "replayed.db"
+    world["system"].cli("replay", "--into", f"sqlite:///{target}")
+    assert rows(target, "worker_tokens") == rows(world["system"].db_path, "worker_tokens") != []
 
 
 def env_token_absent(items, token: str) -> bool:
