@@ -5,7 +5,8 @@ read of the same log in the same run (the ratio is what applying or checking cos
 
 Starts its own local broker (or uses KAFKA_BOOTSTRAP_SERVERS), worker, projector and API, runs two
 compliance scans of `--records` transactions (the second is the as-of instant's far side), then times
-each audit command as a user runs it (`scanledger …`, its throughput line) and the API's as-of answer.
+each audit command as a user runs it (`scanledger …`, its throughput line), the API's as-of answer,
+and a config change (on the log before it commits) beside a read of it.
 """
 from __future__ import annotations
 
@@ -37,6 +38,19 @@ def plain_read(system: System) -> tuple[int, float]:
     finally:
         reader.close()
     return n, time.perf_counter() - started
+
+
+def config_change_latencies(api, policy: str, n: int = 50) -> tuple[list[float], list[float]]:
+    """Seconds of each of n policy changes (each a ConfigChanged acked before COMMIT) and of n reads of it."""
+    changes, reads = [], []
+    for i in range(n):
+        t = time.perf_counter()
+        assert api.put(f"/api/policies/{policy}", json={"name": f"bench {i}", "rules": RULES}).status_code == 200
+        changes.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        assert api.get(f"/api/policies/{policy}").json()["name"] == f"bench {i}"
+        reads.append(time.perf_counter() - t)
+    return changes, reads
 
 
 def main() -> None:
@@ -76,6 +90,7 @@ def main() -> None:
                     latencies.append(time.perf_counter() - t)
                     assert r.json() == second, "as of now is the scan as the API shows it"
                 assert api.get(f"/api/scan/{first['id']}", params={"as_of": between}).json() == first
+                changes, reads = config_change_latencies(api, policy)
             print(f"{args.records:,} records a scan, 2 scans, {second['violation_count']:,} violations each")
             print(f"{'':<34} {'records':>10} {'seconds':>8} {'records/s':>11} {'× plain read':>13}")
             for label, count, seconds in rows:
@@ -83,6 +98,10 @@ def main() -> None:
                 print(f"{label:<34} {count:>10,} {seconds:>8.2f} {rate:>11,.0f} {seconds / floor:>13.1f}")
             print(f"GET /api/scan/{{id}}?as_of= (a scan of {args.records:,}): median "
                   f"{statistics.median(latencies) * 1000:,.0f} ms, max {max(latencies) * 1000:,.0f} ms")
+            change, read = statistics.median(changes), statistics.median(reads)
+            print(f"a config change (PUT /api/policies/{{id}}, on the log before it commits): median "
+                  f"{change * 1000:.1f} ms, p90 {statistics.quantiles(changes, n=10)[-1] * 1000:.1f} ms; "
+                  f"a GET of it {read * 1000:.1f} ms; {change / read:.1f}× the read")
         finally:
             system.stop()
             broker.stop()
