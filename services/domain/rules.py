@@ -350,11 +350,29 @@ def _utc_timestamps(col: pa.ChunkedArray, name: str) -> pa.ChunkedArray:
         raise RuleError(f"column '{name}' has a value that is not an ISO 8601 timestamp: '{bad}'") from None
 
 
+def _zoned_iso(col: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    """The usual column fast (an export's times, all ISO 8601 with a zone): one regex pass and one cast,
+    where the general path below trims, classifies and rewrites every value first (five passes). Exactly
+    what that path gives such a column; None for any other column, which takes that path."""
+    if pc.all(pc.match_substring_regex(col, ISO_TEXT)).as_py() is False:
+        return None
+    try:
+        return col.cast(pa.timestamp("us", "UTC")).cast(pa.timestamp("us"))
+    except pa.ArrowInvalid:  # an unzoned time or a bare date: the general path completes it
+        return None
+
+
 def _timestamps(col: pa.ChunkedArray, name: str) -> tuple[pa.ChunkedArray, pa.ChunkedArray | None]:
     """As _utc_timestamps, with the text values that are not ISO 8601 times left null and marked (None: none
     is): a record whose time does not read is left out of a windowed rule and counted as unevaluated."""
     if not _is_text(col.type):
         return _utc_timestamps(col, name), None
+    zoned = _zoned_iso(col)
+    return (zoned, None) if zoned is not None else _text_timestamps(col, name)
+
+
+def _text_timestamps(col: pa.ChunkedArray, name: str) -> tuple[pa.ChunkedArray, pa.ChunkedArray | None]:
+    """Any text column's times: trimmed, dates at midnight, unzoned times as UTC, the rest marked unread."""
     text = pc.utf8_trim_whitespace(col.cast(pa.string()))
     iso = pc.fill_null(pc.match_substring_regex(text, ISO_TEXT), False)
     present = pc.fill_null(pc.not_equal(text, ""), False)

@@ -5,6 +5,8 @@ import random
 
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from services.domain.rules import (
@@ -505,3 +507,32 @@ def test_a_violation_carries_its_records_mapped_fields_and_an_accountless_one_it
     # with an account, seed 001's rule_id:account; without, the record's own: never one signature for all
     assert [e["data"]["signature"] for e in events] == ["big:A1", "big:#T2"]
     assert signature("big", None, "7") == "big:#7" and signature("big", "A1", "7") == "big:A1"
+
+
+# --- the zoned-ISO fast path gives exactly what the general text path gives -------------------------
+
+_TIME_SHAPES = st.sampled_from([
+    "2024-01-15T10:00:00Z", "2024-03-31T23:59:59.5+02:00", "2024-02-29 08:30Z", "2024-12-31T00:00:00-0530",
+    "2024-01-15T10:00:00", "2024-01-15", " 2024-01-15T10:00:00Z ", "", "soon", "2024-13-45T10:00:00Z",
+    "2024-01-15Z", "2024-06-01T12:00+01", None,
+    "2024-01-15T10Z",  # Arrow reads it, ISO_TEXT does not: unread, not a time
+    "2024-01-15T10:00:00.123456789Z"])  # ISO_TEXT reads it, Arrow not at microseconds
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_TIME_SHAPES, max_size=12), st.integers(0, 3))
+def test_the_zoned_iso_fast_path_agrees_with_the_text_path(values, chunks):
+    from services.domain.rules import RuleError, _text_timestamps, _timestamps
+
+    cut = sorted({len(values) * i // (chunks + 1) for i in range(1, chunks + 1)})
+    bounds = zip([0, *cut], [*cut, len(values)], strict=True)
+    col = pa.chunked_array([pa.array(values[a:b], pa.string()) for a, b in bounds], pa.string())
+
+    def outcome(fn):
+        try:
+            times, unread = fn(col, "Date")
+        except RuleError as exc:
+            return "error", str(exc)
+        return times.to_pylist(), None if unread is None else unread.to_pylist()
+
+    assert outcome(_timestamps) == outcome(_text_timestamps)
