@@ -520,8 +520,11 @@ def _duplicate(table, spec: DuplicateParams, mapping, _scale) -> pa.Table:
     fields = list(dict.fromkeys(spec.fields))
     keys = [_column(table, f, mapping)[1] for f in fields]
     names = [f"k{i}" for i in range(len(keys))]
-    sub = pa.table(dict(zip(names, keys, strict=True)) | {"row": table.column(ROW),
-                                                          "at": pa.array(range(table.num_rows), pa.int64())})
+    # Each key as the integer code of its value (one hash pass), so the sort below orders integers, not
+    # text; equal codes are equal values. Order of the codes is irrelevant: only equality is asked.
+    codes = [pc.dictionary_encode(k.combine_chunks()).indices for k in keys]
+    sub = pa.table(dict(zip(names, codes, strict=True)) | {"row": table.column(ROW),
+                                                           "at": pa.array(range(table.num_rows), pa.int64())})
     complete = _all([pc.is_valid(k) for k in keys])
     sub = sub.filter(complete).sort_by([(n, "ascending") for n in names] + [("row", "ascending")])
     if sub.num_rows < 2:
@@ -529,10 +532,10 @@ def _duplicate(table, spec: DuplicateParams, mapping, _scale) -> pa.Table:
     # Sorted by key then row, a record is a duplicate when its key equals its predecessor's.
     same = _all([pc.equal(sub[n].slice(1), sub[n].slice(0, sub.num_rows - 1)) for n in names])
     dup = pa.chunked_array([pa.array([False]), *same.chunks], pa.bool_())
-    hits = sub.filter(dup)
-    texts = [_text(hits.column(n), n) for n in names]
+    at = sub.filter(dup)["at"]
+    texts = [_text(pc.take(k, at), f) for k, f in zip(keys, fields, strict=True)]
     values = texts[0] if len(texts) == 1 else pc.binary_join_element_wise(*texts, "|")
-    return _record_violations(table, mapping, hits["at"], values)
+    return _record_violations(table, mapping, at, values)
 
 
 def _grouped(table, mapping, group_by: str, field: str, window: str, band: tuple[float, float] | None
@@ -558,19 +561,30 @@ def _grouped(table, mapping, group_by: str, field: str, window: str, band: tuple
 
 
 def _group_violations(agg: pa.Table, mask: Any, window: str) -> pa.Table:
-    """One violation per flagged (group, window), sorted by group then window label."""
-    hits = agg.filter(mask).to_pydict()
-    found = sorted(
-        (g, _window_label(w, window), n, s)
-        for g, w, n, s in zip(hits["g"], hits["w"], hits["count"], hits["sum"], strict=True))
-    return pa.Table.from_pydict({
-        "row": [None] * len(found),
-        "account": [g for g, *_ in found],
-        "key": [f"{g}|{label}" for g, label, *_ in found],
-        "value": [f"count={n} sum={s:.2f}" for _, _, n, s in found],
-        "window": [label for _, label, *_ in found],
-        **{f: [None] * len(found) for f in RECORD_FIELDS},  # a group's, not one record's
-    }, schema=VIOLATION_SCHEMA)
+    """One violation per flagged (group, window), sorted by group then window label (a window key sorts
+    as its label does), built column-wise: a velocity rule can flag a group per account and day."""
+    hits = agg.filter(mask).sort_by([("g", "ascending"), ("w", "ascending")])
+    labels = _window_labels(hits["w"], window)
+    nulls = pa.nulls(hits.num_rows, pa.string())
+    return pa.Table.from_arrays([
+        pa.nulls(hits.num_rows, pa.int64()),
+        hits["g"],
+        pc.binary_join_element_wise(hits["g"], labels, "|"),
+        # two decimals as Python writes them (Arrow's float-to-text keeps the shortest form)
+        pa.array([f"count={n} sum={s:.2f}" for n, s in zip(hits["count"].to_pylist(), hits["sum"].to_pylist(),
+                                                            strict=True)], pa.string()),
+        labels,
+        *(nulls for _ in RECORD_FIELDS),  # a group's, not one record's
+    ], schema=VIOLATION_SCHEMA)
+
+
+def _window_labels(keys: pa.ChunkedArray, window: str) -> pa.ChunkedArray:
+    """_window_label of every key, column-wise."""
+    if window == "daily":
+        return keys.cast(pa.int32()).cast(pa.date32()).cast(pa.string())
+    year = pc.divide(keys, 100).cast(pa.string())
+    part = pc.utf8_lpad(pc.subtract(keys, pc.multiply(pc.divide(keys, 100), 100)).cast(pa.string()), 2, "0")
+    return pc.binary_join_element_wise(year, "-W" if window == "weekly" else "-", part, "")
 
 
 def _velocity(table, spec: VelocityParams, mapping, scale) -> tuple[pa.Table, pa.ChunkedArray | None]:
