@@ -40,7 +40,6 @@ from services.stores import config_log, read_models
 log = logging.getLogger("scanledger.projector")
 PROJECTOR_CONSUMER, REPLAY_CONSUMER = "projector", "replay"  # their dl.consumer names
 BATCH = 20000  # events per transaction at most
-GC_GEN0 = 100_000  # allocations between cyclic-GC passes while projecting (Python's default: 700)
 POLL_S = 0.05  # consume() waits this long for a full batch: the read models lag a busy log by at most this
 
 
@@ -162,16 +161,19 @@ def _apply_one_by_one(conn, records: list[Record], sources: list, dead: DeadLett
 
 
 @contextmanager
-def fewer_gc_passes(gen0: int = GC_GEN0):
-    """A batch is tens of thousands of acyclic dicts that reference counting frees; at the
-    default threshold (a cyclic-collector pass every 700 allocations, re-scanning the batch
-    still alive) the collector cost more than decoding and checking the events."""
-    before = gc.get_threshold()
-    gc.set_threshold(gen0, *before[1:])
+def gc_paused():
+    """The cyclic collector off for one batch. A batch is tens of thousands of acyclic dicts that
+    reference counting frees; each collector pass during it re-scans all those still alive (at
+    Python's thresholds that cost more than decoding the events; at a pass per 100k allocations,
+    still a third of replay). Between batches it runs as usual, when the batch is gone."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
     try:
         yield
     finally:
-        gc.set_threshold(*before)
+        gc.enable()
 
 
 def run(settings: Settings, stop: threading.Event | None = None) -> None:
@@ -196,19 +198,20 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
     stuck_after = 2 * settings.stall_s
     progress = time.monotonic()
     try:
-        with fewer_gc_passes():
-            while not stop.is_set():
-                if apply_messages(conn, consumer.consume(num_messages=BATCH, timeout=POLL_S), dead):
-                    progress = time.monotonic()
-                elif time.monotonic() - progress >= stuck_after:
-                    left = stuck_consumer(settings, conn)
-                    if left:
-                        log.error("the projector applied nothing for %.0f s while %d partitions have records left "
-                                  "(%s): its consumer is stuck; exiting for a fresh one", stuck_after, len(left),
-                                  dict(list(left.items())[:3]))
-                        conn.close()
-                        os._exit(3)  # not consumer.close(): a stuck consumer may not return
-                    progress = time.monotonic()  # caught up (or the broker is away): idle is fine
+        while not stop.is_set():
+            with gc_paused():
+                applied = apply_messages(conn, consumer.consume(num_messages=BATCH, timeout=POLL_S), dead)
+            if applied:
+                progress = time.monotonic()
+            elif time.monotonic() - progress >= stuck_after:
+                left = stuck_consumer(settings, conn)
+                if left:
+                    log.error("the projector applied nothing for %.0f s while %d partitions have records left "
+                              "(%s): its consumer is stuck; exiting for a fresh one", stuck_after, len(left),
+                              dict(list(left.items())[:3]))
+                    conn.close()
+                    os._exit(3)  # not consumer.close(): a stuck consumer may not return
+                progress = time.monotonic()  # caught up (or the broker is away): idle is fine
     finally:
         consumer.close()
         conn.close()
@@ -262,8 +265,8 @@ def replay(settings: Settings, db_url: str | None = None, as_of_ms: int | None =
     applied = 0
     try:
         span = reader.ends([(t, p) for t in topics(settings) for p in reader.partitions(t)], as_of_ms)
-        with fewer_gc_passes():
-            for batch in reader.batches(span, meter, BATCH):
+        for batch in reader.batches(span, meter, BATCH):
+            with gc_paused():
                 applied += apply_records(conn, *to_records(batch, dead), dead)
     finally:
         reader.close()

@@ -35,8 +35,8 @@ from services.readmodels.record import Record
 __all__ = ["HANDLERS", "IGNORED", "READ_MODELS", "Record", "apply_batch", "needs_timestamp"]
 
 # The order a record's handlers run in. A handler that reads another read model's table sees
-# it before that model applies the same event: scans counts what units and violations are
-# about to add, so it comes before them.
+# it before that model applies the same event: scans counts what units are about to add, so it
+# comes before them. (Violations count themselves on their scan as they insert: their rowcount.)
 READ_MODELS: tuple[ModuleType, ...] = (scan_requests, scans, units, asset_profiles, violations, score_history,
                                        sensitive_scans, scan_history)
 

@@ -3,13 +3,11 @@
 Its counters follow what the other read models are about to add, so for an event they
 share this module's handler runs before theirs (services.readmodels.apply.READ_MODELS): on
 scan.unit.progressed it reads the unit's rules_done in rm_units before services.readmodels.units
-raises it, on scan.resumed the units before they are reset, and on a batch of violations
-which of them rm_violations does not hold yet. scan.requested counts the violations that
-arrived first (they travel on another topic).
+raises it, and on scan.resumed the units before they are reset. Violations add themselves to
+violations_seen as they are inserted (services.readmodels.violations); scan.requested counts the
+violations that arrived first (they travel on another topic).
 """
 from __future__ import annotations
-
-import orjson
 
 from services.domain import contracts as c
 from services.domain import delta as deltas
@@ -114,20 +112,6 @@ def violation_status_changed(conn, rec: Record) -> None:
                  rec.event["data"])
 
 
-def violations_detected(conn, recs: list[Record]) -> None:
-    """Count the batch's violations that rm_violations does not hold yet (read before
-    services.readmodels.violations inserts them), so a re-delivered violation counts once."""
-    per_scan: dict[str, list[str]] = {}
-    for rec in recs:
-        d = rec.event["data"]
-        per_scan.setdefault(d["scan_id"], []).append(d["violation_id"])
-    conn.executemany(
-        "UPDATE rm_scans SET violations_seen = violations_seen + (SELECT COUNT(*) FROM"
-        " (SELECT DISTINCT value FROM json_each(:violation_ids)) j"
-        " WHERE NOT EXISTS (SELECT 1 FROM rm_violations v WHERE v.violation_id = j.value)) WHERE scan_id = :scan_id",
-        [{"scan_id": scan_id, "violation_ids": orjson.dumps(ids).decode()} for scan_id, ids in per_scan.items()])
-
-
 def finalize(conn, scan_id: str) -> None:
     """A finished scan whose violations have all arrived gets its delta; so may its successor.
 
@@ -196,5 +180,4 @@ HANDLERS = {
     c.SCAN_RESUMED: scan_resumed,
     c.SCAN_DELETED: scan_deleted,
     c.VIOLATION_STATUS_CHANGED: violation_status_changed,
-    c.VIOLATION_DETECTED: violations_detected,  # batched: takes the batch's violations at once
 }

@@ -23,14 +23,22 @@ _row = itemgetter(*COLUMNS)
 
 
 def violations_detected(conn, recs: list[Record]) -> None:
-    rows = []
+    """Insert the batch's violations, scan by scan, and count on each scan the ones that were new: a
+    re-delivered violation is not inserted (its id is the key), so it is not counted twice. The
+    count is the insert's own (rowcount), not a lookup of every id before it."""
+    per_scan: dict[str, list[tuple]] = {}
     for rec in recs:
         d = rec.event["data"]
         observed, record = d.get("observed"), d.get("record")
-        rows.append(_row({**d, "detected_at": rec.event["time"], "container_id": d.get("container_id"),
-                          "observed": to_json(observed) if observed else None,
-                          "record": to_json(record) if record else None}))
-    conn.executemany(INSERT, rows)
+        per_scan.setdefault(d["scan_id"], []).append(_row({
+            **d, "detected_at": rec.event["time"], "container_id": d.get("container_id"),
+            "observed": to_json(observed) if observed else None, "record": to_json(record) if record else None}))
+    counted = []
+    for scan_id, rows in per_scan.items():
+        inserted = conn.executemany(INSERT, rows).rowcount
+        if inserted:
+            counted.append((inserted, scan_id))
+    conn.executemany("UPDATE rm_scans SET violations_seen = violations_seen + ? WHERE scan_id = ?", counted)
 
 
 def violation_status_changed(conn, rec: Record) -> None:
