@@ -80,9 +80,14 @@ def main() -> None:
                     spy.send_signal(2)  # SIGINT: py-spy writes what it sampled
                 for spy in spies.values():
                     spy.wait(60)
+                # and `scanledger replay` of the log the scans left, as a user runs it
+                replay = out / "replay.txt"
+                subprocess.run(["py-spy", "record", "--rate", str(args.rate), "--format", "raw", "-o", str(replay),
+                                "--", *system.cli_args("replay", "--into", f"sqlite:///{Path(tmp) / 'replay.db'}")],
+                               env=system.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
             print(f"{args.records:,} records: POST to completed in {seconds:.2f} s, "
                   f"{body['violation_count']:,} violations")
-            for name in spies:
+            for name in [*spies, "replay"]:
                 print(f"{name}:")
                 print("\n".join(summarize(out / f"{name}.txt", args.top)))
         finally:

@@ -105,8 +105,12 @@ class Running:
     def db_path(self) -> Path:
         return self.data_dir / "scanledger.db"
 
+    def cli_args(self, *args: str) -> list[str]:
+        """The command line of `scanledger *args` as this system runs it (its env: self.env)."""
+        return [sys.executable, "-m", "cli.main", *args]
+
     def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "cli.main", *args], env=self.env, cwd=ROOT,
+        return subprocess.run(self.cli_args(*args), env=self.env, cwd=ROOT,
                               capture_output=True, text=True, timeout=timeout, check=True)
 
     def client(self, token: str = TOKEN) -> httpx.Client:
