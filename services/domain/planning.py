@@ -77,9 +77,13 @@ def plan(table: pa.Table, rules: list[Rule], mapping: dict[str, str], unit_recor
     units: list[UnitSlice] = []
     for g, (key, group) in enumerate(sorted(rule_groups(table, rules, mapping).items())):
         assignment = buckets(table, key, n)
+        # One take of every row in unit order (stable: each unit keeps the table's row order), then each
+        # unit a zero-copy slice of it: a take per unit gathered the whole table n times.
+        by_unit = table if n == 1 else table.take(pa.array(np.argsort(assignment, kind="stable")))
+        starts = np.concatenate([[0], np.cumsum(np.bincount(assignment, minlength=n))])
         for b in range(n):
-            rows = np.nonzero(assignment == b)[0]
-            if len(rows) == 0 and n > 1:
+            if starts[b] == starts[b + 1] and n > 1:
                 continue
-            units.append(UnitSlice(len(units), key, [r.id for r in group], table.take(pa.array(rows)), g == 0))
+            units.append(UnitSlice(len(units), key, [r.id for r in group],
+                                   by_unit.slice(int(starts[b]), int(starts[b + 1] - starts[b])), g == 0))
     return units
