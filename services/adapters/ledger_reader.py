@@ -11,12 +11,13 @@ import time
 from collections.abc import Iterator
 from typing import Protocol
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, Message, TopicPartition
 
 from services.adapters.kafka import consumer_config
 from services.settings import Settings
 
 BATCH = 10_000
+EARLIEST, LATEST = OFFSET_BEGINNING, OFFSET_END  # as ListOffsets timestamps: the log's start, its end
 SILENCE_S = 30.0  # no record for this long while some are left to read: the broker is away or they are gone
 
 
@@ -46,29 +47,41 @@ class LedgerReader:
         self.consumer = Consumer(consumer_config(settings, f"{settings.projector_group}-{purpose}",
                                                  **{"fetch.max.bytes": 64 << 20,
                                                     "max.partition.fetch.bytes": 8 << 20}))
+        self._partitions: dict[str, list[int]] | None = None
 
     def partitions(self, topic: str) -> list[int]:
-        metadata = self.consumer.list_topics(topic, timeout=10).topics.get(topic)
-        return sorted(metadata.partitions) if metadata is not None and not metadata.error else []
+        if self._partitions is None:  # one metadata round trip for every topic, once per reader
+            topics = self.consumer.list_topics(timeout=10).topics
+            self._partitions = {name: sorted(t.partitions) for name, t in topics.items() if not t.error}
+        return self._partitions.get(topic, [])
 
     def ends(self, tps: list[tuple[str, int]], as_of_ms: int | None = None, since_ms: int | None = None) -> Span:
         """Where a read of each partition starts and stops: from its start (or `since_ms`: the first record
         stamped at or after it) to its current end (or `as_of_ms`: the first record stamped at or after
-        that instant). A record's stamp is its timestamp: the broker's on the commands topic."""
-        span: Span = {}
-        for topic, partition in tps:
-            low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            start, end = low, high
-            if as_of_ms is not None:
-                end = self._at(topic, partition, as_of_ms, high)
-            if since_ms is not None:
-                start = min(max(self._at(topic, partition, since_ms, high), low), end)
-            span[(topic, partition)] = (start, end)
-        return span
+        that instant). A record's stamp is its timestamp: the broker's on the commands topic. One
+        ListOffsets request per question for all the partitions (a round trip per partition made an
+        as-of answer wait a second on them alone)."""
+        if not tps:
+            return {}
+        low, high = self._offsets(tps, EARLIEST), self._offsets(tps, LATEST)
+        end = high if as_of_ms is None else self._offsets(tps, as_of_ms, high)
+        start = low if since_ms is None else self._offsets(tps, since_ms, high)
+        return {tp: (min(max(start[tp], low[tp]), end[tp]), end[tp]) for tp in tps}
 
-    def _at(self, topic: str, partition: int, ms: int, high: int) -> int:
-        [found] = self.consumer.offsets_for_times([TopicPartition(topic, partition, ms)], timeout=10)
-        return high if found.offset < 0 else min(found.offset, high)  # -1: nothing stamped at or after it
+    def _offsets(self, tps: list[tuple[str, int]], ms: int,
+                 none_after: dict[tuple[str, int], int] | None = None) -> dict[tuple[str, int], int]:
+        """Per partition, the first offset stamped at or after `ms` (EARLIEST, LATEST: the log's start, its
+        end); where nothing is, `none_after`'s offset (the end)."""
+        found = self.consumer.offsets_for_times([TopicPartition(t, p, ms) for t, p in tps], timeout=10)
+        out = {}
+        for f in found:
+            if f.error:
+                raise KafkaException(f.error)
+            tp, offset = (f.topic, f.partition), f.offset
+            if none_after is not None:
+                offset = none_after[tp] if offset < 0 else min(offset, none_after[tp])
+            out[tp] = offset
+        return out
 
     def read(self, span: Span, meter: Meter | None = None) -> Iterator[Message]:
         """Every record of the span, partition by partition in offset order (partitions interleaved)."""
