@@ -17,9 +17,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.compliance_scan import ledger_scan, make_csv, metered
-from harness.data import MAPPING, RULES
-from harness.system import Broker, System
+from bench.compliance_scan import bench_policy, bench_system, ledger_scan, make_csv, metered, upload_mapped
+from harness.data import RULES
+from harness.system import System
 from services.adapters.ledger_reader import LedgerReader
 from services.settings import Settings, Topics
 
@@ -57,54 +57,43 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=200_000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        broker = Broker(Path(tmp))
-        system = System(broker.start(), Path(tmp) / "system", SCANLEDGER_SCAN_SYNC_WAIT="30")
-        try:
-            system.start()
-            with system.client() as api:
-                api.timeout = 120
-                policy = api.post("/api/policies", json={"name": "bench", "rules": RULES}).json()["id"]
-                up = api.post("/api/upload", files={"file": ("b.csv", make_csv(args.records), "text/csv")}).json()
-                mapping = api.post("/api/mapping/confirm", json={"upload_id": up["upload_id"],
-                                                                 "mapping": MAPPING}).json()
-                _, first, _ = ledger_scan(api, policy, up["upload_id"], mapping["mapping_id"])
-                between = datetime.now(UTC).isoformat()
-                _, second, _ = ledger_scan(api, policy, up["upload_id"], mapping["mapping_id"])
-                time.sleep(2)  # the projector caught up
-                n, floor = plain_read(system)
-                rows = [("plain read (baseline)", n, floor)]
-                for label, cli_args in (
-                        ("replay", ("replay", "--into", f"sqlite:///{Path(tmp) / 'r.db'}")),
-                        ("replay --as-of (first scan only)",
-                         ("replay", "--as-of", between, "--into", f"sqlite:///{Path(tmp) / 'a.db'}")),
-                        ("verify (every scan)", ("verify",)),
-                        ("verify --scan", ("verify", "--scan", second["id"])),
-                        ("history (from the log)", ("history", second["id"]))):
-                    out = system.cli(*cli_args)
-                    rows.append((label, *metered(out.stderr)))
-                latencies = []
-                for _ in range(5):
-                    t = time.perf_counter()
-                    r = api.get(f"/api/scan/{second['id']}", params={"as_of": datetime.now(UTC).isoformat()})
-                    latencies.append(time.perf_counter() - t)
-                    assert r.json() == second, "as of now is the scan as the API shows it"
-                assert api.get(f"/api/scan/{first['id']}", params={"as_of": between}).json() == first
-                changes, reads = config_change_latencies(api, policy)
-            print(f"{args.records:,} records a scan, 2 scans, {second['violation_count']:,} violations each")
-            print(f"{'':<34} {'records':>10} {'seconds':>8} {'records/s':>11} {'× plain read':>13}")
-            for label, count, seconds in rows:
-                rate = count / seconds if seconds else 0.0
-                print(f"{label:<34} {count:>10,} {seconds:>8.2f} {rate:>11,.0f} {seconds / floor:>13.1f}")
-            print(f"GET /api/scan/{{id}}?as_of= (a scan of {args.records:,}): median "
-                  f"{statistics.median(latencies) * 1000:,.0f} ms, max {max(latencies) * 1000:,.0f} ms")
-            change, read = statistics.median(changes), statistics.median(reads)
-            print(f"a config change (PUT /api/policies/{{id}}, on the log before it commits): median "
-                  f"{change * 1000:.1f} ms, p90 {statistics.quantiles(changes, n=10)[-1] * 1000:.1f} ms; "
-                  f"a GET of it {read * 1000:.1f} ms; {change / read:.1f}× the read")
-        finally:
-            system.stop()
-            broker.stop()
+    with tempfile.TemporaryDirectory() as tmp, bench_system(Path(tmp)) as (system, api):
+        policy = bench_policy(api)
+        upload_id, mapping_id = upload_mapped(api, make_csv(args.records))
+        _, first, _ = ledger_scan(api, policy, upload_id, mapping_id)
+        between = datetime.now(UTC).isoformat()
+        _, second, _ = ledger_scan(api, policy, upload_id, mapping_id)
+        time.sleep(2)  # the projector caught up
+        n, floor = plain_read(system)
+        rows = [("plain read (baseline)", n, floor)]
+        for label, cli_args in (
+                ("replay", ("replay", "--into", f"sqlite:///{Path(tmp) / 'r.db'}")),
+                ("replay --as-of (first scan only)",
+                 ("replay", "--as-of", between, "--into", f"sqlite:///{Path(tmp) / 'a.db'}")),
+                ("verify (every scan)", ("verify",)),
+                ("verify --scan", ("verify", "--scan", second["id"])),
+                ("history (from the log)", ("history", second["id"]))):
+            out = system.cli(*cli_args)
+            rows.append((label, *metered(out.stderr)))
+        latencies = []
+        for _ in range(5):
+            t = time.perf_counter()
+            r = api.get(f"/api/scan/{second['id']}", params={"as_of": datetime.now(UTC).isoformat()})
+            latencies.append(time.perf_counter() - t)
+            assert r.json() == second, "as of now is the scan as the API shows it"
+        assert api.get(f"/api/scan/{first['id']}", params={"as_of": between}).json() == first
+        changes, reads = config_change_latencies(api, policy)
+        print(f"{args.records:,} records a scan, 2 scans, {second['violation_count']:,} violations each")
+        print(f"{'':<34} {'records':>10} {'seconds':>8} {'records/s':>11} {'× plain read':>13}")
+        for label, count, seconds in rows:
+            rate = count / seconds if seconds else 0.0
+            print(f"{label:<34} {count:>10,} {seconds:>8.2f} {rate:>11,.0f} {seconds / floor:>13.1f}")
+        print(f"GET /api/scan/{{id}}?as_of= (a scan of {args.records:,}): median "
+              f"{statistics.median(latencies) * 1000:,.0f} ms, max {max(latencies) * 1000:,.0f} ms")
+        change, read = statistics.median(changes), statistics.median(reads)
+        print(f"a config change (PUT /api/policies/{{id}}, on the log before it commits): median "
+              f"{change * 1000:.1f} ms, p90 {statistics.quantiles(changes, n=10)[-1] * 1000:.1f} ms; "
+              f"a GET of it {read * 1000:.1f} ms; {change / read:.1f}× the read")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ import re
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -83,6 +85,34 @@ def ledger_scan(api: httpx.Client, policy_id: str, upload_id: str, mapping_id: s
         time.sleep(0.005)
 
 
+@contextmanager
+def bench_system(tmp: Path) -> Iterator[tuple[System, httpx.Client]]:
+    """A broker of its own (or KAFKA_BOOTSTRAP_SERVERS), the system on it and a client with room for large
+    uploads; all stopped after."""
+    broker = Broker(tmp)
+    system = System(broker.start(), tmp / "system", SCANLEDGER_SCAN_SYNC_WAIT="30")
+    try:
+        system.start()
+        with system.client() as api:
+            api.timeout = 120
+            yield system, api
+    finally:
+        system.stop()
+        broker.stop()
+
+
+def bench_policy(api: httpx.Client) -> str:
+    """The seven rules of harness.data.RULES as a policy; its id."""
+    return api.post("/api/policies", json={"name": "bench", "rules": RULES}).json()["id"]
+
+
+def upload_mapped(api: httpx.Client, csv: bytes) -> tuple[str, str]:
+    """The CSV uploaded and its mapping confirmed: (upload id, mapping id)."""
+    upload_id = api.post("/api/upload", files={"file": ("b.csv", csv, "text/csv")}).json()["upload_id"]
+    mapping = api.post("/api/mapping/confirm", json={"upload_id": upload_id, "mapping": MAPPING}).json()
+    return upload_id, mapping["mapping_id"]
+
+
 def p99(samples: list[float]) -> float:
     return statistics.quantiles(samples, n=100)[98] if len(samples) > 1 else samples[0]
 
@@ -92,42 +122,28 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[50_000, 1_000_000])
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        broker = Broker(Path(tmp))
-        system = System(broker.start(), Path(tmp) / "system", SCANLEDGER_SCAN_SYNC_WAIT="30")
-        try:
-            system.start()
-            with system.client() as api:
-                api.timeout = 120
-                policy_id = api.post("/api/policies", json={"name": "bench", "rules": RULES}).json()["id"]
-                print(f"{'records':>9} {'ledger s':>9} {'in-proc s':>9} {'ratio':>6} {'polars s':>9} "
-                      f"{'× polars':>8} {'violations':>10} {'status p99 ms (while running)':>13}")
-                for n in args.sizes:
-                    csv = make_csv(n)
-                    up = api.post("/api/upload", files={"file": ("b.csv", csv, "text/csv")}).json()
-                    mapping = api.post("/api/mapping/confirm", json={"upload_id": up["upload_id"],
-                                                                     "mapping": MAPPING}).json()
-                    runs = [ledger_scan(api, policy_id, up["upload_id"], mapping["mapping_id"])
-                            for _ in range(args.repeat)]
-                    best, body, _ = min(runs, key=lambda r: r[0])
-                    reads = [t for run in runs for t in run[2]]
-                    local, found = min((in_process(csv) for _ in range(args.repeat)), key=lambda r: r[0])
-                    csv_path = Path(tmp) / f"{n}.csv"
-                    csv_path.write_bytes(csv)
-                    outside, polars_found = min((polars_scan(str(csv_path)) for _ in range(args.repeat)),
-                                                key=lambda r: r[0])
-                    assert body["status"] == "completed" and body["violation_count"] == found == polars_found, \
-                        (body, found, polars_found)
-                    print(f"{n:>9} {best:>9.3f} {local:>9.3f} {best / local:>6.1f} {outside:>9.3f} "
-                          f"{best / outside:>8.1f} {found:>10} {p99(reads) * 1000:>13.1f}", flush=True)
-                replay_into = f"sqlite:///{Path(tmp) / 'replay.db'}"
-                events, seconds = metered(system.cli("replay", "--into", replay_into).stderr)
-                print(f"replay: {events} events in {seconds:.2f} s = {events / seconds:,.0f} events/s "
-                      f"(budget 50,000/s)", flush=True)
-        finally:
-            system.stop()
-            broker.stop()
-
+    with tempfile.TemporaryDirectory() as tmp, bench_system(Path(tmp)) as (system, api):
+        policy_id = bench_policy(api)
+        print(f"{'records':>9} {'ledger s':>9} {'in-proc s':>9} {'ratio':>6} {'polars s':>9} "
+              f"{'× polars':>8} {'violations':>10} {'status p99 ms (while running)':>13}")
+        for n in args.sizes:
+            csv = make_csv(n)
+            upload_id, mapping_id = upload_mapped(api, csv)
+            runs = [ledger_scan(api, policy_id, upload_id, mapping_id) for _ in range(args.repeat)]
+            best, body, _ = min(runs, key=lambda r: r[0])
+            reads = [t for run in runs for t in run[2]]
+            local, found = min((in_process(csv) for _ in range(args.repeat)), key=lambda r: r[0])
+            csv_path = Path(tmp) / f"{n}.csv"
+            csv_path.write_bytes(csv)
+            outside, polars_found = min((polars_scan(str(csv_path)) for _ in range(args.repeat)), key=lambda r: r[0])
+            assert body["status"] == "completed" and body["violation_count"] == found == polars_found, \
+                (body, found, polars_found)
+            print(f"{n:>9} {best:>9.3f} {local:>9.3f} {best / local:>6.1f} {outside:>9.3f} "
+                  f"{best / outside:>8.1f} {found:>10} {p99(reads) * 1000:>13.1f}", flush=True)
+        replay_into = f"sqlite:///{Path(tmp) / 'replay.db'}"
+        events, seconds = metered(system.cli("replay", "--into", replay_into).stderr)
+        print(f"replay: {events} events in {seconds:.2f} s = {events / seconds:,.0f} events/s "
+              f"(budget 50,000/s)", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -16,9 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.compliance_scan import ledger_scan, make_csv
-from harness.data import MAPPING, RULES
-from harness.system import Broker, System
+from bench.compliance_scan import bench_policy, bench_system, ledger_scan, make_csv, upload_mapped
 
 OURS = ("services/", "streams/", "projections/", "api/", "cli/")
 
@@ -57,43 +55,30 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        broker = Broker(Path(tmp))
-        system = System(broker.start(), Path(tmp) / "system", SCANLEDGER_SCAN_SYNC_WAIT="30")
-        try:
-            system.start()
-            with system.client() as api:
-                api.timeout = 120
-                policy = api.post("/api/policies", json={"name": "bench", "rules": RULES}).json()["id"]
-                up = api.post("/api/upload", files={"file": ("b.csv", make_csv(args.records), "text/csv")}).json()
-                mapping = api.post("/api/mapping/confirm", json={"upload_id": up["upload_id"],
-                                                                 "mapping": MAPPING}).json()
-                ledger_scan(api, policy, up["upload_id"], mapping["mapping_id"])  # warm: imports, caches
-                spies = {name: subprocess.Popen(
-                    ["py-spy", "record", "--pid", str(p.pid), "--rate", str(args.rate), "--format", "raw",
-                     "--nonblocking", "-o", str(out / f"{name}.txt")],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for name, p in system.processes.items()}
-                time.sleep(1)  # the samplers attached
-                seconds, body, _ = ledger_scan(api, policy, up["upload_id"], mapping["mapping_id"])
-                time.sleep(0.5)  # the projector's last batch
-                for spy in spies.values():
-                    spy.send_signal(2)  # SIGINT: py-spy writes what it sampled
-                for spy in spies.values():
-                    spy.wait(60)
-                # and `scanledger replay` of the log the scans left, as a user runs it
-                replay = out / "replay.txt"
-                subprocess.run(["py-spy", "record", "--rate", str(args.rate), "--format", "raw", "-o", str(replay),
-                                "--", *system.cli_args("replay", "--into", f"sqlite:///{Path(tmp) / 'replay.db'}")],
-                               env=system.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-            print(f"{args.records:,} records: POST to completed in {seconds:.2f} s, "
-                  f"{body['violation_count']:,} violations")
-            for name in [*spies, "replay"]:
-                print(f"{name}:")
-                print("\n".join(summarize(out / f"{name}.txt", args.top)))
-        finally:
-            system.stop()
-            broker.stop()
-
+    with tempfile.TemporaryDirectory() as tmp, bench_system(Path(tmp)) as (system, api):
+        policy = bench_policy(api)
+        upload_id, mapping_id = upload_mapped(api, make_csv(args.records))
+        ledger_scan(api, policy, upload_id, mapping_id)  # warm: imports, caches
+        spies = {name: subprocess.Popen(
+            ["py-spy", "record", "--pid", str(p.pid), "--rate", str(args.rate), "--format", "raw",
+             "--nonblocking", "-o", str(out / f"{name}.txt")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for name, p in system.processes.items()}
+        time.sleep(1)  # the samplers attached
+        seconds, body, _ = ledger_scan(api, policy, upload_id, mapping_id)
+        time.sleep(0.5)  # the projector's last batch
+        for spy in spies.values():
+            spy.send_signal(2)  # SIGINT: py-spy writes what it sampled
+        for spy in spies.values():
+            spy.wait(60)
+        # and `scanledger replay` of the log the scans left, as a user runs it
+        subprocess.run(["py-spy", "record", "--rate", str(args.rate), "--format", "raw", "-o", str(out / "replay.txt"),
+                        "--", *system.cli_args("replay", "--into", f"sqlite:///{Path(tmp) / 'replay.db'}")],
+                       env=system.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        print(f"{args.records:,} records: POST to completed in {seconds:.2f} s, "
+              f"{body['violation_count']:,} violations")
+        for name in [*spies, "replay"]:
+            print(f"{name}:")
+            print("\n".join(summarize(out / f"{name}.txt", args.top)))
 
 if __name__ == "__main__":
     main()
