@@ -31,9 +31,9 @@ from services.adapters.deadletter import DeadLetters, dead_lettered
 from services.adapters.kafka import DeliveryFailed, Publisher, consumer_config
 from services.adapters.kafka_admin import ensure_topics, watermarks
 from services.adapters.ledger_reader import LedgerReader, Meter
-from services.domain.codec import PoisonRecord, decode_checked
+from services.domain.codec import PoisonRecord
 from services.domain.contracts import CONFIG_CHANGED
-from services.readmodels.apply import Record, apply_batch, needs_timestamp
+from services.readmodels.apply import Record, apply_batch, decode_record
 from services.settings import Settings
 from services.stores import config_log, read_models
 
@@ -70,15 +70,10 @@ def to_records(messages, dead: DeadLetters) -> tuple[list[Record], list]:
             log.warning("consumer error: %s", m.error())
             continue
         try:
-            # Every event is applied, so its type comes from the body and the ce_type header is
-            # not read: confluent-kafka builds the headers list anew per call, ~15% of replay's time.
-            event = decode_checked(m.value())
+            records.append(decode_record(m))
         except PoisonRecord as exc:
             dead.send_message(m, exc)
             records.append(placeholder(m.topic(), m.partition(), m.offset()))
-        else:
-            records.append(Record(m.topic(), m.partition(), m.offset(), event["type"], event,
-                                  m.timestamp()[1] if needs_timestamp(event) else None))
         sources.append(m)
     return records, sources
 

@@ -24,7 +24,7 @@ from services.domain import contracts as c
 from services.domain.codec import PoisonRecord, decode_checked
 from services.domain.kinds import kind_of
 from services.domain.partitioning import partition_of
-from services.readmodels.apply import Record, apply_batch, needs_timestamp
+from services.readmodels.apply import Record, apply_batch, decode_record
 from services.settings import Settings
 from services.stores import read_models
 
@@ -96,11 +96,9 @@ def _apply_keyed(reader: LedgerReader, settings: Settings, conn, key: str, since
         if m.error() or m.key() != wanted:
             continue
         try:
-            event = decode_checked(m.value())
+            batch.append(decode_record(m))
         except PoisonRecord:
             continue  # refused by the projector too (dead-lettered): it changed no read model
-        batch.append(Record(m.topic(), m.partition(), m.offset(), event["type"], event,
-                            m.timestamp()[1] if needs_timestamp(event) else None))
         if len(batch) >= BATCH:
             _apply(conn, batch)
             batch = []

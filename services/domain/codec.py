@@ -6,13 +6,16 @@ raising `PoisonRecord` otherwise (services.adapters.deadletter sends such a reco
 Validation cost: the violations topic carries one event per violation (millions per large
 scan), so `violation.detected` gets a cheap check of the keys and types the read models
 need (about a microsecond); every other type with a contract is validated in full with its
-pydantic model (scan lifecycle events, commands and work units are few).
+pydantic model (scan lifecycle events, commands and work units are few). The read models go
+faster still with `decode_violation`: a violation in exactly the shape that check passes,
+decoded straight into a struct, no dict; anything else it leaves to `decode_checked`.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
 import orjson
 from pydantic import ValidationError
 
@@ -48,7 +51,7 @@ def _check_violation(data: dict) -> None:
                 or type(data["signature"]) is not str):
             bad = next(name for name in _VIOLATION_STRINGS if type(data[name]) is not str)
             raise PoisonRecord(f"data.{bad} is not a string")
-        if data["severity"] not in _SEVERITIES:
+        if type(data["severity"]) is not str or data["severity"] not in _SEVERITIES:  # a list is unhashable
             raise PoisonRecord(f"data.severity {data['severity']!r} is not one of {sorted(_SEVERITIES)}")
         # present (one statement each: a tuple of them would be an allocation)
         data["unit_id"]
@@ -149,3 +152,51 @@ def decode_checked(value: bytes | None, headers=None) -> dict[str, Any]:
             raise PoisonRecord("envelope: time is missing or not a string")
         check(data)
     return event
+
+
+# decode_violation's shape: what _check_violation passes, as msgspec types. The fields it only
+# requires to be present are Any; the event's other keys are ignored, as the dict path ignores them.
+_NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class ViolationData(msgspec.Struct):
+    violation_id: str
+    scan_id: str
+    unit_id: Any
+    rule_id: str
+    rule_name: Any
+    rule_type: Any
+    severity: Literal[SEVERITIES]  # type: ignore[valid-type]
+    account: Any
+    record_index: Any
+    record_key: str
+    value: Any
+    window: Any
+    signature: str
+    record: dict[str, Any] | None = None
+    container_id: Any = None
+    observed: dict[str, Any] | None = None
+
+
+class Violation(msgspec.Struct):
+    type: Literal[c.VIOLATION_DETECTED]  # type: ignore[valid-type]
+    id: _NonEmpty
+    subject: _NonEmpty
+    time: str
+    data: ViolationData
+
+
+_violation = msgspec.json.Decoder(Violation).decode
+
+
+def decode_violation(value: bytes | None) -> Violation | None:
+    """A violation.detected event decoded straight into a struct (about 1.5 µs, a third of the dict
+    path's cost), or None for any record not in exactly that shape: another type, a bad one, one
+    whose record or observed is not an object. Those go to decode_checked, which accepts the rest
+    of what it accepts and names what it refuses; what this accepts, decode_checked accepts too."""
+    if value is None:
+        return None
+    try:
+        return _violation(value)
+    except msgspec.DecodeError:  # ValidationError is one
+        return None

@@ -14,6 +14,7 @@ class Record:
     type: str | None
     event: dict
     timestamp: int | None = None  # the record's Kafka timestamp, ms (LogAppendTime on the commands topic)
+    row: tuple | None = None  # a violation's rm_violations row (services.readmodels.violations)
 
 
 def to_json(value) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from operator import itemgetter
 
 from services.domain import contracts as c
+from services.domain.codec import Violation
 from services.readmodels.record import Record, to_json
 
 TABLES = ("rm_violations", "rm_violation_status")
@@ -20,6 +21,23 @@ COLUMNS = ("violation_id", "scan_id", "rule_id", "rule_name", "rule_type", "seve
 INSERT = (f"INSERT INTO rm_violations ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
           " ON CONFLICT(violation_id) DO NOTHING")
 _row = itemgetter(*COLUMNS)
+SCAN_ID = COLUMNS.index("scan_id")
+
+
+def row_of_event(event: dict) -> tuple:
+    """A violation event's row (decoded as a dict: services.domain.codec.decode_checked)."""
+    d = event["data"]
+    observed, record = d.get("observed"), d.get("record")
+    return _row({**d, "detected_at": event["time"], "container_id": d.get("container_id"),
+                 "observed": to_json(observed) if observed else None, "record": to_json(record) if record else None})
+
+
+def row_of(v: Violation) -> tuple:
+    """The same row of a violation decoded straight into a struct (services.domain.codec.decode_violation)."""
+    d = v.data
+    return (d.violation_id, d.scan_id, d.rule_id, d.rule_name, d.rule_type, d.severity, d.account, d.record_index,
+            d.record_key, d.value, d.window, d.signature, v.time, d.container_id,
+            to_json(d.observed) if d.observed else None, to_json(d.record) if d.record else None)
 
 
 def violations_detected(conn, recs: list[Record]) -> None:
@@ -28,11 +46,8 @@ def violations_detected(conn, recs: list[Record]) -> None:
     count is the insert's own (rowcount), not a lookup of every id before it."""
     per_scan: dict[str, list[tuple]] = {}
     for rec in recs:
-        d = rec.event["data"]
-        observed, record = d.get("observed"), d.get("record")
-        per_scan.setdefault(d["scan_id"], []).append(_row({
-            **d, "detected_at": rec.event["time"], "container_id": d.get("container_id"),
-            "observed": to_json(observed) if observed else None, "record": to_json(record) if record else None}))
+        row = rec.row or row_of_event(rec.event)
+        per_scan.setdefault(row[SCAN_ID], []).append(row)
     counted = []
     for scan_id, rows in per_scan.items():
         inserted = conn.executemany(INSERT, rows).rowcount
