@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Iterable
 from contextvars import ContextVar
 from typing import Any
 
@@ -21,7 +22,7 @@ from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from services.domain.delivery import Batch, producer_stalled
-from services.domain.envelope import encode, headers
+from services.domain.envelope import TYPE_HEADER, encode, headers
 from services.domain.ledger_chain import Chain
 from services.settings import Settings
 
@@ -109,30 +110,37 @@ class Publisher:
         return on_delivery
 
     def _produce(self, topic: str, value: bytes | None, key: bytes | None, hdrs) -> None:
+        self._produce_all(topic, (value,), 1, key, hdrs)
+
+    def _produce_all(self, topic: str, values: Iterable[bytes | None], count: int, key: bytes | None, hdrs) -> None:
+        """Produce `count` values with one key and headers: the caller's batch counts them once, and
+        delivery reports are served once at the end (a unit's violations come 2,000 at a time)."""
         batch, on_delivery = self._current_batch()
         with self._lock:
-            batch.sent()
-        while True:
-            producer = self._producer
-            if len(producer) == 0:  # idle until now: its messages wait from here
-                self._waiting_since = time.monotonic()
-            try:
-                producer.produce(topic, value=value, key=key, headers=hdrs, on_delivery=on_delivery)
-                break
-            except BufferError:
-                producer.poll(0.05)  # local queue full: let deliveries drain
-            except KafkaException as exc:
-                if not exc.args[0].fatal():
-                    with self._lock:
-                        batch.pending -= 1
-                    raise
-                # an idempotent producer that failed fatally refuses every later message
-                self._replace(producer, f"it failed fatally: {exc.args[0]}")
-            except BaseException:
+            batch.sent(count)
+        produced = 0
+        try:
+            for value in values:
+                while True:
+                    producer = self._producer
+                    if len(producer) == 0:  # idle until now: its messages wait from here
+                        self._waiting_since = time.monotonic()
+                    try:
+                        producer.produce(topic, value=value, key=key, headers=hdrs, on_delivery=on_delivery)
+                        break
+                    except BufferError:
+                        producer.poll(0.05)  # local queue full: let deliveries drain
+                    except KafkaException as exc:
+                        if not exc.args[0].fatal():
+                            raise
+                        # an idempotent producer that failed fatally refuses every later message
+                        self._replace(producer, f"it failed fatally: {exc.args[0]}")
+                produced += 1
+        finally:
+            if produced < count:  # raised: the rest were never sent, so no report will settle them
                 with self._lock:
-                    batch.pending -= 1
-                raise
-        producer.poll(0)
+                    batch.pending -= count - produced
+        self._producer.poll(0)
 
     def publish(self, topic: str, event: dict, key: str | None = None) -> None:
         self._produce(topic, encode(event), (key or event["subject"]).encode(), headers(event))
@@ -140,6 +148,12 @@ class Publisher:
     def publish_sealed(self, topic: str, event: dict, chain: Chain, key: str | None = None) -> None:
         """Publish the event as the next link of `chain` (services.domain.ledger_chain)."""
         self._produce(topic, chain.seal(event), (key or event["subject"]).encode(), headers(event))
+
+    def publish_encoded(self, topic: str, raws: list[bytes], type_: str, key: str, chain: Chain) -> None:
+        """Events already encoded (services.domain.evaluation.encoded_violations), all of one type and
+        key, each sealed as the next link of `chain`."""
+        self._produce_all(topic, map(chain.seal_encoded, raws), len(raws), key.encode(),
+                          [(TYPE_HEADER, type_.encode())])
 
     def chained(self, stream: str) -> ChainedPublisher:
         """This publisher, writing every event as the next link of one chain (one unit attempt's)."""
@@ -234,6 +248,9 @@ class ChainedPublisher:
 
     def publish(self, topic: str, event: dict, key: str | None = None) -> None:
         self.publisher.publish_sealed(topic, event, self.chain, key)
+
+    def publish_encoded(self, topic: str, raws: list[bytes], type_: str, key: str) -> None:
+        self.publisher.publish_encoded(topic, raws, type_, key, self.chain)
 
     def flush(self, *args, **kwargs):
         return self.publisher.flush(*args, **kwargs)

@@ -19,8 +19,8 @@ class Batch:
         self.errors: list[str] = []
         self.closed = False  # flushed: the caller's next message starts a new batch
 
-    def sent(self) -> None:
-        self.pending += 1
+    def sent(self, count: int = 1) -> None:
+        self.pending += count
 
     def settled(self, error: str | None) -> None:
         self.pending -= 1

@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from services.domain import contracts as c
 from services.domain.delta import signature
-from services.domain.envelope import deterministic_id, follow, utcnow
+from services.domain.envelope import decode, deterministic_id, deterministic_ids, follow, follower_encoder, utcnow
 from services.domain.rules import RECORD_FIELDS, Rule, RuleError, Unevaluated, evaluate_counted, parse_rule
 from services.domain.vocabulary import EVALUATOR_SOURCE as SOURCE
 
@@ -32,35 +32,37 @@ def evaluate_unit(table: pa.Table, work: dict) -> Iterator[RuleOutcome]:
             yield RuleOutcome(rule, None, f"rule {rule.id} ({rule.name}): {exc}")
 
 
-def violation_events(cause: dict, work: dict, rule: Rule, violations: pa.Table) -> list[dict]:
+def encoded_violations(cause: dict, work: dict, rule: Rule, violations: pa.Table) -> list[bytes]:
+    """The violation.detected events of one rule's violations in a unit, encoded (without their chain
+    fields: services.domain.ledger_chain). All but each violation's own fields are shared, so they
+    are encoded once (services.domain.envelope.follower_encoder): a large scan publishes a
+    hundred thousand of these, and this is most of what each costs the evaluator."""
     scan_id, unit_id = work["scan_id"], work["unit_id"]
     columns = violations.to_pydict()
-    found_at = utcnow()  # one timestamp per batch: the clock is a real cost at this rate
-    events = []
+    encode_one = follower_encoder(cause, c.VIOLATION_DETECTED, {
+        "scan_id": scan_id, "unit_id": unit_id, "rule_id": rule.id, "rule_name": rule.name, "rule_type": rule.type,
+        "severity": rule.severity,
+    }, source=SOURCE, time=utcnow(), id_key="violation_id")  # one timestamp per slice: the clock costs at this rate
+    id_of = deterministic_ids("violation", scan_id, unit_id, rule.id)
+    out = []
     records = zip(*(columns[f] for f in RECORD_FIELDS), strict=True)
     for row, account, key, value, window, fields in zip(columns["row"], columns["account"], columns["key"],
                                                          columns["value"], columns["window"], records, strict=True):
-        vid = deterministic_id("violation", scan_id, unit_id, rule.id, key)
-        # the record's mapped fields (a group's violation has none): who, how much, when, which transaction
-        record = {k: v for k, v in zip(("account", *RECORD_FIELDS), (account, *fields), strict=True)
-                  if v is not None} if row is not None else None
-        events.append(follow(cause, c.VIOLATION_DETECTED, {
-            "violation_id": vid,
-            "scan_id": scan_id,
-            "unit_id": unit_id,
-            "rule_id": rule.id,
-            "rule_name": rule.name,
-            "rule_type": rule.type,
-            "severity": rule.severity,
-            "account": account,
-            "record_index": row,
-            "record_key": key,
-            "value": value,
-            "window": window,
-            "signature": signature(rule.id, account, (fields[0] or key) if row is not None else None),
-            **({"record": record} if record else {}),
-        }, id=vid, source=SOURCE, time=found_at))
-    return events
+        own = {"account": account, "record_index": row, "record_key": key, "value": value, "window": window,
+               "signature": signature(rule.id, account, (fields[0] or key) if row is not None else None)}
+        if row is not None:
+            # the record's mapped fields (a group's violation has none): who, how much, when, which transaction
+            record = {k: v for k, v in zip(("account", *RECORD_FIELDS), (account, *fields), strict=True)
+                      if v is not None}
+            if record:
+                own["record"] = record
+        out.append(encode_one(id_of(key), own))
+    return out
+
+
+def violation_events(cause: dict, work: dict, rule: Rule, violations: pa.Table) -> list[dict]:
+    """The same events, decoded: what a consumer of the violations topic reads."""
+    return [decode(raw) for raw in encoded_violations(cause, work, rule, violations)]
 
 
 def progress_event(cause: dict, work: dict, rules_done: int) -> dict:

@@ -53,6 +53,16 @@ class Chain:
         self.seq, self.prev = self.seq + 1, digest(raw)
         return raw
 
+    def seal_encoded(self, raw: bytes) -> bytes:
+        """seal() of an event already encoded by orjson without its chain fields: the same bytes."""
+        fields: dict = {STREAM: self.stream, SEQ: self.seq, PREV: self.prev}
+        if self.covers:
+            fields[COVERS] = ",".join(self.covers)
+            self.covers = []
+        sealed = b"".join((raw[:-1], b",", encode(fields)[1:]))
+        self.seq, self.prev = self.seq + 1, digest(sealed)
+        return sealed
+
     def cover(self, event_id: str, raw_digest: str) -> None:
         self.covers.append(f"{event_id}={raw_digest}")
 

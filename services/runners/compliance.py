@@ -12,7 +12,8 @@ from collections.abc import Callable
 from services.adapters.blobstore import BlobStore
 from services.adapters.kafka import Publisher
 from services.adapters.readers import from_ipc, to_ipc
-from services.domain.evaluation import evaluate_unit, progress_event, unit_result_event, violation_events
+from services.domain.contracts import VIOLATION_DETECTED
+from services.domain.evaluation import encoded_violations, evaluate_unit, progress_event, unit_result_event
 from services.domain.kinds import Plan
 from services.domain.planning import plan
 from services.domain.rules import parse_rule
@@ -66,9 +67,9 @@ def run_unit(message: dict, blobs: BlobStore, publisher: Publisher, settings: Se
                 for start in range(0, found, STOP_CHECK_ROWS):
                     if should_stop():
                         raise Aborted
-                    for event in violation_events(message, work, outcome.rule,
-                                                  outcome.violations.slice(start, STOP_CHECK_ROWS)):
-                        publisher.publish(topics.violations, event)
+                    publisher.publish_encoded(topics.violations, encoded_violations(
+                        message, work, outcome.rule, outcome.violations.slice(start, STOP_CHECK_ROWS)),
+                        VIOLATION_DETECTED, message["subject"])
                 by_rule[outcome.rule.id] = found
                 by_severity[outcome.rule.severity] = by_severity.get(outcome.rule.severity, 0) + found
                 if outcome.unevaluated is not None:

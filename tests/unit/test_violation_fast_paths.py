@@ -1,0 +1,161 @@
+"""The violations' fast paths give exactly what the general ones give, on values shaped to break them
+(quotes, backslashes, control characters, the encoder's own mark, emoji, nulls):
+
+- the evaluator encodes a rule's violations from shared bytes (services.domain.envelope.follower_encoder):
+  byte for byte what encoding each event's dict gives, and sealed as seal() seals the dict;
+- the projector decodes a violation straight into its row (services.domain.codec.decode_violation):
+  the row the dict path makes, and never a record decode_checked refuses.
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.domain import contracts as c
+from services.domain.codec import PoisonRecord, decode_checked, decode_violation
+from services.domain.delta import signature
+from services.domain.envelope import decode, deterministic_id, deterministic_ids, encode, follow, follower_encoder
+from services.domain.evaluation import encoded_violations
+from services.domain.ledger_chain import Chain
+from services.domain.rules import RECORD_FIELDS, VIOLATION_SCHEMA, parse_rule
+from services.domain.vocabulary import EVALUATOR_SOURCE
+from services.readmodels.apply import decode_record
+from services.readmodels.violations import row_of_event
+
+ODD = st.sampled_from(['"', "\\", "\x00id\x00", "\\u0000id\\u0000", "é", "😀", "\n", "", "a,b", "}}"])
+TEXT = st.one_of(ODD, st.text(max_size=8))
+MAYBE = st.one_of(st.none(), TEXT)
+
+
+@st.composite
+def violation_tables(draw) -> pa.Table:
+    n = draw(st.integers(0, 6))
+    rows = draw(st.lists(st.one_of(st.none(), st.integers(0, 10**9)), min_size=n, max_size=n))
+    column = {"row": rows, "key": draw(st.lists(TEXT, min_size=n, max_size=n))}
+    for name in ("account", "value", "window", *RECORD_FIELDS):
+        column[name] = draw(st.lists(MAYBE, min_size=n, max_size=n))
+    return pa.table(column, schema=VIOLATION_SCHEMA)
+
+
+def reference_events(cause: dict, work: dict, rule, violations: pa.Table, found_at: str) -> list[dict]:
+    """The events as they were built before the fast path: a dict each, every field set one by one."""
+    columns = violations.to_pydict()
+    events = []
+    for i, row in enumerate(columns["row"]):
+        account, key = columns["account"][i], columns["key"][i]
+        fields = [columns[f][i] for f in RECORD_FIELDS]
+        vid = deterministic_id("violation", work["scan_id"], work["unit_id"], rule.id, key)
+        record = {k: v for k, v in zip(("account", *RECORD_FIELDS), (account, *fields), strict=True)
+                  if v is not None} if row is not None else None
+        events.append(follow(cause, c.VIOLATION_DETECTED, {
+            "violation_id": vid, "scan_id": work["scan_id"], "unit_id": work["unit_id"], "rule_id": rule.id,
+            "rule_name": rule.name, "rule_type": rule.type, "severity": rule.severity, "account": account,
+            "record_index": row, "record_key": key, "value": columns["value"][i], "window": columns["window"][i],
+            "signature": signature(rule.id, account, (fields[0] or key) if row is not None else None),
+            **({"record": record} if record else {}),
+        }, id=vid, source=EVALUATOR_SOURCE, time=found_at))
+    return events
+
+
+@settings(max_examples=150, deadline=None)
+@given(violation_tables(), TEXT, TEXT, st.one_of(st.none(), TEXT))
+def test_encoded_violations_are_the_bytes_of_their_events_dicts(violations, rule_name, subject, correlation):
+    rule = parse_rule({"id": "big", "name": rule_name or "x", "type": "threshold", "severity": "high",
+                       "params": {"field": "amount", "op": "gt", "value": 1}})
+    cause = {"id": "cmd", "subject": subject or "s", "workspaceid": "w", "correlationid": correlation}
+    work = {"scan_id": "s", "unit_id": "s.u0"}
+    raws = encoded_violations(cause, work, rule, violations)
+    found_at = decode(raws[0])["time"] if raws else "t"
+    expected = reference_events(cause, work, rule, violations, found_at)
+    assert raws == [encode(e) for e in expected]
+    # sealed from the bytes as from the dict: the same records, the same chain
+    by_dict, by_bytes = Chain("s.u0#0"), Chain("s.u0#0")
+    by_bytes.cover("e1", "d1")
+    by_dict.cover("e1", "d1")
+    assert [by_bytes.seal_encoded(raw) for raw in raws] == [by_dict.seal(e) for e in expected]
+    assert (by_bytes.seq, by_bytes.prev) == (by_dict.seq, by_dict.prev)
+
+
+def test_the_encoder_falls_back_to_whole_events_when_its_mark_is_in_the_shared_part():
+    cause = {"id": "cmd", "subject": "\x00id\x00", "workspaceid": "w"}
+    encode_one = follower_encoder(cause, c.VIOLATION_DETECTED, {"k": "v"}, source="x", time="t", id_key="vid")
+    expected = follow(cause, c.VIOLATION_DETECTED, {"vid": "1", "k": "v", "own": 2}, id="1", source="x", time="t")
+    assert encode_one("1", {"own": 2}) == encode(expected)
+
+
+@given(st.lists(TEXT, min_size=1, max_size=4), st.one_of(TEXT, st.integers(), st.none()))
+def test_ids_with_a_shared_prefix_are_the_ids_of_all_their_parts(prefix, last):
+    assert deterministic_ids(*prefix)(last) == deterministic_id(*prefix, last)
+
+
+# --- the projector's decode ---------------------------------------------------------------------------
+
+def _violation_event(**data_changes) -> dict:
+    work = {"scan_id": "s", "unit_id": "s.u0"}
+    rule = parse_rule({"id": "big", "name": "Big", "type": "threshold", "severity": "high",
+                       "params": {"field": "amount", "op": "gt", "value": 1}})
+    table = pa.table({"row": [3], "key": ["3"], "account": ["A1"], "value": ["9"], "window": [None],
+                      "transaction_id": ["T3"], "amount": ["9"], "timestamp": [None]}, schema=VIOLATION_SCHEMA)
+    (raw,) = encoded_violations({"id": "cmd", "subject": "s", "workspaceid": "w"}, work, rule, table)
+    event = decode(raw)
+    for key, value in data_changes.items():
+        if value is _DROP:
+            event["data"].pop(key, None)
+        else:
+            event["data"][key] = value
+    return event
+
+
+_DROP = object()
+_ANY = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**63 - 1), st.floats(allow_nan=False), TEXT,
+                 st.lists(st.integers(0, 9), max_size=2), st.dictionaries(TEXT, TEXT, max_size=2))
+_FIELDS = st.sampled_from(["violation_id", "scan_id", "unit_id", "rule_id", "rule_name", "rule_type", "severity",
+                           "account", "record_index", "record_key", "value", "window", "signature", "record",
+                           "container_id", "observed", "extra"])
+
+
+class _Message:
+    def __init__(self, value: bytes):
+        self._value = value
+
+    def topic(self):
+        return "t.violations"
+
+    def partition(self):
+        return 0
+
+    def offset(self):
+        return 7
+
+    def value(self):
+        return self._value
+
+    def timestamp(self):
+        return (1, 1000)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_FIELDS, st.one_of(st.just(_DROP), _ANY), max_size=3),
+       st.sampled_from([None, "", "other.type", c.VIOLATION_DETECTED]), st.sampled_from(["keep", "", None, 5]))
+def test_a_violation_decoded_straight_into_its_row_is_the_row_of_its_checked_event(changes, type_, time):
+    event = _violation_event(**changes)
+    if type_ is not None:
+        event["type"] = type_
+    if time != "keep":
+        event["time"] = time
+    raw = encode(event)
+    fast = decode_violation(raw)
+    try:
+        checked = decode_checked(raw)
+    except PoisonRecord:
+        assert fast is None  # what the fast path takes, the checks take
+        with pytest.raises(PoisonRecord):
+            decode_record(_Message(raw))
+        return
+    record = decode_record(_Message(raw))
+    if checked["type"] == c.VIOLATION_DETECTED:
+        assert record.row == row_of_event(checked)
+    else:
+        assert fast is None and record.row is None and record.event == checked
