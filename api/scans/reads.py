@@ -97,7 +97,16 @@ def violations_page(db, scan_id: str, page: int, size: int, rule_id: str | None,
         args.append(severity)
     clause = " AND ".join(where)
     base = f"FROM rm_violations v LEFT JOIN rm_violation_status s ON s.violation_id = v.violation_id WHERE {clause}"
-    total = db.execute(f"SELECT COUNT(*) {base}", args).fetchone()[0]
+    # Unfiltered, the total is the scan's own count of its projected violations (rm_scans.violations_seen,
+    # what the projector inserted for it); filtered, a count over the index, joined to the statuses
+    # only when filtered by one: each page of a 100k-violation scan counted them all, and joined each.
+    seen = None if len(where) > 1 else db.execute("SELECT violations_seen FROM rm_scans WHERE scan_id = ?",
+                                                   [scan_id]).fetchone()
+    if seen is not None:
+        total = seen[0]
+    else:
+        counted = base if status else f"FROM rm_violations v WHERE {clause}"
+        total = db.execute(f"SELECT COUNT(*) {counted}", args).fetchone()[0]
     rows = db.execute(f"SELECT {VIOLATION_COLUMNS} {base} ORDER BY v.rule_id, v.record_index, v.record_key"
                       " LIMIT ? OFFSET ?", [*args, size, (page - 1) * size])
     return {"items": [violation_view(dict(r)) for r in rows], "total": total, "page": page, "size": size,

@@ -55,7 +55,9 @@ CREATE TABLE IF NOT EXISTS rm_violations (
     rule_type TEXT, severity TEXT NOT NULL, account TEXT, record_index INTEGER, record_key TEXT NOT NULL,
     value TEXT, window TEXT, signature TEXT NOT NULL, detected_at TEXT NOT NULL, container_id INTEGER,
     observed TEXT, record TEXT);
-CREATE INDEX IF NOT EXISTS rm_violations_scan ON rm_violations (scan_id, rule_id, record_key);
+-- a scan's violations in the order their pages list them (api/scans/reads.violations_page): a page is a walk
+-- of the index, not a sort of all the scan's violations
+CREATE INDEX IF NOT EXISTS rm_violations_page ON rm_violations (scan_id, rule_id, record_index, record_key);
 CREATE TABLE IF NOT EXISTS rm_violation_status (
     violation_id TEXT PRIMARY KEY, scan_id TEXT NOT NULL, status TEXT NOT NULL, changed_at TEXT NOT NULL,
     changed_by TEXT);
@@ -133,8 +135,14 @@ ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("rm_scans", "unevaluated", "TEXT"))
 
 
+# Indexes a later one replaced, dropped from an older database (the replacement is built in its place).
+REPLACED_INDEXES = ("rm_violations_scan",)
+
+
 def create(conn) -> None:
     conn.executescript(SCHEMA)
+    for index in REPLACED_INDEXES:
+        conn.execute(f"DROP INDEX IF EXISTS {index}")
     for table, column, decl in ADDED_COLUMNS:
         if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")

@@ -103,6 +103,9 @@ def exercise_violations_page(db):
             (1, 2), (1, 100), (None, "r1", "r9"), (None, "open", "resolved", "dismissed"), (None, "high", "low")):
         out = reads.violations_page(db, "s1", page, size, rule_id, status, severity)
         assert out["total"] <= total and len(out["items"]) <= size
+        if (page, size) == (1, 100):  # every match on one page: the total counts exactly those
+            assert out["total"] == len(out["items"]), (rule_id, status, severity)
+            assert all(i["status"] == status for i in out["items"]) if status else True
     out = reads.violations_page(db, "s1", 1, 100, None, None, None)
     assert out["total"] == total == len(out["items"]) and out["pages"] == 1
     assert {i["status"] for i in out["items"]} == {"open", "resolved"}  # status overrides joined in
