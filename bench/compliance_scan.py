@@ -22,9 +22,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from bench.api_load import Readers, peak_rss_mb
 from bench.polars_baseline import polars_scan
 from harness.data import MAPPING, RULES
-from harness.system import Broker, System
+from harness.system import TOKEN, Broker, System
 from services.adapters.readers import read_table
 from services.domain.planning import typed_for_scan, with_row_numbers
 from services.domain.rules import evaluate, parse_rule
@@ -119,13 +120,15 @@ def p99(samples: list[float]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", type=int, nargs="+", default=[50_000, 1_000_000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[50_000, 250_000, 1_000_000],
+                        help="records per scan (add 4000000 for the issue's growth figure: about 4 GB of RAM)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--readers", type=int, default=20, help="concurrent API readers while the largest scan runs")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, bench_system(Path(tmp)) as (system, api):
         policy_id = bench_policy(api)
         print(f"{'records':>9} {'ledger s':>9} {'in-proc s':>9} {'ratio':>6} {'polars s':>9} "
-              f"{'× polars':>8} {'violations':>10} {'status p99 ms (while running)':>13}")
+              f"{'× polars':>8} {'violations':>10} {'µs/record':>9} {'status p99 ms':>13}  peak RSS MB (so far)")
         for n in args.sizes:
             csv = make_csv(n)
             upload_id, mapping_id = upload_mapped(api, csv)
@@ -138,12 +141,32 @@ def main() -> None:
             outside, polars_found = min((polars_scan(str(csv_path)) for _ in range(args.repeat)), key=lambda r: r[0])
             assert body["status"] == "completed" and body["violation_count"] == found == polars_found, \
                 (body, found, polars_found)
+            rss = ", ".join(f"{name} {peak_rss_mb(p.pid):,.0f}" for name, p in system.processes.items())
             print(f"{n:>9} {best:>9.3f} {local:>9.3f} {best / local:>6.1f} {outside:>9.3f} "
-                  f"{best / outside:>8.1f} {found:>10} {p99(reads) * 1000:>13.1f}", flush=True)
+                  f"{best / outside:>8.1f} {found:>10} {best / n * 1e6:>9.2f} {p99(reads) * 1000:>13.1f}  {rss}",
+                  flush=True)
+        api_under_load(system, api, policy_id, upload_id, mapping_id, args.readers)
         replay_into = f"sqlite:///{Path(tmp) / 'replay.db'}"
         events, seconds = metered(system.cli("replay", "--into", replay_into).stderr)
         print(f"replay: {events} events in {seconds:.2f} s = {events / seconds:,.0f} events/s "
               f"(budget 50,000/s)", flush=True)
+
+
+def api_under_load(system: System, api: httpx.Client, policy_id: str, upload_id: str, mapping_id: str,
+                   clients: int) -> None:
+    """`clients` readers of a scan's status, a page of its violations and the operations list (a dashboard
+    over the last scan), idle and then while another scan of the same upload runs: the latency users
+    see from the API while the ledger is busy."""
+    _, last, _ = ledger_scan(api, policy_id, upload_id, mapping_id)
+    with Readers(system.url, TOKEN, last["id"], clients) as idle:
+        time.sleep(3)
+    with Readers(system.url, TOKEN, last["id"], clients) as busy:
+        seconds, _, _ = ledger_scan(api, policy_id, upload_id, mapping_id)
+    for label, readers in (("idle", idle), (f"while a scan runs ({seconds:.1f} s)", busy)):
+        p50, p99_ms, rate, errors = readers.summary()
+        print(f"API, {clients} readers {label}: p50 {p50:.1f} ms, p99 {p99_ms:.1f} ms, {rate:,.0f} req/s, "
+              f"{errors} errors", flush=True)
+
 
 if __name__ == "__main__":
     main()

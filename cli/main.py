@@ -54,6 +54,10 @@ def cmd_api(args) -> None:
 
     settings = _settings(args)
     prepare_database(settings)
+    # The database threads release the GIL inside SQLite and must win it back from the event loop;
+    # at Python's 5 ms switch interval, 20 concurrent readers queue behind each other's handoffs
+    # (bench/compliance_scan.py: 420 -> 560 req/s, p50 31 -> 23 ms).
+    sys.setswitchinterval(0.0005)
     uvicorn.run(create_app(settings), host=args.host, port=settings.port, log_level="warning")
 
 
