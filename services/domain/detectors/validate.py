@@ -26,7 +26,12 @@ def spans(regex: re2._Regexp, text: str, pos: int = 0):
         for m in regex.finditer(text, pos):
             yield m.span()
         return
-    data, end, compiled = text.encode("ascii"), len(text), regex._regexp
+    yield from byte_spans(regex, text.encode("ascii"), pos)
+
+
+def byte_spans(regex: re2._Regexp, data, pos: int = 0):
+    """[start, end) byte offsets of each match in UTF-8 `data` (bytes or any buffer)."""
+    end, compiled = len(data), regex._regexp
     while pos <= end:
         start, stop = compiled.Match(_UNANCHORED, data, pos, end)[0]
         if start < 0:
