@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+import re2
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -335,3 +336,19 @@ def test_the_joined_prefilter_pass_finds_what_a_pass_per_cell_finds(columns, own
     pieces = [Piece(None if k % 2 else f"c{k}", pa.array(cells, pa.string()).slice(min(skip, len(cells))))
               for k, (cells, skip) in enumerate(columns)]
     assert Engine(detectors).scan(pieces) == PerCell(detectors).scan(pieces)
+
+
+def prefilters_pass(cell):
+    for detector in selected_detectors(None, _OWN):
+        assert not detector.find(cell) or re2.search(detector.prefilter, cell), (detector.name, cell)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_CELL.filter(bool))
+def test_a_prefilter_passes_every_cell_its_detector_finds_something_in(cell):
+    prefilters_pass(cell)
+
+
+def test_every_planted_value_passes_its_detectors_prefilter(corpus):
+    for _, value in corpus.planted_values:
+        prefilters_pass(value)
