@@ -19,7 +19,9 @@ A repeated cell value is validated once per batch (a column of the same few emai
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import compress
 
 import numpy as np
 import pyarrow as pa
@@ -162,29 +164,30 @@ class Engine:
         return index
 
     def _matches(self, values: pa.Array, marks: list[tuple[int, int]]):
-        if len(values) == 0:
+        if len(values) == 0 or not self.detectors:
             return
         index = self._candidates(values)
         if len(index) == 0:
             return
         candidates = values.take(pa.array(index))
-        # Which detectors to try on which candidate: one vectorized pass each, over candidates only.
-        tried = [(d, pc.fill_null(pc.match_substring_regex(candidates, d.prefilter), False)
-                  .to_numpy(zero_copy_only=False)) for d in self.detectors]
+        # Which detectors to try on which candidate: one vectorized pass each, over candidates only;
+        # a row of Python booleans per candidate, for compress().
+        tried = np.column_stack([pc.fill_null(pc.match_substring_regex(candidates, d.prefilter), False)
+                                 .to_numpy(zero_copy_only=False) for d in self.detectors]).tolist()
         cache: dict[str, list] = {}
         for k, (i, cell) in enumerate(zip(index.tolist(), candidates.to_pylist(), strict=True)):
             if "PRIVATE KEY" in cell and "-----" in cell:
                 marks += [(i, 1)] * ("-----BEGIN " in cell) + [(i, 0)] * ("-----END " in cell)
             found = cache.get(cell)
             if found is None:
-                found = self._validate(cell, [d for d, hit in tried if hit[k]])
+                found = self._validate(cell, compress(self.detectors, tried[k]))
                 if len(cache) < _CACHE_LIMIT:
                     cache[cell] = found
             for detector, a, b, conf, text in found:
                 yield i, detector, a, b, conf, text
 
     @staticmethod
-    def _validate(cell: str, detectors: list[Detector]) -> list:
+    def _validate(cell: str, detectors: Iterable[Detector]) -> list:
         claimed: list[tuple[int, int]] = []
         found = []
         for detector in detectors:
