@@ -3,16 +3,22 @@ them (services/adapters/file_cells): precision and recall per family on the labe
 (harness/corpus.py), focused true and false positives, masking, and inputs that must not hang."""
 import gzip
 import io
+import random
 import time
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+import re2
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from harness.corpus import FAMILIES, Values, finding_key, generate, score
 from services.adapters.file_cells import Limits, scan_file, scan_files
-from services.domain.detectors import Engine
+from services.domain.detectors import Engine, Piece, selected_detectors
+from services.domain.detectors.engine import _PEM_END
 
 ENGINE = Engine()
 
@@ -297,3 +303,52 @@ def test_an_allow_listed_value_is_never_reported_however_it_is_written():
             b" dev@example.com\n")
     found = scan_file(text, "a.txt", Engine(allow=allow)).findings
     assert sorted(f.masked for f in found) == ["************0004", "d***@example.com"]
+
+
+# -- the prefilter pass over cells joined by newlines ---------------------------------------------------
+
+class PerCell(Engine):
+    """The general path: the union of every prefilter matched against each cell on its own (pyarrow),
+    as the engine ran it before it joined cells into one text for google-re2."""
+
+    def _candidates(self, values):
+        union = "|".join(f"(?:{p})" for p in [d.prefilter for d in self.detectors] + [_PEM_END])
+        return pc.indices_nonzero(pc.fill_null(pc.match_substring_regex(values, union), False)).to_numpy()
+
+
+_VALUES = Values(random.Random(23))
+_PLANTED = [getattr(_VALUES, family)() for family in FAMILIES for _ in range(4)] + \
+    [_VALUES.negative() for _ in range(40)] + ["-----BEGIN RSA PRIVATE KEY-----", "-----END RSA PRIVATE KEY-----"]
+_FRAGMENT = st.one_of(st.sampled_from(_PLANTED), st.text("aZ09 -.:@+/_=\n\u00a0\u00e9\u20ac", max_size=12),
+                      st.sampled_from(["EMP-123456", "EMP-", "AKIA", "AccountKey=", "ghp_", "xoxb-1-", "::"]))
+_CELL = st.one_of(st.none(), st.lists(_FRAGMENT, max_size=5).map("".join))
+_OWN = [{"name": "employee_id", "pattern": r"^EMP-[0-9]{6}$", "checksum": None, "confidence": 0.9},
+        {"name": "spread", "pattern": r"EMP(?s:.)+?[0-9]{3}", "checksum": None, "confidence": 0.5}]
+
+
+@settings(max_examples=300, deadline=None)
+@example([(["x" * 40, "a", "mail jane@example.com"], 1)], False)  # one piece: its own array, sliced
+@given(st.lists(st.tuples(st.lists(_CELL, max_size=8), st.integers(0, 3)), min_size=1, max_size=3), st.booleans())
+def test_the_joined_prefilter_pass_finds_what_a_pass_per_cell_finds(columns, own):
+    """Columns and text lines, sliced arrays (offsets not at 0), nulls, newlines and non-ASCII inside
+    cells, a workspace's own patterns (anchored, or matching across a newline): the same findings."""
+    detectors = selected_detectors(None, _OWN if own else ())
+    pieces = [Piece(None if k % 2 else f"c{k}", pa.array(cells, pa.string()).slice(min(skip, len(cells))))
+              for k, (cells, skip) in enumerate(columns)]
+    assert Engine(detectors).scan(pieces) == PerCell(detectors).scan(pieces)
+
+
+def prefilters_pass(cell):
+    for detector in selected_detectors(None, _OWN):
+        assert not detector.find(cell) or re2.search(detector.prefilter, cell), (detector.name, cell)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_CELL.filter(bool))
+def test_a_prefilter_passes_every_cell_its_detector_finds_something_in(cell):
+    prefilters_pass(cell)
+
+
+def test_every_planted_value_passes_its_detectors_prefilter(corpus):
+    for _, value in corpus.planted_values:
+        prefilters_pass(value)

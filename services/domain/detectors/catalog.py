@@ -1,9 +1,11 @@
 """The detectors: what each looks for, how a candidate is validated, how it is masked.
 
 Each detector has
-- a `prefilter`: an RE2 pattern (pyarrow.compute runs it over whole columns) that matches every
-  cell the detector could find something in, a superset, so cells that fail it never reach
-  Python;
+- a `prefilter`: an RE2 pattern (the engine runs the union of them over whole batches) that
+  matches every cell the detector could find something in, a superset, so cells that fail it
+  never reach Python. It is the shortest telling part of the pattern (a key's prefix, not its
+  35 characters after it): the union is one DFA, built lazily, and every counted repetition in
+  it multiplies its states;
 - `find(cell)`: exact extraction with google-re2 (linear time: no backtracking, so no input can
   hang a worker; RE2 has no look-arounds, so word boundaries are checked on the characters
   around a match) and validation (checksums, number plans, issuing rules);
@@ -261,19 +263,19 @@ def _find_tokens(cell: str) -> list[Hit]:
 DETECTORS: list[Detector] = [
     Detector("private_key", "private_key", r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY", _find_private_keys,
              _mask_private_key),
-    Detector("aws_access_key_id", "cloud_key", r"A(?:KIA|SIA|BIA|CCA|GPA|IDA|ROA|NPA|NVA|IPA)[A-Z2-7]{16}",
+    Detector("aws_access_key_id", "cloud_key", r"A(?:KIA|SIA|BIA|CCA|GPA|IDA|ROA|NPA|NVA|IPA)[A-Z2-7]{4}",
              _finder(r"A(?:KIA|SIA|BIA|CCA|GPA|IDA|ROA|NPA|NVA|IPA)[A-Z2-7]{16}", _aws), v.mask_prefix),
-    Detector("gcp_api_key", "cloud_key", r"AIza[0-9A-Za-z_-]{35}",
+    Detector("gcp_api_key", "cloud_key", r"AIza[0-9A-Za-z_-]",
              _finder(r"AIza[0-9A-Za-z_-]{35}", lambda _: 0.95, after="-"), v.mask_prefix),
-    Detector("github_token", "cloud_key", r"gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{82}",
+    Detector("github_token", "cloud_key", r"gh[pousr]_[A-Za-z0-9]|github_pat_[A-Za-z0-9_]",
              _finder(r"gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{82}", _github), v.mask_prefix),
     Detector("slack_token", "cloud_key", r"xox[abposr]-\d+-|hooks\.slack\.com/services/T",
              _finder(r"xox[abposr]-(?:\d+-){1,3}[A-Za-z0-9]{16,64}"
                      r"|https://hooks\.slack\.com/services/T[A-Z0-9]{6,}/B[A-Z0-9]{6,}/[A-Za-z0-9]{20,}",
                      lambda _: 0.95, after="-"), v.mask_prefix),
-    Detector("azure_storage_key", "cloud_key", r"AccountKey=[A-Za-z0-9+/]{86}==",
+    Detector("azure_storage_key", "cloud_key", r"AccountKey=[A-Za-z0-9+/]",
              _finder(r"AccountKey=[A-Za-z0-9+/]{86}==", _azure), lambda t: "AccountKey=" + "*" * (len(t) - 11)),
-    Detector("stripe_secret_key", "cloud_key", r"[rs]k_live_[0-9A-Za-z]{24}",
+    Detector("stripe_secret_key", "cloud_key", r"[rs]k_live_[0-9A-Za-z]",
              _finder(r"[rs]k_live_[0-9A-Za-z]{24,99}", lambda _: 0.95), v.mask_prefix),
     Detector("iban", "iban", r"[A-Z]{2}\d{2} ?[A-Z0-9]{4}",
              _finder(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?", _iban), v.mask_iban),
@@ -283,7 +285,7 @@ DETECTORS: list[Detector] = [
              r"\d{8}-?[A-Z]|[XYZ]-?\d{7}-?[A-Z]|[A-Z]{6}\d\d[A-Z]\d\d[A-Z]\d{3}[A-Z]|\d{3}\.\d{3}\.\d{3}-\d\d",
              _finder(r"\d{8}-?[A-Z]|[XYZ]-?\d{7}-?[A-Z]|[A-Z]{6}\d\d[A-Z]\d\d[A-Z]\d{3}[A-Z]"
                      r"|\d{3}\.\d{3}\.\d{3}-\d\d", _national, "-.", "-."), v.mask_tail),
-    Detector("email", "email", _EMAIL, _finder(_EMAIL, _email, after="@"), v.mask_email),
+    Detector("email", "email", r"[A-Za-z0-9._%+-]@[A-Za-z0-9-]", _finder(_EMAIL, _email, after="@"), v.mask_email),
     Detector("phone", "phone", r"\+[1-9]\d|\d{3}\) ?\d{3}[ .-]\d{4}|\d{3}[ .-]\d{3}[ .-]\d{4}", _find_phones,
              v.mask_phone),
     Detector("ipv4", "ip_address", r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}", _find_ipv4, v.mask_ip),

@@ -5,9 +5,10 @@ Per array of cells (a column of a batch) or lines (a slice of a text file):
 1. the pieces of a batch (columns of many files, slices of lines) are concatenated, so the
    vectorized passes below run once per batch: pyarrow compiles a regex on every call, which
    costs more than scanning a small file;
-2. one RE2 pass (pyarrow.compute) with the union of the detectors' prefilters picks the cells
-   that could hold anything; the high-entropy prefilter (a 32-character run, which multiplies
-   the union's DFA states) runs on its own, over cells of 32+ bytes only;
+2. one RE2 pass (google-re2) of the union of the catalog's prefilters over the batch's cells
+   joined by newlines picks the cells that could hold anything (pyarrow's per-cell kernel
+   spends more on each 20-odd byte cell than on its bytes); a workspace's own prefilters, which
+   may match a newline or a cell's edges (^, \\A), run per cell (pyarrow.compute);
 3. in Python, each candidate cell is offered to the detectors in catalog order (google-re2,
    compiled once); a string one detector claims is not offered to the next
    (see catalog.DETECTORS) whose own prefilter matched it (one more vectorized pass per
@@ -17,18 +18,29 @@ A repeated cell value is validated once per batch (a column of the same few emai
 """
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import compress
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import re2
 
-from services.domain.detectors.catalog import DETECTORS, Detector
-from services.domain.detectors.validate import allow_key
+from services.domain.detectors.catalog import CUSTOM_FAMILY, DETECTORS, Detector
+from services.domain.detectors.validate import allow_key, byte_spans
 
 _CACHE_LIMIT = 4096
 _PEM_END = r"-----END [A-Z0-9 ]*PRIVATE KEY"
-_LONG = 32  # the shortest high-entropy token
+_OPTIONS = re2.Options()
+# No catalog prefilter matches a newline or depends on a cell's edges; never_nl makes sure of the
+# first, so a match in cells joined by newlines is a match in one cell, as in that cell alone.
+_OPTIONS.never_nl = True
+_OPTIONS.never_capture = True
+# The union (counted repetitions of several detectors) is a DFA of many states: in RE2's default
+# 8 MiB its cache thrashes, and the pass runs at half speed.
+_OPTIONS.max_mem = 64 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +91,8 @@ class Engine:
     allow: frozenset[str] = frozenset()  # a workspace's allow-list (validate.allow_key): never reported
 
     def __post_init__(self) -> None:
-        # END lines of private key blocks are candidates too: they close the body (see scan).
-        self._any = "|".join([f"(?:{d.prefilter})" for d in self.detectors if d.family != "high_entropy"]
-                             + [_PEM_END])
-        self._token = "|".join(f"(?:{d.prefilter})" for d in self.detectors if d.family == "high_entropy")
+        self._any = _joined(tuple(d.prefilter for d in self.detectors if d.family != CUSTOM_FAMILY))
+        self._per_cell = "|".join(f"(?:{d.prefilter})" for d in self.detectors if d.family == CUSTOM_FAMILY)
 
     def scan(self, pieces: list[Piece], states: list[LineState | None] | None = None) -> list[list[Finding]]:
         """Findings of each piece, in one batch. `states[i]` carries a text file's state from
@@ -140,39 +150,44 @@ class Engine:
     # -- internals -----------------------------------------------------------------------------
 
     def _candidates(self, values: pa.Array) -> np.ndarray:
-        hit = pc.indices_nonzero(pc.fill_null(pc.match_substring_regex(values, self._any), False))
-        index = hit.to_numpy()
-        if self._token:
-            long = pc.indices_nonzero(pc.fill_null(pc.greater_equal(pc.binary_length(values), _LONG), False))
-            if len(long):
-                token = pc.fill_null(pc.match_substring_regex(values.take(long), self._token), False)
-                index = np.union1d(index, long.filter(token).to_numpy())
+        """Indices of the cells a prefilter matches, ascending (a null cell is an empty line)."""
+        filled = pc.fill_null(values, "") if values.null_count else values
+        text = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(filled)], pa.int32()), filled), "\n")
+        offsets = np.frombuffer(filled.buffers()[1], np.int32, len(filled) + 1, filled.offset * 4)
+        starts = offsets[:-1] - offsets[0] + np.arange(len(values))  # of each cell in `text`
+        # A cell may hold newlines (a JSON string): one more match in the same cell, unique() drops it.
+        ends = [b for _, b in byte_spans(self._any, text[0].as_buffer())]
+        index = np.unique(np.searchsorted(starts, ends, "right") - 1)
+        if self._per_cell:
+            hit = pc.indices_nonzero(pc.fill_null(pc.match_substring_regex(values, self._per_cell), False))
+            index = np.union1d(index, hit.to_numpy().astype(np.int64))
         return index
 
     def _matches(self, values: pa.Array, marks: list[tuple[int, int]]):
-        if len(values) == 0:
+        if len(values) == 0 or not self.detectors:
             return
         index = self._candidates(values)
         if len(index) == 0:
             return
         candidates = values.take(pa.array(index))
-        # Which detectors to try on which candidate: one vectorized pass each, over candidates only.
-        tried = [(d, pc.fill_null(pc.match_substring_regex(candidates, d.prefilter), False)
-                  .to_numpy(zero_copy_only=False)) for d in self.detectors]
+        # Which detectors to try on which candidate: one vectorized pass each, over candidates only;
+        # a row of Python booleans per candidate, for compress().
+        tried = np.column_stack([pc.fill_null(pc.match_substring_regex(candidates, d.prefilter), False)
+                                 .to_numpy(zero_copy_only=False) for d in self.detectors]).tolist()
         cache: dict[str, list] = {}
         for k, (i, cell) in enumerate(zip(index.tolist(), candidates.to_pylist(), strict=True)):
             if "PRIVATE KEY" in cell and "-----" in cell:
                 marks += [(i, 1)] * ("-----BEGIN " in cell) + [(i, 0)] * ("-----END " in cell)
             found = cache.get(cell)
             if found is None:
-                found = self._validate(cell, [d for d, hit in tried if hit[k]])
+                found = self._validate(cell, compress(self.detectors, tried[k]))
                 if len(cache) < _CACHE_LIMIT:
                     cache[cell] = found
             for detector, a, b, conf, text in found:
                 yield i, detector, a, b, conf, text
 
     @staticmethod
-    def _validate(cell: str, detectors: list[Detector]) -> list:
+    def _validate(cell: str, detectors: Iterable[Detector]) -> list:
         claimed: list[tuple[int, int]] = []
         found = []
         for detector in detectors:
@@ -181,6 +196,16 @@ class Engine:
                     claimed.append((a, b))
                     found.append((detector, a, b, conf, cell[a:b]))
         return found
+
+
+@functools.lru_cache(maxsize=16)
+def _joined(prefilters: tuple[str, ...]) -> re2._Regexp:
+    """The union of the catalog's prefilters, compiled once per process: RE2 builds its DFA state by
+    state as the text needs them (0.1-0.3 s over the first tens of MB), so engines (one a chunk)
+    share one. END lines of private key blocks are candidates too: they close a body (see scan).
+    A match runs on to the end of its line: the next search starts on the next line (the rest of
+    a candidate need not be searched), so each byte is read a bounded number of times."""
+    return re2.compile("(?:" + "|".join(f"(?:{p})" for p in (*prefilters, _PEM_END)) + ")[^\n]*", _OPTIONS)
 
 
 def _strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:

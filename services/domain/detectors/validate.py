@@ -11,6 +11,7 @@ import hashlib
 import ipaddress
 import math
 from collections import Counter
+from collections.abc import Iterator
 
 import re2
 
@@ -18,15 +19,18 @@ Span = tuple[int, int]  # [start, end) of a match in a cell
 _UNANCHORED = re2._re2.RE2.Anchor.UNANCHORED
 
 
-def spans(regex: re2._Regexp, text: str, pos: int = 0):
+def spans(regex: re2._Regexp, text: str, pos: int = 0) -> Iterator[Span]:
     """[start, end) of each match, left to right, in linear time. For ASCII text (almost every
     cell) RE2 is called directly on the bytes: google-re2's finditer spends ~10 us of Python
     per match converting offsets, more than the match itself. Other text goes through it."""
     if not text.isascii():
-        for m in regex.finditer(text, pos):
-            yield m.span()
-        return
-    data, end, compiled = text.encode("ascii"), len(text), regex._regexp
+        return (m.span() for m in regex.finditer(text, pos))
+    return byte_spans(regex, text.encode("ascii"), pos)
+
+
+def byte_spans(regex: re2._Regexp, data, pos: int = 0) -> Iterator[Span]:
+    """[start, end) byte offsets of each match in UTF-8 `data` (bytes or any buffer)."""
+    end, compiled = len(data), regex._regexp
     while pos <= end:
         start, stop = compiled.Match(_UNANCHORED, data, pos, end)[0]
         if start < 0:
