@@ -51,9 +51,11 @@ def cmd_api(args) -> None:
     import uvicorn
 
     from api.app import create_app
+    from services.adapters.arrow_memory import keep_freed_pages
 
     settings = _settings(args)
     prepare_database(settings)
+    keep_freed_pages()  # uploads are read into Arrow tables
     # The database threads release the GIL inside SQLite and must win it back from the event loop;
     # at Python's 5 ms switch interval, 20 concurrent readers queue behind each other's handoffs
     # (bench/compliance_scan.py: 420 -> 560 req/s, p50 31 -> 23 ms).
@@ -62,17 +64,21 @@ def cmd_api(args) -> None:
 
 
 def cmd_worker(args) -> None:
+    from services.adapters.arrow_memory import keep_freed_pages
     from streams.app import run_worker
 
     # Evaluators are throughput work: on a shared machine they yield the CPU to the API and
     # the projector, whose reads users are waiting on.
     os.nice(int(os.environ.get("SCANLEDGER_WORKER_NICE", "5")))
+    keep_freed_pages()
     run_worker(_settings(args), loglevel=args.loglevel)
 
 
 def cmd_scan_worker(_args) -> None:
     from byoc.worker import main_from_env
+    from services.adapters.arrow_memory import keep_freed_pages
 
+    keep_freed_pages()
     raise SystemExit(main_from_env())
 
 
