@@ -19,6 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from harness.corpus import FAMILIES, finding_key, generate, score
+from services.adapters.arrow_memory import keep_freed_pages
 from services.adapters.file_cells import load, pieces, scan_files
 from services.domain.detectors import Engine
 
@@ -40,6 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     pa.set_cpu_count(1)
     pa.set_io_thread_count(1)
+    keep_freed_pages()  # the memory pool the worker scans with (cli/main.py)
 
     corpus = generate(args.seed, files=args.files, rows=args.rows, positive_rate=args.positive_rate,
                       negative_rate=args.negative_rate)
