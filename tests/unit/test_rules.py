@@ -522,7 +522,7 @@ _TIME_SHAPES = st.sampled_from([
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_TIME_SHAPES, max_size=12), st.integers(0, 3))
 def test_the_zoned_iso_fast_path_agrees_with_the_text_path(values, chunks):
-    from services.domain.rules import RuleError, _text_timestamps, _timestamps
+    from services.domain.rules import RuleError, _parsed_timestamps, _text_timestamps
 
     cut = sorted({len(values) * i // (chunks + 1) for i in range(1, chunks + 1)})
     bounds = zip([0, *cut], [*cut, len(values)], strict=True)
@@ -535,4 +535,26 @@ def test_the_zoned_iso_fast_path_agrees_with_the_text_path(values, chunks):
             return "error", str(exc)
         return times.to_pylist(), None if unread is None else unread.to_pylist()
 
-    assert outcome(_timestamps) == outcome(_text_timestamps)
+    assert outcome(_parsed_timestamps) == outcome(_text_timestamps)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_TIME_SHAPES, min_size=1, max_size=12), st.integers(0, 5), st.integers(0, 5))
+def test_a_parsed_column_is_kept_only_for_its_own_buffers(values, start, length):
+    """Slices of one array share its buffers at other offsets: each is its own entry, and a column
+    parsed again (another rule of the unit) is the kept parse, exactly."""
+    from services.domain.rules import RuleError, _parsed_timestamps, _timestamps
+
+    def outcome(fn, col):
+        try:
+            times, unread = fn(col, "Date")
+        except RuleError as exc:
+            return "error", str(exc)
+        return times.to_pylist(), None if unread is None else unread.to_pylist()
+
+    whole = pa.array(values, pa.string())
+    for col in (pa.chunked_array([whole]), pa.chunked_array([whole.slice(start, length)], pa.string()),
+                pa.chunked_array([whole.slice(start)], pa.string()), pa.chunked_array([pa.array(values)])):
+        assert outcome(_timestamps, col) == outcome(_parsed_timestamps, col)
+        if outcome(_timestamps, col)[0] != "error":
+            assert _timestamps(col, "Date") is _timestamps(col, "Date")  # the second rule's parse is the first's
