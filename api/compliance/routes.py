@@ -56,13 +56,18 @@ class ViolationQuery(BaseModel):
 async def list_violations(request: Request):
     """The violations of a scan, paginated, filtered by rule, status and severity."""
     principal = await authenticate(request, "assets:read")
-    db = request.state.db
     scan_id = request.path_params["id"]
-    if await run_db(request, reads.scan_or_pending, db, principal.workspace_id, scan_id) == (None, None):
-        raise not_found("Scan not found")
-    query = parse(ViolationQuery, dict(request.query_params))
-    return json_response(await run_db(request, reads.violations_page, db, scan_id, query.page, query.size,
-                                      query.rule_id, query.status, query.severity))
+
+    def page(db):
+        # one trip to a database thread, one snapshot: the scan found, then its page as of the same commit
+        with snapshot(db):
+            if reads.scan_or_pending(db, principal.workspace_id, scan_id) == (None, None):
+                raise not_found("Scan not found")
+            query = parse(ViolationQuery, dict(request.query_params))
+            return reads.violations_page(db, scan_id, query.page, query.size, query.rule_id, query.status,
+                                         query.severity)
+
+    return json_response(await run_db(request, page, request.state.db))
 
 
 @request_body("PATCH", "/api/violations/{id}")
