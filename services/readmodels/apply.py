@@ -120,7 +120,7 @@ def apply_batch(conn, records: list[Record]) -> None:
     for type_, recs in batched.items():
         for apply in HANDLERS[type_]:
             apply(conn, recs)
-        touched.update(rec.row[violations.SCAN_ID] if rec.row else rec.event["data"]["scan_id"] for rec in recs)
+        touched.update(violations.row(rec)[violations.SCAN_ID] for rec in recs)
     for scan_id in sorted(touched):
         scans.finalize(conn, scan_id)
     _store_offsets(conn, records)

@@ -40,14 +40,19 @@ def row_of(v: Violation) -> tuple:
             to_json(d.observed) if d.observed else None, to_json(d.record) if d.record else None)
 
 
+def row(rec: Record) -> tuple:
+    """A violation record's row: decoded with it (services.readmodels.apply.decode_record), or from its event."""
+    return rec.row or row_of_event(rec.event)
+
+
 def violations_detected(conn, recs: list[Record]) -> None:
     """Insert the batch's violations, scan by scan, and count on each scan the ones that were new: a
     re-delivered violation is not inserted (its id is the key), so it is not counted twice. The
     count is the insert's own (rowcount), not a lookup of every id before it."""
     per_scan: dict[str, list[tuple]] = {}
     for rec in recs:
-        row = rec.row or row_of_event(rec.event)
-        per_scan.setdefault(row[SCAN_ID], []).append(row)
+        values = row(rec)
+        per_scan.setdefault(values[SCAN_ID], []).append(values)
     counted = []
     for scan_id, rows in per_scan.items():
         inserted = conn.executemany(INSERT, rows).rowcount
