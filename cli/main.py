@@ -33,6 +33,8 @@ def _settings(args) -> Settings:
         os.environ["SCANLEDGER_DATA_DIR"] = str(Path(args.data_dir).resolve())
     if getattr(args, "port", None):
         os.environ["SCANLEDGER_PORT"] = str(args.port)
+    if getattr(args, "nodes", None):
+        os.environ["SCANLEDGER_BROKER_NODES"] = str(args.nodes)
     return Settings.from_env()
 
 
@@ -211,6 +213,11 @@ def cmd_broker(args) -> None:
     elif args.action == "start":
         localbroker.start(settings)
         print(f"Kafka broker running at {settings.bootstrap_servers} (data in {settings.broker_dir})")
+        if settings.broker_nodes > 1:
+            print(f"a {settings.broker_nodes}-node cluster: topics get {settings.replicas} replicas, writes need "
+                  f"{settings.min_insync} in sync; run the other processes with SCANLEDGER_BROKER_NODES="
+                  f"{settings.broker_nodes} (or KAFKA_BOOTSTRAP_SERVERS={settings.bootstrap_servers} "
+                  f"SCANLEDGER_REPLICATION_FACTOR={settings.replicas})")
     elif args.action == "stop":
         print("stopped" if localbroker.stop(settings) else "not running")
     else:
@@ -311,6 +318,7 @@ def main(argv: list[str] | None = None) -> None:
     up = command("up", cmd_up, "start broker, worker, projector and API locally")
     up.add_argument("--port", type=int, help="API port (default 8000 or SCANLEDGER_PORT)")
     up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--nodes", type=int, help="nodes of the local Kafka cluster (default 1 or SCANLEDGER_BROKER_NODES)")
     api = command("api", cmd_api, "serve the HTTP API")
     api.add_argument("--port", type=int)
     api.add_argument("--host", default="127.0.0.1")
@@ -340,10 +348,17 @@ def main(argv: list[str] | None = None) -> None:
     dead_letters.add_argument("--bytes", type=int, default=80, help="bytes of each value shown (default 80)")
     broker = command("broker", cmd_broker, "the local Apache Kafka broker")
     broker.add_argument("action", choices=["start", "stop", "status", "fetch"])
+    broker.add_argument("--nodes", type=int, help="nodes of the cluster: 1 (default, or SCANLEDGER_BROKER_NODES) or"
+                        " e.g. 3, each a broker and a KRaft controller, topics replicated on up to 3")
     schemas = command("schemas", cmd_schemas, "write the JSON Schemas of every event", data_dir=False)
     schemas.add_argument("--out", default="docs/schemas")
     args = parser.parse_args(argv)
-    args.func(args)
+    from cli.localbroker import BrokerError
+
+    try:
+        args.func(args)
+    except BrokerError as exc:  # what to fix, not a traceback
+        sys.exit(f"scanledger {args.command}: {exc}")
 
 
 if __name__ == "__main__":

@@ -66,6 +66,9 @@ class Settings:
     # None means: run (or use) the project's own local broker on broker_port.
     kafka_bootstrap: str | None = None
     broker_port: int = 9092
+    # Nodes of the local broker: 1, or a cluster (each node a combined broker and controller; node i
+    # listens on broker_port + 2i and its controller on the port after).
+    broker_nodes: int = 1
     database_url: str | None = None
     topics: Topics = field(default_factory=Topics)
     commands_partitions: int = 6
@@ -73,7 +76,10 @@ class Settings:
     work_partitions: int = 12
     violations_partitions: int = 12
     dead_letter_partitions: int = 3
-    replication_factor: int = 1
+    # None: as many replicas as the local cluster has nodes, up to 3 (1 for any other Kafka: set it there).
+    replication_factor: int | None = None
+    # None: 2 once topics have 3 or more replicas (one broker may be down and writes go on), else 1.
+    min_insync_replicas: int | None = None
     port: int = 8000
     admin_token: str | None = None
     max_upload_records: int = 5_000_000
@@ -135,6 +141,7 @@ class Settings:
             data_dir=data_dir,
             kafka_bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
             broker_port=_int("SCANLEDGER_BROKER_PORT", 9092),
+            broker_nodes=_int("SCANLEDGER_BROKER_NODES", 1),
             database_url=os.environ.get("SCANLEDGER_DATABASE_URL") or None,
             topics=Topics(os.environ.get("SCANLEDGER_TOPIC_PREFIX") or "scanledger"),
             commands_partitions=_int("SCANLEDGER_COMMANDS_PARTITIONS", 6),
@@ -142,7 +149,8 @@ class Settings:
             work_partitions=_int("SCANLEDGER_WORK_PARTITIONS", 12),
             violations_partitions=_int("SCANLEDGER_VIOLATIONS_PARTITIONS", 12),
             dead_letter_partitions=_int("SCANLEDGER_DEAD_LETTER_PARTITIONS", 3),
-            replication_factor=_int("SCANLEDGER_REPLICATION_FACTOR", 1),
+            replication_factor=_int("SCANLEDGER_REPLICATION_FACTOR", 0) or None,
+            min_insync_replicas=_int("SCANLEDGER_MIN_INSYNC_REPLICAS", 0) or None,
             port=_int("SCANLEDGER_PORT", 8000),
             admin_token=os.environ.get("SCANLEDGER_ADMIN_TOKEN") or None,
             max_upload_records=_int("SCANLEDGER_MAX_UPLOAD_RECORDS", 5_000_000),
@@ -200,7 +208,20 @@ class Settings:
 
     @property
     def bootstrap_servers(self) -> str:
-        return self.kafka_bootstrap or f"127.0.0.1:{self.broker_port}"
+        return self.kafka_bootstrap or ",".join(f"127.0.0.1:{self.broker_port + 2 * i}"
+                                                for i in range(self.broker_nodes))
+
+    @property
+    def replicas(self) -> int:
+        """The replication factor of the topics the project creates."""
+        if self.replication_factor:
+            return self.replication_factor
+        return min(3, self.broker_nodes) if self.uses_local_broker else 1
+
+    @property
+    def min_insync(self) -> int:
+        """min.insync.replicas of those topics: with acks=all a write needs this many replicas."""
+        return self.min_insync_replicas or (2 if self.replicas >= 3 else 1)
 
     @property
     def uses_local_broker(self) -> bool:

@@ -33,7 +33,7 @@ def create_app(settings: Settings) -> faust.App:
     app = faust.App(
         settings.streams_group, broker=f"kafka://{settings.bootstrap_servers}", store="memory://",
         processing_guarantee="at_least_once", web_enabled=False, topic_partitions=settings.events_partitions,
-        topic_replication_factor=settings.replication_factor, consumer_auto_offset_reset="earliest",
+        topic_replication_factor=settings.replicas, consumer_auto_offset_reset="earliest",
         broker_commit_every=100, broker_commit_interval=0.5, table_standby_replicas=0, stream_wait_empty=False,
         producer_linger_ms=1,
         # a crashed worker's partitions move to the others after 10 s, not the 60 s default

@@ -1,4 +1,4 @@
-"""The project's own single-node Kafka broker for `scanledger up` and the tests (see broker.py)."""
-from cli.localbroker.broker import BrokerError, ensure_jars, start, status, stop
+"""The project's own Kafka broker, one node or a local cluster, for `scanledger up` and the tests (see broker.py)."""
+from cli.localbroker.broker import BrokerError, ensure_jars, kill_node, nodes, start, status, stop
 
-__all__ = ["BrokerError", "ensure_jars", "start", "status", "stop"]
+__all__ = ["BrokerError", "ensure_jars", "kill_node", "nodes", "start", "status", "stop"]

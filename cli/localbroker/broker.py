@@ -1,10 +1,13 @@
-"""The project's own single-node Apache Kafka broker (KRaft), run from jars fetched off Maven Central.
+"""The project's own Apache Kafka broker (KRaft), one node or a cluster, run from jars fetched off Maven Central.
 
 No Docker and no Kafka download: `pom.xml` next to this file names the broker and its run-time
 dependencies; `ensure_jars` has Maven copy them once into `<cache_dir>/kafka-<version>/libs`, and
-`start` runs `kafka.Kafka` from there as a detached JVM whose data, configuration, logs and pid file
-live in `settings.broker_dir`. The broker listens on 127.0.0.1:<broker_port> and its controller on
-the next port. Storage is formatted only once, so a restart keeps every topic and record.
+`start` runs `kafka.Kafka` from there as detached JVMs, one per node (`settings.broker_nodes`), each
+a combined broker and controller whose data, configuration, logs and pid file live in its own
+directory: `settings.broker_dir` for a single node, `<broker_dir>/node-<i>` in a cluster. Node i
+(from 0) listens on 127.0.0.1:<broker_port + 2i> and its controller on the next port. Storage is
+formatted only once, so a restart keeps every topic and record; `start` starts whichever nodes are
+not running, so it also brings back a node that died.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 POM = Path(__file__).resolve().parent / "pom.xml"
@@ -34,6 +38,37 @@ _children: dict[int, subprocess.Popen] = {}
 
 class BrokerError(Exception):
     """The local broker could not be fetched, started or reached."""
+
+
+@dataclass(frozen=True)
+class Node:
+    index: int  # from 0
+    dir: Path
+    port: int
+    cluster_size: int
+
+    @property
+    def id(self) -> int:
+        return self.index + 1
+
+    @property
+    def controller_port(self) -> int:
+        return self.port + 1
+
+    @property
+    def props(self) -> Path:
+        return self.dir / "server.properties"
+
+    @property
+    def name(self) -> str:
+        return "the broker" if self.cluster_size == 1 else f"broker node {self.id}"
+
+
+def nodes(settings) -> list[Node]:
+    count = max(1, int(settings.broker_nodes))
+    base = _broker_dir(settings)
+    return [Node(i, base if count == 1 else base / f"node-{i + 1}", int(settings.broker_port) + 2 * i, count)
+            for i in range(count)]
 
 
 def _read_kafka_version(pom: Path = POM) -> str:
@@ -173,12 +208,8 @@ def _broker_dir(settings) -> Path:
     return Path(settings.broker_dir).expanduser().resolve()
 
 
-def _pid_path(settings) -> Path:
-    return _broker_dir(settings) / _PID_FILE
-
-
-def _is_ours(pid: int, settings) -> bool:
-    """True if pid is a live kafka.Kafka JVM started on this data dir's server.properties."""
+def _is_ours(pid: int, node: Node) -> bool:
+    """True if pid is a live kafka.Kafka JVM started on this node's server.properties."""
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
@@ -188,7 +219,7 @@ def _is_ours(pid: int, settings) -> bool:
         _reap(pid)
         return False
     args = raw.decode("utf-8", "replace").split("\0")
-    return "kafka.Kafka" in args and str(_broker_dir(settings) / "server.properties") in args
+    return "kafka.Kafka" in args and str(node.props) in args
 
 
 def _reap(pid: int) -> None:
@@ -210,16 +241,16 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def _running_pid(settings) -> int | None:
-    """The pid of our broker, or None; a stale pid file is removed."""
-    path = _pid_path(settings)
+def _running_pid(node: Node) -> int | None:
+    """The pid of this node's JVM, or None; a stale pid file is removed."""
+    path = node.dir / _PID_FILE
     try:
         pid = int(path.read_text().strip())
     except FileNotFoundError:
         return None
     except (OSError, ValueError):
         pid = None
-    if pid is not None and _is_ours(pid, settings):
+    if pid is not None and _is_ours(pid, node):
         return pid
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
@@ -250,8 +281,8 @@ def _hosts(bootstrap: str) -> list[tuple[str, int]]:
     return out
 
 
-def _answers(bootstrap: str, timeout: float) -> bool:
-    """One metadata round trip through a confluent_kafka AdminClient."""
+def _answers(bootstrap: str, timeout: float, brokers: int = 1) -> bool:
+    """One metadata round trip through a confluent_kafka AdminClient: do `brokers` brokers answer?"""
     import logging
 
     from confluent_kafka import KafkaException
@@ -266,11 +297,12 @@ def _answers(bootstrap: str, timeout: float) -> bool:
         metadata = admin.list_topics(timeout=max(0.5, timeout))
     except KafkaException:
         return False
-    return bool(metadata.brokers)
+    return len(metadata.brokers) >= brokers
 
 
-def _wait(bootstrap: str, wait_s: float, alive: Callable[[], bool] | None = None) -> bool:
-    """Poll until the bootstrap answers (True), the process dies (False) or time runs out (BrokerError)."""
+def _wait(bootstrap: str, wait_s: float, alive: Callable[[], bool] | None = None, brokers: int = 1) -> bool:
+    """Poll until `brokers` brokers answer at the bootstrap (True), a process dies (False) or time runs
+    out (BrokerError)."""
     deadline = time.monotonic() + wait_s
     hosts = _hosts(bootstrap)
     delay = 0.1
@@ -279,8 +311,8 @@ def _wait(bootstrap: str, wait_s: float, alive: Callable[[], bool] | None = None
             return False
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise BrokerError(f"no Kafka broker answered at {bootstrap} within {wait_s:.0f}s")
-        if (not hosts or any(_tcp_open(h, p) for h, p in hosts)) and _answers(bootstrap, min(5.0, remaining)):
+            raise BrokerError(f"{brokers} Kafka broker(s) did not answer at {bootstrap} within {wait_s:.0f}s")
+        if (not hosts or any(_tcp_open(h, p) for h, p in hosts)) and _answers(bootstrap, min(5.0, remaining), brokers):
             return True
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         delay = min(delay * 1.5, 1.0)
@@ -297,25 +329,30 @@ def _cluster_id() -> str:
     return cluster_id
 
 
-def _server_properties(settings, broker_dir: Path) -> str:
-    port = int(settings.broker_port)
+def _server_properties(node: Node, cluster: list[Node]) -> str:
+    # a cluster keeps its internal topics on up to 3 replicas, and writes need 2 of them in sync
+    replicas = min(3, len(cluster))
+    min_isr = 2 if replicas >= 3 else 1
+    voters = ",".join(f"{m.id}@127.0.0.1:{m.controller_port}" for m in cluster)
     return "\n".join([
         "# Written by scan-ledger (cli/localbroker) on every start; edits are overwritten.",
         "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.voters=1@127.0.0.1:{port + 1}",
-        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{port + 1}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+        f"node.id={node.id}",
+        f"controller.quorum.voters={voters}",
+        f"listeners=PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{node.port}",
         "controller.listener.names=CONTROLLER",
         "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "inter.broker.listener.name=PLAINTEXT",
-        f"log.dirs={broker_dir / 'logs'}",
+        f"log.dirs={node.dir / 'logs'}",
         "num.partitions=1",
-        "offsets.topic.replication.factor=1",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
+        f"default.replication.factor={replicas}",
+        f"min.insync.replicas={min_isr}",
+        f"offsets.topic.replication.factor={replicas}",
+        f"share.coordinator.state.topic.replication.factor={replicas}",
+        f"share.coordinator.state.topic.min.isr={min_isr}",
+        f"transaction.state.log.replication.factor={replicas}",
+        f"transaction.state.log.min.isr={min_isr}",
         "auto.create.topics.enable=false",
         "group.initial.rebalance.delay.ms=0",
         "",
@@ -402,88 +439,141 @@ def _log_tails(broker_dir: Path, since: dict[str, int] | None = None) -> str:
 
 # --------------------------------------------------------------------------- the API
 
+_CLUSTER_FILE = "cluster.properties"
+
+
+def _cluster_id_for(settings, cluster: list[Node]) -> str:
+    """The id to format a node's storage with. A cluster's nodes share one, kept in <broker_dir>/
+    cluster.properties with the node count; a data dir formatted for another layout is refused, as
+    starting it would come up empty beside the old storage."""
+    base = _broker_dir(settings)
+    single = (base / "logs" / "meta.properties").exists()
+    record = base / _CLUSTER_FILE
+    recorded = dict(line.split("=", 1) for line in record.read_text().split() if "=" in line) if record.exists() else {}
+    layout = 1 if single else int(recorded.get("nodes", 0)) or None
+    if layout is not None and layout != len(cluster):
+        raise BrokerError(f"the broker storage in {base} is for {layout} node(s), not {len(cluster)}; keep "
+                          f"SCANLEDGER_BROKER_NODES={layout} or use another data dir (SCANLEDGER_DATA_DIR)")
+    if len(cluster) == 1:
+        return _cluster_id()
+    if not recorded:
+        recorded = {"nodes": str(len(cluster)), "cluster.id": _cluster_id()}
+        record.parent.mkdir(parents=True, exist_ok=True)
+        _write_if_changed(record, "".join(f"{k}={v}\n" for k, v in recorded.items()))
+    return recorded["cluster.id"]
+
+
+def _prepare(node: Node, cluster: list[Node], java: str, classpath: str, cluster_id: Callable[[], str]) -> str:
+    """Write the node's configuration, format its storage the first time, check its ports; the log option."""
+    (node.dir / "logs").mkdir(parents=True, exist_ok=True)
+    log4j = node.dir / "log4j2.properties"
+    _write_if_changed(node.props, _server_properties(node, cluster))
+    _write_if_changed(log4j, _log4j2_properties(node.dir))
+    log_opt = f"-Dlog4j2.configurationFile={log4j}"
+    if not (node.dir / "logs" / "meta.properties").exists():
+        fmt = subprocess.run([java, log_opt, "-cp", classpath, "kafka.tools.StorageTool", "format",
+                              "-t", cluster_id(), "-c", str(node.props)],
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
+        if fmt.returncode != 0:
+            out = "\n".join((fmt.stdout + fmt.stderr).splitlines()[-25:])
+            raise BrokerError(f"formatting the storage of {node.name} in {node.dir / 'logs'} failed:\n{out}")
+    for p, what in ((node.port, "broker"), (node.controller_port, "controller")):
+        if not _port_free(p):
+            raise BrokerError(f"port {p} (the local {what} port of {node.name}) is already in use by another "
+                              "process; stop it, or choose another SCANLEDGER_BROKER_PORT (each node uses two "
+                              "ports from it), or point KAFKA_BOOTSTRAP_SERVERS at that Kafka")
+    return log_opt
+
+
+def _launch(node: Node, java: str, classpath: str, log_opt: str, heap: int) -> subprocess.Popen:
+    cmd = [java, f"-Xmx{heap}m", f"-Xms{heap}m", "-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+           "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
+           "-Djava.awt.headless=true",
+           # keep log4j alive until Kafka's own shutdown hook has logged its clean shutdown
+           "-Dlog4j2.shutdownHookEnabled=false",
+           f"-Dkafka.logs.dir={node.dir}", log_opt, "-cp", classpath, "kafka.Kafka", str(node.props)]
+    with open(node.dir / "stdout.log", "ab") as out:
+        out.write(f"\n=== starting Kafka {KAFKA_VERSION} at {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n".encode())
+        out.flush()
+        try:
+            proc = subprocess.Popen(cmd, cwd=node.dir, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+        except OSError as exc:
+            raise BrokerError(f"could not start {java}: {exc}") from exc
+    _children[proc.pid] = proc
+    (node.dir / _PID_FILE).write_text(f"{proc.pid}\n")
+    return proc
+
+
+def _tails(cluster: list[Node], since: dict[Node, dict[str, int]] | None = None) -> str:
+    return "\n".join(_log_tails(n.dir, (since or {}).get(n)) for n in cluster)
+
 
 def start(settings, wait_s: float = 90) -> None:
-    """Start this data dir's broker (or find it running) and return once it answers."""
-    broker_dir = _broker_dir(settings)
-    broker_dir.mkdir(parents=True, exist_ok=True)
-    bootstrap = f"127.0.0.1:{int(settings.broker_port)}"
-    with _locked(broker_dir / ".start.lock"):
-        pid = _running_pid(settings)
-        if pid is not None:
-            running_port = _configured_port(broker_dir / "server.properties")
-            if running_port is not None and running_port != int(settings.broker_port):
-                raise BrokerError(f"the broker of {settings.data_dir} (pid {pid}) is already running on port "
-                                  f"{running_port}, not {settings.broker_port}; stop it (`scanledger broker stop` "
+    """Start this data dir's broker nodes that are not running (all of them, or one that died) and
+    return once every node answers."""
+    cluster = nodes(settings)
+    base = _broker_dir(settings)
+    base.mkdir(parents=True, exist_ok=True)
+    bootstrap = ",".join(f"127.0.0.1:{n.port}" for n in cluster)
+    with _locked(base / ".start.lock"):
+        running: dict[Node, int] = {}
+        for node in cluster:
+            pid = _running_pid(node)
+            if pid is None:
+                continue
+            running_port = _configured_port(node.props)
+            if running_port is not None and running_port != node.port:
+                raise BrokerError(f"{node.name} of {settings.data_dir} (pid {pid}) is already running on port "
+                                  f"{running_port}, not {node.port}; stop it (`scanledger broker stop` "
                                   "with the same data dir) to change its port")
-            try:
-                if _wait(bootstrap, wait_s, lambda: _alive(pid)):
-                    return
-            except BrokerError:
-                pass
-            if _alive(pid):
-                raise BrokerError(f"the broker of {settings.data_dir} (pid {pid}) is running but does not answer "
-                                  f"at {bootstrap}; stop it (`scanledger broker stop`) and start again\n"
-                                  + _log_tails(broker_dir))
-            _running_pid(settings)  # it died meanwhile: clear the pid file and start afresh
+            running[node] = pid
+        missing = [n for n in cluster if n not in running]
+        launched: dict[Node, subprocess.Popen] = {}
+        since = {n: _log_sizes(n.dir) for n in missing}
+        if missing:
+            java = _java()
+            libs = ensure_jars(settings)
+            _check_java_version(java)
+            classpath = f"{libs}/*"
+            ids: list[str] = []  # formatted lazily: only a node without storage needs the id
 
-        java = _java()
-        libs = ensure_jars(settings)
-        _check_java_version(java)
+            def cluster_id() -> str:
+                if not ids:
+                    ids.append(_cluster_id_for(settings, cluster))
+                return ids[0]
 
-        props = broker_dir / "server.properties"
-        log4j = broker_dir / "log4j2.properties"
-        (broker_dir / "logs").mkdir(exist_ok=True)
-        _write_if_changed(props, _server_properties(settings, broker_dir))
-        _write_if_changed(log4j, _log4j2_properties(broker_dir))
-        classpath = f"{libs}/*"
-        log_opt = f"-Dlog4j2.configurationFile={log4j}"
+            _cluster_id_for(settings, cluster)  # refuse another layout's storage before touching anything
+            options = {n: _prepare(n, cluster, java, classpath, cluster_id) for n in missing}
+            for node in missing:
+                launched[node] = _launch(node, java, classpath, options[node], int(settings.broker_heap_mb))
 
-        if not (broker_dir / "logs" / "meta.properties").exists():
-            fmt = subprocess.run([java, log_opt, "-cp", classpath, "kafka.tools.StorageTool", "format",
-                                  "-t", _cluster_id(), "-c", str(props)],
-                                 stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
-            if fmt.returncode != 0:
-                out = "\n".join((fmt.stdout + fmt.stderr).splitlines()[-25:])
-                raise BrokerError(f"formatting the broker storage in {broker_dir / 'logs'} failed:\n{out}")
-
-        port = int(settings.broker_port)
-        for p, what in ((port, "broker"), (port + 1, "controller")):
-            if not _port_free(p):
-                raise BrokerError(f"port {p} (the local {what} port) is already in use by another process; "
-                                  "stop it, or choose another SCANLEDGER_BROKER_PORT (the controller uses the "
-                                  "next port), or point KAFKA_BOOTSTRAP_SERVERS at that Kafka")
-
-        since = _log_sizes(broker_dir)
-        heap = int(settings.broker_heap_mb)
-        cmd = [java, f"-Xmx{heap}m", f"-Xms{heap}m", "-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-               "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
-               "-Djava.awt.headless=true",
-               # keep log4j alive until Kafka's own shutdown hook has logged its clean shutdown
-               "-Dlog4j2.shutdownHookEnabled=false",
-               f"-Dkafka.logs.dir={broker_dir}", log_opt, "-cp", classpath, "kafka.Kafka", str(props)]
-        with open(broker_dir / "stdout.log", "ab") as out:
-            out.write(f"\n=== starting Kafka {KAFKA_VERSION} at {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n".encode())
-            out.flush()
-            try:
-                proc = subprocess.Popen(cmd, cwd=broker_dir, stdin=subprocess.DEVNULL, stdout=out,
-                                        stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
-            except OSError as exc:
-                raise BrokerError(f"could not start {java}: {exc}") from exc
-        _children[proc.pid] = proc
-        _pid_path(settings).write_text(f"{proc.pid}\n")
+        def alive() -> bool:
+            return all(_alive(pid) for pid in running.values()) and all(p.poll() is None for p in launched.values())
 
         try:
-            answered = _wait(bootstrap, wait_s, lambda: proc.poll() is None)
+            # each node restarted answers on its own port: the cluster's metadata may still list a node
+            # that died a moment ago, until the controller fences it
+            deadline = time.monotonic() + wait_s
+            answered = all(_wait(f"127.0.0.1:{n.port}", max(1.0, deadline - time.monotonic()), alive)
+                           for n in launched) and _wait(bootstrap, max(1.0, deadline - time.monotonic()), alive,
+                                                        brokers=len(cluster))
         except BrokerError:
+            answered = None
+        if answered:
+            return
+        dead = [n.name + (f" (exit {launched[n].returncode})" if n in launched else "")
+                for n in cluster if (n in launched and launched[n].poll() is not None)
+                or (n in running and not _alive(running[n]))]
+        for node, proc in launched.items():
             _terminate(proc.pid, 10)
-            _pid_path(settings).unlink(missing_ok=True)
-            raise BrokerError(f"the local Kafka broker did not answer at {bootstrap} within {wait_s:.0f}s "
-                              f"and was stopped\n" + _log_tails(broker_dir, since)) from None
-        if not answered:
-            _pid_path(settings).unlink(missing_ok=True)
-            raise BrokerError(f"the local Kafka broker exited with code {proc.returncode} while starting\n"
-                              + _log_tails(broker_dir, since))
+            (node.dir / _PID_FILE).unlink(missing_ok=True)
+        if answered is None and not launched:
+            raise BrokerError(f"the broker of {settings.data_dir} is running but does not answer at {bootstrap}; "
+                              "stop it (`scanledger broker stop`) and start again\n" + _tails(cluster))
+        what = f"{', '.join(dead)} exited while starting" if dead else \
+            f"the local Kafka broker did not answer at {bootstrap} within {wait_s:.0f}s and was stopped"
+        raise BrokerError(what + "\n" + _tails(cluster, since))
 
 
 def _terminate(pid: int, timeout_s: float) -> None:
@@ -501,19 +591,41 @@ def _terminate(pid: int, timeout_s: float) -> None:
 
 
 def stop(settings, timeout_s: float = 30) -> bool:
-    """Stop this data dir's broker; False if it was not running."""
-    pid = _running_pid(settings)
+    """Stop this data dir's broker nodes (all at once: a cluster stopped one by one would wait on a
+    quorum that is leaving); False if none was running."""
+    pids = {node: pid for node in nodes(settings) if (pid := _running_pid(node)) is not None}
+    for pid in pids.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for node, pid in pids.items():
+        _terminate(pid, max(0.5, deadline - time.monotonic()))
+        (node.dir / _PID_FILE).unlink(missing_ok=True)
+    return bool(pids)
+
+
+def kill_node(settings, node_id: int, sig: int = signal.SIGKILL) -> int | None:
+    """Signal one node of the cluster (SIGKILL: a crash) and wait until it is gone; its pid, or None if it
+    was not running. `start` brings it back."""
+    node = nodes(settings)[node_id - 1]
+    pid = _running_pid(node)
     if pid is None:
-        return False
-    _terminate(pid, timeout_s)
-    _pid_path(settings).unlink(missing_ok=True)
-    return True
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+    deadline = time.monotonic() + 30
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return pid
 
 
 def status(settings) -> dict:
-    pid = _running_pid(settings)
+    cluster = nodes(settings)
+    pids = [_running_pid(n) for n in cluster]
     bootstrap = settings.bootstrap_servers
     hosts = _hosts(bootstrap)
     answers = bool(hosts) and any(_tcp_open(h, p) for h, p in hosts) and _answers(bootstrap, 3.0)
-    return {"running": pid is not None, "pid": pid, "bootstrap": bootstrap,
-            "data_dir": str(settings.data_dir), "answers": answers}
+    return {"running": all(p is not None for p in pids), "pid": pids[0], "bootstrap": bootstrap,
+            "data_dir": str(settings.data_dir), "answers": answers,
+            "nodes": [{"node": n.id, "port": n.port, "pid": pid, "dir": str(n.dir)}
+                      for n, pid in zip(cluster, pids, strict=True)]}

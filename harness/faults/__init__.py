@@ -32,14 +32,24 @@ SCANLEDGER_FAULT_VERBOSE=1 (each trial's summary on stderr as it ends).
 
 The package, one module per part, each importing only parts listed before it: knobs (the
 environment), probes (the harness's own Kafka and SQLite reads), systems (Procs, Up), waiting,
-workload, oracle (comparing), trials (Trial, Campaign), kinds (the seven fault kinds, KINDS) and
+workload, oracle (comparing), trials (Trial, Campaign), kinds (the eight fault kinds, KINDS) and
 glue (for pytest). This module only re-exports the names its callers use.
 """
 from __future__ import annotations
 
 from harness import data
 from harness.faults.glue import campaign, check
-from harness.faults.kinds import KINDS, ApiTerm, BrokerStop, Poison, ProjectorKill, TwoWorkers, UpCtrlC, WorkerKill
+from harness.faults.kinds import (
+    KINDS,
+    ApiTerm,
+    BrokerNodeKill,
+    BrokerStop,
+    Poison,
+    ProjectorKill,
+    TwoWorkers,
+    UpCtrlC,
+    WorkerKill,
+)
 from harness.faults.knobs import DEADLINE_S, MONITOR_ASSETS, ROWS, unit_records
 from harness.faults.systems import Procs, Up
 from harness.faults.trials import Campaign, Trial
@@ -51,6 +61,7 @@ __all__ = [
     "MONITOR_ASSETS",
     "ROWS",
     "ApiTerm",
+    "BrokerNodeKill",
     "BrokerStop",
     "Campaign",
     "Poison",

@@ -1,7 +1,7 @@
-"""The seven fault kinds, each a `Campaign` with its `inject` (and whatever else it runs or checks
+"""The eight fault kinds, each a `Campaign` with its `inject` (and whatever else it runs or checks
 differently): the worker or the projector SIGKILLed, one of two workers SIGKILLed, the broker stopped
-for 10 s, poison records on a topic, the API SIGTERMed during a POST, `up` interrupted by Ctrl-C;
-and `KINDS`, every kind by its name."""
+for 10 s, one node of a 3-node cluster SIGKILLed, poison records on a topic, the API SIGTERMed during
+a POST, `up` interrupted by Ctrl-C; and `KINDS`, every kind by its name."""
 from __future__ import annotations
 
 import contextlib
@@ -168,6 +168,83 @@ class BrokerStop(Campaign):
                 trial.problems.append(f"after the outage: {problem}")
             self.target.spawn(name)
         self.target.wait_healthy()
+
+
+class BrokerNodeKill(Campaign):
+    """A 3-node cluster (topics on 3 replicas, 2 in sync for a write, producers acks=all): one node
+    SIGKILLed mid-scan, each in turn, and left down until the scans settle, so the other two must
+    lead and every scan end final and exact with no stall; then it starts again and catches up (every
+    partition back to 3 in-sync replicas)."""
+    kind = "broker_node_kill"
+    NODES = 3
+
+    def make_target(self):
+        from cli import localbroker
+
+        self.cluster = Settings(data_dir=self.tmp / "cluster-kafka", broker_port=free_port(2 * self.NODES),
+                                broker_nodes=self.NODES)
+        localbroker.start(self.cluster)
+        return Procs(self.cluster.bootstrap_servers, self.tmp / f"{self.kind}-system", rows=self.rows,
+                     SCANLEDGER_REPLICATION_FACTOR=str(self.NODES)).start()
+
+    def inject(self, trial: Trial) -> None:
+        from cli import localbroker
+
+        victim = 1 + (trial.index - 1) % self.NODES
+        led = leaders(self.target.settings)
+        localbroker.kill_node(self.cluster, victim)
+        trial.notes.append(f"SIGKILLed broker node {victim}, leader of {led.count(victim)} of {len(led)} partitions "
+                           "of the scan topics; it stays down until the scans settle")
+
+    def check(self, trial: Trial, fault_at: float | None) -> None:
+        from cli import localbroker
+
+        super().check(trial, fault_at)  # with the node still down
+        localbroker.start(self.cluster)
+        lagging = wait_in_sync(self.target.settings, self.NODES, time.monotonic() + 120)
+        if lagging:
+            trial.problems.append(f"after the node came back, partitions still short of {self.NODES} in-sync "
+                                  f"replicas 120 s later: {lagging[:10]}")
+
+    def heal(self) -> None:
+        from cli import localbroker
+
+        with contextlib.suppress(Exception):
+            localbroker.start(self.cluster)
+        super().heal()
+
+    def teardown(self) -> None:
+        from cli import localbroker
+
+        super().teardown()
+        with contextlib.suppress(Exception):
+            localbroker.stop(self.cluster)
+
+
+def _scan_partitions(settings: Settings):
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, **QUIET})
+    topics = admin.list_topics(timeout=10).topics
+    return [(name, meta) for name, t in topics.items() if name.startswith(settings.topics.prefix + ".")
+            for meta in t.partitions.values()]
+
+
+def leaders(settings: Settings) -> list[int]:
+    """The leader of each partition of the system's topics."""
+    return [meta.leader for _name, meta in _scan_partitions(settings)]
+
+
+def wait_in_sync(settings: Settings, replicas: int, deadline: float) -> list[str]:
+    """Wait until every partition of the system's topics has `replicas` in-sync replicas; those that do not."""
+    while True:
+        lagging = []
+        with contextlib.suppress(Exception):
+            lagging = [f"{name}-{meta.id} isr={meta.isrs}" for name, meta in _scan_partitions(settings)
+                       if len(meta.isrs) < replicas]
+            if not lagging:
+                return []
+        if time.monotonic() > deadline:
+            return lagging or ["(no metadata)"]
+        time.sleep(0.5)
 
 
 class Poison(Campaign):
@@ -422,4 +499,4 @@ class UpCtrlC(Campaign):
 
 
 KINDS: dict[str, type[Campaign]] = {c.kind: c for c in (WorkerKill, UpCtrlC, ProjectorKill, ApiTerm, BrokerStop,
-                                                        TwoWorkers, Poison)}
+                                                        BrokerNodeKill, TwoWorkers, Poison)}

@@ -17,9 +17,10 @@ COMMAND_TIMESTAMPS = {"message.timestamp.type": "LogAppendTime"}
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
-    t, rf = settings.topics, settings.replication_factor
-    forever = {"retention.ms": "-1", "cleanup.policy": "delete"}
-    week = {"retention.ms": str(WEEK_MS), "cleanup.policy": "delete"}
+    t, rf = settings.topics, settings.replicas
+    isr = {"min.insync.replicas": str(settings.min_insync)}
+    forever = {"retention.ms": "-1", "cleanup.policy": "delete", **isr}
+    week = {"retention.ms": str(WEEK_MS), "cleanup.policy": "delete", **isr}
     return [
         # records carry the broker's append time: services.domain.command_expiry.is_expired judges by it
         NewTopic(t.commands, settings.commands_partitions, rf, config={**week, **COMMAND_TIMESTAMPS}),
@@ -64,8 +65,8 @@ def ensure_command_timestamps(client: AdminClient, settings: Settings, timeout: 
 def table_changelog_spec(settings: Settings) -> NewTopic:
     """The coordinator table's changelog, made before any worker starts: one that Faust finds
     with no partitions yet ends the worker in PartitionsMismatch."""
-    return NewTopic(settings.table_changelog, settings.events_partitions, settings.replication_factor,
-                    config={"cleanup.policy": "compact"})
+    return NewTopic(settings.table_changelog, settings.events_partitions, settings.replicas,
+                    config={"cleanup.policy": "compact", "min.insync.replicas": str(settings.min_insync)})
 
 
 def group_has_members(settings: Settings, group_id: str, timeout: float = 3) -> bool:
