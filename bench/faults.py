@@ -3,7 +3,8 @@
     python -m bench.faults --trials 10 --kinds all,worker_kill:50     # the fault matrix of issue 9
     python -m bench.faults --trials 3 --kinds worker_kill,poison --json results.json
 
-Kinds: worker_kill, up_ctrl_c, projector_kill, api_term, broker_stop, broker_node_kill, two_workers, poison
+Kinds: worker_kill, up_ctrl_c, projector_kill, api_term, broker_stop, broker_node_kill, two_workers, scale_out,
+poison
 (`all` is every kind; `kind:N` sets that kind's number of trials). Each kind runs as one campaign on a system of its
 own (on KAFKA_BOOTSTRAP_SERVERS if set, else a local broker this run starts): a workload, an
 unfaulted reference run, `--baseline-runs - 1` more unfaulted runs (their median is the

@@ -100,6 +100,8 @@ class Running:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.api_urls = [self.url]  # a system of several API processes: clients take turns among them
+        self._turns = 0
 
     @property
     def db_path(self) -> Path:
@@ -114,7 +116,9 @@ class Running:
                               capture_output=True, text=True, timeout=timeout, check=True)
 
     def client(self, token: str = TOKEN) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        url = self.api_urls[self._turns % len(self.api_urls)]
+        self._turns += 1
+        return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
 
     def wait_healthy(self, timeout_s: float = 180) -> None:
         deadline = time.monotonic() + timeout_s

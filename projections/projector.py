@@ -95,14 +95,15 @@ def lagging(stored: dict[tuple[str, int], int],
     return out
 
 
-def stuck_consumer(settings: Settings, conn) -> dict[tuple[str, int], tuple[int, int]]:
-    """The partitions left to apply, asked with a client of its own (empty if the broker does not
-    answer: an outage, not a stuck consumer)."""
+def stuck_consumer(settings: Settings, conn, assigned: set[tuple[str, int]]) -> dict[tuple[str, int], tuple[int, int]]:
+    """The partitions of this instance's assignment left to apply (another projector's are its own
+    business), asked with a client of its own (empty if the broker does not answer: an outage, not a
+    stuck consumer)."""
     try:
         marks = watermarks(settings, topics(settings))
     except Exception:
         return {}
-    return lagging(stored_offsets(conn), marks)
+    return lagging(stored_offsets(conn), {tp: m for tp, m in marks.items() if tp in assigned})
 
 
 def apply_messages(conn, messages, dead: DeadLetters) -> int:
@@ -199,7 +200,7 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
             if applied:
                 progress = time.monotonic()
             elif time.monotonic() - progress >= stuck_after:
-                left = stuck_consumer(settings, conn)
+                left = stuck_consumer(settings, conn, {(tp.topic, tp.partition) for tp in consumer.assignment()})
                 if left:
                     log.error("the projector applied nothing for %.0f s while %d partitions have records left "
                               "(%s): its consumer is stuck; exiting for a fresh one", stuck_after, len(left),

@@ -32,7 +32,7 @@ SCANLEDGER_FAULT_VERBOSE=1 (each trial's summary on stderr as it ends).
 
 The package, one module per part, each importing only parts listed before it: knobs (the
 environment), probes (the harness's own Kafka and SQLite reads), systems (Procs, Up), waiting,
-workload, oracle (comparing), trials (Trial, Campaign), kinds (the eight fault kinds, KINDS) and
+workload, oracle (comparing), trials (Trial, Campaign), kinds (the nine fault kinds, KINDS) and
 glue (for pytest). This module only re-exports the names its callers use.
 """
 from __future__ import annotations
@@ -46,6 +46,7 @@ from harness.faults.kinds import (
     BrokerStop,
     Poison,
     ProjectorKill,
+    ScaleOut,
     TwoWorkers,
     UpCtrlC,
     WorkerKill,
@@ -67,6 +68,7 @@ __all__ = [
     "Poison",
     "Procs",
     "ProjectorKill",
+    "ScaleOut",
     "Trial",
     "TwoWorkers",
     "Up",

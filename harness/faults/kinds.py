@@ -1,7 +1,8 @@
-"""The eight fault kinds, each a `Campaign` with its `inject` (and whatever else it runs or checks
+"""The nine fault kinds, each a `Campaign` with its `inject` (and whatever else it runs or checks
 differently): the worker or the projector SIGKILLed, one of two workers SIGKILLed, the broker stopped
-for 10 s, one node of a 3-node cluster SIGKILLed, poison records on a topic, the API SIGTERMed during
-a POST, `up` interrupted by Ctrl-C; and `KINDS`, every kind by its name."""
+for 10 s, one node of a 3-node cluster SIGKILLed, one of three workers or two projectors SIGKILLed,
+poison records on a topic, the API SIGTERMed during a POST, `up` interrupted by Ctrl-C; and `KINDS`,
+every kind by its name."""
 from __future__ import annotations
 
 import contextlib
@@ -93,6 +94,54 @@ def wait_members(settings: Settings, group: str, n: int, timeout_s: float = 120)
                 return
         time.sleep(0.3)
     raise RuntimeError(f"group {group} has {members} members, not {n}, after {timeout_s}s")
+
+
+class ScaleOut(Campaign):
+    """Three workers, two projectors and two API processes on one database, the clients taking turns
+    between the APIs. Mid-scan one worker or one projector (in turn) is SIGKILLed and left down until
+    the scans settle: the others take its partitions, and every scan ends exact."""
+    kind = "scale_out"
+    WORKERS = ("worker", "worker2", "worker3")
+    PROJECTORS = ("projector", "projector2")
+    VICTIMS = ("worker2", "projector2", "worker", "projector")
+
+    def make_target(self):
+        target = super().make_target()
+        api2 = free_port()
+        target.spawn("api2", "api", SCANLEDGER_PORT=str(api2))
+        target.api_urls.append(f"http://127.0.0.1:{api2}")
+        self.full_strength(target)
+        return target
+
+    def full_strength(self, target) -> None:
+        """Every process of the scaled system running and in its group (a victim of the last trial back)."""
+        for name in (*self.WORKERS, *self.PROJECTORS, "api", "api2"):
+            if name not in target.processes or target.processes[name].poll() is not None:
+                target.spawn(name, "worker" if name in self.WORKERS else "projector" if name in self.PROJECTORS
+                             else "api")
+        wait_members(target.settings, target.settings.streams_group, len(self.WORKERS))
+        wait_members(target.settings, target.settings.projector_group, len(self.PROJECTORS))
+        for url in target.api_urls:
+            _wait_answers(url)
+
+    def run(self, trial: Trial) -> None:
+        self.full_strength(self.target)
+        super().run(trial)
+
+    def inject(self, trial: Trial) -> None:
+        victim = self.VICTIMS[(trial.index - 1) % len(self.VICTIMS)]
+        self.target.kill(victim)
+        trial.notes.append(f"killed {victim}; the others go on without it until the scans settle")
+
+
+def _wait_answers(url: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        time.sleep(0.3)
+    raise RuntimeError(f"the API at {url} is not healthy after {timeout_s}s")
 
 
 class BrokerStop(Campaign):
@@ -499,4 +548,4 @@ class UpCtrlC(Campaign):
 
 
 KINDS: dict[str, type[Campaign]] = {c.kind: c for c in (WorkerKill, UpCtrlC, ProjectorKill, ApiTerm, BrokerStop,
-                                                        BrokerNodeKill, TwoWorkers, Poison)}
+                                                        BrokerNodeKill, TwoWorkers, ScaleOut, Poison)}

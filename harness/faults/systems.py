@@ -43,6 +43,7 @@ class Procs(Running):
                     "SCANLEDGER_DATASTORE_ROOT": str(self.datastore_root), "PYTHONFAULTHANDLER": "1", **env}
         self.processes: dict[str, subprocess.Popen] = {}
         self.commands: dict[str, str] = {}
+        self.own_env: dict[str, dict[str, str]] = {}  # a process's settings besides the system's
         self.killed: set[str] = set()  # processes a fault stopped on purpose
         self._backoff: dict[str, float] = {}
         self._restart_at: dict[str, float] = {}
@@ -59,16 +60,19 @@ class Procs(Running):
         self.wait_healthy()
         return self
 
-    def spawn(self, name: str, command: str | None = None) -> subprocess.Popen:
-        """Start one process: `command` is the CLI command (default: the name), e.g. spawn("worker2", "worker")."""
+    def spawn(self, name: str, command: str | None = None, **env: str) -> subprocess.Popen:
+        """Start one process: `command` is the CLI command (default: the name), e.g. spawn("worker2", "worker");
+        `env`, settings of its own (kept for its restarts), e.g. another API's SCANLEDGER_PORT."""
         self.commands[name] = command or self.commands.get(name) or name
+        self.own_env[name] = env or self.own_env.get(name, {})
         self.killed.discard(name)
         self._started[name] = time.monotonic()
         with open(self.data_dir / f"{name}.log", "ab") as out:
             out.write(f"\n=== {name} started at {time.strftime('%H:%M:%S')} ===\n".encode())
             out.flush()
             self.processes[name] = subprocess.Popen([sys.executable, "-m", "cli.main", self.commands[name]],
-                                                    env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+                                                    env={**self.env, **self.own_env[name]}, cwd=ROOT, stdout=out,
+                                                    stderr=subprocess.STDOUT)
         return self.processes[name]
 
     def kill(self, name: str, sig: int = signal.SIGKILL, wait_s: float = 60) -> int | None:
