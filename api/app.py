@@ -24,7 +24,7 @@ from api.web.openapi import openapi_document
 from api.web.responses import json_response
 from services import stores
 from services.adapters import deadletter, kafka_admin
-from services.adapters.blobstore import BlobStore
+from services.adapters.blobstore import BlobStore, blob_store
 from services.adapters.command_writer import CommandWriter
 from services.adapters.db import ConnectionPerThread
 from services.settings import Settings
@@ -113,7 +113,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         commands = CommandWriter(settings)
         relaying = asyncio.create_task(changes.relay(db, db_work, commands, settings))
         try:
-            yield State(settings=settings, db=db, db_work=db_work, blobs=BlobStore(settings.blob_dir),
+            yield State(settings=settings, db=db, db_work=db_work, blobs=blob_store(settings),
                         progress=Progress(settings), commands=commands, health=HealthCache())
         finally:
             relaying.cancel()
