@@ -3,11 +3,15 @@ with its data dir of its own), one S3 blob store between them (SCANLEDGER_BLOB_U
 variables, nothing else shared but Kafka). The S3 server is a real one (moto's, in its own process,
 durable: stopped and started again, it comes back with its objects). A compliance scan and a
 sensitive-data scan end with exactly the answers an oracle computes here; S3 stopped while scans are
-in flight, then started again: they still end with exactly those answers. Waits poll until the
-system answers: no time limits."""
+in flight (requested and not yet planned; a BYOC scan running, its chunks waiting for workers), then
+started again: they still end with exactly those answers. Waits poll until the system answers: no
+time limits."""
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 import time
 from collections import Counter
 from types import SimpleNamespace
@@ -18,7 +22,7 @@ import pytest
 from harness import data
 from harness.corpus import generate
 from harness.s3 import S3Server
-from harness.system import System
+from harness.system import ROOT, System
 from tests.e2e.helpers import all_violations, confirm, policy, upload
 
 BUCKET, PREFIX = "scan-blobs", "ledger/blobs"
@@ -44,7 +48,7 @@ def world(kafka, tmp_path_factory):
     s3.bucket(BUCKET)
     corpus = generate(seed=43, files=12, rows=40)
     s3.bucket("corpus-files", {f.name: f.data for f in corpus.files})
-    root = tmp_path_factory.mktemp("blob-root")  # local files, for a scan during the outage
+    root = tmp_path_factory.mktemp("blob-root")  # local files, for scans during an outage
     lake = generate(seed=44, files=8, rows=30)
     for f in lake.files:
         (root / "lake" / f.name).parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +70,7 @@ def world(kafka, tmp_path_factory):
         lake_connector = ok(api.post("/api/v1/connectors", json={"name": "Lake", "type": "local_dir",
                                                                   "config": {"path": "lake"}}), 201)
         yield SimpleNamespace(system=system, api=api, s3=s3, host_a=host_a, host_b=host_b, corpus=corpus, lake=lake,
-                              corpus_connector=corpus_connector["id"], lake_connector=lake_connector["id"])
+                              root=root, corpus_connector=corpus_connector["id"], lake_connector=lake_connector["id"])
     finally:
         api.close()
         system.stop()
@@ -193,3 +197,32 @@ def test_s3_stopped_while_scans_are_in_flight_then_started_again_they_end_exact(
     assert_exact(api, scan_id, rows)
     assert_found_what_was_planted(api, sensitive, world.lake)
     assert not world.system.exited()  # nobody died of it
+
+
+def test_s3_stopped_while_a_byoc_scan_waits_for_its_workers_then_started_again_it_ends_exact(world, tmp_path):
+    """A BYOC scan is running, its chunks offered: their file lists are in the bucket, written by the
+    worker's host. S3 stops: the API cannot give the deployment config (a 503, no worker token issued),
+    S3 is back: it can, and a customer's worker scans the chunks to exactly what was planted."""
+    api = world.api
+    body = {"connectors": [world.lake_connector], "type": "full",
+            "options": {"max_workers": 2, "execution": "byoc", "file_types": FILE_TYPES}}
+    scan_id = ok(api.post("/api/v1/scans/parallel", json=body), 201)["scan_id"]
+    until(lambda: ok(api.get(f"/api/v1/scans/{scan_id}"))["status"] == "running")  # chunks offered, no worker
+    world.s3.stop()
+    try:
+        r = api.get(f"/api/v1/scans/{scan_id}/deployment-config")
+        assert r.status_code == 503 and r.json()["error"] == "UNAVAILABLE" and r.headers["Retry-After"], r.text
+    finally:
+        world.s3.start()
+    config = ok(api.get(f"/api/v1/scans/{scan_id}/deployment-config"))
+    assert sum(len(chunk["files"]) for chunk in config["chunks"]) == len(world.lake.files)
+    cwd = tmp_path / "customer"
+    cwd.mkdir()
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "SCANLEDGER_DATASTORE_ROOT": str(world.root),
+           **config["environment"]}
+    with open(tmp_path / "scan-worker.log", "wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "cli.main", "scan-worker"], env=env, cwd=cwd, stdout=log,
+                                  stderr=subprocess.STDOUT)
+        until(lambda: worker.poll() is not None)
+    assert worker.returncode == 0, (tmp_path / "scan-worker.log").read_text()
+    assert_found_what_was_planted(api, scan_id, world.lake)
