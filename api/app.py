@@ -18,13 +18,19 @@ from api import audit, compliance, monitors, operations, scans, sensitive, token
 from api.health import Progress
 from api.web import changes
 from api.web.db_work import DbWork
-from api.web.errors import ApiError, handle_api_error, handle_http_exception, handle_unexpected
+from api.web.errors import (
+    ApiError,
+    handle_api_error,
+    handle_blob_unavailable,
+    handle_http_exception,
+    handle_unexpected,
+)
 from api.web.limits import BodyLimit
 from api.web.openapi import openapi_document
 from api.web.responses import json_response
 from services import stores
 from services.adapters import deadletter, kafka_admin
-from services.adapters.blobstore import BlobStore
+from services.adapters.blobstore import BlobStore, BlobUnavailable, blob_store
 from services.adapters.command_writer import CommandWriter
 from services.adapters.db import ConnectionPerThread
 from services.settings import Settings
@@ -113,7 +119,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         commands = CommandWriter(settings)
         relaying = asyncio.create_task(changes.relay(db, db_work, commands, settings))
         try:
-            yield State(settings=settings, db=db, db_work=db_work, blobs=BlobStore(settings.blob_dir),
+            yield State(settings=settings, db=db, db_work=db_work, blobs=blob_store(settings),
                         progress=Progress(settings), commands=commands, health=HealthCache())
         finally:
             relaying.cancel()
@@ -127,5 +133,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     middleware = [Middleware(BodyLimit, default=settings.max_body_bytes,
                              per_path={"/api/upload": settings.max_upload_bytes})]
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware, exception_handlers={
-        ApiError: handle_api_error, HTTPException: handle_http_exception,
+        ApiError: handle_api_error, HTTPException: handle_http_exception, BlobUnavailable: handle_blob_unavailable,
         Exception: handle_unexpected})  # last resort: a 500 with the error body, never a traceback

@@ -38,6 +38,18 @@ def _settings(args) -> Settings:
     return Settings.from_env()
 
 
+def check_blobs(settings: Settings) -> None:
+    """The blob store (SCANLEDGER_BLOB_URL) is written and read before a process that needs it starts:
+    otherwise it exits 2 with one line naming the setting to fix (no traceback, nothing started)."""
+    from services.adapters.blobstore import BlobSettingError, check_blob_store
+
+    try:
+        check_blob_store(settings)
+    except BlobSettingError as exc:
+        print(f"scanledger: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
 def prepare_database(settings: Settings) -> None:
     from services import stores
     from services.adapters.db import connect
@@ -56,6 +68,7 @@ def cmd_api(args) -> None:
     from services.adapters.arrow_memory import keep_freed_pages
 
     settings = _settings(args)
+    check_blobs(settings)
     prepare_database(settings)
     keep_freed_pages()  # uploads are read into Arrow tables
     # The database threads release the GIL inside SQLite and must win it back from the event loop;
@@ -73,7 +86,9 @@ def cmd_worker(args) -> None:
     # the projector, whose reads users are waiting on.
     os.nice(int(os.environ.get("SCANLEDGER_WORKER_NICE", "5")))
     keep_freed_pages()
-    run_worker(_settings(args), loglevel=args.loglevel)
+    settings = _settings(args)
+    check_blobs(settings)
+    run_worker(settings, loglevel=args.loglevel)
 
 
 def cmd_scan_worker(_args) -> None:
@@ -253,6 +268,7 @@ def cmd_up(args) -> None:
     from services.adapters import kafka_admin
 
     settings = _settings(args)
+    check_blobs(settings)  # before anything starts: the API and the worker would only exit on it
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     token = admin_token(settings)
     os.environ["SCANLEDGER_ADMIN_TOKEN"] = token
@@ -305,6 +321,7 @@ def _wait_healthy(url: str, supervisor, stopping, timeout_s: float = 180) -> Non
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not every health poll of `up`
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # not "Found credentials in environment variables"
     parser = argparse.ArgumentParser(prog="scanledger", description="An event-sourced ledger of data scans on Kafka.")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -139,20 +139,26 @@ class Running:
 
 
 class System(Running):
-    """Worker, projector and API processes over one data dir and topic prefix."""
+    """Worker, projector and API processes over one data dir and topic prefix.
 
-    def __init__(self, bootstrap: str, data_dir: Path, **env: str):
+    `per_process`: a process's own settings over the others' (name -> env), e.g. the worker on
+    another data dir, as on another host; its log stays in `data_dir`."""
+
+    def __init__(self, bootstrap: str, data_dir: Path, per_process: dict[str, dict[str, str]] | None = None,
+                 **env: str):
         super().__init__(data_dir)
         self.env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "SCANLEDGER_DATA_DIR": str(data_dir),
                     "SCANLEDGER_TOPIC_PREFIX": f"test-{uuid.uuid4().hex[:8]}", "SCANLEDGER_ADMIN_TOKEN": TOKEN,
                     "SCANLEDGER_PORT": str(self.port), **env}
+        self.per_process = per_process or {}
         self.processes: dict[str, subprocess.Popen] = {}
 
     def start(self) -> System:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         for name in ("worker", "projector", "api"):
             log = open(self.data_dir / f"{name}.log", "ab")  # noqa: SIM115 (the child's stdout for its life)
-            self.processes[name] = subprocess.Popen([sys.executable, "-m", "cli.main", name], env=self.env,
+            self.processes[name] = subprocess.Popen([sys.executable, "-m", "cli.main", name],
+                                                    env={**self.env, **self.per_process.get(name, {})},
                                                     cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         self.wait_healthy()
         return self

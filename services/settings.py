@@ -133,6 +133,10 @@ class Settings:
     llm_batch_size: int = 20
     llm_timeout_s: float = 30.0
     llm_max_attempts: int = 3
+    # Where blobs live (uploads, their Arrow tables, unit files, chunk file lists): None, a directory in the data dir
+    # (blob_dir); "s3://bucket[/prefix]", a bucket every host reads (services/adapters/blobstore_s3.py), through a
+    # local cache (blob_cache_dir). Its endpoint and keys: the AWS chain (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...).
+    blob_url: str | None = None
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -186,6 +190,7 @@ class Settings:
             llm_batch_size=_int("SCANLEDGER_LLM_BATCH_SIZE", 20),
             llm_timeout_s=_float("SCANLEDGER_LLM_TIMEOUT", 30.0),
             llm_max_attempts=_int("SCANLEDGER_LLM_MAX_ATTEMPTS", 3),
+            blob_url=(os.environ.get("SCANLEDGER_BLOB_URL") or "").strip() or None,
         )
         return replace(settings, **overrides) if overrides else settings
 
@@ -247,6 +252,11 @@ class Settings:
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+    @property
+    def blob_cache_dir(self) -> Path:
+        """The blobs this host read from (or wrote to) an S3 blob store: content-addressed, never stale."""
+        return self.data_dir / "blob-cache"
 
     @property
     def broker_dir(self) -> Path:

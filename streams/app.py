@@ -11,7 +11,7 @@ from __future__ import annotations
 import faust
 
 from services.adapters.abort_watch import AbortWatch
-from services.adapters.blobstore import BlobStore
+from services.adapters.blobstore import blob_store
 from services.adapters.deadletter import DeadLetters
 from services.adapters.kafka import Publisher
 from services.domain.partitioning import partition_of
@@ -43,7 +43,7 @@ def create_app(settings: Settings) -> faust.App:
     # One state per scan id, co-partitioned with commands and scan events (same key, same count).
     scans = app.Table("scans", default=None, partitions=settings.events_partitions,
                       key_type=str)  # values use the app default codec, json
-    publisher, blobs, aborted = Publisher(settings), BlobStore(settings.blob_dir), AbortWatch(settings)
+    publisher, blobs, aborted = Publisher(settings), blob_store(settings), AbortWatch(settings)
     records = RecordHandling(DeadLetters(publisher, "streams", settings), settings.topics.commands)
     coordinator = Coordinator(scans, publisher, lambda request: plan_scan(request, blobs, settings),
                               Reoffers(settings.unit_reoffer_s, MAX_OFFERS), settings.topics,

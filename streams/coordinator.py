@@ -10,6 +10,10 @@ the scan's state written. A command retried after a failed flush finds the old s
 emits the same events again (their ids are deterministic); one that found the new state
 would emit nothing and lose them.
 
+Planning reads and writes the blob store: a store that does not answer (`BlobUnavailable`: S3
+down) is waited for, planning again with backoff, so an outage delays the scan and never fails it
+(the scan's other commands on this partition wait behind it, as they would behind a long plan).
+
 `reoffer_round` is the silent-unit watchdog (services.domain.watchdog.Reoffers): the work of a
 pending unit with no sign of life is sent again, and a unit offered too often fails so
 that its scan can end; a unit queued in a work partition with records left, while the
@@ -25,6 +29,7 @@ from collections.abc import Callable, Collection, MutableMapping
 
 from confluent_kafka import KafkaException
 
+from services.adapters.blobstore import BlobUnavailable
 from services.adapters.kafka import DeliveryFailed
 from services.domain import contracts as c
 from services.domain import lifecycle
@@ -36,13 +41,16 @@ from services.domain.watchdog import Reoffers, WorkMotion
 from services.settings import Topics
 
 log = logging.getLogger("scanledger.streams")
+PLAN_RETRY_MAX_S = 10.0
 
 
 class Coordinator:
     def __init__(self, scans: MutableMapping, publisher, plan: Callable[[dict], list[dict]], reoffers: Reoffers,
                  topics: Topics, partition_of: Callable[[str], int], work_partition_of: Callable[[str], int],
-                 now: Callable[[], str] = utcnow, clock: Callable[[], float] = time.monotonic) -> None:
+                 now: Callable[[], str] = utcnow, clock: Callable[[], float] = time.monotonic,
+                 plan_retry_max_s: float = PLAN_RETRY_MAX_S) -> None:
         self.scans, self.publisher, self.plan, self.reoffers = scans, publisher, plan, reoffers
+        self.plan_retry_max_s = plan_retry_max_s
         self.topics, self.partition_of, self.now, self.clock = topics, partition_of, now, clock
         self.work_partition_of = work_partition_of  # a unit id -> the work partition its work is in
         self.motion = WorkMotion(reoffers.after_s)
@@ -74,7 +82,7 @@ class Coordinator:
         self._emit(state, events, chain)
         if state["status"] == "queued":
             try:
-                plan = await asyncio.to_thread(self.plan, message["data"])
+                plan = await self._plan(message)
             except Exception as exc:  # unreadable data: the scan fails, the worker does not
                 log.exception("planning scan %s failed", scan_id)
                 state, events = lifecycle.fail(state, message, f"could not plan the scan: {exc}", self.now())
@@ -84,6 +92,18 @@ class Coordinator:
                 self._emit(state, events, chain)
                 self._send_work(message, message["data"], work, 0, state, chain)
         await self._commit(scan_id, state)
+
+    async def _plan(self, message: dict):
+        """The scan's plan, once the blob store answers: planning is retried while it does not."""
+        delay = min(0.5, self.plan_retry_max_s)
+        while True:
+            try:
+                return await asyncio.to_thread(self.plan, message["data"])
+            except BlobUnavailable as exc:
+                log.warning("the blob store did not answer planning scan %s, retrying in %.1fs: %s",
+                            message["subject"], delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.plan_retry_max_s)
 
     async def _operator_command(self, message: dict, digest: str) -> None:
         """Abort, resume or delete: rejected ones are logged (the API checked the state before)."""

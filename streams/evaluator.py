@@ -2,7 +2,8 @@
 
 The unit runs in a worker thread (pyarrow releases the GIL). A unit the code cannot
 evaluate is a failed unit, so its scan still ends; a ledger that cannot be written
-(`DeliveryFailed`, `KafkaException`) is raised, for the record pipeline to retry.
+(`DeliveryFailed`, `KafkaException`), or a blob store that does not answer (`BlobUnavailable`),
+is raised, for the record pipeline to retry.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from confluent_kafka import KafkaException
 
 from services.adapters.abort_watch import AbortWatch
-from services.adapters.blobstore import BlobStore
+from services.adapters.blobstore import BlobStore, BlobUnavailable
 from services.adapters.kafka import DeliveryFailed, Publisher
 from services.domain.evaluation import unit_result_event
 from services.domain.ledger_chain import unit_stream
@@ -40,7 +41,7 @@ class Evaluator:
         chained = self.publisher.chained(unit_stream(message["data"]["unit_id"], attempt))
         try:
             await asyncio.to_thread(self.run, message, self.blobs, chained, self.settings, stop)
-        except (DeliveryFailed, KafkaException):
+        except (DeliveryFailed, KafkaException, BlobUnavailable):
             raise
         except Exception as exc:  # a unit the code cannot evaluate fails; its scan goes on
             log.exception("unit %s failed", message["data"]["unit_id"])

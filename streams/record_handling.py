@@ -4,8 +4,9 @@ At-least-once, strictly: the caller acks a record only once `RecordHandling.proc
 returned. A record that cannot be decoded (`decode_checked`) or that its handler cannot
 handle goes to the dead-letter topic (flushed there first); a command appended after its
 expiry is ignored (the API answered 503 for it, so it never happened); a handler that could
-not write the ledger (`DeliveryFailed`, `KafkaException`) is run again with backoff, never
-skipped. `Activity` counts what is in flight, for the stall watchdog.
+not write the ledger (`DeliveryFailed`, `KafkaException`) or read a blob from a store that did
+not answer (`BlobUnavailable`: S3 down) is run again with backoff, never skipped.
+`Activity` counts what is in flight, for the stall watchdog.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Any, Self
 
 from confluent_kafka import KafkaException
 
+from services.adapters.blobstore import BlobUnavailable
 from services.adapters.deadletter import DeadLetters
 from services.adapters.kafka import DeliveryFailed
 from services.domain.codec import PoisonRecord, decode_checked
@@ -89,6 +91,10 @@ class RecordHandling:
                 return await handler(message, raw_digest)
             except (DeliveryFailed, KafkaException) as exc:
                 log.warning("could not write what %s caused, retrying in %.1fs: %s", message["type"], delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_s)
+            except BlobUnavailable as exc:
+                log.warning("the blob store did not answer for %s, retrying in %.1fs: %s", message["type"], delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max_s)
             except Exception as exc:  # a record the code cannot handle must not halt the worker

@@ -74,6 +74,16 @@ async def handle_http_exception(_request: Request, exc) -> Response:
     return json_response({"error": CODES.get(exc.status_code, "ERROR"), "message": exc.detail}, exc.status_code)
 
 
+BLOB_RETRY_AFTER_S = 5
+
+
+async def handle_blob_unavailable(request: Request, exc: Exception) -> Response:
+    """The blob store (S3) did not answer: a 503 the client may retry; the log says which store and why."""
+    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    return await handle_api_error(request, unavailable("The blob store is not answering; try again",
+                                                       BLOB_RETRY_AFTER_S))
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     """Any exception no route turned into an answer: logged here, a 500 with the error body there.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from services.adapters.blobstore import BlobStore
+from services.adapters.blobstore import BlobStore, BlobUnavailable
 from services.adapters.kafka import Publisher
 from services.adapters.readers import from_ipc, to_ipc
 from services.domain.contracts import VIOLATION_DETECTED
@@ -82,6 +82,8 @@ def run_unit(message: dict, blobs: BlobStore, publisher: Publisher, settings: Se
         log.info("unit %s stopped: its scan was aborted", work["unit_id"])
         publisher.flush()
         return
+    except BlobUnavailable:  # the store did not answer: the unit runs again later (streams/record_handling.py)
+        raise
     except Exception as exc:  # unreadable unit file, bad rule snapshot: a unit failure, never a dead worker
         log.exception("unit %s failed", work["unit_id"])
         errors.append(f"unit {work['unit_id']}: {exc}")

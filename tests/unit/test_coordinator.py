@@ -1,6 +1,7 @@
 """The coordinator without Kafka or Faust: a dict as its table, a recording publisher as its sink."""
 import asyncio
 
+from services.adapters.blobstore import BlobMissing, BlobUnavailable
 from services.adapters.kafka import DeliveryFailed
 from services.domain import contracts as c
 from services.domain.envelope import make_event
@@ -53,7 +54,7 @@ class Table(dict):
 
 
 class Setup:
-    def __init__(self, units=2, plan_error=None, owned_by=0):
+    def __init__(self, units=2, plan_error=None, owned_by=0, plan_errors=()):
         self.log = []
         self.publisher = Recorder(self.log)
         self.scans = Table(self.log)
@@ -65,13 +66,16 @@ class Setup:
             self.planned.append(request["scan_id"])
             if plan_error:
                 raise plan_error
+            if len(self.planned) <= len(plan_errors):  # the first plans meet these, in turn
+                raise plan_errors[len(self.planned) - 1]
             return Plan([{"unit_id": f"{request['scan_id']}.u{i}", "index": i, "blob": f"b{i}", "record_count": 50,
                           "counted_records": 50, "partition_key": [], "rule_ids": ["r1"]} for i in range(units)])
 
         self.coordinator = Coordinator(self.scans, self.publisher, plan, self.reoffers, TOPICS,
                                        partition_of=lambda scan_id: owned_by,
                                        work_partition_of=lambda unit_id: int(unit_id.rsplit(".u", 1)[1]),
-                                       now=lambda: "2024-01-01T00:00:01Z", clock=lambda: self.now)
+                                       now=lambda: "2024-01-01T00:00:01Z", clock=lambda: self.now,
+                                       plan_retry_max_s=0.001)
         self.work_lag = {}  # work partition -> (committed, end): unit sN.uI is in partition I
 
     def handle(self, message):
@@ -152,6 +156,21 @@ def test_a_planning_failure_fails_the_scan():
     assert events[1]["data"]["error"] == "could not plan the scan: not a CSV"
     assert s.publisher.published(TOPICS.work) == []
     assert s.scans["s1"]["status"] == "failed"
+
+
+def test_a_blob_store_that_does_not_answer_is_waited_for_and_each_event_written_once():
+    s = Setup(units=2, plan_errors=[BlobUnavailable("S3 down"), BlobUnavailable("S3 down")])
+    s.handle(run_scan())
+    assert s.planned == ["s1"] * 3
+    assert types(s.publisher.published(TOPICS.scan_events)) == [c.SCAN_REQUESTED, c.SCAN_STARTED]
+    assert [w["data"]["unit_id"] for w in s.publisher.published(TOPICS.work)] == ["s1.u0", "s1.u1"]
+    assert s.scans["s1"]["status"] == "running"
+
+
+def test_a_blob_that_is_not_there_fails_the_scan_at_once():
+    s = Setup(plan_error=BlobMissing("no blob b"))
+    s.handle(run_scan())
+    assert s.planned == ["s1"] and s.scans["s1"]["status"] == "failed"
 
 
 def test_a_redelivered_run_scan_plans_and_sends_nothing_again():

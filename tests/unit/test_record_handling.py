@@ -3,6 +3,7 @@ import asyncio
 
 import pytest
 
+from services.adapters.blobstore import BlobUnavailable
 from services.adapters.kafka import DeliveryFailed
 from services.domain import contracts as c
 from services.domain.command_expiry import with_expiry
@@ -71,6 +72,18 @@ def test_a_ledger_that_cannot_be_written_is_retried_until_it_is_never_skipped():
         calls.append(message["id"])
         if len(calls) < 3:
             raise DeliveryFailed("2 messages undelivered")
+
+    asyncio.run(pipeline(dead).process(record(run_scan()), handler))
+    assert calls == ["cmd-1"] * 3 and dead.sent == []
+
+
+def test_a_blob_store_that_does_not_answer_is_retried_until_it_does_never_dead_lettered():
+    dead, calls = DeadLetters(), []
+
+    async def handler(message, _digest=""):
+        calls.append(message["id"])
+        if len(calls) < 3:
+            raise BlobUnavailable("cannot read blob b from s3://blobs: EndpointConnectionError")
 
     asyncio.run(pipeline(dead).process(record(run_scan()), handler))
     assert calls == ["cmd-1"] * 3 and dead.sent == []
@@ -159,3 +172,13 @@ def test_a_ledger_that_cannot_be_written_is_raised_for_the_pipeline_to_retry():
 
     with pytest.raises(DeliveryFailed):
         evaluate(run)
+
+
+def test_a_blob_store_that_does_not_answer_is_raised_for_the_pipeline_to_retry_not_a_failed_unit():
+    def run(*_):
+        raise BlobUnavailable("cannot read blob b from s3://blobs: EndpointConnectionError")
+
+    publisher = Publisher()
+    with pytest.raises(BlobUnavailable):
+        asyncio.run(Evaluator(publisher, None, Settings(), Aborts(), run=run).evaluate(WORK))
+    assert publisher.events == []

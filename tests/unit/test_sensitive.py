@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from harness.corpus import generate
-from services.adapters.blobstore import BlobStore
+from services.adapters.blobstore import LocalBlobStore
 from services.domain import contracts as c
 from services.domain import lifecycle
 from services.domain.envelope import make_event, utcnow
@@ -285,7 +285,7 @@ def test_an_incremental_scan_skips_the_files_its_baseline_covered(lake):
 
 
 def store(settings):
-    return BlobStore(settings.blob_dir)
+    return LocalBlobStore(settings.blob_dir)
 
 
 def test_a_large_enumeration_keeps_every_event_and_work_unit_small(tmp_path):

@@ -19,39 +19,19 @@ Credentials are references, resolved when a connector is opened (API process or 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
-from botocore import UNSIGNED
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from services.adapters import s3_client
 from services.adapters.connectors.base import Connector, ConnectorError, Resource, ResourceError, selected
 from services.adapters.connectors.confinement import env_prefix, env_value, secrets_root
+from services.adapters.s3_client import CREDENTIAL_CODES, MISSING_CODES, PERMISSION_CODES
+from services.adapters.s3_client import describe as _describe
+from services.adapters.s3_client import error_code as _code
 from services.domain.envelope import iso
 from services.settings import Settings
-
-CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
-                    "AuthorizationHeaderMalformed", "InvalidSecurity", "TokenRefreshRequired"}
-PERMISSION_CODES = {"AccessDenied", "AllAccessDisabled", "403", "Forbidden"}
-MISSING_CODES = {"NoSuchBucket", "NoSuchKey", "404", "NotFound"}
-
-_session: boto3.session.Session | None = None
-_session_lock = threading.Lock()
-
-
-def _client(**kwargs: Any):
-    """An S3 client from the process's one boto3 session. A new session loads botocore's models
-    again (about 0.3 s of CPU, paid by every chunk of a scan); clients of one session share them.
-    Each client gets its own endpoint, region, config and keys; a session is not thread-safe to
-    create clients from, so they are made under a lock (the clients themselves are thread-safe)."""
-    global _session
-    with _session_lock:
-        if _session is None:
-            _session = boto3.session.Session()
-        return _session.client("s3", **kwargs)
 
 
 def _keys_from_file(settings: Settings, workspace_id: str, path: str, status: int) -> dict[str, str]:
@@ -115,11 +95,6 @@ def check_credentials(settings: Settings, workspace_id: str, credentials: dict) 
     resolve_credentials(settings, workspace_id, credentials, status=400)
 
 
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code") or exc.response.get("ResponseMetadata", {}).get(
-        "HTTPStatusCode", ""))
-
-
 def _reason(exc: Exception) -> str:
     if isinstance(exc, NoCredentialsError):
         return "credentials"
@@ -132,13 +107,6 @@ def _reason(exc: Exception) -> str:
         if code in MISSING_CODES:
             return "missing"
     return "unavailable"
-
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        return f"{_code(exc)}: {error.get('Message') or 'refused'}"
-    return type(exc).__name__ + (f": {exc}" if str(exc) else "")
 
 
 class _Body:
@@ -174,11 +142,11 @@ class S3Connector(Connector):
                  keys: dict[str, str] | None = None, connect_timeout_s: float = 5.0, read_timeout_s: float = 30.0,
                  max_attempts: int = 3, page_size: int = 1000):
         self.bucket, self.prefix, self.endpoint_url, self.page_size = bucket, prefix, endpoint_url, page_size
-        config = Config(connect_timeout=connect_timeout_s, read_timeout=read_timeout_s,
-                        retries={"max_attempts": max_attempts, "mode": "standard"},
-                        s3={"addressing_style": "path"} if endpoint_url else None,
-                        signature_version=UNSIGNED if keys is None else None)
-        self.client = _client(endpoint_url=endpoint_url, region_name=region, config=config, **(keys or {}))
+        # no endpoint_url means AWS's own: never an endpoint the process's environment names for its
+        # blob store (AWS_ENDPOINT_URL), which SCANLEDGER_S3_ENDPOINTS never allowed for connectors
+        config = s3_client.config(connect_timeout_s, read_timeout_s, max_attempts, path_style=bool(endpoint_url),
+                                  unsigned=keys is None, configured_endpoint=False)
+        self.client = s3_client.client(endpoint_url=endpoint_url, region_name=region, config=config, **(keys or {}))
 
     @classmethod
     def from_config(cls, settings: Settings, workspace_id: str, config: dict[str, Any]) -> S3Connector:
