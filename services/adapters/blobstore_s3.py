@@ -40,7 +40,7 @@ from services.adapters.blobstore import (
     sharded,
     write_atomically,
 )
-from services.adapters.s3_client import CREDENTIAL_CODES, MISSING_CODES, PERMISSION_CODES, describe, error_code
+from services.adapters.s3_client import MISSING_CODES, PERMISSION_CODES, describe, error_code
 from services.settings import Settings
 
 SETTING = "SCANLEDGER_BLOB_URL"
@@ -57,22 +57,6 @@ def parse_url(url: str) -> tuple[str, str]:
                                " (or leave it unset for the blob store in the data dir)")
     prefix = parts.path.strip("/")
     return parts.netloc, f"{prefix}/" if prefix else ""
-
-
-def _error_reads_as(exc: Exception) -> str:
-    """credentials | permission | missing | unreachable | refused."""
-    if isinstance(exc, NoCredentialsError):
-        return "credentials"
-    if isinstance(exc, ClientError):
-        code = error_code(exc)
-        if code in CREDENTIAL_CODES:
-            return "credentials"
-        if code in PERMISSION_CODES:
-            return "permission"
-        if code in MISSING_CODES:
-            return "missing"
-        return "refused"
-    return "unreachable"
 
 
 class S3BlobStore:
@@ -185,7 +169,7 @@ class S3BlobStore:
 
     def _setting_problem(self, exc: Exception) -> str:
         """One line: what is wrong with the blob store's settings, naming the setting to fix."""
-        what = _error_reads_as(exc)
+        what = s3_client.reason(exc, client_error="refused", other="unreachable")
         if what == "credentials" and isinstance(exc, NoCredentialsError):
             return f"{SETTING}={self.url}: no S3 credentials found for it: set {KEYS}"
         if what == "credentials":

@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 from botocore import UNSIGNED
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, NoCredentialsError
 
 CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
                     "AuthorizationHeaderMalformed", "InvalidSecurity", "TokenRefreshRequired"}
@@ -52,6 +52,23 @@ def error_code(exc: ClientError) -> str:
     """The error's code (`NoSuchBucket`), or its HTTP status when the answer had no body (a HEAD's)."""
     return str(exc.response.get("Error", {}).get("Code") or exc.response.get("ResponseMetadata", {}).get(
         "HTTPStatusCode", ""))
+
+
+def reason(exc: Exception, client_error: str, other: str) -> str:
+    """credentials | permission | missing, or else `client_error` for another answer of S3's and `other`
+    for no answer (unreachable)."""
+    if isinstance(exc, NoCredentialsError):
+        return "credentials"
+    if isinstance(exc, ClientError):
+        code = error_code(exc)
+        if code in CREDENTIAL_CODES:
+            return "credentials"
+        if code in PERMISSION_CODES:
+            return "permission"
+        if code in MISSING_CODES:
+            return "missing"
+        return client_error
+    return other
 
 
 def describe(exc: Exception) -> str:

@@ -22,12 +22,12 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from services.adapters import s3_client
 from services.adapters.connectors.base import Connector, ConnectorError, Resource, ResourceError, selected
 from services.adapters.connectors.confinement import env_prefix, env_value, secrets_root
-from services.adapters.s3_client import CREDENTIAL_CODES, MISSING_CODES, PERMISSION_CODES
+from services.adapters.s3_client import CREDENTIAL_CODES, PERMISSION_CODES
 from services.adapters.s3_client import describe as _describe
 from services.adapters.s3_client import error_code as _code
 from services.domain.envelope import iso
@@ -96,17 +96,7 @@ def check_credentials(settings: Settings, workspace_id: str, credentials: dict) 
 
 
 def _reason(exc: Exception) -> str:
-    if isinstance(exc, NoCredentialsError):
-        return "credentials"
-    if isinstance(exc, ClientError):
-        code = _code(exc)
-        if code in CREDENTIAL_CODES:
-            return "credentials"
-        if code in PERMISSION_CODES:
-            return "permission"
-        if code in MISSING_CODES:
-            return "missing"
-    return "unavailable"
+    return s3_client.reason(exc, client_error="unavailable", other="unavailable")
 
 
 class _Body:
