@@ -19,6 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from harness import databases
+
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "test-admin-token"
 
@@ -107,6 +109,11 @@ class Running:
     def db_path(self) -> Path:
         return self.data_dir / "scanledger.db"
 
+    @property
+    def db_url(self) -> str:
+        """Where the system's read models and configuration are (harness/databases.py)."""
+        return self.env.get("SCANLEDGER_DATABASE_URL") or f"sqlite:///{self.db_path}"
+
     def cli_args(self, *args: str) -> list[str]:
         """The command line of `scanledger *args` as this system runs it (its env: self.env)."""
         return [sys.executable, "-m", "cli.main", *args]
@@ -149,7 +156,7 @@ class System(Running):
         super().__init__(data_dir)
         self.env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "SCANLEDGER_DATA_DIR": str(data_dir),
                     "SCANLEDGER_TOPIC_PREFIX": f"test-{uuid.uuid4().hex[:8]}", "SCANLEDGER_ADMIN_TOKEN": TOKEN,
-                    "SCANLEDGER_PORT": str(self.port), **env}
+                    "SCANLEDGER_PORT": str(self.port), **databases.for_system(), **env}
         self.per_process = per_process or {}
         self.processes: dict[str, subprocess.Popen] = {}
 

@@ -18,7 +18,6 @@ import gc
 import logging
 import os
 import signal
-import sqlite3
 import threading
 import time
 from contextlib import contextmanager
@@ -26,7 +25,7 @@ from contextlib import contextmanager
 from confluent_kafka import OFFSET_BEGINNING, Consumer
 
 from services import stores
-from services.adapters.db import connect, transaction
+from services.adapters.db import DATABASE_ERRORS, RECORD_ERRORS, connect, transaction
 from services.adapters.deadletter import DeadLetters, dead_lettered
 from services.adapters.kafka import DeliveryFailed, Publisher, consumer_config
 from services.adapters.kafka_admin import ensure_topics, watermarks
@@ -112,10 +111,9 @@ def apply_messages(conn, messages, dead: DeadLetters) -> int:
 
 def record_fault(exc: BaseException) -> bool:
     """Whether an apply error is the record's (bad values) rather than the database's or Kafka's."""
-    if isinstance(exc, (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError,
-                        sqlite3.DataError)):
-        return True  # a NULL in a NOT NULL column, a value SQLite cannot bind
-    return not isinstance(exc, (sqlite3.Error, DeliveryFailed, MemoryError, OSError))
+    if isinstance(exc, RECORD_ERRORS):
+        return True  # a NULL in a NOT NULL column, a value the database cannot bind
+    return not isinstance(exc, (*DATABASE_ERRORS, DeliveryFailed, MemoryError, OSError))
 
 
 def apply_records(conn, records: list[Record], sources: list, dead: DeadLetters) -> int:

@@ -25,12 +25,12 @@ def page(db, workspace_id: str, scan_id: str, limit: int, after: list | None, ty
     sql = ["SELECT * FROM rm_scan_history WHERE scan_id = ? AND workspace_id = ?"]
     args: list = [scan_id, workspace_id]
     if after is not None:
-        sql.append("AND (logged_at, topic, offset) > (?, ?, ?)")
+        sql.append('AND (logged_at, topic, "offset") > (?, ?, ?)')
         args += after
     if types:
         sql.append(f"AND type IN ({', '.join('?' * len(types))})")
         args += types
-    sql.append("ORDER BY logged_at, topic, offset LIMIT ?")
+    sql.append('ORDER BY logged_at, topic, "offset" LIMIT ?')
     return db.execute(" ".join(sql), [*args, limit]).fetchall()
 
 

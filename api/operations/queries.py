@@ -73,10 +73,10 @@ def _where(workspace_id: str, q: OperationsQuery) -> tuple[str, list]:
         where.append("s.operation_id = ?")
         args.append(q.id)
     if q.schedule_id is not None:
-        where.append("0")  # runs are on demand: none was triggered by a schedule
+        where.append("1 = 0")  # runs are on demand: none was triggered by a schedule
     if q.operation_type is not None:
         kinds = kinds_of_operation_type(q.operation_type)  # none for the types no run of ours has
-        where.append(_in("s.kind", kinds, args) if kinds else "0")
+        where.append(_in("s.kind", kinds, args) if kinds else "1 = 0")
     if q.finished is not None:
         where.append(("" if q.finished else "NOT ") + _in(SHOWN_STATUS, FINISHED, args))
     if q.result:

@@ -73,7 +73,7 @@ def is_settled(row) -> bool:
 
 
 VIOLATION_COLUMNS = ("v.violation_id AS id, v.scan_id, v.rule_id, v.rule_name, v.rule_type, v.severity, v.account,"
-                     " v.record_index, v.record_key, v.value, v.window, v.signature,"
+                     " v.record_index, v.record_key, v.value, v.\"window\", v.signature,"
                      " COALESCE(s.status, 'open') AS status, v.detected_at, v.record, v.observed")
 
 
@@ -137,7 +137,7 @@ def asset_runs(db, asset_ids: list[int]) -> tuple[dict, dict]:
     """
     if not asset_ids:
         return {}, {}
-    latest = ("SELECT u.unit_id FROM rm_units u {join} WHERE u.container_id = j.value"
+    latest = ("SELECT u.unit_id FROM rm_units u {join} WHERE u.container_id = CAST(j.value AS INTEGER)"
               f" AND u.scan_kind IN {sql_list(asset_run_kinds())}"
               " AND u.status IN ({states}) {extra} ORDER BY u.scan_created_at DESC, u.scan_id DESC LIMIT 1")
     finished = latest.format(join="", states="'completed', 'failed'", extra="")

@@ -444,7 +444,7 @@ class ApiTerm(Campaign):
         if trial.settled:
             with self.target.client() as api:
                 listed = {i["id"] for i in _ok(api.get("/api/operations", params={"size": 1000}))["items"]}
-            conn = connect_ro(self.target.db_path)
+            conn = connect_ro(self.target.db_url)
             try:
                 for label, s in trial.scans.items():
                     row = conn.execute("SELECT operation_id FROM rm_scans WHERE scan_id = ?", (s,)).fetchone()
@@ -458,12 +458,9 @@ class ApiTerm(Campaign):
 def all_scan_ids(target) -> list[str]:
     """Every scan the system knows of anywhere: the API's database, the read models, the ledger."""
     ids = set()
-    conn = connect_ro(target.db_path)
+    conn = connect_ro(target.db_url)
     try:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        for table in ("rm_scans", "scan_requests"):
-            if table in tables:
-                ids |= {r[0] for r in conn.execute(f"SELECT scan_id FROM {table}")}
+        ids |= {r[0] for r in conn.execute("SELECT scan_id FROM rm_scans")}
     finally:
         conn.close()
     settings = target.settings
@@ -471,7 +468,7 @@ def all_scan_ids(target) -> list[str]:
         if header_type(headers) == c.RUN_SCAN and key:
             ids.add(key.decode())
     # a sync is a scan too but not one a trial starts; keep only compliance and monitor scans
-    conn = connect_ro(target.db_path)
+    conn = connect_ro(target.db_url)
     try:
         catalogs = {r[0] for r in conn.execute("SELECT scan_id FROM rm_scans WHERE kind = 'catalog'")}
     finally:

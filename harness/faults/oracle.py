@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import subprocess
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
-from harness import data
+from harness import data, databases
 from harness.faults.knobs import ROWS
 from harness.faults.probes import connect_ro, projector_lag, watermarks
 from harness.faults.workload import _ok, compliance_rows
@@ -49,7 +48,7 @@ def fingerprint(target, scan_id: str) -> dict:
         view = _ok(api.get(f"/api/scan/{scan_id}"))
         out["view"] = {k: view.get(k) for k in SCAN_VIEW}
         out["score_history"] = [h["score"] for h in view.get("score_history") or []]
-        conn = connect_ro(target.db_path)
+        conn = connect_ro(target.db_url)
         try:
             row = conn.execute("SELECT * FROM rm_scans WHERE scan_id = ?", (scan_id,)).fetchone()
             out["rm_scan"] = {k: row[k] for k in RM_SCAN} if row else None
@@ -125,14 +124,14 @@ def replay_problems(target, tmp: Path, attempts: int = 5) -> list[str]:
     settings = target.settings
     for _attempt in range(attempts):
         deadline = time.monotonic() + 120
-        while (lag := projector_lag(settings, target.db_path)) and time.monotonic() < deadline:
+        while (lag := projector_lag(settings, target.db_url)) and time.monotonic() < deadline:
             time.sleep(0.2)
         if lag:
             return [f"the live projector did not reach the end of the log in 120 s: (stored, end) {lag}"]
         before = watermarks(settings, [settings.topics.scan_events, settings.topics.violations])
-        into = tmp / f"replay-{uuid.uuid4().hex[:8]}.db"
+        into = databases.scratch(tmp, "replay")
         try:
-            target.cli("replay", "--into", f"sqlite:///{into}", timeout=300)
+            target.cli("replay", "--into", into, timeout=300)
         except subprocess.CalledProcessError as exc:
             return [f"replay exited with {exc.returncode}: {(exc.stderr or '')[-2000:]}"]
         except subprocess.TimeoutExpired:
@@ -140,10 +139,10 @@ def replay_problems(target, tmp: Path, attempts: int = 5) -> list[str]:
         if watermarks(settings, [settings.topics.scan_events, settings.topics.violations]) != before:
             continue
         deadline = time.monotonic() + 60
-        while projector_lag(settings, target.db_path) and time.monotonic() < deadline:
+        while projector_lag(settings, target.db_url) and time.monotonic() < deadline:
             time.sleep(0.2)
         problems = []
-        live, replayed = connect_ro(target.db_path), connect_ro(into)
+        live, replayed = connect_ro(target.db_url), connect_ro(into)
         try:
             for table in TABLES:
                 if table == "projector_offsets":
@@ -157,7 +156,6 @@ def replay_problems(target, tmp: Path, attempts: int = 5) -> list[str]:
         finally:
             live.close()
             replayed.close()
-            for leftover in (into, into.with_name(into.name + "-wal"), into.with_name(into.name + "-shm")):
-                leftover.unlink(missing_ok=True)
+            databases.remove(into)
         return problems
     return [f"the log kept growing during {attempts} replays"]

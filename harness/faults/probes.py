@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import sqlite3
 import sys
 import time
 import uuid
@@ -16,6 +15,7 @@ from pathlib import Path
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from harness import databases
 from services.settings import Settings, Topics
 
 # --------------------------------------------------------------------------- small helpers
@@ -136,16 +136,15 @@ def streams_lag(settings: Settings) -> str:
         return f"(lag unavailable: {exc})"
 
 
-def connect_ro(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    conn.row_factory = sqlite3.Row
-    return conn
+def connect_ro(where):
+    """A system's database, to read: its URL (target.db_url) or an SQLite file."""
+    return databases.connect_read(where)
 
 
-def projector_lag(settings: Settings, db_path: Path) -> dict[tuple[str, int], tuple[int, int]]:
+def projector_lag(settings: Settings, db_url: str) -> dict[tuple[str, int], tuple[int, int]]:
     """(stored next offset, end) of every event partition the projector has not caught up with."""
     ends = watermarks(settings, [settings.topics.scan_events, settings.topics.violations])
-    conn = connect_ro(db_path)
+    conn = connect_ro(db_url)
     try:
         stored = {(r["topic"], r["partition"]): r["next_offset"]
                   for r in conn.execute("SELECT topic, partition, next_offset FROM projector_offsets")}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from harness import databases
 from harness.faults.knobs import ROWS, unit_records
 from harness.faults.probes import kafka_settings, log_tail
 from harness.system import ROOT, TOKEN, Running, free_port
@@ -40,7 +41,8 @@ class Procs(Running):
         self.env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "SCANLEDGER_DATA_DIR": str(data_dir),
                     "SCANLEDGER_TOPIC_PREFIX": f"test-{uuid.uuid4().hex[:8]}", "SCANLEDGER_ADMIN_TOKEN": TOKEN,
                     "SCANLEDGER_PORT": str(self.port), "SCANLEDGER_UNIT_RECORDS": str(unit_records(rows)),
-                    "SCANLEDGER_DATASTORE_ROOT": str(self.datastore_root), "PYTHONFAULTHANDLER": "1", **env}
+                    "SCANLEDGER_DATASTORE_ROOT": str(self.datastore_root), "PYTHONFAULTHANDLER": "1",
+                    **databases.for_system(), **env}
         self.processes: dict[str, subprocess.Popen] = {}
         self.commands: dict[str, str] = {}
         self.own_env: dict[str, dict[str, str]] = {}  # a process's settings besides the system's
@@ -174,7 +176,8 @@ class Up(Running):
         data_dir.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SCANLEDGER_", "KAFKA_BOOTSTRAP"))}
         env.update(SCANLEDGER_DATA_DIR=str(data_dir), SCANLEDGER_PORT=str(self.port), SCANLEDGER_ADMIN_TOKEN=TOKEN,
-                   SCANLEDGER_UNIT_RECORDS=str(unit_records(rows)), SCANLEDGER_DATASTORE_ROOT=str(self.datastore_root))
+                   SCANLEDGER_UNIT_RECORDS=str(unit_records(rows)), SCANLEDGER_DATASTORE_ROOT=str(self.datastore_root),
+                   **databases.for_system())
         if bootstrap:
             env.update(KAFKA_BOOTSTRAP_SERVERS=bootstrap, SCANLEDGER_TOPIC_PREFIX=f"test-{uuid.uuid4().hex[:8]}")
         else:

@@ -198,7 +198,7 @@ class Campaign:
     def stall_report(self, scan_ids: list[str]) -> str:
         lines = []
         with contextlib.suppress(Exception):
-            conn = connect_ro(self.target.db_path)
+            conn = connect_ro(self.target.db_url)
             try:
                 for s in scan_ids:
                     row = conn.execute("SELECT kind, status, finalized, units_total, violations_seen, violation_count"
@@ -214,7 +214,7 @@ class Campaign:
                 conn.close()
         lines.append("streams group lag:\n" + streams_lag(self.target.settings))
         with contextlib.suppress(Exception):
-            lines.append(f"projector lag (stored, end): {projector_lag(self.target.settings, self.target.db_path)}")
+            lines.append(f"projector lag (stored, end): {projector_lag(self.target.settings, self.target.db_url)}")
         lines.append(self.target.worker_log())
         return "\n".join(lines)
 

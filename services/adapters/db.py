@@ -1,4 +1,5 @@
-"""Database connections for the config store and the read models (SQLite by default).
+"""Database connections for the config store and the read models: SQLite by default, PostgreSQL
+for a `postgresql://` URL (services/adapters/pg.py runs the same SQL there, with the same locking).
 
 SQLite runs in WAL mode so the API reads while the projector writes; a busy timeout makes
 the API's small config writes wait for the projector's batch instead of failing.
@@ -15,6 +16,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import psycopg
+
 BUSY_TIMEOUT_MS = 30_000
 
 
@@ -22,13 +25,31 @@ class UnsupportedDatabase(Exception):
     pass
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+# Errors a record's own values cause (a NULL where none may be, a value the database cannot take): the
+# projector dead-letters that record. Any other database error is the database's, not the record's.
+RECORD_ERRORS = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError, sqlite3.DataError,
+                 psycopg.errors.IntegrityError, psycopg.errors.DataError)
+DATABASE_ERRORS = (sqlite3.Error, psycopg.Error)
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(POSTGRES_SCHEMES)
+
+
 def sqlite_path(url: str) -> Path:
     if not url.startswith("sqlite:///"):
-        raise UnsupportedDatabase(f"unsupported database url {url!r}: only sqlite:///path is supported in this release")
+        raise UnsupportedDatabase(f"unsupported database url {url!r}: give sqlite:///path or "
+                                  "postgresql://user@host:port/database (SCANLEDGER_DATABASE_URL)")
     return Path(url[len("sqlite:///"):])
 
 
-def connect(url: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
+def connect(url: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS):
+    """A connection with the stdlib sqlite3 interface: sqlite3's own, or PostgreSQL's behind it."""
+    if is_postgres(url):
+        from services.adapters import pg
+
+        return pg.Connection(url, busy_timeout_ms)
     path = sqlite_path(url)
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False)
@@ -40,6 +61,12 @@ def connect(url: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connect
     conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: the violation indexes stay in memory while they grow
     conn.execute("PRAGMA wal_autocheckpoint=16384")  # checkpoint (and fsync) every 64 MiB of WAL, not 4
     return conn
+
+
+def on_postgres(conn) -> bool:
+    """Whether this connection (or ConnectionPerThread) is PostgreSQL's: for the little SQL that differs."""
+    conn = conn.connection if isinstance(conn, ConnectionPerThread) else conn
+    return not isinstance(conn, sqlite3.Connection)
 
 
 class transaction:

@@ -133,5 +133,6 @@ def _store_offsets(conn, records: list[Record]) -> None:
         latest[key] = max(latest.get(key, -1), rec.offset)
     conn.executemany(
         "INSERT INTO projector_offsets (topic, partition, next_offset) VALUES (:topic, :partition, :next_offset)"
-        " ON CONFLICT(topic, partition) DO UPDATE SET next_offset = MAX(next_offset, excluded.next_offset)",
+        " ON CONFLICT(topic, partition) DO UPDATE SET next_offset = CASE WHEN excluded.next_offset >"
+        " projector_offsets.next_offset THEN excluded.next_offset ELSE projector_offsets.next_offset END",
         [{"topic": t, "partition": p, "next_offset": o + 1} for (t, p), o in latest.items()])

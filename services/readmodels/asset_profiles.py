@@ -14,7 +14,8 @@ def unit_finished(conn, rec: Record) -> None:
         "INSERT INTO rm_asset_profiles (container_id, scan_id, columns, row_count, synced_at)"
         " VALUES (:container_id, :scan_id, :columns, :row_count, :synced_at)"
         " ON CONFLICT(container_id) DO UPDATE SET scan_id = excluded.scan_id, columns = excluded.columns,"
-        " row_count = excluded.row_count, synced_at = excluded.synced_at WHERE excluded.synced_at >= synced_at",
+        " row_count = excluded.row_count, synced_at = excluded.synced_at"
+        " WHERE excluded.synced_at >= rm_asset_profiles.synced_at",
         [{"container_id": p["container_id"], "scan_id": d["scan_id"], "columns": to_json(p["columns"]),
           "row_count": p["row_count"], "synced_at": rec.event["time"]} for p in d.get("profile", [])])
 

@@ -23,7 +23,7 @@ from services.readmodels.record import Record, to_json
 
 TABLES = ("rm_scan_history",)
 
-INSERT = ("INSERT INTO rm_scan_history (scan_id, event_id, workspace_id, logged_at, topic, partition, offset, type,"
+INSERT = ("INSERT INTO rm_scan_history (scan_id, event_id, workspace_id, logged_at, topic, partition, \"offset\", type,"
           " time, source, actor_id, actor_role, worker_id, event)"
           " VALUES (:scan_id, :event_id, :workspace_id, :logged_at, :topic, :partition, :offset, :type, :time,"
           " :source, :actor_id, :actor_role, :worker_id, :event) ON CONFLICT(scan_id, event_id) DO NOTHING")

@@ -25,9 +25,9 @@ def run_scan(conn, rec: Record) -> None:
         return
     d = rec.event["data"]
     conn.execute(
-        "INSERT OR IGNORE INTO rm_scan_requests (scan_id, workspace_id, kind, operation_id, request, created_at)"
+        "INSERT INTO rm_scan_requests (scan_id, workspace_id, kind, operation_id, request, created_at)"
         " SELECT :scan_id, :workspace_id, :kind, :operation_id, :request, :created_at"
-        " WHERE NOT EXISTS (SELECT 1 FROM rm_scans WHERE scan_id = :scan_id)",
+        " WHERE NOT EXISTS (SELECT 1 FROM rm_scans WHERE scan_id = :scan_id) ON CONFLICT DO NOTHING",
         {"scan_id": d["scan_id"], "workspace_id": d["workspace_id"], "kind": kind_of(d).name,
          "operation_id": d.get("operation_id"), "request": to_json(d), "created_at": d["requested_at"]})
 

@@ -18,7 +18,8 @@ TABLES = ("rm_violations", "rm_violation_status")
 # SQLite, but the positions come from these names, so a column cannot slip.
 COLUMNS = ("violation_id", "scan_id", "rule_id", "rule_name", "rule_type", "severity", "account", "record_index",
            "record_key", "value", "window", "signature", "detected_at", "container_id", "observed", "record")
-INSERT = (f"INSERT INTO rm_violations ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+_QUOTED = ", ".join(f'"{c}"' for c in COLUMNS)  # "window" is a keyword in PostgreSQL
+INSERT = (f"INSERT INTO rm_violations ({_QUOTED}) VALUES ({', '.join('?' * len(COLUMNS))})"
           " ON CONFLICT(violation_id) DO NOTHING")
 _row = itemgetter(*COLUMNS)
 SCAN_ID = COLUMNS.index("scan_id")

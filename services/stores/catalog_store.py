@@ -46,10 +46,11 @@ def init(conn) -> None:
 def add_datastore(conn, workspace_id: str, name: str, type_: str, path: str, resolved_path: str,
                   dialect: dict | None = None) -> dict[str, Any]:
     now = utcnow()
-    cur = conn.execute("INSERT INTO datastores (workspace_id, name, type, path, resolved_path, created_at, dialect)"
-                       " VALUES (?, ?, ?, ?, ?, ?, ?)", (workspace_id, name, type_, path, resolved_path, now,
-                                                        orjson.dumps(dialect).decode() if dialect else None))
-    return get_datastore(conn, workspace_id, cur.lastrowid)
+    new_id = conn.execute("INSERT INTO datastores (workspace_id, name, type, path, resolved_path, created_at, dialect)"
+                          " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                          (workspace_id, name, type_, path, resolved_path, now,
+                           orjson.dumps(dialect).decode() if dialect else None)).fetchone()[0]
+    return get_datastore(conn, workspace_id, new_id)
 
 
 def _datastore(row) -> dict[str, Any] | None:

@@ -2,8 +2,9 @@
 topic before it is answered, and the row follows the event (as the read models follow theirs).
 
 How a change gets there, with no dual write:
-- SQLite triggers on every LOGGED table copy each inserted, updated or deleted row into
-  `config_outbox`, in the transaction that changes it, so no write path can skip the log;
+- triggers on every LOGGED table (SQLite's, or PostgreSQL's doing the same) copy each inserted,
+  updated or deleted row into `config_outbox`, in the transaction that changes it, so no write
+  path can skip the log;
 - the API runs a config change as one transaction (api.web.changes) that, before it commits,
   publishes the outbox rows in order (acked, with an expiry like a command's) and records the
   offset each got as its row's version (`config_versions`). A change whose publish fails rolls
@@ -21,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from services.adapters.db import transaction
+from services.adapters.db import on_postgres, transaction
 from services.domain import command_expiry
 from services.domain import contracts as c
 from services.domain.envelope import make_event, new_id, with_actor
@@ -49,9 +50,10 @@ def _columns(conn, table: str) -> list[str]:
     return [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
 
 
-def _image(columns: list[str], ref: str) -> str:
+def _image(columns: list[str], ref: str, postgres: bool = False) -> str:
     """SQL for a row (NEW, OLD, or an alias) as a JSON object of its columns."""
-    return "json_object(" + ", ".join(f"'{col}', {ref}.\"{col}\"" for col in columns) + ")"
+    pairs = ", ".join(f"'{col}', {ref}.\"{col}\"" for col in columns)
+    return f"json_build_object({pairs})::text" if postgres else f"json_object({pairs})"
 
 
 def _workspace(table: str, columns: list[str], ref: str) -> str:
@@ -73,9 +75,28 @@ def _triggers(table: str, key: str, columns: list[str]) -> dict[str, str]:
         ("DELETE", "OLD", "NULL"))}
 
 
+def _pg_trigger(table: str, key: str, columns: list[str]) -> list[str]:
+    """PostgreSQL's one trigger a table (and its function) doing what SQLite's three do."""
+    def insert(ref: str, row: str) -> str:
+        return (f"INSERT INTO config_outbox (tbl, key, workspace_id, image)"
+                f" VALUES ('{table}', {ref}.{key}, {_workspace(table, columns, ref)}, {row});")
+
+    return [f"CREATE OR REPLACE FUNCTION config_log_{table}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            f" IF TG_OP = 'DELETE' THEN {insert('OLD', 'NULL')} RETURN OLD; END IF;"
+            f" {insert('NEW', _image(columns, 'NEW', postgres=True))} RETURN NEW; END $$",
+            f"CREATE OR REPLACE TRIGGER config_log_{table} AFTER INSERT OR UPDATE OR DELETE ON {table}"
+            f" FOR EACH ROW EXECUTE FUNCTION config_log_{table}()"]
+
+
 def init(conn) -> None:
     """The outbox, the versions and the triggers (made again when a table gained a column)."""
     conn.executescript(SCHEMA)
+    if on_postgres(conn):
+        with transaction(conn):
+            for table, key in LOGGED.items():
+                for statement in _pg_trigger(table, key, _columns(conn, table)):
+                    conn.execute(statement)
+        return
     existing = {r[0]: r[1] for r in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")}
     wanted = {name: sql for table, key in LOGGED.items()
               for name, sql in _triggers(table, key, _columns(conn, table)).items()}
@@ -96,7 +117,7 @@ def import_unlogged(conn) -> int:
             columns = _columns(conn, table)
             queued += conn.execute(
                 f"INSERT INTO config_outbox (tbl, key, workspace_id, image) SELECT '{table}', t.{key},"
-                f" {_workspace(table, columns, 't')}, {_image(columns, 't')} FROM {table} t"
+                f" {_workspace(table, columns, 't')}, {_image(columns, 't', on_postgres(conn))} FROM {table} t"
                 f" WHERE NOT EXISTS (SELECT 1 FROM config_versions v WHERE v.tbl = '{table}' AND v.key = t.{key})"
                 f" AND NOT EXISTS (SELECT 1 FROM config_outbox o WHERE o.tbl = '{table}' AND o.key = t.{key})"
                 f" ORDER BY t.rowid").rowcount
@@ -140,7 +161,8 @@ def published(conn, seqs: list[int], event: dict, offset: int) -> None:
     """The event is on the log at `offset`: the version of each row it carries; its rows leave the outbox."""
     conn.executemany(
         "INSERT INTO config_versions (tbl, key, version) VALUES (?, ?, ?)"
-        " ON CONFLICT(tbl, key) DO UPDATE SET version = MAX(version, excluded.version)",
+        " ON CONFLICT(tbl, key) DO UPDATE SET version = CASE WHEN excluded.version > config_versions.version"
+        " THEN excluded.version ELSE config_versions.version END",
         [(ch["table"], ch["key"], offset) for ch in event["data"]["changes"]])
     conn.executemany("DELETE FROM config_outbox WHERE seq = ?", [(s,) for s in seqs])
 

@@ -99,7 +99,8 @@ def bootstrap_admin(conn, token: str) -> None:
         add_token(conn, token, DEFAULT_WORKSPACE, "Admin", "admin")
         # unchanged, it is not written: every process that starts would otherwise log a change to it
         conn.execute("INSERT INTO bootstrap_token (id, token_hash) VALUES (1, ?) ON CONFLICT(id)"
-                     " DO UPDATE SET token_hash = excluded.token_hash WHERE token_hash != excluded.token_hash",
+                     " DO UPDATE SET token_hash = excluded.token_hash"
+                     " WHERE bootstrap_token.token_hash != excluded.token_hash",
                      (new_hash,))
 
 

@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS rm_asset_profiles (
 CREATE TABLE IF NOT EXISTS rm_violations (
     violation_id TEXT PRIMARY KEY, scan_id TEXT NOT NULL, rule_id TEXT NOT NULL, rule_name TEXT,
     rule_type TEXT, severity TEXT NOT NULL, account TEXT, record_index INTEGER, record_key TEXT NOT NULL,
-    value TEXT, window TEXT, signature TEXT NOT NULL, detected_at TEXT NOT NULL, container_id INTEGER,
+    value TEXT, "window" TEXT, signature TEXT NOT NULL, detected_at TEXT NOT NULL, container_id INTEGER,
     observed TEXT, record TEXT);
 -- a scan's violations in the order their pages list them (api/scans/reads.violations_page): a page is a walk
 -- of the index, not a sort of all the scan's violations
@@ -111,10 +111,10 @@ CREATE INDEX IF NOT EXISTS rm_sensitive_findings_detector ON rm_sensitive_findin
 -- each scan's ledger, in log order (services.readmodels.scan_history)
 CREATE TABLE IF NOT EXISTS rm_scan_history (
     scan_id TEXT NOT NULL, event_id TEXT NOT NULL, workspace_id TEXT NOT NULL, logged_at INTEGER NOT NULL,
-    topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL, type TEXT NOT NULL, time TEXT NOT NULL,
+    topic TEXT NOT NULL, partition INTEGER NOT NULL, "offset" INTEGER NOT NULL, type TEXT NOT NULL, time TEXT NOT NULL,
     source TEXT NOT NULL, actor_id TEXT, actor_role TEXT, worker_id TEXT, event TEXT NOT NULL,
     PRIMARY KEY (scan_id, event_id));
-CREATE INDEX IF NOT EXISTS rm_scan_history_order ON rm_scan_history (scan_id, logged_at, topic, offset);
+CREATE INDEX IF NOT EXISTS rm_scan_history_order ON rm_scan_history (scan_id, logged_at, topic, "offset");
 CREATE TABLE IF NOT EXISTS rm_processed_events (event_id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS projector_offsets (
     topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,

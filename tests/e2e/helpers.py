@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-import sqlite3
 import time
 
 import httpx
 
-from harness import data
+from harness import data, databases
 
 
 def upload(api: httpx.Client, content: bytes, name: str = "transactions.csv") -> dict:
@@ -67,10 +66,6 @@ def all_violations(api: httpx.Client, scan_id: str, **filters) -> list[dict]:
         page += 1
 
 
-def rows(path, table) -> list:
+def rows(where, table) -> list:
     """Every row of a read-model table, in a stable order: how live and replayed models compare."""
-    conn = sqlite3.connect(path)
-    try:
-        return sorted(conn.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
-    finally:
-        conn.close()
+    return databases.rows(where, table)

@@ -1,9 +1,9 @@
 """Bad input gets the documented error body and writes nothing."""
-import sqlite3
 
 import pytest
 
 from harness import data
+from services.adapters.db import connect
 from services.stores import config_store
 from tests.e2e.helpers import confirm, policy, upload
 
@@ -136,10 +136,9 @@ def test_a_mapping_names_known_targets_and_warns_of_columns_that_do_not_read_as_
 
 
 def test_another_workspace_sees_nothing(api, system, ready):
-    conn = sqlite3.connect(system.db_path)
+    conn = connect(system.db_url)
     config_store.ensure_workspace(conn, "other")
     config_store.add_token(conn, "other-token", "other", "Admin", "eve")
-    conn.commit()
     conn.close()
     with system.client(token="other-token") as other:
         for path in [f"/api/policies/{ready['policy_id']}"]:
@@ -158,7 +157,7 @@ def test_idempotency_key_returns_the_first_answer(api, ready):
 
 
 def _count(system, table: str) -> int:
-    conn = sqlite3.connect(system.db_path)
+    conn = connect(system.db_url)
     try:
         return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
     finally:

@@ -22,6 +22,7 @@ import httpx
 import orjson
 import pytest
 
+from harness import databases
 from harness.corpus import generate
 from harness.system import ROOT, System
 from tests.e2e.helpers import rows
@@ -279,8 +280,7 @@ def test_the_worker_token_reaches_its_scans_report_only(world):
         with world["system"].client(cfg["environment"]["AUTH_TOKEN"]) as dead:
             error(dead.post(cfg["environment"]["COORDINATOR_URL"], json={"type": "claim", "worker_id": "x"}), 401,
                   "UNAUTHORIZED")
-    stored = Path(world["system"].db_path).read_bytes()
-    assert token.encode() not in stored  # hashed at rest
+    assert token not in databases.stored_text(world["system"].db_url)  # hashed at rest
 
 
 def test_a_byoc_scans_history_names_its_worker_for_each_report(world):
@@ -321,9 +321,9 @@ def test_a_byoc_scans_history_names_its_worker_for_each_report(world):
     token_hash = hashlib.sha256(config["environment"]["AUTH_TOKEN"].encode()).hexdigest()
     versions = world["system"].cli("config-history", "--table", "worker_tokens", "--json").stdout
     assert token_hash in versions and config["environment"]["AUTH_TOKEN"] not in versions
-    target = world["logs"] / "replayed.db"
-    world["system"].cli("replay", "--into", f"sqlite:///{target}")
-    assert rows(target, "worker_tokens") == rows(world["system"].db_path, "worker_tokens") != []
+    target = databases.scratch(world["logs"], "replayed")
+    world["system"].cli("replay", "--into", target)
+    assert rows(target, "worker_tokens") == rows(world["system"].db_url, "worker_tokens") != []
 
 
 def unclocked(view: dict) -> dict:

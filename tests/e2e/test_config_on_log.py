@@ -7,14 +7,14 @@ whole suite's database with a replay, once every module has changed its config.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import sqlite3
 import time
 from datetime import UTC, datetime
 
 import pytest
 
-from harness import data
+from harness import data, databases
 from services.adapters.command_writer import CommandWriter
 from services.adapters.db import connect
 from services.domain import contracts as c
@@ -45,9 +45,8 @@ def instant() -> str:
     return at
 
 
-def table_rows(path, table: str, workspace: str | None = None) -> list[dict]:
-    with sqlite3.connect(path) as conn:
-        conn.row_factory = sqlite3.Row
+def table_rows(where, table: str, workspace: str | None = None) -> list[dict]:
+    with contextlib.closing(databases.connect_read(where)) as conn:
         rows = [dict(r) for r in conn.execute(f"SELECT * FROM {table} ORDER BY {LOGGED[table]}")]
     return [r for r in rows if workspace is None or r.get("workspace_id", r.get("id")) == workspace]
 
@@ -142,11 +141,11 @@ def test_a_scan_names_the_version_it_ran_with_and_that_version_is_what_it_ran(sy
 
 
 def test_replay_as_of_an_instant_rebuilds_the_config_then(system, ws, story, tmp_path):
-    target = tmp_path / "then.db"
-    system.cli("replay", "--as-of", story["between"], "--into", f"sqlite:///{target}")
+    target = databases.scratch(tmp_path, "then")
+    system.cli("replay", "--as-of", story["between"], "--into", target)
     (then,) = table_rows(target, "policies", ws.id)
     assert (then["id"], then["name"]) == (story["policy"]["id"], "v2")  # not v3, and no "doomed" yet
-    live = {p["id"]: p for p in table_rows(system.db_path, "policies", ws.id)}
+    live = {p["id"]: p for p in table_rows(system.db_url, "policies", ws.id)}
     assert live[story["policy"]["id"]]["name"] == "v3" and story["doomed"]["id"] not in live
     assert table_rows(target, "monitors", ws.id) == []  # made after the instant
 
@@ -168,7 +167,7 @@ def test_a_change_on_the_log_whose_transaction_never_committed_arrives_all_the_s
     settings = Settings.from_env(kafka_bootstrap=system.env["KAFKA_BOOTSTRAP_SERVERS"],
                                  topics=Topics(system.env["SCANLEDGER_TOPIC_PREFIX"]))
     writer = CommandWriter(settings)
-    conn = connect(f"sqlite:///{system.db_path}")
+    conn = connect(system.db_url)
     try:
         conn.execute("BEGIN IMMEDIATE")
         before = config_log.last_seq(conn)

@@ -2,13 +2,12 @@
 goes on, the dead letters are counted and listed with their source offsets, and replay skips
 the same records (equal to live) without sending them to the dead-letter topic again."""
 import re
-import sqlite3
 import time
 
 import httpx
 from confluent_kafka import Producer
 
-from harness import data
+from harness import data, databases
 from services.domain import contracts as c
 from services.domain.envelope import encode, make_event
 from services.stores.read_models import TABLES
@@ -63,7 +62,7 @@ def poison(scan_id: str, violations: str, scan_events: str) -> list[tuple[str, b
 def projected_past(path, landed, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        conn = sqlite3.connect(path)
+        conn = databases.connect_read(path)
         try:
             done = {(t, p): o for t, p, o in conn.execute("SELECT * FROM projector_offsets")}
         finally:
@@ -105,7 +104,7 @@ def test_poison_records_are_dead_lettered_and_everything_goes_on(api, system, ka
     assert scan["compliance_score"] == data.score(3000, data.by_severity(want))
     found = all_violations(api, scan_id)
     assert len(found) == total and not {"v-bad", "v-unbindable"} & {v["id"] for v in found}
-    projected_past(system.db_path, landed)
+    projected_past(system.db_url, landed)
     assert system.processes["projector"].poll() is None, system.logs()
 
     deadline = time.monotonic() + 30
@@ -129,12 +128,12 @@ def test_poison_records_are_dead_lettered_and_everything_goes_on(api, system, ka
     assert errors[landed[5][0], landed[5][2]].startswith("TypeError")
     assert "b'not json at all'" in listed
 
-    target = tmp_path / "replay.db"
-    out = system.cli("replay", "--into", f"sqlite:///{target}")
+    target = databases.scratch(tmp_path, "replay")
+    out = system.cli("replay", "--into", target)
     assert "replayed" in out.stdout
     for table in TABLES:
         if table != "projector_offsets":
-            assert rows(target, table) == rows(system.db_path, table), table
+            assert rows(target, table) == rows(system.db_url, table), table
     # the records replay refused again were on the dead-letter topic already: not sent twice
     again = system.cli("dead-letters", "list", "--limit", "0").stdout
     entries = re.findall(r"^(\S+)\[(\d+)\]@(\d+)  consumer=(\S+)", again, re.M)

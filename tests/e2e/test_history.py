@@ -7,8 +7,8 @@ at instants of the scan's life (recorded as it went) is what `?as_of=` those ins
 computed from the log."""
 from __future__ import annotations
 
+import contextlib
 import json
-import sqlite3
 import subprocess
 import sys
 import time
@@ -20,7 +20,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from harness import data
+from harness import data, databases
 from services.domain import contracts as c
 from services.domain.partitioning import partition_of
 from tests.e2e.helpers import confirm, upload
@@ -225,12 +225,12 @@ def test_replay_as_of_an_instant_rebuilds_the_read_models_as_they_were(system, t
     (_, aborted, at_abort), (_, completed, at_completion) = run["said"][:2]
     statuses = {}
     for name, instant in (("abort", at_abort), ("completion", at_completion)):
-        target = tmp_path / f"{name}.db"
-        out = system.cli("replay", "--as-of", instant, "--into", f"sqlite:///{target}")
+        target = databases.scratch(tmp_path, name)
+        out = system.cli("replay", "--as-of", instant, "--into", target)
         assert f"as of {instant}" in out.stdout and "events/s" in out.stderr  # its throughput
-        with sqlite3.connect(target) as db:
-            statuses[name] = db.execute("SELECT status, violations_seen FROM rm_scans WHERE scan_id = ?",
-                                        (run["scan_id"],)).fetchone()
+        with contextlib.closing(databases.connect_read(target)) as db:
+            statuses[name] = tuple(db.execute("SELECT status, violations_seen FROM rm_scans WHERE scan_id = ?",
+                                              (run["scan_id"],)).fetchone())
             rerun = db.execute("SELECT COUNT(*) FROM rm_scans WHERE rerun_of = ?", (run["scan_id"],)).fetchone()[0]
         assert rerun == 0  # requested later
     assert statuses["abort"] == ("aborted", aborted["violation_count"])

@@ -5,7 +5,7 @@ Named to run after the monitor and operations modules, so the replay covers thei
 made (services.stores.config_log): workspaces, tokens, policies, uploads, mappings, datastores,
 assets, monitors, connectors, detectors, the allow-list and BYOC worker tokens."""
 
-from harness import data
+from harness import data, databases
 from harness.system import System
 from services.stores.config_log import LOGGED
 from services.stores.read_models import TABLES
@@ -16,15 +16,15 @@ def test_replay_arrives_at_exactly_the_live_rows(api, system, tmp_path):
     pol = policy(api, name="replayed")
     for seed in (11, 12):
         scan_once(api, data.transactions(600, seed=seed), pol["id"])
-    target = tmp_path / "replay.db"
-    out = system.cli("replay", "--into", f"sqlite:///{target}")
+    target = databases.scratch(tmp_path, "replay")
+    out = system.cli("replay", "--into", target)
     assert "replayed" in out.stdout
     for table in TABLES:
         if table == "projector_offsets":
             continue
-        assert rows(target, table) == rows(system.db_path, table), table
+        assert rows(target, table) == rows(system.db_url, table), table
     for table in LOGGED:  # the config, from its changes on the log alone
-        live = rows(system.db_path, table)
+        live = rows(system.db_url, table)
         # (BYOC worker tokens are made on a system of test_byoc_workers' own, and replayed there)
         assert live or table == "worker_tokens", f"no {table} made before this module: the check would be empty"
         assert rows(target, table) == live, table

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from harness import databases
 from harness.corpus import FAMILIES, generate
 from harness.system import System
 from services.domain import contracts as c
@@ -378,11 +379,11 @@ def test_a_connector_that_cannot_be_listed_makes_the_enumeration_partial(world):
 
 def test_replay_rebuilds_the_same_rows(world, scan, tmp_path):
     system = world["system"]
-    target = tmp_path / "replay.db"
-    system.cli("replay", "--into", f"sqlite:///{target}")
+    target = databases.scratch(tmp_path, "replay")
+    system.cli("replay", "--into", target)
     for table in TABLES:
         if table.startswith("rm_sensitive") or table in ("rm_scans", "rm_units"):
-            assert rows(target, table) == rows(system.db_path, table), table
+            assert rows(target, table) == rows(system.db_url, table), table
 
 
 def lake_of(world, name: str, files: dict[str, bytes | str]) -> tuple[Path, str]:
@@ -503,7 +504,7 @@ def test_custom_detectors_and_an_allow_list_of_the_workspace(world):
     assert ok(admin.post("/api/v1/allowlist", json={"value": "4111 1111 1111 1111"}), 201)["id"] == allowed["id"]
     assert [x["id"] for x in ok(viewer.get("/api/v1/allowlist"))] == [allowed["id"]]
     assert ok(b.admin.get("/api/v1/allowlist")) == []
-    assert "4111111111111111" not in Path(world["system"].db_path).read_bytes().decode("latin-1")
+    assert "4111111111111111" not in databases.stored_text(world["system"].db_url)
 
     def findings_of(**options) -> list[tuple]:
         done = scan_of(admin, conn, **options)

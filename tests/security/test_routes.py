@@ -10,6 +10,7 @@ admin token, CSV identifiers. Waits poll until the system answers: no time limit
 """
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 import uuid
@@ -18,7 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from harness import databases
 from harness.system import System
+from services.adapters.db import connect
 from tests.e2e.monitor_fixtures import in_workspace
 
 PUBLIC, READ, WRITE, TRIGGER, TOKENS, BOOTSTRAP = "public", "read", "write", "trigger", "tokens", "bootstrap"
@@ -291,10 +294,9 @@ def test_a_retried_token_creation_never_shows_or_keeps_the_secret(system, world)
     assert again["id"] == made["id"] and again["admin_token"]["token"] is None
     assert again["admin_token"]["id"] == made["admin_token"]["id"]
     # no secret anywhere in the database (its WAL included)
-    for path in system.data_dir.glob("scanledger.db*"):
-        content = path.read_bytes()
-        assert first["token"].encode() not in content and made["admin_token"]["token"].encode() not in content
-    with sqlite3.connect(system.db_path) as db:
+    content = databases.stored_text(system.db_url)
+    assert first["token"] not in content and made["admin_token"]["token"] not in content
+    with contextlib.closing(connect(system.db_url)) as db:
         assert db.execute("SELECT count(*) FROM idempotency_requests WHERE key = ?", (key,)).fetchone()[0] == 1
 
 
@@ -308,7 +310,7 @@ def test_a_retry_after_the_api_died_before_keeping_its_answer_is_the_same_scan(w
     def died_and_retried(path: str, payload: dict, status: int) -> tuple[dict, dict]:
         key = uuid.uuid4().hex
         first = ok(a.member.post(path, json=payload, headers={"Idempotency-Key": key}), status)
-        with sqlite3.connect(system.db_path) as db:  # what a pending key of a dead API comes to
+        with contextlib.closing(connect(system.db_url)) as db:  # what a pending key of a dead API comes to
             db.execute("DELETE FROM idempotency_requests WHERE key = ?", (key,))
         return first, ok(a.member.post(path, json=payload, headers={"Idempotency-Key": key}), status)
 
