@@ -137,14 +137,16 @@ def asset_runs(db, asset_ids: list[int]) -> tuple[dict, dict]:
     """
     if not asset_ids:
         return {}, {}
+    # CAST: json_each gives numbers on SQLite, text on PostgreSQL (services/adapters/pg.py)
     latest = ("SELECT u.unit_id FROM rm_units u {join} WHERE u.container_id = CAST(j.value AS INTEGER)"
               f" AND u.scan_kind IN {sql_list(asset_run_kinds())}"
               " AND u.status IN ({states}) {extra} ORDER BY u.scan_created_at DESC, u.scan_id DESC LIMIT 1")
     finished = latest.format(join="", states="'completed', 'failed'", extra="")
     in_flight = latest.format(join="JOIN rm_scans s ON s.scan_id = u.scan_id", states="'pending', 'running'",
                               extra=f"AND s.status IN {sql_list(IN_FLIGHT)}")
-    picks = db.execute(f"SELECT j.value AS asset_id, ({finished}) AS last_unit, ({in_flight}) AS current_unit"
-                       " FROM json_each(?) j", (orjson.dumps(asset_ids).decode(),)).fetchall()
+    picks = db.execute(f"SELECT CAST(j.value AS INTEGER) AS asset_id, ({finished}) AS last_unit,"
+                       f" ({in_flight}) AS current_unit FROM json_each(?) j",
+                       (orjson.dumps(asset_ids).decode(),)).fetchall()
     wanted = [uid for p in picks for uid in (p["last_unit"], p["current_unit"]) if uid]
     units = {}
     if wanted:
