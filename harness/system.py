@@ -49,6 +49,16 @@ def free_port(count: int = 1) -> int:
     raise RuntimeError(f"no {count} free consecutive ports below {top}")
 
 
+# The tests' own local broker: one node, or a cluster with SCANLEDGER_TEST_BROKER_NODES=3 (its topics
+# then get 3 replicas, 2 in sync for a write: kafka_env()).
+BROKER_NODES = int(os.environ.get("SCANLEDGER_TEST_BROKER_NODES") or 1)
+
+
+def kafka_env() -> dict[str, str]:
+    """What a system on the tests' broker sets for its topics (the replication of a cluster)."""
+    return {"SCANLEDGER_REPLICATION_FACTOR": str(min(3, BROKER_NODES))} if BROKER_NODES > 1 else {}
+
+
 def docker_answers() -> bool:
     try:
         import docker
@@ -81,7 +91,8 @@ class Broker:
         from cli import localbroker
         from services.settings import Settings
 
-        settings = Settings.from_env(data_dir=self.tmp / "broker", broker_port=free_port(2), kafka_bootstrap=None)
+        settings = Settings.from_env(data_dir=self.tmp / "broker", broker_port=free_port(2 * BROKER_NODES),
+                                     broker_nodes=BROKER_NODES, kafka_bootstrap=None)
         localbroker.start(settings)
         self._stop = lambda: localbroker.stop(settings)
         self.bootstrap = settings.bootstrap_servers
@@ -156,7 +167,7 @@ class System(Running):
         super().__init__(data_dir)
         self.env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "SCANLEDGER_DATA_DIR": str(data_dir),
                     "SCANLEDGER_TOPIC_PREFIX": f"test-{uuid.uuid4().hex[:8]}", "SCANLEDGER_ADMIN_TOKEN": TOKEN,
-                    "SCANLEDGER_PORT": str(self.port), **databases.for_system(), **env}
+                    "SCANLEDGER_PORT": str(self.port), **kafka_env(), **databases.for_system(), **env}
         self.per_process = per_process or {}
         self.processes: dict[str, subprocess.Popen] = {}
 

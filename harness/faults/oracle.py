@@ -59,7 +59,8 @@ def fingerprint(target, scan_id: str) -> dict:
                 "SELECT u.idx, m.monitor_id, m.position, m.monitor_name, m.stage, m.error, m.anomalies"
                 " FROM rm_unit_monitors m JOIN rm_units u ON u.unit_id = m.unit_id WHERE u.scan_id = ?", (scan_id,)))
             violations = Counter(tuple(v) for v in conn.execute(
-                f"SELECT {', '.join(VIOLATION)} FROM rm_violations WHERE scan_id = ?", (scan_id,)))
+                f"SELECT {', '.join(f'v.{c}' for c in VIOLATION)} FROM rm_violations v WHERE scan_id = ?",
+                (scan_id,)))
         finally:
             conn.close()
         out["violations"] = violations

@@ -18,7 +18,7 @@ import httpx
 from harness import databases
 from harness.faults.knobs import ROWS, unit_records
 from harness.faults.probes import kafka_settings, log_tail
-from harness.system import ROOT, TOKEN, Running, free_port
+from harness.system import ROOT, TOKEN, Running, free_port, kafka_env
 from services.settings import Settings
 
 # --------------------------------------------------------------------------- the systems under test
@@ -42,7 +42,7 @@ class Procs(Running):
                     "SCANLEDGER_TOPIC_PREFIX": f"test-{uuid.uuid4().hex[:8]}", "SCANLEDGER_ADMIN_TOKEN": TOKEN,
                     "SCANLEDGER_PORT": str(self.port), "SCANLEDGER_UNIT_RECORDS": str(unit_records(rows)),
                     "SCANLEDGER_DATASTORE_ROOT": str(self.datastore_root), "PYTHONFAULTHANDLER": "1",
-                    **databases.for_system(), **env}
+                    **kafka_env(), **databases.for_system(), **env}
         self.processes: dict[str, subprocess.Popen] = {}
         self.commands: dict[str, str] = {}
         self.own_env: dict[str, dict[str, str]] = {}  # a process's settings besides the system's
@@ -179,7 +179,8 @@ class Up(Running):
                    SCANLEDGER_UNIT_RECORDS=str(unit_records(rows)), SCANLEDGER_DATASTORE_ROOT=str(self.datastore_root),
                    **databases.for_system())
         if bootstrap:
-            env.update(KAFKA_BOOTSTRAP_SERVERS=bootstrap, SCANLEDGER_TOPIC_PREFIX=f"test-{uuid.uuid4().hex[:8]}")
+            env.update(KAFKA_BOOTSTRAP_SERVERS=bootstrap, SCANLEDGER_TOPIC_PREFIX=f"test-{uuid.uuid4().hex[:8]}",
+                       **kafka_env())
         else:
             env["SCANLEDGER_BROKER_PORT"] = str(free_port(2))
         self.env = env
