@@ -162,7 +162,8 @@ class BrokerStop(Campaign):
 
         self.broker = Settings(data_dir=self.tmp / "broker-stop-kafka", broker_port=free_port(2))
         localbroker.start(self.broker)
-        return Procs(self.broker.bootstrap_servers, self.tmp / f"{self.kind}-system", rows=self.rows).start()
+        return Procs(self.broker.bootstrap_servers, self.tmp / f"{self.kind}-system", rows=self.rows,
+                     SCANLEDGER_REPLICATION_FACTOR="1").start()  # its own single broker, whatever the suite's is
 
     def teardown(self) -> None:
         from cli import localbroker
