@@ -19,8 +19,10 @@ Prints, per worker count: the best and median time, records/s (best), the ratio 
 measured in the same run, the parallel efficiency (that ratio over min(workers, cores)), and the CPU
 seconds each process spent during the scan (workers, projector, API, broker), read from /proc: the
 records per second of the workers' CPU is the per-core rate, and the cores busy say how much of the
-machine the run took. Then replay of the whole log (every scan of the run) into --replay-into
-(default: a SQLite file): events/s.
+machine the run took; and where the time went (median per worker count), from the record times of each
+scan's history: the command written, the plan (to scan.started), the units (to the last unit report),
+the finish (to scan.finished) and the projection (to the API saying completed). Then replay of the
+whole log (every scan of the run) into --replay-into (default: a SQLite file): events/s.
 
 --database-url sets SCANLEDGER_DATABASE_URL for every process (the read models, the configuration):
 the hook for PostgreSQL. A system that refuses the URL (PostgreSQL is not supported yet on this
@@ -35,6 +37,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -45,6 +48,7 @@ from harness.data import MAPPING, RULES
 from harness.faults.probes import QUIET
 from harness.faults.systems import Procs
 from harness.system import free_port
+from services.domain import contracts as c
 from services.settings import Settings
 
 WORKERS = ("worker", "worker2", "worker3", "worker4", "worker5", "worker6")
@@ -136,9 +140,10 @@ class Bench:
                 localbroker.stop(self.broker)
 
 
-def timed_scan(api: httpx.Client, body: dict) -> tuple[float, dict]:
-    """POST to GET /api/scan/{id} completed (every violation readable); (seconds, the scan's view)."""
-    started = time.perf_counter()
+def timed_scan(api: httpx.Client, body: dict) -> tuple[float, dict, dict[str, float]]:
+    """POST to GET /api/scan/{id} completed (every violation readable): (seconds, the scan's view, its
+    stages in seconds from its history's record times)."""
+    posted_at, started = time.time(), time.perf_counter()
     r = api.post("/api/scan/run", json=body, headers={"Prefer": "respond-async"})
     r.raise_for_status()
     scan_id = r.json()["scan_id"]
@@ -146,9 +151,33 @@ def timed_scan(api: httpx.Client, body: dict) -> tuple[float, dict]:
     while time.monotonic() < deadline:
         view = api.get(f"/api/scan/{scan_id}").json()
         if view["status"] in ("completed", "failed", "aborted"):
-            return time.perf_counter() - started, view
+            seconds, done_at = time.perf_counter() - started, time.time()
+            return seconds, view, stages(api, scan_id, posted_at, done_at)
         time.sleep(0.01)
     raise SystemExit(f"scale: scan {scan_id} not completed {SCAN_DEADLINE_S} s after its POST: {view}")
+
+
+STAGES = ("command", "plan", "units", "finish", "project")
+
+
+def stages(api: httpx.Client, scan_id: str, posted_at: float, done_at: float) -> dict[str, float]:
+    """Where a scan's time went, from the record times of its history (GET /api/scans/{id}/history): the
+    command on the log (from the POST), planned (scan.started), its units reported (the last report), the
+    scan finished on the ledger, and its violations projected (until the API said completed)."""
+    types = [c.RUN_SCAN, c.SCAN_STARTED, c.UNIT_COMPLETED, c.UNIT_FAILED, c.SCAN_FINISHED]
+    r = api.get(f"/api/scans/{scan_id}/history", params={"limit": 1000, "type": types})
+    if r.status_code != 200:
+        return {}
+    at: dict[str, float] = {}
+    for item in r.json()["items"]:
+        logged = datetime.fromisoformat(item["position"]["logged_at"].replace("Z", "+00:00")).timestamp()
+        at[item["type"]] = max(at.get(item["type"], logged), logged)
+    if not {c.RUN_SCAN, c.SCAN_STARTED, c.SCAN_FINISHED} <= set(at):
+        return {}
+    last_unit = max(at.get(c.UNIT_COMPLETED, 0), at.get(c.UNIT_FAILED, 0)) or at[c.SCAN_STARTED]
+    return {"command": at[c.RUN_SCAN] - posted_at, "plan": at[c.SCAN_STARTED] - at[c.RUN_SCAN],
+            "units": last_unit - at[c.SCAN_STARTED], "finish": at[c.SCAN_FINISHED] - last_unit,
+            "project": done_at - at[c.SCAN_FINISHED]}
 
 
 def main() -> None:
@@ -186,7 +215,7 @@ def main() -> None:
                 body = {"policy_id": policy.json()["id"], "upload_id": upload_id,
                         "mapping_id": mapping.json()["mapping_id"]}
                 bench.set_workers(args.workers[0])
-                warm, _ = timed_scan(api, body)
+                warm, _, _ = timed_scan(api, body)
                 print(f"warm-up scan ({args.workers[0]} worker(s)): {warm:.2f} s", flush=True)
                 runs: dict[int, list[dict]] = {n: [] for n in args.workers}
                 for round_ in range(args.repeat):
@@ -194,12 +223,12 @@ def main() -> None:
                         bench.set_workers(n)
                         pids = bench.pids()
                         before = {name: cpu_s(pid) for name, pid in pids.items()}
-                        seconds, view = timed_scan(api, body)
+                        seconds, view, stage_s = timed_scan(api, body)
                         used = {name: cpu_s(pid) - before[name] for name, pid in pids.items()}
                         if view["status"] != "completed" or view["violation_count"] != expected:
                             raise SystemExit(f"scale: a scan with {n} workers ended {view['status']} with "
                                              f"{view['violation_count']} violations, not {expected}")
-                        runs[n].append({"s": seconds, "cpu": used})
+                        runs[n].append({"s": seconds, "cpu": used, "stages": stage_s})
                         print(f"  round {round_ + 1}, {n} worker(s): {seconds:.2f} s, "
                               f"{args.records / seconds:,.0f} records/s", flush=True)
             events, replay_s = replay(bench, args.replay_into)
@@ -207,6 +236,9 @@ def main() -> None:
             bench.stop()
     print()
     print(table(runs, args.records, cores))
+    print("\nwhere the time goes, median seconds (record times of each scan's history; `project`: from "
+          "scan.finished on the ledger to the API saying completed)")
+    print(stage_table(runs))
     print(f"\nreplay of the run's log ({sum(len(r) for r in runs.values()) + 1} scans) into "
           f"{args.replay_into or 'SQLite'}: {events:,} events in {replay_s:.2f} s = {events / replay_s:,.0f} events/s"
           f"\nload average at the end {os.getloadavg()[0]:.1f} (other work on the machine weighs on every figure)")
@@ -219,6 +251,24 @@ def replay(bench: Bench, into: str | None) -> tuple[int, float]:
     except Exception as exc:
         raise SystemExit(f"scale: replay into {target} failed: {getattr(exc, 'stderr', '') or exc}") from None
     return metered(done.stderr)
+
+
+def stage_table(runs: dict[int, list[dict]]) -> str:
+    head = ["workers", *STAGES, "total"]
+    rows = []
+    for n, measured in runs.items():
+        timed = [r for r in measured if r["stages"]]
+        rows.append([str(n), *(f"{statistics.median(r['stages'][k] for r in timed):.2f}" if timed else "-"
+                               for k in STAGES), f"{statistics.median(r['s'] for r in measured):.2f}"])
+    return markdown(head, rows)
+
+
+def markdown(head: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    def fmt(cells: list[str]) -> str:
+        return "| " + " | ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=True)) + " |"
+
+    return "\n".join([fmt(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(fmt, rows)])
 
 
 def table(runs: dict[int, list[dict]], records: int, cores: int) -> str:
@@ -237,9 +287,7 @@ def table(runs: dict[int, list[dict]], records: int, cores: int) -> str:
                      f"{cpu.get('projector', 0):.1f}", f"{cpu.get('api', 0):.1f}", f"{cpu.get('broker', 0):.1f}",
                      f"{sum(cpu.values()) / best['s']:.2f}",
                      f"{records / workers_cpu:,.0f}" if workers_cpu else "-"])
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    fmt = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"  # noqa: E731
-    return "\n".join([fmt(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(fmt, rows)])
+    return markdown(head, rows)
 
 
 if __name__ == "__main__":
