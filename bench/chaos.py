@@ -23,6 +23,7 @@ goes to --log. Exit status 1 if any round was not exact or replay differed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import statistics
@@ -90,6 +91,7 @@ def main() -> None:
                         help="unfaulted runs, the reference included (default 2)")
     parser.add_argument("--log", default="bench-chaos.log", help="reports of rounds that were not exact")
     parser.add_argument("--json", help="write every round's result here")
+    parser.add_argument("--keep", help="run in this directory and keep it (every process's log, the cluster's data)")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**6)
     log_file = open(args.log, "a")  # noqa: SIM115 (written to until the process ends)
@@ -105,7 +107,12 @@ def main() -> None:
     say(f"chaos: seed {seed}, {args.minutes:g} minutes of rounds, deadline {args.deadline:.0f} s")
     rounds: list[Round] = []
     replay: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="bench-chaos-") as tmp_name:
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            Path(args.keep).mkdir(parents=True, exist_ok=True)
+            tmp_name = args.keep
+        else:
+            tmp_name = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-chaos-"))
         chaos = Chaos(Path(tmp_name), seed, args.deadline, args.rows, say=say)
         started = time.monotonic()
         try:
@@ -135,8 +142,10 @@ def main() -> None:
                     say(f"    {exit_.splitlines()[0]}")
                 if not rnd.exact:
                     report(rnd.summary())
-                elif rnd.restarts:  # allowed (a watchdog's exit, restarted), but worth reading
-                    report(f"round {rnd.index} (exact) had processes exit by themselves:\n" + "\n".join(rnd.restarts))
+                elif rnd.restarts or any(n.startswith("system restart") for n in rnd.notes):
+                    # allowed (a watchdog's exit, restarted; a group left late for a reason of Kafka's), worth reading
+                    report(f"round {rnd.index} (exact):\n" + "\n".join(
+                        [*rnd.restarts, *(n for n in rnd.notes if n.startswith("system restart"))]))
             rounds_s = time.monotonic() - rounds_started
             replay = chaos.finish()
             if replay:
