@@ -24,6 +24,7 @@ failure.
     pytest tests/faults                        # every kind, as CI runs it (part of `pytest`)
     pytest tests/faults -q -k worker_kill      # one kind
     python -m bench.faults --trials 10 --kinds all,worker_kill:50
+    python -m bench.chaos --minutes 3          # rounds of random faults on the scaled system
 
 Knobs (environment): SCANLEDGER_FAULT_ROWS (records of the compliance scan, default 60000),
 SCANLEDGER_FAULT_UNIT_RECORDS (default ROWS / 5: 10 units), SCANLEDGER_FAULT_HEAVY_RULES
@@ -32,12 +33,14 @@ SCANLEDGER_FAULT_VERBOSE=1 (each trial's summary on stderr as it ends).
 
 The package, one module per part, each importing only parts listed before it: knobs (the
 environment), probes (the harness's own Kafka and SQLite reads), systems (Procs, Up), waiting,
-workload, oracle (comparing), trials (Trial, Campaign), kinds (the nine fault kinds, KINDS) and
-glue (for pytest). This module only re-exports the names its callers use.
+workload, oracle (comparing), trials (Trial, Campaign), kinds (the nine fault kinds, KINDS), chaos
+(random faults under a mixed workload of all four scan kinds: bench/chaos.py) and glue (for pytest).
+This module only re-exports the names its callers use.
 """
 from __future__ import annotations
 
 from harness import data
+from harness.faults.chaos import Chaos
 from harness.faults.glue import campaign, check
 from harness.faults.kinds import (
     KINDS,
@@ -65,6 +68,7 @@ __all__ = [
     "BrokerNodeKill",
     "BrokerStop",
     "Campaign",
+    "Chaos",
     "Poison",
     "Procs",
     "ProjectorKill",

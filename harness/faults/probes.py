@@ -141,9 +141,15 @@ def connect_ro(where):
     return databases.connect_read(where)
 
 
+def projected_topics(settings: Settings) -> list[str]:
+    """The topics the projector builds the read models from (findings: a sensitive-data scan's)."""
+    t = settings.topics
+    return [t.commands, t.scan_events, t.violations, t.findings, t.config]
+
+
 def projector_lag(settings: Settings, db_url: str) -> dict[tuple[str, int], tuple[int, int]]:
-    """(stored next offset, end) of every event partition the projector has not caught up with."""
-    ends = watermarks(settings, [settings.topics.scan_events, settings.topics.violations])
+    """(stored next offset, end) of every partition the projector reads and has not caught up with."""
+    ends = watermarks(settings, projected_topics(settings))
     conn = connect_ro(db_url)
     try:
         stored = {(r["topic"], r["partition"]): r["next_offset"]

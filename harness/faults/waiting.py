@@ -106,6 +106,11 @@ class UnitWatch:
                 self._cond.wait(0.05)
             return len(self._done.get(scan_id, ()))
 
+    def reported(self, scan_ids) -> int:
+        """How many units of these scans have reported so far (each unit once)."""
+        with self._cond:
+            return sum(len(self._done.get(s, ())) for s in scan_ids)
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join(5)

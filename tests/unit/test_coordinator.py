@@ -141,10 +141,27 @@ def test_a_failed_flush_leaves_the_table_alone_so_a_retry_emits_the_same_events(
         raise AssertionError("the failed flush was swallowed")
     assert "s1" not in s.scans and not any(entry[0] == "table" for entry in s.log)
     first = [e["id"] for e in s.publisher.published()]
+    assert s.publisher.published(TOPICS.work) == []  # the flush before the work failed: no work went out
     s.log.clear()
     s.handle(run_scan())  # the record pipeline runs the command again
-    assert [e["id"] for e in s.publisher.published()] == first
+    assert [e["id"] for e in s.publisher.published(TOPICS.scan_events)] == first
+    assert len(s.publisher.published(TOPICS.work)) == 1
     assert s.scans["s1"]["status"] == "running"
+
+
+def test_work_goes_out_only_once_the_start_and_the_resume_are_flushed():
+    """A unit's report (another producer's) must not land on the scan's partition before the event that
+    starts the unit, or the projector would create (or reset) the unit's row after its completion."""
+    s = Setup(units=2)
+    s.handle(run_scan())
+    kinds = [e[0] if e[0] != "publish" else e[3]["type"] for e in s.log]
+    assert kinds.index(c.SCAN_STARTED) < kinds.index("flush") < kinds.index(c.WORK_UNIT)
+    s.handle(unit_done("s1.u0"))
+    s.handle(operator(c.ABORT_SCAN))
+    mark = len(s.log)
+    s.handle(operator(c.RESUME_SCAN, n=2))
+    kinds = [e[0] if e[0] != "publish" else e[3]["type"] for e in s.new_entries(mark)]
+    assert kinds.index(c.SCAN_RESUMED) < kinds.index("flush") < kinds.index(c.WORK_UNIT)
 
 
 def test_a_planning_failure_fails_the_scan():
