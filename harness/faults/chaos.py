@@ -39,8 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from confluent_kafka.admin import AdminClient
 
-from harness.faults.kinds import ScaleOut, _wait_answers, group_members, leaders, wait_in_sync, wait_members
+from harness.faults.kinds import ScaleOut, _wait_answers, leaders, wait_in_sync, wait_members
 from harness.faults.knobs import FINAL, ROWS, code_version
 from harness.faults.oracle import (
     catalog_problems,
@@ -51,7 +52,7 @@ from harness.faults.oracle import (
     replay_problems,
     sensitive_problems,
 )
-from harness.faults.probes import log
+from harness.faults.probes import QUIET, log
 from harness.faults.systems import Procs
 from harness.faults.trials import Campaign, Trial
 from harness.faults.waiting import UnitWatch
@@ -70,7 +71,16 @@ BACK_S = (1.0, 12.0)  # a victim that comes back "after a few seconds": uniforml
 LAST_BACK_S = 3.0  # the last running process of its role, planned back after the round: back after this instead
 SESSION_S = 30.0  # a SIGKILLed consumer stays in its group this long at most (session timeouts: 10 s)
 LEAVE_S = 5.0  # a consumer group empties within this of its processes' clean stop
-NODE_CHANGE_S = 60.0  # a broker node down or back this recently may be moving the groups' coordinator
+NODE_CHANGE_S = 60.0  # a broker node down or back this recently is named beside a group left in a rebalance
+
+
+def group_state(settings: Settings, group: str) -> tuple[int, str]:
+    """(members, state) of a consumer group; (0, "unknown") if the cluster does not say."""
+    with contextlib.suppress(Exception):
+        admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, **QUIET})
+        desc = admin.describe_consumer_groups([group])[group].result(timeout=10)
+        return len(desc.members), desc.state.name
+    return 0, "unknown"
 
 
 def command_of(name: str) -> str:
@@ -463,27 +473,28 @@ class Chaos(Campaign):
 
     def left_groups(self, rnd: Round, wait_s: float = LEAVE_S) -> None:
         """After every process stopped on SIGTERM, their consumer groups empty (a clean stop leaves the group)
-        within wait_s. A member may stay longer for a reason of Kafka's: a process of its group SIGKILLed
-        less than SESSION_S ago (its member lasts the session timeout), or a broker node down or back in
-        the last NODE_CHANGE_S (the groups' coordinator may be moving: a group caught in the rebalance that
-        follows keeps listing its members until it ends); then it is a note, else a problem."""
+        within wait_s. A member may stay longer for a reason of Kafka's: the group caught in a rebalance (a
+        process joining late, the coordinator moving after a broker node went or came back) lists the
+        members of the rebalance until it ends, and a process SIGKILLed less than SESSION_S ago stays for
+        its session timeout; then it is a note, else a problem."""
         settings = self.target.settings
         groups = {"worker": settings.streams_group, "projector": settings.projector_group}
         deadline = time.monotonic() + wait_s
-        while (left := {role: n for role, g in groups.items() if (n := group_members(settings, g))}) \
+        while (left := {role: got for role, g in groups.items() if (got := group_state(settings, g))[0]}) \
                 and time.monotonic() < deadline:
             time.sleep(0.3)
         now = time.monotonic()
-        for role, members in left.items():
-            said = (f"{groups[role]} still has {members} member(s) {wait_s:.0f} s after every process stopped on "
-                    "SIGTERM")
-            since_kill, since_node = now - self._last_sigkill.get(role, -1e9), now - self._node_change
+        for role, (members, state) in left.items():
+            said = (f"{groups[role]} still has {members} member(s), {state}, {wait_s:.0f} s after every process "
+                    "stopped on SIGTERM")
+            since_kill = now - self._last_sigkill.get(role, -1e9)
             if since_kill < SESSION_S:
                 rnd.notes.append(f"system restart: {said} (a {role} was SIGKILLed {since_kill:.0f} s before)")
-            elif self.nodes_down or since_node < NODE_CHANGE_S:
-                node = "is down" if self.nodes_down else f"came back {since_node:.0f} s before"
-                rnd.notes.append(f"system restart: {said} (a broker node {node}: the group's coordinator may be "
-                                 "moving)")
+            elif "REBALANCING" in state:
+                nodes = "; a broker node is down" if self.nodes_down else (
+                    f"; a broker node came back {now - self._node_change:.0f} s before"
+                    if now - self._node_change < NODE_CHANGE_S else "")
+                rnd.notes.append(f"system restart: {said} (the members of its rebalance{nodes})")
             else:
                 rnd.problems.append(f"system restart: {said}: one did not leave its group")
 
