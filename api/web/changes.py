@@ -77,7 +77,10 @@ async def relay(db, db_work, commands: CommandWriter, settings: Settings) -> Non
         with transaction(db):
             _publish(db, commands, settings, loop, None, 0)
 
-    await db_work.run(config_log.import_unlogged, db)
+    try:
+        await db_work.run(config_log.import_unlogged, db)
+    except Exception:  # the rows written from now on still reach the log: the relay goes on
+        log.exception("importing config rows from before the log failed")
     while True:
         try:
             await db_work.run(unit)

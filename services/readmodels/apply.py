@@ -103,11 +103,16 @@ def apply_batch(conn, records: list[Record]) -> None:
     """Apply records (already inside a transaction), then finalize the scans they completed."""
     touched: set[str] = set()
     batched: dict[str, list[Record]] = {}
+    bulk_scans = sensitive_scans.bulk_scans(conn, records)
+    sensitive: list[Record] = []
     for rec in records:
         handlers = HANDLERS.get(rec.type)
         if handlers is None:
             continue  # IGNORED, unknown, or a placeholder: only its offset is stored
-        if rec.type in BATCHED:
+        if rec.type in sensitive_scans.BULK and rec.event["data"]["scan_id"] in bulk_scans:
+            sensitive.append(rec)
+            touched.add(rec.event["data"]["scan_id"])
+        elif rec.type in BATCHED:
             batched.setdefault(rec.type, []).append(rec)
         elif rec.type in SELF_IDEMPOTENT:
             for apply in handlers:
@@ -117,6 +122,7 @@ def apply_batch(conn, records: list[Record]) -> None:
             for apply in handlers:
                 apply(conn, rec)
             touched.add(rec.event["subject"])
+    _apply_sensitive(conn, sensitive)
     for type_, recs in batched.items():
         for apply in HANDLERS[type_]:
             apply(conn, recs)
@@ -124,6 +130,16 @@ def apply_batch(conn, records: list[Record]) -> None:
     for scan_id in sorted(touched):
         scans.finalize(conn, scan_id)
     _store_offsets(conn, records)
+
+
+def _apply_sensitive(conn, recs: list[Record]) -> None:
+    """File outcomes and findings in bulk: each table once, as their handlers would one record at a time
+    (a file outcome is recorded in rm_processed_events and the scan's history too)."""
+    outcomes = [rec for rec in recs if rec.type == c.FILE_OUTCOME]
+    conn.executemany("INSERT INTO rm_processed_events (event_id) VALUES (?) ON CONFLICT DO NOTHING",
+                     [(rec.event["id"],) for rec in outcomes])
+    sensitive_scans.outcomes_and_findings(conn, recs)
+    scan_history.record_many(conn, outcomes)
 
 
 def _store_offsets(conn, records: list[Record]) -> None:

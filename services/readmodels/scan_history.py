@@ -29,13 +29,22 @@ INSERT = ("INSERT INTO rm_scan_history (scan_id, event_id, workspace_id, logged_
           " :source, :actor_id, :actor_role, :worker_id, :event) ON CONFLICT(scan_id, event_id) DO NOTHING")
 
 
-def _insert(conn, rec: Record, scan_id: str) -> None:
+def _row(rec: Record, scan_id: str) -> dict:
     e = rec.event
-    conn.execute(INSERT, {
-        "scan_id": scan_id, "event_id": e["id"], "workspace_id": e.get("workspaceid") or "",
-        "logged_at": rec.timestamp or 0, "topic": rec.topic, "partition": rec.partition, "offset": rec.offset,
-        "type": rec.type, "time": e["time"], "source": e.get("source") or "", "actor_id": e.get(ACTOR_ID),
-        "actor_role": e.get(ACTOR_ROLE), "worker_id": e.get(WORKER_ID), "event": to_json(e)})
+    return {"scan_id": scan_id, "event_id": e["id"], "workspace_id": e.get("workspaceid") or "",
+            "logged_at": rec.timestamp or 0, "topic": rec.topic, "partition": rec.partition, "offset": rec.offset,
+            "type": rec.type, "time": e["time"], "source": e.get("source") or "", "actor_id": e.get(ACTOR_ID),
+            "actor_role": e.get(ACTOR_ROLE), "worker_id": e.get(WORKER_ID), "event": to_json(e)}
+
+
+def _insert(conn, rec: Record, scan_id: str) -> None:
+    conn.execute(INSERT, _row(rec, scan_id))
+
+
+def record_many(conn, recs: list[Record]) -> None:
+    """What `recorded` does, for many records at once (services.readmodels.apply's bulk path)."""
+    if recs:
+        conn.executemany(INSERT, [_row(rec, rec.event["subject"]) for rec in recs])
 
 
 def recorded(conn, rec: Record) -> None:

@@ -113,13 +113,15 @@ def import_unlogged(conn) -> int:
     was on the log) as a change of its own; returns how many."""
     queued = 0
     with transaction(conn):
-        for table, key in LOGGED.items():
+        for table, column in LOGGED.items():
             columns = _columns(conn, table)
+            key = f"CAST(t.{column} AS TEXT)"  # the outbox's keys are text, an id may be an integer: PostgreSQL
+            # compares them strictly
             queued += conn.execute(
-                f"INSERT INTO config_outbox (tbl, key, workspace_id, image) SELECT '{table}', t.{key},"
+                f"INSERT INTO config_outbox (tbl, key, workspace_id, image) SELECT '{table}', {key},"
                 f" {_workspace(table, columns, 't')}, {_image(columns, 't', on_postgres(conn))} FROM {table} t"
-                f" WHERE NOT EXISTS (SELECT 1 FROM config_versions v WHERE v.tbl = '{table}' AND v.key = t.{key})"
-                f" AND NOT EXISTS (SELECT 1 FROM config_outbox o WHERE o.tbl = '{table}' AND o.key = t.{key})"
+                f" WHERE NOT EXISTS (SELECT 1 FROM config_versions v WHERE v.tbl = '{table}' AND v.key = {key})"
+                f" AND NOT EXISTS (SELECT 1 FROM config_outbox o WHERE o.tbl = '{table}' AND o.key = {key})"
                 f" ORDER BY t.rowid").rowcount
     return queued
 

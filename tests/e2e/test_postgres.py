@@ -119,6 +119,17 @@ def test_config_triggers_log_inserts_updates_and_deletes(both):
                     ("policies", policy["id"], "default", None)]
 
 
+def test_rows_from_before_the_log_are_imported_once_integer_keys_included(both):
+    """The bootstrap token's key is an integer: the outbox's is text (PostgreSQL refused `text = bigint`)."""
+    with transaction(both):
+        both.execute("DELETE FROM config_outbox")  # as a database from before config was on the log
+    tables = {"bootstrap_token", "workspaces", "tokens"}
+    queued = config_log.import_unlogged(both)
+    keys = {(r["tbl"], r["key"]) for r in both.execute("SELECT tbl, key FROM config_outbox")}
+    assert queued == len(keys) and {t for t, _ in keys} >= tables and ("bootstrap_token", "1") in keys
+    assert config_log.import_unlogged(both) == 0  # waiting in the outbox already
+
+
 def test_many_rows_go_through_copy_with_the_same_count_and_refusals_as_one_by_one(both):
     from services.readmodels.violations import INSERT
 
