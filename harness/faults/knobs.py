@@ -20,6 +20,9 @@ UNIT_RECORDS = int(os.environ.get("SCANLEDGER_FAULT_UNIT_RECORDS", str(max(1, RO
 # The product's own bounds are far shorter: a stalled worker exits after 30 s, a silent unit is
 # re-offered after 60 s.
 DEADLINE_S = float(os.environ.get("SCANLEDGER_FAULT_DEADLINE_S", "180"))
+# At most this many trials of each fault kind (default: each test's own count). CI's second pass, on
+# PostgreSQL, runs each kind once: the first pass, on SQLite, runs them all.
+TRIALS_CAP = int(os.environ.get("SCANLEDGER_FAULT_TRIALS", "0")) or None
 SEED = 4242
 FINAL = ("completed", "failed", "aborted")
 MONITOR_ROWS = 40000
@@ -32,6 +35,11 @@ HEAVY_RULES = int(os.environ.get("SCANLEDGER_FAULT_HEAVY_RULES", "0"))
 def policy_rules(heavy: int) -> list[dict]:
     return [*data.RULES, *({"id": f"all{i}", "name": f"Every record {i}", "type": "threshold", "severity": "low",
                             "params": {"field": "amount", "op": "gt", "value": -1}} for i in range(heavy))]
+
+
+def trials(count: int) -> range:
+    """The trial numbers of a fault test of `count` trials (SCANLEDGER_FAULT_TRIALS caps them)."""
+    return range(1, min(count, TRIALS_CAP or count) + 1)
 
 
 def code_version() -> str:

@@ -33,7 +33,8 @@ from services.readmodels import (
 )
 from services.readmodels.record import Record
 
-__all__ = ["HANDLERS", "IGNORED", "READ_MODELS", "Record", "apply_batch", "decode_record"]
+__all__ = ["HANDLERS", "IGNORED", "READ_MODELS", "Record", "apply_batch", "decode_record",
+           "store_offsets"]
 
 # The order a record's handlers run in. A handler that reads another read model's table sees
 # it before that model applies the same event: scans counts what units are about to add, so it
@@ -99,8 +100,9 @@ def _first_time(conn, event_id: str) -> bool:
                         {"event_id": event_id}).rowcount == 1
 
 
-def apply_batch(conn, records: list[Record]) -> None:
-    """Apply records (already inside a transaction), then finalize the scans they completed."""
+def apply_batch(conn, records: list[Record], offsets: bool = True) -> None:
+    """Apply records (already inside a transaction), then finalize the scans they completed and (unless
+    the caller stores them itself, once for many parts of a batch) store their offsets."""
     touched: set[str] = set()
     batched: dict[str, list[Record]] = {}
     bulk_scans = sensitive_scans.bulk_scans(conn, records)
@@ -129,7 +131,8 @@ def apply_batch(conn, records: list[Record]) -> None:
         touched.update(violations.row(rec)[violations.SCAN_ID] for rec in recs)
     for scan_id in sorted(touched):
         scans.finalize(conn, scan_id)
-    _store_offsets(conn, records)
+    if offsets:
+        store_offsets(conn, records)
 
 
 def _apply_sensitive(conn, recs: list[Record]) -> None:
@@ -142,7 +145,7 @@ def _apply_sensitive(conn, recs: list[Record]) -> None:
     scan_history.record_many(conn, outcomes)
 
 
-def _store_offsets(conn, records: list[Record]) -> None:
+def store_offsets(conn, records: list[Record]) -> None:
     latest: dict[tuple[str, int], int] = {}
     for rec in records:
         key = (rec.topic, rec.partition)

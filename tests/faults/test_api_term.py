@@ -4,6 +4,7 @@ visible, listed, final and exact."""
 import pytest
 
 from harness.faults import ApiTerm, campaign, check
+from harness.faults.knobs import trials
 
 TRIALS = 3
 
@@ -14,6 +15,6 @@ def api_term(kafka, tmp_path_factory):
         yield running
 
 
-@pytest.mark.parametrize("trial", range(1, TRIALS + 1))
+@pytest.mark.parametrize("trial", trials(TRIALS))
 def test_api_sigtermed_during_scan_run(api_term, trial):
     check(api_term.trial(trial))

@@ -4,6 +4,7 @@ ends final and exact, replay equals live; the node then comes back and every par
 import pytest
 
 from harness.faults import BrokerNodeKill, campaign, check
+from harness.faults.knobs import trials
 
 TRIALS = 3  # each node once
 
@@ -14,6 +15,6 @@ def broker_node_kill(kafka, tmp_path_factory):
         yield running
 
 
-@pytest.mark.parametrize("trial", range(1, TRIALS + 1))
+@pytest.mark.parametrize("trial", trials(TRIALS))
 def test_one_of_three_brokers_sigkilled_mid_scan(broker_node_kill, trial):
     check(broker_node_kill.trial(trial))

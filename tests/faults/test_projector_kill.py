@@ -2,6 +2,7 @@
 import pytest
 
 from harness.faults import ProjectorKill, campaign, check
+from harness.faults.knobs import trials
 
 TRIALS = 2
 
@@ -12,6 +13,6 @@ def projector_kill(kafka, tmp_path_factory):
         yield running
 
 
-@pytest.mark.parametrize("trial", range(1, TRIALS + 1))
+@pytest.mark.parametrize("trial", trials(TRIALS))
 def test_projector_sigkilled_mid_scan_then_restarted(projector_kill, trial):
     check(projector_kill.trial(trial))

@@ -5,6 +5,7 @@ nothing lost, nothing doubled, replay equal to live."""
 import pytest
 
 from harness.faults import ScaleOut, campaign, check
+from harness.faults.knobs import trials
 
 TRIALS = 4  # worker2, projector2, worker, projector
 
@@ -15,6 +16,6 @@ def scale_out(kafka, tmp_path_factory):
         yield running
 
 
-@pytest.mark.parametrize("trial", range(1, TRIALS + 1))
+@pytest.mark.parametrize("trial", trials(TRIALS))
 def test_one_of_three_workers_or_two_projectors_sigkilled_mid_scan(scale_out, trial):
     check(scale_out.trial(trial))

@@ -2,6 +2,7 @@
 import pytest
 
 from harness.faults import TwoWorkers, campaign, check
+from harness.faults.knobs import trials
 
 TRIALS = 2
 
@@ -12,6 +13,6 @@ def two_workers(kafka, tmp_path_factory):
         yield running
 
 
-@pytest.mark.parametrize("trial", range(1, TRIALS + 1))
+@pytest.mark.parametrize("trial", trials(TRIALS))
 def test_one_of_two_workers_sigkilled_mid_scan(two_workers, trial):
     check(two_workers.trial(trial))

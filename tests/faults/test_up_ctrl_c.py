@@ -4,6 +4,7 @@ Trials 1 and 3 run up with its own local broker (a user's first `up`), trial 2 o
 import pytest
 
 from harness.faults import UpCtrlC, campaign, check
+from harness.faults.knobs import trials
 
 TRIALS = 3
 
@@ -14,6 +15,6 @@ def up_ctrl_c(kafka, tmp_path_factory):
         yield running
 
 
-@pytest.mark.parametrize("trial", range(1, TRIALS + 1))
+@pytest.mark.parametrize("trial", trials(TRIALS))
 def test_up_interrupted_mid_scan_then_up_again(up_ctrl_c, trial):
     check(up_ctrl_c.trial(trial))

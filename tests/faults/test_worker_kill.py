@@ -3,6 +3,7 @@ scan ends final with exactly the unfaulted answer, and replay equals live."""
 import pytest
 
 from harness.faults import WorkerKill, campaign, check
+from harness.faults.knobs import trials
 
 TRIALS = 10
 
@@ -13,6 +14,6 @@ def worker_kill(kafka, tmp_path_factory):
         yield running
 
 
-@pytest.mark.parametrize("trial", range(1, TRIALS + 1))
+@pytest.mark.parametrize("trial", trials(TRIALS))
 def test_worker_sigkilled_mid_scan_then_restarted(worker_kill, trial):
     check(worker_kill.trial(trial))

@@ -228,6 +228,23 @@ def test_poison_is_dead_lettered_and_skipped_with_the_good_records_applied(db):
     assert seen_at_flush == [{}, {}] and dead.pending == 0
 
 
+def test_a_big_batch_with_two_bad_records_is_halved_to_them_not_applied_one_by_one(db):
+    conn, path = db
+    dead = DeadLetters(FakePublisher(), "projector", topic="dl")
+    bad = {377, 1500}
+    messages = [Msg(i, encode(violation(i, value={"a": "dict"}) if i in bad else violation(i))) for i in range(2000)]
+    statements = []
+    conn.set_trace_callback(statements.append)
+    assert apply_messages(conn, messages, dead) == 2000
+    conn.set_trace_callback(None)
+    assert dead.sent == 2 and offsets(path) == {("p.violations", 0): 2000}
+    assert conn.execute("SELECT COUNT(*) FROM rm_violations").fetchone()[0] == 1998
+    assert not conn.execute("SELECT 1 FROM rm_violations WHERE violation_id IN ('v377', 'v1500')").fetchall()
+    savepoints = sum(s.startswith("SAVEPOINT") for s in statements)
+    assert savepoints <= 4 * 11  # two halvings down to one record of 2,000 (log2 < 11 each), not 2,000
+    assert sum("projector_offsets" in s for s in statements) == 1  # stored once, not per part
+
+
 def test_a_database_error_is_not_blamed_on_a_record(db):
     conn, path = db
     conn.execute("DROP TABLE rm_violations")
