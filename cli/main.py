@@ -318,13 +318,13 @@ def cmd_up(args) -> None:
     token = admin_token(settings)
     os.environ["SCANLEDGER_ADMIN_TOKEN"] = token
     settings = Settings.from_env()
+    prepare_database(settings)  # before the broker: a database newer than this code stops `up` with nothing started
     started_broker = False
     if settings.uses_local_broker:
         print(f"starting the local Kafka broker on {settings.bootstrap_servers} …", flush=True)
         localbroker.start(settings)
         started_broker = True
     kafka_admin.ensure_topics(settings)
-    prepare_database(settings)
     logs = settings.data_dir / "logs"
     stop_asked = install_stop_handlers()
     me = [sys.executable, "-m", "cli.main"]
