@@ -16,12 +16,14 @@ missing), so on a fresh database it does nothing, and on a database the ad-hoc s
 earlier versions had already brought forward it finds its work done.
 
 A change to the schema: the store's SCHEMA says the new shape (what a fresh database gets), and a
-new step at the end of STEPS brings an existing table there. Never edit or reorder a step that has
-shipped. The config log's triggers are not a step: they follow the logged tables' columns and are
+new step at the end of STEPS brings an existing table there (a new index on an added column: that step
+creates it too, as the baseline skips it on a table still without the column). Never edit or reorder a
+step that has shipped. The config log's triggers are not a step: they follow the logged tables' columns and are
 remade whenever these changed (config_log.init, after the steps).
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -59,19 +61,26 @@ class Step:
     run: Callable[[object], None]
 
 
-def _script(conn, script: str) -> None:
-    """A schema script a statement at a time: sqlite3's executescript would commit the step's transaction."""
-    for statement in split_script(script):
-        conn.execute(statement)
-
-
 def _columns(conn, table: str) -> set[str]:
     return {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
 
 
+_INDEX = re.compile(r"CREATE INDEX IF NOT EXISTS \w+ ON (\w+) \(([^)]*)\)", re.S)
+
+
 def _baseline(conn) -> None:
+    """Every store's schema, a statement at a time (sqlite3's executescript would commit the step's
+    transaction). On a database from before the version table, an index on a column that a later step
+    adds to an existing table is left to that step (which must create it), not failed on."""
     for store in (config_store, request_store, catalog_store, byoc_store, detector_store, config_log, read_models):
-        _script(conn, store.SCHEMA)
+        for statement in split_script(store.SCHEMA):
+            index = _INDEX.match(statement)
+            if index:
+                have = _columns(conn, index.group(1))
+                wanted = {c.strip().strip('"') for c in index.group(2).split(",")}
+                if have and not wanted <= have:
+                    continue
+            conn.execute(statement)
 
 
 def _add_columns(table: str, *columns: tuple[str, str]) -> Callable[[object], None]:
