@@ -15,11 +15,13 @@ in the order they were made; each checks before it changes (a column added only 
 missing), so on a fresh database it does nothing, and on a database the ad-hoc start-up upgrades of
 earlier versions had already brought forward it finds its work done.
 
-A change to the schema: the store's SCHEMA says the new shape (what a fresh database gets), and a
-new step at the end of STEPS brings an existing table there (a new index on an added column: that step
-creates it too, as the baseline skips it on a table still without the column). Never edit or reorder a
-step that has shipped. The config log's triggers are not a step: they follow the logged tables' columns and are
-remade whenever these changed (config_log.init, after the steps).
+A change to the schema: the store's SCHEMA says the new shape (what a fresh database gets). A new
+table or index needs no step: the baseline's statements run again at every start after the steps, and
+create what is missing. A change to an existing table needs a new step at the end of STEPS that brings
+it there (a new index on an added column: that step creates it too, as the baseline skips it on a table
+still without the column). Never edit or reorder a step that has shipped. The config log's triggers are
+not a step: they follow the logged tables' columns and are remade whenever these changed
+(config_log.init, after the steps).
 """
 from __future__ import annotations
 
@@ -162,4 +164,8 @@ def migrate(conn) -> list[Step]:
             conn.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                          (step.version, step.name, utcnow()))
             ran.append(step)
+    if ran and ran[0].version == 1:
+        return ran
+    with transaction(conn):  # a table or index added to a store's SCHEMA since the database's baseline
+        _baseline(conn)
     return ran

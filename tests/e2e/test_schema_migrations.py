@@ -134,6 +134,20 @@ def test_running_the_migrations_again_applies_nothing(url):
     conn.close()
 
 
+def test_a_table_or_index_added_to_a_schema_needs_no_step(url):
+    """A database at the latest version that lacks a table and an index its code's schemas have (as when
+    a release adds a table to a store's SCHEMA) gets them at the next start, the version unchanged."""
+    conn = connect(url)
+    stores.init(conn)
+    want = shape(conn)
+    conn.execute("DROP TABLE rm_sensitive_late_findings")
+    conn.execute("DROP INDEX rm_violations_page")
+    assert shape(conn) != want
+    assert migrations.migrate(conn) == []
+    assert shape(conn) == want and migrations.version(conn) == migrations.LATEST
+    conn.close()
+
+
 def test_threads_starting_at_once_apply_each_step_once(url):
     """Eight connections migrate one empty database at the same moment: every step is applied by exactly
     one of them, none fails, and the database ends at the latest version."""
