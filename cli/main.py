@@ -9,6 +9,7 @@
     scanledger verify [--scan SCAN_ID]
     scanledger dead-letters list [--limit N]
     scanledger schemas [--out DIR]
+    scanledger db status|upgrade
 
 This is the composition root, so it alone imports across streams/, projections/ and api/.
 """
@@ -20,6 +21,7 @@ import os
 import secrets
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -50,15 +52,58 @@ def check_blobs(settings: Settings) -> None:
         raise SystemExit(2) from None
 
 
+@contextmanager
+def known_schema():
+    """A database newer than this code (a downgrade) stops the command: it exits 2 with one line saying
+    what to do (no traceback, nothing started, nothing written)."""
+    from services.stores.migrations import SchemaTooNew
+
+    try:
+        yield
+    except SchemaTooNew as exc:
+        print(f"scanledger: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
 def prepare_database(settings: Settings) -> None:
+    """The database at this code's schema (services.stores.migrations) before a process that needs it starts."""
     from services import stores
     from services.adapters.db import connect
-    from services.stores import read_models
 
     conn = connect(settings.db_url)
-    stores.init(conn, settings.admin_token)
-    read_models.create(conn)
-    conn.close()
+    try:
+        with known_schema():
+            stores.init(conn, settings.admin_token)
+    finally:
+        conn.close()
+
+
+def cmd_db(args) -> None:
+    """`db status`: the database's schema version, the latest this code knows, the steps applied and still
+    to apply; `db upgrade`: apply them now (every process that opens the database does at start)."""
+    from services import stores
+    from services.adapters.db import connect
+    from services.stores import migrations
+
+    settings = _settings(args)
+    conn = connect(settings.db_url)
+    try:
+        with known_schema():
+            if args.action == "upgrade":
+                before = migrations.check(conn)
+                stores.init(conn)
+                print(f"schema version {migrations.version(conn)} (was {before})")
+                return
+            done = migrations.applied(conn)
+            current = max(done, default=0)
+            print(f"schema version {current}, this scanledger knows up to {migrations.LATEST}")
+            for version, (name, applied_at) in sorted(done.items()):
+                print(f"  {version:>3}  applied {applied_at}  {name}")
+            for step in migrations.pending(conn):
+                print(f"  {step.version:>3}  pending  {step.name}")
+            migrations.check(conn)
+    finally:
+        conn.close()
 
 
 def cmd_api(args) -> None:
@@ -126,7 +171,7 @@ def cmd_replay(args) -> None:
 
     settings = _settings(args)
     as_of_ms = None if args.as_of is None else _instant(args.as_of)
-    with metered("replay" if as_of_ms is None else f"replay as of {args.as_of}", "events") as meter:
+    with known_schema(), metered("replay" if as_of_ms is None else f"replay as of {args.as_of}", "events") as meter:
         applied = replay(settings, args.into, as_of_ms, meter)
     print(f"replayed {applied} events{'' if as_of_ms is None else f' as of {args.as_of}'} into"
           f" {args.into or settings.db_url}")
@@ -273,13 +318,13 @@ def cmd_up(args) -> None:
     token = admin_token(settings)
     os.environ["SCANLEDGER_ADMIN_TOKEN"] = token
     settings = Settings.from_env()
+    prepare_database(settings)  # before the broker: a database newer than this code stops `up` with nothing started
     started_broker = False
     if settings.uses_local_broker:
         print(f"starting the local Kafka broker on {settings.bootstrap_servers} …", flush=True)
         localbroker.start(settings)
         started_broker = True
     kafka_admin.ensure_topics(settings)
-    prepare_database(settings)
     logs = settings.data_dir / "logs"
     stop_asked = install_stop_handlers()
     me = [sys.executable, "-m", "cli.main"]
@@ -369,6 +414,8 @@ def main(argv: list[str] | None = None) -> None:
                         " e.g. 3, each a broker and a KRaft controller, topics replicated on up to 3")
     schemas = command("schemas", cmd_schemas, "write the JSON Schemas of every event", data_dir=False)
     schemas.add_argument("--out", default="docs/schemas")
+    db = command("db", cmd_db, "the database's schema version (status) or bring it to this code's (upgrade)")
+    db.add_argument("action", choices=["status", "upgrade"])
     args = parser.parse_args(argv)
     from cli.localbroker import BrokerError
 

@@ -188,7 +188,7 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
     stop = stop or threading.Event()
     _ensure_topics(settings)
     conn = connect(settings.db_url)
-    read_models.create(conn)
+    stores.init(conn)  # the schema this code knows (services.stores.migrations)
     consumer = Consumer(consumer_config(settings, settings.projector_group))
     dead = DeadLetters(Publisher(settings), PROJECTOR_CONSUMER, settings)
 
@@ -261,12 +261,13 @@ def replay(settings: Settings, db_url: str | None = None, as_of_ms: int | None =
     dead = DeadLetters(Publisher(settings), REPLAY_CONSUMER, settings,
                        skip=lambda: dead_lettered(settings, (PROJECTOR_CONSUMER, REPLAY_CONSUMER)))
     conn = connect(db_url or settings.db_url)
+    # the config tables of a database replayed into, or the live one's brought to this code's schema (a
+    # newer one is refused before anything is dropped); in the live one, the rows already at the version
+    # the log has are left as they are (services.stores.config_log.apply)
+    stores.init(conn)
     with transaction(conn):
         read_models.drop(conn)
     read_models.create(conn)
-    # the config tables of a database replayed into; in the live one, the rows already at the version
-    # the log has are left as they are (services.stores.config_log.apply)
-    stores.init(conn)
     # A replay that dies half-way is simply run again, so it need not wait for fsync.
     conn.execute("PRAGMA synchronous=OFF")
     reader = LedgerReader(settings, "replay")

@@ -26,8 +26,6 @@ CREATE TABLE IF NOT EXISTS chunk_leases (
     worker_id TEXT NOT NULL, expires_at REAL NOT NULL, done INTEGER NOT NULL DEFAULT 0,
     claims INTEGER NOT NULL DEFAULT 1, chain_seq INTEGER NOT NULL DEFAULT 0, chain_prev TEXT NOT NULL DEFAULT '');
 """
-# Columns added after the table first shipped (the chunk's chain: services.domain.ledger_chain).
-ADDED_COLUMNS = (("chain_seq", "INTEGER NOT NULL DEFAULT 0"), ("chain_prev", "TEXT NOT NULL DEFAULT ''"))
 
 # an offer still to be scanned: its unit has not reported, and no current lease says it is done
 _OPEN = ("FROM rm_sensitive_offers o JOIN rm_units u ON u.unit_id = o.unit_id"
@@ -37,11 +35,8 @@ _OPEN = ("FROM rm_sensitive_offers o JOIN rm_units u ON u.unit_id = o.unit_id"
 
 
 def init(conn) -> None:
+    """The tables in their current shape (an older database's: services.stores.migrations)."""
     conn.executescript(SCHEMA)
-    have = {r[1] for r in conn.execute("PRAGMA table_info(chunk_leases)")}
-    for column, decl in ADDED_COLUMNS:
-        if column not in have:
-            conn.execute(f"ALTER TABLE chunk_leases ADD COLUMN {column} {decl}")
 
 
 def add_worker_token(conn, token: str, workspace_id: str, scan_id: str, created_at: str) -> str:

@@ -35,10 +35,8 @@ CREATE INDEX IF NOT EXISTS connectors_workspace ON connectors (workspace_id, del
 
 
 def init(conn) -> None:
+    """The tables in their current shape (an older database's: services.stores.migrations)."""
     conn.executescript(SCHEMA)
-    # a database from before datastores had a dialect (issue 20): the column, null (sniffed)
-    if "dialect" not in {r[1] for r in conn.execute("PRAGMA table_info(datastores)")}:
-        conn.execute("ALTER TABLE datastores ADD COLUMN dialect TEXT")
 
 
 # --- datastores ---

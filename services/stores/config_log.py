@@ -89,8 +89,8 @@ def _pg_trigger(table: str, key: str, columns: list[str]) -> list[str]:
 
 
 def init(conn) -> None:
-    """The outbox, the versions and the triggers (made again when a table gained a column)."""
-    conn.executescript(SCHEMA)
+    """The triggers, made again when a logged table gained a column (the outbox and versions tables are
+    services.stores.migrations' baseline)."""
     if on_postgres(conn):
         with transaction(conn):
             for table, key in LOGGED.items():

@@ -126,26 +126,10 @@ TABLES: tuple[str, ...] = tuple(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", 
 BOOKKEEPING = ("rm_processed_events", "projector_offsets")  # the projector's own, no read model's
 
 
-# Columns a table gained after it first shipped, added to an older database's table when the projector
-# starts (its rows get NULL: what an event from before the column carries).
-ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("rm_sensitive_findings", "llm_verdict", "TEXT"), ("rm_sensitive_findings", "llm_confidence", "REAL"),
-    ("rm_sensitive_findings", "llm_model", "TEXT"), ("rm_sensitive_findings", "detector_confidence", "REAL"),
-    ("rm_sensitive_files", "occurrences", "INTEGER"), ("rm_violations", "record", "TEXT"),
-    ("rm_scans", "unevaluated", "TEXT"))
-
-
-# Indexes a later one replaced, dropped from an older database (the replacement is built in its place).
-REPLACED_INDEXES = ("rm_violations_scan",)
-
-
 def create(conn) -> None:
+    """The tables in their current shape: after `drop` (a replay), or a fresh database's. An older
+    database's tables reach it through services.stores.migrations (services.stores.init)."""
     conn.executescript(SCHEMA)
-    for index in REPLACED_INDEXES:
-        conn.execute(f"DROP INDEX IF EXISTS {index}")
-    for table, column, decl in ADDED_COLUMNS:
-        if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
-            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
 
 def drop(conn) -> None:
