@@ -133,9 +133,16 @@ class Seen:
     def found_what(self) -> str:
         return "findings" if self.kind == "sensitive" else "violations"
 
+    @property
+    def found_so_far(self) -> str:
+        """A compliance or monitor scan counts its violations once it is final (seed 001 shows 0 until then)."""
+        if self.final or self.kind == "sensitive":
+            return f"{self.found} {self.found_what}"
+        return f"{self.found_what} counted at the end"
+
     def line(self) -> str:
         progress = f"{self.done}/{self.total} {self.unit}" if self.total else "not started"
-        return f"{self.kind} scan {self.scan_id}: {self.status}, {progress}, {self.found} {self.found_what}"
+        return f"{self.kind} scan {self.scan_id}: {self.status}, {progress}, {self.found_so_far}"
 
 
 def _compliance_seen(body: dict, kind: str) -> Seen:
@@ -203,7 +210,7 @@ def _bar_progress(seen_iter):
     with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
         task = None
         for seen in seen_iter:
-            fields = {"unit": seen.unit, "found": f"{seen.found} {seen.found_what}"}
+            fields = {"unit": seen.unit, "found": seen.found_so_far}
             description = f"{seen.kind} scan {seen.scan_id} {seen.status}"
             if task is None:
                 task = bar.add_task(description, total=seen.total or None, completed=seen.done, **fields)
