@@ -87,12 +87,23 @@ class Api:
     def __exit__(self, *_) -> None:
         self._http.close()
 
-    def call(self, method: str, path: str, ok: tuple[int, ...] = (200, 201, 202), **kwargs) -> httpx.Response:
-        try:
-            r = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise ClientError(f"cannot reach the API at {self.url} ({type(exc).__name__}: {exc}); "
-                              "is it running? set SCANLEDGER_URL to its address") from None
+    def call(self, method: str, path: str, ok: tuple[int, ...] = (200, 201, 202), patience_s: float = 0,
+             **kwargs) -> httpx.Response:
+        """`patience_s`: how long a read goes on trying through an API that restarts or answers 503."""
+        deadline = time.monotonic() + patience_s
+        while True:
+            try:
+                r = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                if time.monotonic() < deadline:
+                    time.sleep(1)
+                    continue
+                raise ClientError(f"cannot reach the API at {self.url} ({type(exc).__name__}: {exc}); "
+                                  "is it running? set SCANLEDGER_URL to its address") from None
+            if r.status_code in (502, 503, 504) and time.monotonic() < deadline:
+                time.sleep(1)
+                continue
+            break
         if r.status_code in ok:
             return r
         if r.status_code == 401:
@@ -158,17 +169,17 @@ def _sensitive_seen(body: dict) -> Seen:
                 body.get("message") or body.get("error"), body)
 
 
-def read_scan(api: Api, scan_id: str, kind: str | None = None) -> Seen:
+def read_scan(api: Api, scan_id: str, kind: str | None = None, patience_s: float = 0) -> Seen:
     """A scan by its id, whichever its kind: /api/scan/{id} (compliance and monitor scans), else
     /api/v1/scans/{id} (sensitive-data scans, `scan-…`)."""
     if kind != "sensitive" and not (kind is None and scan_id.startswith("scan-")):
-        r = api.call("GET", f"/api/scan/{scan_id}", ok=(200, 404))
+        r = api.call("GET", f"/api/scan/{scan_id}", ok=(200, 404), patience_s=patience_s)
         if r.status_code == 200:
             body = r.json()
             return _compliance_seen(body, kind or ("monitor" if body.get("policy_id") is None else "compliance"))
         if kind is not None:
             raise ClientError(f"no scan {scan_id}: {_error_message(r)}")
-    return _sensitive_seen(api.json("GET", f"/api/v1/scans/{scan_id}")["data"])
+    return _sensitive_seen(api.json("GET", f"/api/v1/scans/{scan_id}", patience_s=patience_s)["data"])
 
 
 @dataclass
@@ -219,9 +230,14 @@ def _bar_progress(seen_iter):
             yield seen
 
 
+FOLLOW_PATIENCE_S = 60  # a follower rides out an API restart or a broker outage's 503s this long
+
+
 def _readings(api: Api, scan_id: str, kind: str | None):
+    first = True
     while True:
-        seen = read_scan(api, scan_id, kind)
+        seen = read_scan(api, scan_id, kind, patience_s=0 if first else FOLLOW_PATIENCE_S)
+        first = False
         yield seen
         if seen.final:
             return
@@ -280,6 +296,9 @@ def cmd_scan_run(args) -> int:
     if sum(map(bool, kinds)) != 1:
         raise ClientError("say which scan: --policy, --upload and --mapping (compliance), --monitors "
                           "(every enabled monitor of the workspace) or --connector ID (sensitive data)")
+    if args.connector and args.fail_on_severity:
+        raise ClientError("--fail-on-severity: a sensitive-data scan's findings have no severity; "
+                          "use --fail-on-violations N")
     with Api() as api:
         if any(compliance):
             if not all(compliance):

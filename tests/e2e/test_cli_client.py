@@ -168,5 +168,7 @@ def test_errors_are_one_line_naming_what_to_fix(cli):
 
     usage = cli("scan", "run", "--wait")
     assert usage.returncode == ERROR and "--policy" in usage.stderr
+    no_severity = cli("scan", "run", "--connector", "conn-x", "--fail-on-severity", "high")
+    assert no_severity.returncode == ERROR and "use --fail-on-violations" in no_severity.stderr
     absent = cli("apply", "-f", "no-such.yaml")
     assert absent.returncode == ERROR and absent.stderr == "scanledger: no-such.yaml: No such file or directory\n"
