@@ -4,15 +4,17 @@ What is asserted is what a CI pipeline sees: the exit code and the lines it prin
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
 import yaml
 
 from harness import data
-from harness.system import ROOT, TOKEN, free_port
+from harness.system import ROOT, TOKEN, System, free_port
 from tests.e2e.helpers import confirm, upload
 from tests.e2e.monitor_fixtures import in_workspace, sync
 
@@ -172,3 +174,40 @@ def test_errors_are_one_line_naming_what_to_fix(cli):
     assert no_severity.returncode == ERROR and "use --fail-on-violations" in no_severity.stderr
     absent = cli("apply", "-f", "no-such.yaml")
     assert absent.returncode == ERROR and absent.stderr == "scanledger: no-such.yaml: No such file or directory\n"
+
+
+def test_a_follower_rides_out_an_api_restart(kafka, tmp_path):
+    """The API goes away while `--wait` follows a scan, and comes back: the job still ends by the scan's
+    result, not with an error (the worker is paused meanwhile, so the scan cannot end before the outage)."""
+    system = System(kafka, tmp_path / "system").start()
+    try:
+        api = system.client()
+        rows = data.transactions(500, seed=5)
+        up = upload(api, data.to_csv(rows))
+        mapping = confirm(api, up["upload_id"])
+        policy = api.post("/api/policies", json={"name": "restart", "rules": data.RULES}).json()
+        worker = system.processes["worker"]
+        worker.send_signal(signal.SIGSTOP)
+        env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "SCANLEDGER_URL": system.url,
+               "SCANLEDGER_TOKEN": TOKEN}
+        follower = subprocess.Popen([sys.executable, "-m", "cli.main", "scan", "run", "--policy", policy["id"],
+                                     "--upload", up["upload_id"], "--mapping", mapping["mapping_id"], "--wait"],
+                                    cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert follower.stderr.readline().startswith("started compliance scan ")
+        assert ": pending, " in follower.stderr.readline()
+        system.processes["api"].terminate()
+        system.processes["api"].wait()
+        time.sleep(3)
+        assert follower.poll() is None  # still following through the outage
+        log = open(system.data_dir / "api.log", "ab")  # noqa: SIM115 (the child's stdout for its life)
+        system.processes["api"] = subprocess.Popen([sys.executable, "-m", "cli.main", "api"], env=system.env,
+                                                   cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        worker.send_signal(signal.SIGCONT)
+        out, err = follower.communicate()
+        assert follower.returncode == OK, (out, err)
+        total = sum(len(v) for v in data.expected(rows).values())
+        assert " completed: " in out and f"{total} violations" in out, out
+        assert "Traceback" not in err
+    finally:
+        system.processes["worker"].send_signal(signal.SIGCONT)
+        system.stop()
