@@ -9,7 +9,7 @@
     scanledger verify [--scan SCAN_ID]
     scanledger dead-letters list [--limit N]
     scanledger schemas [--out DIR]
-    scanledger scan run|status|list|follow     the client commands, over HTTP (cli/client.py)
+    scanledger scan run|status|list|follow     the client commands, over HTTP (cli/client/)
     scanledger apply -f policy.yaml
 
 This is the composition root, so it alone imports across streams/, projections/ and api/.
@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def client_commands(sub) -> None:
-    """`scan run|status|list|follow` and `apply`: a client of a running API (cli/client.py)."""
+    """`scan run|status|list|follow` and `apply`: a client of a running API (cli/client/)."""
     from cli import client
 
     formatter = argparse.RawDescriptionHelpFormatter
