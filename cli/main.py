@@ -10,6 +10,8 @@
     scanledger dead-letters list [--limit N]
     scanledger schemas [--out DIR]
     scanledger db status|upgrade
+    scanledger scan run|status|list|follow     the client commands, over HTTP (cli/client/)
+    scanledger apply -f policy.yaml
 
 This is the composition root, so it alone imports across streams/, projections/ and api/.
 """
@@ -416,13 +418,95 @@ def main(argv: list[str] | None = None) -> None:
     schemas.add_argument("--out", default="docs/schemas")
     db = command("db", cmd_db, "the database's schema version (status) or bring it to this code's (upgrade)")
     db.add_argument("action", choices=["status", "upgrade"])
+    client_commands(sub)
     args = parser.parse_args(argv)
+    from cli.client import ClientError
     from cli.localbroker import BrokerError
 
     try:
-        args.func(args)
+        code = args.func(args)
     except BrokerError as exc:  # what to fix, not a traceback
         sys.exit(f"scanledger {args.command}: {exc}")
+    except ClientError as exc:
+        print(f"scanledger: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    if isinstance(code, int):  # the client commands' exit code (cli.client.EXIT_CODES)
+        sys.exit(code)
+
+
+def client_commands(sub) -> None:
+    """`scan run|status|list|follow` and `apply`: a client of a running API (cli/client/)."""
+    from cli import client
+
+    formatter = argparse.RawDescriptionHelpFormatter
+    epilog = f"{client.ENVIRONMENT}\n\n{client.EXIT_CODES}"
+
+    def thresholds(p) -> None:
+        p.add_argument("--fail-on-violations", type=int, metavar="N",
+                       help="exit 1 when the scan finds more than N violations (findings, for a sensitive scan)")
+        p.add_argument("--fail-on-severity", choices=client.SEVERITIES,
+                       help="exit 1 when any violation is of this severity or worse (compliance and monitor scans)")
+
+    scan = sub.add_parser("scan", help="run and follow scans through the API (SCANLEDGER_URL, SCANLEDGER_TOKEN)",
+                          description="Run and follow scans through the HTTP API.", epilog=epilog,
+                          formatter_class=formatter)
+    actions = scan.add_subparsers(dest="action", required=True)
+    run = actions.add_parser("run", help="start a scan; --wait follows it and exits by its result", epilog=epilog,
+                             formatter_class=formatter, description="Start a compliance scan (--policy, --upload,"
+                             " --mapping), a monitor scan of the workspace (--monitors) or a sensitive-data scan"
+                             " (--connector). Without --wait it prints the scan id and exits 0.")
+    run.add_argument("--policy", help="compliance scan: the policy id")
+    run.add_argument("--upload", help="compliance scan: the upload id")
+    run.add_argument("--mapping", help="compliance scan: the mapping id")
+    run.add_argument("--audit-name", help="compliance scan: an audit name to file it under")
+    run.add_argument("--monitors", action="store_true", help="a monitor scan: every enabled monitor of the workspace")
+    run.add_argument("--connector", action="append", metavar="ID",
+                     help="a sensitive-data scan of this connector (repeat for several)")
+    run.add_argument("--incremental", action="store_true",
+                     help="sensitive-data scan: only files new or changed since the last one")
+    run.add_argument("--wait", action="store_true",
+                     help="follow it to its end (a bar on a terminal, plain lines otherwise) and exit by its result")
+    thresholds(run)
+    run.set_defaults(func=client.cmd_scan_run)
+    status = actions.add_parser("status", help="a scan's status and progress, once", epilog=client.ENVIRONMENT,
+                                formatter_class=formatter)
+    status.add_argument("scan_id", help="a compliance or monitor scan's id, or a sensitive scan's scan-…")
+    status.add_argument("--json", action="store_true", help="the API's view of it, as JSON")
+    status.set_defaults(func=client.cmd_scan_status)
+    listing = actions.add_parser("list", help="the newest scans (the Activity list's runs of type scan)",
+                                 epilog=client.ENVIRONMENT, formatter_class=formatter)
+    listing.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    listing.add_argument("--result", action="append", choices=["queued", "running", "success", "failure", "aborted"],
+                         help="only runs with this result (repeatable)")
+    listing.add_argument("--json", action="store_true", help="each run as JSON, one per line")
+    listing.set_defaults(func=client.cmd_scan_list)
+    follow = actions.add_parser("follow", help="follow a scan until it is final; exit by its result", epilog=epilog,
+                                formatter_class=formatter)
+    follow.add_argument("scan_id")
+    thresholds(follow)
+    follow.set_defaults(func=client.cmd_scan_follow)
+    apply = sub.add_parser("apply", help="policies and monitors as code: create or update them by name",
+                           epilog=client.ENVIRONMENT + APPLY_EXAMPLE, formatter_class=formatter,
+                           description="Create what the files name and the API lacks, update what differs (by name),"
+                           " leave the rest: a second apply of the same files changes nothing and says so.")
+    apply.add_argument("-f", "--file", action="append", required=True, metavar="FILE",
+                       help="a YAML file of policies and monitors (repeatable; - for stdin)")
+    apply.set_defaults(func=client.cmd_apply)
+
+
+APPLY_EXAMPLE = """
+
+a file (documents separated by ---; `kind` is policy unless it says monitor):
+  name: AML basics
+  rules:
+    - {id: big, name: Large amount, type: threshold, severity: high,
+       params: {field: amount, op: gt, value: 10000}}
+  ---
+  kind: monitor
+  asset: orders.csv          # the asset's name or id
+  name: Email nulls
+  type: null_rate
+  params: {column: email, max: 0.0}"""
 
 
 if __name__ == "__main__":
