@@ -4,11 +4,14 @@ Waits poll until the system answers: no time limits."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from cloudevents.core.bindings.kafka import KafkaMessage, from_kafka_event
 from confluent_kafka import Consumer, TopicPartition
+from jsonschema import Draft202012Validator
 
 from harness import data
 from services.domain import contracts as c
@@ -19,6 +22,7 @@ from services.settings import Topics
 from tests.e2e.helpers import all_violations, policy, scan_once
 from tests.e2e.monitor_fixtures import in_workspace
 
+SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 # every topic a scan writes to (the dead-letter topic holds others' records, headers and all)
 WRITTEN = ("commands", "scan_events", "work", "violations", "findings", "config")
 
@@ -102,6 +106,15 @@ def test_every_record_a_scan_writes_is_a_structured_cloudevent(scans):
         assert (event.get_type(), event.get_id(), event.get_subject()) == (body["type"], body["id"], body["subject"])
         assert event.get_data() == body["data"]
         assert dict(m.headers())["scanledger-type"] == body["type"].encode()
+
+
+def test_every_event_a_scan_writes_is_valid_for_its_published_schema(scans):
+    validators = {p.stem: Draft202012Validator(orjson.loads(p.read_bytes())) for p in SCHEMAS.glob("*.json")}
+    events = [decode(m.value()) for m in scans["records"]]
+    for event in events:
+        validators[event["type"]].validate(event["data"])
+    assert {c.SCAN_REQUESTED, c.WORK_UNIT, c.VIOLATION_DETECTED, c.FINDING_DETECTED, c.SCAN_FINISHED,
+            c.CONFIG_CHANGED, c.RUN_SCAN} <= {e["type"] for e in events}
 
 
 def events_of(scans, topic: str, subject: str) -> list:
