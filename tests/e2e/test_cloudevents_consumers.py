@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+import yaml
 from cloudevents.core.bindings.kafka import KafkaMessage, from_kafka_event
 from confluent_kafka import Consumer, TopicPartition
 from jsonschema import Draft202012Validator
@@ -22,7 +23,8 @@ from services.settings import Topics
 from tests.e2e.helpers import all_violations, policy, scan_once
 from tests.e2e.monitor_fixtures import in_workspace
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+SCHEMAS = DOCS / "schemas"
 # every topic a scan writes to (the dead-letter topic holds others' records, headers and all)
 WRITTEN = ("commands", "scan_events", "work", "violations", "findings", "config")
 
@@ -155,3 +157,11 @@ def test_the_sdk_reads_the_scans_lifecycle(scans):
         assert types[0] == c.SCAN_REQUESTED and types[-1] == c.SCAN_FINISHED and c.SCAN_STARTED in types, types
         assert lifecycle[-1].get_data()["status"] == "completed"
         assert all(e.get_attributes()["partitionkey"] == scan_id for e in lifecycle)  # keyed by scan: in order
+
+
+def test_each_event_is_on_the_topic_docs_asyncapi_yaml_names_for_its_type(scans):
+    channels = yaml.safe_load((DOCS / "asyncapi.yaml").read_text())["channels"]
+    on = {getattr(scans["topics"], name): set(channel["messages"]) for name, channel in channels.items()}
+    misplaced = {(m.topic(), decode(m.value())["type"]) for m in scans["records"]} - \
+        {(topic, type_) for topic, types in on.items() for type_ in types}
+    assert misplaced == set()
