@@ -3,7 +3,12 @@ confluent-kafka and converted with the CloudEvents SDK's Kafka binding, say what
 Waits poll until the system answers: no time limits."""
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -23,7 +28,8 @@ from services.settings import Topics
 from tests.e2e.helpers import all_violations, policy, scan_once
 from tests.e2e.monitor_fixtures import in_workspace
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
 SCHEMAS = DOCS / "schemas"
 # every topic a scan writes to (the dead-letter topic holds others' records, headers and all)
 WRITTEN = ("commands", "scan_events", "work", "violations", "findings", "config")
@@ -165,3 +171,25 @@ def test_each_event_is_on_the_topic_docs_asyncapi_yaml_names_for_its_type(scans)
     misplaced = {(m.topic(), decode(m.value())["type"]) for m in scans["records"]} - \
         {(topic, type_) for topic, types in on.items() for type_ in types}
     assert misplaced == set()
+
+
+def test_the_example_consumer_prints_what_the_scans_found(scans, system, tmp_path):
+    """examples/consumer.py as the README runs it: its own process, in another directory, with
+    nothing of the project on its path, configured by the settings it documents."""
+    found = [*events_of(scans, scans["topics"].violations, scans["compliance"]),
+             *events_of(scans, scans["topics"].findings, scans["sensitive"])]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env |= {"KAFKA_BOOTSTRAP_SERVERS": system.env["KAFKA_BOOTSTRAP_SERVERS"],
+            "SCANLEDGER_TOPIC_PREFIX": system.env["SCANLEDGER_TOPIC_PREFIX"]}
+    run = subprocess.run([sys.executable, str(ROOT / "examples" / "consumer.py"), "--from-beginning",
+                          "--group", f"example-{uuid.uuid4().hex[:8]}", "--scan", scans["compliance"],
+                          "--scan", scans["sensitive"], "--count", str(len(found))],
+                         cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert {re.search(r" id=(\S+) ", x).group(1) for x in lines} == {e.get_id() for e in found}
+    assert len(lines) == len(found)
+    for v in scans["violations"]:
+        assert any(f"id={v['id']} violation {v['rule_id']} ({v['severity']})" in x for x in lines), v
+    for f in scans["findings"]:
+        assert any(f"finding {f['detector']} ({f['family']}" in x and x.endswith(f["masked_sample"]) for x in lines)
