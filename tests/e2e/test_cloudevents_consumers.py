@@ -7,11 +7,9 @@ import os
 import re
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
 import yaml
@@ -25,7 +23,7 @@ from services.domain.envelope import CONTENT_TYPE, decode
 from services.domain.vocabulary import COORDINATOR_SOURCE as COORDINATOR
 from services.domain.vocabulary import EVALUATOR_SOURCE as EVALUATOR
 from services.settings import Topics
-from tests.e2e.helpers import all_violations, policy, scan_once
+from tests.e2e.helpers import all_violations, ok, policy, scan_once, until
 from tests.e2e.monitor_fixtures import in_workspace
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,17 +31,6 @@ DOCS = ROOT / "docs"
 SCHEMAS = DOCS / "schemas"
 # every topic a scan writes to (the dead-letter topic holds others' records, headers and all)
 WRITTEN = ("commands", "scan_events", "work", "violations", "findings", "config")
-
-
-def ok(r: httpx.Response, status: int = 200):
-    assert r.status_code == status, r.text
-    return r.json()["data"]
-
-
-def until(probe):
-    while not (found := probe()):
-        time.sleep(0.1)
-    return found
 
 
 def ends(consumer: Consumer, topics: list[str]) -> dict[tuple[str, int], int]:
