@@ -57,7 +57,9 @@ def test_every_event_type_is_a_message_on_one_channel_with_its_key_and_schema():
         for message_name, ref in channel["messages"].items():
             message = resolve(ref["$ref"])
             assert message_name == message["name"]
-            assert message["bindings"]["kafka"]["key"] == {"$ref": f"#/components/schemas/{channel['x-key']}"}, name
+            # inline, not a $ref: the AsyncAPI 3.0.0 schema takes a $ref there for both a schema and a
+            # Reference, which its oneOf refuses
+            assert message["bindings"]["kafka"]["key"] == DOC["components"]["schemas"][channel["x-key"]], name
     for type_ in c.MODELS:
         message = DOC["components"]["messages"][type_]
         assert message["contentType"] == CONTENT_TYPE
