@@ -23,7 +23,7 @@ from services.domain.envelope import CONTENT_TYPE, decode
 from services.domain.vocabulary import COORDINATOR_SOURCE as COORDINATOR
 from services.domain.vocabulary import EVALUATOR_SOURCE as EVALUATOR
 from services.settings import Topics
-from tests.e2e.helpers import all_violations, ok, policy, scan_once, until
+from tests.e2e.helpers import all_violations, confirm, ok, policy, run, until, upload
 from tests.e2e.monitor_fixtures import in_workspace
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,7 +71,11 @@ def scans(system):
         before = ends(consumer, names)
         with system.client() as api:
             rows = data.transactions(1500, seed=25)
-            compliance_id, done = scan_once(api, rows, policy(api, name="CloudEvents")["id"])
+            up = upload(api, data.to_csv(rows))
+            compliance_id = run(api, policy(api, name="CloudEvents")["id"], up["upload_id"],
+                                confirm(api, up["upload_id"])["mapping_id"])
+            done = until(lambda: (d := api.get(f"/api/scan/{compliance_id}").json())["status"] not in ("running",)
+                         and d)
             assert done["status"] == "completed", done
             violations = all_violations(api, compliance_id)
         lake = system.datastore_root / "ce-lake"
