@@ -3,7 +3,7 @@
 A scan is aborted up to an attempt: the work of a later attempt (sent by a resume) runs,
 even if this thread has not read the resume yet, so no resumed unit is ever skipped.
 
-A thread in each worker reads the scan-events topic (types from the ce_type header only,
+A thread in each worker reads the scan-events topic (types from the type header only,
 never decoding a value) from a week back, which is as far back as the work topic keeps
 units: a unit of a scan aborted earlier than that cannot be waiting for an evaluator.
 """

@@ -22,7 +22,7 @@ from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from services.domain.delivery import Batch, producer_stalled
-from services.domain.envelope import TYPE_HEADER, encode, headers
+from services.domain.envelope import encode, headers, type_headers
 from services.domain.ledger_chain import Chain
 from services.settings import Settings
 
@@ -153,7 +153,7 @@ class Publisher:
         """Events already encoded (services.domain.evaluation.encoded_violations), all of one type and
         key, each sealed as the next link of `chain`."""
         self._produce_all(topic, map(chain.seal_encoded, raws), len(raws), key.encode(),
-                          [(TYPE_HEADER, type_.encode())])
+                          type_headers(type_))
 
     def chained(self, stream: str) -> ChainedPublisher:
         """This publisher, writing every event as the next link of one chain (one unit attempt's)."""

@@ -20,7 +20,7 @@ import orjson
 from pydantic import ValidationError
 
 from services.domain import contracts as c
-from services.domain.envelope import TYPE_HEADER
+from services.domain.envelope import LEGACY_TYPE_HEADER, TYPE_HEADER
 from services.domain.vocabulary import SEVERITIES
 
 _loads, _JSONDecodeError = orjson.loads, orjson.JSONDecodeError
@@ -111,10 +111,11 @@ def decode_checked(value: bytes | None, headers=None) -> dict[str, Any]:
     """The event of a record, or PoisonRecord(reason).
 
     Checks: JSON object; `type`, `id`, `subject` non-empty strings; `data` an object; the
-    `ce_type` header (when headers are given and have it) equal to the body's type, since
-    consumers filter on it; and for a type with a contract, a string `time` and `data` valid
-    for it. A type without a contract passes with the envelope checks alone: consumers skip
-    what they do not know. Written for speed: the projector calls it once per event.
+    type header (`scanledger-type`, or `ce_type` on records written before; when headers are
+    given and have it) equal to the body's type, since consumers filter on it; and for a type
+    with a contract, a string `time` and `data` valid for it. A type without a contract passes
+    with the envelope checks alone: consumers skip what they do not know. Written for speed: the
+    projector calls it once per event.
     """
     if value is None:
         raise PoisonRecord("no value (tombstone)")
@@ -137,15 +138,16 @@ def decode_checked(value: bytes | None, headers=None) -> dict[str, Any]:
     if headers:
         if type(headers) is list:
             for key, declared in headers:
-                if key == TYPE_HEADER:
+                if key in (TYPE_HEADER, LEGACY_TYPE_HEADER):
                     if declared != (_TYPE_BYTES.get(type_) or type_.encode()) and declared != type_:
-                        raise PoisonRecord(f"envelope: {TYPE_HEADER} header {_header(headers, TYPE_HEADER)!r}"
+                        raise PoisonRecord(f"envelope: {key} header {_header(headers, key)!r}"
                                            f" is not the body's type {type_!r}")
                     break
         else:
-            declared = _header(headers, TYPE_HEADER)
-            if declared is not None and declared != type_:
-                raise PoisonRecord(f"envelope: {TYPE_HEADER} header {declared!r} is not the body's type {type_!r}")
+            for key in (TYPE_HEADER, LEGACY_TYPE_HEADER):
+                declared = _header(headers, key)
+                if declared is not None and declared != type_:
+                    raise PoisonRecord(f"envelope: {key} header {declared!r} is not the body's type {type_!r}")
     check = _CHECKS.get(type_)
     if check is not None:
         if type(event.get("time")) is not str:

@@ -507,6 +507,28 @@ MODELS: dict[str, type[BaseModel]] = {
 }
 
 
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"  # the dialect pydantic writes
+
+
+def schema_id(type_: str) -> str:
+    return f"urn:scanledger:schema:{type_}"
+
+
 def json_schemas() -> dict[str, dict[str, Any]]:
-    """One JSON Schema per message type, for docs/schemas."""
-    return {type_: model.model_json_schema() for type_, model in MODELS.items()}
+    """One JSON Schema per message type's `data`, for docs/schemas: what a consumer validates with.
+
+    The models forbid unknown fields, so what we write is exactly the contract; the published
+    schemas leave `additionalProperties: false` out, so a consumer holding this version's schema
+    still accepts an event that gained an optional field (the compatibility policy of
+    docs/asyncapi.yaml). Each names itself ($id) and its dialect ($schema)."""
+    return {type_: {"$schema": SCHEMA_DIALECT, "$id": schema_id(type_), **_open(model.model_json_schema())}
+            for type_, model in MODELS.items()}
+
+
+def _open(schema: Any) -> Any:
+    """The schema without `additionalProperties: false` anywhere (a dict's value schema is kept)."""
+    if isinstance(schema, dict):
+        return {k: _open(v) for k, v in schema.items() if not (k == "additionalProperties" and v is False)}
+    if isinstance(schema, list):
+        return [_open(v) for v in schema]
+    return schema

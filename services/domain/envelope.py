@@ -1,8 +1,12 @@
 """The CloudEvents 1.0 structured-mode envelope every message on our topics uses.
 
 Events are plain dicts serialized with orjson: no Faust record metadata, so any consumer in
-any language reads clean JSON. The type also travels in a `ce_type` header so a consumer can
-skip what it does not want without parsing the body.
+any language reads clean JSON. Every record says so in its `content-type` header
+(`application/cloudevents+json; charset=UTF-8`, the Kafka protocol binding's structured mode), so a
+CloudEvents SDK reads it as it is. The type also travels in a `scanledger-type` header so a consumer
+can skip what it does not want without parsing the body. Not `ce_type`, which records written before
+carry: the binding reserves `ce_` headers for binary mode, and the SDK's `from_kafka_event` takes any
+`ce_` header as binary mode and reads the whole envelope as the data.
 """
 from __future__ import annotations
 
@@ -17,7 +21,11 @@ import orjson
 SPECVERSION = "1.0"
 # Namespace for deterministic ids: the same fact always gets the same id.
 ID_NAMESPACE = uuid.UUID("7b0f5a0e-3c2d-4d0e-9a55-5ca41ed6e000")
-TYPE_HEADER = "ce_type"
+TYPE_HEADER = "scanledger-type"
+LEGACY_TYPE_HEADER = "ce_type"  # what records written before carried; read still, never written
+CONTENT_TYPE_HEADER = "content-type"
+CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
+_CONTENT_TYPE_BYTES = CONTENT_TYPE.encode()
 
 
 _NAMESPACE_BYTES = ID_NAMESPACE.bytes
@@ -149,15 +157,21 @@ def decode(raw: bytes) -> dict[str, Any]:
 
 
 def headers(event: dict[str, Any]) -> list[tuple[str, bytes]]:
-    return [(TYPE_HEADER, event["type"].encode())]
+    return type_headers(event["type"])
+
+
+def type_headers(type_: str) -> list[tuple[str, bytes]]:
+    """The headers of every record of one event type we write."""
+    return [(CONTENT_TYPE_HEADER, _CONTENT_TYPE_BYTES), (TYPE_HEADER, type_.encode())]
 
 
 def header_type(message_headers) -> str | None:
-    """The ce_type of a message from its headers (a list of pairs or a dict)."""
+    """The type a message's headers declare (a list of pairs or a dict), by the header we write or
+    the one records written before carry."""
     if not message_headers:
         return None
     items = message_headers.items() if isinstance(message_headers, dict) else message_headers
     for key, value in items:
-        if key == TYPE_HEADER:
+        if key in (TYPE_HEADER, LEGACY_TYPE_HEADER):
             return value.decode() if isinstance(value, (bytes, bytearray)) else value
     return None

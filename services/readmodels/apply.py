@@ -86,7 +86,7 @@ def decode_record(message) -> Record:
     violation = decode_violation(message.value())
     if violation is not None:
         return Record(topic, partition, offset, c.VIOLATION_DETECTED, {}, row=violations.row_of(violation))
-    # Every event is applied, so its type comes from the body and the ce_type header is not read:
+    # Every event is applied, so its type comes from the body and the type header is not read:
     # confluent-kafka builds the headers list anew per call, ~15% of replay's time.
     event = decode_checked(message.value())
     if event["type"] == c.VIOLATION_DETECTED:

@@ -7,6 +7,19 @@ import httpx
 from harness import data, databases
 
 
+def ok(r: httpx.Response, status: int = 200):
+    """The `data` of an API answer (the /api/v1 envelope), after checking its status."""
+    assert r.status_code == status, r.text
+    return r.json()["data"]
+
+
+def until(probe):
+    """probe()'s first truthy answer, polled: no time limit, the test runner's is the only one."""
+    while not (found := probe()):
+        time.sleep(0.1)
+    return found
+
+
 def upload(api: httpx.Client, content: bytes, name: str = "transactions.csv") -> dict:
     r = api.post("/api/upload", files={"file": (name, content, "text/csv")})
     assert r.status_code == 201, r.text

@@ -12,7 +12,6 @@ import hashlib
 import os
 import subprocess
 import sys
-import time
 from collections import Counter
 from types import SimpleNamespace
 
@@ -23,23 +22,12 @@ from harness import data
 from harness.corpus import generate
 from harness.s3 import S3Server
 from harness.system import ROOT, System
-from tests.e2e.helpers import all_violations, confirm, policy, upload
+from tests.e2e.helpers import all_violations, confirm, ok, policy, until, upload
 
 BUCKET, PREFIX = "scan-blobs", "ledger/blobs"
 KEY_ID_ENV, SECRET_ENV = "SCANLEDGER_SECRET_CORPUS_KEY_ID", "SCANLEDGER_SECRET_CORPUS_SECRET"
 FILE_TYPES = ["csv", "json", "jsonl", "parquet", "txt", "gz"]
 RETRIED = "the blob store did not answer"
-
-
-def until(probe):
-    while not (found := probe()):
-        time.sleep(0.1)
-    return found
-
-
-def ok(r: httpx.Response, status: int = 200):
-    assert r.status_code == status, r.text
-    return r.json()["data"]
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """Poison records on each topic while a scan runs (on every partition: bytes that are not JSON,
-JSON that is not an object, an envelope whose data breaks its contract, each with the ce_type
+JSON that is not an object, an envelope whose data breaks its contract, each with the (legacy) ce_type
 header its consumer handles): the scan completes exact, no process stops, /healthz counts the
 dead letters and the dead-letter topic holds every one with its source coordinates."""
 import pytest

@@ -3,25 +3,11 @@ with exactly the findings of an unfaulted scan of the same files (finding ids ar
 connector, file, location, detector and offset), each counted once."""
 from __future__ import annotations
 
-import time
-
-import httpx
-
 from harness.faults import Procs
+from tests.e2e.helpers import ok, until
 from tests.e2e.monitor_fixtures import in_workspace
 
 FILES = 1200
-
-
-def ok(r: httpx.Response, status: int = 200):
-    assert r.status_code == status, r.text
-    return r.json()["data"]
-
-
-def until(probe):
-    while not (found := probe()):
-        time.sleep(0.1)
-    return found
 
 
 def scan(client, connector: str) -> str:

@@ -65,6 +65,10 @@ def test_what_is_not_our_envelope_is_refused():
 
 def test_the_type_header_must_name_the_body_type():
     event = violation()
+    assert "scanledger-type header" in refused(encode(event), [("scanledger-type", c.SCAN_ABORTED.encode())])
+    assert "scanledger-type header" in refused(encode(event), {"scanledger-type": c.SCAN_ABORTED.encode()})
+    assert decode_checked(encode(event), headers(event)) == event
+    # ce_type: what records written before this header was renamed carry, checked the same way
     assert "is not the body's type" in refused(encode(event), [("ce_type", c.SCAN_ABORTED.encode())])
     assert "is not the body's type" in refused(encode(event), {"ce_type": c.SCAN_ABORTED.encode()})
     assert decode_checked(encode(event), {"ce_type": c.VIOLATION_DETECTED}) == event  # Faust may give str
