@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from api import audit, compliance, monitors, operations, scans, sensitive, tokens
-from api.health import Progress
+from api.health import Progress, lag_totals
+from api.metrics import metrics
 from api.web import changes
 from api.web.db_work import DbWork
 from api.web.errors import (
@@ -25,6 +26,7 @@ from api.web.errors import (
     handle_http_exception,
     handle_unexpected,
 )
+from api.web.http_metrics import HttpMetrics
 from api.web.limits import BodyLimit
 from api.web.openapi import openapi_document
 from api.web.responses import json_response
@@ -53,7 +55,16 @@ def _health(settings: Settings) -> dict:
         "worker": broker and kafka_admin.group_has_members(settings, settings.streams_group),
         "projector": broker and kafka_admin.group_has_members(settings, settings.projector_group),
         "dead_letters": _dead_letters(settings) if broker else None,  # informative: never fails health
+        "lag": _lag(settings) if broker else None,  # informative: records left per component and topic
     }
+
+
+def _lag(settings: Settings) -> dict | None:
+    try:
+        return {name: {"total": sum(per_topic.values()), "topics": per_topic}
+                for name, per_topic in lag_totals(settings).items()}
+    except Exception:
+        return None
 
 
 def _dead_letters(settings: Settings) -> int | None:
@@ -127,10 +138,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             db_work.close()
             db.close()
 
-    routes = [Route("/healthz", healthz), Route("/openapi.json", openapi),
+    routes = [Route("/healthz", healthz), Route("/metrics", metrics), Route("/openapi.json", openapi),
               *(route for router in ROUTERS for route in router.routes)]
     # Bodies are capped before any route reads them: JSON everywhere, the upload cap on /api/upload.
-    middleware = [Middleware(BodyLimit, default=settings.max_body_bytes,
+    # HTTP latency outermost, so a body refused by the limit is timed too.
+    middleware = [Middleware(HttpMetrics, routes=routes), Middleware(BodyLimit, default=settings.max_body_bytes,
                              per_path={"/api/upload": settings.max_upload_bytes})]
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware, exception_handlers={
         ApiError: handle_api_error, HTTPException: handle_http_exception, BlobUnavailable: handle_blob_unavailable,
