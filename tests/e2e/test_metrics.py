@@ -4,9 +4,11 @@ from __future__ import annotations
 import time
 
 import httpx
+from confluent_kafka import Consumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness import data
+from services.adapters.db import connect
 from tests.e2e.helpers import all_violations, policy, scan_once
 
 
@@ -81,3 +83,36 @@ def _topics(system, *names: str) -> list[str]:
     prefix = system.env["SCANLEDGER_TOPIC_PREFIX"]
     return [f"{prefix}.{name}" for name in names]
 
+
+def test_the_projector_mirrors_its_offsets_to_kafka(system, api):
+    """The projector's group shows in Kafka's tools: its committed offsets are the database's."""
+    pol = policy(api, name="offsets")
+    _scan_id, scan = scan_once(api, data.transactions(800, seed=12), pol["id"])
+    assert scan["status"] == "completed", scan
+    group = f"{system.env['SCANLEDGER_TOPIC_PREFIX']}-projector"
+    while True:
+        stored = _stored_offsets(system)
+        committed = _committed(system, group, list(stored))
+        if stored and committed == stored:
+            break
+        time.sleep(0.2)
+    assert any(topic.endswith(".violations") and offset > 0 for (topic, _p), offset in committed.items())
+
+
+def _stored_offsets(system) -> dict[tuple[str, int], int]:
+    conn = connect(system.db_url)
+    try:
+        return {(r["topic"], r["partition"]): r["next_offset"]
+                for r in conn.execute("SELECT topic, partition, next_offset FROM projector_offsets")}
+    finally:
+        conn.close()
+
+
+def _committed(system, group: str, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    consumer = Consumer({"bootstrap.servers": system.env["KAFKA_BOOTSTRAP_SERVERS"], "group.id": group,
+                         "enable.auto.commit": False})
+    try:
+        got = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=30)
+        return {(tp.topic, tp.partition): tp.offset for tp in got if tp.offset >= 0}
+    finally:
+        consumer.close()
