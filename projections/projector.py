@@ -37,7 +37,7 @@ from services.adapters.kafka import DeliveryFailed, Publisher, consumer_config
 from services.adapters.kafka_admin import ensure_topics, watermarks
 from services.adapters.ledger_reader import LedgerReader, Meter
 from services.domain.codec import PoisonRecord
-from services.domain.contracts import CONFIG_CHANGED
+from services.domain.contracts import CONFIG_CHANGED, SCAN_ABORTED, SCAN_FINISHED, SCAN_STARTED
 from services.readmodels.apply import Record, apply_batch, decode_record, store_offsets
 from services.settings import Settings
 from services.stores import config_log, read_models
@@ -140,6 +140,27 @@ def commit_to_kafka(consumer: Consumer, messages) -> None:
         log.debug("offsets not committed to Kafka: %s", exc)
 
 
+def log_scans(conn, records: list[Record]) -> None:
+    """One log line per scan started and per scan finished (completed, failed, partial or aborted), once
+    its batch is committed: what an operator greps or a log pipeline counts (services/logs.py)."""
+    for rec in records:
+        if rec.type not in (SCAN_STARTED, SCAN_FINISHED, SCAN_ABORTED):
+            continue
+        data = rec.event.get("data", {})
+        row = conn.execute("SELECT kind, workspace_id FROM rm_scans WHERE scan_id = ?",
+                           (data.get("scan_id"),)).fetchone()
+        fields = {"scan_id": data.get("scan_id"), "kind": row["kind"] if row else None,
+                  "workspace_id": row["workspace_id"] if row else rec.event.get("workspaceid")}
+        if rec.type == SCAN_STARTED:
+            fields.update(units=len(data.get("units", [])), record_total=data.get("record_total"))
+            log.info("scan started: %s (%s)", fields["scan_id"], fields["kind"], extra={"scan": "started", **fields})
+        else:
+            fields.update(status=data.get("status", "aborted"), record_count=data.get("record_count"),
+                          violation_count=data.get("violation_count"))
+            log.info("scan finished: %s (%s) %s", fields["scan_id"], fields["kind"], fields["status"],
+                     extra={"scan": "finished", **fields})
+
+
 def record_fault(exc: BaseException) -> bool:
     """Whether an apply error is the record's (bad values) rather than the database's or Kafka's."""
     if isinstance(exc, RECORD_ERRORS):
@@ -236,10 +257,12 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
         while not stop.is_set():
             with gc_paused():
                 messages = consumer.consume(num_messages=BATCH, timeout=POLL_S)
-                applied = apply_messages(conn, messages, dead)
+                records, sources = to_records(messages, dead)
+                applied = apply_records(conn, records, sources, dead)
             if applied:
                 progress = time.monotonic()
                 commit_to_kafka(consumer, messages)
+                log_scans(conn, records)
             elif time.monotonic() - progress >= stuck_after:
                 left = stuck_consumer(settings, conn, {(tp.topic, tp.partition) for tp in consumer.assignment()})
                 if left:

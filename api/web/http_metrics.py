@@ -1,4 +1,4 @@
-"""HTTP latency per route, for GET /metrics: a pure ASGI middleware over one histogram.
+"""HTTP latency per route, for GET /metrics, and the access log: a pure ASGI middleware.
 
 This histogram is per process, as Prometheus expects: each API process is scraped on its own
 and the scrapes add up. The label is the route's template (`/api/scan/{id}`), never the raw path,
@@ -6,10 +6,12 @@ so a scanner's ids cannot blow up the series; a path no route matched counts as 
 """
 from __future__ import annotations
 
+import logging
 import time
 
 from prometheus_client import Histogram
 
+access = logging.getLogger("scanledger.access")  # a line per request; JSON with SCANLEDGER_LOG_FORMAT=json
 REQUEST_SECONDS = Histogram(
     "scanledger_http_request_duration_seconds", "Time to answer an HTTP request (per API process)",
     ("method", "route", "status"),
@@ -36,5 +38,10 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, sending)
         finally:
+            took = time.perf_counter() - started
             route = self.templates.get(id(scope.get("endpoint")), "other")
-            REQUEST_SECONDS.labels(scope["method"], route, str(status[0])).observe(time.perf_counter() - started)
+            REQUEST_SECONDS.labels(scope["method"], route, str(status[0])).observe(took)
+            client = scope.get("client")
+            access.info("%s %s %d %.1f ms", scope["method"], scope["path"], status[0], took * 1000, extra={
+                "method": scope["method"], "path": scope["path"], "route": route, "status": status[0],
+                "duration_ms": round(took * 1000, 2), "client": client[0] if client else None})
