@@ -20,9 +20,10 @@ class Progress:
         self.settings = settings
         self.watches = {"worker": StallWatch(settings.stall_s), "projector": StallWatch(settings.stall_s)}
 
-    def stalled(self) -> list[dict]:
-        """[{component, lag, detail}] for each component that has lag and is not moving."""
-        marks, worker_lag, projector_lag = lags(self.settings)
+    def stalled(self, measured: tuple | None = None) -> list[dict]:
+        """[{component, lag, detail}] for each component that has lag and is not moving (`measured`:
+        what lags() just returned, else measured here)."""
+        marks, worker_lag, projector_lag = measured or lags(self.settings)
         written = {tp: high for tp, (_low, high) in marks.items() if tp[0] != self.settings.topics.commands}
         now, out = time.monotonic(), []
         for name, lag, moving in (("worker", worker_lag, written), ("projector", projector_lag, {})):
@@ -46,9 +47,9 @@ def lags(settings: Settings) -> tuple[dict, Lag, Lag]:
     return marks, kafka_admin.group_lag(settings, settings.streams_group, worker_in), projector_lag(settings, marks)
 
 
-def lag_totals(settings: Settings) -> dict[str, dict[str, int]]:
+def lag_totals(settings: Settings, measured: tuple | None = None) -> dict[str, dict[str, int]]:
     """component -> topic -> records left, every topic of its input listed (0 when caught up)."""
-    marks, worker, projector = lags(settings)
+    marks, worker, projector = measured or lags(settings)
     t = settings.topics
     inputs = {"worker": (t.commands, t.scan_events, t.work),
               "projector": (t.commands, t.scan_events, t.violations, t.findings)}
