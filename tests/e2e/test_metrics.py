@@ -116,3 +116,27 @@ def _committed(system, group: str, partitions: list[tuple[str, int]]) -> dict[tu
         return {(tp.topic, tp.partition): tp.offset for tp in got if tp.offset >= 0}
     finally:
         consumer.close()
+
+
+def test_a_sensitive_scans_findings_show_in_the_metrics(system, api):
+    """scanledger_sensitive_findings grows by the findings count GET /api/v1/scans/{id} gives."""
+    lake = system.datastore_root / "metrics-lake"
+    lake.mkdir(exist_ok=True)
+    (lake / "people.csv").write_text("name,email\nAda,ada@example.com\nBob,bob@example.org\nCy,none\n")
+    before = scrape(system)
+    r = api.post("/api/v1/connectors", json={"name": "Metrics lake", "type": "local_dir",
+                                             "config": {"path": "metrics-lake"}})
+    assert r.status_code == 201, r.text
+    r = api.post("/api/v1/scans/parallel", json={"connectors": [r.json()["data"]["id"]], "type": "full"})
+    assert r.status_code == 201, r.text
+    scan_id = r.json()["data"]["scan_id"]
+    while (done := api.get(f"/api/v1/scans/{scan_id}").json()["data"])["status"] in ("queued", "running"):
+        time.sleep(0.1)
+    found = done["progress"]["findings_count"]
+    assert found >= 2, done
+    after = scrape(system)
+    kind = {"kind": "sensitive"}
+    assert value(after, "scanledger_sensitive_findings", **kind) - \
+        value(before, "scanledger_sensitive_findings", **kind) == found
+    assert value(after, "scanledger_scans", **kind, status=done["status"]) == \
+        value(before, "scanledger_scans", **kind, status=done["status"]) + 1
