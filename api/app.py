@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from api import audit, compliance, monitors, operations, scans, sensitive, tokens
-from api.health import Progress
+from api.health import Progress, lag_totals, lags
+from api.metrics import metrics
 from api.web import changes
 from api.web.db_work import DbWork
 from api.web.errors import (
@@ -25,6 +26,7 @@ from api.web.errors import (
     handle_http_exception,
     handle_unexpected,
 )
+from api.web.http_metrics import HttpMetrics
 from api.web.limits import BodyLimit
 from api.web.openapi import openapi_document
 from api.web.responses import json_response
@@ -46,14 +48,26 @@ ROUTERS = (scans.router, monitors.router, compliance.router, tokens.router, oper
            audit.router)
 
 
-def _health(settings: Settings) -> dict:
+def _health(settings: Settings, progress: Progress) -> dict:
     broker = kafka_admin.broker_answers(settings)
+    measured = _lags(settings) if broker else None  # one measure for the lag shown and the stall watch
     return {
         "broker": broker,
         "worker": broker and kafka_admin.group_has_members(settings, settings.streams_group),
         "projector": broker and kafka_admin.group_has_members(settings, settings.projector_group),
         "dead_letters": _dead_letters(settings) if broker else None,  # informative: never fails health
+        # informative: records left per component and topic
+        "lag": {name: {"total": sum(per_topic.values()), "topics": per_topic}
+                for name, per_topic in lag_totals(settings, measured).items()} if measured else None,
+        "stalled": _stalled(progress, measured) if broker else [],
     }
+
+
+def _lags(settings: Settings) -> tuple | None:
+    try:
+        return lags(settings)
+    except Exception:  # the broker went away meanwhile: _stalled measures again and says so
+        return None
 
 
 def _dead_letters(settings: Settings) -> int | None:
@@ -63,9 +77,9 @@ def _dead_letters(settings: Settings) -> int | None:
         return None
 
 
-def _stalled(progress: Progress) -> list[dict]:
+def _stalled(progress: Progress, measured: tuple | None = None) -> list[dict]:
     try:
-        return progress.stalled()
+        return progress.stalled(measured)
     except Exception as exc:  # the broker is down: 'broker' already says so
         return [{"component": "health", "lag": None, "error": str(exc)}]
 
@@ -92,8 +106,7 @@ async def healthz(request: Request):
     """200 only when every process is up and nothing with work left has stopped moving."""
     state, cache = request.state, request.state.health
     if time.monotonic() - cache.at > HEALTH_TTL_S:
-        parts = await asyncio.to_thread(_health, state.settings)
-        parts["stalled"] = await asyncio.to_thread(_stalled, state.progress) if parts["broker"] else []
+        parts = await asyncio.to_thread(_health, state.settings, state.progress)
         cache.at, cache.parts = time.monotonic(), parts
     parts = cache.parts
     ok = all(parts[name] for name in ("broker", "worker", "projector")) and not parts["stalled"]
@@ -127,10 +140,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             db_work.close()
             db.close()
 
-    routes = [Route("/healthz", healthz), Route("/openapi.json", openapi),
+    routes = [Route("/healthz", healthz), Route("/metrics", metrics), Route("/openapi.json", openapi),
               *(route for router in ROUTERS for route in router.routes)]
     # Bodies are capped before any route reads them: JSON everywhere, the upload cap on /api/upload.
-    middleware = [Middleware(BodyLimit, default=settings.max_body_bytes,
+    # HTTP latency outermost, so a body refused by the limit is timed too.
+    middleware = [Middleware(HttpMetrics, routes=routes), Middleware(BodyLimit, default=settings.max_body_bytes,
                              per_path={"/api/upload": settings.max_upload_bytes})]
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware, exception_handlers={
         ApiError: handle_api_error, HTTPException: handle_http_exception, BlobUnavailable: handle_blob_unavailable,

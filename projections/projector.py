@@ -4,6 +4,9 @@ Each batch is applied and its offsets stored in one database transaction, and on
 partition assignment the consumer seeks to the offsets stored in the database (never the
 ones in Kafka), so a crash between the two can neither skip nor double-apply a batch.
 
+The same offsets are then committed to Kafka too, asynchronously, after the transaction: a mirror
+for Kafka's tools to show the group's lag, never read back (the database stays the truth).
+
 A poison record (one `services.domain.codec.decode_checked` refuses, or whose apply raises) is
 sent to the dead-letter topic and stands in its batch as a placeholder that applies nothing
 but stores its offset, in the same transaction as the good records around it. A batch whose
@@ -25,7 +28,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from services import stores
 from services.adapters.db import DATABASE_ERRORS, RECORD_ERRORS, connect, transaction
@@ -34,7 +37,7 @@ from services.adapters.kafka import DeliveryFailed, Publisher, consumer_config
 from services.adapters.kafka_admin import ensure_topics, watermarks
 from services.adapters.ledger_reader import LedgerReader, Meter
 from services.domain.codec import PoisonRecord
-from services.domain.contracts import CONFIG_CHANGED
+from services.domain.contracts import CONFIG_CHANGED, SCAN_ABORTED, SCAN_FINISHED, SCAN_STARTED
 from services.readmodels.apply import Record, apply_batch, decode_record, store_offsets
 from services.settings import Settings
 from services.stores import config_log, read_models
@@ -111,6 +114,51 @@ def stuck_consumer(settings: Settings, conn, assigned: set[tuple[str, int]]) -> 
 
 def apply_messages(conn, messages, dead: DeadLetters) -> int:
     return apply_records(conn, *to_records(messages, dead), dead)
+
+
+def next_offsets(messages) -> list[TopicPartition]:
+    """The offset after the last message of each partition of a batch: what the batch's transaction stored."""
+    ends: dict[tuple[str, int], int] = {}
+    for m in messages:
+        if not m.error():
+            key = (m.topic(), m.partition())
+            ends[key] = max(ends.get(key, -1), m.offset() + 1)
+    return [TopicPartition(topic, partition, offset) for (topic, partition), offset in sorted(ends.items())]
+
+
+def commit_to_kafka(consumer: Consumer, messages) -> None:
+    """Tell Kafka the offsets the database transaction just committed, so the group's lag shows in
+    Kafka's own tools (kafka-consumer-groups.sh, Burrow, exporters). Only a mirror: on assignment the
+    projector seeks to the offsets in the database, so a commit lost here (asynchronous, a rebalance,
+    a crash) costs nothing but a stale figure until the next batch."""
+    offsets = next_offsets(messages)
+    if not offsets:
+        return
+    try:
+        consumer.commit(offsets=offsets, asynchronous=True)
+    except Exception as exc:  # no coordinator right now: the next batch commits again
+        log.debug("offsets not committed to Kafka: %s", exc)
+
+
+def log_scans(conn, records: list[Record]) -> None:
+    """One log line per scan started and per scan finished (completed, failed, partial or aborted), once
+    its batch is committed: what an operator greps or a log pipeline counts (services/logs.py)."""
+    for rec in records:
+        if rec.type not in (SCAN_STARTED, SCAN_FINISHED, SCAN_ABORTED):
+            continue
+        data = rec.event.get("data", {})
+        row = conn.execute("SELECT kind, workspace_id FROM rm_scans WHERE scan_id = ?",
+                           (data.get("scan_id"),)).fetchone()
+        fields = {"scan_id": data.get("scan_id"), "kind": row["kind"] if row else None,
+                  "workspace_id": row["workspace_id"] if row else rec.event.get("workspaceid")}
+        if rec.type == SCAN_STARTED:
+            fields.update(units=len(data.get("units", [])), record_total=data.get("record_total"))
+            log.info("scan started: %s (%s)", fields["scan_id"], fields["kind"], extra={"scan": "started", **fields})
+        else:
+            fields.update(status=data.get("status", "aborted"), record_count=data.get("record_count"),
+                          violation_count=data.get("violation_count"))
+            log.info("scan finished: %s (%s) %s", fields["scan_id"], fields["kind"], fields["status"],
+                     extra={"scan": "finished", **fields})
 
 
 def record_fault(exc: BaseException) -> bool:
@@ -208,9 +256,13 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
     try:
         while not stop.is_set():
             with gc_paused():
-                applied = apply_messages(conn, consumer.consume(num_messages=BATCH, timeout=POLL_S), dead)
+                messages = consumer.consume(num_messages=BATCH, timeout=POLL_S)
+                records, sources = to_records(messages, dead)
+                applied = apply_records(conn, records, sources, dead)
             if applied:
                 progress = time.monotonic()
+                commit_to_kafka(consumer, messages)
+                log_scans(conn, records)
             elif time.monotonic() - progress >= stuck_after:
                 left = stuck_consumer(settings, conn, {(tp.topic, tp.partition) for tp in consumer.assignment()})
                 if left:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import faust
 
+from services import logs
 from services.adapters.abort_watch import AbortWatch
 from services.adapters.blobstore import blob_store
 from services.adapters.deadletter import DeadLetters
@@ -69,7 +70,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
 
     ensure_topics(settings)
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, logging_config=logs.dict_config(loglevel))
     # No terminal spinner: with one, faust sets the root logger to DEBUG (the spinner's handler
     # ticks on every record), so every debug call of aiokafka, botocore (~0.5 ms of CPU per S3
     # GET) and faust builds a LogRecord that no handler writes. The root stays at `loglevel`.

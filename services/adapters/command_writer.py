@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from services import logs
 from services.domain.command_expiry import is_expired
 from services.domain.envelope import encode, headers
 from services.settings import Settings
@@ -92,6 +93,7 @@ class CommandWriter:
             "linger.ms": 2,
             # librdkafka gives up on a message it could not deliver in the time the API waits for it
             "message.timeout.ms": max(int(self.timeout_s * 1000), 100),
+            **logs.client_logging(),
             **overrides,
         }
         self._lock = threading.Lock()

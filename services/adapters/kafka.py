@@ -21,6 +21,7 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
+from services import logs
 from services.domain.delivery import Batch, producer_stalled
 from services.domain.envelope import encode, headers, type_headers
 from services.domain.ledger_chain import Chain
@@ -65,6 +66,7 @@ class Publisher:
             "batch.num.messages": 10000,
             "queue.buffering.max.messages": 500000,
             "statistics.interval.ms": STATS_INTERVAL_MS,
+            **logs.client_logging(),
         }
         config.update(overrides)
         self._config = config
@@ -216,7 +218,8 @@ class Publisher:
             since, delivered = self._waiting_since, self._last_delivered
         if not producer_stalled(len(producer), since, delivered, time.monotonic(), self.stall_s):
             return None
-        probe = AdminClient({"bootstrap.servers": self._config["bootstrap.servers"], "log_level": 3})
+        probe = AdminClient({"bootstrap.servers": self._config["bootstrap.servers"], "log_level": 3,
+                             **logs.client_logging()})
         try:
             probe.list_topics(timeout=self.probe_s)
         except KafkaException:
@@ -292,6 +295,7 @@ def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict
         "fetch.wait.max.ms": 50,
         "session.timeout.ms": 10000,  # a crashed projector's partitions are reassigned after 10 s
         "heartbeat.interval.ms": 3000,
+        **logs.client_logging(),
     }
     config.update(overrides)
     return config

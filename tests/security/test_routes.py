@@ -28,7 +28,7 @@ PUBLIC, READ, WRITE, TRIGGER, TOKENS, BOOTSTRAP = "public", "read", "write", "tr
 REPORT = "report"  # a BYOC scan's worker token, on its own scan only
 # Every route of the OpenAPI document and the permission it needs; a new route must be added here.
 KINDS = {
-    ("GET", "/healthz"): PUBLIC, ("GET", "/openapi.json"): PUBLIC,
+    ("GET", "/healthz"): PUBLIC, ("GET", "/metrics"): PUBLIC, ("GET", "/openapi.json"): PUBLIC,
     ("GET", "/api/scan/status/{executionId}"): TRIGGER, ("GET", "/api/assets/scan-status"): READ,
     ("POST", "/api/upload"): WRITE, ("POST", "/api/mapping/confirm"): WRITE,
     ("POST", "/api/policies"): WRITE, ("GET", "/api/policies"): READ,

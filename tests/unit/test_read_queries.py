@@ -18,6 +18,7 @@ import sqlite3
 import pytest
 
 from api.audit import queries as audit
+from api.metrics import read_model_families
 from api.operations import queries as oq
 from api.scans import reads
 from services.adapters.db import transaction
@@ -268,3 +269,17 @@ def test_every_statement_prepares_on_empty_tables():
     for raw in OPERATION_FILTERS:
         assert oq.operations_page(conn, WORKSPACE, oq.OperationsQuery.model_validate(raw)) == ([], 0)
     assert oq.operation(conn, WORKSPACE, 1) is None and oq.units(conn, "s1") == []
+
+
+def test_metrics_figures_are_the_read_models_counts(db):
+    """GET /metrics' aggregates (api/metrics.py) run against the schema and count what the tables hold."""
+    families = {f.name: f for f in read_model_families(db)}
+    scans = db.execute("SELECT COUNT(*) FROM rm_scans WHERE deleted_at IS NULL").fetchone()[0]
+    assert sum(s.value for s in families["scanledger_scans"].samples) == scans > 0
+    seen = db.execute("SELECT COALESCE(SUM(violations_seen), 0) FROM rm_scans WHERE deleted_at IS NULL"
+                      " AND kind != 'sensitive'").fetchone()[0]
+    assert sum(s.value for s in families["scanledger_violations"].samples) == seen
+    finished = db.execute("SELECT COUNT(*) FROM rm_scans WHERE deleted_at IS NULL AND started_at IS NOT NULL"
+                          " AND finished_at IS NOT NULL").fetchone()[0]
+    counts = [s.value for s in families["scanledger_scan_duration_seconds"].samples if s.name.endswith("_count")]
+    assert sum(counts) == finished
