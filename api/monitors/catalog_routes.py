@@ -245,8 +245,9 @@ async def create_monitor(request: Request):
     principal = await authenticate(request, "config:write")
 
     async def handler():
+        body = await json_body(request)  # a body that is not JSON is a 415 before the asset is looked up
         asset = await _asset(request, principal)
-        spec = _checked(parse(MonitorBody, await json_body(request)).model_dump())
+        spec = _checked(parse(MonitorBody, body).model_dump())
         row = await change(request, catalog_store.add_monitor, request.state.db, principal.workspace_id,
                            asset["id"], spec)
         return json_response(monitor_view(row), 201)
@@ -282,8 +283,9 @@ async def get_monitor(request: Request):
 async def patch_monitor(request: Request):
     """Change a monitor's name, severity, params or enabled flag."""
     principal = await authenticate(request, "config:write")
+    body = await json_body(request)  # a body that is not JSON is a 415 before the monitor is looked up
     current = await _monitor(request, principal)
-    patch = parse(MonitorPatch, await json_body(request)).model_dump(exclude_none=True)
+    patch = parse(MonitorPatch, body).model_dump(exclude_none=True)
     spec = _checked({k: current[k] for k in ("name", "type", "severity", "enabled", "params")} | patch)
     row = await change(request, catalog_store.update_monitor, request.state.db, principal.workspace_id,
                        current["asset_id"], current["id"], spec)
