@@ -84,3 +84,53 @@ def test_the_415_comes_after_the_token_check(system):
 def test_the_multipart_upload_is_not_a_json_route(api):
     r = api.post("/api/upload", content=b'{"file": "x"}', headers={"content-type": "application/json"})
     assert r.status_code == 400 and r.json()["error"] == "VALIDATION_ERROR"
+
+
+# --- 400 vs 422 (docs/decisions.md): 400 when the request does not match its schema, 422 when it
+# does but cannot be done as things stand; seed 003's Runs API has its query parameters 422.
+
+SCHEMA_MISMATCHES = [  # (method, path, json body), each a 400 VALIDATION_ERROR with details
+    ("POST", "/api/scan/run", {"upload_id": "u"}),                       # seed 002: a missing field
+    ("POST", "/api/scan/run", {"policy_id": 5, "upload_id": "u", "mapping_id": "m"}),  # a wrong type
+    ("POST", "/api/policies", {"name": "p", "rules": [], "colour": "red"}),  # an unknown field
+    ("POST", "/api/datastores", {"name": "d", "type": "nope", "path": "x"}),  # a value not allowed
+    ("POST", "/api/v1/connectors", {"name": "c"}),
+    ("POST", "/api/tokens", {"role": "Emperor"}),
+    ("POST", "/api/mapping/confirm", ["not", "an", "object"]),
+    ("GET", "/api/assets?datastore=x", None),                            # query parameters
+    ("GET", "/api/v1/scans?limit=0", None),
+    ("GET", "/api/v1/scans?status=sleeping", None),
+    ("GET", "/api/v1/scans?cursor=bm90LWEtY3Vyc29y", None),
+    ("GET", "/api/v1/scans?since=yesterday", None),
+    ("GET", "/api/scans/x/history?colour=red", None),
+    ("GET", "/api/operations/٣", None),                                  # seed 003: an invalid id is a 400
+    ("PUT", "/api/operations/abort/x", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), SCHEMA_MISMATCHES)
+def test_a_request_that_does_not_match_its_schema_is_a_400(api, method, path, body):
+    r = api.request(method, path, json=body)
+    assert r.status_code == 400, (method, path, r.status_code, r.text)
+    got = r.json()
+    assert got["error"] == "VALIDATION_ERROR" and got["details"] and all("path" in d for d in got["details"]), got
+
+
+@pytest.mark.parametrize("query", ["page=0", "size=5000", "result=sleeping", "finished=maybe", "datastore=x",
+                                   "created_date=yesterday", "sort_created=up"])
+def test_the_runs_api_has_its_query_parameters_422_as_seed_003_documents(api, query):
+    r = api.get(f"/api/operations?{query}")
+    assert r.status_code == 422, (query, r.text)
+    got = r.json()
+    assert got["error"] == "UNPROCESSABLE_ENTITY" and got["message"] == "Invalid query parameters"
+    assert got["details"][0]["path"][0] == query.split("=")[0]
+
+
+def test_a_schema_valid_request_that_cannot_be_done_is_a_422(api):
+    key = {"Idempotency-Key": "http-conventions-422"}
+    first = api.post("/api/policies", json={"name": "kept", "rules": []}, headers=key)
+    assert first.status_code == 201, first.text
+    again = api.post("/api/policies", json={"name": "another body", "rules": []}, headers=key)
+    assert again.status_code == 422
+    assert again.json() == {"error": "UNPROCESSABLE_ENTITY",
+                            "message": "This Idempotency-Key was already used with a different request body"}
