@@ -103,6 +103,8 @@ SCHEMA_MISMATCHES = [  # (method, path, json body), each a 400 VALIDATION_ERROR 
     ("GET", "/api/v1/scans?cursor=bm90LWEtY3Vyc29y", None),
     ("GET", "/api/v1/scans?since=yesterday", None),
     ("GET", "/api/scans/x/history?colour=red", None),
+    ("GET", "/api/scan/x?as_of=0109-05-25T10:11:59Z", None),              # before the log's epoch (was a 500)
+    ("GET", "/api/v1/scans/x?as_of=1969-12-31T23:59:59Z", None),
     ("GET", "/api/operations/٣", None),                                  # seed 003: an invalid id is a 400
     ("PUT", "/api/operations/abort/x", None),
 ]
