@@ -18,6 +18,7 @@ from api import audit, compliance, monitors, operations, scans, sensitive, token
 from api.health import Progress
 from api.web import changes
 from api.web.db_work import DbWork
+from api.web.docs_ui import routes as docs_routes
 from api.web.errors import (
     ApiError,
     handle_api_error,
@@ -127,7 +128,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             db_work.close()
             db.close()
 
-    routes = [Route("/healthz", healthz), Route("/openapi.json", openapi),
+    routes = [Route("/healthz", healthz), Route("/openapi.json", openapi), *docs_routes,
               *(route for router in ROUTERS for route in router.routes)]
     # Bodies are capped before any route reads them: JSON everywhere, the upload cap on /api/upload.
     middleware = [Middleware(BodyLimit, default=settings.max_body_bytes,

@@ -19,7 +19,7 @@ from api.web.changes import change
 from api.web.db_work import run_db
 from api.web.errors import ApiError, not_found, validation_error
 from api.web.limits import monitor_problems
-from api.web.openapi import request_body
+from api.web.openapi import param, query_params, request_body
 from api.web.params import path_int, query_id
 from api.web.requests import idempotent, json_body, parse
 from api.web.responses import json_response
@@ -300,6 +300,8 @@ async def delete_monitor(request: Request):
                  current["asset_id"], current["id"])
     return Response(status_code=204)
 
+
+query_params("GET", "/api/assets", param("datastore", {"type": "integer", "minimum": 0}, "only this datastore's"))
 
 routes = [
     Route("/api/datastores", create_datastore, methods=["POST"]),
