@@ -54,7 +54,17 @@ SUCCESS: dict[tuple[str, str], tuple[str, ...]] = {
     ("post", "/api/datastores/{id}/sync"): ("202",),
     ("post", "/api/scan/run"): ("200", "202"),  # a compliance scan 200 (seed 002), a monitor scan 202 (seed 000)
 }
-SCHEMAS: dict[tuple[str, str], dict] = {("get", "/api/operations"): PAGE}
+LIST = {"type": "object", "required": ["items", "total"],
+        "properties": {"items": {"type": "array", "items": {"type": "object"}}, "total": {"type": "integer"}}}
+HISTORY = {"type": "object", "required": ["scan_id", "items", "pagination"],
+           "properties": {"scan_id": {"type": "string"}, "items": {"type": "array", "items": {"type": "object"}},
+                          "pagination": ENVELOPE["properties"]["pagination"]}}
+SCHEMAS: dict[tuple[str, str], dict] = {
+    ("get", "/api/operations"): PAGE, ("get", "/api/scan/{id}/violations"): PAGE,
+    ("get", "/api/scans/{id}/history"): HISTORY,
+    **{("get", p): LIST for p in ("/api/tokens", "/api/policies", "/api/datastores", "/api/assets",
+                                  "/api/assets/{assetId}/monitors", "/api/operations/{id}/containers")},
+}
 ERRORS = {"400": "The request does not match its schema (body, path id, query parameter)",
           "401": "Missing or invalid API token", "403": "The token's role may not do this",
           "404": "Not found (or another workspace's)", "409": "Conflicts with the resource's state",
