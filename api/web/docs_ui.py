@@ -1,15 +1,16 @@
 """GET /docs: Swagger UI over /openapi.json, from the swagger-ui-py wheel's static files (no CDN, no build)."""
 from __future__ import annotations
 
+from importlib.util import find_spec
 from pathlib import Path
 
-import swagger_ui
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-STATIC = Path(swagger_ui.__file__).parent / "static"
+# Located, not imported: the package's __init__ pulls in its framework adapters (jinja2, yaml).
+STATIC = Path(find_spec("swagger_ui").origin).parent / "static"
 
 PAGE = """<!doctype html>
 <html lang="en">
