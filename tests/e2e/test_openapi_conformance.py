@@ -5,8 +5,11 @@ matches that status's schema (the error body on every error). Few examples per o
 stays a CI step of a minute or two; the broad no-5xx sweep is tests/security/test_bad_input.py."""
 from __future__ import annotations
 
+import re
 import uuid
 
+import httpx
+import jsonschema
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -54,7 +57,6 @@ def test_the_document_lists_query_parameters_the_upload_and_answers(system):
 
 
 def test_the_docs_page_serves_swagger_ui_from_this_server(system):
-    import httpx
     page = httpx.get(f"{system.url}/docs")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "/openapi.json" in page.text and "https://" not in page.text  # no CDN
@@ -91,3 +93,20 @@ def test_every_operation_answers_as_the_document_says(system, tenant_token):
     assert {200, 201, 400, 404} <= statuses, seen  # answers of both kinds were checked, not only refusals
     print("\n".join(f"{op}: {sorted(codes)}" for op, codes in sorted(seen.items())))
     assert not failures, "\n\n".join(map(str, failures[:20]))
+
+
+def test_every_operation_behind_a_token_answers_401_with_the_documented_error_body(system):
+    """Every documented status has its schema; the one every protected operation can be made to give."""
+    doc = httpx.get(f"{system.url}/openapi.json").json()
+    checked = 0
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            if "security" not in op:
+                continue
+            r = httpx.request(method.upper(), system.url + re.sub(r"{\w+}", "1", path),
+                              headers={"Authorization": "Bearer nope"})
+            assert r.status_code == 401, (method, path, r.status_code)
+            assert "401" in op["responses"], (method, path)
+            jsonschema.validate(r.json(), doc["components"]["schemas"]["Error"])
+            checked += 1
+    assert checked >= 50
