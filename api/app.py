@@ -19,6 +19,7 @@ from api.health import Progress, lag_totals, lags
 from api.metrics import metrics
 from api.web import changes
 from api.web.db_work import DbWork
+from api.web.docs_ui import routes as docs_routes
 from api.web.errors import (
     ApiError,
     handle_api_error,
@@ -140,7 +141,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             db_work.close()
             db.close()
 
-    routes = [Route("/healthz", healthz), Route("/metrics", metrics), Route("/openapi.json", openapi),
+    routes = [Route("/healthz", healthz), Route("/metrics", metrics), Route("/openapi.json", openapi), *docs_routes,
               *(route for router in ROUTERS for route in router.routes)]
     # Bodies are capped before any route reads them: JSON everywhere, the upload cap on /api/upload.
     # HTTP latency outermost, so a body refused by the limit is timed too.

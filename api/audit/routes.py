@@ -13,6 +13,7 @@ from api.audit import queries
 from api.web.auth import authenticate
 from api.web.db_work import run_db
 from api.web.errors import ApiError, not_found
+from api.web.openapi import param, query_params
 from api.web.params import encode_cursor, page_cursor, page_limit, parse_int
 from api.web.responses import json_response
 from services.domain import contracts as c
@@ -57,5 +58,10 @@ async def scan_history(request: Request):
     return json_response({"scan_id": scan_id, "items": [queries.item_view(r) for r in page],
                           "pagination": {"limit": limit, "next_cursor": cursor}})
 
+
+query_params("GET", "/api/scans/{id}/history",
+             param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, f"page size (default {LIMIT})"),
+             param("cursor", {"type": "string"}, "the next_cursor of the page before"),
+             param("type", {"enum": sorted(c.MODELS)}, "only events of these types", repeated=True))
 
 routes = [Route("/api/scans/{id}/history", scan_history, methods=["GET"])]

@@ -16,7 +16,7 @@ from api.web.changes import change
 from api.web.db_work import run_db
 from api.web.errors import ApiError, not_found, validation_error
 from api.web.limits import MAX_DESCRIPTION, MAX_RULES, MAX_TEXT, rule_problems
-from api.web.openapi import request_body
+from api.web.openapi import form_body, plain, request_body
 from api.web.requests import idempotent, json_body, parse
 from api.web.responses import json_response
 from services.adapters.readers import Dialect, InputError, detect_format, ipc_head, read_with_dialect, to_ipc
@@ -42,6 +42,11 @@ def _ingest(data: bytes, filename: str | None, content_type: str | None, max_rec
     table, read_as = read_with_dialect(data, fmt, max_records, as_text=True, dialect=dialect)
     findings = scan_pii(read_with_dialect(data, fmt, max_records, dialect=dialect)[0] if fmt == "csv" else table)
     return blobs.put(data), blobs.put(to_ipc(table)), table.num_rows, table.column_names, findings, read_as
+
+
+form_body("POST", "/api/upload", {
+    "file": {"type": "string", "format": "binary", "description": "CSV, JSON, JSONL or Parquet"},
+    **{name: plain(prop) for name, prop in DialectBody.model_json_schema()["properties"].items()}}, ["file"])
 
 
 async def create_upload(request: Request):

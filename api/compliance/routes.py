@@ -13,7 +13,7 @@ from api.scans.commands import send_command, wait_until
 from api.web.auth import authenticate
 from api.web.db_work import run_db
 from api.web.errors import ApiError, not_found
-from api.web.openapi import request_body
+from api.web.openapi import param, query_params, request_body
 from api.web.params import MAX_PAGE, QueryInt
 from api.web.requests import json_body, parse
 from api.web.responses import json_response
@@ -101,6 +101,10 @@ async def patch_violation(request: Request):
                          request.state.settings.scan_sync_wait_s)
     return json_response({**violation_view(row), "status": patch.status})
 
+
+AS_OF = param("as_of", {"type": "string", "format": "date-time"}, "the scan as it stood then (ISO 8601, with a zone)")
+query_params("GET", "/api/scan/{id}", AS_OF)
+query_params("GET", "/api/scan/{id}/violations", ViolationQuery)
 
 routes = [
     Route("/api/scan/{id}", get_scan, methods=["GET"]),

@@ -19,7 +19,7 @@ from api.web.changes import change
 from api.web.db_work import run_db
 from api.web.errors import ApiError, not_found, validation_error
 from api.web.limits import monitor_problems
-from api.web.openapi import request_body
+from api.web.openapi import param, query_params, request_body
 from api.web.params import path_int, query_id
 from api.web.requests import idempotent, json_body, parse
 from api.web.responses import json_response
@@ -245,8 +245,9 @@ async def create_monitor(request: Request):
     principal = await authenticate(request, "config:write")
 
     async def handler():
+        body = await json_body(request)  # a body that is not JSON is a 415 before the asset is looked up
         asset = await _asset(request, principal)
-        spec = _checked(parse(MonitorBody, await json_body(request)).model_dump())
+        spec = _checked(parse(MonitorBody, body).model_dump())
         row = await change(request, catalog_store.add_monitor, request.state.db, principal.workspace_id,
                            asset["id"], spec)
         return json_response(monitor_view(row), 201)
@@ -282,8 +283,9 @@ async def get_monitor(request: Request):
 async def patch_monitor(request: Request):
     """Change a monitor's name, severity, params or enabled flag."""
     principal = await authenticate(request, "config:write")
+    body = await json_body(request)  # a body that is not JSON is a 415 before the monitor is looked up
     current = await _monitor(request, principal)
-    patch = parse(MonitorPatch, await json_body(request)).model_dump(exclude_none=True)
+    patch = parse(MonitorPatch, body).model_dump(exclude_none=True)
     spec = _checked({k: current[k] for k in ("name", "type", "severity", "enabled", "params")} | patch)
     row = await change(request, catalog_store.update_monitor, request.state.db, principal.workspace_id,
                        current["asset_id"], current["id"], spec)
@@ -298,6 +300,8 @@ async def delete_monitor(request: Request):
                  current["asset_id"], current["id"])
     return Response(status_code=204)
 
+
+query_params("GET", "/api/assets", param("datastore", {"type": "integer", "minimum": 0}, "only this datastore's"))
 
 routes = [
     Route("/api/datastores", create_datastore, methods=["POST"]),

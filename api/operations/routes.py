@@ -16,6 +16,7 @@ from api.sensitive import queries as sq
 from api.web.auth import Principal, authenticate
 from api.web.db_work import run_db
 from api.web.errors import ApiError, details_from, not_found
+from api.web.openapi import param, query_params
 from api.web.params import path_id
 from api.web.responses import json_response
 from services.domain import contracts as c
@@ -200,6 +201,10 @@ async def delete_operation(request: Request):
                      request.state.settings.scan_sync_wait_s)
     return Response(status_code=204)
 
+
+query_params("GET", "/api/operations", oq.OperationsQuery)
+query_params("PUT", "/api/operations/run/{id}", param("force_abort", {"type": "boolean"},
+                                                      "abort a run still in flight first, then resume it"))
 
 routes = [
     Route("/api/operations", list_operations, methods=["GET"]),

@@ -25,7 +25,7 @@ from api.sensitive import queries as sq
 from api.web.auth import authenticate
 from api.web.db_work import run_db
 from api.web.errors import ApiError, not_found, validation_error
-from api.web.openapi import request_body
+from api.web.openapi import param, query_params, request_body
 from api.web.params import encode_cursor, page_cursor, page_limit, time_param
 from api.web.requests import idempotent, json_body
 from api.web.responses import success
@@ -324,6 +324,20 @@ async def list_scans(request: Request):
     items, cursor = await run_db(request, _list, request.state.db, principal.workspace_id, query)
     return success(items, pagination={"limit": query["limit"], "next_cursor": cursor})
 
+
+
+def _page_params(default: int, most: int) -> tuple[dict, dict]:
+    return (param("limit", {"type": "integer", "minimum": 1, "maximum": most}, f"page size (default {default})"),
+            param("cursor", {"type": "string"}, "the next_cursor of the page before"))
+
+
+_SINCE = param("since", {"type": "string", "format": "date-time"}, "scans created at or after (ISO 8601, with a zone)")
+query_params("GET", "/api/v1/scans", param("connector", {"type": "string"}),
+             param("status", {"enum": list(sq.SEED_STATUSES)}), _SINCE, *_page_params(LIST_LIMIT, MAX_LIST_LIMIT))
+query_params("GET", "/api/v1/scans/{id}", param("as_of", {"type": "string", "format": "date-time"},
+                                                "the scan as it stood then (ISO 8601, with a zone)"))
+query_params("GET", "/api/v1/scans/{id}/findings", FindingsFilters, *_page_params(FINDINGS_LIMIT, MAX_FINDINGS_LIMIT))
+query_params("GET", "/api/v1/scans/{id}/files", FilesFilters, *_page_params(FILES_LIMIT, MAX_FILES_LIMIT))
 
 routes = [
     Route("/api/v1/scans/parallel", start_parallel_scan, methods=["POST"]),

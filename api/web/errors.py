@@ -13,8 +13,8 @@ from api.web.responses import json_response
 log = logging.getLogger("scanledger.api")
 
 CODES = {400: "VALIDATION_ERROR", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
-         409: "CONFLICT", 413: "PAYLOAD_TOO_LARGE", 422: "UNPROCESSABLE_ENTITY", 500: "INTERNAL_ERROR",
-         503: "UNAVAILABLE"}
+         409: "CONFLICT", 413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE", 422: "UNPROCESSABLE_ENTITY",
+         500: "INTERNAL_ERROR", 503: "UNAVAILABLE"}
 
 
 class ApiError(Exception):

@@ -94,7 +94,7 @@ def query_id(request: Request, name: str) -> int | None:
         return None
     value = parse_int(raw) if raw.isascii() and raw.isdigit() else None
     if value is None:
-        raise ApiError(400, "Invalid query", [{"path": [name], "message": "Expected an integer"}])
+        raise ApiError(400, "Invalid query parameters", [{"path": [name], "message": "Expected an integer"}])
     return value
 
 

@@ -32,7 +32,23 @@ def stable_id(request: Request, fallback: str, prefix: str = "") -> str:
     return f"{prefix}{uuid.uuid5(RETRY_IDS, seed)}" if seed else fallback
 
 
+def is_json(content_type: str | None) -> bool:
+    """`application/json` or a `+json` type (`application/merge-patch+json`), any parameters (charset)."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def unsupported_media_type(content_type: str) -> ApiError:
+    return ApiError(415, "Unsupported media type: the body must be JSON",
+                    [{"path": [], "message": f"Content-Type {content_type!r}: expected application/json"}])
+
+
 async def json_body(request: Request, allow_empty: bool = False) -> dict:
+    """The request's JSON object. A body sent as another media type (text/plain, a form) is a 415
+    before it is read; no Content-Type at all is read as JSON (docs/decisions.md, "400, 415, 422")."""
+    content_type = request.headers.get("content-type")
+    if content_type is not None and not is_json(content_type):
+        raise unsupported_media_type(content_type)
     raw = await request.body()
     if not raw.strip():
         if allow_empty:
