@@ -17,6 +17,9 @@ is shown once, at its first position, the same for the live projector and replay
 """
 from __future__ import annotations
 
+import re
+from operator import itemgetter
+
 from services.domain import contracts as c
 from services.domain.envelope import ACTOR_ID, ACTOR_ROLE, WORKER_ID
 from services.readmodels.record import Record, to_json
@@ -41,10 +44,14 @@ def _insert(conn, rec: Record, scan_id: str) -> None:
     conn.execute(INSERT, _row(rec, scan_id))
 
 
+# by position: many rows are one COPY on PostgreSQL (services.adapters.pg)
+_BULK, _BULK_ROW = re.sub(r":(\w+)", "?", INSERT), itemgetter(*re.findall(r":(\w+)", INSERT))
+
+
 def record_many(conn, recs: list[Record]) -> None:
     """What `recorded` does, for many records at once (services.readmodels.apply's bulk path)."""
     if recs:
-        conn.executemany(INSERT, [_row(rec, rec.event["subject"]) for rec in recs])
+        conn.executemany(_BULK, [_BULK_ROW(_row(rec, rec.event["subject"])) for rec in recs])
 
 
 def recorded(conn, rec: Record) -> None:

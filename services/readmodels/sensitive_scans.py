@@ -16,6 +16,9 @@ the same in any interleaving of the findings and scan-events topics.
 """
 from __future__ import annotations
 
+import re
+from operator import itemgetter
+
 from services.domain import contracts as c
 from services.readmodels.record import Record, to_json
 
@@ -122,16 +125,27 @@ def bulk_scans(conn, records: list[Record]) -> set[str]:
     return scans - moved - cancelled
 
 
+def _positional(named: str) -> tuple[str, itemgetter]:
+    """An INSERT of named parameters bound by position instead, with the getter of a row's values: many
+    rows of it are one COPY on PostgreSQL (services.adapters.pg), not a statement each."""
+    return re.sub(r":(\w+)", "?", named), itemgetter(*re.findall(r":(\w+)", named))
+
+
+_BULK_FILE, _FILE_ROW = _positional(_INSERT_FILE.format(table="rm_sensitive_files"))
+_BULK_FINDING, _FINDING_ROW = _positional(_INSERT_FINDING.format(table="rm_sensitive_findings"))
+
+
 def outcomes_and_findings(conn, recs: list[Record]) -> None:
     """What file_outcome and finding_detected do, for records of bulk_scans, in their order."""
-    files = [{"occurrences": None, **rec.event["data"], "at": rec.event["time"]}
+    files = [_FILE_ROW({"occurrences": None, **rec.event["data"], "at": rec.event["time"]})
              for rec in recs if rec.type == c.FILE_OUTCOME]
-    findings = [{"llm_verdict": None, "llm_confidence": None, "llm_model": None, "detector_confidence": None,
-                 **rec.event["data"], "found_at": rec.event["time"]} for rec in recs if rec.type == c.FINDING_DETECTED]
+    findings = [_FINDING_ROW({"llm_verdict": None, "llm_confidence": None, "llm_model": None,
+                              "detector_confidence": None, **rec.event["data"], "found_at": rec.event["time"]})
+                for rec in recs if rec.type == c.FINDING_DETECTED]
     if files:
-        conn.executemany(_INSERT_FILE.format(table="rm_sensitive_files"), files)
+        conn.executemany(_BULK_FILE, files)
     if findings:
-        conn.executemany(_INSERT_FINDING.format(table="rm_sensitive_findings"), findings)
+        conn.executemany(_BULK_FINDING, findings)
 
 
 def _move_findings(conn, source: str, target: str, where: str, args: dict) -> None:
