@@ -119,6 +119,19 @@ def test_config_triggers_log_inserts_updates_and_deletes(both):
                     ("policies", policy["id"], "default", None)]
 
 
+def test_a_real_in_a_config_image_is_the_same_double(both):
+    """SQLite's json_object wrote 15 significant digits: a replay of the config then differed from the row
+    (found by the OpenAPI conformance run's random confidences)."""
+    values = [0.4229529456402302, 0.1, 1.0, 2 / 3, 123456.78901234567, 1e-5 * 0.7071067811865476]
+    before = config_log.last_seq(both)
+    for i, value in enumerate(values):
+        both.execute("INSERT INTO custom_detectors (id, workspace_id, name, pattern, confidence, created_at)"
+                     " VALUES (?, 'default', ?, 'x', ?, 'now')", (f"d{i}", f"d{i}", value))
+    images = [orjson.loads(r["image"])["confidence"]
+              for r in both.execute("SELECT image FROM config_outbox WHERE seq > ? ORDER BY seq", (before,))]
+    assert images == values  # (PostgreSQL writes 1.0 as 1: the REAL column takes it back as 1.0)
+
+
 def test_rows_from_before_the_log_are_imported_once_integer_keys_included(both):
     """The bootstrap token's key is an integer: the outbox's is text (PostgreSQL refused `text = bigint`)."""
     with transaction(both):
