@@ -149,7 +149,12 @@ async def deployment_config(request: Request):
         scan = sq.scan_row(db, ws, scan_id)
         return scan is not None and (scan["enumeration_status"] != "in_progress" or scan["ledger_status"] != "queued")
 
-    await wait_until(request, enumerated, state.settings.scan_sync_wait_s)
+    def offered() -> bool:  # chunk.offered lands after scan.started, maybe in a later batch of the projector
+        started = db.execute("SELECT COUNT(*) FROM rm_sensitive_chunks WHERE scan_id = ?", (scan_id,)).fetchone()[0]
+        offers = db.execute("SELECT COUNT(*) FROM rm_sensitive_offers WHERE scan_id = ?", (scan_id,)).fetchone()[0]
+        return enumerated() and offers >= started
+
+    await wait_until(request, offered, state.settings.scan_sync_wait_s)
     offers = await run_db(request, _offers, db, scan_id)
     chunks = [chunk_view(o, await chunk_files(request, o["data"])) for o in offers]
     token = await change(request, _issue_token, db, ws, scan_id)
