@@ -81,6 +81,9 @@ class Settings:
     # None: 2 once topics have 3 or more replicas (one broker may be down and writes go on), else 1.
     min_insync_replicas: int | None = None
     port: int = 8000
+    # API processes sharing the port (SO_REUSEPORT-free: uvicorn's workers on one socket); reads scale
+    # with cores, every process is stateless over the same database
+    api_processes: int = 1
     admin_token: str | None = None
     max_upload_records: int = 5_000_000
     # Request bodies: JSON bodies above max_body_bytes and uploads above max_upload_bytes are a 413.
@@ -156,6 +159,7 @@ class Settings:
             replication_factor=_int("SCANLEDGER_REPLICATION_FACTOR", 0) or None,
             min_insync_replicas=_int("SCANLEDGER_MIN_INSYNC_REPLICAS", 0) or None,
             port=_int("SCANLEDGER_PORT", 8000),
+            api_processes=max(1, _int("SCANLEDGER_API_PROCESSES", 1)),
             admin_token=os.environ.get("SCANLEDGER_ADMIN_TOKEN") or None,
             max_upload_records=_int("SCANLEDGER_MAX_UPLOAD_RECORDS", 5_000_000),
             max_body_bytes=_int("SCANLEDGER_MAX_BODY_BYTES", 4 * 1024 * 1024),

@@ -26,6 +26,10 @@ def lines(system, name: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+def access_lines(system) -> list[dict]:
+    return [r for r in lines(system, "api") if r.get("logger") == "scanledger.access"]
+
+
 def test_every_line_is_json_with_scans_started_and_finished_and_requests(json_system):
     with json_system.client() as api:
         pol = policy(api, name="json logs")
@@ -42,7 +46,12 @@ def test_every_line_is_json_with_scans_started_and_finished_and_requests(json_sy
     assert finished[0]["status"] == "completed" and finished[0]["violation_count"] == scan["violation_count"]
     assert finished[0]["logger"] == "scanledger.projector" and "timestamp" in finished[0]
 
-    access = [r for r in lines(json_system, "api") if r.get("logger") == "scanledger.access"]
+    # a request's access line is written once its response has gone out: the last GET may still be on its way
+    deadline = time.monotonic() + 30
+    access = access_lines(json_system)
+    while not any(r["path"] == f"/api/scan/{scan_id}" for r in access) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        access = access_lines(json_system)
     runs = [r for r in access if r["path"] == "/api/scan/run" and r["method"] == "POST"]
     assert runs and runs[0]["status"] == 200 and runs[0]["route"] == "/api/scan/run"
     assert isinstance(runs[0]["duration_ms"], (int, float))  # the field is there and a number (no speed asserted)
