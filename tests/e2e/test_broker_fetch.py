@@ -232,3 +232,13 @@ def test_up_with_no_java_anywhere_is_one_line_naming_java_home_and_the_jdk_extra
         "newer, or pip install 'scan-ledger[jdk]' (or set KAFKA_BOOTSTRAP_SERVERS to use a Kafka you already have)"]
     assert "Traceback" not in done.stdout
     assert not Path(env["SCANLEDGER_CACHE_DIR"]).exists()  # no Java, nothing fetched
+
+
+def test_a_cache_dir_that_cannot_be_written_is_one_line_naming_its_setting(tmp_path):
+    (tmp_path / "a-file").write_text("not a directory")
+    env = user_env(tmp_path, SCANLEDGER_CACHE_DIR=str(tmp_path / "a-file" / "cache"))
+    done = scanledger(env, "broker", "fetch")
+    assert done.returncode != 0
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"scanledger broker: could not write the broker's jars into {tmp_path / 'a-file'}")
+    assert line.endswith("make it writable or set SCANLEDGER_CACHE_DIR"), line
