@@ -98,6 +98,8 @@ class Settings:
     # How long the API waits for the broker to take a command before it answers 503.
     command_timeout_s: float = 5.0
     cache_dir: Path = Path.home() / ".cache" / "scanledger"
+    # Where the local broker's pinned jars are fetched from (cli/localbroker/jars.py): Maven Central or a mirror.
+    maven_repo: str = "https://repo1.maven.org/maven2"
     broker_heap_mb: int = 512
     # Datastore paths must resolve inside this directory (a path that escapes it is a 400).
     datastore_root: Path = Path(".")
@@ -169,6 +171,7 @@ class Settings:
             scan_sync_wait_s=_float("SCANLEDGER_SCAN_SYNC_WAIT", 5.0),
             command_timeout_s=_float("SCANLEDGER_COMMAND_TIMEOUT", 5.0),
             cache_dir=Path(os.environ.get("SCANLEDGER_CACHE_DIR") or Path.home() / ".cache" / "scanledger"),
+            maven_repo=(os.environ.get("SCANLEDGER_MAVEN_REPO") or "").strip() or "https://repo1.maven.org/maven2",
             broker_heap_mb=_int("SCANLEDGER_BROKER_HEAP_MB", 512),
             datastore_root=Path(os.environ.get("SCANLEDGER_DATASTORE_ROOT") or ".").resolve(),
             datastore_root_per_workspace=os.environ.get("SCANLEDGER_DATASTORE_ROOT_PER_WORKSPACE", "").lower()

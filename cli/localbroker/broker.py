@@ -1,43 +1,37 @@
-"""The project's own Apache Kafka broker (KRaft), one node or a cluster, run from jars fetched off Maven Central.
+"""The project's own Apache Kafka broker (KRaft), one node or a cluster, run from pinned jars.
 
-No Docker and no Kafka download: `pom.xml` next to this file names the broker and its run-time
-dependencies; `ensure_jars` has Maven copy them once into `<cache_dir>/kafka-<version>/libs`, and
-`start` runs `kafka.Kafka` from there as detached JVMs, one per node (`settings.broker_nodes`), each
-a combined broker and controller whose data, configuration, logs and pid file live in its own
-directory: `settings.broker_dir` for a single node, `<broker_dir>/node-<i>` in a cluster. Node i
-(from 0) listens on 127.0.0.1:<broker_port + 2i> and its controller on the next port. Storage is
-formatted only once, so a restart keeps every topic and record; `start` starts whichever nodes are
-not running, so it also brings back a node that died.
+No Docker, no Kafka download and no Maven: `jars.txt` next to this file pins the broker and its
+run-time dependencies; `ensure_jars` (jars.py) fetches them once into `<cache_dir>/kafka-<version>/libs`
+and `start` runs `kafka.Kafka` from there on the Java `find_java` (java.py) picks, as detached JVMs, one
+per node (`settings.broker_nodes`), each a combined broker and controller whose data, configuration,
+logs and pid file live in its own directory: `settings.broker_dir` for a single node,
+`<broker_dir>/node-<i>` in a cluster. Node i (from 0) listens on 127.0.0.1:<broker_port + 2i> and its
+controller on the next port. Storage is formatted only once, so a restart keeps every topic and record;
+`start` starts whichever nodes are not running, so it also brings back a node that died.
 """
 from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
-import sys
-import tempfile
 import time
 import uuid
-import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-POM = Path(__file__).resolve().parent / "pom.xml"
-_MARKER = ".complete"
+from cli.localbroker.errors import BrokerError
+from cli.localbroker.jars import KAFKA_VERSION, classpath_of, ensure_jars
+from cli.localbroker.java import find_java
+from cli.localbroker.locking import locked
+
 _PID_FILE = "broker.pid"
 # Brokers this process started, kept so they are reaped (no zombie, no "still running" ResourceWarning).
 _children: dict[int, subprocess.Popen] = {}
-
-
-class BrokerError(Exception):
-    """The local broker could not be fetched, started or reached."""
 
 
 @dataclass(frozen=True)
@@ -71,79 +65,6 @@ def nodes(settings) -> list[Node]:
             for i in range(count)]
 
 
-def _read_kafka_version(pom: Path = POM) -> str:
-    text = pom.read_text(encoding="utf-8")
-    try:
-        root = ET.fromstring(text)
-        for element in root.iter():
-            if element.tag.rsplit("}", 1)[-1] == "kafka.version" and element.text:
-                return element.text.strip()
-    except ET.ParseError:
-        pass
-    match = re.search(r"<kafka\.version>\s*([^<\s]+)\s*</kafka\.version>", text)
-    if not match:
-        raise BrokerError(f"no <kafka.version> property in {pom}")
-    return match.group(1)
-
-
-KAFKA_VERSION: str = _read_kafka_version()
-
-
-# --------------------------------------------------------------------------- tools
-
-
-def _java() -> str:
-    home = os.environ.get("JAVA_HOME")
-    if home:
-        candidate = Path(home) / "bin" / "java"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    found = shutil.which("java")
-    if not found:
-        raise BrokerError("no `java` found (set JAVA_HOME or put java on PATH); "
-                          f"the local Kafka {KAFKA_VERSION} broker needs a JDK 17 or newer")
-    return found
-
-
-def _mvn() -> str:
-    found = shutil.which("mvn")
-    if not found:
-        for var in ("MAVEN_HOME", "M2_HOME"):
-            home = os.environ.get(var)
-            if home and (Path(home) / "bin" / "mvn").is_file():
-                return str(Path(home) / "bin" / "mvn")
-        raise BrokerError("no `mvn` found on PATH; Maven 3 is needed once, to fetch the local Kafka "
-                          f"{KAFKA_VERSION} broker from Maven Central (or set KAFKA_BOOTSTRAP_SERVERS "
-                          "to use a Kafka you already have)")
-    return found
-
-
-def _check_java_version(java: str) -> None:
-    try:
-        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BrokerError(f"could not run {java} -version: {exc}") from exc
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
-    if match:
-        major = int(match.group(1))
-        if major == 1 and match.group(2):  # "1.8.0_x"
-            major = int(match.group(2))
-        if major < 17:
-            raise BrokerError(f"{java} is Java {major}; Kafka {KAFKA_VERSION} needs Java 17 or newer "
-                              "(set JAVA_HOME to a newer JDK)")
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
 def _tail(path: Path, lines: int = 30, start: int = 0) -> str:
     """The last lines of path, reading no further back than byte offset start."""
     try:
@@ -155,50 +76,6 @@ def _tail(path: Path, lines: int = 30, start: int = 0) -> str:
     except OSError:
         return ""
     return "\n".join(data.splitlines()[-lines:])
-
-
-# --------------------------------------------------------------------------- jars
-
-
-def _libs_dir(settings) -> Path:
-    return Path(settings.cache_dir).expanduser().resolve() / f"kafka-{KAFKA_VERSION}" / "libs"
-
-
-def ensure_jars(settings) -> Path:
-    """The directory holding the broker's jars, fetching them with Maven the first time."""
-    libs = _libs_dir(settings)
-    if (libs / _MARKER).is_file():
-        return libs
-    home = libs.parent
-    with _locked(home / ".fetch.lock"):
-        if (libs / _MARKER).is_file():  # another process fetched while we waited
-            return libs
-        mvn = _mvn()
-        print(f"fetching Apache Kafka {KAFKA_VERSION} from Maven Central…", file=sys.stderr, flush=True)
-        if libs.exists():  # left by something other than us; never trust a dir without the marker
-            shutil.rmtree(libs)
-        tmp = Path(tempfile.mkdtemp(prefix="libs.tmp-", dir=home))
-        try:
-            cmd = [mvn, "-q", "-B", "-Dstyle.color=never", "-f", str(POM), "dependency:copy-dependencies",
-                   "-DincludeScope=runtime", f"-DoutputDirectory={tmp}"]
-            try:
-                proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True, errors="replace")
-            except OSError as exc:
-                raise BrokerError(f"could not run {mvn}: {exc}") from exc
-            jars = sorted(p.name for p in tmp.glob("*.jar"))
-            if proc.returncode != 0 or not any(n.startswith("kafka_2.13-") for n in jars):
-                plain = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", proc.stdout)
-                last = "\n".join(line for line in plain.splitlines()[-25:])
-                raise BrokerError(f"fetching Kafka {KAFKA_VERSION} with Maven failed "
-                                  f"(exit {proc.returncode}):\n{last}")
-            tmp.chmod(0o755)
-            (tmp / _MARKER).write_text(f"kafka {KAFKA_VERSION}\n" + "\n".join(jars) + "\n")
-            os.replace(tmp, libs)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    return libs
 
 
 # --------------------------------------------------------------------------- process bookkeeping
@@ -516,7 +393,7 @@ def start(settings, wait_s: float = 90) -> None:
     base = _broker_dir(settings)
     base.mkdir(parents=True, exist_ok=True)
     bootstrap = ",".join(f"127.0.0.1:{n.port}" for n in cluster)
-    with _locked(base / ".start.lock"):
+    with locked(base / ".start.lock"):
         running: dict[Node, int] = {}
         for node in cluster:
             pid = _running_pid(node)
@@ -532,10 +409,8 @@ def start(settings, wait_s: float = 90) -> None:
         launched: dict[Node, subprocess.Popen] = {}
         since = {n: _log_sizes(n.dir) for n in missing}
         if missing:
-            java = _java()
-            libs = ensure_jars(settings)
-            _check_java_version(java)
-            classpath = f"{libs}/*"
+            java = find_java()  # before the fetch: no Java, no point fetching the jars
+            jars = classpath_of(ensure_jars(settings))
             ids: list[str] = []  # formatted lazily: only a node without storage needs the id
 
             def cluster_id() -> str:
@@ -544,9 +419,9 @@ def start(settings, wait_s: float = 90) -> None:
                 return ids[0]
 
             _cluster_id_for(settings, cluster)  # refuse another layout's storage before touching anything
-            options = {n: _prepare(n, cluster, java, classpath, cluster_id) for n in missing}
+            options = {n: _prepare(n, cluster, java, jars, cluster_id) for n in missing}
             for node in missing:
-                launched[node] = _launch(node, java, classpath, options[node], int(settings.broker_heap_mb))
+                launched[node] = _launch(node, java, jars, options[node], int(settings.broker_heap_mb))
 
         def alive() -> bool:
             return all(_alive(pid) for pid in running.values()) and all(p.poll() is None for p in launched.values())
