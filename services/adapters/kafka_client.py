@@ -45,7 +45,7 @@ def refusal(security: KafkaSecurity, error: KafkaError) -> str | None:
     certificate was not trusted), naming the setting to fix; None for any other error."""
     text = error.str()
     if error.code() == KafkaError._AUTHENTICATION:
-        if "mechanism" in text.lower() and "not" in text.lower() and "invalid credentials" not in text:
+        if "mechanism handshake failed" in text:  # librdkafka's words when the broker does not enable it
             return (f"the Kafka broker does not take KAFKA_SASL_MECHANISM={security.mechanism}"
                     f" (librdkafka: {text})")
         return (f"the Kafka broker refused KAFKA_SASL_USERNAME={security.username} with this KAFKA_SASL_PASSWORD"
