@@ -6,6 +6,7 @@ A refused password, or a setting that cannot work, is one line naming it and exi
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -27,8 +28,9 @@ def sasl_env(mechanism: str, password: str = PASSWORD) -> dict[str, str]:
             "KAFKA_SASL_USERNAME": USER, "KAFKA_SASL_PASSWORD": password}
 
 
-def assert_exact_scan(api, seed: int) -> None:
-    """A compliance scan over the API, worker and projector gives exactly the known violations and score."""
+def assert_exact_scan(api, seed: int) -> list[dict]:
+    """A compliance scan over the API, worker and projector gives exactly the known violations and score;
+    its violations."""
     rows = data.transactions(2000, seed=seed)
     want = data.expected(rows)
     total = sum(len(v) for v in want.values())
@@ -40,6 +42,7 @@ def assert_exact_scan(api, seed: int) -> None:
     assert len(violations) == total == len({v["id"] for v in violations})
     for rule_id, signatures in want.items():
         assert sorted(v["signature"] for v in violations if v["rule_id"] == rule_id) == sorted(signatures), rule_id
+    return violations
 
 
 def test_scanledger_up_on_its_local_broker_with_scram_gives_an_exact_scan(tmp_path):
@@ -74,7 +77,14 @@ def test_the_processes_on_a_sasl_broker_with_plain_give_an_exact_scan(sasl_broke
     try:
         system.start()
         with system.client() as api:
-            assert_exact_scan(api, seed=22)
+            violations = assert_exact_scan(api, seed=22)
+        # a consumer of your own reads them with the same settings (examples/consumer.py, as the README runs it)
+        env = {k: v for k, v in system.env.items() if k != "PYTHONPATH"}
+        run = subprocess.run([sys.executable, str(ROOT / "examples" / "consumer.py"), "--from-beginning",
+                              "--count", str(len(violations))], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        assert sorted(re.search(r" id=(\S+) ", x).group(1) for x in run.stdout.splitlines()) == sorted(
+            v["id"] for v in violations)
     finally:
         system.stop()
 
