@@ -379,8 +379,8 @@ def _listener_lines(node: Node, user: tuple[str, str] | None) -> list[str]:
             "sasl.mechanism.inter.broker.protocol=PLAIN",  # the brokers talk to each other as the same user
             f'{prefix}.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required '
             f'username="{username}" password="{password}" user_{username}="{password}";',
-            *(f"{prefix}.{m.lower()}.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule "
-              f'required username="{username}" password="{password}";' for m in SCRAMS)]
+            *(f"{prefix}.{m.lower()}.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule"
+              " required;" for m in SCRAMS)]
 
 
 def _server_properties(node: Node, cluster: list[Node], user: tuple[str, str] | None = None) -> str:
@@ -520,6 +520,7 @@ def _prepare(node: Node, cluster: list[Node], java: str, classpath: str, cluster
     (node.dir / "logs").mkdir(parents=True, exist_ok=True)
     log4j = node.dir / "log4j2.properties"
     _write_if_changed(node.props, _server_properties(node, cluster, user))
+    node.props.chmod(0o600)  # it may hold the SASL user's password
     _write_if_changed(log4j, _log4j2_properties(node.dir))
     log_opt = f"-Dlog4j2.configurationFile={log4j}"
     if not (node.dir / "logs" / "meta.properties").exists():
