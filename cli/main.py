@@ -334,8 +334,8 @@ def cmd_up(args) -> None:
     from services.adapters import kafka_admin
 
     settings = _settings(args)
-    # before anything starts: the API and the worker would only exit on them (a local broker takes the
-    # SASL user it is started with, so only another Kafka is asked)
+    # before anything starts: the API and the worker would only exit on them (the local broker is asked
+    # once it runs, below)
     check_kafka(settings, ask_broker=not settings.uses_local_broker)
     check_blobs(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -348,6 +348,11 @@ def cmd_up(args) -> None:
         print(f"starting the local Kafka broker on {settings.bootstrap_servers} …", flush=True)
         localbroker.start(settings)
         started_broker = True
+        try:  # its SCRAM users are those of its first start (README, "Secured Kafka")
+            check_kafka(settings)
+        except SystemExit:
+            localbroker.stop(settings)
+            raise
     kafka_admin.ensure_topics(settings)
     logs = settings.data_dir / "logs"
     stop_asked = install_stop_handlers()

@@ -31,7 +31,7 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 POM = Path(__file__).resolve().parent / "pom.xml"
@@ -362,6 +362,15 @@ def sasl_user(settings) -> tuple[str, str] | None:
     return security.username, security.password
 
 
+def _probe_config(settings) -> dict[str, str]:
+    """What `start` and `status` ask the broker with: the settings' user by PLAIN, which the listener's JAAS
+    config knows from each start (its SCRAM credentials are its first start's: the processes check those)."""
+    from services.adapters.kafka_client import security_config
+
+    security = settings.kafka_security
+    return security_config(replace(security, mechanism="PLAIN") if security.sasl else security)
+
+
 def _listener_lines(node: Node, user: tuple[str, str] | None) -> list[str]:
     """The clients' (and brokers') listener: PLAINTEXT, or SASL_PLAINTEXT knowing `user` by PLAIN and SCRAM."""
     name = "PLAINTEXT" if user is None else "SASL_PLAINTEXT"
@@ -567,11 +576,9 @@ def _tails(cluster: list[Node], since: dict[Node, dict[str, int]] | None = None)
 def start(settings, wait_s: float = 90) -> None:
     """Start this data dir's broker nodes that are not running (all of them, or one that died) and
     return once every node answers."""
-    from services.adapters.kafka_client import security_config
-
     cluster = nodes(settings)
     user = sasl_user(settings)
-    client = security_config(settings.kafka_security)
+    client = _probe_config(settings)
     base = _broker_dir(settings)
     base.mkdir(parents=True, exist_ok=True)
     bootstrap = ",".join(f"127.0.0.1:{n.port}" for n in cluster)
@@ -683,10 +690,8 @@ def status(settings) -> dict:
     pids = [_running_pid(n) for n in cluster]
     bootstrap = settings.bootstrap_servers
     hosts = _hosts(bootstrap)
-    from services.adapters.kafka_client import security_config
-
-    answers = bool(hosts) and any(_tcp_open(h, p) for h, p in hosts) and _answers(
-        bootstrap, 3.0, client=security_config(settings.kafka_security))
+    answers = bool(hosts) and any(_tcp_open(h, p) for h, p in hosts) and _answers(bootstrap, 3.0,
+                                                                                   client=_probe_config(settings))
     return {"running": all(p is not None for p in pids), "pid": pids[0], "bootstrap": bootstrap,
             "data_dir": str(settings.data_dir), "answers": answers,
             "nodes": [{"node": n.id, "port": n.port, "pid": pid, "dir": str(n.dir)}

@@ -114,6 +114,22 @@ def test_a_refused_password_is_one_line_naming_it_and_exit_2(sasl_broker, tmp_pa
     assert not (tmp_path / "data").exists()  # nothing started (not even up's admin token)
 
 
+def test_up_on_a_local_broker_formatted_for_another_password_says_so_and_leaves_it_stopped(tmp_path):
+    """SCRAM users are written when the local broker's storage is formatted: another password later is refused
+    by the broker, and up says which setting, exits 2 and stops the broker it started."""
+    broker = Settings.from_env(data_dir=tmp_path / "data", broker_port=free_port(2), kafka_bootstrap=None,
+                               broker_nodes=1,
+                               kafka_security=KafkaSecurity("SASL_PLAINTEXT", "SCRAM-SHA-256", USER, PASSWORD))
+    localbroker.start(broker)
+    localbroker.stop(broker)
+    code, lines = start_refused("up", {"SCANLEDGER_BROKER_PORT": str(broker.broker_port),
+                                       **sasl_env("SCRAM-SHA-256", password="another-password")}, tmp_path)
+    assert code == 2, (code, lines)
+    assert lines[0].startswith("starting the local Kafka broker") and len(lines) == 2, lines
+    assert lines[1].startswith("scanledger: ") and "KAFKA_SASL_PASSWORD" in lines[1], lines
+    assert not localbroker.status(broker)["running"]
+
+
 MISSING_CA = "/nonexistent/ca.pem"
 BAD = {
     "unknown protocol": ({"KAFKA_SECURITY_PROTOCOL": "SASL_TLS"}, "KAFKA_SECURITY_PROTOCOL=SASL_TLS"),
