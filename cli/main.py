@@ -55,6 +55,19 @@ def check_blobs(settings: Settings) -> None:
         raise SystemExit(2) from None
 
 
+def check_kafka(settings: Settings, ask_broker: bool = True) -> None:
+    """The Kafka security settings (KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_*) are usable and the
+    broker takes them before a process starts: otherwise it exits 2 with one line naming the setting."""
+    from services.adapters.kafka_client import KafkaSettingError
+    from services.adapters.kafka_client import check_kafka as check
+
+    try:
+        check(settings, ask_broker)
+    except KafkaSettingError as exc:
+        print(f"scanledger: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
 @contextmanager
 def known_schema():
     """A database newer than this code (a downgrade) stops the command: it exits 2 with one line saying
@@ -113,6 +126,7 @@ def cmd_api(args) -> None:
     import uvicorn
 
     settings = _settings(args)
+    check_kafka(settings)
     check_blobs(settings)
     prepare_database(settings)
     # JSON logs: uvicorn's own loggers go through the root's JSON handler instead of its text one
@@ -149,6 +163,7 @@ def cmd_worker(args) -> None:
     os.nice(int(os.environ.get("SCANLEDGER_WORKER_NICE", "5")))
     keep_freed_pages()
     settings = _settings(args)
+    check_kafka(settings)
     check_blobs(settings)
     run_worker(settings, loglevel=args.loglevel)
 
@@ -165,6 +180,7 @@ def cmd_projector(args) -> None:
     from projections.projector import run_forever
 
     settings = _settings(args)
+    check_kafka(settings)
     prepare_database(settings)
     run_forever(settings)
 
@@ -330,7 +346,10 @@ def cmd_up(args) -> None:
     from services.adapters import kafka_admin
 
     settings = _settings(args)
-    check_blobs(settings)  # before anything starts: the API and the worker would only exit on it
+    # before anything starts: the API and the worker would only exit on them (the local broker is asked
+    # once it runs, below)
+    check_kafka(settings, ask_broker=not settings.uses_local_broker)
+    check_blobs(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     token = admin_token(settings)
     os.environ["SCANLEDGER_ADMIN_TOKEN"] = token
@@ -341,6 +360,11 @@ def cmd_up(args) -> None:
         print(f"starting the local Kafka broker on {settings.bootstrap_servers} …", flush=True)
         localbroker.start(settings)
         started_broker = True
+        try:  # its SCRAM users are those of its first start (README, "Secured Kafka")
+            check_kafka(settings)
+        except SystemExit:
+            localbroker.stop(settings)
+            raise
     kafka_admin.ensure_topics(settings)
     logs = settings.data_dir / "logs"
     stop_asked = install_stop_handlers()

@@ -9,8 +9,9 @@ restart goes on where it stopped.
     python examples/consumer.py                       # next to `scanledger up`: 127.0.0.1:9092
     python examples/consumer.py --from-beginning --scan <scan_id> --count 12
 
-Settings: KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:9092) and SCANLEDGER_TOPIC_PREFIX (default
-scanledger), as the scan-ledger processes read them; the options below.
+Settings: KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:9092), SCANLEDGER_TOPIC_PREFIX (default
+scanledger) and a secured Kafka's KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_* and KAFKA_SSL_* (librdkafka's
+settings of the same names), as the scan-ledger processes read them; the options below.
 """
 from __future__ import annotations
 
@@ -23,6 +24,19 @@ from cloudevents.core.bindings.kafka import KafkaMessage, from_kafka_event, from
 from confluent_kafka import Consumer, KafkaException
 
 VIOLATION, FINDING = "scanledger.violation.detected.v1", "scanledger.finding.detected.v1"
+SECURITY = {"KAFKA_SECURITY_PROTOCOL": "security.protocol", "KAFKA_SASL_MECHANISM": "sasl.mechanism",
+            "KAFKA_SASL_USERNAME": "sasl.username", "KAFKA_SASL_PASSWORD": "sasl.password",
+            "KAFKA_SSL_CA_LOCATION": "ssl.ca.location", "KAFKA_SSL_CERTIFICATE_LOCATION": "ssl.certificate.location",
+            "KAFKA_SSL_KEY_LOCATION": "ssl.key.location", "KAFKA_SSL_KEY_PASSWORD": "ssl.key.password"}
+
+
+def security(environ) -> dict[str, str]:
+    """librdkafka's security settings from the environment (SASL's mechanism is PLAIN unless set, as
+    scan-ledger's)."""
+    config = {key: environ[name] for name, key in SECURITY.items() if environ.get(name)}
+    if config.get("security.protocol", "").upper().startswith("SASL_"):
+        config.setdefault("sasl.mechanism", "PLAIN")
+    return config
 
 
 def options(argv: list[str] | None = None) -> argparse.Namespace:
@@ -65,7 +79,7 @@ def line(event) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = options(argv)
-    consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": args.group,
+    consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": args.group, **security(os.environ),
                          "auto.offset.reset": "earliest" if args.from_beginning else "latest",
                          "enable.auto.commit": True, "enable.auto.offset.store": False})
     topics = [f"{args.prefix}.violations", f"{args.prefix}.findings"]

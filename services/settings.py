@@ -60,11 +60,82 @@ class Topics:
         return f"{self.prefix}.dead-letter"
 
 
+PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL")
+MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """How every Kafka client of the project authenticates and encrypts: the names and values of
+    librdkafka's own settings (security.protocol, sasl.mechanism, ssl.ca.location, ...), upper-cased
+    with a KAFKA_ prefix. services/adapters/kafka_client.py maps them for confluent-kafka,
+    streams/credentials.py for Faust (aiokafka)."""
+
+    protocol: str = "PLAINTEXT"
+    mechanism: str = "PLAIN"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    # TLS: the CA bundle (None: the system's trust store), and a client certificate and key for mTLS
+    ca_location: str | None = None
+    certificate_location: str | None = None
+    key_location: str | None = None
+    key_password: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls) -> KafkaSecurity:
+        def get(name: str) -> str | None:
+            return (os.environ.get(name) or "").strip() or None
+
+        return cls(protocol=(get("KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT").upper(),
+                   mechanism=(get("KAFKA_SASL_MECHANISM") or "PLAIN").upper(),
+                   username=get("KAFKA_SASL_USERNAME"), password=os.environ.get("KAFKA_SASL_PASSWORD") or None,
+                   ca_location=get("KAFKA_SSL_CA_LOCATION"),
+                   certificate_location=get("KAFKA_SSL_CERTIFICATE_LOCATION"),
+                   key_location=get("KAFKA_SSL_KEY_LOCATION"),
+                   key_password=os.environ.get("KAFKA_SSL_KEY_PASSWORD") or None)
+
+    @property
+    def sasl(self) -> bool:
+        return self.protocol.startswith("SASL_")
+
+    @property
+    def tls(self) -> bool:
+        return self.protocol in ("SSL", "SASL_SSL")
+
+    def problem(self) -> str | None:
+        """What is wrong with these settings, naming the variable to fix; None when they can be used."""
+        if self.protocol not in PROTOCOLS:
+            return f"KAFKA_SECURITY_PROTOCOL={self.protocol}: expected one of {', '.join(PROTOCOLS)}"
+        if self.sasl:
+            if self.mechanism not in MECHANISMS:
+                return f"KAFKA_SASL_MECHANISM={self.mechanism}: expected one of {', '.join(MECHANISMS)}"
+            for name, value in (("KAFKA_SASL_USERNAME", self.username), ("KAFKA_SASL_PASSWORD", self.password)):
+                if not value:
+                    return f"KAFKA_SECURITY_PROTOCOL={self.protocol} needs {name}: the SASL user's {name[11:].lower()}"
+        elif self.username or self.password:
+            return (f"KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD are set but KAFKA_SECURITY_PROTOCOL is {self.protocol}:"
+                    " set it to SASL_PLAINTEXT or SASL_SSL (or unset them)")
+        files = (("KAFKA_SSL_CA_LOCATION", self.ca_location), ("KAFKA_SSL_CERTIFICATE_LOCATION",
+                 self.certificate_location), ("KAFKA_SSL_KEY_LOCATION", self.key_location))
+        if not self.tls:
+            given = [name for name, value in files if value]
+            return (f"{given[0]} is set but KAFKA_SECURITY_PROTOCOL is {self.protocol}: set it to SSL or SASL_SSL"
+                    " (or unset it)") if given else None
+        for name, value in files:
+            if value and not Path(value).is_file():
+                return f"{name}={value}: no such file"
+        if bool(self.certificate_location) != bool(self.key_location):
+            return ("a client certificate needs its key: set both KAFKA_SSL_CERTIFICATE_LOCATION and"
+                    " KAFKA_SSL_KEY_LOCATION (or neither)")
+        return None
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path(".scanledger")
     # None means: run (or use) the project's own local broker on broker_port.
     kafka_bootstrap: str | None = None
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     broker_port: int = 9092
     # Nodes of the local broker: 1, or a cluster (each node a combined broker and controller; node i
     # listens on broker_port + 2i and its controller on the port after).
@@ -149,6 +220,7 @@ class Settings:
         settings = cls(
             data_dir=data_dir,
             kafka_bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+            kafka_security=KafkaSecurity.from_env(),
             broker_port=_int("SCANLEDGER_BROKER_PORT", 9092),
             broker_nodes=_int("SCANLEDGER_BROKER_NODES", 1),
             database_url=os.environ.get("SCANLEDGER_DATABASE_URL") or None,

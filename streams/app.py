@@ -21,6 +21,7 @@ from services.runners import plan_scan
 from services.settings import Settings
 from streams import agents, faust_fixes, watchdogs
 from streams.coordinator import Coordinator
+from streams.credentials import broker_credentials
 from streams.evaluator import Evaluator
 from streams.record_handling import RecordHandling
 
@@ -33,6 +34,7 @@ def create_app(settings: Settings) -> faust.App:
     faust_fixes.apply()
     app = faust.App(
         settings.streams_group, broker=f"kafka://{settings.bootstrap_servers}", store="memory://",
+        broker_credentials=broker_credentials(settings.kafka_security),
         processing_guarantee="at_least_once", web_enabled=False, topic_partitions=settings.events_partitions,
         topic_replication_factor=settings.replicas, consumer_auto_offset_reset="earliest",
         broker_commit_every=100, broker_commit_interval=0.5, table_standby_replicas=0, stream_wait_empty=False,

@@ -8,6 +8,11 @@ logs and pid file live in its own directory: `settings.broker_dir` for a single 
 `<broker_dir>/node-<i>` in a cluster. Node i (from 0) listens on 127.0.0.1:<broker_port + 2i> and its
 controller on the next port. Storage is formatted only once, so a restart keeps every topic and record;
 `start` starts whichever nodes are not running, so it also brings back a node that died.
+
+With KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT the clients' listener asks for SASL (PLAIN, SCRAM-SHA-256
+and SCRAM-SHA-512) and knows one user, KAFKA_SASL_USERNAME with KAFKA_SASL_PASSWORD: PLAIN from the
+listener's JAAS config (written on every start), SCRAM from the credentials added when the storage is
+formatted (its first start). The controller listener stays PLAINTEXT on 127.0.0.1.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cli.localbroker.errors import BrokerError
@@ -158,7 +163,7 @@ def _hosts(bootstrap: str) -> list[tuple[str, int]]:
     return out
 
 
-def _answers(bootstrap: str, timeout: float, brokers: int = 1) -> bool:
+def _answers(bootstrap: str, timeout: float, brokers: int = 1, client: dict | None = None) -> bool:
     """One metadata round trip through a confluent_kafka AdminClient: do `brokers` brokers answer?"""
     import logging
 
@@ -169,7 +174,7 @@ def _answers(bootstrap: str, timeout: float, brokers: int = 1) -> bool:
     quiet.addHandler(logging.NullHandler())
     quiet.propagate = False
     admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 2000,
-                         "log.connection.close": False}, logger=quiet)
+                         "log.connection.close": False, **(client or {})}, logger=quiet)
     try:
         metadata = admin.list_topics(timeout=max(0.5, timeout))
     except KafkaException:
@@ -177,7 +182,8 @@ def _answers(bootstrap: str, timeout: float, brokers: int = 1) -> bool:
     return len(metadata.brokers) >= brokers
 
 
-def _wait(bootstrap: str, wait_s: float, alive: Callable[[], bool] | None = None, brokers: int = 1) -> bool:
+def _wait(bootstrap: str, wait_s: float, alive: Callable[[], bool] | None = None, brokers: int = 1,
+          client: dict | None = None) -> bool:
     """Poll until `brokers` brokers answer at the bootstrap (True), a process dies (False) or time runs
     out (BrokerError)."""
     deadline = time.monotonic() + wait_s
@@ -189,7 +195,8 @@ def _wait(bootstrap: str, wait_s: float, alive: Callable[[], bool] | None = None
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise BrokerError(f"{brokers} Kafka broker(s) did not answer at {bootstrap} within {wait_s:.0f}s")
-        if (not hosts or any(_tcp_open(h, p) for h, p in hosts)) and _answers(bootstrap, min(5.0, remaining), brokers):
+        if (not hosts or any(_tcp_open(h, p) for h, p in hosts)) and _answers(bootstrap, min(5.0, remaining), brokers,
+                                                                              client):
             return True
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         delay = min(delay * 1.5, 1.0)
@@ -206,7 +213,63 @@ def _cluster_id() -> str:
     return cluster_id
 
 
-def _server_properties(node: Node, cluster: list[Node]) -> str:
+SCRAMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+# what a user name and password of the local broker may hold: they go into a JAAS config, a properties
+# file and the storage tool's --add-scram argument unquoted
+_SASL_NAME = re.compile(r"[A-Za-z0-9._@-]+")
+_SASL_PASSWORD = re.compile(r"[^\s\"\\,=\[\]]+")
+
+
+def sasl_user(settings) -> tuple[str, str] | None:
+    """The SASL user the clients' listener knows, or None for a PLAINTEXT listener; BrokerError for settings
+    the local broker cannot serve."""
+    security = settings.kafka_security
+    if security.tls:
+        raise BrokerError(f"KAFKA_SECURITY_PROTOCOL={security.protocol}: the local broker serves PLAINTEXT or "
+                          "SASL_PLAINTEXT; for TLS point KAFKA_BOOTSTRAP_SERVERS at a Kafka that has it")
+    if not security.sasl:
+        return None
+    if (problem := security.problem()) is not None:
+        raise BrokerError(problem)
+    if not _SASL_NAME.fullmatch(security.username):
+        raise BrokerError("KAFKA_SASL_USERNAME: the local broker takes letters, digits and . _ @ - only")
+    if not _SASL_PASSWORD.fullmatch(security.password):
+        raise BrokerError("KAFKA_SASL_PASSWORD: the local broker takes no spaces, quotes, backslashes, commas, = or"
+                          " brackets in it")
+    return security.username, security.password
+
+
+def _probe_config(settings) -> dict[str, str]:
+    """What `start` and `status` ask the broker with: the settings' user by PLAIN, which the listener's JAAS
+    config knows from each start (its SCRAM credentials are its first start's: the processes check those)."""
+    from services.adapters.kafka_client import security_config
+
+    security = settings.kafka_security
+    return security_config(replace(security, mechanism="PLAIN") if security.sasl else security)
+
+
+def _listener_lines(node: Node, user: tuple[str, str] | None) -> list[str]:
+    """The clients' (and brokers') listener: PLAINTEXT, or SASL_PLAINTEXT knowing `user` by PLAIN and SCRAM."""
+    name = "PLAINTEXT" if user is None else "SASL_PLAINTEXT"
+    lines = [f"listeners={name}://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
+             f"advertised.listeners={name}://127.0.0.1:{node.port}",
+             "controller.listener.names=CONTROLLER",
+             f"listener.security.protocol.map={name}:{name},CONTROLLER:PLAINTEXT",
+             f"inter.broker.listener.name={name}"]
+    if user is None:
+        return lines
+    username, password = user
+    prefix = "listener.name.sasl_plaintext"
+    return [*lines,
+            f"sasl.enabled.mechanisms=PLAIN,{','.join(SCRAMS)}",
+            "sasl.mechanism.inter.broker.protocol=PLAIN",  # the brokers talk to each other as the same user
+            f'{prefix}.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required '
+            f'username="{username}" password="{password}" user_{username}="{password}";',
+            *(f"{prefix}.{m.lower()}.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule"
+              " required;" for m in SCRAMS)]
+
+
+def _server_properties(node: Node, cluster: list[Node], user: tuple[str, str] | None = None) -> str:
     # a cluster keeps its internal topics on up to 3 replicas, and writes need 2 of them in sync
     replicas = min(3, len(cluster))
     min_isr = 2 if replicas >= 3 else 1
@@ -216,11 +279,7 @@ def _server_properties(node: Node, cluster: list[Node]) -> str:
         "process.roles=broker,controller",
         f"node.id={node.id}",
         f"controller.quorum.voters={voters}",
-        f"listeners=PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{node.port}",
-        "controller.listener.names=CONTROLLER",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "inter.broker.listener.name=PLAINTEXT",
+        *_listener_lines(node, user),
         f"log.dirs={node.dir / 'logs'}",
         "num.partitions=1",
         f"default.replication.factor={replicas}",
@@ -268,7 +327,7 @@ def _configured_port(props: Path) -> int | None:
         text = props.read_text()
     except OSError:
         return None
-    match = re.search(r"^advertised\.listeners=PLAINTEXT://[^:\s]+:(\d+)", text, re.M)
+    match = re.search(r"^advertised\.listeners=(?:SASL_)?PLAINTEXT://[^:\s]+:(\d+)", text, re.M)
     return int(match.group(1)) if match else None
 
 
@@ -340,16 +399,21 @@ def _cluster_id_for(settings, cluster: list[Node]) -> str:
     return recorded["cluster.id"]
 
 
-def _prepare(node: Node, cluster: list[Node], java: str, classpath: str, cluster_id: Callable[[], str]) -> str:
-    """Write the node's configuration, format its storage the first time, check its ports; the log option."""
+def _prepare(node: Node, cluster: list[Node], java: str, classpath: str, cluster_id: Callable[[], str],
+             user: tuple[str, str] | None) -> str:
+    """Write the node's configuration, format its storage the first time (with the SCRAM credentials of
+    `user`), check its ports; the log option."""
     (node.dir / "logs").mkdir(parents=True, exist_ok=True)
     log4j = node.dir / "log4j2.properties"
-    _write_if_changed(node.props, _server_properties(node, cluster))
+    _write_if_changed(node.props, _server_properties(node, cluster, user))
+    node.props.chmod(0o600)  # it may hold the SASL user's password
     _write_if_changed(log4j, _log4j2_properties(node.dir))
     log_opt = f"-Dlog4j2.configurationFile={log4j}"
     if not (node.dir / "logs" / "meta.properties").exists():
+        scram = [] if user is None else [arg for m in SCRAMS
+                                         for arg in ("--add-scram", f"{m}=[name={user[0]},password={user[1]}]")]
         fmt = subprocess.run([java, log_opt, "-cp", classpath, "kafka.tools.StorageTool", "format",
-                              "-t", cluster_id(), "-c", str(node.props)],
+                              "-t", cluster_id(), "-c", str(node.props), *scram],
                              stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
         if fmt.returncode != 0:
             out = "\n".join((fmt.stdout + fmt.stderr).splitlines()[-25:])
@@ -390,6 +454,8 @@ def start(settings, wait_s: float = 90) -> None:
     """Start this data dir's broker nodes that are not running (all of them, or one that died) and
     return once every node answers."""
     cluster = nodes(settings)
+    user = sasl_user(settings)
+    client = _probe_config(settings)
     base = _broker_dir(settings)
     base.mkdir(parents=True, exist_ok=True)
     bootstrap = ",".join(f"127.0.0.1:{n.port}" for n in cluster)
@@ -419,7 +485,7 @@ def start(settings, wait_s: float = 90) -> None:
                 return ids[0]
 
             _cluster_id_for(settings, cluster)  # refuse another layout's storage before touching anything
-            options = {n: _prepare(n, cluster, java, jars, cluster_id) for n in missing}
+            options = {n: _prepare(n, cluster, java, jars, cluster_id, user) for n in missing}
             for node in missing:
                 launched[node] = _launch(node, java, jars, options[node], int(settings.broker_heap_mb))
 
@@ -430,9 +496,9 @@ def start(settings, wait_s: float = 90) -> None:
             # each node restarted answers on its own port: the cluster's metadata may still list a node
             # that died a moment ago, until the controller fences it
             deadline = time.monotonic() + wait_s
-            answered = all(_wait(f"127.0.0.1:{n.port}", max(1.0, deadline - time.monotonic()), alive)
+            answered = all(_wait(f"127.0.0.1:{n.port}", max(1.0, deadline - time.monotonic()), alive, client=client)
                            for n in launched) and _wait(bootstrap, max(1.0, deadline - time.monotonic()), alive,
-                                                        brokers=len(cluster))
+                                                        brokers=len(cluster), client=client)
         except BrokerError:
             answered = None
         if answered:
@@ -499,7 +565,8 @@ def status(settings) -> dict:
     pids = [_running_pid(n) for n in cluster]
     bootstrap = settings.bootstrap_servers
     hosts = _hosts(bootstrap)
-    answers = bool(hosts) and any(_tcp_open(h, p) for h, p in hosts) and _answers(bootstrap, 3.0)
+    answers = bool(hosts) and any(_tcp_open(h, p) for h, p in hosts) and _answers(bootstrap, 3.0,
+                                                                                   client=_probe_config(settings))
     return {"running": all(p is not None for p in pids), "pid": pids[0], "bootstrap": bootstrap,
             "data_dir": str(settings.data_dir), "answers": answers,
             "nodes": [{"node": n.id, "port": n.port, "pid": pid, "dir": str(n.dir)}

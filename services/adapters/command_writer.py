@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from services import logs
+from services.adapters.kafka_client import client_config
 from services.domain.command_expiry import is_expired
 from services.domain.envelope import encode, headers
 from services.settings import Settings
@@ -86,14 +86,13 @@ class CommandWriter:
     def __init__(self, settings: Settings, **overrides: Any):
         self.timeout_s = settings.command_timeout_s
         self._config = {
-            "bootstrap.servers": settings.bootstrap_servers,
+            **client_config(settings),
             "acks": "all",
             "enable.idempotence": True,
             "partitioner": "murmur2_random",
             "linger.ms": 2,
             # librdkafka gives up on a message it could not deliver in the time the API waits for it
             "message.timeout.ms": max(int(self.timeout_s * 1000), 100),
-            **logs.client_logging(),
             **overrides,
         }
         self._lock = threading.Lock()

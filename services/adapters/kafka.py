@@ -21,7 +21,7 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from services import logs
+from services.adapters.kafka_client import client_config
 from services.domain.delivery import Batch, producer_stalled
 from services.domain.envelope import encode, headers, type_headers
 from services.domain.ledger_chain import Chain
@@ -56,8 +56,9 @@ class Publisher:
     """
 
     def __init__(self, settings: Settings, stall_s: float = STALL_S, **overrides: Any):
+        self._client = client_config(settings)  # what the stall probe connects with
         config = {
-            "bootstrap.servers": settings.bootstrap_servers,
+            **self._client,
             "acks": "all",
             "enable.idempotence": True,
             "partitioner": "murmur2_random",
@@ -66,7 +67,6 @@ class Publisher:
             "batch.num.messages": 10000,
             "queue.buffering.max.messages": 500000,
             "statistics.interval.ms": STATS_INTERVAL_MS,
-            **logs.client_logging(),
         }
         config.update(overrides)
         self._config = config
@@ -218,8 +218,7 @@ class Publisher:
             since, delivered = self._waiting_since, self._last_delivered
         if not producer_stalled(len(producer), since, delivered, time.monotonic(), self.stall_s):
             return None
-        probe = AdminClient({"bootstrap.servers": self._config["bootstrap.servers"], "log_level": 3,
-                             **logs.client_logging()})
+        probe = AdminClient({**self._client, "log_level": 3})
         try:
             probe.list_topics(timeout=self.probe_s)
         except KafkaException:
@@ -286,18 +285,15 @@ def describe_stats(raw: str) -> str:
 
 
 def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:
-    config = {
-        "bootstrap.servers": settings.bootstrap_servers,
-        "group.id": group_id,
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-        "enable.partition.eof": False,
-        "fetch.wait.max.ms": 50,
-        "session.timeout.ms": 10000,  # a crashed projector's partitions are reassigned after 10 s
-        "heartbeat.interval.ms": 3000,
-        **logs.client_logging(),
-    }
-    config.update(overrides)
-    return config
+    return client_config(
+        settings,
+        **{"group.id": group_id,
+           "enable.auto.commit": False,
+           "auto.offset.reset": "earliest",
+           "enable.partition.eof": False,
+           "fetch.wait.max.ms": 50,
+           "session.timeout.ms": 10000,  # a crashed projector's partitions are reassigned after 10 s
+           "heartbeat.interval.ms": 3000,
+           **overrides})
 
 

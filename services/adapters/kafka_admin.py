@@ -8,7 +8,7 @@ import logging
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
-from services import logs
+from services.adapters.kafka_client import client_config
 from services.settings import Settings
 
 log = logging.getLogger("scanledger.kafka")
@@ -37,7 +37,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
 
 
 def admin(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.bootstrap_servers, **logs.client_logging()})
+    return AdminClient(client_config(settings))
 
 
 def ensure_topics(settings: Settings, timeout: float = 30) -> None:
@@ -98,8 +98,7 @@ def group_lag(settings: Settings, group_id: str, partitions: list[tuple[str, int
     """
     if not partitions:
         return {}
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": group_id,
-                         "enable.auto.commit": False, **logs.client_logging()})
+    consumer = Consumer(client_config(settings, **{"group.id": group_id, "enable.auto.commit": False}))
     try:
         committed = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=timeout)
         lag = {}
@@ -115,8 +114,7 @@ def group_lag(settings: Settings, group_id: str, partitions: list[tuple[str, int
 
 def watermarks(settings: Settings, topics: list[str], timeout: float = 5) -> dict[tuple[str, int], tuple[int, int]]:
     """(topic, partition) -> (low, high) offsets of every partition of these topics."""
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "scanledger-watermarks",
-                         **logs.client_logging()})
+    consumer = Consumer(client_config(settings, **{"group.id": "scanledger-watermarks"}))
     try:
         metadata = consumer.list_topics(timeout=timeout)
         return {(topic, p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)

@@ -39,3 +39,11 @@ def test_the_settings_are_the_ones_scan_ledger_reads(monkeypatch):
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka:9093")
     monkeypatch.setenv("SCANLEDGER_TOPIC_PREFIX", "prod")
     assert (example.options([]).bootstrap, example.options([]).prefix) == ("kafka:9093", "prod")
+
+
+def test_a_secured_kafkas_settings_are_librdkafkas_of_the_same_names():
+    assert example.security({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_USERNAME": "key",
+                             "KAFKA_SASL_PASSWORD": "secret", "KAFKA_SSL_CA_LOCATION": "/etc/ca.pem"}) == {
+        "security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN", "sasl.username": "key",
+        "sasl.password": "secret", "ssl.ca.location": "/etc/ca.pem"}
+    assert example.security({}) == {}
