@@ -87,11 +87,12 @@ def ledger_scan(api: httpx.Client, policy_id: str, upload_id: str, mapping_id: s
 
 
 @contextmanager
-def bench_system(tmp: Path) -> Iterator[tuple[System, httpx.Client]]:
+def bench_system(tmp: Path, api_processes: int = 1) -> Iterator[tuple[System, httpx.Client]]:
     """A broker of its own (or KAFKA_BOOTSTRAP_SERVERS), the system on it and a client with room for large
     uploads; all stopped after."""
     broker = Broker(tmp)
-    system = System(broker.start(), tmp / "system", SCANLEDGER_SCAN_SYNC_WAIT="30")
+    system = System(broker.start(), tmp / "system", SCANLEDGER_SCAN_SYNC_WAIT="30",
+                    SCANLEDGER_API_PROCESSES=str(api_processes))
     try:
         system.start()
         with system.client() as api:
@@ -124,8 +125,9 @@ def main() -> None:
                         help="records per scan (add 4000000 for the issue's growth figure: about 4 GB of RAM)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--readers", type=int, default=20, help="concurrent API readers while the largest scan runs")
+    parser.add_argument("--api-processes", type=int, default=1, help="SCANLEDGER_API_PROCESSES of the API")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, bench_system(Path(tmp)) as (system, api):
+    with tempfile.TemporaryDirectory() as tmp, bench_system(Path(tmp), args.api_processes) as (system, api):
         policy_id = bench_policy(api)
         print(f"{'records':>9} {'ledger s':>9} {'in-proc s':>9} {'ratio':>6} {'polars s':>9} "
               f"{'× polars':>8} {'violations':>10} {'µs/record':>9} {'status p99 ms':>13}  peak RSS MB (so far)")
