@@ -23,7 +23,7 @@ import os
 import secrets
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import orjson
@@ -125,7 +125,22 @@ def cmd_api(args) -> None:
     sys.setswitchinterval(0.0005)
     # JSON logs: uvicorn's own loggers go through the root's JSON handler instead of its text one
     log_config = None if logs.log_format() == "json" else uvicorn.config.LOGGING_CONFIG
-    uvicorn.run(create_app(settings), host=args.host, port=settings.port, log_level="warning", log_config=log_config)
+    app = create_app(settings)
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, which first tells the app it is stopping: its event streams end, so a
+        client left reading one does not hold up the shutdown (uvicorn waits for open responses)."""
+
+        def handle_exit(self, sig, frame) -> None:
+            app.state.stopping.set()
+            super().handle_exit(sig, frame)
+
+    server = Server(uvicorn.Config(app, host=args.host, port=settings.port, log_level="warning",
+                                   log_config=log_config))
+    with suppress(KeyboardInterrupt):  # SIGINT, raised again once the server has stopped (as uvicorn.run)
+        server.run()
+    if not server.started:  # as uvicorn.run: the port was taken, or the app failed to start
+        sys.exit(uvicorn.config.STARTUP_FAILURE)
 
 
 def cmd_worker(args) -> None:
