@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -44,12 +45,31 @@ def browser():
         driver.quit()
 
 
-def shown(driver, css: str):
-    """The element once the page shows it (it exists and is displayed)."""
-    def found(d):
-        elements = d.find_elements(By.CSS_SELECTOR, css)
-        return elements[0] if elements and elements[0].is_displayed() else False
-    return WebDriverWait(driver, DEADLINE_S, poll_frequency=0.2).until(found)
+# The page redraws its tables as events arrive, so it is read in one script at a time (the page's own
+# JavaScript cannot run in between), never through element handles that a redraw leaves stale.
+SHOWN = "const e = document.querySelector(arguments[0]); return e !== null && e.offsetParent !== null;"
+TEXT = "const e = document.querySelector(arguments[0]); return e === null ? null : e.textContent;"
+BREAKDOWN = """return [...document.querySelectorAll('#breakdown tbody tr')]
+                 .map(tr => [tr.dataset.key, tr.querySelector('.count').textContent]);"""
+
+
+def until(driver, probe):
+    """probe(driver)'s first truthy answer, polled while the page works."""
+    return WebDriverWait(driver, DEADLINE_S, poll_frequency=0.2,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(probe)
+
+
+def shown(driver, css: str) -> None:
+    until(driver, lambda d: d.execute_script(SHOWN, css))
+
+
+def text(driver, css: str) -> str | None:
+    return driver.execute_script(TEXT, css)
+
+
+def click(driver, css: str) -> None:
+    """A real click on the element, found again if a redraw replaced it meanwhile."""
+    until(driver, lambda d: d.find_element(By.CSS_SELECTOR, css).click() or True)
 
 
 def artifacts(tmp_path: Path) -> Path:
@@ -74,8 +94,9 @@ def test_the_page_alone_holds_no_workspace_data(system, ws):
 def test_the_page_follows_a_compliance_scan_to_its_counts_per_rule(system, ws, browser, tmp_path):
     token = ws.viewer.headers["authorization"].removeprefix("Bearer ")
     browser.get(f"{system.url}/")
-    shown(browser, "#login #token").send_keys(token)
-    browser.find_element(By.CSS_SELECTOR, "#login button[type=submit]").click()
+    shown(browser, "#login #token")
+    browser.find_element(By.CSS_SELECTOR, "#token").send_keys(token)
+    click(browser, "#login button[type=submit]")
     shown(browser, "#runs-section")
 
     rows = data.transactions(4000, seed=2025)
@@ -85,22 +106,18 @@ def test_the_page_follows_a_compliance_scan_to_its_counts_per_rule(system, ws, b
     run_id = next(item["id"] for item in ws.admin.get("/api/operations").json()["items"]
                   if ws.admin.get(f"/api/operations/{item['id']}").json()["scan_id"] == scan_id)
 
-    shown(browser, f'#runs tr[data-run="{run_id}"]')
-    WebDriverWait(browser, DEADLINE_S, poll_frequency=0.2).until(
-        lambda d: d.find_element(By.CSS_SELECTOR, f'#runs tr[data-run="{run_id}"] .status').text == "success")
-    row = browser.find_element(By.CSS_SELECTOR, f'#runs tr[data-run="{run_id}"]')
-    row.click()
+    row = f'#runs tr[data-run="{run_id}"]'
+    until(browser, lambda d: text(d, f"{row} .status") == "success")
+    click(browser, row)
     shown(browser, f'#detail[data-run="{run_id}"][data-shown="success"] #breakdown tbody tr')
 
-    on_page = {tr.get_attribute("data-key"): int(tr.find_element(By.CSS_SELECTOR, ".count").text)
-               for tr in browser.find_elements(By.CSS_SELECTOR, "#breakdown tbody tr")}
+    on_page = {key: int(count) for key, count in browser.execute_script(BREAKDOWN)}
     by_api = Counter(v["rule_id"] for v in helpers.all_violations(ws.admin, scan_id))
     by_data = {rule_id: len(found) for rule_id, found in data.expected(rows).items()}
     assert on_page == {rule["id"]: by_api[rule["id"]] for rule in data.RULES} == by_data
     assert sum(on_page.values()) == helpers.wait_settled(ws.admin, scan_id)["violation_count"] > 0
-    assert browser.find_element(By.CSS_SELECTOR, "#detail-status").text == "success"
-    listed = int(browser.find_element(By.CSS_SELECTOR, f'#runs tr[data-run="{run_id}"] .anomalies').text)
-    assert listed == sum(on_page.values())
+    assert text(browser, "#detail-status") == "success"
+    assert int(text(browser, f"{row} .anomalies")) == sum(on_page.values())
 
     # the token travelled in headers only: no URL the page asked for carries it
     urls = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")

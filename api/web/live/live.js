@@ -36,24 +36,36 @@ function progressCell(row, done, total) {
   td.append(bar, ` ${done}/${total}`);
 }
 
+// Rows are kept and refilled, so a click on one is not lost to a redraw while events arrive.
 function renderRuns() {
   const body = $("#runs tbody");
-  body.replaceChildren();
+  const rows = new Map([...body.rows].map((tr) => [Number(tr.dataset.run), tr]));
+  for (const [id, tr] of rows) {
+    if (!state.order.includes(id)) tr.remove();
+  }
   for (const id of state.order) {
-    const run = state.runs.get(id);
-    const row = body.insertRow();
-    row.dataset.run = id;
-    row.classList.toggle("selected", id === state.selected);
-    row.addEventListener("click", () => select(id));
-    cell(row, `#${id}`);
-    cell(row, run.type);
-    cell(row, run.result, `status status-${run.result}`);
-    progressCell(row, run.status.containers_analyzed, run.status.total_containers);
-    cell(row, run.status.records_processed, "records");
-    cell(row, run.status.anomalies_identified, "anomalies");
-    cell(row, run.start_time ? new Date(run.start_time).toLocaleString() : "");
+    let tr = rows.get(id);
+    if (tr === undefined) {
+      tr = document.createElement("tr");
+      tr.dataset.run = id;
+      tr.addEventListener("click", () => select(id));
+    }
+    fillRun(tr, state.runs.get(id));
+    tr.classList.toggle("selected", id === state.selected);
+    body.append(tr);  // in the list's order: an existing row moves, it is not replaced
   }
   $("#no-runs").hidden = state.order.length > 0;
+}
+
+function fillRun(row, run) {
+  row.replaceChildren();
+  cell(row, `#${run.id}`);
+  cell(row, run.type);
+  cell(row, run.result, `status status-${run.result}`);
+  progressCell(row, run.status.containers_analyzed, run.status.total_containers);
+  cell(row, run.status.records_processed, "records");
+  cell(row, run.status.anomalies_identified, "anomalies");
+  cell(row, run.start_time ? new Date(run.start_time).toLocaleString() : "");
 }
 
 async function refreshList() {
@@ -232,6 +244,7 @@ function logout(message) {
   state.runs.clear();
   state.order = [];
   state.selected = null;
+  $("#runs tbody").replaceChildren();
   $("#runs-section").hidden = $("#detail").hidden = $("#forget").hidden = true;
   $("#login").hidden = false;
   $("#login-error").textContent = message || "";
