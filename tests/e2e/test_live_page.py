@@ -1,11 +1,12 @@
 """GET /, the live page, in a real browser (Debian's chromium, headless, driven by selenium) over the real
-system: it asks for a token, lists the workspace's runs, follows a compliance scan started after it
-opened until it shows it completed, with each rule's violations as the API counts them and as the
-data says; then a screenshot. The page alone holds nothing of a workspace. Waits poll the page until
+system: it asks for a token, lists the workspace's runs, follows a run in flight over its event stream
+until it ends, and a compliance scan started after it opened until it shows it completed, with each
+rule's violations as the API counts them and as the data says; then a screenshot. The page alone holds nothing of a workspace. Waits poll the page until
 it shows what is expected, with a generous deadline: no timing is asserted."""
 from __future__ import annotations
 
 import os
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -28,7 +29,12 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def ws(system):
+    lake = system.datastore_root / f"live-{uuid.uuid4().hex[:8]}"
+    lake.mkdir()
+    (lake / "notes.txt").write_text("call back jane.doe@example.com\n")
     with in_workspace(system, "Live page") as ws:
+        ws.connector = helpers.ok(ws.admin.post("/api/v1/connectors", json={
+            "name": "Notes", "type": "local_dir", "config": {"path": lake.name}}), 201)["id"]
         yield ws
 
 
@@ -49,6 +55,7 @@ def browser():
 # JavaScript cannot run in between), never through element handles that a redraw leaves stale.
 SHOWN = "const e = document.querySelector(arguments[0]); return e !== null && e.offsetParent !== null;"
 TEXT = "const e = document.querySelector(arguments[0]); return e === null ? null : e.textContent;"
+RESOURCES = "return performance.getEntriesByType('resource').map(e => e.name);"
 BREAKDOWN = """return [...document.querySelectorAll('#breakdown tbody tr')]
                  .map(tr => [tr.dataset.key, tr.querySelector('.count').textContent]);"""
 
@@ -91,6 +98,25 @@ def test_the_page_alone_holds_no_workspace_data(system, ws):
     assert ws.id not in page.text and "Live page" not in page.text
 
 
+def test_the_page_follows_a_run_in_flight_over_its_event_stream(system, ws, browser):
+    """A BYOC scan waits for workers nobody starts: the page shows it in flight until it is cancelled."""
+    browser.get(f"{system.url}/")
+    shown(browser, "#login #token")
+    browser.find_element(By.CSS_SELECTOR, "#token").send_keys(ws.viewer.headers["authorization"].split()[1])
+    click(browser, "#login button[type=submit]")
+    scan_id = helpers.ok(ws.admin.post("/api/v1/scans/parallel", json={
+        "connectors": [ws.connector], "type": "full", "options": {"execution": "byoc"}}), 201)["scan_id"]
+    run_id = next(item["id"] for item in ws.admin.get("/api/operations").json()["items"]
+                  if ws.admin.get(f"/api/operations/{item['id']}").json()["scan_id"] == scan_id)
+    status = f'#runs tr[data-run="{run_id}"] .status'
+    until(browser, lambda d: text(d, status) in ("queued", "running"))
+    helpers.ok(ws.admin.post(f"/api/v1/scans/{scan_id}/cancel"))
+    until(browser, lambda d: text(d, status) == "aborted")
+    # the page read the run's events to their end (a resource is listed once its answer is complete)
+    events = f"{system.url}/api/operations/{run_id}/events"
+    until(browser, lambda d: events in d.execute_script(RESOURCES))
+
+
 def test_the_page_follows_a_compliance_scan_to_its_counts_per_rule(system, ws, browser, tmp_path):
     token = ws.viewer.headers["authorization"].removeprefix("Bearer ")
     browser.get(f"{system.url}/")
@@ -120,7 +146,7 @@ def test_the_page_follows_a_compliance_scan_to_its_counts_per_rule(system, ws, b
     assert int(text(browser, f"{row} .anomalies")) == sum(on_page.values())
 
     # the token travelled in headers only: no URL the page asked for carries it
-    urls = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    urls = browser.execute_script(RESOURCES)
     assert urls and not [u for u in urls if token in u]
 
     shot = artifacts(tmp_path) / "live-page.png"
