@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,6 +30,7 @@ from api.web.errors import (
 )
 from api.web.http_metrics import HttpMetrics
 from api.web.limits import BodyLimit
+from api.web.live_page import routes as live_routes
 from api.web.openapi import openapi_document
 from api.web.responses import json_response
 from services import stores
@@ -142,11 +144,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
             db.close()
 
     routes = [Route("/healthz", healthz), Route("/metrics", metrics), Route("/openapi.json", openapi), *docs_routes,
+              *live_routes,
               *(route for router in ROUTERS for route in router.routes)]
     # Bodies are capped before any route reads them: JSON everywhere, the upload cap on /api/upload.
     # HTTP latency outermost, so a body refused by the limit is timed too.
     middleware = [Middleware(HttpMetrics, routes=routes), Middleware(BodyLimit, default=settings.max_body_bytes,
                              per_path={"/api/upload": settings.max_upload_bytes})]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware, exception_handlers={
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware, exception_handlers={
         ApiError: handle_api_error, HTTPException: handle_http_exception, BlobUnavailable: handle_blob_unavailable,
         Exception: handle_unexpected})  # last resort: a 500 with the error body, never a traceback
+    # Set when the API is told to stop (cli/main.py): open event streams end, since uvicorn waits for
+    # every response in flight before it stops.
+    app.state.stopping = threading.Event()
+    return app

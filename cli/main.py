@@ -123,35 +123,13 @@ def cmd_db(args) -> None:
 
 
 def cmd_api(args) -> None:
-    import uvicorn
+    from cli.api_server import serve
 
     settings = _settings(args)
     check_kafka(settings)
     check_blobs(settings)
     prepare_database(settings)
-    # JSON logs: uvicorn's own loggers go through the root's JSON handler instead of its text one
-    log_config = None if logs.log_format() == "json" else uvicorn.config.LOGGING_CONFIG
-    if settings.api_processes > 1:  # each process builds its app from the same environment
-        uvicorn.run("cli.main:api_app", factory=True, workers=settings.api_processes, host=args.host,
-                    port=settings.port, log_level="warning", log_config=log_config)
-    else:
-        uvicorn.run(api_app(settings), host=args.host, port=settings.port, log_level="warning",
-                    log_config=log_config)
-
-
-def api_app(settings: Settings | None = None):
-    """One API process's app (uvicorn's factory when there are several)."""
-    from api.app import create_app
-    from services.adapters.arrow_memory import keep_freed_pages
-
-    if settings is None:  # a process uvicorn started: configured as main() configures the command's
-        logs.configure(logging.INFO)
-    keep_freed_pages()  # uploads are read into Arrow tables
-    # The database threads release the GIL inside SQLite and must win it back from the event loop;
-    # at Python's 5 ms switch interval, 20 concurrent readers queue behind each other's handoffs
-    # (bench/compliance_scan.py: 420 -> 560 req/s, p50 31 -> 23 ms).
-    sys.setswitchinterval(0.0005)
-    return create_app(settings)
+    serve(settings, args.host)
 
 
 def cmd_worker(args) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from starlette.routing import Router
 
-from api.operations import routes
+from api.operations import events, routes
 
 # in this order: the first match wins
-router = Router(routes=[*routes.routes])
+router = Router(routes=[*routes.routes, *events.routes])

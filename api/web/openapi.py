@@ -12,7 +12,8 @@ from starlette.routing import Mount, Route
 BODIES: dict[tuple[str, str], type] = {}
 FORMS: dict[tuple[str, str], dict] = {}
 QUERIES: dict[tuple[str, str], list[dict]] = {}
-QUERY_DEFS: dict[str, dict] = {}  # the schemas query models' fields refer to
+QUERY_DEFS: dict[str, dict] = {}
+STREAMS: set[tuple[str, str]] = set()  # the schemas query models' fields refer to
 REF = "#/components/schemas/{model}"
 
 ERROR = {
@@ -79,6 +80,11 @@ def request_body(method: str, path: str):
         BODIES[(method.lower(), path)] = model
         return model
     return register
+
+
+def event_stream(method: str, path: str) -> None:
+    """Register a route that answers `text/event-stream` (server-sent events) rather than JSON."""
+    STREAMS.add((method.lower(), path))
 
 
 def form_body(method: str, path: str, properties: dict, required: list[str]) -> None:
@@ -152,6 +158,8 @@ def _responses(method: str, path: str, public: bool, body: bool, json: bool) -> 
     out: dict[str, Any] = {}
     for status in SUCCESS.get(key, ("200",)):
         out[status] = ({"description": "No content"} if status == "204" else
+                       {"description": "Server-sent events", "content": {"text/event-stream": {
+                           "schema": {"type": "string"}}}} if key in STREAMS else
                        {"description": "OK", "content": _json(schema)})
     if public:
         return out

@@ -48,7 +48,7 @@ KINDS = {
     ("GET", "/api/operations"): READ, ("PUT", "/api/operations/abort/{id}"): TRIGGER,
     ("PUT", "/api/operations/run/{id}"): TRIGGER, ("PUT", "/api/operations/rerun/{id}"): TRIGGER,
     ("GET", "/api/operations/{id}"): READ, ("DELETE", "/api/operations/{id}"): TRIGGER,
-    ("GET", "/api/operations/{id}/containers"): READ,
+    ("GET", "/api/operations/{id}/containers"): READ, ("GET", "/api/operations/{id}/events"): READ,
     ("POST", "/api/v1/connectors"): WRITE, ("GET", "/api/v1/connectors"): READ,
     ("GET", "/api/v1/connectors/{id}"): READ, ("DELETE", "/api/v1/connectors/{id}"): WRITE,
     ("POST", "/api/v1/scans/parallel"): TRIGGER, ("GET", "/api/v1/scans"): READ,
