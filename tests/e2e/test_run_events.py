@@ -128,11 +128,14 @@ def test_another_workspace_and_no_token_see_nothing(system, ws):
         helpers.ok(ws.admin.post(f"/api/v1/scans/{scan_id}/cancel"))
 
 
-def test_a_stopping_api_ends_its_open_streams(system, ws):
-    """A second API process over the same system, SIGTERMed while a client reads a run that never ends."""
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_stopping_api_ends_its_open_streams(system, ws, processes):
+    """A second API (of one process, or of two on its port) over the same system, SIGTERMed while a client
+    reads a run that never ends."""
     port = free_port()
-    api = subprocess.Popen([sys.executable, "-m", "cli.main", "api"], env={**system.env, "SCANLEDGER_PORT": str(port)},
-                           cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    api = subprocess.Popen([sys.executable, "-m", "cli.main", "api"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, env={**system.env, "SCANLEDGER_PORT": str(port),
+                                                           "SCANLEDGER_API_PROCESSES": str(processes)})
     scan_id, run_id = byoc_scan(ws)
     try:
         url = f"http://127.0.0.1:{port}"
