@@ -29,17 +29,25 @@ class Child:
     restart_at: float | None = None
     restarts: int = 0
     exits: list[int] = field(default_factory=list)
+    log_start: int = 0  # where this run's lines begin in log_path
 
     @property
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def last_line(self) -> str:
+        """The last line this run wrote to its log (a process that fails at start says why there)."""
+        with open(self.log_path, "rb") as log:
+            log.seek(self.log_start)
+            lines = log.read().decode(errors="replace").split("\n")
+        return next((line.strip() for line in reversed(lines) if line.strip()), "(nothing in its log)")
 
 
 class Supervisor:
     def __init__(self, children: list[tuple[str, list[str]]], logs: Path, env: dict[str, str] | None = None,
                  cwd: Path | None = None, say: Callable[[str], None] = print):
         self.children = {name: Child(name, argv, logs / f"{name}.log") for name, argv in children}
-        self.env, self.cwd, self.say = env, cwd, say
+        self.env, self.cwd, self.say, self.logs = env, cwd, say, logs
         logs.mkdir(parents=True, exist_ok=True)
 
     def start(self) -> Supervisor:
@@ -49,9 +57,14 @@ class Supervisor:
 
     def _spawn(self, child: Child) -> None:
         with open(child.log_path, "ab") as log:
+            child.log_start = log.tell()
             child.process = subprocess.Popen(child.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
                                              cwd=self.cwd, start_new_session=True)
         child.started_at, child.restart_at = time.monotonic(), None
+
+    def failed(self) -> list[Child]:
+        """The children that have exited, without restarting them: `up` gives up on one that fails at start."""
+        return [child for child in self.children.values() if child.process is not None and not child.alive]
 
     def poll(self) -> None:
         """Restart what exited, once its backoff has passed. Call this every so often."""

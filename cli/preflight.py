@@ -1,0 +1,76 @@
+"""What a process checks before it starts anything: its data dir, its port, its database.
+
+Each failure is a `StartError` whose text is one line naming the setting to fix; `scanledger` prints it
+and exits 2 (cli/main.py), with no traceback and nothing left running.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import sqlite3
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+from services.adapters.db import UnsupportedDatabase, connect
+from services.settings import Settings
+
+
+class StartError(Exception):
+    """A setting that stops a process from starting: the message says which, and what to do."""
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def check_data_dir(settings: Settings) -> None:
+    """The data dir exists (made if missing) and a file can be written in it."""
+    probe = settings.data_dir / f".write-check-{uuid.uuid4().hex}"
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise StartError(f"the data dir {settings.data_dir} is not writable ({exc.strerror or exc}): set "
+                         "SCANLEDGER_DATA_DIR (or --data-dir) to a directory this user can write") from None
+
+
+def check_port(host: str, port: int) -> None:
+    """The API's port is free on its host (something else listening there would answer its health checks)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is free to listen on
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise StartError(f"the API port {port} on {host} is not available ({exc.strerror or exc}): stop what "
+                             "holds it, or choose another SCANLEDGER_PORT (or --port)") from None
+
+
+def check_log_level(level: str) -> None:
+    """The worker's log level is one Python's logging knows (Faust's worker would die on another with a stack)."""
+    if not isinstance(logging.getLevelName(level.upper()), int):
+        raise StartError(f"{level!r} is not a log level: set SCANLEDGER_WORKER_LOGLEVEL (or --loglevel) to debug, "
+                         "info, warning or error")
+
+
+def shown_url(url: str) -> str:
+    """A database URL fit for a message: its password left out."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def open_database(url: str):
+    """A connection to the database of SCANLEDGER_DATABASE_URL, or a StartError saying why there is none."""
+    try:
+        return connect(url)
+    except UnsupportedDatabase:
+        raise StartError(f"unsupported database URL {shown_url(url)}: set SCANLEDGER_DATABASE_URL to sqlite:///path or "
+                         "postgresql://user:password@host:port/database") from None
+    except (psycopg.Error, sqlite3.OperationalError, OSError) as exc:
+        raise StartError(f"cannot open the database {shown_url(url)} ({_one_line(exc)}): check that it is up and "
+                         "reachable, or fix SCANLEDGER_DATABASE_URL") from None
