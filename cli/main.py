@@ -383,10 +383,8 @@ def _wait_healthy(url: str, supervisor: Supervisor, stopping, timeout_s: float =
         time.sleep(0.5)
 
 
-def main(argv: list[str] | None = None) -> None:
-    logs.configure(logging.INFO)  # text, or JSON lines with SCANLEDGER_LOG_FORMAT=json (services/logs.py)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # not every health poll of `up`
-    logging.getLogger("botocore").setLevel(logging.WARNING)  # not "Found credentials in environment variables"
+def build_parser() -> argparse.ArgumentParser:
+    """Every `scanledger` command line (compose.yaml's commands are checked against it: tests/unit/test_compose.py)."""
     parser = argparse.ArgumentParser(prog="scanledger", description="An event-sourced ledger of data scans on Kafka.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -437,7 +435,14 @@ def main(argv: list[str] | None = None) -> None:
     db = command("db", cmd_db, "the database's schema version (status) or bring it to this code's (upgrade)")
     db.add_argument("action", choices=["status", "upgrade"])
     client_commands(sub)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    logs.configure(logging.INFO)  # text, or JSON lines with SCANLEDGER_LOG_FORMAT=json (services/logs.py)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not every health poll of `up`
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # not "Found credentials in environment variables"
+    args = build_parser().parse_args(argv)
     from cli.client import ClientError
     from cli.localbroker import BrokerError
 
