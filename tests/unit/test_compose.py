@@ -1,6 +1,6 @@
-"""compose.yaml (and compose.cluster.yaml over it) against the code, without Docker: every service of our
-image runs a real `scanledger` command line, sets only variables the code reads, and the API's health check,
-the worker's scaling and the named volumes hold together."""
+"""compose.yaml (with compose.cluster.yaml over it) and compose.byoc.yaml against the code, without Docker:
+every service of our image runs a real `scanledger` command line and sets only variables the code reads, and
+the API's health check, the worker's scaling and the named volumes hold together."""
 from __future__ import annotations
 
 import re
@@ -15,6 +15,7 @@ from services.settings import Settings
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
 CLUSTER = yaml.safe_load((ROOT / "compose.cluster.yaml").read_text())
+BYOC = yaml.safe_load((ROOT / "compose.byoc.yaml").read_text())
 PACKAGES = ("cli", "api", "streams", "projections", "byoc", "services")
 
 
@@ -33,21 +34,25 @@ def _read_by_the_code() -> str:
     return "\n".join(p.read_text() for package in PACKAGES for p in (ROOT / package).rglob("*.py"))
 
 
+def _every_one_of_ours() -> dict[str, dict]:
+    return {**_ours(COMPOSE), **_ours(BYOC)}
+
+
 def test_the_system_runs_as_api_worker_and_projector_services():
     assert {"api", "worker", "projector"} <= set(_ours(COMPOSE))
 
 
-@pytest.mark.parametrize("name", sorted(_ours(COMPOSE)))
+@pytest.mark.parametrize("name", sorted(_every_one_of_ours()))
 def test_each_service_runs_a_real_scanledger_command(name):
-    command = _ours(COMPOSE)[name].get("command") or _dockerfile_cmd()
+    command = _every_one_of_ours()[name].get("command") or _dockerfile_cmd()
     args = build_parser().parse_args(command)  # an unknown command or option exits 2 here
     assert args.command == command[0]
 
 
-@pytest.mark.parametrize("name", sorted(_ours(COMPOSE)))
+@pytest.mark.parametrize("name", sorted(_every_one_of_ours()))
 def test_each_variable_a_service_sets_is_one_the_code_reads(name):
     code = _read_by_the_code()
-    for variable in _ours(COMPOSE)[name].get("environment", {}):
+    for variable in _every_one_of_ours()[name].get("environment", {}):
         assert f'"{variable}"' in code, f"{name} sets {variable}, which no code reads"
 
 
