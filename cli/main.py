@@ -179,6 +179,8 @@ def cmd_replay(args) -> None:
     from projections.projector import replay
 
     settings = _settings(args)
+    # a database it cannot open is one line here, not a traceback after the log is read
+    open_database(args.into or settings.db_url, "--into" if args.into else "SCANLEDGER_DATABASE_URL").close()
     as_of_ms = None if args.as_of is None else _instant(args.as_of)
     with known_schema(), metered("replay" if as_of_ms is None else f"replay as of {args.as_of}", "events") as meter:
         applied = replay(settings, args.into, as_of_ms, meter)

@@ -64,13 +64,13 @@ def shown_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def open_database(url: str):
-    """A connection to the database of SCANLEDGER_DATABASE_URL, or a StartError saying why there is none."""
+def open_database(url: str, setting: str = "SCANLEDGER_DATABASE_URL"):
+    """A connection to the database of `setting`, or a StartError saying why there is none."""
     try:
         return connect(url)
     except UnsupportedDatabase:
-        raise StartError(f"unsupported database URL {shown_url(url)}: set SCANLEDGER_DATABASE_URL to sqlite:///path or "
+        raise StartError(f"unsupported database URL {shown_url(url)}: set {setting} to sqlite:///path or "
                          "postgresql://user:password@host:port/database") from None
     except (psycopg.Error, sqlite3.OperationalError, OSError) as exc:
         raise StartError(f"cannot open the database {shown_url(url)} ({_one_line(exc)}): check that it is up and "
-                         "reachable, or fix SCANLEDGER_DATABASE_URL") from None
+                         f"reachable, or fix {setting}") from None

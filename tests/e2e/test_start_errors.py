@@ -101,6 +101,13 @@ def test_unsupported_database_url(tmp_path, command):
     assert not _listening(run.api_port) and not _listening(run.broker_port)
 
 
+def test_replay_into_an_unsupported_database_url(tmp_path):
+    run = Run(tmp_path)
+    line = run("replay", "--into", "mysql://scan:hunter2@db.example/ledger")
+    assert "mysql://scan:***@db.example/ledger" in line and "--into" in line
+    assert "hunter2" not in line
+
+
 def test_unreachable_postgresql(tmp_path):
     nothing_there = free_port()
     run = Run(tmp_path, SCANLEDGER_DATABASE_URL=f"postgresql://scan:hunter2@127.0.0.1:{nothing_there}/ledger")
