@@ -6,9 +6,10 @@ and exits 2 (cli/main.py), with no traceback and nothing left running.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import sqlite3
-import uuid
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -26,15 +27,23 @@ def _one_line(text: object) -> str:
 
 
 def check_data_dir(settings: Settings) -> None:
-    """The data dir exists (made if missing) and a file can be written in it."""
-    probe = settings.data_dir / f".write-check-{uuid.uuid4().hex}"
-    try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise StartError(f"the data dir {settings.data_dir} is not writable ({exc.strerror or exc}): set "
-                         "SCANLEDGER_DATA_DIR (or --data-dir) to a directory this user can write") from None
+    """The data dir is a directory this process may write in, or may make: checked without making it, so a
+    process that stops on a later check leaves nothing behind."""
+    why = _unusable(settings.data_dir)
+    if why:
+        raise StartError(f"the data dir {settings.data_dir} cannot be used ({why}): set SCANLEDGER_DATA_DIR "
+                         "(or --data-dir) to a directory this user can write")
+
+
+def _unusable(data_dir: Path) -> str | None:
+    path = data_dir
+    while not path.exists() and path != path.parent:
+        path = path.parent  # the nearest part that exists: where the data dir would be made
+    if not path.is_dir():
+        return f"{path} is not a directory"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"{path} is not writable"
+    return None
 
 
 def check_port(host: str, port: int) -> None:
