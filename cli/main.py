@@ -28,7 +28,7 @@ from pathlib import Path
 
 import orjson
 
-from cli.preflight import StartError, check_data_dir, check_log_level, check_port, open_database
+from cli.preflight import StartError, check_data_dir, check_kafka, check_log_level, check_port, open_database
 from cli.supervisor import Supervisor, install_stop_handlers
 from services import logs
 from services.settings import Settings
@@ -330,6 +330,8 @@ def cmd_up(args) -> None:
     check_data_dir(settings)
     check_port(args.host, settings.port)
     check_blobs(settings)  # the API and the worker would only exit on it
+    if not settings.uses_local_broker:
+        check_kafka(settings)
     token = admin_token(settings)
     os.environ["SCANLEDGER_ADMIN_TOKEN"] = token
     settings = Settings.from_env()

@@ -57,6 +57,24 @@ def check_port(host: str, port: int) -> None:
                              "holds it, or choose another SCANLEDGER_PORT (or --port)") from None
 
 
+def check_kafka(settings: Settings, timeout_s: float = 15) -> None:
+    """A Kafka of the user's (KAFKA_BOOTSTRAP_SERVERS) answers before `up` starts anything on it. Its client
+    logs to a logger of its own that is silent: librdkafka would otherwise print each refused connection."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    quiet = logging.getLogger("scanledger.preflight.kafka")
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
+    client = AdminClient({"bootstrap.servers": settings.bootstrap_servers}, logger=quiet)
+    try:
+        client.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        raise StartError(f"no Kafka answers at {settings.bootstrap_servers} within {timeout_s:.0f}s "
+                         f"({exc.args[0].str()}): start it, or fix KAFKA_BOOTSTRAP_SERVERS (unset, `up` runs a "
+                         "broker of its own)") from None
+
+
 def check_log_level(level: str) -> None:
     """The worker's log level is one Python's logging knows (Faust's worker would die on another with a stack)."""
     if not isinstance(logging.getLevelName(level.upper()), int):

@@ -1,7 +1,8 @@
 """Keeping a set of child processes running: what `up` (and the end-to-end tests) start.
 
 A child that exits is started again after a backoff (1 s, doubling to 30 s; back to 1 s
-once it has run for a minute) while the others keep running. Each child runs in a session
+once it has run for a minute) while the others keep running; `up` calls poll() for that only once the
+API is healthy, and before that gives up on a child that exits (failed()). Each child runs in a session
 of its own, so a terminal's Ctrl-C reaches only the supervisor, which then stops every child
 with SIGTERM (the worker commits and leaves its group) and SIGKILLs one that does not exit.
 """

@@ -92,6 +92,15 @@ def test_data_dir_not_writable(tmp_path, command):
     assert not _listening(run.api_port) and not _listening(run.broker_port)
 
 
+def test_a_kafka_of_the_users_that_does_not_answer(tmp_path):
+    nothing_there = free_port()
+    run = Run(tmp_path, KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{nothing_there}")
+    line = run("up")
+    assert f"127.0.0.1:{nothing_there}" in line and "KAFKA_BOOTSTRAP_SERVERS" in line
+    assert not _listening(run.api_port)
+    assert not (run.data_dir / "logs").exists()  # no process was started
+
+
 @pytest.mark.parametrize("command", ["up", "api", "projector", "db"])
 def test_unsupported_database_url(tmp_path, command):
     run = Run(tmp_path, SCANLEDGER_DATABASE_URL="mysql://scan:hunter2@db.example/ledger")
