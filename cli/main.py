@@ -330,12 +330,12 @@ def cmd_up(args) -> None:
     check_data_dir(settings)
     check_port(args.host, settings.port)
     check_blobs(settings)  # the API and the worker would only exit on it
-    if not settings.uses_local_broker:
-        check_kafka(settings)
     token = admin_token(settings)
     os.environ["SCANLEDGER_ADMIN_TOKEN"] = token
     settings = Settings.from_env()
     prepare_database(settings)  # before the broker: a database newer than this code stops `up` with nothing started
+    if not settings.uses_local_broker:
+        check_kafka(settings)
     logs = settings.data_dir / "logs"
     stop_asked = install_stop_handlers()  # from here a Ctrl-C stops what has started, in the finally below
     me = [sys.executable, "-m", "cli.main"]
