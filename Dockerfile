@@ -1,5 +1,6 @@
-# scan-ledger's image: the whole system (`scanledger up`, as compose.yaml runs it) and the BYOC scan
-# worker a customer runs next to their data (`scanledger scan-worker`, the default command), configured
+# scan-ledger's image: the whole system (`scanledger up`, or its api, worker and projector a container each,
+# as compose.yaml runs them) and the BYOC scan worker a customer runs next to their data (`scanledger
+# scan-worker`, the default command; compose.byoc.yaml), configured
 # by the environment GET /api/v1/scans/:id/deployment-config gives (SCAN_ID, COORDINATOR_URL,
 # AUTH_TOKEN) plus the worker's own credentials for the data (e.g. SCANLEDGER_SECRET_… variables).
 #   docker build -t scanledger/scan-worker:0.1.0 .

@@ -28,6 +28,14 @@ from pathlib import Path
 
 import orjson
 
+from cli.preflight import (
+    StartError,
+    check_data_dir,
+    check_kafka_answers,
+    check_log_level,
+    check_port,
+    open_database,
+)
 from cli.supervisor import Supervisor, install_stop_handlers
 from services import logs
 from services.settings import Settings
@@ -84,9 +92,8 @@ def known_schema():
 def prepare_database(settings: Settings) -> None:
     """The database at this code's schema (services.stores.migrations) before a process that needs it starts."""
     from services import stores
-    from services.adapters.db import connect
 
-    conn = connect(settings.db_url)
+    conn = open_database(settings.db_url)
     try:
         with known_schema():
             stores.init(conn, settings.admin_token)
@@ -98,11 +105,10 @@ def cmd_db(args) -> None:
     """`db status`: the database's schema version, the latest this code knows, the steps applied and still
     to apply; `db upgrade`: apply them now (every process that opens the database does at start)."""
     from services import stores
-    from services.adapters.db import connect
     from services.stores import migrations
 
     settings = _settings(args)
-    conn = connect(settings.db_url)
+    conn = open_database(settings.db_url)
     try:
         with known_schema():
             if args.action == "upgrade":
@@ -126,6 +132,8 @@ def cmd_api(args) -> None:
     from cli.api_server import serve
 
     settings = _settings(args)
+    check_data_dir(settings)
+    check_port(args.host, settings.port)
     check_kafka(settings)
     check_blobs(settings)
     prepare_database(settings)
@@ -141,6 +149,8 @@ def cmd_worker(args) -> None:
     os.nice(int(os.environ.get("SCANLEDGER_WORKER_NICE", "5")))
     keep_freed_pages()
     settings = _settings(args)
+    check_log_level(args.loglevel)
+    check_data_dir(settings)
     check_kafka(settings)
     check_blobs(settings)
     run_worker(settings, loglevel=args.loglevel)
@@ -158,6 +168,7 @@ def cmd_projector(args) -> None:
     from projections.projector import run_forever
 
     settings = _settings(args)
+    check_data_dir(settings)
     check_kafka(settings)
     prepare_database(settings)
     run_forever(settings)
@@ -181,6 +192,8 @@ def cmd_replay(args) -> None:
     from projections.projector import replay
 
     settings = _settings(args)
+    # a database it cannot open is one line here, not a traceback after the log is read
+    open_database(args.into or settings.db_url, "--into" if args.into else "SCANLEDGER_DATABASE_URL").close()
     as_of_ms = None if args.as_of is None else _instant(args.as_of)
     with known_schema(), metered("replay" if as_of_ms is None else f"replay as of {args.as_of}", "events") as meter:
         applied = replay(settings, args.into, as_of_ms, meter)
@@ -320,38 +333,41 @@ def admin_token(settings: Settings) -> str:
 
 
 def cmd_up(args) -> None:
+    """Everything on one machine. A setting that stops any part from starting (cli/preflight.py, the blob store,
+    the broker's ports, a process that exits before the API is healthy) ends `up` with one line naming it,
+    a non-zero exit and nothing left running."""
     from cli import localbroker
     from services.adapters import kafka_admin
 
     settings = _settings(args)
     # before anything starts: the API and the worker would only exit on them (the local broker is asked
     # once it runs, below)
+    check_data_dir(settings)
+    check_port(args.host, settings.port)
     check_kafka(settings, ask_broker=not settings.uses_local_broker)
     check_blobs(settings)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     token = admin_token(settings)
     os.environ["SCANLEDGER_ADMIN_TOKEN"] = token
     settings = Settings.from_env()
     prepare_database(settings)  # before the broker: a database newer than this code stops `up` with nothing started
-    started_broker = False
-    if settings.uses_local_broker:
-        print(f"starting the local Kafka broker on {settings.bootstrap_servers} …", flush=True)
-        localbroker.start(settings)
-        started_broker = True
-        try:  # its SCRAM users are those of its first start (README, "Secured Kafka")
-            check_kafka(settings)
-        except SystemExit:
-            localbroker.stop(settings)
-            raise
-    kafka_admin.ensure_topics(settings)
+    if not settings.uses_local_broker:
+        check_kafka_answers(settings)
     logs = settings.data_dir / "logs"
-    stop_asked = install_stop_handlers()
+    stop_asked = install_stop_handlers()  # from here a Ctrl-C stops what has started, in the finally below
     me = [sys.executable, "-m", "cli.main"]
     supervisor = Supervisor([("worker", [*me, "worker"]), ("projector", [*me, "projector"]),
                              ("api", [*me, "api", "--host", args.host])], logs, env=os.environ.copy(),
                             say=lambda line: print(line, file=sys.stderr, flush=True))
+    started_broker = False
     try:
-        supervisor.start()
+        if settings.uses_local_broker:
+            print(f"starting the local Kafka broker on {settings.bootstrap_servers} …", flush=True)
+            localbroker.start(settings)  # stops what it launched when it fails
+            started_broker = True
+            check_kafka(settings)  # its SCRAM users are those of its first start (README, "Secured Kafka")
+        if not stop_asked():
+            kafka_admin.ensure_topics(settings)
+            supervisor.start()
         url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{settings.port}"
         _wait_healthy(url, supervisor, stop_asked)
         if not stop_asked():
@@ -368,24 +384,28 @@ def cmd_up(args) -> None:
         print("scan-ledger stopped.", flush=True)
 
 
-def _wait_healthy(url: str, supervisor, stopping, timeout_s: float = 180) -> None:
+def _wait_healthy(url: str, supervisor: Supervisor, stopping, timeout_s: float = 180) -> None:
+    """Until the API answers /healthz; a process that exits before that, or no answer in time, is a StartError."""
     import httpx
 
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and not stopping():
-        supervisor.poll()
+    while not stopping():
+        for child in supervisor.failed():
+            raise StartError(f"the {child.name} exited with {child.process.returncode} while starting: "
+                             f"{child.last_line()} (its log: {child.log_path})")
         try:
             if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
+        if time.monotonic() >= deadline:
+            raise StartError(f"the API did not answer at {url}/healthz within {timeout_s:.0f}s of starting "
+                             f"(logs: {supervisor.logs})")
         time.sleep(0.5)
 
 
-def main(argv: list[str] | None = None) -> None:
-    logs.configure(logging.INFO)  # text, or JSON lines with SCANLEDGER_LOG_FORMAT=json (services/logs.py)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # not every health poll of `up`
-    logging.getLogger("botocore").setLevel(logging.WARNING)  # not "Found credentials in environment variables"
+def build_parser() -> argparse.ArgumentParser:
+    """Every `scanledger` command line (compose.yaml's commands are checked against it: tests/unit/test_compose.py)."""
     parser = argparse.ArgumentParser(prog="scanledger", description="An event-sourced ledger of data scans on Kafka.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -436,7 +456,14 @@ def main(argv: list[str] | None = None) -> None:
     db = command("db", cmd_db, "the database's schema version (status) or bring it to this code's (upgrade)")
     db.add_argument("action", choices=["status", "upgrade"])
     client_commands(sub)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    logs.configure(logging.INFO)  # text, or JSON lines with SCANLEDGER_LOG_FORMAT=json (services/logs.py)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not every health poll of `up`
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # not "Found credentials in environment variables"
+    args = build_parser().parse_args(argv)
     from cli.client import ClientError
     from cli.localbroker import BrokerError
 
@@ -444,6 +471,9 @@ def main(argv: list[str] | None = None) -> None:
         code = args.func(args)
     except BrokerError as exc:  # what to fix, not a traceback
         sys.exit(f"scanledger {args.command}: {exc}")
+    except StartError as exc:
+        print(f"scanledger {args.command}: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
     except ClientError as exc:
         print(f"scanledger: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)

@@ -1,7 +1,8 @@
 """Keeping a set of child processes running: what `up` (and the end-to-end tests) start.
 
 A child that exits is started again after a backoff (1 s, doubling to 30 s; back to 1 s
-once it has run for a minute) while the others keep running. Each child runs in a session
+once it has run for a minute) while the others keep running; `up` calls poll() for that only once the
+API is healthy, and before that gives up on a child that exits (failed()). Each child runs in a session
 of its own, so a terminal's Ctrl-C reaches only the supervisor, which then stops every child
 with SIGTERM (the worker commits and leaves its group) and SIGKILLs one that does not exit.
 """
@@ -29,17 +30,25 @@ class Child:
     restart_at: float | None = None
     restarts: int = 0
     exits: list[int] = field(default_factory=list)
+    log_start: int = 0  # where this run's lines begin in log_path
 
     @property
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def last_line(self) -> str:
+        """The last line this run wrote to its log (a process that fails at start says why there)."""
+        with open(self.log_path, "rb") as log:
+            log.seek(self.log_start)
+            lines = log.read().decode(errors="replace").split("\n")
+        return next((line.strip() for line in reversed(lines) if line.strip()), "(nothing in its log)")
 
 
 class Supervisor:
     def __init__(self, children: list[tuple[str, list[str]]], logs: Path, env: dict[str, str] | None = None,
                  cwd: Path | None = None, say: Callable[[str], None] = print):
         self.children = {name: Child(name, argv, logs / f"{name}.log") for name, argv in children}
-        self.env, self.cwd, self.say = env, cwd, say
+        self.env, self.cwd, self.say, self.logs = env, cwd, say, logs
         logs.mkdir(parents=True, exist_ok=True)
 
     def start(self) -> Supervisor:
@@ -49,9 +58,14 @@ class Supervisor:
 
     def _spawn(self, child: Child) -> None:
         with open(child.log_path, "ab") as log:
+            child.log_start = log.tell()
             child.process = subprocess.Popen(child.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
                                              cwd=self.cwd, start_new_session=True)
         child.started_at, child.restart_at = time.monotonic(), None
+
+    def failed(self) -> list[Child]:
+        """The children that have exited, without restarting them: `up` gives up on one that fails at start."""
+        return [child for child in self.children.values() if child.process is not None and not child.alive]
 
     def poll(self) -> None:
         """Restart what exited, once its backoff has passed. Call this every so often."""

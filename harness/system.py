@@ -1,9 +1,9 @@
 """Starting the real system for end-to-end tests: a Kafka broker, worker, projector, API.
 
-The broker is KAFKA_BOOTSTRAP_SERVERS when set, else a Kafka container when a Docker engine
-answers, else the project's own local broker (Apache Kafka jars on the JDK). The worker,
-projector and API run as the same processes `scanledger up` starts, on a topic prefix of
-their own so test runs never see each other's messages.
+The broker is KAFKA_BOOTSTRAP_SERVERS when set, else apache/kafka in Docker with
+SCANLEDGER_TEST_BROKER=testcontainers (harness/kafka_container.py), else the project's own local broker
+(Apache Kafka jars on the JDK). The worker, projector and API run as the same processes `scanledger up`
+starts, on a topic prefix of their own so test runs never see each other's messages.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from harness import databases
+from harness import databases, kafka_container
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "test-admin-token"
@@ -59,16 +59,6 @@ def kafka_env() -> dict[str, str]:
     return {"SCANLEDGER_REPLICATION_FACTOR": str(min(3, BROKER_NODES))} if BROKER_NODES > 1 else {}
 
 
-def docker_answers() -> bool:
-    try:
-        import docker
-
-        docker.from_env(timeout=3).ping()
-        return True
-    except Exception:
-        return False
-
-
 class Broker:
     """Where the tests' Kafka is; stop() cleans up whatever start() began."""
 
@@ -80,11 +70,8 @@ class Broker:
     def start(self) -> str:
         if self.bootstrap:
             return self.bootstrap
-        if docker_answers():
-            from testcontainers.kafka import KafkaContainer
-
-            container = KafkaContainer().with_kraft()
-            container.start()
+        if kafka_container.selected():
+            container = kafka_container.start()
             self._stop = container.stop
             self.bootstrap = container.get_bootstrap_server()
             return self.bootstrap

@@ -1,7 +1,16 @@
 import pytest
 
+from harness import kafka_container
 from harness.s3 import S3Server
 from harness.system import Broker, System
+
+
+def pytest_configure(config):
+    """SCANLEDGER_TEST_BROKER asking for what this machine lacks (Docker) stops the run with one line."""
+    try:
+        kafka_container.selected()
+    except kafka_container.SelectionError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 @pytest.fixture(scope="session")

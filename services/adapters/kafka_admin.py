@@ -37,7 +37,9 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
 
 
 def admin(settings: Settings) -> AdminClient:
-    return AdminClient(client_config(settings))
+    # librdkafka's notices, warnings and errors, not its info lines: `up` would print "Purging 1 unserved events
+    # from background queue" for every client it closes, on a stderr that carries only what to fix
+    return AdminClient(client_config(settings, log_level=5))
 
 
 def ensure_topics(settings: Settings, timeout: float = 30) -> None:

@@ -1,8 +1,9 @@
 """GET /, the live page, in a real browser (Debian's chromium, headless, driven by selenium) over the real
 system: it asks for a token, lists the workspace's runs, follows a run in flight over its event stream
 until it ends, and a compliance scan started after it opened until it shows it completed, with each
-rule's violations as the API counts them and as the data says; then a screenshot. The page alone holds nothing of a workspace. Waits poll the page until
-it shows what is expected, with a generous deadline: no timing is asserted."""
+rule's violations as the API counts them and as the data says; then a screenshot. The page alone holds
+nothing of a workspace. Waits poll the page until it shows what is expected, with a generous deadline: no
+timing is asserted."""
 from __future__ import annotations
 
 import os

@@ -161,6 +161,6 @@ def test_the_image_a_deployment_config_names_builds_from_this_repository():
     from services.settings import Settings
 
     root = Path(__file__).resolve().parents[2]
-    dockerfile, compose = (root / "Dockerfile").read_text(), (root / "compose.yaml").read_text()
+    dockerfile, compose = (root / "Dockerfile").read_text(), (root / "compose.byoc.yaml").read_text()
     assert 'ENTRYPOINT ["scanledger"]' in dockerfile and 'CMD ["scan-worker"]' in dockerfile
     assert f"image: {Settings().worker_image}" in compose and "scan-worker:" in compose

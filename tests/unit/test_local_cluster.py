@@ -83,7 +83,9 @@ def test_the_compose_cluster_file_is_one_quorum_of_three_that_the_system_writes_
         assert (env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"], env["KAFKA_MIN_INSYNC_REPLICAS"]) == ("3", "2")
         assert svc["volumes"][0].split(":")[1] == "/var/lib/kafka/data"
     assert len({svc["volumes"][0] for svc in brokers.values()}) == 3  # a volume per node
-    app = over["scanledger"]["environment"]
+    apps = [over[name]["environment"] for name in ("api", "worker", "projector")]
+    assert all(app == apps[0] for app in apps)
+    app = apps[0]
     assert app["KAFKA_BOOTSTRAP_SERVERS"] == ",".join(f"{hosts[n]}:9092" for n in brokers)
     settings = Settings(kafka_bootstrap=app["KAFKA_BOOTSTRAP_SERVERS"],
                         replication_factor=int(app["SCANLEDGER_REPLICATION_FACTOR"]))
