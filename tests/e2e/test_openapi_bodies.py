@@ -1,7 +1,8 @@
 """Real answers against the OpenAPI document (issue 25): a workspace's whole day on the real system (broker,
 worker, projector, API) — a compliance scan with its violations and one of them resolved, its policy, its
 run in the Activity list and its ledger; a datastore synced, a monitor and a monitor scan; a sensitive
-scan on /api/v1 with its workers, findings and files, detectors and the allow-list — and every JSON body
+scan on /api/v1 with its workers, findings and files, a BYOC scan's worker reports and its cancel,
+detectors and the allow-list; each run of the Activity list in full — and every JSON body
 any of it answered is validated with jsonschema against the schema /openapi.json gives its operation and
 status. The schemathesis run (test_openapi_conformance.py) reaches few of these answers: its generated
 ids are mostly unknown ones."""
@@ -15,7 +16,7 @@ import jsonschema
 import pytest
 
 from harness import data
-from tests.e2e.helpers import all_violations, ok, policy, scan_once, until
+from tests.e2e.helpers import all_violations, ok, policy, scan_once, until, wait_settled
 from tests.e2e.monitor_fixtures import in_workspace, sync, wait_finished
 
 # the operations whose answers this day must reach, each with a body to check
@@ -34,6 +35,8 @@ MUST_REACH = {
     "GET /api/v1/scans/{id}/findings", "GET /api/v1/scans/{id}/files", "GET /api/v1/detectors",
     "POST /api/v1/detectors/custom", "GET /api/v1/detectors/custom", "POST /api/v1/allowlist",
     "GET /api/v1/allowlist", "DELETE /api/v1/allowlist/{id}", "DELETE /api/v1/detectors/custom/{id}",
+    "GET /api/v1/scans/{id}/deployment-config", "POST /api/v1/scans/{id}/report", "POST /api/v1/scans/{id}/cancel",
+    "DELETE /api/v1/connectors/{id}", "PUT /api/operations/rerun/{id}",
 }
 
 
@@ -70,7 +73,8 @@ def day(system):
             client.event_hooks = hooks
         _compliance(ws.admin)
         _monitors(ws.admin, f"{root}/lake")
-        _sensitive(ws.admin, f"{root}/lake")
+        _sensitive(system, ws.admin, f"{root}/lake")
+        _runs(ws.admin)
         r = ws.admin.post("/api/tokens", json={"role": "Viewer", "user": "auditor@example.com"})
         assert r.status_code == 201 and ws.admin.get("/api/tokens").status_code == 200, r.text
     return answers
@@ -90,11 +94,20 @@ def _compliance(api: httpx.Client) -> None:
     api.get(f"/api/scan/{scan_id}")  # its score history now has the resolution
     scan_once(api, data.transactions(1200, seed=8), pol["id"])  # a second scan of the policy: a delta
     assert api.put(f"/api/policies/{pol['id']}", json={"name": "edited", "rules": data.RULES[:2]}).status_code == 200
-    runs = api.get("/api/operations", params={"sort_created": "desc"}).json()["items"]
+    assert api.get(f"/api/scans/{scan_id}/history", params={"limit": 50}).status_code == 200
+    run = next(r for r in api.get("/api/operations").json()["items"] if r["type"] == "scan")
+    r = api.put(f"/api/operations/rerun/{run['id']}")
+    assert r.status_code == 200, r.text
+    wait_settled(api, api.get(f"/api/operations/{r.json()['id']}").json()["scan_id"])
+
+
+def _runs(api: httpx.Client) -> None:
+    """Every run of the day in the Activity list, in full and its containers: each kind's shape."""
+    runs = api.get("/api/operations", params={"sort_created": "desc", "size": 100}).json()["items"]
+    assert {r["type"] for r in runs} >= {"catalog", "scan"}, runs
     for run in runs:
         assert api.get(f"/api/operations/{run['id']}").status_code == 200
         assert api.get(f"/api/operations/{run['id']}/containers").status_code == 200
-    assert api.get(f"/api/scans/{scan_id}/history", params={"limit": 50}).status_code == 200
 
 
 def _monitors(api: httpx.Client, path: str) -> None:
@@ -114,11 +127,13 @@ def _monitors(api: httpx.Client, path: str) -> None:
     assert r.status_code == 200, r.text
     r = api.post("/api/scan/run")
     assert r.status_code == 202, r.text
-    wait_finished(api, r.json()["data"]["executionId"])
+    execution_id = r.json()["data"]["executionId"]
+    wait_finished(api, execution_id)
+    assert api.get(f"/api/scan/{execution_id}").status_code == 200  # a monitor scan read as a scan
     assert api.get("/api/assets/scan-status").status_code == 200
 
 
-def _sensitive(api: httpx.Client, path: str) -> None:
+def _sensitive(system, api: httpx.Client, path: str) -> None:
     connector = ok(api.post("/api/v1/connectors", json={"name": "Bodies", "type": "local_dir",
                                                          "config": {"path": path}}), 201)
     ok(api.get("/api/v1/connectors"))
@@ -141,6 +156,28 @@ def _sensitive(api: httpx.Client, path: str) -> None:
     ok(api.get(f"/api/v1/scans/{scan_id}/findings", params={"limit": 1}))
     ok(api.get(f"/api/v1/scans/{scan_id}/files"))
     ok(api.get("/api/v1/scans", params={"connector": connector["id"]}))
+    _byoc(system, api, connector["id"])
+    ok(api.delete(f"/api/v1/connectors/{connector['id']}"))
+
+
+def _byoc(system, api: httpx.Client, connector_id: str) -> None:
+    """A scan whose workers run elsewhere: its deployment config, a worker's claim, heartbeat and release,
+    its workers with the external one, and a cancel (nothing runs it here: it waits for its workers)."""
+    started = ok(api.post("/api/v1/scans/parallel", json={
+        "connectors": [connector_id], "type": "full", "options": {"max_workers": 1, "execution": "byoc"}}), 201)
+    scan_id = started["scan_id"]
+    config = until(lambda: (c := ok(api.get(f"/api/v1/scans/{scan_id}/deployment-config")))["chunks"] and c)
+    report = config["environment"]["COORDINATOR_URL"]
+    with system.client(config["environment"]["AUTH_TOKEN"]) as worker:
+        worker.event_hooks = api.event_hooks
+        chunk = ok(worker.post(report, json={"type": "claim", "worker_id": "bodies"}))["chunk"]
+        lease = {"chunk_id": chunk["chunk_id"], "lease_id": chunk["lease_id"]}
+        ok(worker.post(report, json={"type": "heartbeat", **lease}))
+        ok(worker.post(report, json={"type": "claim", "worker_id": "second"}))  # none open: when to ask again
+        ok(worker.post(report, json={"type": "release", **lease, "reason": "shutting down"}))
+    assert any("external_worker" in w for w in ok(api.get(f"/api/v1/scans/{scan_id}/workers")))
+    ok(api.post(f"/api/v1/scans/{scan_id}/cancel"))
+    assert ok(api.get(f"/api/v1/scans/{scan_id}"))["status"] == "cancelled"
 
 
 def test_every_answer_of_a_workspaces_day_matches_its_schema_in_the_document(day):
