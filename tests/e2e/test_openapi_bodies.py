@@ -106,8 +106,12 @@ def _runs(api: httpx.Client) -> None:
     runs = api.get("/api/operations", params={"sort_created": "desc", "size": 100}).json()["items"]
     assert {r["type"] for r in runs} >= {"catalog", "scan"}, runs
     for run in runs:
-        assert api.get(f"/api/operations/{run['id']}").status_code == 200
+        detail = api.get(f"/api/operations/{run['id']}").json()
         assert api.get(f"/api/operations/{run['id']}/containers").status_code == 200
+        # any kind's run read as a scan (seed 001's page) and as an execution (seed 000's)
+        assert api.get(f"/api/scan/{detail['scan_id']}").status_code == 200
+        assert api.get(f"/api/scan/status/{detail['scan_id']}").status_code == 200
+        assert api.get(f"/api/scan/{detail['scan_id']}/violations").status_code == 200
 
 
 def _monitors(api: httpx.Client, path: str) -> None:
