@@ -4,11 +4,13 @@ run in the Activity list and its ledger; a datastore synced, a monitor and a mon
 scan on /api/v1 with its workers, findings and files, a BYOC scan's worker reports and its cancel,
 detectors and the allow-list; each run of the Activity list in full — and every JSON body
 any of it answered is validated with jsonschema against the schema /openapi.json gives its operation and
-status. The schemathesis run (test_openapi_conformance.py) reaches few of these answers: its generated
+status. The same for each kind of scan accepted while no worker takes it up (the pending views). The schemathesis run (test_openapi_conformance.py) reaches few of these answers: its generated
 ids are mostly unknown ones."""
 from __future__ import annotations
 
+import os
 import re
+import signal
 import uuid
 
 import httpx
@@ -16,7 +18,8 @@ import jsonschema
 import pytest
 
 from harness import data
-from tests.e2e.helpers import all_violations, ok, policy, scan_once, until, wait_settled
+from harness.system import System
+from tests.e2e.helpers import all_violations, confirm, ok, policy, scan_once, until, upload, wait_settled
 from tests.e2e.monitor_fixtures import in_workspace, sync, wait_finished
 
 # the operations whose answers this day must reach, each with a body to check
@@ -184,14 +187,66 @@ def _byoc(system, api: httpx.Client, connector_id: str) -> None:
     assert ok(api.get(f"/api/v1/scans/{scan_id}"))["status"] == "cancelled"
 
 
+@pytest.fixture(scope="module")
+def waiting(kafka, tmp_path_factory):
+    """Scans accepted on the ledger that no worker has taken up (its worker stopped): each kind's answer
+    while it waits, which a running system shows only for a moment."""
+    root = tmp_path_factory.mktemp("waiting-root")
+    (root / "lake").mkdir()
+    (root / "lake" / "a.txt").write_text("jane.doe@example.com\n")
+    system = System(kafka, tmp_path_factory.mktemp("waiting-system"), SCANLEDGER_DATASTORE_ROOT=str(root)).start()
+    worker = system.processes["worker"].pid
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        with in_workspace(system, "Waiting") as ws:
+            api = ws.admin
+            answers = Answers(api.get("/openapi.json").json())
+            api.event_hooks = {"response": [answers.record]}
+            up = upload(api, data.to_csv(data.transactions(50, seed=9)))
+            mapping = confirm(api, up["upload_id"])
+            r = api.post("/api/scan/run", headers={"Prefer": "respond-async"}, json={
+                "policy_id": policy(api)["id"], "upload_id": up["upload_id"], "mapping_id": mapping["mapping_id"]})
+            assert r.status_code == 200, r.text
+            scans = [r.json()["scan_id"], api.post("/api/scan/run").json()["data"]["executionId"]]
+            connector = ok(api.post("/api/v1/connectors", json={"name": "Lake", "type": "local_dir",
+                                                                "config": {"path": "lake"}}), 201)
+            for kind in ("full", "incremental"):
+                started = ok(api.post("/api/v1/scans/parallel", json={"connectors": [connector["id"]], "type": kind}),
+                             201)
+                scans.append(started["scan_id"])
+                assert ok(api.get(f"/api/v1/scans/{started['scan_id']}"))["status"] == "queued"
+                ok(api.get(f"/api/v1/scans/{started['scan_id']}/workers"))
+            for scan_id in scans:
+                assert api.get(f"/api/scan/{scan_id}").json()["status"] == "pending"
+                assert api.get(f"/api/scan/status/{scan_id}").status_code == 200
+            store = api.post("/api/datastores", json={"name": "Lake", "type": "local_dir", "path": "lake"}).json()
+            sync = api.post(f"/api/datastores/{store['id']}/sync").json()  # a run's id: the sync's answer has it
+            assert api.get(f"/api/operations/{sync['operation_id']}").json()["result"] == "queued"
+            yield answers
+    finally:
+        os.kill(worker, signal.SIGCONT)
+        system.stop()
+
+
+def _conforms(answers: Answers) -> None:
+    wrong = []
+    for method, path, status, body in answers.seen:
+        errors = list(jsonschema.Draft202012Validator(answers.schema(method, path, status)).iter_errors(body))
+        wrong += [(method, path, status, e.json_path, e.message[:200]) for e in errors[:3]]
+    assert not wrong, "\n".join(map(str, wrong[:30]))
+
+
 def test_every_answer_of_a_workspaces_day_matches_its_schema_in_the_document(day):
     reached = {f"{method} {path}" for method, path, status, _ in day.seen if status.startswith("2")}
     assert reached >= MUST_REACH, sorted(MUST_REACH - reached)
-    wrong = []
-    for method, path, status, body in day.seen:
-        errors = list(jsonschema.Draft202012Validator(day.schema(method, path, status)).iter_errors(body))
-        wrong += [(method, path, status, e.json_path, e.message[:200]) for e in errors[:3]]
-    assert not wrong, "\n".join(map(str, wrong[:30]))
+    _conforms(day)
+
+
+def test_a_scan_no_worker_has_taken_up_yet_answers_as_its_schema_says(waiting):
+    reached = {f"{method} {path}" for method, path, status, _ in waiting.seen if status.startswith("2")}
+    assert reached >= {"GET /api/scan/{id}", "GET /api/scan/status/{executionId}", "GET /api/v1/scans/{id}",
+                       "GET /api/operations/{id}"}, reached
+    _conforms(waiting)
 
 
 def test_the_schemas_are_not_vacuous_a_wrong_body_fails_them(day):
