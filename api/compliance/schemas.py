@@ -34,7 +34,7 @@ SCAN = obj({
     "violation_count": INT, "compliance_score": NUM, "rules_processed": INT, "rules_total": INT,
     "created_at": TIME, "completed_at": nullable(TIME), "audit_name": nullable(STR), "record_count": INT,
     "policy_id": nullable(STR), "upload_id": nullable(STR), "mapping_id": nullable(STR), "audit_id": nullable(STR),
-    "mapping_config": ANY_OBJ, "temporal_scale": nullable(STR),
+    "mapping_config": {"type": "object", "additionalProperties": STR}, "temporal_scale": nullable(STR),
     "score_history": array(obj({"score": NUM, "timestamp": TIME, "action": STR, "violation_id": nullable(STR)})),
     "delta": nullable(obj({"new_count": INT, "resolved_count": INT, "unchanged_count": INT,
                            "previous_scan_id": STR, "previous_violation_count": INT})),
