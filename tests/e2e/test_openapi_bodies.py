@@ -2,10 +2,10 @@
 worker, projector, API) — a compliance scan with its violations and one of them resolved, its policy, its
 run in the Activity list and its ledger; a datastore synced, a monitor and a monitor scan; a sensitive
 scan on /api/v1 with its workers, findings and files, a BYOC scan's worker reports and its cancel,
-detectors and the allow-list; each run of the Activity list in full — and every JSON body
-any of it answered is validated with jsonschema against the schema /openapi.json gives its operation and
-status. The same for each kind of scan accepted while no worker takes it up (the pending views). The schemathesis run (test_openapi_conformance.py) reaches few of these answers: its generated
-ids are mostly unknown ones."""
+detectors and the allow-list; each run of the Activity list in full — and every JSON body any of it
+answered is validated with jsonschema against the schema /openapi.json gives its operation and status.
+The same for each kind of scan accepted while no worker takes it up (the pending views). The schemathesis
+run (test_openapi_conformance.py) reaches few of these answers: its generated ids are mostly unknown ones."""
 from __future__ import annotations
 
 import os
