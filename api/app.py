@@ -32,6 +32,7 @@ from api.web.http_metrics import HttpMetrics
 from api.web.limits import BodyLimit
 from api.web.live_page import routes as live_routes
 from api.web.openapi import openapi_document
+from api.web.response_schemas import ANY_OBJ, STR, answers, obj
 from api.web.responses import json_response
 from services import stores
 from services.adapters import deadletter, kafka_admin
@@ -114,6 +115,9 @@ async def healthz(request: Request):
     parts = cache.parts
     ok = all(parts[name] for name in ("broker", "worker", "projector")) and not parts["stalled"]
     return json_response({"status": "ok" if ok else "unavailable", **parts}, 200 if ok else 503)
+
+
+answers("GET", "/openapi.json", obj({"openapi": STR, "info": ANY_OBJ, "components": ANY_OBJ, "paths": ANY_OBJ}))
 
 
 async def openapi(request: Request):

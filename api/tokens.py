@@ -4,7 +4,7 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
@@ -17,6 +17,7 @@ from api.web.db_work import run_db
 from api.web.errors import ApiError, not_found
 from api.web.openapi import request_body
 from api.web.requests import idempotent, json_body, parse
+from api.web.response_schemas import STR, TIME, answers, listing, nullable, obj
 from api.web.responses import json_response
 from services.stores import config_store
 
@@ -32,6 +33,16 @@ class TokenBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: Role
     user: str = Field(min_length=1, max_length=200, description="user name or e-mail: the triggered_by of runs")
+
+
+ROLE = {"enum": list(get_args(Role))}
+TOKEN = obj({"id": STR, "role": ROLE, "user": STR, "workspace_id": STR, "created_at": TIME})
+# the secret, shown once: null when a retry with the same Idempotency-Key answers again
+answers("POST", "/api/tokens", {**TOKEN, "required": [*TOKEN["required"], "token"],
+                                "properties": {**TOKEN["properties"], "token": nullable(STR)}})
+answers("GET", "/api/tokens", listing(TOKEN))
+answers("POST", "/api/workspaces", obj({"id": STR, "name": STR, "created_at": TIME, "admin_token": obj({
+    "id": STR, "token": nullable(STR), "role": {"const": "Admin"}, "user": STR})}))
 
 
 def token_view(row: dict, workspace_id: str) -> dict:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from starlette.routing import Router
 
-from api.audit import routes
+from api.audit import routes, schemas  # schemas: what each route answers, for /openapi.json
 
 router = Router(routes=routes.routes)
+
+__all__ = ["router", "schemas"]

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from starlette.routing import Router
 
-from api.scans import run_routes
+from api.scans import run_routes, schemas  # schemas: what each route answers, for /openapi.json
 
 # in this order: the first match wins
 router = Router(routes=[*run_routes.routes])
+
+__all__ = ["router", "schemas"]

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from starlette.routing import Router
 
-from api.sensitive import byoc_routes, connector_routes, detector_routes, routes
+# schemas: what each route answers, for /openapi.json
+from api.sensitive import byoc_routes, connector_routes, detector_routes, routes, schemas
 
 # in this order: the first match wins
 router = Router(routes=[*connector_routes.routes, *routes.routes, *byoc_routes.routes, *detector_routes.routes])
+
+__all__ = ["router", "schemas"]

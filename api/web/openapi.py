@@ -9,11 +9,13 @@ from typing import Any
 from pydantic import BaseModel
 from starlette.routing import Mount, Route
 
+from api.web.response_schemas import answer_schema
+
 BODIES: dict[tuple[str, str], type] = {}
 FORMS: dict[tuple[str, str], dict] = {}
 QUERIES: dict[tuple[str, str], list[dict]] = {}
-QUERY_DEFS: dict[str, dict] = {}
-STREAMS: set[tuple[str, str]] = set()  # the schemas query models' fields refer to
+QUERY_DEFS: dict[str, dict] = {}  # the schemas query models' fields refer to
+STREAMS: set[tuple[str, str]] = set()  # the routes that answer server-sent events
 REF = "#/components/schemas/{model}"
 
 ERROR = {
@@ -29,15 +31,6 @@ ERROR = {
                            "message": {"type": "string"}}}},
     },
 }
-# Seed 004's envelope: every /api/v1 answer.
-ENVELOPE = {"type": "object", "required": ["status", "data"],
-            "properties": {"status": {"const": "success"}, "data": {},
-                           "pagination": {"type": "object", "required": ["limit", "next_cursor"],
-                                          "properties": {"limit": {"type": "integer"},
-                                                         "next_cursor": {"type": ["string", "null"]}}}}}
-PAGE = {"type": "object", "required": ["items", "total", "page", "size", "pages"],
-        "properties": {"items": {"type": "array", "items": {"type": "object"}}, "total": {"type": "integer"},
-                       "page": {"type": "integer"}, "size": {"type": "integer"}, "pages": {"type": "integer"}}}
 HEALTH = {"type": "object", "required": ["status", "broker", "worker", "projector", "stalled"],
           "properties": {"status": {"enum": ["ok", "unavailable"]}, "broker": {"type": "boolean"},
                          "worker": {"type": "boolean"}, "projector": {"type": "boolean"},
@@ -54,17 +47,6 @@ SUCCESS: dict[tuple[str, str], tuple[str, ...]] = {
         "/api/assets/{assetId}/monitors/{monitorId}")},
     ("post", "/api/datastores/{id}/sync"): ("202",),
     ("post", "/api/scan/run"): ("200", "202"),  # a compliance scan 200 (seed 002), a monitor scan 202 (seed 000)
-}
-LIST = {"type": "object", "required": ["items", "total"],
-        "properties": {"items": {"type": "array", "items": {"type": "object"}}, "total": {"type": "integer"}}}
-HISTORY = {"type": "object", "required": ["scan_id", "items", "pagination"],
-           "properties": {"scan_id": {"type": "string"}, "items": {"type": "array", "items": {"type": "object"}},
-                          "pagination": ENVELOPE["properties"]["pagination"]}}
-SCHEMAS: dict[tuple[str, str], dict] = {
-    ("get", "/api/operations"): PAGE, ("get", "/api/scan/{id}/violations"): PAGE,
-    ("get", "/api/scans/{id}/history"): HISTORY,
-    **{("get", p): LIST for p in ("/api/tokens", "/api/policies", "/api/datastores", "/api/assets",
-                                  "/api/assets/{assetId}/monitors", "/api/operations/{id}/containers")},
 }
 ERRORS = {"400": "The request does not match its schema (body, path id, query parameter)",
           "401": "Missing or invalid API token", "403": "The token's role may not do this",
@@ -154,13 +136,13 @@ def _responses(method: str, path: str, public: bool, body: bool, json: bool) -> 
     if path == "/metrics":
         return {"200": {"description": "Prometheus's text exposition format",
                         "content": {"text/plain": {"schema": {"type": "string"}}}}}
-    schema = SCHEMAS.get(key) or (ENVELOPE if path.startswith("/api/v1/") else {"type": "object"})
     out: dict[str, Any] = {}
     for status in SUCCESS.get(key, ("200",)):
         out[status] = ({"description": "No content"} if status == "204" else
                        {"description": "Server-sent events", "content": {"text/event-stream": {
                            "schema": {"type": "string"}}}} if key in STREAMS else
-                       {"description": "OK", "content": _json(schema)})
+                       # a route with none registered: any (tests/unit/test_openapi_answers.py fails on it)
+                       {"description": "OK", "content": _json(answer_schema(method, path, status) or {})})
     if public:
         return out
     errors = ["400", "401", "403", "503"]
