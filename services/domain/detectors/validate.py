@@ -7,10 +7,10 @@ was (a domain, the last four digits, a country code, a key prefix).
 from __future__ import annotations
 
 import binascii
+import functools
 import hashlib
 import ipaddress
 import math
-from collections import Counter
 from collections.abc import Iterator
 
 import re2
@@ -147,8 +147,22 @@ def github_checksum_ok(token: str) -> bool:
 
 
 def shannon(text: str) -> float:
+    """Bits per character. Each character's term comes from a table per length, summed in order of
+    first occurrence (Counter's): the same float as computing each term, without ~25 Python steps."""
     n = len(text)
-    return -sum(c / n * math.log2(c / n) for c in Counter(text).values())
+    counts = map(text.count, dict.fromkeys(text))
+    if n > _TABLED:
+        return -sum(c / n * math.log2(c / n) for c in counts)
+    return -sum(map(_terms(n).__getitem__, counts))
+
+
+_TABLED = 1024  # tokens are 32 to a few hundred characters; a longer run is computed term by term
+
+
+@functools.lru_cache(maxsize=_TABLED)
+def _terms(n: int) -> list[float]:
+    """c / n * log2(c / n) for each count c of a character in a string of n."""
+    return [0.0] + [c / n * math.log2(c / n) for c in range(1, n + 1)]
 
 
 def periodic(text: str) -> bool:
