@@ -406,3 +406,30 @@ def test_shannon_is_the_same_float_as_term_by_term(text):
 @example("10.0.0.1")
 def test_dotted_quad_check_is_ip_ok(text):
     assert validate.dotted_quad_ok(text) == validate.ip_ok(text)
+
+
+def _plain_cards_inside(cell, groups, offset):
+    groups = [(a + offset, b + offset) for a, b in groups]
+    spans, i = [], 0
+    while i < len(groups):
+        ends = [j for j in range(i, min(i + 19, len(groups))) if validate.is_card(cell[groups[i][0]:groups[j][1]])]
+        if ends:
+            spans.append((groups[i][0], groups[ends[-1]][1]))
+            i = ends[-1] + 1
+        else:
+            i += 1
+    return spans
+
+
+@settings(max_examples=300)
+@given(st.lists(st.text("0123456789", min_size=1, max_size=8), min_size=1, max_size=30),
+       st.lists(st.sampled_from([" ", "-", "\u00a0"]), min_size=29, max_size=29), st.text("ab ", max_size=3))
+@example(["4111", "1111", "1111", "1111", "123"], [" "] * 29, "")
+def test_cards_inside_a_run_are_the_plain_search(groups, separators, before):
+    """A run of digit groups, as find_cards hands it over: the same card spans as checking every window."""
+    cell = before + groups[0] + "".join(sep + g for sep, g in zip(separators, groups[1:], strict=False))
+    spans, at = [], 0
+    for g in groups:
+        spans.append((at, at + len(g)))
+        at += len(g) + 1
+    assert validate._cards_inside(cell, spans, len(before)) == _plain_cards_inside(cell, spans, len(before))

@@ -89,8 +89,15 @@ def _cards_inside(cell: str, groups: list[Span], offset: int) -> list[Span]:
     groups = [(a + offset, b + offset) for a, b in groups]
     spans, i = [], 0
     while i < len(groups):
-        ends = [j for j in range(i, min(i + 19, len(groups)))
-                if is_card(cell[groups[i][0]:groups[j][1]])]
+        ends, digits = [], 0
+        for j in range(i, min(i + 19, len(groups))):
+            # is_card needs 13-19 digits: shorter windows are not checked, longer ones end the search
+            # (most runs searched here are hard negatives, ids and amounts joined by spaces)
+            digits += groups[j][1] - groups[j][0]
+            if digits > 19:
+                break
+            if digits >= 13 and is_card(cell[groups[i][0]:groups[j][1]]):
+                ends.append(j)
         if ends:
             spans.append((groups[i][0], groups[ends[-1]][1]))
             i = ends[-1] + 1
