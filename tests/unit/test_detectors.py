@@ -3,8 +3,11 @@ them (services/adapters/file_cells): precision and recall per family on the labe
 (harness/corpus.py), focused true and false positives, masking, and inputs that must not hang."""
 import gzip
 import io
+import math
 import random
+import string
 import time
+from collections import Counter
 
 import orjson
 import pyarrow as pa
@@ -17,7 +20,7 @@ from hypothesis import strategies as st
 
 from harness.corpus import FAMILIES, Values, finding_key, generate, score
 from services.adapters.file_cells import Limits, scan_file, scan_files
-from services.domain.detectors import Engine, Piece, selected_detectors
+from services.domain.detectors import Engine, Piece, catalog, selected_detectors, validate
 from services.domain.detectors.engine import _PEM_END
 
 ENGINE = Engine()
@@ -352,3 +355,81 @@ def test_a_prefilter_passes_every_cell_its_detector_finds_something_in(cell):
 def test_every_planted_value_passes_its_detectors_prefilter(corpus):
     for _, value in corpus.planted_values:
         prefilters_pass(value)
+
+
+# -- the token checks' fast forms give what the plain ones give -----------------------------------------
+
+def _plain_shannon(text: str) -> float:
+    n = len(text)
+    return -sum(c / n * math.log2(c / n) for c in Counter(text).values())
+
+
+def _plain_token_confidence(token: str) -> float | None:
+    token = token.rstrip("=")
+    if validate.periodic(token):
+        return None
+    has_digit = any(ch.isdigit() for ch in token)
+    if set(token) <= set("0123456789abcdefABCDEF"):
+        if not has_digit or not any(ch.isalpha() for ch in token):
+            return None
+        return 0.8 if _plain_shannon(token) >= 3.3 else None
+    if not (has_digit and any(ch.isupper() for ch in token) and any(ch.islower() for ch in token)):
+        return None
+    if token.count("/") > 3 and all(part.isalpha() for part in token.split("/") if part):
+        return None
+    return 0.8 if _plain_shannon(token) >= 4.0 else None
+
+
+_TOKEN_CHARS = string.ascii_letters + string.digits + "+/_-"
+
+
+@settings(max_examples=400)
+@given(st.one_of(st.text(_TOKEN_CHARS, min_size=32, max_size=90), st.text("0123456789abcdef", min_size=32, max_size=64),
+                 st.text("aB3/", min_size=32, max_size=40)), st.sampled_from(["", "=", "=="]))
+@example("0123456789abcdef" * 2, "")
+@example("a" * 31 + "1", "=")
+def test_token_confidence_is_the_plain_checks(token, padding):
+    assert catalog._token_confidence(token + padding) == _plain_token_confidence(token + padding)
+
+
+@given(st.one_of(st.text(min_size=1, max_size=80), st.text("ab", min_size=1, max_size=2000)))
+@example("x" * 1025)
+def test_shannon_is_the_same_float_as_term_by_term(text):
+    assert validate.shannon(text) == _plain_shannon(text)
+
+
+@given(st.from_regex(r"\A[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\Z"))
+@example("0.0.0.0")
+@example("255.255.255.255")
+@example("256.1.1.1")
+@example("01.2.3.4")
+@example("10.0.0.1")
+def test_dotted_quad_check_is_ip_ok(text):
+    assert validate.dotted_quad_ok(text) == validate.ip_ok(text)
+
+
+def _plain_cards_inside(cell, groups, offset):
+    groups = [(a + offset, b + offset) for a, b in groups]
+    spans, i = [], 0
+    while i < len(groups):
+        ends = [j for j in range(i, min(i + 19, len(groups))) if validate.is_card(cell[groups[i][0]:groups[j][1]])]
+        if ends:
+            spans.append((groups[i][0], groups[ends[-1]][1]))
+            i = ends[-1] + 1
+        else:
+            i += 1
+    return spans
+
+
+@settings(max_examples=300)
+@given(st.lists(st.text("0123456789", min_size=1, max_size=8), min_size=1, max_size=30),
+       st.lists(st.sampled_from([" ", "-", "\u00a0"]), min_size=29, max_size=29), st.text("ab ", max_size=3))
+@example(["4111", "1111", "1111", "1111", "123"], [" "] * 29, "")
+def test_cards_inside_a_run_are_the_plain_search(groups, separators, before):
+    """A run of digit groups, as find_cards hands it over: the same card spans as checking every window."""
+    cell = before + groups[0] + "".join(sep + g for sep, g in zip(separators, groups[1:], strict=False))
+    spans, at = [], 0
+    for g in groups:
+        spans.append((at, at + len(g)))
+        at += len(g) + 1
+    assert validate._cards_inside(cell, spans, len(before)) == _plain_cards_inside(cell, spans, len(before))

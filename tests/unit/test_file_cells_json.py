@@ -10,7 +10,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.corpus import generate
-from services.adapters.file_cells import FileFailed, Limits, _arrow_json_array, _json, _json_records, scan_file
+from services.adapters.file_cells import (
+    FileFailed,
+    Limits,
+    _arrow_json,
+    _arrow_json_array,
+    _json,
+    _json_records,
+    scan_file,
+)
 from services.domain.detectors import Engine
 
 CARD, EMAIL = "4111 1111 1111 1111", "jane.doe@example.com"
@@ -170,3 +178,15 @@ def test_n_values_planted_in_parquet_lists_are_n_findings(shape):
 def test_documents_pyarrow_mishandles_are_read_all_the_same(name, data, where):
     result = scan_file(data, name)
     assert result.status == "scanned" and sorted((f.row, f.column) for f in result.findings) == sorted(where)
+
+
+@pytest.mark.parametrize("lines", [b'{"a": 1}\n\n{"a": 2}', b'{"a": 1}\nnull', b'{"a": 1}\n', b'{"a": 1}\n [1]',
+                                   b'{"": 1}', b'{"a": {"": 1}}', b'{"a": [{"b": {"": "x"}}]}'])
+def test_pyarrow_is_not_given_what_it_crashes_on_or_names_otherwise(lines):
+    """Every line must open an object (pyarrow crashes on some that do not) and a key "" anywhere goes
+    to the orjson path, which names its place [""]."""
+    assert _arrow_json(lines) is None
+
+
+def test_pyarrow_reads_json_lines_of_objects():
+    assert _arrow_json(b'{"a": "x", "b": [{"c": 1}]}\n{"a": "y"}').num_rows == 2
