@@ -106,8 +106,24 @@ async def _response(rx: asyncio.StreamReader) -> int:
 
 
 def peak_rss_mb(pid: int) -> float:
-    """The process's peak resident set (VmHWM), MB."""
+    """The process's peak resident set (VmHWM), MB, with its children's (the API's processes under
+    SCANLEDGER_API_PROCESSES; the sum of their peaks)."""
+    return sum(_vm_hwm_mb(p) for p in (pid, *_children(pid)))
+
+
+def _vm_hwm_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
