@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
@@ -62,60 +63,116 @@ COLUMNS = (f"s.*, {SHOWN_STATUS} AS shown_status, (SELECT COUNT(*) FROM rm_units
            f" {ANOMALIES} AS anomalies_identified")
 
 
+@dataclass(frozen=True)
+class Runs:
+    """One arm of the Activity list: its table, its columns (LIST_COLUMNS), and how the filters read it."""
+    source: str
+    select: tuple[str, ...]  # LIST_COLUMNS' expressions
+    where: str  # the workspace's runs (its one `?`)
+    status: str
+    started_at: str
+    finished_at: str
+    datastore_id: str
+    units: str  # the runs having a unit (container) that matches `{}`
+    unit_datastore: str
+    unit_container: str
+    has_logs: str
+
+
+# The list's columns, the same in both arms: what item_view reads, the sort keys (a run without a duration,
+# unfinished, sorts last) and `pending_request`: the request of a run not projected yet (NULL for the others),
+# shown by pending_item_view as GET /api/operations/{id} shows it.
+LIST_COLUMNS = ("operation_id", "kind", "status", "shown_status", "created_at", "started_at", "finished_at", "error",
+                "requested_by", "datastore_id", "datastore_name", "units_total", "units_done", "records_processed",
+                "anomalies_identified", "no_duration", "duration", "pending_request")
+PROJECTED = Runs(
+    source="rm_scans s",
+    select=("s.operation_id", "s.kind", "s.status", SHOWN_STATUS, "s.created_at", "s.started_at", "s.finished_at",
+            "s.error", "s.requested_by", "s.datastore_id", "s.datastore_name", "s.units_total",
+            "(SELECT COUNT(*) FROM rm_units cu WHERE cu.scan_id = s.scan_id AND cu.status IN ('completed', 'failed'))",
+            RECORDS, ANOMALIES, f"CASE WHEN {DURATION} IS NULL THEN 1 ELSE 0 END", DURATION, "NULL"),
+    where="s.workspace_id = ? AND s.deleted_at IS NULL AND s.operation_id IS NOT NULL",
+    status=SHOWN_STATUS, started_at="s.started_at", finished_at="s.finished_at", datastore_id="s.datastore_id",
+    units="s.scan_id IN (SELECT scan_id FROM rm_units WHERE {})",  # uncorrelated: computed once, not once per run
+    unit_datastore="datastore_id", unit_container="container_id", has_logs=HAS_LOGS)
+# A run accepted on the ledger that no coordinator has taken up yet (services.readmodels.scan_requests):
+# queued, not started, without logs; its datastore and containers are its request's. The projector moves a
+# scan from there to rm_scans in one transaction; NOT EXISTS keeps a run from ever showing twice all the same.
+PENDING = Runs(
+    source="rm_scan_requests r",
+    select=("r.operation_id", "r.kind", "'queued'", "'queued'", "r.created_at", "NULL", "NULL", "NULL", "NULL", "NULL",
+            "NULL", "0", "0", "0", "0", "1", "NULL", "r.request"),
+    where=("r.workspace_id = ? AND r.operation_id IS NOT NULL"
+           " AND NOT EXISTS (SELECT 1 FROM rm_scans x WHERE x.scan_id = r.scan_id)"),
+    status="'queued'", started_at="NULL", finished_at="NULL",
+    datastore_id="CAST(json_extract(r.request, '$.datastore.id') AS INTEGER)",
+    units="EXISTS (SELECT 1 FROM json_each(r.request, '$.targets') t WHERE {})",
+    unit_datastore="CAST(json_extract(t.value, '$.container.datastore_id') AS INTEGER)",
+    unit_container="CAST(json_extract(t.value, '$.container.id') AS INTEGER)", has_logs="1 = 0")
+
+
 def _in(column: str, values, args: list) -> str:
     args.extend(values)
     return f"{column} IN ({','.join('?' * len(values))})"
 
 
-def _where(workspace_id: str, q: OperationsQuery) -> tuple[str, list]:
-    where, args = ["s.workspace_id = ?", "s.deleted_at IS NULL", "s.operation_id IS NOT NULL"], [workspace_id]
+def _where(runs: Runs, workspace_id: str, q: OperationsQuery) -> tuple[str, list]:
+    where, args = [runs.where], [workspace_id]
     if q.id is not None:
-        where.append("s.operation_id = ?")
+        where.append("operation_id = ?")
         args.append(q.id)
     if q.schedule_id is not None:
         where.append("1 = 0")  # runs are on demand: none was triggered by a schedule
     if q.operation_type is not None:
         kinds = kinds_of_operation_type(q.operation_type)  # none for the types no run of ours has
-        where.append(_in("s.kind", kinds, args) if kinds else "1 = 0")
+        where.append(_in("kind", kinds, args) if kinds else "1 = 0")
     if q.finished is not None:
-        where.append(("" if q.finished else "NOT ") + _in(SHOWN_STATUS, FINISHED, args))
+        where.append(("" if q.finished else "NOT ") + _in(runs.status, FINISHED, args))
     if q.result:
-        where.append(_in(SHOWN_STATUS, [st for r in q.result for st in STATUSES[r]], args))
+        where.append(_in(runs.status, [st for r in q.result for st in STATUSES[r]], args))
     shift = f"{q.offset:+d} minutes"
-    for column, day in (("created_at", q.created_date), ("started_at", q.start_date), ("finished_at", q.end_date)):
+    for column, day in (("created_at", q.created_date), (runs.started_at, q.start_date),
+                        (runs.finished_at, q.end_date)):
         if day is not None:
-            where.append(f"date(s.{column}, ?) = ?")
+            where.append(f"date({column}, ?) = ?")
             args += [shift, day.isoformat()]
-    # uncorrelated IN (SELECT …): computed once, not once per run
     if q.datastore:
-        unit_args: list = []
-        units = _in("datastore_id", q.datastore, unit_args)
-        where.append(f"({_in('s.datastore_id', q.datastore, args)} OR s.scan_id IN"
-                     f" (SELECT scan_id FROM rm_units WHERE {units}))")
-        args += unit_args
+        where.append(f"({_in(runs.datastore_id, q.datastore, args)} OR"
+                     f" {runs.units.format(_in(runs.unit_datastore, q.datastore, args))})")
     if q.container:
-        where.append(f"s.scan_id IN (SELECT scan_id FROM rm_units WHERE {_in('container_id', q.container, args)})")
+        where.append(runs.units.format(_in(runs.unit_container, q.container, args)))
     if q.has_logs is not None:
-        where.append(HAS_LOGS if q.has_logs else f"NOT {HAS_LOGS}")
+        where.append(runs.has_logs if q.has_logs else f"NOT ({runs.has_logs})")
     return " AND ".join(where), args
 
 
 def _order(q: OperationsQuery) -> str:
     keys = []
     if q.sort_created:
-        keys.append(f"s.created_at {q.sort_created.upper()}")
+        keys.append(f"created_at {q.sort_created.upper()}")
     if q.sort_duration:
-        keys.append(f"{DURATION} IS NULL, {DURATION} {q.sort_duration.upper()}")  # unfinished runs last
-    keys.append("s.operation_id DESC")
+        keys.append(f"no_duration, duration {q.sort_duration.upper()}")  # unfinished runs last
+    keys.append("operation_id DESC")
     return ", ".join(keys)
 
 
 def operations_page(db, workspace_id: str, q: OperationsQuery) -> tuple[list, int]:
-    where, args = _where(workspace_id, q)
-    total = db.execute(f"SELECT COUNT(*) FROM rm_scans s WHERE {where}", args).fetchone()[0]
-    rows = db.execute(f"SELECT {COLUMNS} FROM rm_scans s WHERE {where} ORDER BY {_order(q)} LIMIT ? OFFSET ?",
-                      [*args, q.size, (q.page - 1) * q.size]).fetchall()
+    """A page of the workspace's runs, projected and pending alike: one UNION ALL, each arm filtered by
+    itself, merged in the page's order (each arm in its index order when sorted by id)."""
+    projected, projected_args = _where(PROJECTED, workspace_id, q)
+    pending, pending_args = _where(PENDING, workspace_id, q)
+    total = db.execute(f"SELECT (SELECT COUNT(*) FROM {PROJECTED.source} WHERE {projected})"
+                       f" + (SELECT COUNT(*) FROM {PENDING.source} WHERE {pending})",
+                       [*projected_args, *pending_args]).fetchone()[0]
+    rows = db.execute(f"{_select(PROJECTED, projected)} UNION ALL {_select(PENDING, pending)}"
+                      f" ORDER BY {_order(q)} LIMIT ? OFFSET ?",
+                      [*projected_args, *pending_args, q.size, (q.page - 1) * q.size]).fetchall()
     return rows, total
+
+
+def _select(runs: Runs, where: str) -> str:
+    return f"SELECT {', '.join(f'{e} AS {n}' for e, n in zip(runs.select, LIST_COLUMNS, strict=True))}" \
+           f" FROM {runs.source} WHERE {where}"
 
 
 def pages(total: int, size: int) -> int:

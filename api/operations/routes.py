@@ -37,11 +37,11 @@ def _query(request: Request) -> oq.OperationsQuery:
 
 
 async def list_operations(request: Request):
-    """Every run of the workspace, filtered, sorted and paginated."""
+    """Every run of the workspace, filtered, sorted and paginated: those no worker has taken up too."""
     principal = await authenticate(request, "assets:read")
     q = _query(request)
     rows, total = await run_db(request, oq.operations_page, request.state.db, principal.workspace_id, q)
-    return json_response({"items": [views.item_view(r) for r in rows], "total": total, "page": q.page,
+    return json_response({"items": [views.list_item_view(r) for r in rows], "total": total, "page": q.page,
                           "size": q.size, "pages": oq.pages(total, q.size)})
 
 

@@ -57,6 +57,12 @@ def pending_item_view(request: dict) -> dict:
                        "partitions_scanned": 0, "records_processed": 0, "anomalies_identified": 0}}
 
 
+def list_item_view(row) -> dict:
+    """A row of api.operations.queries.operations_page: a projected run, or a pending one (its request)."""
+    pending = row["pending_request"]
+    return pending_item_view(orjson.loads(pending)) if pending is not None else item_view(row)
+
+
 def _without_server_paths(value):
     """A snapshot as a reader may see it: a datastore's path as registered, never where the server keeps it
     (`resolved_path`; a snapshot from before it was kept apart has only the server's path, so none is shown)."""

@@ -9,8 +9,10 @@ What differs is translated here, once per statement text (cached), not at every 
   on it to put changes on the log in commit order), while reads never wait (MVCC);
   `BEGIN DEFERRED` (a read snapshot) becomes a REPEATABLE READ transaction;
 - PRAGMAs are SQLite's tuning and do nothing here, except `table_info`, read from the catalog;
-- `json_each(x)` is `json_array_elements_text(x)`; `julianday(x)` a day count from the epoch; `date(x,
-  ?)` (a day shifted by a modifier such as '+60 minutes') the same day in UTC;
+- `json_each(x)` is `json_array_elements_text(x)`, `json_each(x, '$.a')` the same of x's array `a`;
+  `json_extract(x, '$.a.b')` x's `a.b` as text (CAST it to compare it as a number); `julianday(x)` a
+  day count from the epoch; `date(x, ?)` (a day shifted by a modifier such as '+60 minutes') the same
+  day in UTC;
 - DDL: INTEGER is BIGINT, REAL double precision, TEXT collates bytewise ("C", as SQLite compares),
   `INTEGER PRIMARY KEY AUTOINCREMENT` a key from a sequence that an explicit id moves past (as
   SQLite's does), and every table gets a hidden `rowid` identity column, so `ORDER BY rowid`
@@ -109,6 +111,9 @@ def _row_factory(cursor):
 # --------------------------------------------------------------------------- statements
 
 _TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|::|:[A-Za-z_]\w*|\?|%")
+_JSON_PATH = r"'\$\.([\w.]+)'"  # a JSON path of object keys: '$.a.b'
+_JSON_EACH_AT = re.compile(rf"\bjson_each\(([\w.]+), {_JSON_PATH}\)", re.I)
+_JSON_EXTRACT = re.compile(rf"\bjson_extract\(([\w.]+), {_JSON_PATH}\)", re.I)
 _JSON_EACH = re.compile(r"\bjson_each\(([^()]*)\)", re.I)
 _JULIANDAY = re.compile(r"\bjulianday\(([^()]*)\)", re.I)
 _DATE_SHIFTED = re.compile(r"\bdate\(([^(),]+), \?\)", re.I)
@@ -132,6 +137,11 @@ def _placeholders(sql: str, named: bool) -> str:
     return _TOKEN.sub(swap, sql)
 
 
+def _keys(path: str) -> str:
+    """A JSON path's keys ('a.b') as PostgreSQL's path array text (a,b)."""
+    return path.replace(".", ",")
+
+
 @lru_cache(maxsize=4096)
 def translate(sql: str, named: bool = False) -> tuple[str, ...]:
     """The PostgreSQL statements for one SQLite statement (empty: nothing to run)."""
@@ -148,6 +158,8 @@ def translate(sql: str, named: bool = False) -> tuple[str, ...]:
         return ()
     if head.startswith(("CREATE TABLE", "ALTER TABLE")):
         return ddl(sql)
+    sql = _JSON_EACH_AT.sub(lambda m: f"json_array_elements_text(CAST({m[1]} AS json) #> '{{{_keys(m[2])}}}')", sql)
+    sql = _JSON_EXTRACT.sub(lambda m: f"(CAST({m[1]} AS json) #>> '{{{_keys(m[2])}}}')", sql)
     sql = _JSON_EACH.sub(r"json_array_elements_text(CAST(\1 AS json))", sql)
     sql = _JULIANDAY.sub(r"(EXTRACT(EPOCH FROM CAST(\1 AS timestamptz)) / 86400.0)", sql)
     sql = _DATE_SHIFTED.sub(r"to_char(CAST(\1 AS timestamptz) + CAST(? AS interval), 'YYYY-MM-DD')", sql)

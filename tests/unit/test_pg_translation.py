@@ -37,6 +37,15 @@ def test_json_each_and_julianday():
                    " (EXTRACT(EPOCH FROM CAST(s.b AS timestamptz)) / 86400.0) > 1")
 
 
+def test_json_paths_of_object_keys():
+    (sql,) = translate("SELECT CAST(json_extract(r.request, '$.datastore.id') AS INTEGER) FROM rm_scan_requests r"
+                       " WHERE EXISTS (SELECT 1 FROM json_each(r.request, '$.targets') t"
+                       " WHERE json_extract(t.value, '$.container.id') = ?)")
+    assert sql == ("SELECT CAST((CAST(r.request AS json) #>> '{datastore,id}') AS INTEGER) FROM rm_scan_requests r"
+                   " WHERE EXISTS (SELECT 1 FROM json_array_elements_text(CAST(r.request AS json) #> '{targets}') t"
+                   " WHERE (CAST(t.value AS json) #>> '{container,id}') = %t)")
+
+
 def test_ddl_types_collation_hidden_rowid_and_autoincrement():
     table, *auto = ddl("CREATE TABLE IF NOT EXISTS d (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL,"
                        " score REAL, raw BLOB)")

@@ -171,14 +171,30 @@ def exercise_operations_page(db):
         for row in rows:
             assert row["shown_status"] and row["units_done"] >= 0
     rows, total = oq.operations_page(db, WORKSPACE, oq.OperationsQuery())
-    # s1 is deleted; s3 is only a pending request
-    assert sorted(r["operation_id"] for r in rows) == [2, 11, 12, 13, 14] and total == 5
+    # s1 is deleted; s3, only a pending request, is listed as its request (queued, pending_request)
+    assert [r["operation_id"] for r in rows] == [14, 13, 12, 11, 3, 2] and total == 6
+    assert [r["operation_id"] for r in rows if r["pending_request"] is not None] == [3]
+    assert page_ids(db, {"result": ["queued"]}) == [3]
+    assert page_ids(db, {"finished": "false"}) == [3]
+    assert 3 not in page_ids(db, {"finished": "true"}) and 3 not in page_ids(db, {"result": ["success"]})
+    assert page_ids(db, {"id": "3"}) == [3] and page_ids(db, {"start_date": "2024-03-02"}) == []
+    assert page_ids(db, {"created_date": "2024-03-02"}) == [3]
+    assert page_ids(db, {"sort_duration": "asc"})[-1] == 3  # no duration: last, whichever the direction
+    assert page_ids(db, {"sort_duration": "desc"})[-1] == 3
+    # pages of one run each walk the projected and the pending rows alike, each run once
+    assert [page_ids(db, {"page": str(n), "size": "1"}) for n in range(1, 8)] == [[14], [13], [12], [11], [3], [2], []]
     assert oq.operations_page(db, OTHER, oq.OperationsQuery()) == ([], 0)
     rows, _ = oq.operations_page(db, WORKSPACE, oq.OperationsQuery.model_validate({"operation_type": "catalog"}))
-    assert sorted(r["scan_id"] for r in rows) == ["sync1", "sync2"]
+    assert [r["kind"] for r in rows] == ["catalog", "catalog"]
     # s2's failed unit was resumed (its error cleared); a failed monitor is no unit error
     assert oq.operations_page(db, WORKSPACE, oq.OperationsQuery.model_validate({"has_logs": "true"})) == ([], 0)
-    assert oq.operations_page(db, WORKSPACE, oq.OperationsQuery.model_validate({"has_logs": "false"}))[1] == 5
+    assert oq.operations_page(db, WORKSPACE, oq.OperationsQuery.model_validate({"has_logs": "false"}))[1] == 6
+
+
+def page_ids(db, raw: dict) -> list[int]:
+    rows, total = oq.operations_page(db, WORKSPACE, oq.OperationsQuery.model_validate(raw))
+    assert len(rows) <= total
+    return [r["operation_id"] for r in rows]
 
 
 def exercise_operation(db):
