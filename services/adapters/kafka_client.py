@@ -63,9 +63,6 @@ def check_kafka(settings: Settings, ask_broker: bool = True, wait_s: float = CHE
     security = settings.kafka_security
     if (problem := security.problem()) is not None:
         raise KafkaSettingError(problem)
-    if settings.uses_local_broker and security.tls:
-        raise KafkaSettingError(f"KAFKA_SECURITY_PROTOCOL={security.protocol}: the local broker serves PLAINTEXT or"
-                                " SASL_PLAINTEXT; for TLS point KAFKA_BOOTSTRAP_SERVERS at a Kafka that has it")
     if not ask_broker or security.protocol == "PLAINTEXT":
         return
     refused: list[str] = []
