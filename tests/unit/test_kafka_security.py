@@ -130,6 +130,14 @@ def test_what_the_broker_refuses_is_one_line_naming_the_setting():
     untrusted = refusal(security, KafkaError(KafkaError._SSL, "SSL handshake failed: certificate verify failed"))
     assert "KAFKA_SSL_CA_LOCATION=/etc/ca.pem" in untrusted
     assert refusal(security, KafkaError(KafkaError._TRANSPORT, "Connection refused")) is None  # retried, not refused
+    # a broker requiring a client certificate (mutual TLS) sends an alert after the handshake (real broker's words)
+    alert = KafkaError(KafkaError._TRANSPORT, "ssl://127.0.0.1:22351/bootstrap: Receive failed: error:0A000412:SSL "
+                       "routines::ssl/tls alert bad certificate: SSL alert number 42 (after 10ms in state"
+                       " APIVERSION_QUERY)")
+    assert "requires a client certificate" in refusal(security, alert)
+    assert "KAFKA_SSL_CERTIFICATE_LOCATION=/etc/c.pem" in refusal(replace(security, certificate_location="/etc/c.pem"),
+                                                                 alert)
+    assert refusal(KafkaSecurity("SASL_PLAINTEXT", "PLAIN", "u", "p"), alert) is None
 
 
 def test_the_local_broker_asks_for_sasl_with_the_settings_user(tmp_path):
