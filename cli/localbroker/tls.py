@@ -43,7 +43,9 @@ def broker_tls(settings) -> BrokerTls | None:
     if security.certificate_location and not security.ca_location:
         raise BrokerError("mutual TLS on the local broker: set KAFKA_SSL_CA_LOCATION to the CA that signed"
                           " KAFKA_SSL_CERTIFICATE_LOCATION (the broker trusts it for the clients' certificates)")
-    return BrokerTls(cert, key, security.ca_location, bool(security.certificate_location))
+    # the broker runs in its node's directory: a relative CA path is the caller's
+    trust = str(Path(security.ca_location).resolve()) if security.ca_location else None
+    return BrokerTls(cert, key, trust, bool(security.certificate_location))
 
 
 def tls_lines(node_dir: Path, tls: BrokerTls) -> list[str]:

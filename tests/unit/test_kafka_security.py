@@ -196,6 +196,14 @@ def test_the_local_broker_refuses_tls_it_cannot_serve(tmp_path, client_cert, bro
         broker_tls(Settings(data_dir=tmp_path, kafka_security=security, **files))
 
 
+def test_the_local_broker_trusts_a_relative_ca_path_from_where_it_was_given(tmp_path, client_cert, monkeypatch):
+    cert, key = client_cert
+    monkeypatch.chdir(tmp_path)  # client_cert wrote client.pem here
+    tls = broker_tls(Settings(data_dir=tmp_path / "data", kafka_security=KafkaSecurity("SSL", ca_location="client.pem"),
+                              broker_ssl_cert=Path(cert), broker_ssl_key=Path(key)))
+    assert tls.trust == str(tmp_path / "client.pem")
+
+
 def test_the_local_broker_names_a_key_kafka_cannot_read(tmp_path, client_cert):
     cert, _ = client_cert
     pkcs1 = tmp_path / "rsa.key"
