@@ -21,6 +21,11 @@ def _float(name: str, default: float) -> float:
     return float(raw) if raw not in (None, "") else default
 
 
+def _path(name: str) -> Path | None:
+    raw = (os.environ.get(name) or "").strip()
+    return Path(raw).expanduser().resolve() if raw else None
+
+
 def origin(url: str) -> str:
     """scheme://host[:port] of a URL, lower-cased: what an endpoint allowlist compares."""
     parts = urlsplit(url.strip())
@@ -172,6 +177,10 @@ class Settings:
     # Where the local broker's pinned jars are fetched from (cli/localbroker/jars.py): Maven Central or a mirror.
     maven_repo: str = "https://repo1.maven.org/maven2"
     broker_heap_mb: int = 512
+    # The local broker's certificate (PEM, for 127.0.0.1) and its unencrypted PKCS#8 key: its client listener
+    # serves TLS with KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL (cli/localbroker/tls.py).
+    broker_ssl_cert: Path | None = None
+    broker_ssl_key: Path | None = None
     # Datastore paths must resolve inside this directory (a path that escapes it is a 400).
     datastore_root: Path = Path(".")
     # Each workspace reaches only <datastore_root>/<workspace_id>/ (services/adapters/connectors/confinement.py).
@@ -245,6 +254,8 @@ class Settings:
             cache_dir=Path(os.environ.get("SCANLEDGER_CACHE_DIR") or Path.home() / ".cache" / "scanledger"),
             maven_repo=(os.environ.get("SCANLEDGER_MAVEN_REPO") or "").strip() or "https://repo1.maven.org/maven2",
             broker_heap_mb=_int("SCANLEDGER_BROKER_HEAP_MB", 512),
+            broker_ssl_cert=_path("SCANLEDGER_BROKER_SSL_CERT"),
+            broker_ssl_key=_path("SCANLEDGER_BROKER_SSL_KEY"),
             datastore_root=Path(os.environ.get("SCANLEDGER_DATASTORE_ROOT") or ".").resolve(),
             datastore_root_per_workspace=os.environ.get("SCANLEDGER_DATASTORE_ROOT_PER_WORKSPACE", "").lower()
             in ("1", "true", "yes"),

@@ -12,7 +12,8 @@ controller on the next port. Storage is formatted only once, so a restart keeps 
 With KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT the clients' listener asks for SASL (PLAIN, SCRAM-SHA-256
 and SCRAM-SHA-512) and knows one user, KAFKA_SASL_USERNAME with KAFKA_SASL_PASSWORD: PLAIN from the
 listener's JAAS config (written on every start), SCRAM from the credentials added when the storage is
-formatted (its first start). The controller listener stays PLAINTEXT on 127.0.0.1.
+formatted (its first start). With SSL or SASL_SSL it serves TLS (tls.py: SCANLEDGER_BROKER_SSL_CERT and
+_KEY). The controller listener stays PLAINTEXT on 127.0.0.1.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from cli.localbroker.errors import BrokerError
 from cli.localbroker.jars import KAFKA_VERSION, classpath_of, ensure_jars
 from cli.localbroker.java import find_java
 from cli.localbroker.locking import locked
+from cli.localbroker.tls import BrokerTls, broker_tls, tls_lines, write_keystore
 
 _PID_FILE = "broker.pid"
 # Brokers this process started, kept so they are reaped (no zombie, no "still running" ResourceWarning).
@@ -221,12 +223,9 @@ _SASL_PASSWORD = re.compile(r"[^\s\"\\,=\[\]]+")
 
 
 def sasl_user(settings) -> tuple[str, str] | None:
-    """The SASL user the clients' listener knows, or None for a PLAINTEXT listener; BrokerError for settings
+    """The SASL user the clients' listener knows, or None for a listener without SASL; BrokerError for settings
     the local broker cannot serve."""
     security = settings.kafka_security
-    if security.tls:
-        raise BrokerError(f"KAFKA_SECURITY_PROTOCOL={security.protocol}: the local broker serves PLAINTEXT or "
-                          "SASL_PLAINTEXT; for TLS point KAFKA_BOOTSTRAP_SERVERS at a Kafka that has it")
     if not security.sasl:
         return None
     if (problem := security.problem()) is not None:
@@ -248,18 +247,20 @@ def _probe_config(settings) -> dict[str, str]:
     return security_config(replace(security, mechanism="PLAIN") if security.sasl else security)
 
 
-def _listener_lines(node: Node, user: tuple[str, str] | None) -> list[str]:
-    """The clients' (and brokers') listener: PLAINTEXT, or SASL_PLAINTEXT knowing `user` by PLAIN and SCRAM."""
-    name = "PLAINTEXT" if user is None else "SASL_PLAINTEXT"
+def _listener_lines(node: Node, user: tuple[str, str] | None, tls: BrokerTls | None = None) -> list[str]:
+    """The clients' (and brokers') listener: PLAINTEXT, SSL, or SASL_PLAINTEXT / SASL_SSL knowing `user` by
+    PLAIN and SCRAM."""
+    name = ("SASL_" if user is not None else "") + ("PLAINTEXT" if tls is None else "SSL")
     lines = [f"listeners={name}://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
              f"advertised.listeners={name}://127.0.0.1:{node.port}",
              "controller.listener.names=CONTROLLER",
              f"listener.security.protocol.map={name}:{name},CONTROLLER:PLAINTEXT",
-             f"inter.broker.listener.name={name}"]
+             f"inter.broker.listener.name={name}",
+             *([] if tls is None else tls_lines(node.dir, tls))]
     if user is None:
         return lines
     username, password = user
-    prefix = "listener.name.sasl_plaintext"
+    prefix = f"listener.name.{name.lower()}"
     return [*lines,
             f"sasl.enabled.mechanisms=PLAIN,{','.join(SCRAMS)}",
             "sasl.mechanism.inter.broker.protocol=PLAIN",  # the brokers talk to each other as the same user
@@ -269,7 +270,8 @@ def _listener_lines(node: Node, user: tuple[str, str] | None) -> list[str]:
               " required;" for m in SCRAMS)]
 
 
-def _server_properties(node: Node, cluster: list[Node], user: tuple[str, str] | None = None) -> str:
+def _server_properties(node: Node, cluster: list[Node], user: tuple[str, str] | None = None,
+                       tls: BrokerTls | None = None) -> str:
     # a cluster keeps its internal topics on up to 3 replicas, and writes need 2 of them in sync
     replicas = min(3, len(cluster))
     min_isr = 2 if replicas >= 3 else 1
@@ -279,7 +281,7 @@ def _server_properties(node: Node, cluster: list[Node], user: tuple[str, str] | 
         "process.roles=broker,controller",
         f"node.id={node.id}",
         f"controller.quorum.voters={voters}",
-        *_listener_lines(node, user),
+        *_listener_lines(node, user, tls),
         f"log.dirs={node.dir / 'logs'}",
         "num.partitions=1",
         f"default.replication.factor={replicas}",
@@ -327,7 +329,7 @@ def _configured_port(props: Path) -> int | None:
         text = props.read_text()
     except OSError:
         return None
-    match = re.search(r"^advertised\.listeners=(?:SASL_)?PLAINTEXT://[^:\s]+:(\d+)", text, re.M)
+    match = re.search(r"^advertised\.listeners=(?:SASL_)?(?:PLAINTEXT|SSL)://[^:\s]+:(\d+)", text, re.M)
     return int(match.group(1)) if match else None
 
 
@@ -400,12 +402,14 @@ def _cluster_id_for(settings, cluster: list[Node]) -> str:
 
 
 def _prepare(node: Node, cluster: list[Node], java: str, classpath: str, cluster_id: Callable[[], str],
-             user: tuple[str, str] | None) -> str:
-    """Write the node's configuration, format its storage the first time (with the SCRAM credentials of
-    `user`), check its ports; the log option."""
+             user: tuple[str, str] | None, tls: BrokerTls | None) -> str:
+    """Write the node's configuration (and TLS key store), format its storage the first time (with the SCRAM
+    credentials of `user`), check its ports; the log option."""
     (node.dir / "logs").mkdir(parents=True, exist_ok=True)
     log4j = node.dir / "log4j2.properties"
-    _write_if_changed(node.props, _server_properties(node, cluster, user))
+    if tls is not None:
+        write_keystore(node.dir, tls)
+    _write_if_changed(node.props, _server_properties(node, cluster, user, tls))
     node.props.chmod(0o600)  # it may hold the SASL user's password
     _write_if_changed(log4j, _log4j2_properties(node.dir))
     log_opt = f"-Dlog4j2.configurationFile={log4j}"
@@ -454,7 +458,7 @@ def start(settings, wait_s: float = 90) -> None:
     """Start this data dir's broker nodes that are not running (all of them, or one that died) and
     return once every node answers."""
     cluster = nodes(settings)
-    user = sasl_user(settings)
+    user, tls = sasl_user(settings), broker_tls(settings)
     client = _probe_config(settings)
     base = _broker_dir(settings)
     base.mkdir(parents=True, exist_ok=True)
@@ -485,7 +489,7 @@ def start(settings, wait_s: float = 90) -> None:
                 return ids[0]
 
             _cluster_id_for(settings, cluster)  # refuse another layout's storage before touching anything
-            options = {n: _prepare(n, cluster, java, jars, cluster_id, user) for n in missing}
+            options = {n: _prepare(n, cluster, java, jars, cluster_id, user, tls) for n in missing}
             for node in missing:
                 launched[node] = _launch(node, java, jars, options[node], int(settings.broker_heap_mb))
 

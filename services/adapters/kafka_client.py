@@ -16,6 +16,10 @@ from services.settings import KafkaSecurity, Settings
 
 CHECK_S = 15.0  # a broker that neither answers nor refuses in this long is left to the process's own retries
 
+# the TLS alerts a broker sends a client whose certificate it refuses or misses (after the handshake: librdkafka
+# reports them as transport errors): bad_certificate (42), certificate_required (116, TLS 1.3)
+CLIENT_CERT_ALERTS = ("alert bad certificate", "alert certificate required")
+
 
 class KafkaSettingError(Exception):
     """A Kafka setting that cannot work: the message names the variable to fix."""
@@ -41,8 +45,8 @@ def client_config(settings: Settings, **extra: Any) -> dict[str, Any]:
 
 
 def refusal(security: KafkaSecurity, error: KafkaError) -> str | None:
-    """The one line for an error that retrying will not fix (the broker refused our credentials or its
-    certificate was not trusted), naming the setting to fix; None for any other error."""
+    """The one line for an error that retrying will not fix (the broker refused our credentials or our client
+    certificate, or its certificate was not trusted), naming the setting to fix; None for any other error."""
     text = error.str()
     if error.code() == KafkaError._AUTHENTICATION:
         if "mechanism handshake failed" in text:  # librdkafka's words when the broker does not enable it
@@ -50,6 +54,11 @@ def refusal(security: KafkaSecurity, error: KafkaError) -> str | None:
                     f" (librdkafka: {text})")
         return (f"the Kafka broker refused KAFKA_SASL_USERNAME={security.username} with this KAFKA_SASL_PASSWORD"
                 f" (SASL {security.mechanism}; librdkafka: {text})")
+    if security.tls and any(alert in text for alert in CLIENT_CERT_ALERTS):
+        given = security.certificate_location
+        return (f"the Kafka broker refused KAFKA_SSL_CERTIFICATE_LOCATION={given}: no CA it trusts signed it"
+                if given else "the Kafka broker requires a client certificate (mutual TLS): set"
+                " KAFKA_SSL_CERTIFICATE_LOCATION and KAFKA_SSL_KEY_LOCATION") + f" (librdkafka: {text})"
     if error.code() == KafkaError._SSL:
         return (f"TLS with the Kafka broker failed: check KAFKA_SSL_CA_LOCATION"
                 f"{'' if not security.ca_location else '=' + security.ca_location} (librdkafka: {text})")
@@ -63,9 +72,6 @@ def check_kafka(settings: Settings, ask_broker: bool = True, wait_s: float = CHE
     security = settings.kafka_security
     if (problem := security.problem()) is not None:
         raise KafkaSettingError(problem)
-    if settings.uses_local_broker and security.tls:
-        raise KafkaSettingError(f"KAFKA_SECURITY_PROTOCOL={security.protocol}: the local broker serves PLAINTEXT or"
-                                " SASL_PLAINTEXT; for TLS point KAFKA_BOOTSTRAP_SERVERS at a Kafka that has it")
     if not ask_broker or security.protocol == "PLAINTEXT":
         return
     refused: list[str] = []

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime
 import ssl
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaError
@@ -15,6 +17,7 @@ from cryptography.x509.oid import NameOID
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
 from cli.localbroker.broker import BrokerError, _server_properties, nodes, sasl_user
+from cli.localbroker.tls import broker_tls
 from services.adapters.kafka_client import client_config, refusal, security_config
 from services.settings import KafkaSecurity, Settings
 from streams.credentials import broker_credentials
@@ -127,6 +130,14 @@ def test_what_the_broker_refuses_is_one_line_naming_the_setting():
     untrusted = refusal(security, KafkaError(KafkaError._SSL, "SSL handshake failed: certificate verify failed"))
     assert "KAFKA_SSL_CA_LOCATION=/etc/ca.pem" in untrusted
     assert refusal(security, KafkaError(KafkaError._TRANSPORT, "Connection refused")) is None  # retried, not refused
+    # a broker requiring a client certificate (mutual TLS) sends an alert after the handshake (real broker's words)
+    alert = KafkaError(KafkaError._TRANSPORT, "ssl://127.0.0.1:22351/bootstrap: Receive failed: error:0A000412:SSL "
+                       "routines::ssl/tls alert bad certificate: SSL alert number 42 (after 10ms in state"
+                       " APIVERSION_QUERY)")
+    assert "requires a client certificate" in refusal(security, alert)
+    assert "KAFKA_SSL_CERTIFICATE_LOCATION=/etc/c.pem" in refusal(replace(security, certificate_location="/etc/c.pem"),
+                                                                 alert)
+    assert refusal(KafkaSecurity("SASL_PLAINTEXT", "PLAIN", "u", "p"), alert) is None
 
 
 def test_the_local_broker_asks_for_sasl_with_the_settings_user(tmp_path):
@@ -144,10 +155,59 @@ def test_the_local_broker_asks_for_sasl_with_the_settings_user(tmp_path):
 
 
 @pytest.mark.parametrize(("security", "named"), [
-    (KafkaSecurity("SASL_SSL", "PLAIN", "u", "p"), "KAFKA_SECURITY_PROTOCOL=SASL_SSL"),
     (KafkaSecurity("SASL_PLAINTEXT", "PLAIN", "u", 'p"; x'), "KAFKA_SASL_PASSWORD"),
     (KafkaSecurity("SASL_PLAINTEXT", "PLAIN", "u=v", "p"), "KAFKA_SASL_USERNAME"),
 ])
 def test_the_local_broker_refuses_what_it_cannot_serve(tmp_path, security, named):
     with pytest.raises(BrokerError, match=named):
         sasl_user(Settings(data_dir=tmp_path, kafka_security=security))
+
+
+def test_the_local_broker_serves_tls_with_its_certificate_and_the_ca(tmp_path, client_cert):
+    cert, key = client_cert
+    security = KafkaSecurity("SASL_SSL", "SCRAM-SHA-256", "alice", "alice-secret", ca_location=cert,
+                             certificate_location=cert, key_location=key)
+    settings = Settings(data_dir=tmp_path, broker_port=30000, kafka_security=security, broker_ssl_cert=Path(cert),
+                        broker_ssl_key=Path(key))
+    [node] = nodes(settings)
+    conf = dict(line.split("=", 1) for line in _server_properties(node, [node], sasl_user(settings),
+                                                                   broker_tls(settings)).splitlines()
+                if "=" in line and not line.startswith("#"))
+    assert conf["listeners"] == "SASL_SSL://127.0.0.1:30000,CONTROLLER://127.0.0.1:30001"
+    assert conf["listener.security.protocol.map"] == "SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT"
+    assert 'user_alice="alice-secret"' in conf["listener.name.sasl_ssl.plain.sasl.jaas.config"]
+    assert (conf["ssl.keystore.type"], conf["ssl.keystore.location"]) == ("PEM", str(node.dir / "keystore.pem"))
+    assert (conf["ssl.truststore.type"], conf["ssl.truststore.location"]) == ("PEM", cert)
+    assert conf["ssl.client.auth"] == "required"  # the clients present a certificate: every client must
+    assert broker_tls(Settings(data_dir=tmp_path)) is None  # PLAINTEXT: no TLS
+
+
+@pytest.mark.parametrize(("broker_cert", "security", "named"), [
+    (False, KafkaSecurity("SSL"), "SCANLEDGER_BROKER_SSL_CERT and SCANLEDGER_BROKER_SSL_KEY"),
+    (True, KafkaSecurity("SSL", certificate_location="{cert}", key_location="{key}"), "KAFKA_SSL_CA_LOCATION"),
+    (True, KafkaSecurity("SASL_SSL", "PLAIN", "u"), "KAFKA_SASL_PASSWORD"),
+])
+def test_the_local_broker_refuses_tls_it_cannot_serve(tmp_path, client_cert, broker_cert, security, named):
+    cert, key = client_cert
+    security = replace(security, certificate_location=security.certificate_location and cert,
+                       key_location=security.key_location and key)
+    files = {"broker_ssl_cert": Path(cert), "broker_ssl_key": Path(key)} if broker_cert else {}
+    with pytest.raises(BrokerError, match=named):
+        broker_tls(Settings(data_dir=tmp_path, kafka_security=security, **files))
+
+
+def test_the_local_broker_trusts_a_relative_ca_path_from_where_it_was_given(tmp_path, client_cert, monkeypatch):
+    cert, key = client_cert
+    monkeypatch.chdir(tmp_path)  # client_cert wrote client.pem here
+    tls = broker_tls(Settings(data_dir=tmp_path / "data", kafka_security=KafkaSecurity("SSL", ca_location="client.pem"),
+                              broker_ssl_cert=Path(cert), broker_ssl_key=Path(key)))
+    assert tls.trust == str(tmp_path / "client.pem")
+
+
+def test_the_local_broker_names_a_key_kafka_cannot_read(tmp_path, client_cert):
+    cert, _ = client_cert
+    pkcs1 = tmp_path / "rsa.key"
+    pkcs1.write_text("-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----\n")
+    with pytest.raises(BrokerError, match=f"SCANLEDGER_BROKER_SSL_KEY={pkcs1}: Kafka reads an unencrypted PKCS#8"):
+        broker_tls(Settings(data_dir=tmp_path, kafka_security=KafkaSecurity("SSL"), broker_ssl_cert=Path(cert),
+                            broker_ssl_key=pkcs1))
