@@ -114,11 +114,11 @@ class LedgerReader:
                 if m.error():
                     kept.append(m)  # the caller logs it
                     continue
-                tp = (m.topic(), m.partition())
-                if tp not in todo or m.offset() >= todo[tp][1]:
+                tp, after = (m.topic(), m.partition()), m.offset() + 1
+                if tp not in todo or after > todo[tp][1]:
                     continue  # written after the read began (or after its as-of time): not this read's
-                counted += max(0, m.offset() + 1 - position[tp])
-                position[tp] = m.offset() + 1
+                counted += max(0, after - position[tp])
+                position[tp] = after
                 kept.append(m)
             if kept:
                 yield kept

@@ -127,8 +127,7 @@ def apply_batch(conn, records: list[Record], offsets: bool = True) -> None:
     _apply_sensitive(conn, sensitive)
     for type_, recs in batched.items():
         for apply in HANDLERS[type_]:
-            apply(conn, recs)
-        touched.update(violations.row(rec)[violations.SCAN_ID] for rec in recs)
+            touched.update(apply(conn, recs))  # a batched handler returns the scans its records belong to
     for scan_id in sorted(touched):
         scans.finalize(conn, scan_id)
     if offsets:

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 import orjson
 
 
-@dataclass(frozen=True)
+# slots and not frozen: one is made per record of the ledger, and a frozen dataclass's __init__ sets
+# each field through object.__setattr__ (2 µs a record against 0.35, a tenth of replay's time)
+@dataclass(slots=True)
 class Record:
     topic: str
     partition: int

@@ -33,12 +33,13 @@ def row_of_event(event: dict) -> tuple:
                  "observed": to_json(observed) if observed else None, "record": to_json(record) if record else None})
 
 
-def row_of(v: Violation) -> tuple:
-    """The same row of a violation decoded straight into a struct (services.domain.codec.decode_violation)."""
+def row_of(decoded: tuple[Violation, str | None, str | None]) -> tuple:
+    """The same row of a violation decoded straight into a struct and its record's and observed's text
+    (services.domain.codec.decode_violation)."""
+    v, record, observed = decoded
     d = v.data
     return (d.violation_id, d.scan_id, d.rule_id, d.rule_name, d.rule_type, d.severity, d.account, d.record_index,
-            d.record_key, d.value, d.window, d.signature, v.time, d.container_id,
-            to_json(d.observed) if d.observed else None, to_json(d.record) if d.record else None)
+            d.record_key, d.value, d.window, d.signature, v.time, d.container_id, observed, record)
 
 
 def row(rec: Record) -> tuple:
@@ -46,10 +47,11 @@ def row(rec: Record) -> tuple:
     return rec.row or row_of_event(rec.event)
 
 
-def violations_detected(conn, recs: list[Record]) -> None:
+def violations_detected(conn, recs: list[Record]) -> set[str]:
     """Insert the batch's violations, scan by scan, and count on each scan the ones that were new: a
     re-delivered violation is not inserted (its id is the key), so it is not counted twice. The
-    count is the insert's own (rowcount), not a lookup of every id before it."""
+    count is the insert's own (rowcount), not a lookup of every id before it. Returns the scans
+    the violations belong to (apply_batch finalizes them)."""
     per_scan: dict[str, list[tuple]] = {}
     for rec in recs:
         values = row(rec)
@@ -60,6 +62,7 @@ def violations_detected(conn, recs: list[Record]) -> None:
         if inserted:
             counted.append((inserted, scan_id))
     conn.executemany("UPDATE rm_scans SET violations_seen = violations_seen + ? WHERE scan_id = ?", counted)
+    return set(per_scan)
 
 
 def violation_status_changed(conn, rec: Record) -> None:

@@ -159,3 +159,50 @@ def test_a_violation_decoded_straight_into_its_row_is_the_row_of_its_checked_eve
         assert record.row == row_of_event(checked)
     else:
         assert fast is None and record.row is None and record.event == checked
+
+
+_JSON_VALUES = st.one_of(TEXT, st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.none(),
+                        st.lists(TEXT, max_size=2))
+_OBJECTS = st.one_of(st.just({}), st.dictionaries(TEXT, _JSON_VALUES, max_size=3))
+
+
+@settings(max_examples=200, deadline=None)
+@given(_OBJECTS, st.one_of(st.none(), _OBJECTS), st.sampled_from([None, 2]), st.booleans())
+def test_another_producers_formatting_gives_the_same_row_as_json(record, observed, indent, ascii_only):
+    """The fast path keeps a record's and an observed's text as sent (not parsed and re-encoded): from a
+    producer that is not orjson (indented, escaped to ASCII) the row holds the same JSON, and the same
+    None for an empty object, as the checked path's re-encoded text."""
+    import json
+
+    import orjson
+    event = _violation_event(record=record, observed=observed)
+    raw = json.dumps(event, indent=indent, ensure_ascii=ascii_only).encode()
+    fast, checked = decode_record(_Message(raw)).row, row_of_event(decode_checked(raw))
+    assert fast[:-2] == checked[:-2]
+    as_json = [orjson.loads(t) if t else None for t in fast[-2:]]
+    assert as_json == [orjson.loads(t) if t else None for t in checked[-2:]]
+    ours = encode(decode(raw))  # the same event as this project's producers encode it (orjson): the very same text
+    assert decode_record(_Message(ours)).row == row_of_event(decode_checked(ours))
+
+
+@pytest.mark.parametrize("record", [b'[1, 2]', b'"text"', b'7', b'{"k": "\xff"}', b'{"k": "\xed\xa0\x80"}'])
+def test_a_record_not_an_object_in_utf8_takes_the_checked_path(record):
+    """Left to decode_checked, which takes a record of another JSON type as it is and refuses bytes that are
+    not UTF-8 (the fast path does not parse the record, so it checks both itself)."""
+    raw = encode(_violation_event(record={"k": "PLACEHOLDER"})).replace(b'{"k":"PLACEHOLDER"}', record)
+    assert decode_violation(raw) is None
+    try:
+        checked = decode_checked(raw)
+    except PoisonRecord:
+        with pytest.raises(PoisonRecord):
+            decode_record(_Message(raw))
+    else:
+        assert decode_record(_Message(raw)).row == row_of_event(checked)
+
+
+@pytest.mark.parametrize("record", [b"{}", b"{ }", b"{\n  }", b"null"])
+def test_an_empty_record_in_any_spacing_is_no_record(record):
+    raw = encode(_violation_event(record={"k": "PLACEHOLDER"})).replace(b'{"k":"PLACEHOLDER"}', record)
+    assert decode_violation(raw) is not None
+    assert decode_record(_Message(raw)).row == row_of_event(decode_checked(raw))
+    assert decode_record(_Message(raw)).row[-1] is None
