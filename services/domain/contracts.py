@@ -380,6 +380,9 @@ class WorkUnit(Contract):
     detectors: list[str] | None = None  # a sensitive chunk: the detectors its scan chose (None: all)
     custom_detectors: list[dict] = []  # a sensitive chunk: its workspace's own detectors (SensitiveScanRequest)
     allowlist: list[str] = []  # a sensitive chunk: its workspace's allow-list keys
+    # how a compliance unit's violations are named (services.domain.evaluation.violation_ids): fixed when the
+    # scan is planned, so a unit run again, after a crash or by a newer worker, names them as its first run did
+    violation_ids: Literal["uuid5", "clustered"] = "uuid5"
 
 
 # --- findings (topic: violations, key: scan id) ---

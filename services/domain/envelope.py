@@ -49,9 +49,34 @@ def deterministic_ids(*prefix: object) -> Callable[[object], str]:
     return id_of
 
 
+def clustered_ids(*prefix: object) -> Callable[[object], str]:
+    """Deterministic ids for many a `last` that sort together: a UUIDv8 (RFC 9562) whose first 6 bytes
+    are the prefix's hash and whose other 10 (74 bits once the version and variant are set) are the
+    hash of the prefix and `last`, as deterministic_ids hashes them.
+
+    Why: a read model keys each violation by its id, and a uuid5 lands anywhere in that index, so a
+    batch of a few thousand violations dirties a few thousand of its pages, each written to the
+    database's log at every commit (on SQLite the projector spent more in COMMIT and in those inserts
+    than in everything else: 14 µs a violation against 6 with these ids). A unit's violations of one
+    rule share a prefix, so their ids fill one stretch of the index. Two ids of one prefix collide
+    with odds of about n² / 2^75 (1M violations of one rule in one unit: 3·10^-11)."""
+    head = hashlib.sha1(_NAMESPACE_BYTES + ("|".join(map(str, prefix)) + "|").encode())
+    stretch = head.digest()[:6]
+
+    def id_of(last: object) -> str:
+        h = head.copy()
+        h.update(str(last).encode())
+        return _uuid_text(stretch + h.digest()[:10], 0x80)
+    return id_of
+
+
 def _uuid5_text(sha1: bytes) -> str:
-    digest = bytearray(sha1[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    return _uuid_text(sha1[:16], 0x50)
+
+
+def _uuid_text(sixteen: bytes, version: int) -> str:
+    digest = bytearray(sixteen)
+    digest[6] = (digest[6] & 0x0F) | version
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = digest.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -1,14 +1,22 @@
 """Evaluating one unit of work: its rules over its records, as violation events and counts."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
 
 from services.domain import contracts as c
 from services.domain.delta import signature
-from services.domain.envelope import decode, deterministic_id, deterministic_ids, follow, follower_encoder, utcnow
+from services.domain.envelope import (
+    clustered_ids,
+    decode,
+    deterministic_id,
+    deterministic_ids,
+    follow,
+    follower_encoder,
+    utcnow,
+)
 from services.domain.rules import RECORD_FIELDS, Rule, RuleError, Unevaluated, evaluate_counted, parse_rule
 from services.domain.vocabulary import EVALUATOR_SOURCE as SOURCE
 
@@ -32,6 +40,13 @@ def evaluate_unit(table: pa.Table, work: dict) -> Iterator[RuleOutcome]:
             yield RuleOutcome(rule, None, f"rule {rule.id} ({rule.name}): {exc}")
 
 
+def violation_ids(work: dict) -> Callable[..., Callable[[object], str]]:
+    """How the work's violations are named: ids that sort together by unit and rule (what its scan was planned
+    with), or the uuid5 of a unit planned before them (run again now, it names its violations as before:
+    one id per violation, whichever worker ran it)."""
+    return clustered_ids if work.get("violation_ids") == "clustered" else deterministic_ids
+
+
 def encoded_violations(cause: dict, work: dict, rule: Rule, violations: pa.Table) -> list[bytes]:
     """The violation.detected events of one rule's violations in a unit, encoded (without their chain
     fields: services.domain.ledger_chain). All but each violation's own fields are shared, so they
@@ -43,7 +58,7 @@ def encoded_violations(cause: dict, work: dict, rule: Rule, violations: pa.Table
         "scan_id": scan_id, "unit_id": unit_id, "rule_id": rule.id, "rule_name": rule.name, "rule_type": rule.type,
         "severity": rule.severity,
     }, source=SOURCE, time=utcnow(), id_key="violation_id")  # one timestamp per slice: the clock costs at this rate
-    id_of = deterministic_ids("violation", scan_id, unit_id, rule.id)
+    id_of = violation_ids(work)("violation", scan_id, unit_id, rule.id)
     out = []
     records = zip(*(columns[f] for f in RECORD_FIELDS), strict=True)
     for row, account, key, value, window, fields in zip(columns["row"], columns["account"], columns["key"],

@@ -31,6 +31,7 @@ class Compliance(Kind):
             rules=[rules[rid] for rid in unit["rule_ids"]],
             mapping=mapping["mapping"],
             temporal_scale=mapping.get("temporal_scale"),
+            violation_ids="clustered",
         ).model_dump(exclude_unset=True), id=deterministic_id(c.WORK_UNIT, unit["unit_id"], attempt),
             source=COORDINATOR_SOURCE) for unit in units]
 
