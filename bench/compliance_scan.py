@@ -151,7 +151,7 @@ def main() -> None:
         replay_into = f"sqlite:///{Path(tmp) / 'replay.db'}"
         events, seconds = metered(system.cli("replay", "--into", replay_into).stderr)
         print(f"replay: {events} events in {seconds:.2f} s = {events / seconds:,.0f} events/s "
-              f"(budget 50,000/s)", flush=True)
+              f"(goal 200,000/s)", flush=True)
 
 
 def api_under_load(system: System, api: httpx.Client, policy_id: str, upload_id: str, mapping_id: str,
