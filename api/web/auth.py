@@ -62,16 +62,16 @@ async def authenticate(request: Request, permission: str | None = None) -> Princ
 
 
 async def read_as(request: Request, permission: str, read: Callable[..., T]) -> T:
-    """authenticate(), then `read(db, principal)`, in one trip to a database thread: a read answers
-    with one hand-off instead of two (the hand-off costs more of the API's CPU than a small query).
-    The caller's token is checked first, so a 401 or 403 comes before anything `read` raises."""
+    """authenticate(), then `read(db, principal)`, as one unit that only reads (DbWork.read: on the loop
+    when short, else in one trip to a database thread; a hand-off costs more of the API's CPU than a
+    small query). The caller's token is checked first, so a 401 or 403 comes before anything `read` raises."""
     token = _token(request)
 
     def unit(db):
         principal = _authorized(db, token, permission)
         return principal, read(db, principal)
 
-    principal, result = await run_db(request, unit, request.state.db)
+    principal, result = await request.state.db_work.read(unit, request.state.db)
     request.state.principal = principal
     return result
 
