@@ -11,16 +11,18 @@ connection, so run one whole unit of work per call: a function that opens
 A hand-off to a thread and back costs the API more CPU than a small query (a page of
 violations, a scan's row, the caller's token): `read()` runs a read-only unit on the loop, on a
 connection of its own that never waits and cannot run long. It has no busy timeout (a lock it
-would wait for is SQLITE_BUSY at once) and a progress handler that interrupts any statement
-once the unit has run INLINE_BUDGET_S; either way the unit is rolled back and run again on a
-database thread, as every unit ran before. PostgreSQL's statements are network round trips:
+would wait for is SQLITE_BUSY at once) and a progress handler that interrupts the unit's
+statement once its statements have run INLINE_STEPS steps of SQLite's VM between them; either
+way the unit is rolled back and run again on a database thread, as every unit ran before. The
+budget is counted in steps, not seconds: on a loaded machine the process may lose its core in the
+middle of a read, and a clock would then send short reads to a thread, doing them twice when the
+CPU is scarcest. PostgreSQL's statements are network round trips:
 its reads always go to a thread.
 """
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -33,10 +35,12 @@ from services.adapters.db import ConnectionPerThread, is_postgres
 T = TypeVar("T")
 
 THREADS = 4  # SQLite releases the GIL while it works; reads in WAL mode run side by side
-# The longest the loop runs a unit's SQL before handing the unit to a thread: a page of 50 violations
-# takes 0.1-0.5 ms; a slow read (a cold cache, a large filtered count) wastes at most this much.
-INLINE_BUDGET_S = 0.002
-PROGRESS_STEPS = 1000  # SQLite VM steps between checks of the budget (a few µs each)
+# The most SQLite VM steps a unit runs on the loop before it is handed to a thread. A page of 50
+# violations, a scan's row, the caller's token: hundreds to a few thousand steps. A step costs 15-300 ns
+# here (a count over an index ~70 ns), so the loop spends at most ~1.5-6 ms on a read that turns out long
+# (a large filtered count, a workspace with many runs) before a thread does it again.
+INLINE_STEPS = 20_000
+PROGRESS_STEPS = 1_000  # between the handler's calls
 
 
 class DbWork:
@@ -70,10 +74,11 @@ class Inline:
 
     def __init__(self, db_url: str):
         self.db = ConnectionPerThread(db_url, busy_timeout_ms=0)  # only the loop's thread uses it
-        self.deadline = 0.0
+        self.checks_left = 0
 
-    def _over_budget(self) -> int:
-        return time.perf_counter() > self.deadline  # non-zero: SQLite interrupts the statement
+    def _over_budget(self) -> bool:
+        self.checks_left -= 1
+        return self.checks_left < 0  # true: SQLite interrupts the statement
 
     def attempt(self, fn: Callable[[ConnectionPerThread], T]) -> tuple[bool, T | None]:
         """(True, fn(db)), or (False, None) when SQLite was busy or the budget ran out (rolled back)."""
@@ -81,7 +86,7 @@ class Inline:
             conn = self.db.connection  # opened on first use (its PRAGMAs, too, never wait)
         except sqlite3.OperationalError:
             return False, None
-        self.deadline = time.perf_counter() + INLINE_BUDGET_S
+        self.checks_left = INLINE_STEPS // PROGRESS_STEPS
         conn.set_progress_handler(self._over_budget, PROGRESS_STEPS)
         try:
             return True, fn(self.db)
