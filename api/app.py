@@ -130,7 +130,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         db = ConnectionPerThread(settings.db_url)
-        db_work = DbWork()
+        db_work = DbWork(db_url=settings.db_url)
 
         def init() -> None:
             stores.init(db, settings.admin_token)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import statistics
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 
 class Readers:
     """`with Readers(base_url, token, scan_id, 20) as r: ...` reads while the block runs; then
-    r.summary() is (p50 ms, p99 ms, requests/s, errors)."""
+    r.summary() is (p50 ms, p99 ms, requests/s, errors) and r.requests the number answered."""
 
     def __init__(self, base_url: str, token: str, scan_id: str, clients: int = 20):
         scan = f"/api/scan/{scan_id}"
@@ -49,6 +50,10 @@ class Readers:
         samples = self.latencies if len(self.latencies) > 1 else [*self.latencies, float("nan")] * 2
         q = statistics.quantiles(samples, n=100)
         return q[49] * 1000, q[98] * 1000, len(self.latencies) / self._elapsed, self.errors
+
+    @property
+    def requests(self) -> int:
+        return len(self.latencies)
 
 
 def _run(base_url: str, token: str, paths: list[str], clients: int, stop, results) -> None:
@@ -103,6 +108,20 @@ async def _response(rx: asyncio.StreamReader) -> int:
             await rx.readexactly(size + 2)
         await rx.readuntil(b"\r\n")
     return status
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process and its children (the API's processes under
+    SCANLEDGER_API_PROCESSES) have used so far, from /proc: per request, a figure the machine's
+    other load moves far less than latency."""
+    total = 0
+    for p in (pid, *_children(pid)):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it ended meanwhile
+        total += int(fields[11]) + int(fields[12])  # utime, stime: clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid: int) -> float:

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from bench.api_load import Readers, peak_rss_mb
+from bench.api_load import Readers, cpu_seconds, peak_rss_mb
 from bench.polars_baseline import polars_scan
 from harness.data import MAPPING, RULES
 from harness.system import TOKEN, Broker, System
@@ -160,14 +160,20 @@ def api_under_load(system: System, api: httpx.Client, policy_id: str, upload_id:
     over the last scan), idle and then while another scan of the same upload runs: the latency users
     see from the API while the ledger is busy."""
     _, last, _ = ledger_scan(api, policy_id, upload_id, mapping_id)
+    # The API's CPU seconds per request answered (/proc): while the scan runs, its own POST and status
+    # reads count as requests too.
+    pid, per_request = system.processes["api"].pid, {}
+    before = cpu_seconds(pid)
     with Readers(system.url, TOKEN, last["id"], clients) as idle:
         time.sleep(3)
+    per_request[idle], before = (cpu_seconds(pid) - before) / idle.requests, cpu_seconds(pid)
     with Readers(system.url, TOKEN, last["id"], clients) as busy:
-        seconds, _, _ = ledger_scan(api, policy_id, upload_id, mapping_id)
+        seconds, _, polls = ledger_scan(api, policy_id, upload_id, mapping_id)
+    per_request[busy] = (cpu_seconds(pid) - before) / (busy.requests + 1 + len(polls))
     for label, readers in (("idle", idle), (f"while a scan runs ({seconds:.1f} s)", busy)):
         p50, p99_ms, rate, errors = readers.summary()
         print(f"API, {clients} readers {label}: p50 {p50:.1f} ms, p99 {p99_ms:.1f} ms, {rate:,.0f} req/s, "
-              f"{errors} errors", flush=True)
+              f"{errors} errors, API CPU {per_request[readers] * 1e6:,.0f} µs/request", flush=True)
 
 
 if __name__ == "__main__":

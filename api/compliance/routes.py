@@ -10,7 +10,7 @@ from api.compliance import views
 from api.scans import reads
 from api.scans.as_of import as_of_param, scan_then
 from api.scans.commands import send_command, wait_until
-from api.web.auth import authenticate
+from api.web.auth import authenticate, read_as
 from api.web.db_work import run_db
 from api.web.errors import ApiError, not_found
 from api.web.openapi import param, query_params, request_body
@@ -25,19 +25,20 @@ from services.domain.vocabulary import FINISHED, FindingStatus, Severity
 async def get_scan(request: Request):
     """Status, results, score history and delta of a compliance scan (seed 001); with `as_of` (an ISO 8601
     time), as they stood then, computed from the log."""
-    principal = await authenticate(request, "assets:read")
     scan_id = request.path_params["id"]
 
-    def lookup(db):
+    def lookup(db, principal):
         with snapshot(db):  # the scan and its score history as of one commit
             row, pending = reads.scan_or_pending(db, principal.workspace_id, scan_id)
             return (views.scan_view(db, row) if row is not None else None), pending
 
-    if (moment := as_of_param(request)) is not None:
-        async with scan_then(request, scan_id, moment) as then:
-            view, pending = await run_in_threadpool(lookup, then) if then is not None else (None, None)
+    if "as_of" not in request.query_params:  # the usual read: the caller checked and the scan read in one trip
+        view, pending = await read_as(request, "assets:read", lookup)
     else:
-        view, pending = await run_db(request, lookup, request.state.db)
+        principal = await authenticate(request, "assets:read")
+        moment = as_of_param(request)
+        async with scan_then(request, scan_id, moment) as then:
+            view, pending = await run_in_threadpool(lookup, then, principal) if then is not None else (None, None)
     if view is not None:
         return json_response(view)
     if pending is None:
@@ -55,11 +56,11 @@ class ViolationQuery(BaseModel):
 
 async def list_violations(request: Request):
     """The violations of a scan, paginated, filtered by rule, status and severity."""
-    principal = await authenticate(request, "assets:read")
     scan_id = request.path_params["id"]
 
-    def page(db):
-        # one trip to a database thread, one snapshot: the scan found, then its page as of the same commit
+    def page(db, principal):
+        # one trip to a database thread (the caller's token checked first), one snapshot: the scan found,
+        # then its page as of the same commit
         with snapshot(db):
             if reads.scan_or_pending(db, principal.workspace_id, scan_id) == (None, None):
                 raise not_found("Scan not found")
@@ -67,7 +68,7 @@ async def list_violations(request: Request):
             return reads.violations_page(db, scan_id, query.page, query.size, query.rule_id, query.status,
                                          query.severity)
 
-    return json_response(await run_db(request, page, request.state.db))
+    return json_response(await read_as(request, "assets:read", page))
 
 
 @request_body("PATCH", "/api/violations/{id}")

@@ -13,7 +13,7 @@ from api.scans import reads
 from api.scans.commands import send_command, start_scan, wait_until
 from api.scans.snapshots import rerun_request
 from api.sensitive import queries as sq
-from api.web.auth import Principal, authenticate
+from api.web.auth import Principal, authenticate, read_as
 from api.web.db_work import run_db
 from api.web.errors import ApiError, details_from, not_found
 from api.web.openapi import param, query_params
@@ -38,11 +38,13 @@ def _query(request: Request) -> oq.OperationsQuery:
 
 async def list_operations(request: Request):
     """Every run of the workspace, filtered, sorted and paginated: those no worker has taken up too."""
-    principal = await authenticate(request, "assets:read")
-    q = _query(request)
-    rows, total = await run_db(request, oq.operations_page, request.state.db, principal.workspace_id, q)
-    return json_response({"items": [views.list_item_view(r) for r in rows], "total": total, "page": q.page,
-                          "size": q.size, "pages": oq.pages(total, q.size)})
+    def page(db, principal):  # on the database thread, after the caller's token: a 401 before a 422
+        q = _query(request)
+        rows, total = oq.operations_page(db, principal.workspace_id, q)
+        return {"items": [views.list_item_view(r) for r in rows], "total": total, "page": q.page, "size": q.size,
+                "pages": oq.pages(total, q.size)}
+
+    return json_response(await read_as(request, "assets:read", page))
 
 
 def _operation_id(request: Request) -> int:

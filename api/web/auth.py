@@ -5,7 +5,9 @@ bound to one scan: it may claim that scan's chunks and report on them (scan:repo
 nothing else, and it stops working once its scan has ended or was cancelled."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from starlette.requests import Request
 
@@ -15,6 +17,7 @@ from services.domain.vocabulary import FINISHED
 from services.stores import byoc_store, config_store
 from services.stores.byoc_store import WORKER_TOKEN_PREFIX
 
+T = TypeVar("T")
 ROLE_PERMISSIONS = {
     "Admin": {"scan:trigger", "assets:read", "config:write", "tokens:manage"},
     "Member": {"scan:trigger", "assets:read", "config:write"},
@@ -35,18 +38,42 @@ class Principal:
         return permission in ROLE_PERMISSIONS.get(self.role, set())
 
 
-async def authenticate(request: Request, permission: str | None = None) -> Principal:
+def _token(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "Missing or invalid API token")
-    principal = await run_db(request, _principal, request.state.db, token.strip())
+    return token.strip()
+
+
+def _authorized(db, token: str, permission: str | None) -> Principal:
+    principal = _principal(db, token)
     if principal is None:
         raise ApiError(401, "Missing or invalid API token")
     if permission:
         require(principal, permission)
+    return principal
+
+
+async def authenticate(request: Request, permission: str | None = None) -> Principal:
+    principal = await run_db(request, _authorized, request.state.db, _token(request), permission)
     request.state.principal = principal  # what the request writes to the ledger names it (its actor)
     return principal
+
+
+async def read_as(request: Request, permission: str, read: Callable[..., T]) -> T:
+    """authenticate(), then `read(db, principal)`, as one unit that only reads (DbWork.read: on the loop
+    when short, else in one trip to a database thread; a hand-off costs more of the API's CPU than a
+    small query). The caller's token is checked first, so a 401 or 403 comes before anything `read` raises."""
+    token = _token(request)
+
+    def unit(db):
+        principal = _authorized(db, token, permission)
+        return principal, read(db, principal)
+
+    principal, result = await request.state.db_work.read(unit, request.state.db)
+    request.state.principal = principal
+    return result
 
 
 def _principal(db, token: str) -> Principal | None:

@@ -8,7 +8,8 @@ The API uses ConnectionPerThread: one object its code passes around as `db`, whi
 statement on the calling thread's own connection. The API calls it from a few database
 threads, never from the event loop (api/web/db_work.py), so a write waiting out the busy
 timeout holds up one thread, not every request; and a `with transaction(db):` stays on one
-connection, so it is atomic against the other threads as against the projector.
+connection, so it is atomic against the other threads as against the projector. (Short reads
+run on the loop's own connection, one without a busy timeout whose statements stop at a budget.)
 """
 from __future__ import annotations
 
