@@ -31,7 +31,7 @@ from services.adapters.kafka import Publisher
 from services.domain import contracts as c
 from services.domain.chunk_reports import event_id, finding_key
 from services.domain.detectors import Engine, Finding, selected_detectors
-from services.domain.envelope import follow, iso
+from services.domain.envelope import follow, iso, utcnow
 from services.domain.kinds import Plan
 from services.domain.kinds.sensitive import baseline_versions, chunks
 from services.domain.llm_review import Verdict, adjusted_confidence
@@ -91,9 +91,20 @@ def finding_id(connector_id: str, name: str, f: Finding) -> str:
     return finding_key(connector_id, name, f.row, f.column, f.line, f.detector, f.start)
 
 
-def _event(cause: dict, type_: str, data: dict) -> dict:
+def _event(cause: dict, type_: str, data: dict, time: str | None = None) -> dict:
     """A chunk's report event, its id a function of its data (as the API gives a BYOC worker's)."""
-    return follow(cause, type_, data, id=event_id(type_, data), source=SOURCE)
+    return follow(cause, type_, data, id=event_id(type_, data), source=SOURCE, time=time)
+
+
+def outcome_data(work: dict, file: dict, index: int, status: str, reason: str | None, size: int, findings: int,
+                 occurrences: int) -> dict:
+    """c.FileOutcome(...).model_dump() of a file's outcome, built as a plain dict: the model's validation
+    and dump cost ~20 µs an event, and the values here are the runner's own (a unit test holds the two
+    equal, key order included)."""
+    return {"scan_id": work["scan_id"], "unit_id": work["unit_id"], "attempt": work.get("attempt", 0),
+            "connector_id": file["connector_id"], "name": file["name"], "index": index, "status": status,
+            "reason": reason, "size": size, "version": file["version"], "findings": findings,
+            "occurrences": occurrences}
 
 
 class _Connectors:
@@ -267,22 +278,19 @@ def run_chunk(message: dict, blobs, publisher: Publisher, settings: Settings,
             outcomes = [(status, reason, size, [f for _, f in mine])
                         for (status, reason, size, _), (mine, _) in zip(outcomes, kept, strict=True)]
             verdicts = reviewer.review(group, outcomes, finding_id) if reviewer else {}  # before publishing
+            now = utcnow()  # one timestamp per group: the clock costs ~5 µs an event at this rate
             for i, (file, (status, reason, size, _), (mine, occurrences)) in enumerate(
                     zip(group, outcomes, kept, strict=True), start=first):
                 for fid, f in mine:
                     by_detector[f.detector] = by_detector.get(f.detector, 0) + 1
                     publisher.publish(topics.findings, _finding(message, fid, file, f, verdicts.get(fid),
-                                                                reviewer and reviewer.model))
+                                                                reviewer and reviewer.model, now))
                 counts[status] += 1
                 counts["unchanged"] += reason == UNCHANGED
                 if status != "scanned" and reason != UNCHANGED:
                     why[status, reason or "unknown"] += 1
-                publisher.publish(topics.scan_events, _event(message, c.FILE_OUTCOME, c.FileOutcome(
-                    scan_id=work["scan_id"], unit_id=work["unit_id"], attempt=attempt,
-                    connector_id=file["connector_id"], name=file["name"], index=work.get("start_index", 0) + i,
-                    status=status, reason=reason, size=size, version=file["version"], findings=len(mine),
-                    occurrences=occurrences,
-                ).model_dump()))
+                publisher.publish(topics.scan_events, _event(message, c.FILE_OUTCOME, outcome_data(
+                    work, file, work.get("start_index", 0) + i, status, reason, size, len(mine), occurrences), now))
             done = first + len(group)
             if time.monotonic() - last >= PROGRESS_EVERY_S or done == len(files):
                 publisher.publish(topics.scan_events, _progress(message, done, len(files)))
@@ -327,14 +335,21 @@ def _progress(cause: dict, done: int, total: int) -> dict:
 
 
 def _finding(cause: dict, fid: str, file: dict, f: Finding, verdict: Verdict | None = None,
-             model: str | None = None) -> dict:
-    scan_id = cause["data"]["scan_id"]
-    llm = {} if verdict is None else {  # LLM Assist's second opinion (services.domain.llm_review)
-        "llm_verdict": verdict.verdict, "llm_confidence": verdict.llm_confidence, "detector_confidence": f.confidence,
-        "llm_model": model if verdict.llm_confidence is not None else None}
-    return _event(cause, c.FINDING_DETECTED, c.FindingDetected(
-        finding_id=fid, scan_id=scan_id, unit_id=cause["data"]["unit_id"], connector_id=file["connector_id"],
-        file=file["name"], row=f.row, column=f.column, line=f.line, start=f.start, end=f.end, detector=f.detector,
-        family=f.family, confidence=adjusted_confidence(f.confidence, verdict) if verdict else f.confidence,
-        masked=f.masked, **llm,
-    ).model_dump())
+             model: str | None = None, time: str | None = None) -> dict:
+    """A finding's event. Its data is c.FindingDetected(...).model_dump() built as a plain dict (one event per
+    finding: the model cost ~25 µs each; a unit test holds the two equal, key order included)."""
+    work = cause["data"]
+    if verdict is None:  # LLM Assist's second opinion (services.domain.llm_review), or none
+        confidence, llm_verdict, llm_confidence, llm_model, detector_confidence = (
+            float(f.confidence), None, None, None, None)
+    else:
+        confidence = float(adjusted_confidence(f.confidence, verdict))
+        llm_verdict, detector_confidence = verdict.verdict, float(f.confidence)
+        llm_confidence = None if verdict.llm_confidence is None else float(verdict.llm_confidence)
+        llm_model = model if llm_confidence is not None else None
+    data = {"finding_id": fid, "scan_id": work["scan_id"], "unit_id": work["unit_id"],
+            "connector_id": file["connector_id"], "file": file["name"], "row": f.row, "column": f.column,
+            "line": f.line, "start": f.start, "end": f.end, "detector": f.detector, "family": f.family,
+            "confidence": confidence, "masked": f.masked, "llm_verdict": llm_verdict,
+            "llm_confidence": llm_confidence, "llm_model": llm_model, "detector_confidence": detector_confidence}
+    return _event(cause, c.FINDING_DETECTED, data, time)

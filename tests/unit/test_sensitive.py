@@ -4,14 +4,18 @@ from collections import Counter
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from harness.corpus import generate
 from services.adapters.blobstore import LocalBlobStore
 from services.domain import contracts as c
 from services.domain import lifecycle
+from services.domain.detectors import Finding
 from services.domain.envelope import make_event, utcnow
 from services.domain.kinds import SENSITIVE, kind_of
 from services.domain.kinds.sensitive import baseline_versions, chunks, coverage, deadline, final_status
+from services.domain.llm_review import Verdict, adjusted_confidence
 from services.runners import sensitive as sensitive_runner
 from services.runners.sensitive import groups, plan_sensitive, run_chunk
 from services.settings import Settings
@@ -384,3 +388,43 @@ def test_findings_are_capped_per_file_and_detector_and_every_occurrence_is_count
         assert emails == list(range(1, (cap or 30) + 1))  # the first ones, in the file's order
         [result] = [e["data"] for _, e in out.events if e["type"] == c.UNIT_COMPLETED]
         assert sum(result["violations_by_rule"].values()) == len(found)  # the scan counts what it reports
+
+
+# -- the report events' data, built without the models (services/runners/sensitive.py) -------------------
+
+_text = st.text(max_size=12)
+_cause = {"subject": "scan-1", "workspaceid": "w", "id": "m", "data": {"scan_id": "scan-1", "unit_id": "scan-1.c0"}}
+
+
+@given(f=st.builds(Finding, detector=_text, family=_text, confidence=st.one_of(st.floats(0, 1), st.integers(0, 1)),
+                   masked=_text, row=st.none() | st.integers(1, 10**9), column=st.none() | _text,
+                   line=st.none() | st.integers(1, 10**9), start=st.integers(0, 10**6), end=st.integers(0, 10**6)),
+       verdict=st.none() | st.builds(Verdict, st.sampled_from(["confirmed", "rejected", "not_reviewed"]),
+                                     st.none() | st.floats(0, 1) | st.integers(0, 1)),
+       model=st.none() | _text)
+def test_a_findings_data_is_the_models_dump(f, verdict, model):
+    file = {"connector_id": "conn-a", "name": "a/b.csv", "version": "v"}
+    event = sensitive_runner._finding(_cause, "fid", file, f, verdict, model, utcnow())
+    llm = {} if verdict is None else {
+        "llm_verdict": verdict.verdict, "llm_confidence": verdict.llm_confidence, "detector_confidence": f.confidence,
+        "llm_model": model if verdict.llm_confidence is not None else None}
+    dumped = c.FindingDetected(
+        finding_id="fid", scan_id="scan-1", unit_id="scan-1.c0", connector_id="conn-a", file="a/b.csv", row=f.row,
+        column=f.column, line=f.line, start=f.start, end=f.end, detector=f.detector, family=f.family,
+        confidence=adjusted_confidence(f.confidence, verdict) if verdict else f.confidence, masked=f.masked, **llm,
+    ).model_dump()
+    assert list(event["data"].items()) == list(dumped.items())
+    assert orjson.dumps(event["data"]) == orjson.dumps(dumped)
+
+
+@given(status=st.sampled_from(["scanned", "skipped", "failed"]), reason=st.none() | _text,
+       numbers=st.tuples(*[st.integers(0, 10**9)] * 4), attempt=st.integers(0, 5))
+def test_a_file_outcomes_data_is_the_models_dump(status, reason, numbers, attempt):
+    index, size, findings, occurrences = numbers
+    work = {"scan_id": "scan-1", "unit_id": "scan-1.c0", "attempt": attempt}
+    file = {"connector_id": "conn-a", "name": "a/b.csv", "version": "v"}
+    data = sensitive_runner.outcome_data(work, file, index, status, reason, size, findings, occurrences)
+    dumped = c.FileOutcome(scan_id="scan-1", unit_id="scan-1.c0", attempt=attempt, connector_id="conn-a",
+                           name="a/b.csv", index=index, status=status, reason=reason, size=size, version="v",
+                           findings=findings, occurrences=occurrences).model_dump()
+    assert orjson.dumps(data) == orjson.dumps(dumped)
