@@ -122,27 +122,39 @@ class Publisher:
             batch.sent(count)
         produced = 0
         try:
+            producer = self._producer
+            if len(producer) == 0:  # idle until now: its messages wait from here
+                self._waiting_since = time.monotonic()
             for value in values:
-                while True:
+                if self._producer is not producer:  # replaced (a stall, another caller's flush): the new one
                     producer = self._producer
-                    if len(producer) == 0:  # idle until now: its messages wait from here
-                        self._waiting_since = time.monotonic()
-                    try:
-                        producer.produce(topic, value=value, key=key, headers=hdrs, on_delivery=on_delivery)
-                        break
-                    except BufferError:
-                        producer.poll(0.05)  # local queue full: let deliveries drain
-                    except KafkaException as exc:
-                        if not exc.args[0].fatal():
-                            raise
-                        # an idempotent producer that failed fatally refuses every later message
-                        self._replace(producer, f"it failed fatally: {exc.args[0]}")
+                try:  # the usual case, without asking the producer its length per message (a slice is 2,000)
+                    producer.produce(topic, value=value, key=key, headers=hdrs, on_delivery=on_delivery)
+                except (BufferError, KafkaException):
+                    self._produce_one(topic, value, key, hdrs, on_delivery)
                 produced += 1
         finally:
             if produced < count:  # raised: the rest were never sent, so no report will settle them
                 with self._lock:
                     batch.pending -= count - produced
         self._producer.poll(0)
+
+    def _produce_one(self, topic: str, value: bytes | None, key: bytes | None, hdrs, on_delivery) -> None:
+        """Produce one value the producer refused: its local queue full, or failed fatally."""
+        while True:
+            producer = self._producer
+            if len(producer) == 0:
+                self._waiting_since = time.monotonic()
+            try:
+                producer.produce(topic, value=value, key=key, headers=hdrs, on_delivery=on_delivery)
+                return
+            except BufferError:
+                producer.poll(0.05)  # local queue full: let deliveries drain
+            except KafkaException as exc:
+                if not exc.args[0].fatal():
+                    raise
+                # an idempotent producer that failed fatally refuses every later message
+                self._replace(producer, f"it failed fatally: {exc.args[0]}")
 
     def publish(self, topic: str, event: dict, key: str | None = None) -> None:
         self._produce(topic, encode(event), (key or event["subject"]).encode(), headers(event))
@@ -154,7 +166,7 @@ class Publisher:
     def publish_encoded(self, topic: str, raws: list[bytes], type_: str, key: str, chain: Chain) -> None:
         """Events already encoded (services.domain.evaluation.encoded_violations), all of one type and
         key, each sealed as the next link of `chain`."""
-        self._produce_all(topic, map(chain.seal_encoded, raws), len(raws), key.encode(),
+        self._produce_all(topic, chain.seal_all(raws), len(raws), key.encode(),
                           type_headers(type_))
 
     def chained(self, stream: str) -> ChainedPublisher:
@@ -247,6 +259,23 @@ class ChainedPublisher:
 
     def __init__(self, publisher: Publisher, chain: Chain):
         self.publisher, self.chain = publisher, chain
+
+    def _produce_one(self, topic: str, value: bytes | None, key: bytes | None, hdrs, on_delivery) -> None:
+        """Produce one value the producer refused: its local queue full, or failed fatally."""
+        while True:
+            producer = self._producer
+            if len(producer) == 0:
+                self._waiting_since = time.monotonic()
+            try:
+                producer.produce(topic, value=value, key=key, headers=hdrs, on_delivery=on_delivery)
+                return
+            except BufferError:
+                producer.poll(0.05)  # local queue full: let deliveries drain
+            except KafkaException as exc:
+                if not exc.args[0].fatal():
+                    raise
+                # an idempotent producer that failed fatally refuses every later message
+                self._replace(producer, f"it failed fatally: {exc.args[0]}")
 
     def publish(self, topic: str, event: dict, key: str | None = None) -> None:
         self.publisher.publish_sealed(topic, event, self.chain, key)

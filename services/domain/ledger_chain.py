@@ -63,6 +63,27 @@ class Chain:
         self.seq, self.prev = self.seq + 1, digest(sealed)
         return sealed
 
+    def seal_all(self, raws: list[bytes]) -> list[bytes]:
+        """[seal_encoded(raw) for raw in raws], the same bytes and the same chain after: the chain fields
+        written without a dict or an encoder per record (a unit seals a hundred thousand violations).
+        The stream is encoded once, by orjson; a place is an int and a digest is hex, so neither is
+        escaped."""
+        out: list[bytes] = []
+        if raws and self.covers:
+            out.append(self.seal_encoded(raws[0]))
+            raws = raws[1:]
+        if not raws:
+            return out
+        head = b"," + encode({STREAM: self.stream})[1:-1] + b',"' + SEQ.encode() + b'":'
+        middle = b',"' + PREV.encode() + b'":"'
+        seq, prev, sha256, append = self.seq, self.prev, hashlib.sha256, out.append
+        for raw in raws:
+            sealed = b"".join((raw[:-1], head, str(seq).encode(), middle, prev.encode(), b'"}'))
+            append(sealed)
+            seq, prev = seq + 1, sha256(sealed).hexdigest()[:32]
+        self.seq, self.prev = seq, prev
+        return out
+
     def cover(self, event_id: str, raw_digest: str) -> None:
         self.covers.append(f"{event_id}={raw_digest}")
 

@@ -9,6 +9,7 @@ same units, so a re-planned scan re-uses the same unit files and ids.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,16 +75,27 @@ def plan(table: pa.Table, rules: list[Rule], mapping: dict[str, str], unit_recor
          max_units: int) -> list[UnitSlice]:
     table = with_row_numbers(typed_for_scan(table, mapping))
     n = max(1, min(max_units, math.ceil(table.num_rows / max(unit_records, 1))))
+    groups = sorted(rule_groups(table, rules, mapping).items())
+    # Each group's split is Arrow and numpy work that releases the GIL: the groups are split at once
+    # (nothing else of the scan runs while it is planned, so the cores are free).
+    with ThreadPoolExecutor(max(1, min(len(groups), PLAN_THREADS))) as pool:
+        splits = list(pool.map(lambda key: _split(table, key, n), (key for key, _ in groups)))
     units: list[UnitSlice] = []
-    for g, (key, group) in enumerate(sorted(rule_groups(table, rules, mapping).items())):
-        assignment = buckets(table, key, n)
-        # One take of every row in unit order (stable: each unit keeps the table's row order), then each
-        # unit a zero-copy slice of it: a take per unit gathered the whole table n times.
-        by_unit = table if n == 1 else table.take(pa.array(np.argsort(assignment, kind="stable")))
-        starts = np.concatenate([[0], np.cumsum(np.bincount(assignment, minlength=n))])
-        for b in range(n):
-            if starts[b] == starts[b + 1] and n > 1:
-                continue
-            units.append(UnitSlice(len(units), key, [r.id for r in group],
-                                   by_unit.slice(int(starts[b]), int(starts[b + 1] - starts[b])), g == 0))
+    for g, ((key, group), parts) in enumerate(zip(groups, splits, strict=True)):
+        for part in parts:
+            units.append(UnitSlice(len(units), key, [r.id for r in group], part, g == 0))
     return units
+
+
+PLAN_THREADS = 2
+
+
+def _split(table: pa.Table, key: tuple[str, ...], n: int) -> list[pa.Table]:
+    """The table's rows in their units of one group key, each unit keeping the table's row order."""
+    assignment = buckets(table, key, n)
+    # One take of every row in unit order (stable: each unit keeps the table's row order), then each
+    # unit a zero-copy slice of it: a take per unit gathered the whole table n times.
+    by_unit = table if n == 1 else table.take(pa.array(np.argsort(assignment, kind="stable")))
+    starts = np.concatenate([[0], np.cumsum(np.bincount(assignment, minlength=n))])
+    return [by_unit.slice(int(starts[b]), int(starts[b + 1] - starts[b])) for b in range(n)
+            if starts[b] != starts[b + 1] or n == 1]

@@ -6,7 +6,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.domain import contracts as c
-from services.domain.envelope import ID_NAMESPACE, clustered_ids, decode, deterministic_id, deterministic_ids
+from services.domain.envelope import (
+    ID_NAMESPACE,
+    _uuid5_text,
+    clustered_ids,
+    decode,
+    deterministic_id,
+    deterministic_ids,
+)
 from services.domain.evaluation import encoded_violations
 from services.domain.kinds.compliance import COMPLIANCE
 from services.domain.rules import VIOLATION_SCHEMA, parse_rule
@@ -61,3 +68,13 @@ def test_a_unit_names_its_violations_as_its_scan_was_planned_to():
         ids = [decode(raw)["data"]["violation_id"] for raw in encoded_violations(cause, work, rule, _violations(3))]
         assert ids == [name("violation", "s", "s.u0", "big")(f"T{i}") for i in range(3)], name
     assert c.WorkUnit.model_validate(planned["data"]).violation_ids == "clustered"
+
+
+def test_the_uuid5_text_of_any_digest_is_the_uuid_modules():
+    """Every digest shape (every variant nibble, every version nibble overwritten) as uuid.UUID writes it."""
+    for i in range(5000):
+        sha1 = hashlib.sha1(str(i).encode()).digest()
+        assert _uuid5_text(sha1) == str(uuid.UUID(bytes=sha1[:16], version=5))
+    for nibble in range(256):
+        sha1 = bytes([nibble]) * 20
+        assert _uuid5_text(sha1) == str(uuid.UUID(bytes=sha1[:16], version=5))

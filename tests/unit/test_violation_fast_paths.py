@@ -206,3 +206,17 @@ def test_an_empty_record_in_any_spacing_is_no_record(record):
     assert decode_violation(raw) is not None
     assert decode_record(_Message(raw)).row == row_of_event(decode_checked(raw))
     assert decode_record(_Message(raw)).row[-1] is None
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.dictionaries(TEXT, TEXT, max_size=3), max_size=5), TEXT, st.integers(0, 10**12),
+       st.lists(TEXT, max_size=2))
+def test_sealing_a_slice_at_once_is_sealing_each_in_turn(events, stream, seq, covered):
+    """Chain.seal_all writes the chain fields without an encoder per record: the same bytes, the same chain."""
+    raws = [encode(e) for e in events]
+    one_by_one, at_once = Chain(stream, seq, "ab" * 16), Chain(stream, seq, "ab" * 16)
+    for chain in (one_by_one, at_once):
+        for i, event_id in enumerate(covered):
+            chain.cover(event_id, f"d{i}")
+    assert at_once.seal_all(raws) == [one_by_one.seal_encoded(raw) for raw in raws]
+    assert (at_once.seq, at_once.prev, at_once.covers) == (one_by_one.seq, one_by_one.prev, one_by_one.covers)
