@@ -260,23 +260,6 @@ class ChainedPublisher:
     def __init__(self, publisher: Publisher, chain: Chain):
         self.publisher, self.chain = publisher, chain
 
-    def _produce_one(self, topic: str, value: bytes | None, key: bytes | None, hdrs, on_delivery) -> None:
-        """Produce one value the producer refused: its local queue full, or failed fatally."""
-        while True:
-            producer = self._producer
-            if len(producer) == 0:
-                self._waiting_since = time.monotonic()
-            try:
-                producer.produce(topic, value=value, key=key, headers=hdrs, on_delivery=on_delivery)
-                return
-            except BufferError:
-                producer.poll(0.05)  # local queue full: let deliveries drain
-            except KafkaException as exc:
-                if not exc.args[0].fatal():
-                    raise
-                # an idempotent producer that failed fatally refuses every later message
-                self._replace(producer, f"it failed fatally: {exc.args[0]}")
-
     def publish(self, topic: str, event: dict, key: str | None = None) -> None:
         self.publisher.publish_sealed(topic, event, self.chain, key)
 
