@@ -18,6 +18,7 @@ import argparse
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -113,8 +114,20 @@ def serve_durably(port: int) -> None:
     its recording holds are replayed into this process's memory on a private port, then moto serves
     `port`, recording what comes next."""
     from moto.moto_api import recorder
+    from moto.moto_api._internal.recorder.models import Recorder
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
     from moto.server import main as moto_server
+
+    # moto's server answers each request on a thread of its own, and its recorder appends a request as two
+    # writes (the JSON, then a newline) to a buffered file: two PUTs at once (a planner writing its units'
+    # files in parallel) interleaved into a line no replay can read, and the server never came back. One
+    # request recorded at a time.
+    lock, record = threading.Lock(), Recorder._record_request
+
+    def record_one_at_a_time(self, request, body=None):
+        with lock:
+            record(self, request, body)
+    Recorder._record_request = record_one_at_a_time
 
     recording = Path(os.environ["MOTO_RECORDER_FILEPATH"])
     if recording.exists() and recording.stat().st_size:

@@ -189,6 +189,20 @@ def test_a_store_that_does_not_answer_is_unavailable_and_nothing_is_lost(durable
     assert host(durable, bucket, tmp_path / "b").get(key) == b"kept"
 
 
+def test_blobs_written_at_once_are_all_there_after_the_store_comes_back(durable, tmp_path):
+    """A planner writes its units' files in parallel: the durable test server must record concurrent
+    requests whole, or its restart replays a broken recording and never answers again."""
+    from concurrent.futures import ThreadPoolExecutor
+    bucket = durable.bucket(f"parallel-{uuid.uuid4().hex[:8]}")
+    store = host(durable, bucket, tmp_path / "a")
+    blobs = [uuid.uuid4().bytes * 2000 for _ in range(48)]
+    with ThreadPoolExecutor(8) as pool:
+        keys = list(pool.map(store.put, blobs))
+    durable.stop()
+    durable.start()
+    assert [host(durable, bucket, tmp_path / "b").get(key) for key in keys] == blobs
+
+
 class Published:
     """What a unit attempt writes (a stand-in for the Kafka publisher, which the e2e tests use)."""
 
