@@ -20,13 +20,11 @@ error (locked, I/O, schema) is no record's fault: it stops the projector, to be 
 """
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import signal
 import threading
 import time
-from contextlib import contextmanager
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
@@ -38,6 +36,7 @@ from services.adapters.kafka_admin import ensure_topics, watermarks
 from services.adapters.ledger_reader import LedgerReader, Meter
 from services.domain.codec import PoisonRecord
 from services.domain.contracts import CONFIG_CHANGED, SCAN_ABORTED, SCAN_FINISHED, SCAN_STARTED
+from services.gc_pause import gc_paused
 from services.readmodels.apply import Record, apply_batch, decode_record, store_offsets
 from services.settings import Settings
 from services.stores import config_log, read_models
@@ -214,22 +213,6 @@ def _apply_bisecting(conn, part: list[tuple[Record, object]], dead: DeadLetters)
             _apply_bisecting(conn, half, dead)
     else:
         conn.execute("RELEASE part")
-
-
-@contextmanager
-def gc_paused():
-    """The cyclic collector off for one batch. A batch is tens of thousands of acyclic dicts that
-    reference counting frees; each collector pass during it re-scans all those still alive (at
-    Python's thresholds that cost more than decoding the events; at a pass per 100k allocations,
-    still a third of replay). Between batches it runs as usual, when the batch is gone."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def run(settings: Settings, stop: threading.Event | None = None) -> None:

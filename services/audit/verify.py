@@ -24,13 +24,14 @@ from services.domain import contracts as c
 from services.domain.codec import PoisonRecord, decode_checked
 from services.domain.ledger_chain import COVERS, PREV, SEQ, STREAM, digest
 from services.domain.partitioning import partition_of
+from services.gc_pause import gc_paused
 from services.settings import Settings
 
 RESULTS = frozenset({c.UNIT_COMPLETED, c.UNIT_FAILED})
 
 
-@dataclass(frozen=True)
-class LogRecord:
+@dataclass(slots=True)
+class LogRecord:  # slots, not frozen: a frozen dataclass sets each field through object.__setattr__
     topic: str
     partition: int
     offset: int
@@ -172,19 +173,22 @@ def verify(settings: Settings, scan_id: str | None = None, meter: Meter | None =
     """Read the projector's topics (only the scan's partitions with `scan_id`) and check every scan on them."""
     t = settings.topics
     reader = LedgerReader(settings, "verify")
-    try:
-        tps = []
-        for topic in (t.commands, t.scan_events, t.violations, t.findings):
-            partitions = reader.partitions(topic)
-            if scan_id is None:
-                tps += [(topic, p) for p in partitions]
-            elif partitions:
-                tps.append((topic, partition_of(scan_id, len(partitions))))
-        grouped = _records(reader.read(reader.ends(tps), meter))
-    finally:
-        reader.close()
-    if scan_id is not None:
-        return [check(scan_id, grouped.get(scan_id, []))]
-    # a key is a scan when the coordinator wrote for it (dead letters and unknown keys aside)
-    return [check(key, recs) for key, recs in sorted(grouped.items())
-            if any(r.event is not None and r.event["type"] == c.SCAN_REQUESTED for r in recs)]
+    # every record is kept until checked: with the collector on, its passes over them all cost more than
+    # decoding them (15 µs a violation against 6)
+    with gc_paused():
+        try:
+            tps = []
+            for topic in (t.commands, t.scan_events, t.violations, t.findings):
+                partitions = reader.partitions(topic)
+                if scan_id is None:
+                    tps += [(topic, p) for p in partitions]
+                elif partitions:
+                    tps.append((topic, partition_of(scan_id, len(partitions))))
+            grouped = _records(reader.read(reader.ends(tps), meter))
+        finally:
+            reader.close()
+        if scan_id is not None:
+            return [check(scan_id, grouped.get(scan_id, []))]
+        # a key is a scan when the coordinator wrote for it (dead letters and unknown keys aside)
+        return [check(key, recs) for key, recs in sorted(grouped.items())
+                if any(r.event is not None and r.event["type"] == c.SCAN_REQUESTED for r in recs)]
