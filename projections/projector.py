@@ -215,6 +215,18 @@ def _apply_bisecting(conn, part: list[tuple[Record, object]], dead: DeadLetters)
         conn.execute("RELEASE part")
 
 
+def _step(consumer: Consumer, conn, dead: DeadLetters) -> int:
+    """Consume a batch, apply it, tell Kafka and the log. Called with the collector paused: the batch is
+    freed when this returns, before the collector is back on, so its first pass does not scan it all."""
+    messages = consumer.consume(num_messages=BATCH, timeout=POLL_S)
+    records, sources = to_records(messages, dead)
+    applied = apply_records(conn, records, sources, dead)
+    if applied:
+        commit_to_kafka(consumer, messages)
+        log_scans(conn, records)
+    return applied
+
+
 def run(settings: Settings, stop: threading.Event | None = None) -> None:
     stop = stop or threading.Event()
     _ensure_topics(settings)
@@ -239,13 +251,9 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
     try:
         while not stop.is_set():
             with gc_paused():
-                messages = consumer.consume(num_messages=BATCH, timeout=POLL_S)
-                records, sources = to_records(messages, dead)
-                applied = apply_records(conn, records, sources, dead)
+                applied = _step(consumer, conn, dead)
             if applied:
                 progress = time.monotonic()
-                commit_to_kafka(consumer, messages)
-                log_scans(conn, records)
             elif time.monotonic() - progress >= stuck_after:
                 left = stuck_consumer(settings, conn, {(tp.topic, tp.partition) for tp in consumer.assignment()})
                 if left:
@@ -309,8 +317,8 @@ def replay(settings: Settings, db_url: str | None = None, as_of_ms: int | None =
     applied = 0
     try:
         span = reader.ends([(t, p) for t in topics(settings) for p in reader.partitions(t)], as_of_ms)
-        for batch in reader.batches(span, meter, BATCH):
-            with gc_paused():
+        with gc_paused():  # the whole replay: its batches are acyclic, freed by reference counting
+            for batch in reader.batches(span, meter, BATCH):
                 applied += apply_records(conn, *to_records(batch, dead), dead)
     finally:
         reader.close()
