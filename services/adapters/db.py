@@ -20,6 +20,7 @@ from pathlib import Path
 import psycopg
 
 BUSY_TIMEOUT_MS = 30_000
+WAL_CHECKPOINT_BYTES = 64 << 20
 
 
 class UnsupportedDatabase(Exception):
@@ -64,7 +65,9 @@ def connect(url: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS):
     conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: the violation indexes stay in memory while they grow
-    conn.execute("PRAGMA wal_autocheckpoint=16384")  # checkpoint (and fsync) every 64 MiB of WAL, not 4
+    # checkpoint (and fsync) every 64 MiB of WAL, not every 1,000 pages (4 or 16 MiB); in pages of this database's size
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_BYTES // page_size}")
     return conn
 
 
