@@ -433,3 +433,18 @@ def test_cards_inside_a_run_are_the_plain_search(groups, separators, before):
         spans.append((at, at + len(g)))
         at += len(g) + 1
     assert validate._cards_inside(cell, spans, len(before)) == _plain_cards_inside(cell, spans, len(before))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_FRAGMENT, min_size=1, max_size=6).map(" ".join))
+def test_searches_that_stop_where_fewer_bytes_are_left_than_a_match_holds_find_the_same(cell):
+    """The validators skip the search past a match when the rest of the cell is shorter than their
+    pattern's shortest match: the same hits as searching to the end."""
+    catalog = selected_detectors(None)
+    fast = [d.find(cell) for d in catalog]
+    full = validate.byte_spans
+    try:
+        validate.byte_spans = lambda regex, data, pos=0, shortest=0: full(regex, data, pos)
+        assert [d.find(cell) for d in catalog] == fast
+    finally:
+        validate.byte_spans = full

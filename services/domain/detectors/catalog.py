@@ -61,11 +61,11 @@ def _free(cell: str, start: int, end: int, before: str = "", after: str = "") ->
 
 def _finder(pattern: str, valid: Callable[[str], float | None], before: str = "", after: str = ""):
     """Matches of `pattern` standing free whose `valid` gives a confidence (None: not one)."""
-    compiled = re2.compile(pattern)
+    compiled, shortest = re2.compile(pattern), v.shortest(pattern)
 
     def find(cell: str) -> list[Hit]:
         hits = []
-        for start, end in v.spans(compiled, cell):
+        for start, end in v.spans(compiled, cell, shortest=shortest):
             if _free(cell, start, end, before, after):
                 confidence = valid(cell[start:end])
                 if confidence is not None:
@@ -95,12 +95,12 @@ def _email(text: str) -> float | None:
 # codes all are bare runs.
 _PHONE = (r"\+[1-9]\d{0,3}(?:[ .-]?\(?\d{1,5}\)?)(?:[ .-]?\d{1,5}){1,5}"
           r"|(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}")
-_PHONE_RE = re2.compile(_PHONE)
+_PHONE_RE, _PHONE_SHORTEST = re2.compile(_PHONE), v.shortest(_PHONE)
 
 
 def _find_phones(cell: str) -> list[Hit]:
     hits = []
-    for start, end in v.spans(_PHONE_RE, cell):
+    for start, end in v.spans(_PHONE_RE, cell, shortest=_PHONE_SHORTEST):
         text = cell[start:end]
         if not _free(cell, start, end, before="+-./", after="-/") or (end < len(cell) and cell[end] == "."
                                                                         and cell[end + 1:end + 2].isdigit()):
@@ -162,7 +162,7 @@ _VERSION_WORDS = ("version", "ver", "release", "build", "firmware", "v")
 
 def _find_ipv4(cell: str) -> list[Hit]:
     hits = []
-    for start, end in v.spans(_IPV4_RE, cell):
+    for start, end in v.spans(_IPV4_RE, cell, shortest=_IPV4_SHORTEST):
         if not _free(cell, start, end, before=".", after=".") or not v.dotted_quad_ok(cell[start:end]):
             continue
         # "v1.2.3.4", "version 10.0.0.1", "release: 4.2.1.0": a version, not an address.
@@ -173,7 +173,8 @@ def _find_ipv4(cell: str) -> list[Hit]:
     return hits
 
 
-_IPV4_RE = re2.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
+_IPV4 = r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}"
+_IPV4_RE, _IPV4_SHORTEST = re2.compile(_IPV4), v.shortest(_IPV4)
 _IPV6_RE = re2.compile(r"[0-9A-Fa-f:]*:[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*")
 
 
@@ -229,7 +230,8 @@ def _mask_private_key(text: str) -> str:
 # false positives cut: a token must be long (32+), mix letters and digits, not be one short
 # string repeated, and clear a per-alphabet entropy bar that random strings of that length
 # clear and identifiers, words, UUIDs and low-entropy hex do not.
-_TOKEN_RE = re2.compile(r"[A-Za-z0-9+/_-]{32,}={0,2}")
+_TOKEN = r"[A-Za-z0-9+/_-]{32,}={0,2}"
+_TOKEN_RE, _TOKEN_SHORTEST = re2.compile(_TOKEN), v.shortest(_TOKEN)
 _HEX = frozenset("0123456789abcdefABCDEF")
 # A token is ASCII (_TOKEN_RE's alphabet): which kinds of character it mixes are set operations in C,
 # not a Python generator over its characters (~2,500 distinct candidates in bench.detectors' corpus).
@@ -255,7 +257,7 @@ def _token_confidence(token: str) -> float | None:
 
 def _find_tokens(cell: str) -> list[Hit]:
     hits = []
-    for start, end in v.spans(_TOKEN_RE, cell):
+    for start, end in v.spans(_TOKEN_RE, cell, shortest=_TOKEN_SHORTEST):
         if _free(cell, start, end) and (confidence := _token_confidence(cell[start:end])) is not None:
             hits.append((start, end, confidence))
     return hits

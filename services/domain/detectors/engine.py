@@ -154,9 +154,11 @@ class Engine:
         filled = pc.fill_null(values, "") if values.null_count else values
         text = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(filled)], pa.int32()), filled), "\n")
         offsets = np.frombuffer(filled.buffers()[1], np.int32, len(filled) + 1, filled.offset * 4)
-        starts = offsets[:-1] - offsets[0] + np.arange(len(values))  # of each cell in `text`
+        # Where each cell starts in `text` (shorter than 2 GiB: a string scalar), in int32: half the
+        # memory traffic of int64 over a batch's ~300,000 cells.
+        starts = offsets[:-1] + np.arange(-offsets[0], len(values) - offsets[0], dtype=np.int32)
         # A cell may hold newlines (a JSON string): one more match in the same cell, unique() drops it.
-        ends = [b for _, b in byte_spans(self._any, text[0].as_buffer())]
+        ends = np.array([b for _, b in byte_spans(self._any, text[0].as_buffer())], np.int32)  # int64 would copy starts
         index = np.unique(np.searchsorted(starts, ends, "right") - 1)
         if self._per_cell:
             hit = pc.indices_nonzero(pc.fill_null(pc.match_substring_regex(values, self._per_cell), False))
