@@ -19,12 +19,15 @@ niceness, and each scan's ratio is to the loop at the worker's niceness, run aga
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -44,6 +47,19 @@ def timed(fn):
     start = time.perf_counter()
     out = fn()
     return time.perf_counter() - start, out
+
+
+def thread_cpu(pids) -> Counter:
+    """utime + stime so far of each thread of these processes, by name:thread id (py-spy names threads by id)."""
+    out: Counter = Counter()
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                name, rest = (task / "stat").read_text().split("(", 1)[1].rsplit(")", 1)
+                fields = rest.split()
+                ticks = int(fields[11]) + int(fields[12])
+                out[re.sub(r"\d+", "#", name) + ":" + task.name] += ticks / os.sysconf("SC_CLK_TCK")
+    return out
 
 
 def cpu_seconds(pids) -> float:
@@ -130,6 +146,7 @@ def main() -> None:
     parser.add_argument("--max-workers", type=int, default=8)
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker processes, a system each")
+    parser.add_argument("--thread-cpu", action="store_true", help="the worker's CPU seconds by thread, each scan")
     parser.add_argument("--connectors", nargs="+", default=["local_dir", "s3"], choices=["local_dir", "s3"])
     parser.add_argument("--loop-dir", help=argparse.SUPPRESS)  # the child of loop_at_nice
     args = parser.parse_args()
@@ -194,9 +211,11 @@ def main() -> None:
                             if label not in args.connectors:
                                 continue
                             beside, _, beside_cpu = loop_at_nice(lake, args.seed, WORKER_NICE)  # the load drifts
-                            cpu = cpu_seconds(pids)
+                            others = [procs.processes[name].pid for name in ("projector", "api")]
+                            cpu, threads, other = cpu_seconds(pids), thread_cpu(pids), cpu_seconds(others)
                             seconds, body = scan(client, connector["id"], args.max_workers)
-                            cpu = cpu_seconds(pids) - cpu
+                            cpu, threads = cpu_seconds(pids) - cpu, thread_cpu(pids) - threads
+                            other = cpu_seconds(others) - other
                             count = body["progress"]["findings_count"]
                             print(line(f"scan on the ledger, {label}, {workers} worker process(es)", seconds, n, size,
                                        count) + f"  ratio {seconds / beside:.2f}x [loop {beside:.2f} s]"
@@ -204,8 +223,12 @@ def main() -> None:
                                   + (f", {seconds / s3_loop:.2f}x the plain S3 loop" if label == "s3" else "")
                                   + f"  [{body['status']}, "
                                   f"{body['coverage']['total_scanned']} scanned]"
-                                  f"  worker CPU {cpu:.2f} s, {cpu / beside_cpu:.2f}x the loop's {beside_cpu:.2f} s",
+                                  f"  worker CPU {cpu:.2f} s, {cpu / beside_cpu:.2f}x the loop's {beside_cpu:.2f} s"
+                                  f" (projector and API {other:.2f} s)",
                                   flush=True)
+                            if args.thread_cpu:
+                                print("    by thread: " + ", ".join(f"{name} {s:.2f}" for name, s in
+                                                                    threads.most_common() if s >= 0.01), flush=True)
                 finally:
                     procs.stop()
         finally:
