@@ -50,11 +50,31 @@ class LocalDirConnector(Connector):
         if not self.path.is_dir():
             raise ConnectorError(f'directory "{self.path}" does not exist', 409, "missing")
 
-    def _file(self, name: str) -> Path:
-        file = (self.path / name).resolve()
-        if self.path.resolve() not in file.parents or not file.is_file():
+    def _file(self, name: str) -> str:
+        # os.path on strings: Path.resolve (twice, each with a stat) and Path.parents took ~50 µs a file,
+        # a tenth of a chunk's reads of the bench's 100 kB files
+        inside = os.path.join(os.path.realpath(self.path), "")
+        file = os.path.realpath(os.path.join(inside, name))
+        if not file.startswith(inside) or not os.path.isfile(file):
             raise ResourceError(f'file "{name}" not found', "missing")
         return file
+
+    def read_bytes(self, name: str, max_bytes: int | None = None) -> bytes:
+        """Connector.read_bytes, sized by the file: its read(max_bytes + 1) allocated 256 MB for each file
+        (mapped, then unmapped), ~45 µs a file in a chunk's read threads; a file over max_bytes is not read."""
+        with self.open(name) as stream:
+            try:
+                size = os.fstat(stream.fileno()).st_size
+                if max_bytes is not None and size > max_bytes:
+                    raise ResourceError(f'"{name}" is larger than {max_bytes} bytes', "too_large")
+                data = stream.read(size + 1)
+                if len(data) > size:  # it grew since: the rest, as far as the bound
+                    data += stream.read() if max_bytes is None else stream.read(max_bytes + 1 - len(data))
+            except OSError as exc:
+                raise ResourceError(f'cannot read "{name}": {exc.strerror or exc}', "unavailable") from None
+        if max_bytes is not None and len(data) > max_bytes:
+            raise ResourceError(f'"{name}" is larger than {max_bytes} bytes', "too_large")
+        return data
 
     def open(self, name: str) -> BinaryIO:
         file = self._file(name)
