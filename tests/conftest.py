@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 
 from harness import kafka_container
@@ -11,6 +13,15 @@ def pytest_configure(config):
         kafka_container.selected()
     except kafka_container.SelectionError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Every fault trial checked in this run, with its notes (harness.faults.glue.CHECKED)."""
+    glue = sys.modules.get("harness.faults.glue")
+    if glue is not None and glue.CHECKED:
+        terminalreporter.section("fault trials")
+        for summary in glue.CHECKED:
+            terminalreporter.write_line(summary)
 
 
 @pytest.fixture(scope="session")

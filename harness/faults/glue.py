@@ -21,7 +21,14 @@ def campaign(kind: type[Campaign], kafka: str, tmp_path_factory):
         running.teardown()
 
 
+# Every checked trial's head line and notes (restarts, missed attempts, waits), listed at the end of the run
+# (tests/conftest.py): a trial that passed slowly says why in CI's output, not only a failed one.
+CHECKED: list[str] = []
+
+
 def check(trial: Trial) -> None:
     """A trial passes only when every scan it started ended final and exactly equal to the reference,
     and replay equals live; the failure message has everything known about the trial."""
+    CHECKED.append("\n".join(line for line in trial.summary().splitlines()
+                             if not line.startswith("  PROBLEM")) if trial.exact else trial.summary().splitlines()[0])
     assert trial.exact, "\n" + trial.summary()

@@ -66,7 +66,9 @@ class TwoWorkers(Campaign):
         for name in ("worker", "worker2"):
             if self.target.processes[name].poll() is not None:
                 self.target.spawn(name, "worker")
+        waited = time.monotonic()
         wait_members(self.target.settings, self.target.settings.streams_group, 2)
+        trial.notes.append(f"both workers in a stable group after {time.monotonic() - waited:.1f} s")
         super().run(trial)
 
     def inject(self, trial: Trial) -> None:
