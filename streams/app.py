@@ -64,6 +64,7 @@ def create_app(settings: Settings) -> faust.App:
               name="evaluator")(agents.evaluate_concurrently(records, evaluator.evaluate, EVALUATORS))
     app.timer(WATCH_EVERY_S)(watchdogs.reoffer_silent_units(app, settings, coordinator))
     app.timer(WATCH_EVERY_S)(watchdogs.exit_when_stalled(app, settings, records.activity))
+    app.on_partitions_assigned.connect(watchdogs.watch_recovery(app, settings, WATCH_EVERY_S))
     return app
 
 
@@ -71,6 +72,9 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     from services.adapters.kafka_admin import ensure_topics
 
     ensure_topics(settings)
+    # Faust makes its own directory, not its parents: a worker on a data dir that is not there yet (the
+    # preflight checked it may be made) would end in a traceback.
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, logging_config=logs.dict_config(loglevel))
     # No terminal spinner: with one, faust sets the root logger to DEBUG (the spinner's handler

@@ -14,7 +14,7 @@ import faust
 from confluent_kafka import KafkaException
 
 from services.adapters.kafka_admin import group_lag
-from services.domain.watchdog import StallWatch, recovery_stalled
+from services.domain.watchdog import RecoveryWatch, StallWatch
 from services.settings import Settings
 from streams.coordinator import Coordinator
 from streams.record_handling import Activity
@@ -36,22 +36,47 @@ def reoffer_silent_units(app: faust.App, settings: Settings, coordinator: Coordi
     return reoffer_silent_units
 
 
+def watch_recovery(app: faust.App, settings: Settings, every_s: float):
+    """A task of its own, started at the first partition assignment (connect the returned function to
+    `app.on_partitions_assigned`): Faust starts the app's timers only once the first table recovery is
+    over, so a timer never sees a worker whose first recovery hangs."""
+    watch, running = RecoveryWatch(settings.stall_s), []
+
+    async def check() -> None:
+        # Faust's recovery can wait on changelog partitions that deliver nothing (seen in CI after a worker
+        # was SIGKILLed: two minutes, until this watchdog restarted the worker): time in recovery is not a
+        # stall, but a recovery that reads nothing is. Seek what it still needs once; then exit. Faust's
+        # own clocks (faust-streaming < 0.16, as streams/faust_fixes.py).
+        recovery = app.tables.recovery
+        step = watch.observe(time.monotonic(), recovery._recovery_started_at if recovery.in_recovery else None,
+                             recovery._last_active_event_processed_at)
+        if step and step[0] == "exit":
+            _exit(f"{step[1]}; {recovery_report(app)}")
+        if step and step[0] == "seek":
+            log.warning("%s; %s; seeking it again", step[1], recovery_report(app))
+            await _seek_changelogs_again(recovery)
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await check()
+            except Exception:  # a watchdog that dies leaves a hang unnoticed: log it and watch on
+                log.exception("recovery watch")
+
+    def start(*_args, **_kwargs) -> None:
+        if not running:
+            running.append(asyncio.ensure_future(loop()))  # held: the loop keeps only weak references
+    return start
+
+
 def exit_when_stalled(app: faust.App, settings: Settings, activity: Activity):
     stall = StallWatch(settings.stall_s)
 
     async def exit_when_stalled() -> None:
         """Lag that nothing consumes: exit, and let the supervisor start a fresh worker."""
-        recovery = app.tables.recovery
-        if app.rebalancing or not recovery.completed.is_set():
-            # Faust's recovery can wait on changelog partitions that deliver nothing (seen once in CI
-            # after a worker was SIGKILLed: three minutes, then it went on): time in recovery is not
-            # a stall of consuming, but a recovery that reads nothing is. Faust's own clocks
-            # (faust-streaming < 0.16, as streams/faust_fixes.py).
-            reason = recovery_stalled(time.monotonic(), recovery._recovery_started_at if recovery.in_recovery else None,
-                                      recovery._last_active_event_processed_at, settings.stall_s)
-            if reason:
-                _exit(reason)
-            stall.observe(time.monotonic(), {}, True, activity.last)
+        if app.rebalancing or not app.tables.recovery.completed.is_set():
+            stall.observe(time.monotonic(), {}, True, activity.last)  # recovering: watch_recovery's to judge
             return
         changelogs = app.tables.changelog_topics
         tps = [(tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic not in changelogs]
@@ -65,6 +90,56 @@ def exit_when_stalled(app: faust.App, settings: Settings, activity: Activity):
         if reason:
             _exit(reason)
     return exit_when_stalled
+
+
+async def _seek_changelogs_again(recovery) -> None:
+    """Seek each changelog partition the recovery still needs to the last record it applied (Faust's own
+    seek: records it already has are skipped by offset), and make sure it is fetched."""
+    lagging = {tp for tp, remaining in recovery.active_remaining().items() if remaining > 0}
+    if lagging:
+        recovery.app.consumer.resume_partitions(lagging)
+        await recovery._seek_offsets(recovery.app.consumer, lagging, recovery.active_offsets, "active")
+
+
+def recovery_report(app: faust.App) -> str:
+    """Where a stalled table recovery waits, in one line: what each changelog partition it still needs
+    lacks and where its fetch stands, the flow switches, and what recovery's tasks are awaiting. Faust's and
+    aiokafka's private state: read defensively, for the log only."""
+    parts = []
+    try:
+        recovery, consumer = app.tables.recovery, app.consumer
+        client = consumer._thread._ensure_consumer()
+        subscription, fetched = client._subscription.subscription, client._fetcher._records
+        active = consumer._get_active_partitions()
+        lagging = sorted(tp for tp, remaining in recovery.active_remaining().items() if remaining > 0)
+        for tp in lagging:
+            state = subscription.assignment.state_value(tp) if subscription else None
+            where = (f"position {state._position} {state._status.name}{' paused' if state._paused else ''}"
+                     if state else "not assigned")
+            need, have = recovery.active_highwaters[tp], recovery.active_offsets.get(tp)
+            parts.append(f"{tp.topic}[{tp.partition}] need {need} have {have} {where}"
+                         f"{' fetched' if tp in fetched else ''}{'' if tp in active else ' not-active'}")
+        parts.append(f"flow {'on' if consumer.flow_active else 'off'}, flow control "
+                     f"{'on' if app.flow_control.is_active() else 'suspended'}, "
+                     f"buffered {sorted(consumer._buffered_partitions)}, changelog queue "
+                     f"{app.tables.changelog_queue.qsize()}, producer buffer {app.producer.buffer.size}")
+        parts.extend(_awaiting(("_drain_messages", "on_message", "_slurp_changelogs", "_restart_recovery")))
+    except Exception as exc:  # a report that cannot be read must not stop the exit
+        parts.append(f"(report failed: {exc!r})")
+    return "; ".join(parts)
+
+
+def _awaiting(names: tuple[str, ...]) -> list[str]:
+    """For each task running one of `names`: its chain of awaits, innermost last."""
+    chains = []
+    for task in asyncio.all_tasks():
+        chain, coro = [], task.get_coro()
+        while getattr(coro, "cr_frame", None) is not None:
+            chain.append(f"{coro.cr_code.co_name}:{coro.cr_frame.f_lineno}")
+            coro = coro.cr_await
+        if any(step.split(":")[0] in names for step in chain):
+            chains.append("awaits " + " > ".join(chain) + f" > {type(coro).__name__}")
+    return chains
 
 
 def _exit(reason: str) -> None:

@@ -106,7 +106,7 @@ class Procs(Running):
                 delay = self._backoff.get(name, 1.0)
                 self._restart_at[name], self._backoff[name] = now + delay, min(2 * delay, 30.0)
                 notes.append(f"{name} exited by itself with code {code} (started again after {delay:.0f} s); "
-                             f"its log ends:\n{log_tail(self.data_dir / f'{name}.log', 1500)}")
+                             f"its log ends:\n{log_tail(self.data_dir / f'{name}.log', 3000)}")
             elif now >= self._restart_at[name]:
                 del self._restart_at[name]
                 self.spawn(name)

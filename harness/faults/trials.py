@@ -21,6 +21,25 @@ from harness.faults.workload import Workload
 # --------------------------------------------------------------------------- trials
 
 
+WATCHDOG_SOUGHT = "seeking it again"  # streams/watchdogs.py: a recovery that read nothing, sought again
+
+
+def _log_sizes(data_dir: Path) -> dict[Path, int]:
+    return {path: path.stat().st_size for path in data_dir.rglob("*.log")}
+
+
+def _lines_since(sizes: dict[Path, int], data_dir: Path, needle: str) -> list[str]:
+    """The processes' log lines holding `needle` written since `sizes` (a watchdog that healed
+    something by itself: no exit to note, but a trial slower than its peers)."""
+    found = []
+    for path in sorted(data_dir.rglob("*.log")):
+        with open(path, "rb") as log_file:
+            log_file.seek(sizes.get(path, 0))
+            text = log_file.read().decode(errors="replace")
+        found += [f"{path.name}: {line.strip()[:1500]}" for line in text.splitlines() if needle in line]
+    return found
+
+
 @dataclass(repr=False)
 class Trial:
     kind: str
@@ -124,12 +143,14 @@ class Campaign:
         for attempt in range(attempts):
             trial = Trial(self.kind, index)
             trial.attempt = attempt
+            logs = _log_sizes(self.target.data_dir)
             try:
                 self.run(trial)
             except Exception as exc:  # a fault that could not even be injected is a failed trial, with why
                 import traceback
 
                 trial.problems.append(f"trial aborted: {exc!r}\n{traceback.format_exc()[-3000:]}")
+            trial.notes += _lines_since(logs, self.target.data_dir, WATCHDOG_SOUGHT)
             trial.exact = trial.settled and not trial.problems
             log(trial.summary())
             if trial.landed is not False or not trial.exact or attempt == attempts - 1:

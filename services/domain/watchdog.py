@@ -3,9 +3,10 @@
 Two guards, so that an unknown bug in the stream processor still cannot leave a scan stuck:
 - `StallWatch`: a worker whose assigned partitions have lag while it has handled nothing and
   has nothing in flight for `after_s` is stalled; it exits and its supervisor restarts it.
-- `recovery_stalled`: a worker whose table recovery has read no changelog record for a while is
+- `RecoveryWatch`: a worker whose table recovery has read no changelog record for `after_s` is
   stuck in the stream processor's recovery (no unit can move meanwhile, and re-offers cannot run):
-  it exits too, and a fresh worker recovers again.
+  it seeks the changelog partitions it still needs again, once; still nothing after
+  RECOVERY_WINDOWS × `after_s`, it exits too, and a fresh worker recovers again.
 - `Silence`: the coordinator re-offers a unit that has shown no sign of life (sent, progress,
   result) for `after_s`. Unit event ids are deterministic, so a duplicate run is harmless.
   A unit whose work partition still has records left, while the work topic's commit points
@@ -17,19 +18,29 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-RECOVERY_WINDOWS = 4  # a recovery is stalled after this many stall windows without a changelog record
+RECOVERY_WINDOWS = 2  # a recovery is stalled after this many stall windows without a changelog record
 
 
-def recovery_stalled(now: float, started_at: float | None, last_record_at: float | None,
-                     after_s: float) -> str | None:
-    """Why a table recovery in progress counts as stalled (None while it is not): no changelog record
-    read for RECOVERY_WINDOWS × `after_s` since it started or since its last record."""
-    if started_at is None:
-        return None
-    quiet = now - (last_record_at if last_record_at is not None else started_at)
-    if quiet <= RECOVERY_WINDOWS * after_s:
-        return None
-    return f"table recovery read no changelog record for {quiet:.0f} s"
+@dataclass
+class RecoveryWatch:
+    after_s: float
+    _sought_for: float | None = None  # the quiet spell a seek was already made in (when it began)
+
+    def observe(self, now: float, started_at: float | None, last_record_at: float | None) -> tuple[str, str] | None:
+        """("seek", why) once a recovery in progress (`started_at`) has read no changelog record for
+        `after_s` since it started or since its last record; ("exit", why) when, sought again, it read
+        nothing for RECOVERY_WINDOWS of them; None while it reads, or is not recovering."""
+        if started_at is None:
+            return None
+        since = last_record_at if last_record_at is not None else started_at
+        quiet = now - since
+        why = f"table recovery read no changelog record for {quiet:.0f} s"
+        if quiet <= self.after_s:
+            return None
+        if self._sought_for != since:  # the spell's first look past the window: seek before giving up
+            self._sought_for = since
+            return "seek", why
+        return ("exit", why) if quiet > RECOVERY_WINDOWS * self.after_s else None
 
 
 @dataclass

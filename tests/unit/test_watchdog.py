@@ -65,11 +65,21 @@ def test_a_reported_unit_is_never_offered():
     assert r.due([running("s", **{"s.u0": "completed"})], 100) == []
 
 
-def test_a_table_recovery_that_reads_nothing_for_four_stall_windows_is_stalled():
-    from services.domain.watchdog import recovery_stalled
+def test_a_table_recovery_that_reads_nothing_seeks_once_then_exits():
+    from services.domain.watchdog import RecoveryWatch
 
-    assert recovery_stalled(100.0, None, None, 30.0) is None  # not recovering
-    assert recovery_stalled(100.0, 0.0, None, 30.0) is None  # 100 s into it, nothing read yet: not yet
-    assert "121 s" in recovery_stalled(121.0, 0.0, None, 30.0)  # two minutes, nothing read
-    assert recovery_stalled(200.0, 0.0, 90.0, 30.0) is None  # long, but it read a record 110 s ago
-    assert recovery_stalled(211.0, 0.0, 90.0, 30.0)  # and then nothing for 121 s
+    watch = RecoveryWatch(after_s=30.0)
+    assert watch.observe(100.0, None, None) is None  # not recovering
+    assert watch.observe(25.0, 0.0, None) is None  # 25 s into it, nothing read yet: not yet
+    assert watch.observe(31.0, 0.0, None) == ("seek", "table recovery read no changelog record for 31 s")
+    assert watch.observe(36.0, 0.0, None) is None  # one seek a quiet spell
+    assert watch.observe(61.0, 0.0, None) == ("exit", "table recovery read no changelog record for 61 s")
+    watch = RecoveryWatch(after_s=30.0)
+    assert watch.observe(100.0, 0.0, 90.0) is None  # long, but it read a record 10 s ago
+    assert watch.observe(121.0, 0.0, 90.0)[0] == "seek"  # then nothing for 31 s
+    assert watch.observe(140.0, 0.0, 130.0) is None  # it read again
+    assert watch.observe(161.0, 0.0, 130.0)[0] == "seek"  # a new quiet spell: a seek of its own
+    assert watch.observe(191.0, 0.0, 130.0)[0] == "exit"
+    watch = RecoveryWatch(after_s=30.0)
+    assert watch.observe(200.0, 0.0, None)[0] == "seek"  # first seen long past both windows: seek first
+    assert watch.observe(205.0, 0.0, None)[0] == "exit"
