@@ -31,7 +31,6 @@ import re2
 from services.domain.detectors.catalog import CUSTOM_FAMILY, DETECTORS, Detector
 from services.domain.detectors.validate import allow_key, byte_spans
 
-_CACHE_LIMIT = 4096
 _PEM_END = r"-----END [A-Z0-9 ]*PRIVATE KEY"
 _OPTIONS = re2.Options()
 # No catalog prefilter matches a newline or depends on a cell's edges; never_nl makes sure of the
@@ -171,21 +170,23 @@ class Engine:
         index = self._candidates(values)
         if len(index) == 0:
             return
-        candidates = values.take(pa.array(index))
-        # Which detectors to try on which candidate: one vectorized pass each, over candidates only;
-        # a row of Python booleans per candidate, for compress().
-        tried = np.column_stack([pc.fill_null(pc.match_substring_regex(candidates, d.prefilter), False)
+        # Each distinct candidate value is validated once (a column of the same few emails): a
+        # dictionary in C, where a Python dict cache cost a look-up per candidate.
+        encoded = values.take(pa.array(index)).dictionary_encode()
+        distinct, codes = encoded.dictionary, encoded.indices.to_numpy(zero_copy_only=False)
+        # Which detectors to try on which value: one vectorized pass each, over the distinct values;
+        # a row of Python booleans per value, for compress().
+        tried = np.column_stack([pc.fill_null(pc.match_substring_regex(distinct, d.prefilter), False)
                                  .to_numpy(zero_copy_only=False) for d in self.detectors]).tolist()
-        cache: dict[str, list] = {}
-        for k, (i, cell) in enumerate(zip(index.tolist(), candidates.to_pylist(), strict=True)):
-            if "PRIVATE KEY" in cell and "-----" in cell:
-                marks += [(i, 1)] * ("-----BEGIN " in cell) + [(i, 0)] * ("-----END " in cell)
-            found = cache.get(cell)
-            if found is None:
-                found = self._validate(cell, compress(self.detectors, tried[k]))
-                if len(cache) < _CACHE_LIMIT:
-                    cache[cell] = found
-            for detector, a, b, conf, text in found:
+        cells = distinct.to_pylist()
+        found = [self._validate(cell, compress(self.detectors, row)) for cell, row in zip(cells, tried, strict=True)]
+        pem = [(("-----BEGIN " in cell) + 2 * ("-----END " in cell)) if "PRIVATE KEY" in cell else 0 for cell in cells]
+        if any(pem):
+            kinds = np.array(pem)[codes]
+            marks += [(i, 1) for i in index[kinds & 1 != 0].tolist()] + [(i, 0) for i in index[kinds & 2 != 0].tolist()]
+        for k in np.flatnonzero(np.array([bool(f) for f in found])[codes]).tolist():
+            i = int(index[k])
+            for detector, a, b, conf, text in found[codes[k]]:
                 yield i, detector, a, b, conf, text
 
     @staticmethod
