@@ -341,6 +341,50 @@ def test_the_joined_prefilter_pass_finds_what_a_pass_per_cell_finds(columns, own
     assert Engine(detectors).scan(pieces) == PerCell(detectors).scan(pieces)
 
 
+class PerCandidate(PerCell):
+    """The plain validation: each candidate cell on its own, as often as it occurs, offered to every
+    detector (a prefilter is a superset, see below), none told the spans earlier ones claimed."""
+
+    def _matches(self, values, marks):
+        for i in self._candidates(values).tolist():
+            cell, claimed = values[i].as_py(), []
+            if "PRIVATE KEY" in cell and "-----" in cell:
+                marks += [(i, 1)] * ("-----BEGIN " in cell) + [(i, 0)] * ("-----END " in cell)
+            for detector in self.detectors:
+                for a, b, conf in detector.find(cell):
+                    if not any(a < end and start < b for start, end in claimed):
+                        claimed.append((a, b))
+                        yield i, detector, a, b, conf, cell[a:b]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.lists(_CELL, max_size=8), st.integers(0, 3)), min_size=1, max_size=3), st.booleans(),
+       st.randoms(use_true_random=False))
+def test_distinct_values_validated_once_find_what_each_candidate_validated_finds(columns, own, rnd):
+    """Repeated values (the engine validates each distinct one once per batch), PEM blocks whose body
+    the tokens detector skips, a workspace's own detectors: the same findings, in the same order."""
+    detectors = selected_detectors(None, _OWN if own else ())
+    pieces = []
+    for k, (cells, skip) in enumerate(columns):
+        cells = cells + rnd.choices(cells, k=len(cells)) if cells else cells
+        pieces.append(Piece(None if k % 2 else f"c{k}", pa.array(cells, pa.string()).slice(min(skip, len(cells)))))
+    assert Engine(detectors).scan(pieces) == PerCandidate(detectors).scan(pieces)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_FRAGMENT, min_size=1, max_size=6).map(" ".join), st.lists(st.tuples(st.integers(0, 200),
+                                                                                     st.integers(1, 80)), max_size=3))
+def test_a_finder_told_the_claimed_spans_finds_the_same_outside_them(cell, claimed):
+    """find(cell, claimed) may leave out matches overlapping a claimed span unvalidated: outside them
+    every detector's hits are find(cell)'s."""
+    claimed = [(a, a + n) for a, n in claimed]
+
+    def outside(hits):
+        return [(a, b, c) for a, b, c in hits if not any(a < end and start < b for start, end in claimed)]
+    for detector in selected_detectors(None, _OWN):
+        assert outside(detector.find(cell, claimed)) == outside(detector.find(cell)), detector.name
+
+
 def prefilters_pass(cell):
     for detector in selected_detectors(None, _OWN):
         assert not detector.find(cell) or re2.search(detector.prefilter, cell), (detector.name, cell)

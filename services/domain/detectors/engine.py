@@ -194,7 +194,7 @@ class Engine:
         claimed: list[tuple[int, int]] = []
         found = []
         for detector in detectors:
-            for a, b, conf in detector.find(cell):
+            for a, b, conf in detector.find(cell, claimed):
                 if not any(a < end and start < b for start, end in claimed):
                     claimed.append((a, b))
                     found.append((detector, a, b, conf, cell[a:b]))
