@@ -492,3 +492,48 @@ def test_searches_that_stop_where_fewer_bytes_are_left_than_a_match_holds_find_t
         assert [d.find(cell) for d in catalog] == fast
     finally:
         validate.byte_spans = full
+
+
+# -- the checksums' fast paths give what the plain forms give ----------------------------------------------
+
+def _plain_luhn(digits: str) -> bool:
+    return (sum(map(int, digits[-1::-2])) + sum(map(int, digits[-2::-2].translate(validate._DOUBLED)))) % 10 == 0
+
+
+def _plain_iban_ok(text: str) -> bool | str:
+    iban = text.replace(" ", "")
+    if not 15 <= len(iban) <= 34:
+        return False
+    try:
+        return int("".join(str(int(ch, 36)) for ch in iban[4:] + iban[:4])) % 97 == 1
+    except ValueError:
+        return "refused"
+
+
+@settings(max_examples=500)
+@given(st.one_of(st.text("0123456789", max_size=25), st.text("0123456789\u0663\u00b2", min_size=1, max_size=20)))
+@example("4111111111111111")
+@example("")
+def test_luhn_on_ascii_digits_is_the_plain_sum(digits):
+    try:
+        plain = _plain_luhn(digits)
+    except ValueError:  # "²" is a digit int() refuses
+        plain = "refused"
+    try:
+        fast = validate.luhn(digits)
+    except ValueError:
+        fast = "refused"
+    assert fast == plain
+
+
+@settings(max_examples=500)
+@given(st.one_of(st.from_regex(r"\A[A-Z]{2}[0-9]{2}( ?[A-Z0-9]{4}){2,7}( ?[A-Z0-9]{1,4})?\Z"),
+                 st.text(string.ascii_letters + string.digits + " _\t\u0663\u00e9", min_size=15, max_size=36)))
+@example("DE89 3704 0044 0532 0130 00")
+@example("GB82_WEST12345698765432")
+def test_iban_mod_97_fast_path_is_the_plain_check(text):
+    try:
+        fast = validate.iban_ok(text)
+    except ValueError:
+        fast = "refused"
+    assert fast == _plain_iban_ok(text)
