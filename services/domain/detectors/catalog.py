@@ -63,7 +63,10 @@ def _free(cell: str, start: int, end: int, before: str = "", after: str = "") ->
 
 
 def _overlaps(start: int, end: int, claimed: Sequence[Span]) -> bool:
-    return any(start < b and a < end for a, b in claimed)
+    for a, b in claimed:  # a loop, not any(): no generator to start for a span or two
+        if start < b and a < end:
+            return True
+    return False
 
 
 def _finder(pattern: str, valid: Callable[[str], float | None], before: str = "", after: str = ""):
