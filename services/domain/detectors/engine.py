@@ -12,9 +12,11 @@ Per array of cells (a column of a batch) or lines (a slice of a text file):
 3. in Python, each candidate cell is offered to the detectors in catalog order (google-re2,
    compiled once); a string one detector claims is not offered to the next
    (see catalog.DETECTORS) whose own prefilter matched it (one more vectorized pass per
-   detector, over the candidates only).
+   detector, over the distinct candidate values only); a detector is told the spans those
+   before it claimed, and skips validating what overlaps them.
 
-A repeated cell value is validated once per batch (a column of the same few emails).
+A repeated cell value is validated once per batch (a column of the same few emails): the
+candidates are dictionary-encoded, and only those whose value holds findings are visited again.
 """
 from __future__ import annotations
 

@@ -85,7 +85,7 @@ def find_cards(cell: str) -> list[Span]:
     """Card numbers are whole digit groups inside a run, so "4111 1111 1111 1111 123" (a CVV
     after it) still finds the card, and "123-45-6789 987-65-4321" is not one long number."""
     found: list[Span] = []
-    for a, b in spans(_DIGIT_RUN, cell, shortest=1):
+    for a, b in spans(_DIGIT_RUN, cell, shortest=13):  # no search where a run of 13 no longer fits
         if b - a < 13:
             continue
         if is_card(cell[a:b]):  # the usual case: the whole run is the number
