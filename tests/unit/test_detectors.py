@@ -341,6 +341,50 @@ def test_the_joined_prefilter_pass_finds_what_a_pass_per_cell_finds(columns, own
     assert Engine(detectors).scan(pieces) == PerCell(detectors).scan(pieces)
 
 
+class PerCandidate(PerCell):
+    """The plain validation: each candidate cell on its own, as often as it occurs, offered to every
+    detector (a prefilter is a superset, see below), none told the spans earlier ones claimed."""
+
+    def _matches(self, values, marks):
+        for i in self._candidates(values).tolist():
+            cell, claimed = values[i].as_py(), []
+            if "PRIVATE KEY" in cell and "-----" in cell:
+                marks += [(i, 1)] * ("-----BEGIN " in cell) + [(i, 0)] * ("-----END " in cell)
+            for detector in self.detectors:
+                for a, b, conf in detector.find(cell):
+                    if not any(a < end and start < b for start, end in claimed):
+                        claimed.append((a, b))
+                        yield i, detector, a, b, conf, cell[a:b]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.lists(_CELL, max_size=8), st.integers(0, 3)), min_size=1, max_size=3), st.booleans(),
+       st.randoms(use_true_random=False))
+def test_distinct_values_validated_once_find_what_each_candidate_validated_finds(columns, own, rnd):
+    """Repeated values (the engine validates each distinct one once per batch), PEM blocks whose body
+    the tokens detector skips, a workspace's own detectors: the same findings, in the same order."""
+    detectors = selected_detectors(None, _OWN if own else ())
+    pieces = []
+    for k, (cells, skip) in enumerate(columns):
+        cells = cells + rnd.choices(cells, k=len(cells)) if cells else cells
+        pieces.append(Piece(None if k % 2 else f"c{k}", pa.array(cells, pa.string()).slice(min(skip, len(cells)))))
+    assert Engine(detectors).scan(pieces) == PerCandidate(detectors).scan(pieces)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_FRAGMENT, min_size=1, max_size=6).map(" ".join), st.lists(st.tuples(st.integers(0, 200),
+                                                                                     st.integers(1, 80)), max_size=3))
+def test_a_finder_told_the_claimed_spans_finds_the_same_outside_them(cell, claimed):
+    """find(cell, claimed) may leave out matches overlapping a claimed span unvalidated: outside them
+    every detector's hits are find(cell)'s."""
+    claimed = [(a, a + n) for a, n in claimed]
+
+    def outside(hits):
+        return [(a, b, c) for a, b, c in hits if not any(a < end and start < b for start, end in claimed)]
+    for detector in selected_detectors(None, _OWN):
+        assert outside(detector.find(cell, claimed)) == outside(detector.find(cell)), detector.name
+
+
 def prefilters_pass(cell):
     for detector in selected_detectors(None, _OWN):
         assert not detector.find(cell) or re2.search(detector.prefilter, cell), (detector.name, cell)
@@ -448,3 +492,48 @@ def test_searches_that_stop_where_fewer_bytes_are_left_than_a_match_holds_find_t
         assert [d.find(cell) for d in catalog] == fast
     finally:
         validate.byte_spans = full
+
+
+# -- the checksums' fast paths give what the plain forms give ----------------------------------------------
+
+def _plain_luhn(digits: str) -> bool:
+    return (sum(map(int, digits[-1::-2])) + sum(map(int, digits[-2::-2].translate(validate._DOUBLED)))) % 10 == 0
+
+
+def _plain_iban_ok(text: str) -> bool | str:
+    iban = text.replace(" ", "")
+    if not 15 <= len(iban) <= 34:
+        return False
+    try:
+        return int("".join(str(int(ch, 36)) for ch in iban[4:] + iban[:4])) % 97 == 1
+    except ValueError:
+        return "refused"
+
+
+@settings(max_examples=500)
+@given(st.one_of(st.text("0123456789", max_size=25), st.text("0123456789\u0663\u00b2", min_size=1, max_size=20)))
+@example("4111111111111111")
+@example("")
+def test_luhn_on_ascii_digits_is_the_plain_sum(digits):
+    try:
+        plain = _plain_luhn(digits)
+    except ValueError:  # "²" is a digit int() refuses
+        plain = "refused"
+    try:
+        fast = validate.luhn(digits)
+    except ValueError:
+        fast = "refused"
+    assert fast == plain
+
+
+@settings(max_examples=500)
+@given(st.one_of(st.from_regex(r"\A[A-Z]{2}[0-9]{2}( ?[A-Z0-9]{4}){2,7}( ?[A-Z0-9]{1,4})?\Z"),
+                 st.text(string.ascii_letters + string.digits + " _\t\u0663\u00e9", min_size=15, max_size=36)))
+@example("DE89 3704 0044 0532 0130 00")
+@example("GB82_WEST12345698765432")
+def test_iban_mod_97_fast_path_is_the_plain_check(text):
+    try:
+        fast = validate.iban_ok(text)
+    except ValueError:
+        fast = "refused"
+    assert fast == _plain_iban_ok(text)

@@ -12,9 +12,11 @@ Per array of cells (a column of a batch) or lines (a slice of a text file):
 3. in Python, each candidate cell is offered to the detectors in catalog order (google-re2,
    compiled once); a string one detector claims is not offered to the next
    (see catalog.DETECTORS) whose own prefilter matched it (one more vectorized pass per
-   detector, over the candidates only).
+   detector, over the distinct candidate values only); a detector is told the spans those
+   before it claimed, and skips validating what overlaps them.
 
-A repeated cell value is validated once per batch (a column of the same few emails).
+A repeated cell value is validated once per batch (a column of the same few emails): the
+candidates are dictionary-encoded, and only those whose value holds findings are visited again.
 """
 from __future__ import annotations
 
@@ -31,7 +33,6 @@ import re2
 from services.domain.detectors.catalog import CUSTOM_FAMILY, DETECTORS, Detector
 from services.domain.detectors.validate import allow_key, byte_spans
 
-_CACHE_LIMIT = 4096
 _PEM_END = r"-----END [A-Z0-9 ]*PRIVATE KEY"
 _OPTIONS = re2.Options()
 # No catalog prefilter matches a newline or depends on a cell's edges; never_nl makes sure of the
@@ -171,21 +172,23 @@ class Engine:
         index = self._candidates(values)
         if len(index) == 0:
             return
-        candidates = values.take(pa.array(index))
-        # Which detectors to try on which candidate: one vectorized pass each, over candidates only;
-        # a row of Python booleans per candidate, for compress().
-        tried = np.column_stack([pc.fill_null(pc.match_substring_regex(candidates, d.prefilter), False)
+        # Each distinct candidate value is validated once (a column of the same few emails): a
+        # dictionary in C, where a Python dict cache cost a look-up per candidate.
+        encoded = values.take(pa.array(index)).dictionary_encode()
+        distinct, codes = encoded.dictionary, encoded.indices.to_numpy(zero_copy_only=False)
+        # Which detectors to try on which value: one vectorized pass each, over the distinct values;
+        # a row of Python booleans per value, for compress().
+        tried = np.column_stack([pc.fill_null(pc.match_substring_regex(distinct, d.prefilter), False)
                                  .to_numpy(zero_copy_only=False) for d in self.detectors]).tolist()
-        cache: dict[str, list] = {}
-        for k, (i, cell) in enumerate(zip(index.tolist(), candidates.to_pylist(), strict=True)):
-            if "PRIVATE KEY" in cell and "-----" in cell:
-                marks += [(i, 1)] * ("-----BEGIN " in cell) + [(i, 0)] * ("-----END " in cell)
-            found = cache.get(cell)
-            if found is None:
-                found = self._validate(cell, compress(self.detectors, tried[k]))
-                if len(cache) < _CACHE_LIMIT:
-                    cache[cell] = found
-            for detector, a, b, conf, text in found:
+        cells = distinct.to_pylist()
+        found = [self._validate(cell, compress(self.detectors, row)) for cell, row in zip(cells, tried, strict=True)]
+        pem = [(("-----BEGIN " in cell) + 2 * ("-----END " in cell)) if "PRIVATE KEY" in cell else 0 for cell in cells]
+        if any(pem):
+            kinds = np.array(pem)[codes]
+            marks += [(i, 1) for i in index[kinds & 1 != 0].tolist()] + [(i, 0) for i in index[kinds & 2 != 0].tolist()]
+        for k in np.flatnonzero(np.array([bool(f) for f in found])[codes]).tolist():
+            i = int(index[k])
+            for detector, a, b, conf, text in found[codes[k]]:
                 yield i, detector, a, b, conf, text
 
     @staticmethod
@@ -193,7 +196,7 @@ class Engine:
         claimed: list[tuple[int, int]] = []
         found = []
         for detector in detectors:
-            for a, b, conf in detector.find(cell):
+            for a, b, conf in detector.find(cell, claimed):
                 if not any(a < end and start < b for start, end in claimed):
                     claimed.append((a, b))
                     found.append((detector, a, b, conf, cell[a:b]))

@@ -12,6 +12,7 @@ import hashlib
 import ipaddress
 import math
 import re._parser
+import string
 from collections.abc import Iterator
 
 import re2
@@ -53,6 +54,9 @@ _DOUBLED = str.maketrans("0123456789", "0246813579")  # a doubled digit, its dig
 
 
 def luhn(digits: str) -> bool:
+    if digits.isdigit() and digits.isascii():  # 0-9 only (a card's): the bytes summed in C, less 48 a digit
+        return (sum(digits[-1::-2].encode()) + sum(digits[-2::-2].translate(_DOUBLED).encode())
+                - 48 * len(digits)) % 10 == 0
     return (sum(map(int, digits[-1::-2])) + sum(map(int, digits[-2::-2].translate(_DOUBLED)))) % 10 == 0
 
 
@@ -81,7 +85,7 @@ def find_cards(cell: str) -> list[Span]:
     """Card numbers are whole digit groups inside a run, so "4111 1111 1111 1111 123" (a CVV
     after it) still finds the card, and "123-45-6789 987-65-4321" is not one long number."""
     found: list[Span] = []
-    for a, b in spans(_DIGIT_RUN, cell, shortest=1):
+    for a, b in spans(_DIGIT_RUN, cell, shortest=13):  # no search where a run of 13 no longer fits
         if b - a < 13:
             continue
         if is_card(cell[a:b]):  # the usual case: the whole run is the number
@@ -122,7 +126,14 @@ def iban_ok(text: str) -> bool:
     if not 15 <= len(iban) <= 34:
         return False
     # ISO 13616: move country code and check digits to the end, letters become 10..35.
+    if iban.isalnum() and iban.isascii():  # A-Z, a-z, 0-9 only (what the detector matches): one translate
+        return int((iban[4:] + iban[:4]).translate(_BASE36)) % 97 == 1
     return int("".join(str(int(ch, 36)) for ch in iban[4:] + iban[:4])) % 97 == 1
+
+
+# int() of the translation is int(ch, 36) of each character only on [A-Za-z0-9]: int() also takes "_",
+# spaces and other digits, where int(ch, 36) refuses them (a workspace's `iban` checksum sees any text).
+_BASE36 = str.maketrans({ch: str(int(ch, 36)) for ch in string.ascii_letters})
 
 
 _SSN_ADVERTISED = {"078-05-1120", "219-09-9999"}  # printed on sample cards, never issued
