@@ -40,6 +40,7 @@ STATS_INTERVAL_MS = 5000  # librdkafka statistics, kept for the log line of a st
 RETIRED_FLUSH_S = 2.0
 PROBE_S = 5.0  # how long a stalled producer's metadata request may take to show the broker answers
 SERVE_EVERY_S = 1.0
+PARTITIONER = -1  # RD_KAFKA_PARTITION_UA: the configured partitioner chooses
 
 
 class Publisher:
@@ -135,11 +136,16 @@ class Publisher:
             producer = self._producer
             if len(producer) == 0:  # idle until now: its messages wait from here
                 self._waiting_since = time.monotonic()
+            produce = producer.produce
             for value in values:
                 if self._producer is not producer:  # replaced (a stall, another caller's flush): the new one
                     producer = self._producer
+                    produce = producer.produce
                 try:  # the usual case, without asking the producer its length per message (a slice is 2,000)
-                    producer.produce(topic, value=value, key=key, headers=hdrs, on_delivery=on_delivery)
+                    # by position, as its C code parses them (topic, value, key, partition, callback, on_delivery,
+                    # timestamp, headers: not the docstring's order): keywords are matched by name on every
+                    # call, 0.55 µs of a 2.2 µs produce. tests/unit/test_publisher.py holds it to the keywords.
+                    produce(topic, value, key, PARTITIONER, on_delivery, None, 0, hdrs)
                 except (BufferError, KafkaException):
                     self._produce_one(topic, value, key, hdrs, on_delivery)
                 produced += 1

@@ -116,3 +116,23 @@ def test_a_stuck_producer_told_of_failures_only_is_replaced_and_its_messages_rep
         publisher.flush(0.3)
     assert publisher.replaced == 1 and len(stuck) == 0
     publisher.flush(0.1)
+
+
+def test_the_publishers_positional_produce_is_the_keyword_call():
+    """_produce_all passes Producer.produce its arguments by position: the same message, partitioned and
+    reported as by keywords (its headers: every record of a scan is checked to carry them, in
+    tests/e2e/test_cloudevents_consumers.py)."""
+    from confluent_kafka import Producer
+
+    from services.adapters.kafka import PARTITIONER
+    producer = Producer({"bootstrap.servers": f"127.0.0.1:{free_port()}", "log_level": 0, "message.timeout.ms": 200})
+    reports: list[tuple] = []
+
+    def on_delivery(err, msg) -> None:
+        reports.append((err is not None, msg.topic(), msg.partition(), msg.key(), msg.value()))
+    hdrs = [("scanledger-type", b"t")]
+    producer.produce("t.events", b"v", b"k", PARTITIONER, on_delivery, None, 0, hdrs)
+    producer.produce("t.events", value=b"v", key=b"k", headers=hdrs, on_delivery=on_delivery)
+    producer.flush(5)
+    assert len(reports) == 2 and reports[0] == reports[1], reports
+    assert reports[0][:2] == (True, "t.events") and reports[0][3:] == (b"k", b"v")
