@@ -166,9 +166,7 @@ def _compute_delta(conn, scan) -> None:
 
 
 def _signatures(conn, scan_id: str) -> set[str]:
-    """From the page index alone (it ends with the signature); the set drops the repeats, which a DISTINCT
-    would sort in a temporary B-tree first."""
-    return {r[0] for r in conn.execute("SELECT signature FROM rm_violations WHERE scan_id = :scan_id",
+    return {r[0] for r in conn.execute("SELECT DISTINCT signature FROM rm_violations WHERE scan_id = :scan_id",
                                        {"scan_id": scan_id})}
 
 

@@ -118,8 +118,6 @@ STEPS: tuple[Step, ...] = (
          _add_columns("chunk_leases", ("chain_seq", "INTEGER NOT NULL DEFAULT 0"),
                       ("chain_prev", "TEXT NOT NULL DEFAULT ''"))),
     Step(8, "rm_violations: rm_violations_page replaces rm_violations_scan", _drop_indexes("rm_violations_scan")),
-    Step(9, "rm_violations: rm_violations_page_sig (the page index with the signature) replaces rm_violations_page",
-         _drop_indexes("rm_violations_page")),
 )
 LATEST = STEPS[-1].version
 assert [s.version for s in STEPS] == list(range(1, LATEST + 1)), "steps are numbered 1, 2, 3, ... in order"

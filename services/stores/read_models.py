@@ -56,10 +56,8 @@ CREATE TABLE IF NOT EXISTS rm_violations (
     value TEXT, "window" TEXT, signature TEXT NOT NULL, detected_at TEXT NOT NULL, container_id INTEGER,
     observed TEXT, record TEXT);
 -- a scan's violations in the order their pages list them (api/scans/reads.violations_page): a page is a walk
--- of the index, not a sort of all the scan's violations; and their signatures, which a finished scan's delta
--- reads from the index alone (services.readmodels.scans), not from every violation's row
-CREATE INDEX IF NOT EXISTS rm_violations_page_sig ON rm_violations (scan_id, rule_id, record_index, record_key,
-                                                                    signature);
+-- of the index, not a sort of all the scan's violations
+CREATE INDEX IF NOT EXISTS rm_violations_page ON rm_violations (scan_id, rule_id, record_index, record_key);
 CREATE TABLE IF NOT EXISTS rm_violation_status (
     violation_id TEXT PRIMARY KEY, scan_id TEXT NOT NULL, status TEXT NOT NULL, changed_at TEXT NOT NULL,
     changed_by TEXT);
