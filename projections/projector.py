@@ -37,7 +37,7 @@ from services.adapters.ledger_reader import LedgerReader, Meter
 from services.domain.codec import PoisonRecord
 from services.domain.contracts import CONFIG_CHANGED, SCAN_ABORTED, SCAN_FINISHED, SCAN_STARTED
 from services.gc_pause import gc_paused
-from services.readmodels.apply import Record, apply_batch, decode_record, store_offsets
+from services.readmodels.apply import Record, apply_batch, decode_record, next_offsets, store_offsets
 from services.settings import Settings
 from services.stores import config_log, read_models
 
@@ -118,22 +118,14 @@ def apply_messages(conn, messages, dead: DeadLetters) -> int:
     return apply_records(conn, *to_records(messages, dead), dead)
 
 
-def next_offsets(messages) -> list[TopicPartition]:
-    """The offset after the last message of each partition of a batch: what the batch's transaction stored."""
-    ends: dict[tuple[str, int], int] = {}
-    for m in messages:
-        if not m.error():
-            key = (m.topic(), m.partition())
-            ends[key] = max(ends.get(key, -1), m.offset() + 1)
-    return [TopicPartition(topic, partition, offset) for (topic, partition), offset in sorted(ends.items())]
-
-
-def commit_to_kafka(consumer: Consumer, messages) -> None:
-    """Tell Kafka the offsets the database transaction just committed, so the group's lag shows in
-    Kafka's own tools (kafka-consumer-groups.sh, Burrow, exporters). Only a mirror: on assignment the
-    projector seeks to the offsets in the database, so a commit lost here (asynchronous, a rebalance,
-    a crash) costs nothing but a stale figure until the next batch."""
-    offsets = next_offsets(messages)
+def commit_to_kafka(consumer: Consumer, records: list[Record]) -> None:
+    """Tell Kafka the offsets the database transaction just committed (the offset after each partition's
+    last record of the batch), so the group's lag shows in Kafka's own tools (kafka-consumer-groups.sh,
+    Burrow, exporters). Only a mirror: on assignment the projector seeks to the offsets in the database,
+    so a commit lost here (asynchronous, a rebalance, a crash) costs nothing but a stale figure until the
+    next batch. From the records, not the messages: four calls into a Message each cost more."""
+    offsets = [TopicPartition(topic, partition, offset)
+               for (topic, partition), offset in sorted(next_offsets(records).items())]
     if not offsets:
         return
     try:
@@ -225,7 +217,7 @@ def _step(consumer: Consumer, conn, dead: DeadLetters) -> int:
     records, sources = to_records(messages, dead)
     applied = apply_records(conn, records, sources, dead)
     if applied:
-        commit_to_kafka(consumer, messages)
+        commit_to_kafka(consumer, records)
         log_scans(conn, records)
     return applied
 

@@ -52,7 +52,9 @@ def create_app(settings: Settings) -> faust.App:
                               Reoffers(settings.unit_reoffer_s, MAX_OFFERS), settings.topics,
                               lambda scan_id: partition_of(scan_id, settings.commands_partitions),
                               lambda unit_id: partition_of(unit_id, settings.work_partitions))
-    evaluator = Evaluator(publisher, blobs, settings, aborted)
+    # the evaluators publish a unit's violations in bursts, then flush: a producer of their own that reports
+    # failures only (services.adapters.kafka.Publisher), so the coordinator never waits for their bursts
+    evaluator = Evaluator(Publisher(settings, failures_only=True), blobs, settings, aborted)
 
     @app.task
     async def watch_aborts() -> None:

@@ -86,3 +86,53 @@ def test_the_statistics_of_a_stuck_producer_are_summed_up():
     assert describe_stats(raw) == ("idempotence WaitPID for 95.0 s, PID -1/-1; msg_cnt 4; "
                                    "brokers: 127.0.0.1:9092/1: UP, outbuf 0, waitresp 0")
     assert describe_stats("") == "no statistics"
+
+
+def test_a_publisher_told_of_failures_only_still_reports_each_to_its_caller():
+    publisher = nobody_listens(failures_only=True, **{"message.timeout.ms": 300})
+    publisher.publish("t.events", event(1))
+    publisher.publish("t.events", event(2))
+    with pytest.raises(DeliveryFailed, match="timed out"):
+        publisher.flush(5)
+    assert len(publisher._producer) == 0  # both failed and served: nothing left to wait for
+    publisher.flush(1)  # reported once: nothing new since
+
+
+def test_a_publisher_told_of_failures_only_waits_for_every_message_it_holds():
+    publisher = nobody_listens(failures_only=True, stall_s=60)
+    publisher.publish("t.events", event())
+    with pytest.raises(DeliveryFailed, match="1 messages undelivered"):
+        publisher.flush(0.3)
+    with pytest.raises(DeliveryFailed, match="1 messages undelivered"):  # still held: waited for again
+        publisher.flush(0.1)
+
+
+def test_a_stuck_producer_told_of_failures_only_is_replaced_and_its_messages_reported_failed(monkeypatch):
+    publisher = nobody_listens(failures_only=True, stall_s=0.1)
+    stuck = publisher._producer
+    monkeypatch.setattr(publisher, "_stalled", lambda: publisher._producer)  # as if the broker answered
+    publisher.publish("t.events", event(1))
+    with pytest.raises(DeliveryFailed, match="replaced"):
+        publisher.flush(0.3)
+    assert publisher.replaced == 1 and len(stuck) == 0
+    publisher.flush(0.1)
+
+
+def test_the_publishers_positional_produce_is_the_keyword_call():
+    """_produce_all passes Producer.produce its arguments by position: the same message, partitioned and
+    reported as by keywords (its headers: every record of a scan is checked to carry them, in
+    tests/e2e/test_cloudevents_consumers.py)."""
+    from confluent_kafka import Producer
+
+    from services.adapters.kafka import PARTITIONER
+    producer = Producer({"bootstrap.servers": f"127.0.0.1:{free_port()}", "log_level": 0, "message.timeout.ms": 200})
+    reports: list[tuple] = []
+
+    def on_delivery(err, msg) -> None:
+        reports.append((err is not None, msg.topic(), msg.partition(), msg.key(), msg.value()))
+    hdrs = [("scanledger-type", b"t")]
+    producer.produce("t.events", b"v", b"k", PARTITIONER, on_delivery, None, 0, hdrs)
+    producer.produce("t.events", value=b"v", key=b"k", headers=hdrs, on_delivery=on_delivery)
+    producer.flush(5)
+    assert len(reports) == 2 and reports[0] == reports[1], reports
+    assert reports[0][:2] == (True, "t.events") and reports[0][3:] == (b"k", b"v")

@@ -4,7 +4,9 @@
 - the evaluator encodes a rule's violations from shared bytes (services.domain.envelope.follower_encoder):
   byte for byte what encoding each event's dict gives, and sealed as seal() seals the dict;
 - the projector decodes a violation straight into its row (services.domain.codec.decode_violation):
-  the row the dict path makes, and never a record decode_checked refuses.
+  the row the dict path makes, and never a record decode_checked refuses;
+- the offsets a batch stores and mirrors to Kafka (services.readmodels.apply.next_offsets): after each
+  partition's highest offset, in whatever order the records come.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from services.domain.evaluation import encoded_violations
 from services.domain.ledger_chain import Chain
 from services.domain.rules import RECORD_FIELDS, VIOLATION_SCHEMA, parse_rule
 from services.domain.vocabulary import EVALUATOR_SOURCE
-from services.readmodels.apply import decode_record
+from services.readmodels.apply import Record, decode_record, next_offsets
 from services.readmodels.violations import row_of_event
 
 ODD = st.sampled_from(['"', "\\", "\x00id\x00", "\\u0000id\\u0000", "é", "😀", "\n", "", "a,b", "}}"])
@@ -220,3 +222,11 @@ def test_sealing_a_slice_at_once_is_sealing_each_in_turn(events, stream, seq, co
             chain.cover(event_id, f"d{i}")
     assert at_once.seal_all(raws) == [one_by_one.seal_encoded(raw) for raw in raws]
     assert (at_once.seq, at_once.prev, at_once.covers) == (one_by_one.seq, one_by_one.prev, one_by_one.covers)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 3), st.integers(0, 10**6)), max_size=40))
+def test_a_batchs_next_offsets_follow_each_partitions_highest(places):
+    expected: dict[tuple[str, int], int] = {}
+    for topic, partition, offset in places:
+        expected[topic, partition] = max(expected.get((topic, partition), 0), offset + 1)
+    assert next_offsets([Record(t, p, o, None, {}) for t, p, o in places]) == expected
