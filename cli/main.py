@@ -198,7 +198,7 @@ def cmd_replay(args) -> None:
     as_of_ms = None if args.as_of is None else _instant(args.as_of)
     try:
         with known_schema(), metered("replay" if as_of_ms is None else f"replay as of {args.as_of}", "events") as meter:
-            applied = replay(settings, args.into, as_of_ms, meter, args.processes)
+            applied = replay(settings, args.into, as_of_ms, meter, args.helpers)
     except ReplayFailed as exc:  # one line, the last: run it again
         sys.exit(f"scanledger replay: {exc}")
     print(f"replayed {applied} events{'' if as_of_ms is None else f' as of {args.as_of}'} into"
@@ -436,9 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--into", help="database URL to rebuild into (default: the configured one)")
     replay.add_argument("--as-of", metavar="TIME",
                         help="only the log up to this instant, e.g. 2026-11-30T12:00:00Z (read models as they were)")
-    replay.add_argument("--processes", type=int, metavar="N",
-                        help="processes to load the violations with (default: one per core for a SQLite database and"
-                             " a log of 100k violations or more; 1: the replay alone)")
+    replay.add_argument("--helpers", type=int, metavar="N",
+                        help="processes that load the violations (default: one per core for a SQLite database and a"
+                             " log of 100k violations or more; 0: the replay alone)")
     history = command("history", cmd_history, "one scan's ledger, read from the log: its commands and events")
     history.add_argument("scan_id")
     history.add_argument("--json", action="store_true", help="each event as JSON, one per line")

@@ -1,9 +1,10 @@
 """Replay on more cores: helper processes load the violations topic's partitions into scratch files.
 
 The violations are the bulk of the ledger, and one process pays about 10 µs a violation (fetch, decode,
-insert: docs/performance.md). The violations topic's partitions are split between the replay itself and
-its helpers; each helper applies its share through the projector's own apply_records into scratch SQLite
-files of its own (chunks of CHUNK records), so it refuses and dead-letters exactly what the projector
+insert: docs/performance.md). The violations topic's partitions are split between helper processes, forked
+when the replay starts; each applies its share through the projector's own apply_records into scratch
+SQLite files of its own (chunks of CHUNK records: small, with the primary key alone, so about half the
+cost of inserting into the read model), so it refuses and dead-letters exactly what the projector
 would. The replay applies every other partition as before and, between its batches, merges each
 finished chunk into the read model in C (ATTACH, INSERT … SELECT), overlapping the helpers' loads.
 
@@ -21,10 +22,11 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 
 from projections.projector import BATCH, apply_records, placeholder, replay_dead_letters, to_records
-from services import logs
 from services.adapters.db import connect, transaction
 from services.adapters.ledger_reader import LedgerReader, Meter, Span
 from services.domain.contracts import VIOLATION_DETECTED
@@ -35,9 +37,6 @@ from services.stores import read_models
 
 log = logging.getLogger("scanledger.replay")
 CHUNK = 100_000  # records a scratch file holds: merged while the helper loads the next
-# A partition of violations costs the replay about this much of what it costs a helper (the merge):
-# the split gives the replay's own share less for it.
-MERGE_COST = 0.25
 _COLUMNS = ", ".join(f'"{c}"' for c in violations.COLUMNS)
 
 
@@ -45,58 +44,66 @@ class ReplayFailed(Exception):
     """A helper process died or stopped on an error: the replay is incomplete (run it again)."""
 
 
-def split(span: Span, violations_topic: str, processes: int) -> list[Span]:
-    """The span in `processes` shares: the first (the replay's own) has every partition but the violations
-    topic's, which are dealt out, largest first, to the share with the least work so far."""
+def split(span: Span, violations_topic: str, helpers: int) -> tuple[Span, list[Span]]:
+    """The replay's own share (every partition but the violations topic's) and each helper's: the
+    violations topic's partitions dealt out, largest first, to the helper with the fewest records so far."""
     own = {tp: r for tp, r in span.items() if tp[0] != violations_topic}
-    shares: list[Span] = [own] + [{} for _ in range(processes - 1)]
-    load = [float(sum(end - start for start, end in own.values()))] + [0.0] * (processes - 1)
-    bulk = sorted(((tp, r) for tp, r in span.items() if tp[0] == violations_topic),
-                  key=lambda item: item[1][0] - item[1][1])
-    for tp, (start, end) in bulk:
-        i = min(range(processes), key=load.__getitem__)
+    shares: list[Span] = [{} for _ in range(helpers)]
+    load = [0] * helpers
+    for tp, (start, end) in sorted(((tp, r) for tp, r in span.items() if tp[0] == violations_topic),
+                                   key=lambda item: item[1][0] - item[1][1]):
+        i = min(range(helpers), key=load.__getitem__)
         shares[i][tp] = (start, end)
         load[i] += end - start
-        if i:
-            load[0] += MERGE_COST * (end - start)
-    return [share for i, share in enumerate(shares) if i == 0 or share]
+    return own, shares
 
 
 @dataclass
 class _Helper:
     process: multiprocessing.process.BaseProcess
-    pipe: object
-    share: Span
-    done: bool = False
+    pipe: Connection
+    share: Span = field(default_factory=dict)
+    done: bool = True  # until it is given a share
 
 
-@dataclass
 class Helpers:
-    """The running helpers, from the replay's side: what they read goes to its meter, what they loaded
-    into its database (merge_ready between its own batches, finish at the end)."""
-    settings: Settings
-    shares: list[Span]
-    meter: Meter | None
-    applied: int = 0
-    refused: int = 0  # counted as DeadLetters.count
-    sent: int = 0  # DeadLetters.sent
-    _helpers: list[_Helper] = field(default_factory=list)
-    _ready: list[str] = field(default_factory=list)
-    _foreign: set[tuple[str, int, int]] = field(default_factory=set)
+    """The helpers, from the replay's side: forked when it starts, given their shares (`start`); what they
+    read goes to its meter, what they loaded into its database (merge_ready between its own batches,
+    finish at the end)."""
 
-    def __post_init__(self) -> None:
-        self.directory = tempfile.mkdtemp(prefix="scanledger-replay-")
-        if self.meter is not None:
-            self.meter.total = (self.meter.total or 0) + sum(e - s for share in self.shares for s, e in share.values())
-        spawn = multiprocessing.get_context("spawn")  # not fork: librdkafka's threads do not survive one
-        for i, share in enumerate(self.shares):
-            ours, theirs = spawn.Pipe(duplex=False)
-            process = spawn.Process(target=_load, name=f"replay-helper-{i}", daemon=True,
-                                    args=(self.settings, share, os.path.join(self.directory, str(i)), theirs,
-                                          logging.getLogger().level))
+    def __init__(self, settings: Settings, count: int):
+        self.directory = tempfile.mkdtemp(prefix="scanledger-replay-") if count else ""
+        self.applied = self.refused = self.sent = 0  # refused and sent: as DeadLetters.count and .sent
+        self.meter: Meter | None = None
+        self._helpers: list[_Helper] = []
+        self._ready: list[str] = []
+        self._foreign: set[tuple[str, int, int]] = set()
+        # fork, not spawn: a fresh interpreter re-imports the product and the command line (~0.5 CPU s)
+        fork = multiprocessing.get_context("fork")
+        for i in range(count):
+            ours, theirs = fork.Pipe()
+            process = fork.Process(target=_serve, name=f"replay-helper-{i}", daemon=True,
+                                   args=(settings, os.path.join(self.directory, str(i)), theirs))
             process.start()
             theirs.close()  # the helper's end: once it exits, ours reads EOF
-            self._helpers.append(_Helper(process, ours, share))
+            self._helpers.append(_Helper(process, ours))
+
+    def start(self, span: Span, violations_topic: str | None, meter: Meter | None) -> Span:
+        """Give the helpers their shares of the violations topic (with None, nothing: they exit); returns
+        the replay's own share."""
+        own, shares = (split(span, violations_topic, len(self._helpers)) if violations_topic and self._helpers
+                       else (span, []))
+        self.meter = meter
+        if meter is not None:
+            meter.total = (meter.total or 0) + sum(e - s for share in shares for s, e in share.values())
+        for i, helper in enumerate(self._helpers):
+            helper.share = shares[i] if i < len(shares) else {}
+            helper.done = not helper.share
+            try:
+                helper.pipe.send(helper.share or None)
+            except OSError:  # it died before it was told
+                self._failed(helper)
+        return own
 
     def merge_ready(self, conn) -> None:
         """Merge the chunks the helpers have finished so far (not waiting for more)."""
@@ -109,6 +116,8 @@ class Helpers:
         """Wait for every helper, merging its chunks as they come; then apply the records of other types
         the helpers left, count every scan's violations and finalize every scan. Returns the records
         the helpers applied."""
+        if not any(helper.share for helper in self._helpers):
+            return 0
         for helper in self._helpers:
             while not helper.done:
                 helper.pipe.poll(None)
@@ -121,19 +130,23 @@ class Helpers:
 
     def close(self) -> None:
         for helper in self._helpers:
-            if helper.process.is_alive():
+            helper.pipe.close()  # one still waiting for its share reads EOF and exits
+            if helper.process.is_alive() and not helper.done:
                 helper.process.terminate()
             helper.process.join()
-            helper.pipe.close()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if self.directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _failed(self, helper: _Helper) -> None:
+        helper.process.join()
+        raise ReplayFailed(f"replay helper {helper.process.name} ({_partitions(helper.share)})"
+                           f" exited with code {helper.process.exitcode} before it finished") from None
 
     def _take(self, helper: _Helper) -> None:
         try:
             message = helper.pipe.recv()
         except EOFError:
-            helper.process.join()
-            raise ReplayFailed(f"replay helper {helper.process.name} (partitions {_partitions(helper.share)})"
-                               f" exited with code {helper.process.exitcode} before it finished") from None
+            self._failed(helper)
         kind, value = message
         if kind == "read":
             if self.meter is not None:
@@ -141,8 +154,7 @@ class Helpers:
         elif kind == "chunk":
             self._ready.append(value)
         elif kind == "failed":
-            raise ReplayFailed(f"replay helper {helper.process.name} (partitions {_partitions(helper.share)})"
-                               f" failed: {value}")
+            raise ReplayFailed(f"replay helper {helper.process.name} ({_partitions(helper.share)}) failed: {value}")
         else:  # "done"
             applied, refused, sent, foreign = value
             self.applied += applied
@@ -184,7 +196,9 @@ def settle(conn) -> None:
 
 
 def _partitions(share: Span) -> str:
-    return ", ".join(f"{t}[{p}]" for t, p in sorted(share))
+    """A share in a few words: its topic and partition numbers."""
+    topics = sorted({t for t, _ in share})
+    return "; ".join(f"{t} partitions {', '.join(str(p) for tt, p in sorted(share) if tt == t)}" for t in topics)
 
 
 def _apply_foreign(conn, reader: LedgerReader, foreign: set[tuple[str, int, int]], dead) -> None:
@@ -227,10 +241,16 @@ class _Chunk:
         return self.path
 
 
-def _load(settings: Settings, share: Span, stem: str, pipe, log_level: int) -> None:
-    """A helper process: apply its share of the violations into chunks, telling the replay each chunk
-    finished, then what it applied and refused. Any error is told too, then exits 1."""
-    logs.configure(log_level)
+def _serve(settings: Settings, stem: str, pipe: Connection) -> None:
+    """A helper process: wait for its share (None: nothing to do), apply it into chunks, telling the replay
+    each chunk finished, then what it applied and refused. An error is told too, then it exits 1."""
+    try:
+        share = pipe.recv()
+    except EOFError:  # the replay stopped before it had a share to give
+        return
+    if share is None:
+        return
+    started = time.perf_counter()
     try:
         dead = replay_dead_letters(settings)
         reader = LedgerReader(settings, "replay")
@@ -248,6 +268,8 @@ def _load(settings: Settings, share: Span, stem: str, pipe, log_level: int) -> N
             pipe.send(("chunk", chunk.close()))
         finally:
             reader.close()
+        log.info("replay helper: %d records of %s in %.2f s, %.2f CPU s", applied, _partitions(share),
+                 time.perf_counter() - started, time.process_time())
         pipe.send(("done", (applied, dead.count, dead.sent, foreign)))
     except BaseException as exc:
         pipe.send(("failed", f"{type(exc).__name__}: {exc}"))

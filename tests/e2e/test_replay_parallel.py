@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 
 from confluent_kafka import Producer
@@ -25,10 +24,11 @@ VIOLATION_PARTITIONS = 12  # services.settings: the topic's default
 REFUSED = re.compile(r"replay refused (\d+) records: (\d+) sent to \S+, (\d+) were there already")
 
 
-def replayed(system, tmp_path, processes: int) -> tuple[str, str]:
-    target = databases.scratch(tmp_path, f"replay-{processes}")
-    out = system.cli("replay", "--into", target, "--processes", str(processes))
-    assert "replayed" in out.stdout, out.stderr
+def replayed(system, tmp_path, helpers: int) -> tuple[str, str]:
+    target = databases.scratch(tmp_path, f"replay-{helpers}")
+    out = subprocess.run(system.cli_args("replay", "--into", target, "--helpers", str(helpers)), env=system.env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and "replayed" in out.stdout, out.stderr
     return target, out.stderr
 
 
@@ -60,13 +60,13 @@ def test_a_parallel_replay_is_the_serial_one_and_the_live_one(api, system, kafka
         a_status_change_on_the_violations_topic(first, violations, n)], VIOLATION_PARTITIONS)
     projected_past(system.db_url, landed)
 
-    serial, serial_log = replayed(system, tmp_path, 1)
-    for processes in (2, 3):
-        parallel, parallel_log = replayed(system, tmp_path, processes)
+    serial, serial_log = replayed(system, tmp_path, 0)
+    for helpers in (1, 2, 3):
+        parallel, parallel_log = replayed(system, tmp_path, helpers)
         for table in TABLES:
-            assert rows(parallel, table) == rows(serial, table), (processes, table)
+            assert rows(parallel, table) == rows(serial, table), (helpers, table)
             if table != "projector_offsets":  # the live projector's run on past this replay's end
-                assert rows(parallel, table) == rows(system.db_url, table), (processes, table)
+                assert rows(parallel, table) == rows(system.db_url, table), (helpers, table)
         refused = REFUSED.search(parallel_log).groups()
         assert refused == REFUSED.search(serial_log).groups()
         # every record refused (all but the status changes), none sent: the projector sent them all before
@@ -98,12 +98,14 @@ def on_every_partition(bootstrap: str, records: Callable[[int], list[tuple[str, 
 
 def test_a_helper_killed_mid_way_fails_the_replay_and_a_new_one_is_exact(system, tmp_path):
     target = databases.scratch(tmp_path, "killed")
-    replay = subprocess.Popen(system.cli_args("replay", "--into", target, "--processes", "2"), env=system.env,
+    replay = subprocess.Popen(system.cli_args("replay", "--into", target, "--helpers", "2"), env=system.env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     helper = None
     while helper is None and replay.poll() is None:
         helper = next(iter(children(replay.pid)), None)
     assert helper is not None, replay.communicate()
+    while cpu_ticks(helper) < 3 and replay.poll() is None:  # mid-way: loading its share (it waited at none)
+        pass
     os.kill(helper, signal.SIGKILL)
     out, err = replay.communicate()
     assert replay.returncode != 0, (out, err)
@@ -116,7 +118,7 @@ def test_a_helper_killed_mid_way_fails_the_replay_and_a_new_one_is_exact(system,
 
 
 def children(pid: int) -> list[int]:
-    """A replay's helpers: its children (Linux) started by multiprocessing's spawn (not its resource tracker)."""
+    """A replay's helpers: its children (Linux), forked as it starts."""
     found = []
     for task in os.listdir(f"/proc/{pid}/task"):
         try:
@@ -124,13 +126,11 @@ def children(pid: int) -> list[int]:
                 found += [int(child) for child in f.read().split()]
         except FileNotFoundError:
             pass
-    time.sleep(0.01)
-    return [child for child in found if "spawn_main" in cmdline(child)]
+    return found
 
 
-def cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
-    except FileNotFoundError:
-        return ""
+def cpu_ticks(pid: int) -> int:
+    """The process's user + system CPU time, in clock ticks (/proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
