@@ -223,7 +223,7 @@ class _ToPipe:
         self.pipe.send(("read", n))
 
 
-class _Chunk:
+class Chunk:
     """A scratch file with the read models' tables, written as the replay writes its database but never
     synced (a helper that dies fails the replay, which is run again)."""
 
@@ -254,7 +254,7 @@ def _serve(settings: Settings, stem: str, pipe: Connection) -> None:
     try:
         dead = replay_dead_letters(settings)
         reader = LedgerReader(settings, "replay")
-        chunk, applied, foreign = _Chunk(stem, 0), 0, []
+        chunk, applied, foreign = Chunk(stem, 0), 0, []
         try:
             with gc_paused():
                 for batch in reader.batches(share, _ToPipe(pipe), BATCH):
@@ -264,7 +264,7 @@ def _serve(settings: Settings, stem: str, pipe: Connection) -> None:
                     chunk.records += len(records)
                     if chunk.records >= CHUNK:
                         pipe.send(("chunk", chunk.close()))
-                        chunk = _Chunk(stem, chunk.number + 1)
+                        chunk = Chunk(stem, chunk.number + 1)
             pipe.send(("chunk", chunk.close()))
         finally:
             reader.close()
