@@ -24,7 +24,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 
 from projections.projector import BATCH, apply_records, placeholder, replay_dead_letters, to_records
 from services.adapters.db import connect, transaction
@@ -118,11 +118,10 @@ class Helpers:
         the helpers applied."""
         if not any(helper.share for helper in self._helpers):
             return 0
-        for helper in self._helpers:
-            while not helper.done:
-                helper.pipe.poll(None)
-                self._take(helper)
-                self._merge(conn)
+        while waiting := {helper.pipe: helper for helper in self._helpers if not helper.done}:
+            for pipe in wait(list(waiting)):  # whichever has something to say: its chunks are merged first
+                self._take(waiting[pipe])
+            self._merge(conn)
         if self._foreign:
             _apply_foreign(conn, reader, self._foreign, dead)
         settle(conn)
