@@ -17,6 +17,7 @@ writes one) is left to the replay, which reads it again and applies it after the
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -83,7 +84,8 @@ class Helpers:
         for i in range(count):
             ours, theirs = fork.Pipe()
             process = fork.Process(target=_serve, name=f"replay-helper-{i}", daemon=True,
-                                   args=(settings, os.path.join(self.directory, str(i)), theirs))
+                                   args=(settings, os.path.join(self.directory, str(i)), theirs,
+                                         [*(helper.pipe for helper in self._helpers), ours]))
             process.start()
             theirs.close()  # the helper's end: once it exits, ours reads EOF
             self._helpers.append(_Helper(process, ours))
@@ -240,20 +242,35 @@ class Chunk:
         return self.path
 
 
-def _serve(settings: Settings, stem: str, pipe: Connection) -> None:
-    """A helper process: wait for its share (None: nothing to do), apply it into chunks, telling the replay
-    each chunk finished, then what it applied and refused. An error is told too, then it exits 1."""
+def _serve(settings: Settings, directory: str, pipe: Connection, replays: list[Connection]) -> None:
+    """A helper process: wait for its share (None: nothing to do) and load it, then wait until the replay
+    closes its end of the pipe (done with the chunks, or killed) and remove the helper's scratch files.
+    `replays`: the replay's ends of the pipes, which the fork copied; closed, or its own would never
+    read EOF."""
+    for end in replays:
+        end.close()
     try:
         share = pipe.recv()
-    except EOFError:  # the replay stopped before it had a share to give
-        return
-    if share is None:
-        return
+        if share is not None:
+            _load(settings, share, directory, pipe)
+        pipe.recv()
+    except EOFError:
+        pass
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the last helper out removes the replay's directory too
+            os.rmdir(os.path.dirname(directory))
+
+
+def _load(settings: Settings, share: Span, directory: str, pipe: Connection) -> None:
+    """Apply a share into chunks, telling the replay each chunk finished, then what it applied and
+    refused. An error is told too (if the replay is still there to hear it), then the helper exits 1."""
     started = time.perf_counter()
     try:
+        os.makedirs(directory)
         dead = replay_dead_letters(settings)
         reader = LedgerReader(settings, "replay")
-        chunk, applied, foreign = Chunk(stem, 0), 0, []
+        chunk, applied, foreign = Chunk(os.path.join(directory, "chunk"), 0), 0, []
         try:
             with gc_paused():
                 for batch in reader.batches(share, _ToPipe(pipe), BATCH):
@@ -263,7 +280,7 @@ def _serve(settings: Settings, stem: str, pipe: Connection) -> None:
                     chunk.records += len(records)
                     if chunk.records >= CHUNK:
                         pipe.send(("chunk", chunk.close()))
-                        chunk = Chunk(stem, chunk.number + 1)
+                        chunk = Chunk(os.path.join(directory, "chunk"), chunk.number + 1)
             pipe.send(("chunk", chunk.close()))
         finally:
             reader.close()
@@ -271,7 +288,8 @@ def _serve(settings: Settings, stem: str, pipe: Connection) -> None:
                  time.perf_counter() - started, time.process_time())
         pipe.send(("done", (applied, dead.count, dead.sent, foreign)))
     except BaseException as exc:
-        pipe.send(("failed", f"{type(exc).__name__}: {exc}"))
+        with contextlib.suppress(OSError):  # the replay is gone
+            pipe.send(("failed", f"{type(exc).__name__}: {exc}"))
         raise SystemExit(1) from None
 
 
