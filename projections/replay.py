@@ -42,8 +42,7 @@ def replay(settings: Settings, db_url: str | None = None, as_of_ms: int | None =
     url = db_url or settings.db_url
     # forked first, before this process has a Kafka client or a database connection (their threads and
     # sockets are not the helpers' to share); told their shares once the log's ends are known
-    team = parallel_replay.Helpers(settings, 0 if is_postgres(url) else (os.cpu_count() or 1) if helpers is None
-                                   else helpers)
+    team = parallel_replay.Helpers(settings, _helper_count(url, helpers))
     try:
         try_ensure_topics(settings)
         dead = replay_dead_letters(settings)
@@ -86,6 +85,13 @@ def apply_span(conn, reader: LedgerReader, span: Span, meter: Meter | None, dead
         applied += apply_records(conn, *to_records(batch, dead), dead)
         helpers.merge_ready(conn)
     return applied
+
+
+def _helper_count(url: str, asked: int | None) -> int:
+    """None: one per core (used only if the log has PARALLEL_MIN violations); PostgreSQL: none."""
+    if is_postgres(url):
+        return 0
+    return (os.cpu_count() or 1) if asked is None else max(0, asked)
 
 
 def _violations(span: Span, settings: Settings) -> int:
