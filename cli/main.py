@@ -189,14 +189,18 @@ def _instant(text: str) -> int:
 
 def cmd_replay(args) -> None:
     from cli.progress import metered
-    from projections.projector import replay
+    from projections.parallel_replay import ReplayFailed
+    from projections.replay import replay
 
     settings = _settings(args)
     # a database it cannot open is one line here, not a traceback after the log is read
     open_database(args.into or settings.db_url, "--into" if args.into else "SCANLEDGER_DATABASE_URL").close()
     as_of_ms = None if args.as_of is None else _instant(args.as_of)
-    with known_schema(), metered("replay" if as_of_ms is None else f"replay as of {args.as_of}", "events") as meter:
-        applied = replay(settings, args.into, as_of_ms, meter)
+    try:
+        with known_schema(), metered("replay" if as_of_ms is None else f"replay as of {args.as_of}", "events") as meter:
+            applied = replay(settings, args.into, as_of_ms, meter, args.helpers)
+    except ReplayFailed as exc:  # one line, the last: run it again
+        sys.exit(f"scanledger replay: {exc}")
     print(f"replayed {applied} events{'' if as_of_ms is None else f' as of {args.as_of}'} into"
           f" {args.into or settings.db_url}")
 
@@ -432,6 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--into", help="database URL to rebuild into (default: the configured one)")
     replay.add_argument("--as-of", metavar="TIME",
                         help="only the log up to this instant, e.g. 2026-11-30T12:00:00Z (read models as they were)")
+    replay.add_argument("--helpers", type=int, metavar="N",
+                        help="processes that load the violations (default: one per core for a SQLite database and a"
+                             " log of 100k violations or more; 0: the replay alone)")
     history = command("history", cmd_history, "one scan's ledger, read from the log: its commands and events")
     history.add_argument("scan_id")
     history.add_argument("--json", action="store_true", help="each event as JSON, one per line")

@@ -33,13 +33,12 @@ from services.adapters.db import DATABASE_ERRORS, RECORD_ERRORS, connect, transa
 from services.adapters.deadletter import DeadLetters, dead_lettered
 from services.adapters.kafka import DeliveryFailed, Publisher, consumer_config
 from services.adapters.kafka_admin import ensure_topics, watermarks
-from services.adapters.ledger_reader import LedgerReader, Meter
 from services.domain.codec import PoisonRecord
 from services.domain.contracts import CONFIG_CHANGED, SCAN_ABORTED, SCAN_FINISHED, SCAN_STARTED
 from services.gc_pause import gc_paused
 from services.readmodels.apply import Record, apply_batch, decode_record, next_offsets, store_offsets
 from services.settings import Settings
-from services.stores import config_log, read_models
+from services.stores import config_log
 
 log = logging.getLogger("scanledger.projector")
 PROJECTOR_CONSUMER, REPLAY_CONSUMER = "projector", "replay"  # their dl.consumer names
@@ -224,7 +223,7 @@ def _step(consumer: Consumer, conn, dead: DeadLetters) -> int:
 
 def run(settings: Settings, stop: threading.Event | None = None) -> None:
     stop = stop or threading.Event()
-    _ensure_topics(settings)
+    try_ensure_topics(settings)
     conn = connect(settings.db_url)
     stores.init(conn)  # the schema this code knows (services.stores.migrations)
     consumer = Consumer(consumer_config(settings, settings.projector_group, **{"fetch.min.bytes": FETCH_MIN_BYTES}))
@@ -263,7 +262,7 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
         conn.close()
 
 
-def _ensure_topics(settings: Settings) -> None:
+def try_ensure_topics(settings: Settings) -> None:
     """The dead-letter topic must exist before a poison record is sent to it."""
     try:
         ensure_topics(settings)
@@ -278,47 +277,7 @@ def run_forever(settings: Settings) -> None:
     run(settings, stop)
 
 
-def replay(settings: Settings, db_url: str | None = None, as_of_ms: int | None = None,
-           meter: Meter | None = None) -> int:
-    """Drop the read models and rebuild them from offset zero up to the current end of the log, or with
-    `as_of_ms` up to that instant: in each partition, the records before the first one the log
-    stamped at or after it (the commands topic is stamped by the broker, the others by their
-    producers), so the read models are what the projector would have shown had it caught up then.
-
-    Run it with the projector stopped (or into another database with `db_url`). Returns the
-    number of events applied (refused ones included); `meter` is told how many there are and
-    each batch applied.
-
-    Replay refuses exactly what the live projector refuses (the same decode_checked, the
-    same apply, hence the same rows), but does not send those records to the dead-letter
-    topic again: a record already dead-lettered by the projector or an earlier replay (same
-    source topic, partition and offset) is only counted; one not there yet (the projector
-    never reached it, or the code changed) is sent with dl.consumer = replay.
-    """
-    _ensure_topics(settings)
-    dead = DeadLetters(Publisher(settings), REPLAY_CONSUMER, settings,
+def replay_dead_letters(settings: Settings) -> DeadLetters:
+    """A replay's refusals: sent to the dead-letter topic unless the projector or a replay sent them before."""
+    return DeadLetters(Publisher(settings), REPLAY_CONSUMER, settings,
                        skip=lambda: dead_lettered(settings, (PROJECTOR_CONSUMER, REPLAY_CONSUMER)))
-    conn = connect(db_url or settings.db_url)
-    # the config tables of a database replayed into, or the live one's brought to this code's schema (a
-    # newer one is refused before anything is dropped); in the live one, the rows already at the version
-    # the log has are left as they are (services.stores.config_log.apply)
-    stores.init(conn)
-    with transaction(conn):
-        read_models.drop(conn)
-    read_models.create(conn)
-    # A replay that dies half-way is simply run again, so it need not wait for fsync.
-    conn.execute("PRAGMA synchronous=OFF")
-    reader = LedgerReader(settings, "replay")
-    applied = 0
-    try:
-        span = reader.ends([(t, p) for t in topics(settings) for p in reader.partitions(t)], as_of_ms)
-        with gc_paused():  # the whole replay: its batches are acyclic, freed by reference counting
-            for batch in reader.batches(span, meter, BATCH):
-                applied += apply_records(conn, *to_records(batch, dead), dead)
-    finally:
-        reader.close()
-        conn.close()
-    if dead.count:
-        log.warning("replay refused %d records: %d sent to %s, %d were there already",
-                    dead.count, dead.sent, dead.topic, dead.skipped)
-    return applied
