@@ -3,7 +3,7 @@
 A downstream consumer of your own, with nothing of scan-ledger's code: confluent-kafka reads the
 records, the CloudEvents SDK turns each into an event (our records are CloudEvents in structured
 mode: docs/asyncapi.yaml). It prints one line per event and commits its offsets as it goes, so a
-restart goes on where it stopped.
+restart goes on where it stopped; a record that is not a CloudEvent is named on stderr and skipped.
 
     pip install confluent-kafka 'cloudevents>=2.2'
     python examples/consumer.py                       # next to `scanledger up`: 127.0.0.1:9092
@@ -95,8 +95,13 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             if message.error():
                 raise KafkaException(message.error())
-            event = cloudevent(message)
-            if not args.scan or event.get_subject() in args.scan:
+            try:
+                event = cloudevent(message)
+            except Exception as exc:  # not a CloudEvent (someone else's record on the topic): say so, go on
+                print(f"skipped {message.topic()}[{message.partition()}]@{message.offset()}: not a CloudEvent "
+                      f"({type(exc).__name__}: {exc})", file=sys.stderr, flush=True)
+                event = None
+            if event is not None and (not args.scan or event.get_subject() in args.scan):
                 print(line(event), flush=True)
                 printed += 1
             consumer.store_offsets(message)  # committed (auto, in the background) once printed: at least once

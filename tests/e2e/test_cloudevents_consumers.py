@@ -14,7 +14,8 @@ import orjson
 import pytest
 import yaml
 from cloudevents.core.bindings.kafka import KafkaMessage, from_kafka_event
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 from jsonschema import Draft202012Validator
 
 from harness import data
@@ -184,3 +185,30 @@ def test_the_example_consumer_prints_what_the_scans_found(scans, system, tmp_pat
         assert any(f"id={v['id']} violation {v['rule_id']} ({v['severity']})" in x for x in lines), v
     for f in scans["findings"]:
         assert any(f"finding {f['detector']} ({f['family']}" in x and x.endswith(f["masked_sample"]) for x in lines)
+
+
+def test_the_example_consumer_skips_a_record_that_is_not_a_cloudevent_and_goes_on(scans, system, tmp_path):
+    """Someone else's bytes on the violations topic (as tests/e2e/test_dead_letters.py plants): the example
+    names it on stderr and goes on to print the events after it, instead of dying on it."""
+    prefix = f"example-{uuid.uuid4().hex[:8]}"
+    violations = f"{prefix}.violations"
+    source = next(m for m in scans["records"] if m.topic() == scans["topics"].violations)
+    bootstrap = system.env["KAFKA_BOOTSTRAP_SERVERS"]
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # held: a collected client cancels its futures
+    topics = [NewTopic(f"{prefix}.{name}", 1, 1) for name in ("violations", "findings")]
+    for future in admin.create_topics(topics).values():
+        future.result()
+    producer = Producer({"bootstrap.servers": bootstrap})
+    producer.produce(violations, value=b"\x00 not an event", key=b"k", partition=0)  # offset 0
+    producer.produce(violations, value=source.value(), key=source.key(), headers=source.headers(), partition=0)
+    assert producer.flush(30) == 0
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env |= {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "SCANLEDGER_TOPIC_PREFIX": prefix}
+    run = subprocess.run([sys.executable, str(ROOT / "examples" / "consumer.py"), "--from-beginning",
+                          "--group", f"example-{uuid.uuid4().hex[:8]}", "--count", "1"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert f"skipped {violations}[0]@0: not a CloudEvent" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert run.stdout.splitlines() == [line for line in run.stdout.splitlines() if " violation " in line]
+    assert f"id={decode(source.value())['id']} violation" in run.stdout
