@@ -11,7 +11,7 @@ Running a chunk publishes, per file, its findings (findings topic) then its outc
 result once everything before it is flushed. It checks for a cancel between groups of files.
 A chunk's files are read on a few threads, a group ahead of the detectors (_ReadAhead): an S3
 GET waits on the network, not on this process, so the next group is fetched while this one is
-scanned.
+scanned; a local directory's files are read one after another, in one task per group.
 """
 from __future__ import annotations
 
@@ -46,6 +46,9 @@ PROGRESS_EVERY_S = 1.0  # a chunk's progress event at most this often (each file
 # cost per batch ~10% more often on the bench's corpus of ~100 kB files; the bytes bound the memory)
 GROUP_FILES, GROUP_BYTES = 64, 8 << 20
 READ_THREADS = 4  # a chunk's reads in flight at once (the next group's files, while this group is scanned)
+# Connector types whose reads never wait on a network: a group's files are read in one task, in turn (a task
+# per file cost its hand-overs between threads: 1,500 local files' reads 0.26 -> 0.20 s of CPU beside the scan)
+LOCAL_TYPES = frozenset({"local_dir"})
 UNCHANGED, TIMEOUT = "unchanged", "timeout"  # skip reasons: an incremental scan's baseline covers it; past the deadline
 
 
@@ -152,13 +155,20 @@ def read_one(connectors: _Connectors, file: dict, limits: Limits):
     return data, name
 
 
+def read_locally(connectors: _Connectors, file: dict) -> bool:
+    return connectors.snaps[file["connector_id"]]["type"] in LOCAL_TYPES
+
+
+def read_all(connectors: _Connectors, files: list[dict], limits: Limits) -> list:
+    return [read_one(connectors, f, limits) for f in files]
+
+
 def scan_group(connectors: _Connectors, files: list[dict], engine: Engine, limits: Limits,
-               reads: list[Future] | None = None) -> list[tuple]:
+               read: list | None = None) -> list[tuple]:
     """Each file's (status, reason, size, findings): the readable ones through the detectors as one batch
-    (the engine has a cost per batch that small files would otherwise each pay). `reads`: read_one of
-    each file already under way (_ReadAhead); without them the files are read here, one after another."""
-    # read_one turns every error into the file's outcome: result() raises nothing of its own
-    read = [read_one(connectors, f, limits) for f in files] if reads is None else [r.result() for r in reads]
+    (the engine has a cost per batch that small files would otherwise each pay). `read`: read_one of
+    each file, read ahead (_ReadAhead); without it the files are read here, one after another."""
+    read = read_all(connectors, files, limits) if read is None else read
     todo = [r for r in read if len(r) == 2]
     try:
         results = iter(scan_files(todo, engine, limits)) if todo else iter(())
@@ -188,13 +198,13 @@ class _ReadAhead:
     before it is scanned: a group is yielded once its reads and the next group's are under way. At
     most two groups' bytes are held (the one being scanned, the next one), each bounded as `groups`
     bounds it; every read is read_one, so the size limit and the failure reasons are a read in
-    place's. `reads()` are the current group's, of its files not marked unchanged, in order."""
+    place's. `results()` are the current group's, of its files not marked unchanged, in order."""
 
     def __init__(self, connectors: _Connectors, limits: Limits, groups: Iterable[tuple[int, list[dict]]],
                  threads: int = READ_THREADS):
         self._connectors, self._limits, self._groups = connectors, limits, iter(groups)
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="chunk-read")
-        self._current: list[Future] = []
+        self._current: list[tuple[Future, int | None]] = []  # a file's read: its task, its place in the task's
         self._stopped = False
 
     def __iter__(self) -> Iterator[tuple[int, list[dict]]]:
@@ -208,10 +218,20 @@ class _ReadAhead:
         if item is None:
             return None
         wanted = [] if self._stopped else [f for f in item[1] if not f.get("unchanged")]
-        return item, [self._pool.submit(read_one, self._connectors, f, self._limits) for f in wanted]
+        local = [f for f in wanted if read_locally(self._connectors, f)]
+        together = self._pool.submit(read_all, self._connectors, local, self._limits) if local else None
+        reads, place = [], 0
+        for f in wanted:
+            if together is not None and read_locally(self._connectors, f):
+                reads.append((together, place))
+                place += 1
+            else:
+                reads.append((self._pool.submit(read_one, self._connectors, f, self._limits), None))
+        return item, reads
 
-    def reads(self) -> list[Future]:
-        return self._current
+    def results(self) -> list:
+        """read_one of each file of the current group (read_one raises nothing: result() raises nothing of its own)."""
+        return [task.result() if place is None else task.result()[place] for task, place in self._current]
 
     def stop(self) -> None:
         """Start no more reads (the groups left are not scanned: the scan's deadline passed)."""
@@ -272,7 +292,7 @@ def run_chunk(message: dict, blobs, publisher: Publisher, settings: Settings,
                 outcomes = [("skipped", TIMEOUT, 0, [])] * len(group)
             else:
                 scanned = iter(scan_group(connectors, [f for f in group if not f.get("unchanged")], engine, limits,
-                                          ahead.reads()))
+                                          ahead.results()))
                 outcomes = [("skipped", UNCHANGED, 0, []) if f.get("unchanged") else next(scanned) for f in group]
             kept = [_capped(file, findings, cap) for file, (_, _, _, findings) in zip(group, outcomes, strict=True)]
             outcomes = [(status, reason, size, [f for _, f in mine])

@@ -44,7 +44,7 @@ def test_groups_come_in_order_with_their_reads_and_the_next_group_read_ahead():
     seen = []
     try:
         for first, group in ahead:
-            reads = [r.result() for r in ahead.reads()]
+            reads = ahead.results()
             assert [name for _, name in reads] == [f["name"] for f in group if not f.get("unchanged")]
             later = [f["name"] for f in listed[first + 2 * 4:]]
             assert not set(source.read) & set(later)  # never more than this group and the next
@@ -62,7 +62,7 @@ def test_after_stop_nothing_more_is_read():
     yielded = []
     for first, _group in ahead:
         if first == 0:
-            [r.result() for r in ahead.reads()]
+            ahead.results()
             ahead.stop()
         yielded.append(first)
     ahead.close()
@@ -78,7 +78,7 @@ def test_reads_ahead_give_the_outcomes_of_reads_in_place():
     ahead = _ReadAhead(connectors, limits, groups(listed))
     try:
         [(_, group)] = list(ahead)
-        read_ahead = scan_group(connectors, group, engine, limits, ahead.reads())
+        read_ahead = scan_group(connectors, group, engine, limits, ahead.results())
     finally:
         ahead.close()
     assert [o[:3] for o in read_ahead] == [o[:3] for o in in_place] == [
@@ -86,3 +86,26 @@ def test_reads_ahead_give_the_outcomes_of_reads_in_place():
         ("failed", "unreadable: RuntimeError", 0)]
     assert [len(o[3]) for o in read_ahead] == [len(o[3]) for o in in_place] == [1, 0, 0, 0]
     assert read_one(connectors, listed[2], limits) == ("failed", "permission", 0, [])
+
+
+def test_a_local_directorys_files_are_read_in_one_task_and_every_file_keeps_its_place():
+    local, remote = Source({"f1.csv": "permission"}), Source({"f5.csv": "unavailable"})
+
+    class Mixed(Connectors):
+        def __init__(self):
+            self.snaps = {"conn-a": {"type": "local_dir"}, "conn-s3": {"type": "s3"}}
+
+        def get(self, connector_id):
+            return local if connector_id == "conn-a" else remote
+
+    listed = [{**f, "connector_id": "conn-s3"} if i % 3 == 2 else f for i, f in enumerate(files(9))]
+    connectors, limits = Mixed(), Limits()
+    ahead = _ReadAhead(connectors, limits, groups(listed, max_files=4))
+    try:
+        got = [read for _ in ahead for read in ahead.results()]
+    finally:
+        ahead.close()
+    assert (sorted(local.read), sorted(remote.read)) == (["f0.csv", "f1.csv", "f3.csv", "f4.csv", "f6.csv", "f7.csv"],
+                                                        ["f2.csv", "f5.csv", "f8.csv"])  # each once, by its own
+    assert got == [read_one(connectors, f, limits) for f in listed]
+    assert got[1] == ("failed", "permission", 0, []) and got[5] == ("failed", "unavailable", 0, [])
