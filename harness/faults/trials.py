@@ -24,15 +24,20 @@ from harness.faults.workload import Workload
 WATCHDOG_SOUGHT = "seeking it again"  # streams/watchdogs.py: a recovery that read nothing, sought again
 
 
-def _log_sizes(data_dir: Path) -> dict[Path, int]:
-    return {path: path.stat().st_size for path in data_dir.rglob("*.log")}
+def _process_logs(root: Path) -> list[Path]:
+    """The processes' logs under `root` (not a broker's segment files, 00000000000000000000.log)."""
+    return sorted(path for path in root.rglob("*.log") if not path.stem.isdigit())
 
 
-def _lines_since(sizes: dict[Path, int], data_dir: Path, needle: str) -> list[str]:
+def _log_sizes(root: Path) -> dict[Path, int]:
+    return {path: path.stat().st_size for path in _process_logs(root)}
+
+
+def _lines_since(sizes: dict[Path, int], root: Path, needle: str) -> list[str]:
     """The processes' log lines holding `needle` written since `sizes` (a watchdog that healed
     something by itself: no exit to note, but a trial slower than its peers)."""
     found = []
-    for path in sorted(data_dir.rglob("*.log")):
+    for path in _process_logs(root):
         with open(path, "rb") as log_file:
             log_file.seek(sizes.get(path, 0))
             text = log_file.read().decode(errors="replace")
@@ -143,14 +148,14 @@ class Campaign:
         for attempt in range(attempts):
             trial = Trial(self.kind, index)
             trial.attempt = attempt
-            logs = _log_sizes(self.target.data_dir)
+            logs = _log_sizes(self.tmp)  # the campaign's: a kind may choose its target in run (UpCtrlC)
             try:
                 self.run(trial)
             except Exception as exc:  # a fault that could not even be injected is a failed trial, with why
                 import traceback
 
                 trial.problems.append(f"trial aborted: {exc!r}\n{traceback.format_exc()[-3000:]}")
-            trial.notes += _lines_since(logs, self.target.data_dir, WATCHDOG_SOUGHT)
+            trial.notes += _lines_since(logs, self.tmp, WATCHDOG_SOUGHT)
             trial.exact = trial.settled and not trial.problems
             log(trial.summary())
             if trial.landed is not False or not trial.exact or attempt == attempts - 1:
