@@ -49,7 +49,7 @@ def watch_recovery(app: faust.App, settings: Settings, every_s: float):
         # own clocks (faust-streaming < 0.16, as streams/faust_fixes.py).
         recovery = app.tables.recovery
         step = watch.observe(time.monotonic(), recovery._recovery_started_at if recovery.in_recovery else None,
-                             recovery._last_active_event_processed_at)
+                             recovery._last_active_event_processed_at, recovery.in_recovery and _drained(app))
         if step and step[0] == "exit":
             _exit(f"{step[1]}; {recovery_report(app)}")
         if step and step[0] == "seek":
@@ -101,24 +101,42 @@ async def _seek_changelogs_again(recovery) -> None:
         await recovery._seek_offsets(recovery.app.consumer, lagging, recovery.active_offsets, "active")
 
 
+def _lagging(app: faust.App) -> list[tuple]:
+    """(tp, need, have, aiokafka's fetch state or None, fetched and not yet handed on, active in Faust) of each
+    changelog partition the recovery still needs records of."""
+    recovery, consumer = app.tables.recovery, app.consumer
+    client = consumer._thread._ensure_consumer()
+    subscription, fetched = client._subscription.subscription, client._fetcher._records
+    active = consumer._get_active_partitions()
+    return [(tp, recovery.active_highwaters[tp], recovery.active_offsets.get(tp),
+             subscription.assignment.state_value(tp) if subscription else None, tp in fetched, tp in active)
+            for tp in sorted(tp for tp, remaining in recovery.active_remaining().items() if remaining > 0)]
+
+
+def _drained(app: faust.App) -> bool:
+    """Every record the recovery still needs was fetched (the position is past it), none waits in the fetcher
+    or the changelog queue: nothing is on its way, so what did not arrive was dropped."""
+    try:
+        lagging = _lagging(app)
+        return bool(lagging) and app.tables.changelog_queue.qsize() == 0 and all(
+            state is not None and state._position is not None and state._position > need and not fetched
+            for _tp, need, _have, state, fetched, _active in lagging)
+    except Exception:  # private state that cannot be read: not drained, the window decides
+        return False
+
+
 def recovery_report(app: faust.App) -> str:
     """Where a stalled table recovery waits, in one line: what each changelog partition it still needs
     lacks and where its fetch stands, the flow switches, and what recovery's tasks are awaiting. Faust's and
     aiokafka's private state: read defensively, for the log only."""
     parts = []
     try:
-        recovery, consumer = app.tables.recovery, app.consumer
-        client = consumer._thread._ensure_consumer()
-        subscription, fetched = client._subscription.subscription, client._fetcher._records
-        active = consumer._get_active_partitions()
-        lagging = sorted(tp for tp, remaining in recovery.active_remaining().items() if remaining > 0)
-        for tp in lagging:
-            state = subscription.assignment.state_value(tp) if subscription else None
+        consumer = app.consumer
+        for tp, need, have, state, fetched, active in _lagging(app):
             where = (f"position {state._position} {state._status.name}{' paused' if state._paused else ''}"
                      if state else "not assigned")
-            need, have = recovery.active_highwaters[tp], recovery.active_offsets.get(tp)
             parts.append(f"{tp.topic}[{tp.partition}] need {need} have {have} {where}"
-                         f"{' fetched' if tp in fetched else ''}{'' if tp in active else ' not-active'}")
+                         f"{' fetched' if fetched else ''}{'' if active else ' not-active'}")
         parts.append(f"flow {'on' if consumer.flow_active else 'off'}, flow control "
                      f"{'on' if app.flow_control.is_active() else 'suspended'}, "
                      f"buffered {sorted(consumer._buffered_partitions)}, changelog queue "

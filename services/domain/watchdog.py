@@ -19,27 +19,37 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 RECOVERY_WINDOWS = 2  # a recovery is stalled after this many stall windows without a changelog record
+DRAINED_S = 5.0  # drained this long (seen on two looks of the worker's 5-s watch), it lost its records
 
 
 @dataclass
 class RecoveryWatch:
     after_s: float
     _sought_for: float | None = None  # the quiet spell a seek was already made in (when it began)
+    _drained_at: float | None = None  # when this spell was first seen drained
 
-    def observe(self, now: float, started_at: float | None, last_record_at: float | None) -> tuple[str, str] | None:
+    def observe(self, now: float, started_at: float | None, last_record_at: float | None,
+                drained: bool = False) -> tuple[str, str] | None:
         """("seek", why) once a recovery in progress (`started_at`) has read no changelog record for
-        `after_s` since it started or since its last record; ("exit", why) when, sought again, it read
-        nothing for RECOVERY_WINDOWS of them; None while it reads, or is not recovering."""
+        `after_s` since it started or since its last record, or sooner, once it was seen `drained` for
+        DRAINED_S (every record it still needs was fetched and none waits to be delivered: they were
+        dropped on the way, the stall CI met after a SIGKILL); ("exit", why) when, sought again, it read
+        nothing for RECOVERY_WINDOWS × `after_s`; None while it reads, or is not recovering."""
         if started_at is None:
+            self._drained_at = None
             return None
         since = last_record_at if last_record_at is not None else started_at
         quiet = now - since
+        if not drained or (self._drained_at is not None and self._drained_at < since):
+            self._drained_at = now if drained else None
+        elif self._drained_at is None:
+            self._drained_at = now
         why = f"table recovery read no changelog record for {quiet:.0f} s"
-        if quiet <= self.after_s:
-            return None
         if self._sought_for != since:  # the spell's first look past the window: seek before giving up
-            self._sought_for = since
-            return "seek", why
+            if quiet > self.after_s or (self._drained_at is not None and now - self._drained_at >= DRAINED_S):
+                self._sought_for = since
+                return "seek", why + (" with every record it needs fetched" if drained else "")
+            return None
         return ("exit", why) if quiet > RECOVERY_WINDOWS * self.after_s else None
 
 

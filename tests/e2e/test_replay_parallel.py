@@ -4,7 +4,11 @@ one process and of the live projector: on a log of several scans in two workspac
 they are decoded, and as they are applied) and a record of another type there; the refusals are
 counted and not sent to the dead-letter topic again. A helper killed before it finished fails the replay
 in one line; run again, the rows are exact. A replay killed mid-way leaves no helper running and no scratch
-file."""
+file.
+
+The module runs on a system of its own, its tests in order (the helper kills replay what the first
+test scanned): each replays the whole log several times, and the session's shared log (every e2e
+module's scans before it) made that minutes in CI."""
 import os
 import re
 import signal
@@ -13,15 +17,25 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Producer
 
 from harness import data, databases
+from harness.system import System
 from services.domain import contracts as c
 from services.domain.envelope import encode, make_event
 from services.stores.read_models import TABLES
 from tests.e2e.helpers import policy, rows, scan_once
 from tests.e2e.monitor_fixtures import in_workspace
 from tests.e2e.test_dead_letters import poison, produce, projected_past
+
+
+@pytest.fixture(scope="module")
+def system(kafka, tmp_path_factory):
+    running = System(kafka, tmp_path_factory.mktemp("replay-parallel"), SCANLEDGER_UNIT_RECORDS="700").start()
+    yield running
+    running.stop()
+
 
 VIOLATION_PARTITIONS = 12  # services.settings: the topic's default
 REFUSED = re.compile(r"replay refused (\d+) records: (\d+) sent to \S+, (\d+) were there already")

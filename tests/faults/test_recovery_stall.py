@@ -56,6 +56,7 @@ def test_a_recovery_that_reads_nothing_seeks_again_then_exits_naming_the_partiti
     assert code == 3, text
     seek = [line for line in lines if "seeking it again" in line]
     assert len(seek) == 1, text
+    assert "with every record it needs fetched" in seek[0], text  # the fetch is past the marker: drained
     last = lines[-1]
     assert "worker stalled, exiting so that it is restarted: table recovery read no changelog record" in last, text
     # need offset 1 (the marker), have 0 (the record), and the fetch already past the marker

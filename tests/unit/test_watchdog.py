@@ -83,3 +83,19 @@ def test_a_table_recovery_that_reads_nothing_seeks_once_then_exits():
     watch = RecoveryWatch(after_s=30.0)
     assert watch.observe(200.0, 0.0, None)[0] == "seek"  # first seen long past both windows: seek first
     assert watch.observe(205.0, 0.0, None)[0] == "exit"
+
+
+def test_a_recovery_drained_of_what_it_needs_is_sought_again_without_waiting_the_window():
+    from services.domain.watchdog import DRAINED_S, RecoveryWatch
+
+    watch = RecoveryWatch(after_s=30.0)
+    assert watch.observe(5.0, 0.0, None, drained=True) is None  # first seen drained: one look is not enough
+    assert watch.observe(5.0 + DRAINED_S, 0.0, None, drained=True)[0] == "seek"
+    assert watch.observe(15.0 + DRAINED_S, 0.0, None, drained=True) is None  # sought: now the window to exit
+    assert watch.observe(61.0, 0.0, None, drained=True)[0] == "exit"
+    watch = RecoveryWatch(after_s=30.0)
+    assert watch.observe(5.0, 0.0, None, drained=True) is None
+    assert watch.observe(10.0, 0.0, None, drained=False) is None  # records on their way: not drained
+    assert watch.observe(15.0, 0.0, None, drained=True) is None  # drained again: a new look starts
+    assert watch.observe(20.0, 0.0, 18.0, drained=True) is None  # it read a record meanwhile: a new spell
+    assert watch.observe(25.0, 0.0, 18.0, drained=True)[0] == "seek"
