@@ -370,7 +370,7 @@ def operations(system):
     return _operations(system)
 
 
-@settings(max_examples=1200, deadline=None, derandomize=True, database=None,
+@settings(max_examples=1000, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(gen=st.data())
 def test_generated_requests_never_get_a_5xx(operations, tenant, gen):
