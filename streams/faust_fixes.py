@@ -173,7 +173,7 @@ async def _getmany(self: Consumer, timeout: float) -> AsyncIterator[tuple]:
         return
     lost: dict = {}  # changelog or stream partition -> offset of its first record not handed on
     stopped = None  # why the rest of the batch is not handed on
-    handed = None  # the changelog record handed on last
+    handed = None  # the record handed on last
     for tp, record in self.scheduler.iterate(records):
         if stopped is None and not self.flow_active:
             stopped = "flow stopped"
@@ -182,7 +182,7 @@ async def _getmany(self: Consumer, timeout: float) -> AsyncIterator[tuple]:
         if stopped is None and (active_partitions is None or tp in active_partitions
                                 or tp in self._buffered_partitions):
             self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
-            handed = (tp, record.offset) if self._is_changelog_tp(tp) else None
+            handed = tp, record.offset
             yield tp, self._to_message(tp, record)
         else:
             lost.setdefault(tp, record.offset)
