@@ -14,6 +14,12 @@ crash recovery"). In short, after a restart or rebalance:
 3. Faust's commit ignores a missing head record: it commits the acked run when its first
    offset is committed+1 (off by one) and never checks a partition with no commit yet. A
    unit in flight, or dropped as in 2, is then committed past and lost for good.
+4. Faust's `Consumer.getmany` drops the rest of a fetched batch when the flow stopped (or the
+   generation changed, or the partition was paused) while aiokafka's fetch was in flight, but
+   aiokafka's position is already past it. A recovery's seek of a changelog partition can
+   happen while that fetch is in flight: the records it then returns, all the recovery needs,
+   are dropped, and nothing seeks that partition again. Dropped changelog records are now
+   fetched again.
 
 With these fixed, a worker commits an offset only once every record before it was acked,
 and after a rebalance reads again from exactly that offset.
@@ -21,6 +27,7 @@ and after a rebalance reads again from exactly that offset.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from faust.tables.recovery import Recovery
@@ -38,6 +45,7 @@ def apply() -> None:
     AIOKafkaConsumerThread.seek_to_committed = _seek_to_committed
     Consumer.perform_seek = _perform_seek
     Consumer._new_offset = _new_offset
+    Consumer.getmany = _getmany
     Recovery.on_recovery_completed = _on_recovery_completed
     Recovery._resume_streams = _resume_streams
     _applied = True
@@ -144,3 +152,68 @@ async def _start_streams(recovery: Recovery, generation_id: int, standbys_ready:
         recovery.tables.on_standbys_ready()
     recovery.app.on_rebalance_end()
     recovery.log.info("Worker ready")
+
+
+# 4. A changelog record fetched and not handed on is fetched again.
+
+async def _getmany(self: Consumer, timeout: float) -> AsyncIterator[tuple]:
+    """Faust's `Consumer.getmany` (round-robin over the partitions of a fetched batch, none handed on once the
+    flow stopped or the generation changed), but what it does not hand on of a changelog partition is fetched
+    again. A stream partition's is sought to its commit point by the recovery that stopped the flow."""
+    records, active_partitions = await self._wait_next_records(timeout)
+    generation_id = self.app.consumer_generation_id
+    if records is None or self.should_stop:
+        return
+    if not self.flow_active:  # fetched while the flow was stopped
+        await _refetch(self, {tp: batch[0].offset for tp, batch in records.items() if batch}, "flow stopped")
+        try:
+            await self.perform_seek()
+        except Exception as exc:
+            self.log.warning(f"exception performing seek when flow not active {exc}")
+        return
+    lost: dict = {}  # changelog or stream partition -> offset of its first record not handed on
+    stopped = None  # why the rest of the batch is not handed on
+    handed = None  # the record handed on last
+    for tp, record in self.scheduler.iterate(records):
+        if stopped is None and not self.flow_active:
+            stopped = "flow stopped"
+        elif stopped is None and self.app.consumer_generation_id != generation_id:
+            stopped = "generation changed"
+        if stopped is None and (active_partitions is None or tp in active_partitions
+                                or tp in self._buffered_partitions):
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            handed = tp, record.offset
+            yield tp, self._to_message(tp, record)
+        else:
+            lost.setdefault(tp, record.offset)
+    if handed is not None and not self.flow_active:  # the flow stopped during its callback, which it cancels
+        tp, offset = handed
+        lost[tp] = min(offset, lost.get(tp, offset))
+    await _refetch(self, lost, stopped or "partition paused")
+
+
+async def _refetch(consumer: Consumer, first: dict, why: str) -> None:
+    """Seek each changelog partition in `first` back to the first of its records that was fetched and not
+    handed on, unless it was sought before that meanwhile (a recovery's seek wins). A changelog record read
+    twice is harmless: recovery applies only offsets past the last it applied."""
+    first = {tp: offset for tp, offset in first.items() if consumer._is_changelog_tp(tp)}
+    if not first or consumer.should_stop:
+        return
+    client = consumer._thread._ensure_consumer()
+
+    async def seek_back() -> dict:
+        sought, subscription = {}, client._subscription.subscription
+        for tp, offset in first.items():
+            state = subscription.assignment.state_value(tp) if subscription else None
+            # not assigned (its next owner reads it) or being reset (a seek that wins): leave it
+            if state is not None and state.has_valid_position and state.position > offset:
+                sought[tp] = state.position
+                client.seek(tp, offset)
+        return sought
+
+    for tp, position in (await consumer._thread.call_thread(seek_back)).items():
+        read = consumer._read_offset.get(tp)
+        if read is not None and read > first[tp]:
+            consumer._read_offset[tp] = None  # a later record was handed on: let the earlier ones through
+        log.warning("%s[%s]: records %s..%s fetched and not handed on (%s): fetched again",
+                    tp.topic, tp.partition, first[tp], position - 1, why)
