@@ -33,7 +33,8 @@ class RecoveryWatch:
         """("seek", why) once a recovery in progress (`started_at`) has read no changelog record for
         `after_s` since it started or since its last record, or sooner, once it was seen `drained` for
         DRAINED_S (every record it still needs was fetched and none waits to be delivered: they were
-        dropped on the way, the stall CI met after a SIGKILL); ("exit", why) when, sought again, it read
+        dropped on the way, as Faust's getmany did after a SIGKILL until streams/faust_fixes.py fault 4
+        fetched them again: this stays the second line of defence); ("exit", why) when, sought again, it read
         nothing for RECOVERY_WINDOWS × `after_s`; None while it reads, or is not recovering."""
         if started_at is None:
             self._drained_at = None
