@@ -35,9 +35,9 @@ def text(column: pa.StringArray) -> pa.StringArray:
 
 def _may_escape(column: pa.StringArray) -> bool:
     """Whether a byte JSON escapes is in the column's stretch of its data (one pass over the bytes)."""
-    if column.null_count == len(column):
-        return False
     _, offsets, data = column.buffers()
+    if column.null_count == len(column) or data is None:
+        return False
     bounds = np.frombuffer(offsets, np.int32)[[column.offset, column.offset + len(column)]]
     return bool(_ESCAPED_BYTE[np.frombuffer(data, np.uint8, bounds[1] - bounds[0], bounds[0])].any())
 

@@ -1,7 +1,7 @@
 """The violations' fast paths give exactly what the general ones give, on values shaped to break them
 (quotes, backslashes, control characters, the encoder's own mark, emoji, nulls):
 
-- the evaluator encodes a rule's violations from shared bytes (services.domain.envelope.follower_encoder):
+- the evaluator encodes a rule's violations a column at a time from shared bytes (encoded_violations):
   byte for byte what encoding each event's dict gives, and sealed as seal() seals the dict;
 - the projector decodes a violation straight into its row (services.domain.codec.decode_violation):
   the row the dict path makes, and never a record decode_checked refuses;
