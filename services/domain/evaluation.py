@@ -47,7 +47,7 @@ def encoded_violations(cause: dict, work: dict, rule: Rule, violations: pa.Table
         "scan_id": scan_id, "unit_id": unit_id, "rule_id": rule.id, "rule_name": rule.name, "rule_type": rule.type,
         "severity": rule.severity,
     }, source=SOURCE, time=utcnow(), id_key="violation_id")  # one timestamp per slice: the clock costs at this rate
-    col = {name: violations.column(name).combine_chunks() for name in violations.column_names}
+    col = {name: _array(violations.column(name)) for name in violations.column_names}
     texts = {name: jc.text(col[name]) for name in ("account", "key", "value", "window", *RECORD_FIELDS)}
     row = col["row"]
     ids = jc.ids(("violation", scan_id, unit_id, rule.id), col["key"].to_pylist(),
@@ -58,7 +58,12 @@ def encoded_violations(cause: dict, work: dict, rule: Rule, violations: pa.Table
                        ',"record_key":', *jc.value(texts["key"]), ',"value":', *jc.value(texts["value"]),
                        ',"window":', *jc.value(texts["window"]), ',"signature":"', *_signature(rule.id, row, texts),
                        '"', *_record(row, texts), "}}")
-    return events.cast(pa.binary()).to_numpy(zero_copy_only=False).tolist()
+    return events.view(pa.binary()).to_numpy(zero_copy_only=False).tolist()
+
+
+def _array(column: pa.ChunkedArray) -> pa.Array:
+    """A column as one array (a slice of one chunk, as most are, without combine_chunks' 5 µs)."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
 def _signature(rule_id: str, row: pa.Array, texts: dict[str, pa.Array]) -> jc.Pieces:
