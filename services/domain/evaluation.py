@@ -50,6 +50,8 @@ def encoded_violations(cause: dict, work: dict, rule: Rule, violations: pa.Table
     col = {name: _array(violations.column(name)) for name in violations.column_names}
     texts = {name: jc.text(col[name]) for name in ("account", "key", "value", "window", *RECORD_FIELDS)}
     row = col["row"]
+    # ids that sort together by unit and rule (what the scan was planned with), or the uuid5 of a unit planned
+    # before them (run again now, it names its violations as before, whichever worker runs it)
     ids = jc.ids(("violation", scan_id, unit_id, rule.id), col["key"].to_pylist(),
                  work.get("violation_ids") == "clustered")
     events = jc.joined(before.decode(), '"', ids, '"', between.decode(), '"', ids, '"', after.decode(),
