@@ -1,19 +1,21 @@
 """Our records, as the CloudEvents SDK's Kafka binding reads them: structured mode (the content-type
 header), every attribute and the data as we wrote them. The e2e twin reads a real scan's records
 (tests/e2e/test_cloudevents_consumers.py); this one covers each way a record is encoded."""
+import pyarrow as pa
 from cloudevents.core.bindings.kafka import KafkaMessage, from_kafka_event
 
 from services.domain import contracts as c
 from services.domain.envelope import (
     CONTENT_TYPE,
     encode,
-    follower_encoder,
     headers,
     make_event,
     type_headers,
     with_actor,
 )
+from services.domain.evaluation import encoded_violations
 from services.domain.ledger_chain import Chain
+from services.domain.rules import VIOLATION_SCHEMA, parse_rule
 
 
 def read(value: bytes, hdrs: list[tuple[str, bytes]], key: bytes = b"scan-1"):
@@ -49,9 +51,13 @@ def test_the_sdk_reads_sealed_and_bulk_encoded_events():
     first = event()
     ce = read(chain.seal(first), headers(first))
     assert ce.get_data() == first["data"] and ce.get_attributes()["chainstream"] == "scan-1/unit-0"
-    encode_one = follower_encoder(event(), c.VIOLATION_DETECTED, {"rule_id": "r-1"}, source="/scanledger/evaluator",
-                                  time="2026-01-02T03:04:05.678Z", id_key="violation_id")
-    raw = chain.seal_encoded(encode_one("v-1", {"record_index": 3}))
-    ce = read(raw, type_headers(c.VIOLATION_DETECTED))
-    assert (ce.get_type(), ce.get_id()) == (c.VIOLATION_DETECTED, "v-1")
-    assert ce.get_data() == {"violation_id": "v-1", "rule_id": "r-1", "record_index": 3}
+    rule = parse_rule({"id": "r-1", "name": "Big", "type": "threshold", "severity": "high",
+                       "params": {"field": "amount", "op": "gt", "value": 1}})
+    violations = pa.table({"row": [3], "key": ["3"], "account": ["A\"1"], "value": ["9"], "window": [None],
+                           "transaction_id": [None], "amount": ["9"], "timestamp": ["é"]}, schema=VIOLATION_SCHEMA)
+    (encoded,) = encoded_violations(event(), {"scan_id": "scan-1", "unit_id": "scan-1.u0"}, rule, violations)
+    ce = read(chain.seal_all([encoded])[0], type_headers(c.VIOLATION_DETECTED))
+    data = ce.get_data()
+    assert (ce.get_type(), ce.get_id()) == (c.VIOLATION_DETECTED, data["violation_id"])
+    assert (data["rule_id"], data["record_index"], data["signature"], data["window"]) == ("r-1", 3, 'r-1:A"1', None)
+    assert data["record"] == {"account": 'A"1', "amount": "9", "timestamp": "é"}

@@ -1,7 +1,7 @@
 """The violations' fast paths give exactly what the general ones give, on values shaped to break them
 (quotes, backslashes, control characters, the encoder's own mark, emoji, nulls):
 
-- the evaluator encodes a rule's violations from shared bytes (services.domain.envelope.follower_encoder):
+- the evaluator encodes a rule's violations a column at a time from shared bytes (encoded_violations):
   byte for byte what encoding each event's dict gives, and sealed as seal() seals the dict;
 - the projector decodes a violation straight into its row (services.domain.codec.decode_violation):
   the row the dict path makes, and never a record decode_checked refuses;
@@ -18,27 +18,42 @@ from hypothesis import strategies as st
 from services.domain import contracts as c
 from services.domain.codec import PoisonRecord, decode_checked, decode_violation
 from services.domain.delta import signature
-from services.domain.envelope import decode, deterministic_id, deterministic_ids, encode, follow, follower_encoder
+from services.domain.envelope import (
+    clustered_ids,
+    decode,
+    deterministic_id,
+    deterministic_ids,
+    encode,
+    follow,
+    follower_parts,
+)
 from services.domain.evaluation import encoded_violations
+from services.domain.json_columns import ids as id_column
 from services.domain.ledger_chain import Chain
 from services.domain.rules import RECORD_FIELDS, VIOLATION_SCHEMA, parse_rule
 from services.domain.vocabulary import EVALUATOR_SOURCE
 from services.readmodels.apply import Record, decode_record, next_offsets
 from services.readmodels.violations import row_of_event
 
-ODD = st.sampled_from(['"', "\\", "\x00id\x00", "\\u0000id\\u0000", "é", "😀", "\n", "", "a,b", "}}"])
+ODD = st.sampled_from(['"', "\\", "\x00id\x00", "\\u0000id\\u0000", "é", "😀", "\n", "", "a,b", "}}", "\x1f", "\x7f",
+                      "\u2028", "/", "\t\r\b\f", 'a"b\\c', "null", ",\"record\":{", "1e20", "-0.0", "0.1", "NaN"])
 TEXT = st.one_of(ODD, st.text(max_size=8))
-MAYBE = st.one_of(st.none(), TEXT)
 
 
 @st.composite
 def violation_tables(draw) -> pa.Table:
+    """Each column null nowhere, everywhere or here and there: the encoder writes each case its own way."""
     n = draw(st.integers(0, 6))
-    rows = draw(st.lists(st.one_of(st.none(), st.integers(0, 10**9)), min_size=n, max_size=n))
-    column = {"row": rows, "key": draw(st.lists(TEXT, min_size=n, max_size=n))}
+
+    def column(values: st.SearchStrategy) -> list:
+        nulls = draw(st.sampled_from(["none", "all", "some"]))
+        if nulls == "all":
+            return [None] * n
+        return draw(st.lists(st.one_of(st.none(), values) if nulls == "some" else values, min_size=n, max_size=n))
+    table = {"row": column(st.integers(0, 10**9)), "key": draw(st.lists(TEXT, min_size=n, max_size=n))}
     for name in ("account", "value", "window", *RECORD_FIELDS):
-        column[name] = draw(st.lists(MAYBE, min_size=n, max_size=n))
-    return pa.table(column, schema=VIOLATION_SCHEMA)
+        table[name] = column(TEXT)
+    return pa.table(table, schema=VIOLATION_SCHEMA)
 
 
 def reference_events(cause: dict, work: dict, rule, violations: pa.Table, found_at: str) -> list[dict]:
@@ -61,9 +76,11 @@ def reference_events(cause: dict, work: dict, rule, violations: pa.Table, found_
     return events
 
 
-@settings(max_examples=150, deadline=None)
-@given(violation_tables(), TEXT, TEXT, st.one_of(st.none(), TEXT))
-def test_encoded_violations_are_the_bytes_of_their_events_dicts(violations, rule_name, subject, correlation):
+@settings(max_examples=400, deadline=None)
+@given(violation_tables(), TEXT, TEXT, st.one_of(st.none(), TEXT), st.integers(0, 6))
+def test_encoded_violations_are_the_bytes_of_their_events_dicts(violations, rule_name, subject, correlation, cut):
+    # a slice of a table of two chunks, as a unit publishes its violations (its arrays start past their buffers')
+    violations = pa.concat_tables([violations, violations]).slice(min(cut, violations.num_rows), violations.num_rows)
     rule = parse_rule({"id": "big", "name": rule_name or "x", "type": "threshold", "severity": "high",
                        "params": {"field": "amount", "op": "gt", "value": 1}})
     cause = {"id": "cmd", "subject": subject or "s", "workspaceid": "w", "correlationid": correlation}
@@ -80,11 +97,20 @@ def test_encoded_violations_are_the_bytes_of_their_events_dicts(violations, rule
     assert (by_bytes.seq, by_bytes.prev) == (by_dict.seq, by_dict.prev)
 
 
-def test_the_encoder_falls_back_to_whole_events_when_its_mark_is_in_the_shared_part():
-    cause = {"id": "cmd", "subject": "\x00id\x00", "workspaceid": "w"}
-    encode_one = follower_encoder(cause, c.VIOLATION_DETECTED, {"k": "v"}, source="x", time="t", id_key="vid")
+@pytest.mark.parametrize("subject", ["\x00id\x00", "\x00id\x00\x00", 'x"\x00id\x00\x00\x00'])
+def test_the_shared_parts_take_a_longer_mark_when_theirs_is_in_a_shared_string(subject):
+    cause = {"id": "cmd", "subject": subject, "workspaceid": "w"}
+    before, between, after = follower_parts(cause, c.VIOLATION_DETECTED, {"k": "v"}, source="x", time="t",
+                                            id_key="vid")
     expected = follow(cause, c.VIOLATION_DETECTED, {"vid": "1", "k": "v", "own": 2}, id="1", source="x", time="t")
-    assert encode_one("1", {"own": 2}) == encode(expected)
+    assert b"".join((before, b'"1"', between, b'"1"', after, b',"own":2}}')) == encode(expected)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(TEXT, min_size=1, max_size=4), st.lists(TEXT, min_size=1, max_size=8), st.booleans())
+def test_ids_written_a_column_at_a_time_are_the_ids_one_at_a_time(prefix, keys, clustered):
+    id_of = (clustered_ids if clustered else deterministic_ids)(*prefix)
+    assert id_column(prefix, keys, clustered).to_pylist() == [id_of(key) for key in keys]
 
 
 @given(st.lists(TEXT, min_size=1, max_size=4), st.one_of(TEXT, st.integers(), st.none()))
