@@ -7,7 +7,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.domain.planning import ROW, buckets, key_hashes, plan
+from services.domain.planning import ROW, buckets, key_hashes, numbers_of, plan, typed_for_scan, unit_table
 from services.domain.rules import parse_rule
 
 _M = 2**64
@@ -64,7 +64,9 @@ MAPPING = {"account": "Account", "amount": "Amount"}
 def test_each_group_splits_every_row_into_one_unit_keys_together_in_upload_order(columns, max_units, unit_records):
     table = pa.table({k: pa.array(v, pa.string()) for k, v in columns.items()})
     units = plan(table, RULES, MAPPING, unit_records, max_units)
-    assert units == plan(table, RULES, MAPPING, unit_records, max_units) or not units
+    assert [u.rows.to_pylist() for u in units] == [u.rows.to_pylist() for u in plan(table, RULES, MAPPING,
+                                                                                      unit_records, max_units)]
+    typed = typed_for_scan(table, MAPPING)
     by_group: dict[tuple[str, ...], list] = {}
     for unit in units:
         by_group.setdefault(unit.partition_key, []).append(unit)
@@ -73,10 +75,13 @@ def test_each_group_splits_every_row_into_one_unit_keys_together_in_upload_order
         seen: dict[object, int] = {}
         rows = []
         for i, unit in enumerate(group):
-            unit_rows = unit.table.column(ROW).to_pylist()
+            records = unit_table(table, unit.rows, numbers_of(table, MAPPING))
+            unit_rows = records.column(ROW).to_pylist()
             assert unit_rows == sorted(unit_rows)  # the upload's order
+            # each record as the whole upload reads it
+            assert records.drop_columns([ROW]) == typed.take(pa.array(unit_rows, pa.int64()))
             rows += unit_rows
-            for key in unit.table.column(column).to_pylist():
+            for key in records.column(column).to_pylist():
                 assert seen.setdefault(key, i) == i  # every row of a key in one unit (nulls: unit 0's)
         assert sorted(rows) == list(range(table.num_rows))
         assert sum(u.counts_records for u in group) in (0, len(group))
