@@ -7,8 +7,12 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.adapters.blobstore import LocalBlobStore
+from services.adapters.readers import to_ipc
 from services.domain.planning import ROW, buckets, key_hashes, numbers_of, plan, typed_for_scan, unit_table
 from services.domain.rules import parse_rule
+from services.runners.compliance import plan_upload, unit_records
+from services.settings import Settings
 
 _M = 2**64
 _MUL, _MIX1, _MIX2 = 0x9E3779B97F4A7C15, 0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53
@@ -92,3 +96,21 @@ def test_rows_with_a_null_key_go_to_the_first_unit():
     table = pa.table({"k": pa.array([None, "a", None, "b", "c", None], pa.string())})
     units = buckets(table, ("k",), 3)
     assert [int(units[i]) for i in (0, 2, 5)] == [0, 0, 0]
+
+
+def test_a_unit_planned_as_its_own_table_reads_as_the_same_records_as_one_planned_as_rows(tmp_path):
+    """Work offered before units were row numbers (its `blob` the unit's table) still runs, on the same
+    records a unit of the same rows planned now reads."""
+    blobs = LocalBlobStore(tmp_path)
+    table = pa.table({"Account": [f"a{i % 9}" for i in range(40)], "Txn": [f"t{i}" for i in range(40)],
+                      "Amount": [str(i * 7) for i in range(40)]})
+    request = {"scan_id": "s", "upload": {"blob": blobs.put(to_ipc(table))},
+               "policy": {"rules": [r.model_dump() for r in RULES]}, "mapping": {"mapping": MAPPING}}
+    units = plan_upload(request, blobs, Settings(data_dir=tmp_path, unit_records=10, work_partitions=3)).units
+    assert len(units) == 6 and sum(u["counted_records"] for u in units) == 40
+    typed = typed_for_scan(table, MAPPING)
+    for unit in units:
+        records = unit_records(unit, blobs)
+        old = {"blob": blobs.put(to_ipc(records))}  # the unit's own table, as units were planned before
+        assert unit_records(old, blobs).equals(records)
+        assert records.drop_columns([ROW]) == typed.take(records.column(ROW))
