@@ -24,6 +24,7 @@ from typing import Protocol
 from services.settings import Settings
 
 KEY = re.compile(r"[0-9a-f]{64}")
+Bytes = bytes | bytearray | memoryview  # what a blob is put from (a memoryview: an Arrow buffer, not copied)
 
 
 class BlobMissing(LookupError):
@@ -39,7 +40,7 @@ class BlobSettingError(Exception):
 
 
 class BlobStore(Protocol):
-    def put(self, data: bytes) -> str:
+    def put(self, data: Bytes) -> str:
         """Store the bytes (idempotent); their key, the sha256 of the bytes."""
 
     def get(self, key: str) -> bytes:
@@ -52,7 +53,7 @@ class BlobStore(Protocol):
         """At start: the store can be written and read (BlobSettingError naming the setting to fix)."""
 
 
-def blob_key(data: bytes) -> str:
+def blob_key(data: Bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
@@ -68,7 +69,7 @@ def sharded(root: Path, key: str) -> Path:
     return root / key[:2] / key
 
 
-def write_atomically(target: Path, data: bytes) -> None:
+def write_atomically(target: Path, data: Bytes) -> None:
     """The bytes at `target`, all or nothing: a temporary file beside it, renamed into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
@@ -93,7 +94,7 @@ class LocalBlobStore:
             raise BlobMissing(f"no blob {key} in {self.root}")
         return target
 
-    def put(self, data: bytes) -> str:
+    def put(self, data: Bytes) -> str:
         key = blob_key(data)
         target = sharded(self.root, key)
         if not target.exists():

@@ -35,6 +35,7 @@ from services.adapters.blobstore import (
     BlobMissing,
     BlobSettingError,
     BlobUnavailable,
+    Bytes,
     blob_key,
     checked_key,
     sharded,
@@ -89,13 +90,13 @@ class S3BlobStore:
 
     # -- the protocol ----------------------------------------------------------------------------
 
-    def put(self, data: bytes) -> str:
+    def put(self, data: Bytes) -> str:
         key = blob_key(data)
         cached = sharded(self.cache, key)
         if not cached.exists():  # a cached blob is in the bucket: it was read from it or written to it
             if not self._exists(key):
                 try:
-                    self.client.put_object(Bucket=self.bucket, Key=self._object(key), Body=data)
+                    self.client.put_object(Bucket=self.bucket, Key=self._object(key), Body=bytes(data))
                 except (BotoCoreError, ClientError) as exc:
                     raise BlobUnavailable(f"cannot write blob {key} to {self.where}: {describe(exc)}") from None
             write_atomically(cached, data)

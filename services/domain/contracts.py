@@ -212,6 +212,11 @@ class UnitPlan(Contract):
     # and these their first and last position in the scan's enumeration order
     start_index: int | None = None
     end_index: int | None = None
+    # a compliance unit: `blob` is its upload's table and `rows` the content hash of the unit's row numbers in
+    # it (an Arrow IPC file of one int64 column, `__row`); `numbers` the columns the whole upload reads as
+    # numbers (services.domain.planning). Planned before these were: `blob` is the unit's own table.
+    rows: str | None = None
+    numbers: list[str] | None = None
 
 
 class ScanFile(Contract):
@@ -366,6 +371,8 @@ class WorkUnit(Contract):
     kind: Literal["compliance", "monitor", "catalog", "sensitive"] = "compliance"
     attempt: int = 0  # 0 for the first run of a unit, then one more per resume
     blob: str | None = None
+    rows: str | None = None  # a compliance unit's row numbers in `blob`, its upload (UnitPlan)
+    numbers: list[str] | None = None
     record_count: int
     counted_records: int
     rules: list[dict[str, Any]] = []

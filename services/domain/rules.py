@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -549,7 +550,7 @@ def _duplicate(table, spec: DuplicateParams, mapping, _scale) -> pa.Table:
     # text; equal codes are equal values. Order of the codes is irrelevant: only equality is asked.
     codes = [pc.dictionary_encode(k.combine_chunks()).indices for k in keys]
     sub = pa.table(dict(zip(names, codes, strict=True)) | {"row": table.column(ROW),
-                                                           "at": pa.array(range(table.num_rows), pa.int64())})
+                                                           "at": np.arange(table.num_rows, dtype=np.int64)})
     complete = _all([pc.is_valid(k) for k in keys])
     sub = sub.filter(complete).sort_by([(n, "ascending") for n in names] + [("row", "ascending")])
     if sub.num_rows < 2:

@@ -1,5 +1,5 @@
-"""A compliance scan's I/O half (services.runners): splitting its upload into unit files, and
-running a unit's rules over one, publishing what it finds.
+"""A compliance scan's I/O half (services.runners): splitting its upload into units (each its row
+numbers in the upload), and running a unit's rules over its records, publishing what it finds.
 
 The coordinator and the evaluator call these in a worker thread; the decisions themselves are
 in services.domain.planning and services.domain.evaluation.
@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+
+import pyarrow as pa
 
 from services.adapters.blobstore import BlobStore, BlobUnavailable
 from services.adapters.kafka import Publisher
-from services.adapters.readers import from_ipc, to_ipc
+from services.adapters.readers import ipc_buffer, mapped_ipc
 from services.domain.contracts import VIOLATION_DETECTED
 from services.domain.evaluation import encoded_violations, evaluate_unit, progress_event, unit_result_event
 from services.domain.kinds import Plan
-from services.domain.planning import plan
+from services.domain.planning import ROW, numbers_of, plan, unit_table
 from services.domain.rules import parse_rule
 from services.settings import Settings
 
@@ -24,25 +25,32 @@ log = logging.getLogger("scanledger.units")
 
 
 def plan_upload(request: dict, blobs: BlobStore, settings: Settings) -> Plan:
-    """A compliance scan: split its upload into unit files in the blob store; return the unit plans."""
-    table = from_ipc(blobs.get(request["upload"]["blob"]))
+    """A compliance scan: split its upload into units, each unit's row numbers a blob; return the unit plans."""
+    upload_blob, mapping = request["upload"]["blob"], request["mapping"]["mapping"]
+    table = mapped_ipc(blobs.path(upload_blob))
     rules = [parse_rule(r) for r in request["policy"]["rules"]]
-    slices = plan(table, rules, request["mapping"]["mapping"], settings.unit_records, settings.work_partitions)
-    # Writing a unit file (IPC, its content hash, the file) releases the GIL: two at a time, in order.
-    with ThreadPoolExecutor(PUT_THREADS) as pool:
-        keys = list(pool.map(lambda s: blobs.put(to_ipc(s.table)), slices))
+    numbers = numbers_of(table, mapping)
+    slices = plan(table, rules, mapping, settings.unit_records, settings.work_partitions)
     return Plan([{
         "unit_id": f"{request['scan_id']}.u{s.index}",
         "index": s.index,
-        "blob": key,
-        "record_count": s.table.num_rows,
-        "counted_records": s.table.num_rows if s.counts_records else 0,
+        "blob": upload_blob,
+        "rows": blobs.put(memoryview(ipc_buffer(pa.table({ROW: s.rows})))),
+        "numbers": numbers,
+        "record_count": len(s.rows),
+        "counted_records": len(s.rows) if s.counts_records else 0,
         "partition_key": list(s.partition_key),
         "rule_ids": s.rule_ids,
-    } for s, key in zip(slices, keys, strict=True)])
+    } for s in slices])
 
 
-PUT_THREADS = 2  # the machine's cores: planning is all a scan does until its units are sent
+def unit_records(work: dict, blobs: BlobStore) -> pa.Table:
+    """A unit's records: its rows of the upload, or (a unit planned before units were row numbers) its own
+    table."""
+    if work.get("rows") is None:
+        return mapped_ipc(blobs.path(work["blob"]))
+    rows = mapped_ipc(blobs.path(work["rows"])).column(ROW).combine_chunks()
+    return unit_table(mapped_ipc(blobs.path(work["blob"])), rows, work.get("numbers") or [])
 
 
 # Violations are published in slices of this many, checking for an abort between slices.
@@ -64,7 +72,7 @@ def run_unit(message: dict, blobs: BlobStore, publisher: Publisher, settings: Se
     unevaluated: dict[str, dict] = {}
     rules_done = 0
     try:
-        table = from_ipc(blobs.get(work["blob"]))
+        table = unit_records(work, blobs)
         for outcome in evaluate_unit(table, work):
             rules_done += 1
             if outcome.error:

@@ -38,8 +38,8 @@ def test_a_compliance_scan_from_request_to_status_change():
     validate(command)
     table = with_row_numbers(pa.table({"Amount": [5.0, 50.0, 500.0], "Account": ["a", "b", "a"]}))
     slices = plan(table, [parse_rule(r) for r in RULES], MAPPING, 2, 4)
-    units = [{"unit_id": f"s1.u{s.index}", "index": s.index, "blob": "x", "record_count": s.table.num_rows,
-              "counted_records": s.table.num_rows, "partition_key": list(s.partition_key), "rule_ids": s.rule_ids}
+    units = [{"unit_id": f"s1.u{s.index}", "index": s.index, "blob": "x", "record_count": len(s.rows),
+              "counted_records": len(s.rows), "partition_key": list(s.partition_key), "rule_ids": s.rule_ids}
              for s in slices]
     state, events = lifecycle.request(None, command)
     state, started, _ = lifecycle.start(state, command, units, "t1")

@@ -9,6 +9,7 @@ from services.adapters.readers import (
     InputError,
     detect_format,
     from_ipc,
+    mapped_ipc,
     read_table,
     read_with_dialect,
     to_ipc,
@@ -169,6 +170,15 @@ def test_ipc_round_trip():
     assert from_ipc(to_ipc(table)).equals(table)
     empty = pa.table({"a": pa.array([], pa.int64())})
     assert from_ipc(to_ipc(empty)).equals(empty)
+
+
+def test_a_table_read_in_blocks_is_written_as_one_record_batch(tmp_path):
+    """A unit takes its rows from the upload's file: from one batch, not from each of a CSV's blocks."""
+    parts = pa.Table.from_batches([pa.record_batch({"s": [f"v{i}", None], "n": [i, 2 * i]}) for i in range(5)])
+    path = tmp_path / "t.arrow"
+    path.write_bytes(to_ipc(parts))
+    assert pa.ipc.open_file(pa.memory_map(str(path))).num_record_batches == 1
+    assert mapped_ipc(path).equals(parts)
 
 
 @pytest.mark.parametrize("filename, content_type, fmt", [

@@ -1,7 +1,7 @@
 """A compliance scan (seeds 001 and 002): a policy's rules over an uploaded file.
 
 The upload is split into units by services.domain.planning (cross-record rules see every record of
-their group key); each unit's work carries its rules, the mapping and its slice of the data.
+their group key); each unit's work carries its rules, the mapping and its rows of the upload.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ class Compliance(Kind):
             unit_id=unit["unit_id"],
             index=unit["index"],
             blob=unit["blob"],
+            **({"rows": unit["rows"], "numbers": unit["numbers"]} if unit.get("rows") else {}),
             record_count=unit["record_count"],
             counted_records=unit["counted_records"],
             attempt=attempt,
