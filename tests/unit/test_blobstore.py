@@ -240,7 +240,7 @@ def test_a_unit_whose_store_is_down_runs_again_until_it_answers_and_counts_exact
     (BlobUnavailable, no failed unit) and the record pipeline runs the unit again until S3 is back."""
     bucket = durable.bucket(f"units-{uuid.uuid4().hex[:8]}")
     amounts = [str(a) for a in range(1, 301)]
-    table = pa.table({"amt": amounts, "acct": [f"ACC-{i % 50}" for i in range(300)]})
+    table = pa.table({"amt": amounts, "acct": [f"ACC-{i % 7}" for i in range(300)]})
     settings = Settings(data_dir=tmp_path / "b", unit_records=100, work_partitions=4)
     planner = host(durable, bucket, tmp_path / "a")
     rule = {"id": "big", "name": "big", "type": "threshold", "severity": "high", "active": True,

@@ -92,6 +92,15 @@ def test_each_group_splits_every_row_into_one_unit_keys_together_in_upload_order
     assert [u.index for u in units] == list(range(len(units)))
 
 
+def test_few_keys_go_round_robin_in_order_of_first_appearance_and_many_by_their_hash():
+    """Accounts (few keys, many rows each) are dealt to the units in turn, so each holds as many; keys of
+    their own row (transaction ids) go by their hash, as even and without a dictionary of them all."""
+    accounts = [f"acct-{i % 9}" for i in range(200)]
+    assert [int(u) for u in buckets(pa.table({"k": accounts}), ("k",), 4)] == [i % 9 % 4 for i in range(200)]
+    ids = [f"txn-{i}" for i in range(200)]
+    assert [int(u) for u in buckets(pa.table({"k": ids}), ("k",), 4)] == [reference_hash(k) % 4 for k in ids]
+
+
 def test_rows_with_a_null_key_go_to_the_first_unit():
     table = pa.table({"k": pa.array([None, "a", None, "b", "c", None], pa.string())})
     units = buckets(table, ("k",), 3)
