@@ -214,9 +214,12 @@ def decode_violation(value: bytes | None) -> tuple[Violation, str | None, str | 
 def _object_text(raw: msgspec.Raw) -> str | None:
     """A JSON object's text (valid JSON: msgspec parsed past it), None for null or an empty object;
     ValueError for any other value or bytes that are not UTF-8."""
+    if raw is _NULL:  # absent (the default): observed, for every violation but a monitor's
+        return None
     text = str(raw, "utf-8")  # a msgspec.Raw starts at its value's first character and ends at its last
     if text[0] == "{":
-        return None if len(text) == 2 or text[1:-1].isspace() else text
+        # a key at once is how orjson writes any non-empty object: no copy of the text to look for spaces
+        return text if text[1] == '"' or not (len(text) == 2 or text[1:-1].isspace()) else None
     if text == "null":
         return None
     raise ValueError("not an object")

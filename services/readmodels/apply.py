@@ -104,18 +104,19 @@ def apply_batch(conn, records: list[Record], offsets: bool = True) -> None:
     """Apply records (already inside a transaction), then finalize the scans they completed and (unless
     the caller stores them itself, once for many parts of a batch) store their offsets."""
     touched: set[str] = set()
-    batched: dict[str, list[Record]] = {}
+    batched: dict[str, list[Record]] = {type_: [] for type_ in BATCHED}
     bulk_scans = sensitive_scans.bulk_scans(conn, records)
     sensitive: list[Record] = []
     for rec in records:
+        if rec.type in BATCHED:  # the bulk of the ledger: asked first, the fewest steps a record
+            batched[rec.type].append(rec)
+            continue
         handlers = HANDLERS.get(rec.type)
         if handlers is None:
             continue  # IGNORED, unknown, or a placeholder: only its offset is stored
         if rec.type in sensitive_scans.BULK and rec.event["data"]["scan_id"] in bulk_scans:
             sensitive.append(rec)
             touched.add(rec.event["data"]["scan_id"])
-        elif rec.type in BATCHED:
-            batched.setdefault(rec.type, []).append(rec)
         elif rec.type in SELF_IDEMPOTENT:
             for apply in handlers:
                 apply(conn, rec)
@@ -126,8 +127,9 @@ def apply_batch(conn, records: list[Record], offsets: bool = True) -> None:
             touched.add(rec.event["subject"])
     _apply_sensitive(conn, sensitive)
     for type_, recs in batched.items():
-        for apply in HANDLERS[type_]:
-            touched.update(apply(conn, recs))  # a batched handler returns the scans its records belong to
+        if recs:
+            for apply in HANDLERS[type_]:
+                touched.update(apply(conn, recs))  # a batched handler returns the scans its records belong to
     for scan_id in sorted(touched):
         scans.finalize(conn, scan_id)
     if offsets:

@@ -144,10 +144,12 @@ def test_rows_from_before_the_log_are_imported_once_integer_keys_included(both):
 
 
 def test_many_rows_go_through_copy_with_the_same_count_and_refusals_as_one_by_one(both):
-    from services.readmodels.violations import INSERT
+    from services.readmodels.violations import COLUMNS, INSERT
 
     def row(i: int, value="1.5"):
-        return (f"v{i}", "s", "r", None, None, "high", None, i, f"k{i}", value, None, "sig", "2024", None, None, None)
+        named = {"violation_id": f"v{i}", "scan_id": "s", "rule_id": "r", "severity": "high", "record_index": i,
+                 "record_key": f"k{i}", "value": value, "signature": "sig", "detected_at": "2024"}
+        return tuple(named.get(column) for column in COLUMNS)
 
     with transaction(both):
         assert both.executemany(INSERT, [row(i) for i in range(500)]).rowcount == 500
