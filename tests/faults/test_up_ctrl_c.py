@@ -1,12 +1,13 @@
 """Ctrl-C of `scanledger up` (SIGINT to its whole process group, as a terminal sends it) mid-scan,
 then `up` again on the same data dir: up stops cleanly, and the scan ends final and exact.
-Trials 1 and 3 run up with its own local broker (a user's first `up`), trial 2 on the test broker."""
+Trial 1 runs up with its own local broker (a user's first `up`), trial 2 on the test broker (a third
+trial, its own broker again, was cut for CI's 40 minutes: the same path as trial 1 at another moment)."""
 import pytest
 
 from harness.faults import UpCtrlC, campaign, check
 from harness.faults.knobs import trials
 
-TRIALS = 3
+TRIALS = 2
 
 
 @pytest.fixture(scope="module")
