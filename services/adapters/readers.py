@@ -253,10 +253,6 @@ def ipc_buffer(table: pa.Table) -> pa.Buffer:
     return sink.getvalue()
 
 
-def from_ipc(data: bytes) -> pa.Table:
-    return pa.ipc.open_file(pa.BufferReader(data)).read_all()
-
-
 def mapped_ipc(path: Path) -> pa.Table:
     """An IPC file memory-mapped: its columns are the file's pages, not a copy read first."""
     return pa.ipc.open_file(pa.memory_map(str(path))).read_all()
