@@ -44,7 +44,7 @@ from services.domain.chunk_reports import BadReport, ChunkFiles, checked, event_
 from services.domain.envelope import follow, utcnow, with_actor
 from services.domain.ledger_chain import Chain, unit_stream
 from services.domain.vocabulary import BYOC_WORKER_SOURCE, FINISHED
-from services.stores import byoc_store
+from services.stores import byoc_store, request_store
 
 log = logging.getLogger("scanledger.api.byoc")
 
@@ -139,8 +139,10 @@ async def deployment_config(request: Request):
     principal = await authenticate(request, "scan:trigger")
     state, scan_id, ws = request.state, request.path_params["id"], principal.workspace_id
     db = state.db
-    # a scan just started: briefly, until the coordinator has enumerated it and offered its chunks
-    await wait_until(request, lambda: sq.scan_row(db, ws, scan_id) is not None, 2.0)
+    # a scan just started: briefly, until the coordinator has enumerated it and offered its chunks;
+    # an id no API gave out is a 404 at once (not after the wait: a prober would hold a thread 2 s a guess)
+    await wait_until(request, lambda: sq.scan_row(db, ws, scan_id) is not None or not request_store.issued(db, scan_id),
+                     2.0)
     row = await run_db(request, _byoc_scan, db, ws, scan_id)
     if row is None:
         raise not_found("Scan not found")

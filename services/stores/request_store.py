@@ -37,6 +37,11 @@ def new_operation_id(conn, scan_id: str) -> int:
     return conn.execute("SELECT id FROM operation_ids WHERE scan_id = ?", (scan_id,)).fetchone()[0]
 
 
+def issued(conn, scan_id: str) -> bool:
+    """Whether an API of this system gave out the scan id (its command may not be projected yet)."""
+    return conn.execute("SELECT 1 FROM operation_ids WHERE scan_id = ?", (scan_id,)).fetchone() is not None
+
+
 # --- idempotency keys: a retried POST returns the first answer ---
 # A key belongs to one token and one route, and to the hash of the body it came with. It is
 # reserved (a `pending` row under the primary key) before the work is done, so of concurrent

@@ -268,6 +268,7 @@ def test_the_worker_token_reaches_its_scans_report_only(world):
     # the deployment-config: Admin and Member; a Viewer 403; another workspace 404; an in-cluster scan 409
     error(a.viewer.get(f"/api/v1/scans/{scan_id}/deployment-config"), 403, "FORBIDDEN")
     error(b.admin.get(f"/api/v1/scans/{scan_id}/deployment-config"), 404, "NOT_FOUND")
+    error(a.admin.get(f"/api/v1/scans/{scan_id}x/deployment-config"), 404, "NOT_FOUND")  # an id never given out
     assert ok(a.admin.get(f"/api/v1/scans/{scan_id}/deployment-config"))["environment"]["AUTH_TOKEN"] != token
     in_cluster_scan = ok(a.admin.post("/api/v1/scans/parallel", json={"connectors": [world["lake"]],
                                                                       "type": "full"}), 201)["scan_id"]

@@ -370,7 +370,7 @@ def operations(system):
     return _operations(system)
 
 
-@settings(max_examples=600, deadline=None, derandomize=True, database=None,
+@settings(max_examples=2000, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(gen=st.data())
 def test_generated_requests_never_get_a_5xx(operations, tenant, gen):
@@ -392,7 +392,7 @@ def test_schemathesis_over_the_openapi_document_finds_no_5xx(system, tenant):
         if operation.path == "/healthz":
             continue
 
-        @settings(max_examples=20, deadline=None, derandomize=True, database=None,
+        @settings(max_examples=30, deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
         @given(case=operation.as_strategy())
         def check(case):
