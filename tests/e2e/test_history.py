@@ -267,7 +267,8 @@ def copy_log(system, scan_id: str, alter) -> str:
                 consumer.assign([TopicPartition(name, p, low)])
                 done = low
                 while done < high:
-                    for m in consumer.consume(500, timeout=5):
+                    # consume() waits out its timeout for a batch the partition's tail cannot fill
+                    for m in consumer.consume(500, timeout=0.2):
                         if m.error() or m.offset() >= high:
                             continue
                         value = alter(name, m.key(), m.value())
