@@ -73,9 +73,26 @@ def is_settled(row) -> bool:
     return row is not None and row["status"] in FINISHED and bool(row["finalized"])
 
 
-VIOLATION_COLUMNS = ("v.violation_id AS id, v.scan_id, v.rule_id, v.rule_name, v.rule_type, v.severity, v.account,"
-                     " v.record_index, v.record_key, v.value, v.\"window\", v.signature,"
-                     " COALESCE(s.status, 'open') AS status, v.detected_at, v.record, v.observed")
+# A violation as the API shows it: (field, expression over rm_violations v joined to its status s).
+_VIOLATION = (("id", "v.violation_id"), ("scan_id", "v.scan_id"), ("rule_id", "v.rule_id"),
+              ("rule_name", "v.rule_name"), ("rule_type", "v.rule_type"), ("severity", "v.severity"),
+              ("account", "v.account"), ("record_index", "v.record_index"), ("record_key", "v.record_key"),
+              ("value", "v.value"), ("window", 'v."window"'), ("signature", "v.signature"),
+              ("status", "COALESCE(s.status, 'open')"), ("detected_at", "v.detected_at"), ("record", "v.record"),
+              ("observed", "v.observed"))
+VIOLATION_COLUMNS = ", ".join(f'{expr} AS "{name}"' for name, expr in _VIOLATION)
+
+
+def _json_object(column: str) -> str:
+    """A column of JSON text as an object for json_object(); {} where it holds none (as violation_view)."""
+    return f"json(CASE json_type(NULLIF({column}, '')) WHEN 'object' THEN {column} ELSE '{{}}' END)"
+
+
+# The same violation built as JSON text by SQLite, in C: a page's response embeds each row as it is
+# (orjson.Fragment) instead of making 16 Python values a row, a dict, and JSON of them again. A page of
+# 50: 288 -> 123 µs of the API's CPU (docs/performance.md).
+VIOLATION_JSON = "json_object(" + ", ".join(
+    f"'{name}', {_json_object(expr) if name in ('record', 'observed') else expr}" for name, expr in _VIOLATION) + ")"
 
 
 def violation_view(row) -> dict:
@@ -86,6 +103,8 @@ def violation_view(row) -> dict:
 
 def violations_page(db, scan_id: str, page: int, size: int, rule_id: str | None, status: str | None,
                     severity: str | None) -> dict:
+    """A page of a scan's violations: {items, total, page, size, pages}. Each item is ready for orjson: on
+    SQLite its JSON text (an orjson.Fragment, VIOLATION_JSON), on PostgreSQL violation_view's dict."""
     where, args = ["v.scan_id = ?"], [scan_id]
     if rule_id:
         where.append("v.rule_id = ?")
@@ -119,8 +138,13 @@ def violations_page(db, scan_id: str, page: int, size: int, rule_id: str | None,
         order += ", v.rowid"
         page_of = (f"{joined} WHERE v.rowid IN (SELECT v.rowid FROM rm_violations v WHERE {clause} {order}"
                    f" LIMIT ? OFFSET ?) {order}")
-    rows = db.execute(f"SELECT {VIOLATION_COLUMNS} {page_of}", [*args, size, (page - 1) * size])
-    return {"items": [violation_view(dict(r)) for r in rows], "total": total, "page": page, "size": size,
+    if on_postgres(db):
+        rows = db.execute(f"SELECT {VIOLATION_COLUMNS} {page_of}", [*args, size, (page - 1) * size])
+        items = [violation_view(dict(r)) for r in rows]
+    else:
+        rows = db.execute(f"SELECT {VIOLATION_JSON} {page_of}", [*args, size, (page - 1) * size])
+        items = [orjson.Fragment(r[0]) for r in rows]
+    return {"items": items, "total": total, "page": page, "size": size,
             "pages": math.ceil(total / size) if total else 0}
 
 

@@ -15,7 +15,10 @@ import inspect
 import itertools
 import sqlite3
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from api.audit import queries as audit
 from api.metrics import read_model_families
@@ -98,24 +101,66 @@ def exercise_score_history(db):
     assert set(history[0]) == {"score", "timestamp", "action", "violation_id"}
 
 
+def violations_page(db, *args) -> dict:
+    """reads.violations_page as a client reads it (its items may be JSON text: orjson.Fragment)."""
+    return orjson.loads(orjson.dumps(reads.violations_page(db, *args)))
+
+
 def exercise_violations_page(db):
     total = len(violation_ids(db, "s1"))
     for page, size, rule_id, status, severity in itertools.product(
             (1, 2), (1, 100), (None, "r1", "r9"), (None, "open", "resolved", "dismissed"), (None, "high", "low")):
-        out = reads.violations_page(db, "s1", page, size, rule_id, status, severity)
+        out = violations_page(db, "s1", page, size, rule_id, status, severity)
         assert out["total"] <= total and len(out["items"]) <= size
         if (page, size) == (1, 100):  # every match on one page: the total counts exactly those
             assert out["total"] == len(out["items"]), (rule_id, status, severity)
             assert all(i["status"] == status for i in out["items"]) if status else True
-    out = reads.violations_page(db, "s1", 1, 100, None, None, None)
+    out = violations_page(db, "s1", 1, 100, None, None, None)
     assert out["total"] == total == len(out["items"]) and out["pages"] == 1
     assert {i["status"] for i in out["items"]} == {"open", "resolved"}  # status overrides joined in
     # a page at a time walks the order one page holds (on SQLite, pages are found in the index alone)
-    assert [reads.violations_page(db, "s1", p, 1, None, None, None)["items"][0]["id"]
+    assert [violations_page(db, "s1", p, 1, None, None, None)["items"][0]["id"]
             for p in range(1, total + 1)] == [i["id"] for i in out["items"]]
     assert set(out["items"][0]) == {"id", "scan_id", "rule_id", "rule_name", "rule_type", "severity", "account",
                                     "record_index", "record_key", "value", "window", "signature", "status",
                                     "detected_at", "record", "observed"}
+
+
+# Values as the projector may store them: any text (NUL, controls, surrogate-free Unicode), numbers at
+# SQLite's limits, and record/observed as JSON objects with nested arrays, or none (NULL, '', 'null').
+_text = st.one_of(st.none(), st.text(max_size=20))
+_json = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-(2 ** 63), 2 ** 63 - 1),
+                               st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=10)),
+                     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner,
+                                                                                           max_size=3)),
+                     max_leaves=8)
+_object = st.one_of(st.sampled_from([None, "", "null", "{}"]),
+                    st.dictionaries(st.text(max_size=8), _json, max_size=4).map(lambda d: orjson.dumps(d).decode()))
+_violation = st.tuples(st.text(max_size=4), _text, _text, st.sampled_from(["high", "low"]), _text,
+                       st.one_of(st.none(), st.integers(-(2 ** 63), 2 ** 63 - 1)), st.text(max_size=6), _text, _text,
+                       st.text(max_size=6), _object, _object, st.sampled_from([None, "open", "dismissed"]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.lists(_violation, max_size=12))
+def test_a_page_built_as_json_by_sqlite_reads_as_the_rows_viewed_in_python(rows):
+    """VIOLATION_JSON (SQLite's json_object) says what violation_view of the same row says, field for field."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    read_models.create(conn)
+    for i, (rule, name, type_, severity, account, index, key, value, window, signature, record, observed,
+            status) in enumerate(rows):
+        conn.execute("INSERT INTO rm_violations (violation_id, scan_id, rule_id, rule_name, rule_type, severity,"
+                     " account, record_index, record_key, value, \"window\", signature, detected_at, record, observed)"
+                     " VALUES (?, 's', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '2024-01-01T00:00:00.000Z', ?, ?)",
+                     (f"v{i}", rule, name, type_, severity, account, index, key, value, window, signature, record,
+                      observed))
+        if status:
+            conn.execute("INSERT INTO rm_violation_status VALUES (?, 's', ?, 'now', 'me')", (f"v{i}", status))
+    viewed = [reads.violation_view(dict(r)) for r in conn.execute(
+        f"SELECT {reads.VIOLATION_COLUMNS} FROM rm_violations v LEFT JOIN rm_violation_status s"
+        " ON s.violation_id = v.violation_id ORDER BY v.rule_id, v.record_index, v.record_key, v.rowid")]
+    assert violations_page(conn, "s", 1, 100, None, None, None)["items"] == viewed
 
 
 def exercise_violation(db):
