@@ -44,7 +44,8 @@ def lags(settings: Settings) -> tuple[dict, Lag, Lag]:
     t = settings.topics
     marks = kafka_admin.watermarks(settings, [t.commands, t.scan_events, t.work, t.violations, t.findings])
     worker_in = [tp for tp in marks if tp[0] in (t.commands, t.scan_events, t.work)]
-    return marks, kafka_admin.group_lag(settings, settings.streams_group, worker_in), projector_lag(settings, marks)
+    return (marks, kafka_admin.group_lag(settings, settings.streams_group, worker_in, marks=marks),
+            projector_lag(settings, marks))
 
 
 def lag_totals(settings: Settings, measured: tuple | None = None) -> dict[str, dict[str, int]]:

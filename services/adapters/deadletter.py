@@ -204,13 +204,12 @@ def count(settings: Settings, timeout: float = 3) -> int:
     0 when the topic does not exist yet. One reader per bootstrap is kept (for /healthz)."""
     from confluent_kafka import TopicPartition
 
+    from services.adapters.kafka_admin import offsets
+
     topic = settings.topics.dead_letter
     with _count_lock:
         consumer = _count_readers.get(settings.bootstrap_servers + "|" + topic)
         if consumer is None:
             consumer = _count_readers[settings.bootstrap_servers + "|" + topic] = _reader(settings)
-        total = 0
-        for p in _partitions(consumer, topic, timeout):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-            total += high - low
-        return total
+        marks = offsets(consumer, [TopicPartition(topic, p) for p in _partitions(consumer, topic, timeout)], timeout)
+        return sum(high - low for low, high in marks.values())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
 from services.adapters.kafka_client import client_config
@@ -91,21 +91,23 @@ def broker_answers(settings: Settings, timeout: float = 3) -> bool:
         return False
 
 
-def group_lag(settings: Settings, group_id: str, partitions: list[tuple[str, int]],
-              timeout: float = 5) -> dict[tuple[str, int], tuple[int, int]]:
+def group_lag(settings: Settings, group_id: str, partitions: list[tuple[str, int]], timeout: float = 5,
+              marks: dict[tuple[str, int], tuple[int, int]] | None = None) -> dict[tuple[str, int], tuple[int, int]]:
     """(topic, partition) -> (committed, end) for the group's partitions that have records left.
 
     A partition with no commit counts from the log start. Read with a consumer that never
-    subscribes, so it does not join (or disturb) the group.
+    subscribes, so it does not join (or disturb) the group. `marks`: the partitions' (low, high)
+    offsets when the caller has just read them (watermarks()), else read here.
     """
     if not partitions:
         return {}
     consumer = Consumer(client_config(settings, **{"group.id": group_id, "enable.auto.commit": False}))
     try:
         committed = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=timeout)
+        marks = marks if marks is not None else offsets(consumer, committed, timeout)
         lag = {}
         for tp in committed:
-            low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+            low, high = marks[(tp.topic, tp.partition)]
             position = tp.offset if tp.offset >= 0 else low
             if high > max(position, low):
                 lag[(tp.topic, tp.partition)] = (max(position, low), high)
@@ -119,7 +121,26 @@ def watermarks(settings: Settings, topics: list[str], timeout: float = 5) -> dic
     consumer = Consumer(client_config(settings, **{"group.id": "scanledger-watermarks"}))
     try:
         metadata = consumer.list_topics(timeout=timeout)
-        return {(topic, p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-                for topic in topics if topic in metadata.topics for p in metadata.topics[topic].partitions}
+        return offsets(consumer, [TopicPartition(topic, p) for topic in topics if topic in metadata.topics
+                                  for p in metadata.topics[topic].partitions], timeout)
     finally:
         consumer.close()
+
+
+def offsets(consumer: Consumer, partitions: list[TopicPartition],
+            timeout: float) -> dict[tuple[str, int], tuple[int, int]]:
+    """(topic, partition) -> (low, high), what get_watermark_offsets answers (the consumer's isolation level
+    decides `high`), in one ListOffsets request a leader for the starts and one for the ends: a call a
+    partition is two round trips, and /healthz asked about ~75 partitions that way (~340 ms)."""
+    if not partitions:
+        return {}
+    low, high = ({(f.topic, f.partition): _offset(f) for f in consumer.offsets_for_times(
+        [TopicPartition(tp.topic, tp.partition, which) for tp in partitions], timeout=timeout)}
+        for which in (OFFSET_BEGINNING, OFFSET_END))
+    return {tp: (low[tp], high[tp]) for tp in low}
+
+
+def _offset(found: TopicPartition) -> int:
+    if found.error:
+        raise KafkaException(found.error)
+    return found.offset

@@ -9,6 +9,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from harness import data
 from services.adapters.db import connect
+from services.adapters.kafka_admin import watermarks
+from services.settings import Settings, Topics
 from tests.e2e.helpers import all_violations, policy, scan_once
 
 
@@ -140,3 +142,29 @@ def test_a_sensitive_scans_findings_show_in_the_metrics(system, api):
         value(before, "scanledger_sensitive_findings", **kind) == found
     assert value(after, "scanledger_scans", **kind, status=done["status"]) == \
         value(before, "scanledger_scans", **kind, status=done["status"]) + 1
+
+
+def test_the_watermarks_read_two_requests_at_a_time_are_each_partitions_own(system, api):
+    """kafka_admin.watermarks (what /healthz, /metrics and the projector's watch read: one ListOffsets request
+    for the partitions' starts, one for their ends) answers what get_watermark_offsets does a partition at a time."""
+    _scan_id, scan = scan_once(api, data.transactions(600, seed=13), policy(api, name="watermarks")["id"])
+    assert scan["status"] == "completed", scan
+    prefix = system.env["SCANLEDGER_TOPIC_PREFIX"]
+    settings = Settings.from_env(kafka_bootstrap=system.env["KAFKA_BOOTSTRAP_SERVERS"], topics=Topics(prefix))
+    names = _topics(system, "commands", "scan-events", "work", "violations", "findings", "dead-letter")
+    consumer = Consumer({"bootstrap.servers": system.env["KAFKA_BOOTSTRAP_SERVERS"], "group.id": "watermarks-test"})
+    try:
+        metadata = consumer.list_topics(timeout=30)
+        partitions = [(t, p) for t in names if t in metadata.topics for p in metadata.topics[t].partitions]
+
+        def one_at_a_time() -> dict:
+            return {(t, p): consumer.get_watermark_offsets(TopicPartition(t, p), timeout=30) for t, p in partitions}
+
+        while True:  # the same answer before and after: nothing was written in between
+            before, batched, after = one_at_a_time(), watermarks(settings, names), one_at_a_time()
+            if before == after:
+                break
+    finally:
+        consumer.close()
+    assert len(partitions) > 40 and any(high > low for low, high in before.values())
+    assert batched == before
