@@ -134,9 +134,13 @@ def offsets(consumer: Consumer, partitions: list[TopicPartition],
     partition is two round trips, and /healthz asked about ~75 partitions that way (~340 ms)."""
     if not partitions:
         return {}
-    low, high = ({(f.topic, f.partition): _offset(f) for f in consumer.offsets_for_times(
-        [TopicPartition(tp.topic, tp.partition, which) for tp in partitions], timeout=timeout)}
-        for which in (OFFSET_BEGINNING, OFFSET_END))
+
+    def at(which: int) -> dict[tuple[str, int], int]:  # which: a ListOffsets timestamp, the start or the end
+        found = consumer.offsets_for_times([TopicPartition(tp.topic, tp.partition, which) for tp in partitions],
+                                           timeout=timeout)
+        return {(f.topic, f.partition): _offset(f) for f in found}
+
+    low, high = at(OFFSET_BEGINNING), at(OFFSET_END)
     return {tp: (low[tp], high[tp]) for tp in low}
 
 
