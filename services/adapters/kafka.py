@@ -84,6 +84,10 @@ class Publisher:
         self.probe_s = PROBE_S
         self.replaced = 0  # producers replaced after a stall
         self._lock = threading.Lock()
+        # Held by whoever serves the producers' queues (their callbacks run inside poll), so that
+        # _pending reads the events served and the producers' lengths as one moment.
+        self._serving = threading.Lock()
+        self._events_served = 0  # statistics and client errors (not delivery reports)
         self._retired: list[Producer] = []  # replaced, purged, polled until their reports are served
         self._stats = ""
         # The messages the current task or thread published since its last flush, with their
@@ -99,11 +103,15 @@ class Publisher:
 
     def _new_producer(self) -> Producer:
         self._waiting_since = self._last_delivered = time.monotonic()
-        self._held = 0  # messages the producers held at the last look (failures_only)
-        return Producer({**self._config, "stats_cb": self._on_stats})
+        self._mark = 0  # the producers' lengths plus the events served, at the last look (failures_only)
+        return Producer({**self._config, "stats_cb": self._on_stats, "error_cb": self._on_error})
 
-    def _on_stats(self, stats: str) -> None:
+    def _on_stats(self, stats: str) -> None:  # inside a poll, under self._serving
         self._stats = stats
+        self._events_served += 1
+
+    def _on_error(self, _err) -> None:  # inside a poll: a client error (a broker down...), retried by librdkafka
+        self._events_served += 1
 
     def _current_batch(self) -> tuple[Batch, Any]:
         """The caller's open batch and its delivery callback (a new pair after a flush)."""
@@ -153,7 +161,11 @@ class Publisher:
             if produced < count:  # raised: the rest were never sent, so no report will settle them
                 with self._lock:
                     batch.pending -= count - produced
-        self._producer.poll(0)
+        if self._serving.acquire(blocking=False):  # serve the reports due, unless another caller is
+            try:
+                self._producer.poll(0)
+            finally:
+                self._serving.release()
 
     def _produce_one(self, topic: str, value: bytes | None, key: bytes | None, hdrs, on_delivery) -> None:
         """Produce one value the producer refused: its local queue full, or failed fatally."""
@@ -164,8 +176,12 @@ class Publisher:
             try:
                 producer.produce(topic, value=value, key=key, headers=hdrs, on_delivery=on_delivery)
                 return
-            except BufferError:
-                producer.poll(0.05)  # local queue full: let deliveries drain
+            except BufferError:  # local queue full: let deliveries drain
+                if self._serving.acquire(timeout=0.05):
+                    try:
+                        producer.poll(0.05)
+                    finally:
+                        self._serving.release()
             except KafkaException as exc:
                 if not exc.args[0].fatal():
                     raise
@@ -196,13 +212,14 @@ class Publisher:
 
     def _serve(self, timeout: float) -> None:
         """Serve delivery reports: the current producer's, and those a replaced one still owes."""
-        for old in list(self._retired):
-            old.poll(0)
-            if len(old) == 0:
-                with self._lock:
-                    if old in self._retired:
-                        self._retired.remove(old)
-        self._producer.poll(timeout)
+        with self._serving:
+            for old in list(self._retired):
+                old.poll(0)
+                if len(old) == 0:
+                    with self._lock:
+                        if old in self._retired:
+                            self._retired.remove(old)
+            self._producer.poll(timeout)
 
     def flush(self, timeout: float = 60) -> None:
         """Wait until the caller's messages since its last flush are acked; DeliveryFailed if one is
@@ -238,15 +255,23 @@ class Publisher:
 
     def _pending(self, batch: Batch) -> int:
         """What the caller's flush still waits for: its messages without a report, or (failures_only) every
-        message the producers hold, a delivery then counting as progress for the stall check."""
+        message the producers hold, a delivery then counting as progress for the stall check.
+
+        A producer's length also counts the events waiting to be served (librdkafka's
+        rd_kafka_outq_len): statistics, one every STATS_INTERVAL_MS, and client errors, one per failed
+        connection attempt while a broker is down. So progress is a fall of the lengths plus the
+        events served so far, read with nobody serving: that sum only falls when a message leaves.
+        (The lengths alone fell at every event served, which put off the stall check.)"""
         if not self._failures_only:
             with self._lock:
                 return batch.pending
-        held = len(self._producer) + sum(len(old) for old in list(self._retired))
+        with self._serving:
+            held = len(self._producer) + sum(len(old) for old in list(self._retired))
+            mark = held + self._events_served
         with self._lock:
-            if held < self._held:
+            if mark < self._mark:
                 self._last_delivered = time.monotonic()
-            self._held = held
+            self._mark = mark
         return held
 
     async def flush_async(self, timeout: float = 60) -> None:
@@ -282,7 +307,8 @@ class Publisher:
                   "again). Its state: %s", why, len(old), state)
         with contextlib.suppress(KafkaException, RuntimeError):
             old.purge(in_queue=True, in_flight=True, blocking=True)
-        old.flush(RETIRED_FLUSH_S)  # serves the purge reports: each batch learns its messages failed
+        with self._serving:
+            old.flush(RETIRED_FLUSH_S)  # serves the purge reports: each batch learns its messages failed
         return f"; the producer was stuck ({state}) and was replaced"
 
 
