@@ -181,7 +181,13 @@ def _seconds(start: str | None, end: str | None, now: datetime) -> int | None:
 
 
 def worker_status(chunk, scan_status: str) -> str:
+    """A chunk's worker as seed 004 shows it. A cancel terminates the active workers: a chunk whose worker
+    read the cancel too late and finished anyway is cancelled too, as its files after the cancel are not
+    counted (services.readmodels.sensitive_scans). Its outcomes precede its result on the scan's partition,
+    so a chunk that finished before the cancel has every file counted, and stays completed."""
     status = chunk["unit_status"] or "pending"
+    if status == "completed" and scan_status == "aborted" and chunk["files_processed"] < chunk["file_count"]:
+        return "cancelled"
     if status in ("completed", "failed"):
         return status
     if scan_status == "aborted":

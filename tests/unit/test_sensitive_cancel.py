@@ -11,12 +11,14 @@ import sqlite3
 
 import pytest
 
+from api.sensitive.queries import chunks, worker_status
 from services.domain import contracts as c
 from services.domain import lifecycle
 from services.domain.envelope import make_event
 from services.domain.kinds import SENSITIVE
 from services.readmodels.record import Record
 from services.runners.sensitive import plan_sensitive, run_chunk
+from services.stores import byoc_store
 from tests.unit.test_projection import ProjectionCase, batches, interleave
 from tests.unit.test_sensitive import Published, command, lake, request, store  # noqa: F401 (a fixture)
 
@@ -112,6 +114,14 @@ def test_what_comes_after_a_cancel_is_not_counted_in_any_order_until_a_resume(ch
             assert names(conn, "rm_sensitive_findings", "finding_id") == findings, cut
             # recorded, not lost: what came after the cancel (a resume counts it)
             assert names(conn, "rm_sensitive_late_files", "name") == (set() if resume else every_file - counted)
+            if not resume:
+                # the chunk's result came after the cancel too: its worker was cancelled (seed 004: "active
+                # workers are terminated"), not completed with files uncounted
+                byoc_store.init(conn)  # the API's query reads the BYOC leases beside the read models
+                [k] = chunks(conn, "scan-1")
+                status = conn.execute("SELECT status FROM rm_scans WHERE scan_id = 'scan-1'").fetchone()[0]
+                assert (k["unit_status"], status) == ("completed", "aborted")
+                assert worker_status(k, status) == "cancelled", cut
             rows = case.rows(conn, skip=("projector_offsets",))
             assert expected is None or rows == expected  # the same rows in every order and batching
             expected = rows
