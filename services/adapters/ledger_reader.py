@@ -46,7 +46,8 @@ class LedgerReader:
     def __init__(self, settings: Settings, purpose: str):
         self.consumer = Consumer(consumer_config(settings, f"{settings.projector_group}-{purpose}",
                                                  **{"fetch.max.bytes": 64 << 20,
-                                                    "max.partition.fetch.bytes": 8 << 20}))
+                                                    "max.partition.fetch.bytes": 8 << 20,
+                                                    "auto.offset.reset": "earliest"}))
         self._partitions: dict[str, list[int]] | None = None
 
     def partitions(self, topic: str) -> list[int]:
@@ -95,8 +96,10 @@ class LedgerReader:
         meter.total = (meter.total or 0) + sum(end - start for start, end in todo.values())
         if not todo:
             return
-        self.consumer.assign([TopicPartition(t, p, start if start > 0 else OFFSET_BEGINNING)
-                              for (t, p), (start, _) in todo.items()])
+        # Each partition from the offset the span starts at, 0 too: OFFSET_BEGINNING made librdkafka ask the
+        # leader for it, and a leader not known yet (a fresh reader: a replay helper's) put the question off
+        # by 500 ms. A start that retention has deleted meanwhile reads from the log's start (the reset).
+        self.consumer.assign([TopicPartition(t, p, start) for (t, p), (start, _) in todo.items()])
         position = {tp: start for tp, (start, _) in todo.items()}
         remaining = sum(end - start for start, end in todo.values())
         heard = time.monotonic()
