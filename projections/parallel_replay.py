@@ -192,7 +192,9 @@ def settle(conn) -> None:
     with transaction(conn):
         conn.execute("UPDATE rm_scans SET violations_seen ="
                      " (SELECT COUNT(*) FROM rm_violations v WHERE v.scan_id = rm_scans.scan_id)")
-        for (scan_id,) in conn.execute("SELECT scan_id FROM rm_scans ORDER BY scan_id").fetchall():
+        # oldest first: finalizing a scan recomputes a finalized successor's delta (each delta reads two scans'
+        # signatures, 65 ms for a 128k-violation scan), and in this order no successor is finalized yet
+        for (scan_id,) in conn.execute("SELECT scan_id FROM rm_scans ORDER BY created_at, scan_id").fetchall():
             scans.finalize(conn, scan_id)
 
 
