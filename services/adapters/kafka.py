@@ -161,11 +161,7 @@ class Publisher:
             if produced < count:  # raised: the rest were never sent, so no report will settle them
                 with self._lock:
                     batch.pending -= count - produced
-        if self._serving.acquire(blocking=False):  # serve the reports due, unless another caller is
-            try:
-                self._producer.poll(0)
-            finally:
-                self._serving.release()
+        self._serve_if_free(self._producer, 0, wait=0)  # the reports due, unless another caller serves them
 
     def _produce_one(self, topic: str, value: bytes | None, key: bytes | None, hdrs, on_delivery) -> None:
         """Produce one value the producer refused: its local queue full, or failed fatally."""
@@ -177,11 +173,7 @@ class Publisher:
                 producer.produce(topic, value=value, key=key, headers=hdrs, on_delivery=on_delivery)
                 return
             except BufferError:  # local queue full: let deliveries drain
-                if self._serving.acquire(timeout=0.05):
-                    try:
-                        producer.poll(0.05)
-                    finally:
-                        self._serving.release()
+                self._serve_if_free(producer, 0.05, wait=0.05)
             except KafkaException as exc:
                 if not exc.args[0].fatal():
                     raise
@@ -220,6 +212,14 @@ class Publisher:
                         if old in self._retired:
                             self._retired.remove(old)
             self._producer.poll(timeout)
+
+    def _serve_if_free(self, producer: Producer, timeout: float, wait: float) -> None:
+        """Poll `producer` unless another caller has been serving for `wait` seconds (it serves the same queue)."""
+        if self._serving.acquire(timeout=wait):
+            try:
+                producer.poll(timeout)
+            finally:
+                self._serving.release()
 
     def flush(self, timeout: float = 60) -> None:
         """Wait until the caller's messages since its last flush are acked; DeliveryFailed if one is
