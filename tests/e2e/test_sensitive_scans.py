@@ -5,6 +5,7 @@ cancel mid-scan keeps its partial results; another workspace sees nothing; repla
 same rows. Waits poll until the system answers: no time limits."""
 from __future__ import annotations
 
+import gzip
 import time
 import uuid
 from collections import Counter
@@ -68,8 +69,15 @@ def world(kafka, s3_server, tmp_path_factory):
     (root / "lake" / "data" / "blob.txt").write_bytes(b"\x00\x01\x02 binary, skipped")
     bulk = root / "bulk"
     bulk.mkdir()
+    # one email a file; past the first group (64 files), 256 KB of text a file, gzipped to a few hundred bytes,
+    # so the scan outlasts a cancel's way to the worker by seconds on a loaded machine, not by a race
+    filler = gzip.compress(b"no contact on file\n" * (256 * 1024 // 19))
     for i in range(1500):
-        (bulk / f"row_{i:05d}.txt").write_text(f"ticket {i} for jane.doe{i}@example.com\n")
+        line = f"ticket {i} for jane.doe{i}@example.com\n".encode()
+        if i < 64:
+            (bulk / f"row_{i:05d}.txt").write_bytes(line)
+        else:
+            (bulk / f"row_{i:05d}.txt.gz").write_bytes(gzip.compress(line) + filler)  # two members: one text
     bucket = s3_server.bucket(f"sensitive-{uuid.uuid4().hex[:8]}", {f.name: f.data for f in remote} |
                               {"other/skip.csv": b"email\nz@example.com\n"})
     system = System(kafka, tmp_path_factory.mktemp("sensitive-system"), SCANLEDGER_DATASTORE_ROOT=str(root),
