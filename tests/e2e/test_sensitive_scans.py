@@ -71,13 +71,14 @@ def world(kafka, s3_server, tmp_path_factory):
     bulk.mkdir()
     # one email a file; past the first group (64 files), 256 KB of text a file, gzipped to a few hundred bytes,
     # so the scan outlasts a cancel's way to the worker by seconds on a loaded machine, not by a race
-    filler = gzip.compress(b"no contact on file\n" * (256 * 1024 // 19))
+    nothing = b"no contact on file\n"
+    filler = gzip.compress(nothing * (256 * 1024 // len(nothing)))
     for i in range(1500):
         line = f"ticket {i} for jane.doe{i}@example.com\n".encode()
         if i < 64:
             (bulk / f"row_{i:05d}.txt").write_bytes(line)
         else:
-            (bulk / f"row_{i:05d}.txt.gz").write_bytes(gzip.compress(line) + filler)  # two members: one text
+            (bulk / f"row_{i:05d}.txt.gz").write_bytes(gzip.compress(line) + filler)  # two gzip members: one text
     bucket = s3_server.bucket(f"sensitive-{uuid.uuid4().hex[:8]}", {f.name: f.data for f in remote} |
                               {"other/skip.csv": b"email\nz@example.com\n"})
     system = System(kafka, tmp_path_factory.mktemp("sensitive-system"), SCANLEDGER_DATASTORE_ROOT=str(root),
